@@ -1,0 +1,3 @@
+from politune.cli import main
+
+main()

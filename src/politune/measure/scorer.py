@@ -1,0 +1,25 @@
+"""The stance-scorer interface that the compass's open track, topic scores and data generation share.
+
+Sign convention used everywhere in politune (the Political Compass's):
+- ``economic``: -1 = left, +1 = right;
+- ``social``:   -1 = libertarian, +1 = authoritarian.
+
+A scorer returns a lean in [-1, 1] per text, or ``None`` when it cannot score one (a refusal, an empty answer,
+a judge failure): missing values are reported, never imputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+AXES = ("economic", "social")
+
+
+@runtime_checkable
+class StanceScorer(Protocol):
+    name: str  # recorded in results (e.g. "offline-minilm-v1", "judge:gpt-4o/lean-v1")
+
+    def lean(self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None) -> list[float | None]:
+        """Lean of each text on ``axis`` in [-1, 1]; ``prompts`` (the question each text answers) give context."""
+        ...
