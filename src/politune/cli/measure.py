@@ -1,9 +1,17 @@
-"""CLI for the `measure` pillar. Commands are added here by the measure pillar and only call its public API."""
+"""``politune measure ...``: the compass (``measure_compass.py``) and judges / side-effects
+(``measure_effects.py``) add their commands to one ``measure`` sub-app."""
 
 from __future__ import annotations
 
 import typer
 
+from politune.cli import measure_compass, measure_effects
+
+measure_app = typer.Typer(help="Measure where a model sits (compass, topics) and what tuning cost it "
+                          "(quality, toxicity, refusal).", no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this pillar's commands to the root app (filled in as the pillar lands)."""
+    measure_compass.add_commands(measure_app)
+    measure_effects.add_commands(measure_app)
+    app.add_typer(measure_app, name="measure")
