@@ -1,1 +1,14 @@
-"""serve pillar."""
+"""serve pillar: an OpenAI-compatible server for one base model and one LoRA adapter per stance, a side-by-side
+comparison page, and the equivalent ``vllm serve`` command for GPUs.
+
+- :func:`create_app` -> FastAPI app; :func:`start_server` -> context manager yielding ``http://127.0.0.1:PORT/v1``;
+- :class:`ServeLimits` (body size, max_tokens, n, queue length, batch size);
+- :func:`vllm_command` -> the ``vllm serve`` argv for the same model and adapters.
+"""
+
+from politune.serve.app import ServeLimits, create_app, load_compass_points
+from politune.serve.engine import Engine, SamplingParams, read_model_card
+from politune.serve.server import serve, start_server
+
+__all__ = ["Engine", "SamplingParams", "ServeLimits", "create_app", "load_compass_points", "read_model_card",
+           "serve", "start_server"]

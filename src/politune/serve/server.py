@@ -1,0 +1,106 @@
+"""Run the app with uvicorn: ``start_server`` (a background thread, for tests and notebooks) and ``serve``
+(the foreground server behind ``politune serve``)."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+from politune.errors import PolituneError
+
+log = logging.getLogger("politune")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Binding to anything but loopback requires an API key."""
+    if not is_loopback(host) and not api_key:
+        raise PolituneError(f"--host {host}: binding to a non-loopback address needs --api-key "
+                            "(or POLITUNE_API_KEY); the default host is 127.0.0.1")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise PolituneError(f"cannot listen on {host}:{port} ({e.strerror})") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    h = f"[{host}]" if ":" in host else host
+    return f"http://{h}:{port}"
+
+
+@contextlib.contextmanager
+def start_server(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
+                 api_key: str | None = None, startup_timeout: float = 120.0, **kw) -> Iterator[str]:
+    """Start ``create_app(model, adapters, api_key, **kw)`` under uvicorn in a background thread, on ``port``
+    (0: a free one); yield the base URL ``http://HOST:PORT/v1``; shut down cleanly on exit."""
+    import uvicorn
+
+    from politune.serve.app import create_app
+
+    check_bind(host, api_key)
+    app = create_app(model, adapters, api_key=api_key, **kw)
+    sock = _bind(host, port)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=5,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # uvicorn < 0.29
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="politune-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise PolituneError("the server did not start")
+        time.sleep(0.01)
+    try:
+        yield _url(host, sock.getsockname()[1]) + "/v1"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+        app.state.engine.close()
+
+
+def serve(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 8000,
+          api_key: str | None = None, on_ready=None, **kw) -> None:
+    """Run the server in the foreground until Ctrl-C."""
+    import uvicorn
+
+    from politune.serve.app import create_app
+
+    check_bind(host, api_key)
+    app = create_app(model, adapters, api_key=api_key, **kw)
+    sock = _bind(host, port)
+    if on_ready is not None:
+        on_ready(_url(host, sock.getsockname()[1]))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=5,
+                            timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        app.state.engine.close()
