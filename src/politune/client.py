@@ -258,7 +258,8 @@ class ChatClient:
             self.usage.cost += (usage.prompt_tokens * self.cost_per_1k[0]
                                 + usage.completion_tokens * self.cost_per_1k[1]) / 1000.0
 
-    async def _attempt_loop(self, messages: Messages, params: dict) -> ChatResult | ChatError:
+    async def try_chat(self, messages: Messages, **params: Any) -> ChatResult | ChatError:
+        """Like :meth:`chat` but a failure is returned as a :class:`ChatError` instead of raised."""
         http, sem, limiter = self._state()
         attempt = 0
         async with sem:
@@ -300,7 +301,7 @@ class ChatClient:
     async def chat(self, messages: Messages, **params: Any) -> ChatResult:
         """One chat completion. ``params`` go to the server as is (temperature, max_tokens, seed, logprobs,
         top_logprobs, response_format, stop, ...). Raises :class:`ChatFailed` when it fails for good."""
-        result = await self._attempt_loop(messages, params)
+        result = await self.try_chat(messages, **params)
         if isinstance(result, ChatError):
             raise ChatFailed(result)
         return result
@@ -316,7 +317,7 @@ class ChatClient:
         out: list[ChatResult | ChatError | None] = [None] * len(conversations)
 
         async def one(i: int, msgs: Messages) -> None:
-            out[i] = await self._attempt_loop(msgs, params)
+            out[i] = await self.try_chat(msgs, **params)
             if on_result is not None:
                 maybe = on_result(i, out[i])
                 if asyncio.iscoroutine(maybe):

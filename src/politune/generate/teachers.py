@@ -1,0 +1,109 @@
+"""Teachers: the models that filter posts and write the triplets.
+
+A teacher answers a batch of chat conversations. Two kinds:
+
+- :class:`LocalTeacher`: a transformers model loaded with ``politune.models.load_model`` (registry name, local
+  folder or hub id), answering a whole batch in one left-padded ``politune.models.generate`` call;
+- :class:`HTTPTeacher`: any OpenAI-compatible server (vLLM, Ollama, OpenAI, ``politune serve``) through
+  :class:`politune.client.ChatClient`: async, bounded concurrency, rate limit, retries with backoff.
+
+``complete(convs, seeds, ...)`` reports each answer through ``on_result(index, text, error)`` as soon as it
+exists (so the pipeline can log it before the next one arrives) and never raises for one failed item.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
+
+log = logging.getLogger("politune")
+
+Message = dict[str, str]
+OnResult = Callable[[int, str | None, str | None], None]  # (index, text, error)
+
+
+class Teacher(Protocol):
+    name: str  # recorded in every output row and in the cache key, e.g. "local:smollm2-135m"
+    batch_size: int  # how many conversations the pipeline hands over at once
+
+    def complete(self, convs: Sequence[list[Message]], seeds: Sequence[int], *, max_tokens: int,
+                 temperature: float, json_mode: bool = False, skip: Collection[int] = (),
+                 on_result: OnResult) -> None:
+        """Answer ``convs``; ``skip`` lists indices whose answers are already known (an HTTP teacher does not
+        ask for them; a local teacher still runs the whole batch so its composition, hence its output, is the
+        same as in an uninterrupted run, and reports only the others)."""
+        ...
+
+
+class LocalTeacher:
+    """A local transformers model. Greedy when ``temperature == 0``; the batch's sampling seed is the seed of
+    its first item, so a given batch always produces the same text."""
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8):
+        self.model_ref = model
+        self.name = f"local:{model}"
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self._loaded = None
+
+    def load(self):
+        if self._loaded is None:
+            from politune.models import load_model
+
+            self._loaded = load_model(self.model_ref, device=self.device, dtype=self.dtype)
+        return self._loaded
+
+    def complete(self, convs: Sequence[list[Message]], seeds: Sequence[int], *, max_tokens: int,
+                 temperature: float, json_mode: bool = False, skip: Collection[int] = (),
+                 on_result: OnResult) -> None:
+        from politune.models import generate
+
+        if not convs or len(skip) >= len(convs):
+            return
+        model, tok = self.load()
+        texts = generate(model, tok, list(convs), max_new_tokens=max_tokens, temperature=temperature,
+                         seed=int(seeds[0]), batch_size=len(convs))
+        for i, text in enumerate(texts):
+            if i not in skip:
+                on_result(i, text, None)
+
+
+class HTTPTeacher:
+    """A model behind an OpenAI-compatible server. ``json_mode`` asks for ``response_format=json_object`` in
+    the filter stage (vLLM, OpenAI and Ollama support it)."""
+
+    def __init__(self, client, batch_size: int | None = None):
+        self.client = client
+        self.name = f"http:{client.model}"
+        self.batch_size = batch_size or max(64, 4 * client.concurrency)
+
+    def complete(self, convs: Sequence[list[Message]], seeds: Sequence[int], *, max_tokens: int,
+                 temperature: float, json_mode: bool = False, skip: Collection[int] = (),
+                 on_result: OnResult) -> None:
+        todo = [i for i in range(len(convs)) if i not in skip]
+        if not todo:
+            return
+        params: dict = {"max_tokens": max_tokens, "temperature": temperature}
+        if json_mode:
+            params["response_format"] = {"type": "json_object"}
+
+        async def run() -> None:
+            import asyncio
+
+            async def one(i: int) -> None:
+                r = await self.client.try_chat(convs[i], **params, seed=int(seeds[i]))
+                if r.ok:
+                    on_result(i, r.text, None)
+                else:
+                    on_result(i, None, r.reason)
+
+            try:
+                await asyncio.gather(*(one(i) for i in todo))
+            finally:
+                await self.client.aclose()
+
+        from politune.client import _run_sync
+
+        _run_sync(run)
