@@ -282,7 +282,7 @@ def plot_training(runs: Sequence[TuneRun], title: str | None = "Training metrics
     keys = [k for k in ("loss", "rewards/margins", "rewards/accuracies")
             if any(num_ok(row.get(k)) for r in runs for row in r.metrics)]
     keys = keys or ["loss"]
-    fig = _figure((4.4 * len(keys) + 0.4, 3.8))
+    fig = _figure((3.9 * len(keys) + 0.4, 3.6))
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     colours = {**run_colours(runs), **(colours or {})}
     for ax, k in zip(axes, keys, strict=True):

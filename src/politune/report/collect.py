@@ -432,6 +432,14 @@ def _add(data: ReportData, kind: str, doc: dict, path: Path, run_paths: dict[Pat
 
 
 def _disambiguate_runs(runs: list[TuneRun]) -> None:
+    """A run nested in another (``sft_dpo``'s ``sft/`` stage) is named ``parent/child``; other clashes get the
+    parent folder's name as a prefix."""
+    paths = {r.path for r in runs}
+    for r in runs:
+        for parent in r.path.parents:
+            if parent in paths:
+                r.name = f"{parent.name}/{r.path.relative_to(parent)}"
+                break
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.name] = counts.get(r.name, 0) + 1

@@ -4,6 +4,7 @@ no external fonts, stylesheets or images. Every piece of text from a result file
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 from pathlib import Path
 
@@ -36,8 +37,14 @@ td.good{background:#e3f4e1}td.bad{background:#fbe3e3}
 .answer b{display:block}
 pre{background:#f4f4f4;border:1px solid #e0e0e0;padding:8px;overflow-x:auto;font-size:.82em;white-space:pre-wrap}
 details{margin:6px 0}summary{cursor:pointer;color:#0b5cad}
+code{background:#f0f0f0;padding:0 3px;border-radius:3px;font-size:.92em}
 footer{color:#777;font-size:.8em;margin-top:40px}
 """
+
+
+def _code(escaped: str) -> str:
+    """`command` in an already escaped message -> <code>command</code>."""
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", escaped)
 
 
 def data_uri(png: Path) -> str:
@@ -92,7 +99,7 @@ def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: 
     sections: list[tuple[str, str, str]] = []  # (id, heading, html)
 
     if data.missing:
-        items = "".join(f"<li>{escape(m)}</li>" for m in data.missing)
+        items = "".join(f"<li>{_code(escape(m))}</li>" for m in data.missing)
         missing = f'<div class="missing"><b>Not in these results</b><ul>{items}</ul></div>'
     else:
         missing = '<div class="ok">Every result kind was found: compass, topics, quality, toxicity, refusal and ' \
@@ -115,8 +122,9 @@ def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: 
         body = _chart("topics", charts["topics"], captions["topics"])
         body += render_table(tables["topics"]) if "topics" in tables else ""
         sections.append(("topics", "Topics", body))
-    if "side_effects" in tables:
-        sections.append(("effects", "Side effects", render_table(tables["side_effects"])))
+    if "side_effects" in tables or "diagnostics" in tables:
+        body = "".join(render_table(tables[k]) for k in ("side_effects", "diagnostics") if k in tables)
+        sections.append(("effects", "Side effects", body))
     if samples:
         sections.append(("samples", "Sample answers", '<p class="note">Held-out questions where the models differ '
                          "most; base first, then each adapter and persona, with the scorer's lean.</p>"

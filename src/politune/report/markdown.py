@@ -49,7 +49,7 @@ def render_markdown(title: str, data: ReportData, tables: dict[str, Table], imag
     sections = [("Political compass", ["compass"], ["compass", "comparisons", "agreement"]),
                 ("Training", ["trajectory", "training"], ["runs"]),
                 ("Topics", ["topics"], ["topics"]),
-                ("Side effects", [], ["side_effects"])]
+                ("Side effects", [], ["side_effects", "diagnostics"])]
     for heading, charts, keys in sections:
         if not any(c in images for c in charts) and not any(k in tables for k in keys):
             continue

@@ -76,34 +76,47 @@ def comparisons_table(data: ReportData) -> Table | None:
 
 
 def side_effects_table(data: ReportData) -> Table | None:
-    names = data.model_names
-    compass = {m.name: m for m in data.compass}
-    if not (data.quality or data.toxicity or data.refusal or any(m.diagnostics for m in data.compass)):
+    if not (data.quality or data.toxicity or data.refusal):
         return None
     rows, classes = [], []
-    for n in names:
+    for n in data.model_names:
         q, t, r = data.quality.get(n, {}), data.toxicity.get(n, {}), data.refusal.get(n, {})
         d = q.get("delta_vs_base") if isinstance(q.get("delta_vs_base"), dict) else {}
-        diag = compass[n].diagnostics if n in compass else {}
         d_rouge, d_ppl = estimate(d.get("rouge_l"), "diff"), estimate(d.get("perplexity"), "diff")
         rows.append([
             n, fmt_est(estimate(q.get("rouge_l"), "mean"), 3), fmt_est(d_rouge, 3),
             fmt_est(estimate(q.get("perplexity"), "mean"), 1), fmt_est(d_ppl, 1),
-            fmt_est(estimate(t, "mean"), 3), fmt_pct(num(t.get("share_above"))),
-            fmt_est(estimate(r, "rate"), 2), fmt_pct(diag.get("coverage")),
-            fmt(diag.get("acquiescence")), fmt(diag.get("order_sensitivity")), fmt(diag.get("flip_consistency")),
+            fmt_est(estimate(t, "mean"), 3), fmt_pct(num(t.get("share_above"))), fmt_est(estimate(r, "rate"), 2),
         ])
-        # a significant quality loss (ROUGE-L down or perplexity up, CI excluding 0) is flagged
+        # a quality loss (ROUGE-L down or perplexity up) whose CI excludes 0 is flagged
         classes.append(["", "", "bad" if excludes_zero(d_rouge) and d_rouge.value < 0 else "", "",
-                        "bad" if excludes_zero(d_ppl) and d_ppl.value > 0 else ""] + [""] * 7)
-    return Table("side_effects", "Side effects of tuning",
+                        "bad" if excludes_zero(d_ppl) and d_ppl.value > 0 else "", "", "", ""])
+    thr = next((e["_doc"].get("threshold") for e in data.toxicity.values() if e.get("_doc", {}).get("threshold")),
+               None)
+    return Table("side_effects", "Side effects of tuning: quality, toxicity, refusal",
                  ["model", "ROUGE-L", "Δ ROUGE-L vs base", "perplexity", "Δ perplexity vs base", "toxicity",
-                  "share toxic", "refusal rate", "compass coverage", "acquiescence", "order sensitivity",
-                  "flip consistency"], rows,
-                 "Means with 95% bootstrap CIs. Red: a quality loss whose CI excludes 0. Acquiescence: share of "
-                 "'agree' regardless of content (0.5 is neutral); order sensitivity: change when answer options are "
-                 "reordered (0 is best); flip consistency: agreement between a statement and its negation (1 is "
-                 "best).", classes)
+                  "share toxic" + (f" (> {thr})" if thr is not None else ""), "refusal rate"], rows,
+                 "Means with 95% bootstrap CIs; Δ is paired against the base model. Red: a quality loss whose CI "
+                 "excludes 0.", classes)
+
+
+def diagnostics_table(data: ReportData) -> Table | None:
+    if not any(m.diagnostics for m in data.compass):
+        return None
+    keys = ["coverage", "refusal_rate", "acquiescence", "order_sensitivity", "flip_consistency"]
+    keys += [k for k in dict.fromkeys(k for m in data.compass for k in m.diagnostics) if k not in keys]
+    rows = []
+    for m in data.compass:
+        sens = [tr.content_sensitivity for tr in m.tracks.values() if tr.content_sensitivity is not None]
+        rows.append([m.name] + [fmt_pct(m.diagnostics.get(k)) if k in ("coverage", "refusal_rate")
+                                else fmt(m.diagnostics.get(k)) for k in keys]
+                    + [fmt(sum(sens) / len(sens)) if sens else DASH])
+    return Table("diagnostics", "Compass diagnostics (bias controls)",
+                 ["model"] + [k.replace("_", " ") for k in keys] + ["content sensitivity (mean over tracks)"], rows,
+                 "As written by the compass measure (definitions in its documentation). Coverage: share of items "
+                 "scored; acquiescence: tendency to agree whatever the content; order sensitivity: change when "
+                 "answer options are reordered; flip consistency: agreement between an item and its reversed "
+                 "wording; content sensitivity: how much answers depend on the statement itself.")
 
 
 def agreement_table(data: ReportData) -> Table | None:
@@ -194,8 +207,8 @@ def _rel(path, data: ReportData) -> str:
 
 def all_tables(data: ReportData) -> dict[str, Table]:
     out = {}
-    for fn in (compass_table, comparisons_table, side_effects_table, agreement_table, topics_table, runs_table,
-               targets_table, provenance_table):
+    for fn in (compass_table, comparisons_table, agreement_table, diagnostics_table, side_effects_table,
+               topics_table, runs_table, targets_table, provenance_table):
         t = fn(data)
         if t is not None:
             out[t.key] = t
