@@ -146,7 +146,9 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
 
     @app.exception_handler(APIError)
     async def _api_error(request, exc: APIError):
-        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status)
+        extra = {"Retry-After": "1"} if exc.status == 429 else None
+        return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status,
+                            headers=extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc):
@@ -200,7 +202,7 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
 
     @app.get("/health", include_in_schema=False)
     async def health():
-        return {"status": "ok", "queue": eng.queue_length}
+        return {"status": "ok", "queue": eng.queue_length, "stats": dict(eng.stats)}
 
     @app.get("/v1/models")
     async def list_models(request: Request):
@@ -410,10 +412,13 @@ BASE_KEY = "base"
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
 class _BodyLimit:
-    """ASGI middleware: 413 for a body over ``max_bytes`` (by Content-Length, or while reading a chunked one)."""
+    """ASGI middleware: 413 for a body over ``max_bytes`` (by Content-Length, or while reading a chunked one).
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    The rest of the body is read and dropped (up to ``drain_bytes``) before answering: closing a socket with
+    unread data makes the kernel send a reset, and the client would never see the 413."""
+
+    def __init__(self, app, max_bytes: int, drain_bytes: int = 64 << 20):
+        self.app, self.max_bytes, self.drain_bytes = app, max_bytes, drain_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -425,6 +430,7 @@ class _BodyLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
+                    await self._drain(receive, 0)
                     return await self._reject(send)
         seen = 0
         responded = False
@@ -435,6 +441,8 @@ class _BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
+                    if msg.get("more_body"):
+                        await self._drain(receive, seen)
                     raise _TooLarge()
             return msg
 
@@ -449,6 +457,15 @@ class _BodyLimit:
         except _TooLarge:
             if not responded:
                 await self._reject(send)
+
+    async def _drain(self, receive, seen: int) -> None:
+        while seen <= self.drain_bytes:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return
+            seen += len(msg.get("body", b""))
+            if not msg.get("more_body"):
+                return
 
     async def _reject(self, send):
         body = json.dumps(error_body(f"request body is larger than {self.max_bytes} bytes",

@@ -194,7 +194,7 @@ class _Sequence:
             reason = "length"
         end = len(text)
         if reason is None:
-            end = max(len(self.emitted), len(text) - self.holdback)
+            end = min(len(text), max(len(self.emitted), len(text) - self.holdback))
             while end > len(self.emitted) and text[end - 1] == "\ufffd":
                 end -= 1  # an incomplete UTF-8 character: wait for its next byte
         delta = text[len(self.emitted): end] if text.startswith(self.emitted) else ""
@@ -214,7 +214,7 @@ class Engine:
 
     def __init__(self, model: str, adapters: dict[str, str] | None = None, *, device: str = "auto",
                  dtype: str = "auto", max_batch_rows: int = 8, max_queue: int = 256,
-                 served_name: str | None = None):
+                 served_name: str | None = None, start: bool = True):
         from politune.models.loading import load_adapter, load_model
 
         self.model_ref = model
@@ -252,8 +252,10 @@ class Engine:
         self._cv = threading.Condition()
         self._closed = False
         self._token_text: dict[int, str] = {}
+        self.stats = {"batches": 0, "sequences": 0, "max_batch_rows": 0, "generated_tokens": 0}
         self._worker = threading.Thread(target=self._run, name="politune-serve-engine", daemon=True)
-        self._worker.start()
+        if start:
+            self._worker.start()
 
     # ---- public -------------------------------------------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -287,7 +289,8 @@ class Engine:
                 job.emit(("error", "the server is shutting down"))
             self._pending.clear()
             self._cv.notify_all()
-        self._worker.join(timeout)
+        if self._worker.is_alive():
+            self._worker.join(timeout)
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
         from politune.models.generation import format_chat
@@ -357,6 +360,9 @@ class Engine:
     @torch.inference_mode()
     def _decode(self, batch: list[Job]) -> None:
         seqs = [_Sequence(self, job, i) for job in batch for i in range(job.params.n)]
+        self.stats["batches"] += 1
+        self.stats["sequences"] += len(seqs)
+        self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], len(seqs))
         prompts = [job.prompt_ids for job in batch for _ in range(job.params.n)]
         width = max(len(p) for p in prompts)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
@@ -389,6 +395,7 @@ class Engine:
                     nxt.append(seq.step(logits[r]))
                 if all(s.finished for s in seqs):
                     break
+                self.stats["generated_tokens"] += sum(1 for s in seqs if not s.finished)
                 step_ids = torch.tensor(nxt, dtype=torch.long, device=self.device)[:, None]
                 mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
                 pos = pos[:, -1:] + 1

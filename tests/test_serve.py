@@ -1,0 +1,440 @@
+"""serve: the OpenAI-compatible server (official openai client, streaming, logprobs, adapters switched per
+request, batching), security and limits, the vLLM command line, the CLI, and the comparison page in headless
+Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import torch
+
+from politune.errors import PolituneError
+from politune.fsutil import sha256_dir
+
+CARD = """---
+stance: {stance}
+base_model: tiny-random
+---
+# politune adapter: {stance}
+
+Tuned toward the {stance} stance with DPO on the built-in ideology set (test fixture).
+
+## Evaluation
+
+Not evaluated.
+"""
+
+CHROMIUM = "/usr/bin/chromium"
+PROMPT = [{"role": "user", "content": "Should the minimum wage be raised?"}]
+
+
+def make_adapter(path: Path, seed: int, stance: str, rank: int = 4, card: bool = True) -> Path:
+    """A LoRA adapter for the tiny model whose (random, large) weights clearly change its outputs."""
+    from peft import LoraConfig, get_peft_model
+
+    from politune.models.tiny import build_tiny_model
+
+    model, _ = build_tiny_model(seed=0)
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
+                                                  target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0.0, 0.5)
+    peft_model.save_pretrained(path)
+    readme = Path(path) / "README.md"
+    if card:
+        readme.write_text(CARD.format(stance=stance), encoding="utf-8")
+    elif readme.exists():
+        readme.unlink()
+    return Path(path)
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("adapters")
+    return {"left": str(make_adapter(root / "left", 1, "left")),
+            "right": str(make_adapter(root / "right", 2, "right", rank=12))}
+
+
+@pytest.fixture(scope="module")
+def compass_file(tmp_path_factory) -> Path:
+    def model(name, adapter, e, s):
+        axis = lambda v: {"score": v, "ci": [v - 1, v + 1], "coverage": 1.0, "n": 8}  # noqa: E731
+        return {"target": {"name": name, "model": "tiny", "adapter": adapter, "adapter_hash": None, "system": None},
+                "tracks": {"logprob": {"economic": axis(e), "social": axis(s)}}}
+
+    path = tmp_path_factory.mktemp("compass") / "compass.json"
+    path.write_text(json.dumps({"kind": "compass", "models": [model("base", None, 0.5, 0.2),
+                                                              model("left", "x/left", -4.0, -3.0)]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, adapters, compass_file):
+    from politune.serve import start_server
+
+    with start_server(str(tiny_model_dir), adapters, served_name="tiny", compass=compass_file) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server, api_key="unused", max_retries=0)
+
+
+def chat(client, model="tiny", **kw):
+    kw.setdefault("max_tokens", 8)
+    kw.setdefault("temperature", 0)
+    return client.chat.completions.create(model=model, messages=kw.pop("messages", PROMPT), **kw)
+
+
+# ---- the official openai client ---------------------------------------------------------------------------------
+def test_models_list_base_and_adapters(client, adapters):
+    models = {m.id: m for m in client.models.list()}
+    assert set(models) == {"tiny", "left", "right"}
+    left = models["left"].model_extra["politune"]
+    assert left["kind"] == "adapter" and left["adapter_hash"] == sha256_dir(adapters["left"], "*.safetensors")[:16]
+    assert left["card"]["title"] == "politune adapter: left" and "left stance" in left["card"]["summary"]
+    assert left["card"]["meta"]["stance"] == "left" and left["lora_rank"] == 4
+    assert left["compass"]["economic"] == -4.0 and left["compass"]["track"] == "logprob"
+    assert models["tiny"].model_extra["politune"]["compass"]["social"] == 0.2
+    assert models["right"].model_extra["politune"]["compass"] is None
+    assert client.models.retrieve("left").id == "left"
+
+
+def test_chat_matches_local_generation_for_base_and_adapters(client, tiny_model_dir, adapters):
+    """Greedy answers over HTTP equal politune.models.generate on the same model (+ adapter) loaded locally:
+    the manual decode loop, the adapter switching and disable_adapter are right."""
+    from politune.models import generate, load_model
+
+    answers = {}
+    for name in ("tiny", "left", "right", "tiny"):
+        r = chat(client, name, max_tokens=10)
+        answers.setdefault(name, r.choices[0].message.content.strip())
+        assert answers[name] == r.choices[0].message.content.strip()  # base after adapters: adapter really off
+        assert r.model_extra["politune"]["adapter"] == (None if name == "tiny" else name)
+    for name, adir in (("tiny", None), ("left", adapters["left"]), ("right", adapters["right"])):
+        model, tok = load_model(str(tiny_model_dir), adapter=adir)
+        (local,) = generate(model, tok, [PROMPT], max_new_tokens=10)
+        assert answers[name] == local, name
+    assert len({answers["tiny"], answers["left"], answers["right"]}) == 3
+
+
+def test_chat_logprobs(client):
+    r = chat(client, "left", max_tokens=6, logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens == 6
+    for t in content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 3
+        tops = [x.logprob for x in t.top_logprobs]
+        assert tops == sorted(tops, reverse=True)
+        assert t.logprob == pytest.approx(tops[0])  # greedy: the chosen token is the most likely one
+        assert t.bytes == list(t.token.encode())
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+
+
+def test_streaming_equals_non_streaming(client):
+    full = chat(client, "right", max_tokens=12, logprobs=True)
+    stream = chat(client, "right", max_tokens=12, logprobs=True, stream=True,
+                  stream_options={"include_usage": True})
+    text, finish, usage, lps = "", None, None, []
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+            finish = ch.finish_reason or finish
+            if ch.logprobs and ch.logprobs.content:
+                lps += [t.logprob for t in ch.logprobs.content]
+    assert text == full.choices[0].message.content
+    assert finish == full.choices[0].finish_reason == "length"
+    assert usage.completion_tokens == full.usage.completion_tokens == 12
+    assert lps == pytest.approx([t.logprob for t in full.choices[0].logprobs.content])
+
+
+def test_sampling_seed_n_and_stop(client):
+    a = chat(client, "left", temperature=1.0, seed=7, n=3, max_tokens=8)
+    b = chat(client, "left", temperature=1.0, seed=7, n=3, max_tokens=8)
+    assert [c.message.content for c in a.choices] == [c.message.content for c in b.choices]
+    assert [c.index for c in a.choices] == [0, 1, 2]
+    assert len({c.message.content for c in a.choices}) > 1  # each choice has its own stream of randomness
+    greedy = chat(client, "right", max_tokens=12).choices[0].message.content
+    stop = greedy[4:6]
+    assert len(stop) == 2
+    cut = chat(client, "right", max_tokens=12, stop=["never-there", stop])
+    assert cut.choices[0].finish_reason == "stop"
+    assert stop not in cut.choices[0].message.content
+    assert greedy.startswith(cut.choices[0].message.content)
+
+
+def test_completions_echo_logprobs_score_the_prompt(client, tiny_model_dir, adapters):
+    """completions with echo + logprobs + max_tokens 0 returns the prompt's own log-probs (loglikelihood
+    scoring over HTTP), equal to a direct forward pass with the adapter."""
+    from politune.models import load_model
+
+    prompt = "Lower taxes let families keep what they earn."
+    r = client.completions.create(model="left", prompt=prompt, max_tokens=0, echo=True, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert r.choices[0].text == prompt and "".join(lp.tokens) == prompt
+    assert lp.token_logprobs[0] is None and lp.text_offset[0] == 0
+    model, tok = load_model(str(tiny_model_dir), adapter=adapters["left"])
+    ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        want = torch.log_softmax(model(ids).logits[0, :-1].float(), -1).gather(1, ids[0, 1:, None])[:, 0]
+    assert lp.token_logprobs[1:] == pytest.approx(want.tolist(), abs=1e-4)
+    many = client.completions.create(model="tiny", prompt=["One", "Two words"], max_tokens=3, temperature=0)
+    assert [c.index for c in many.choices] == [0, 1] and many.usage.completion_tokens == 6
+    chunks = list(client.completions.create(model="tiny", prompt="One", max_tokens=3, temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == many.choices[0].text
+
+
+def test_concurrent_requests_are_batched_per_adapter_and_stay_correct(server, client):
+    """Requests sent together are decoded in shared left-padded batches; answers equal the one-at-a-time ones."""
+    prompts = [[{"role": "user", "content": "Hi" + "!" * k}] for k in range(6)]
+    models = ["tiny", "left", "right"]
+    alone = {(m, k): chat(client, m, messages=p).choices[0].message.content
+             for m in models for k, p in enumerate(prompts)}
+
+    async def together():
+        async with openai.AsyncOpenAI(base_url=server, api_key="x", max_retries=0) as ac:
+            coros = [ac.chat.completions.create(model=m, messages=p, max_tokens=8, temperature=0)
+                     for m in models for p in prompts]
+            return await asyncio.gather(*coros)
+
+    before = httpx.get(server.removesuffix("/v1") + "/health").json()["stats"]
+    out = asyncio.run(together())
+    after = httpx.get(server.removesuffix("/v1") + "/health").json()["stats"]
+    got = {(m, k): out[i * len(prompts) + k].choices[0].message.content
+           for i, m in enumerate(models) for k in range(len(prompts))}
+    assert got == alone
+    assert after["sequences"] - before["sequences"] == 18
+    assert after["batches"] - before["batches"] < 18  # some requests shared a batch
+    assert after["max_batch_rows"] > 1
+
+
+def test_engine_batches_only_same_adapter(server):
+    """White-box: jobs queued together are grouped by adapter, oldest first, up to max_batch_rows."""
+    from politune.serve.engine import Engine, Job, SamplingParams
+
+    eng = Engine("tiny-random", None, max_batch_rows=4, start=False)  # no worker: we take the batches
+    jobs = [Job(a, [1, 2], SamplingParams(n=n), lambda e: None) for a, n in
+            [("a", 1), ("b", 1), ("a", 2), (None, 1), ("a", 2), ("b", 3)]]
+    for job in jobs:
+        eng.submit(job)
+    assert eng._take_batch() == [jobs[0], jobs[2]]  # a: 1 + 2 rows (the next a, 2 more rows, would make 5 > 4)
+    assert eng._take_batch() == [jobs[1], jobs[5]]
+    assert eng._take_batch() == [jobs[3]]
+    assert eng._take_batch() == [jobs[4]]
+
+
+# ---- security, limits and errors ----------------------------------------------------------------------------------
+def _err(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()["error"]
+    assert set(body) == {"message", "type", "param", "code"} and body["message"]
+    return body
+
+
+def test_bad_requests_get_the_right_4xx_and_the_server_stays_healthy(server):
+    ok = {"model": "tiny", "messages": PROMPT, "max_tokens": 4}
+    with httpx.Client(base_url=server, timeout=30) as h:
+        _err(h.post("/chat/completions", content=b"{not json", headers={"content-type": "application/json"}), 400)
+        _err(h.post("/chat/completions", content=b"[1, 2]"), 400)
+        assert _err(h.post("/chat/completions", json={**ok, "model": "nope"}), 404)["code"] == "model_not_found"
+        assert _err(h.post("/chat/completions", json={**ok, "model": "../../etc"}), 404)["param"] == "model"
+        assert _err(h.post("/completions", json={"model": "../../etc/passwd", "prompt": "x"}), 404)
+        _err(h.get("/models/..%2F..%2Fetc"), 404)
+        assert _err(h.post("/chat/completions", json={**ok, "max_tokens": 10**9}), 400)["param"] == "max_tokens"
+        assert _err(h.post("/chat/completions", json={**ok, "n": 1000}), 400)["param"] == "n"
+        assert _err(h.post("/chat/completions", json={**ok, "temperature": -1}), 400)["param"] == "temperature"
+        _err(h.post("/chat/completions", json={**ok, "messages": []}), 400)
+        _err(h.post("/chat/completions", json={**ok, "messages": [{"role": "wizard", "content": "x"}]}), 400)
+        _err(h.post("/chat/completions", json={**ok, "top_logprobs": 50, "logprobs": True}), 400)
+        _err(h.post("/chat/completions", json={**ok, "messages": [{"role": "user", "content": "x " * 5000}]}), 400)
+        _err(h.post("/completions", json={"model": "tiny", "prompt": "x", "logprobs": 9}), 400)
+        big = b'{"model": "tiny", "messages": [{"role": "user", "content": "' + b"a" * 10_000_000 + b'"}]}'
+        assert _err(h.post("/chat/completions", content=big), 413)["code"] == "request_too_large"
+
+        def chunked():
+            yield b'{"model": "tiny", "prompt": "'
+            for _ in range(40):
+                yield b"a" * 65536
+            yield b'"}'
+
+        _err(h.post("/completions", content=chunked()), 413)  # no Content-Length: counted while reading
+        _err(h.get("/nothing-here"), 404)
+        assert h.get(server.removesuffix("/v1") + "/health").json()["status"] == "ok"
+        r = h.post("/chat/completions", json=ok)
+        assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "length"
+
+
+def test_api_key_and_queue_limit(tiny_model_dir):
+    from politune.serve import ServeLimits, start_server
+
+    with start_server(str(tiny_model_dir), api_key="s3cret", limits=ServeLimits(max_queue=2)) as url:
+        ok = {"model": "base", "messages": PROMPT, "max_tokens": 2}
+        with httpx.Client(base_url=url, timeout=30) as h:
+            assert _err(h.get("/models"), 401)["type"] == "authentication_error"
+            _err(h.post("/chat/completions", json=ok), 401)
+            _err(h.post("/chat/completions", json=ok, headers={"Authorization": "Bearer wrong"}), 401)
+            _err(h.post("/chat/completions", json=ok, headers={"Authorization": "s3cret"}), 401)
+            assert h.get(url.removesuffix("/v1") + "/").status_code == 200  # static page; it asks for the key
+        c = openai.OpenAI(base_url=url, api_key="s3cret", max_retries=0)
+        assert [m.id for m in c.models.list()] == [Path(tiny_model_dir).name]
+        eng_url = url
+
+        async def flood():
+            async with httpx.AsyncClient(base_url=eng_url, timeout=60,
+                                         headers={"Authorization": "Bearer s3cret"}) as ac:
+                return await asyncio.gather(*[ac.post("/chat/completions", json={**ok, "max_tokens": 64})
+                                              for _ in range(12)])
+
+        codes = [r.status_code for r in asyncio.run(flood())]
+        assert set(codes) <= {200, 429} and 429 in codes and 200 in codes
+        r429 = next(r for r in asyncio.run(flood()) if r.status_code == 429)
+        assert r429.headers["retry-after"] == "1" and r429.json()["error"]["code"] == "queue_full"
+        assert c.chat.completions.create(model="base", messages=PROMPT, max_tokens=2).choices[0].message.content
+
+
+def test_bind_rules_and_bad_adapters(tiny_model_dir, tmp_path):
+    from politune.serve import create_app, start_server
+    from politune.serve.server import check_bind, is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+    with pytest.raises(PolituneError, match="api-key"):
+        check_bind("0.0.0.0", None)
+    check_bind("0.0.0.0", "k")
+    with pytest.raises(PolituneError, match="api-key"), start_server("tiny-random", host="0.0.0.0"):
+        pass
+    with pytest.raises(PolituneError, match="invalid adapter name"):
+        create_app(str(tiny_model_dir), {"../../etc": str(tmp_path)})
+    with pytest.raises(PolituneError, match="reserved"):
+        create_app(str(tiny_model_dir), {"base": str(tmp_path)})
+    with pytest.raises(PolituneError, match="not found"):
+        create_app(str(tiny_model_dir), {"x": str(tmp_path / "missing")})
+    with pytest.raises(PolituneError, match="adapter_config.json"):
+        create_app(str(tiny_model_dir), {"x": str(tmp_path)})
+    bad = tmp_path / "compass.json"
+    bad.write_text('{"kind": "topics"}')
+    with pytest.raises(PolituneError, match="expected a compass.json"):
+        create_app(str(tiny_model_dir), compass=bad)
+
+
+def test_model_card_summary(tmp_path):
+    from politune.serve import read_model_card
+
+    assert read_model_card(tmp_path)["missing"] is True
+    (tmp_path / "README.md").write_text("# Title\n\nFirst para\nwraps.\n\n## More\n\nSecond.\n\n" + "x" * 2000)
+    card = read_model_card(tmp_path)
+    assert card["title"] == "Title" and card["summary"].startswith("First para wraps. Second.")
+    assert len(card["summary"]) <= 600 and card["meta"] == {}
+
+
+# ---- vLLM command line ------------------------------------------------------------------------------------------
+def test_vllm_command_line(tiny_model_dir, adapters):
+    from politune.serve.vllm import lora_rank_for_vllm, vllm_command
+
+    cmd = vllm_command(str(tiny_model_dir), adapters, port=9000, api_key="k", served_name="tiny")
+    argv = cmd.argv
+    assert argv[:3] == ["vllm", "serve", str(Path(tiny_model_dir).resolve())]
+    assert argv[argv.index("--served-model-name") + 1] == "tiny"
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "9000"
+    assert "--enable-lora" in argv
+    i = argv.index("--lora-modules")
+    assert argv[i + 1: i + 3] == [f"left={Path(adapters['left']).resolve()}",
+                                  f"right={Path(adapters['right']).resolve()}"]
+    assert argv[argv.index("--max-loras") + 1] == "2"
+    assert argv[argv.index("--max-lora-rank") + 1] == "16"  # largest rank 12, rounded up to a vLLM value
+    assert "k" not in argv and cmd.env == {"VLLM_API_KEY": "k"}
+    assert cmd.shell().startswith("VLLM_API_KEY=$VLLM_API_KEY vllm serve ")
+    hub = vllm_command("mistral-7b").argv
+    assert hub[2] == "mistralai/Mistral-7B-Instruct-v0.2" and "--enable-lora" not in hub
+    assert [lora_rank_for_vllm(r) for r in (1, 2, 8, 9, 64, 300)] == [1, 8, 8, 16, 64, 320]
+    with pytest.raises(PolituneError):
+        lora_rank_for_vllm(1024)
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_cli_vllm_dry_run(adapters):
+    r = run_cli("serve", "--backend", "vllm", "--dry-run", "-m", "mistral-7b", "--adapter", f"left={adapters['left']}")
+    assert r.returncode == 0, r.stderr
+    assert "vllm serve mistralai/Mistral-7B-Instruct-v0.2" in r.stdout and "--lora-modules left=" in r.stdout
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--adapter", "../x=DIR"], "invalid adapter name"),
+    (["--adapter", "base=DIR"], "reserved"),
+    (["--adapter", "left=MISSING"], "directory not found"),
+    (["--host", "0.0.0.0"], "needs --api-key"),
+    (["--backend", "tgi"], "expected hf or vllm"),
+    (["--max-tokens", "0"], "positive integer"),
+    (["--compass", "MISSING"], "cannot read"),
+])
+def test_cli_errors_are_one_line(args, msg, adapters, tmp_path, monkeypatch, capsys):
+    from politune.cli import main
+
+    args = [a.replace("MISSING", str(tmp_path / "nope")).replace("DIR", adapters["left"]) for a in args]
+    monkeypatch.setattr(sys, "argv", ["politune", "serve", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and msg in err and "Traceback" not in err, err
+
+
+# ---- the comparison page in headless Chromium -------------------------------------------------------------------
+@pytest.mark.browser
+def test_comparison_page_in_chromium(server, client):
+    if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
+        pytest.skip(f"Chromium not installed at {CHROMIUM} (`make browser` installs it with apt where it can)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
+    question = "Should rent be controlled?"
+    expected = {m: chat(client, m, messages=[{"role": "user", "content": question}], max_tokens=16)
+                .choices[0].message.content for m in ("tiny", "left", "right")}
+    page_url = server.removesuffix("/v1") + "/"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            outside = []
+            page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(page_url) else None)
+            page.goto(page_url)
+            page.wait_for_selector(".col[data-model='right']")
+            assert page.locator(".col").count() == 3
+            left = page.locator(".col[data-model='left']")
+            assert "left stance" in left.locator(".card").inner_text()
+            assert "economic -4.00" in left.locator(".compass").inner_text()
+            assert page.locator(".col[data-model='right'] .compass").count() == 0
+            page.fill("#question", question)
+            page.fill("#max_tokens", "16")
+            page.click("#go")
+            page.wait_for_function("[...document.querySelectorAll('.col')]"
+                                   ".every(c => c.dataset.state === 'done' || c.dataset.state === 'error')",
+                                   timeout=30_000)
+            for model, want in expected.items():
+                col = page.locator(f".col[data-model='{model}']")
+                assert col.get_attribute("data-state") == "done", col.locator(".status").inner_text()
+                assert col.locator(".answer").evaluate("e => e.textContent") == want
+                assert "16 tokens" in col.locator(".status").inner_text()
+            assert not errors and not outside
+        finally:
+            browser.close()
