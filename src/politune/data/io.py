@@ -50,7 +50,7 @@ def _sniff(path: Path, head: bytes, what: str) -> None:
     if not head:
         raise PolituneError(f"{path}: empty file; expected {what}")
     if head.startswith(_UTF16_BOMS):
-        raise PolituneError(f"{path}: file is UTF-16 (byte-order mark {head[:2].hex()}); expected UTF-8 {what}")
+        raise PolituneError(f"{path}: file is UTF-16 (byte-order mark {head[:2].hex()}); expected {what}")
     if b"\x00" in head:
         raise PolituneError(f"{path}: binary file (NUL bytes in the first {len(head)} bytes); expected {what}")
 
@@ -94,7 +94,7 @@ def read_jsonl_rows(path: str | os.PathLike) -> list[RawRow]:
         except ValueError as e:
             msg = getattr(e, "msg", str(e))
             col = getattr(e, "colno", None)
-            where = f" at column {col}" if col else ""
+            where = f", column {col}" if col else ""
             out.append(RawRow(loc, None, ("json", f"invalid JSON ({msg}{where})"), text[:2000]))
             continue
         if not isinstance(obj, dict):
@@ -227,7 +227,7 @@ def read_dir_rows(path: str | os.PathLike, split: str | None = None) -> tuple[li
                 from None
         if hasattr(ds, "keys"):
             ds, used = _pick_split(ds, str(path), split)
-            return _dataset_rows(ds, f"{path}[{used}]"), used
+            return _dataset_rows(ds, f"{path}@{used}"), used
         return _dataset_rows(ds, str(path)), None
     files = sorted(p for p in path.iterdir() if p.is_file() and suffix_of(p) in TABLE_SUFFIXES
                    and not p.name.endswith(_SKIP_IN_DIRS) and not p.name.startswith("."))
@@ -250,7 +250,7 @@ def read_hub_rows(name: str, split: str | None = None, config: str | None = None
     from datasets import load_dataset
 
     split = split or "train"
-    label = f"hf:{name}[{split}]"
+    label = f"hf:{name}@{split}"
     try:
         ds = load_dataset(name, config, split=split)
     except Exception as e:

@@ -82,12 +82,16 @@ def _get(row: dict[str, Any], path: str) -> Any:
 
 
 def _maybe_json(v: Any, opener: str) -> Any:
-    """CSV / Parquet cells hold nested values as JSON text: decode them when they look like it."""
+    """CSV / Parquet cells hold nested values as JSON text: decode them when they look like it (a list only
+    when it is a list of objects, i.e. chat messages, so a text that happens to be a JSON list stays text)."""
     if isinstance(v, str) and v[:1] == opener:
         try:
-            return json.loads(v)
+            out = json.loads(v)
         except ValueError:
             return v
+        if opener == "[" and not (isinstance(out, list) and out and all(isinstance(m, dict) for m in out)):
+            return v
+        return out
     return v
 
 
@@ -119,7 +123,9 @@ def detect_schema(rows: list[RawRow], label: str) -> tuple[str, str]:
         if r.row is not None:
             keys.update(r.row)
     if not keys:
-        raise PolituneError(f"{label}: no readable rows to tell the schema from")
+        bad = rows[0]
+        more = f" (and {len(rows) - 1} more unreadable rows)" if len(rows) > 1 else ""
+        raise PolituneError(f"{bad.loc}: {bad.error[0]}: {bad.error[1]}; no readable rows{more}")
     if {"human_ref_A", "human_ref_B"} <= keys:
         return "shp", "preference"
     if {"answer_0", "answer_1"} <= keys:
@@ -129,7 +135,7 @@ def detect_schema(rows: list[RawRow], label: str) -> tuple[str, str]:
     if "prompt" in keys and ({"response"} & keys or {"completion"} & keys):
         return "politune", "instruction"
     cols = ", ".join(sorted(keys)[:20])
-    raise PolituneError(f"{label}: cannot tell the schema from the columns [{cols}]; expected prompt/chosen/"
+    raise PolituneError(f"{label}: cannot tell the schema from the columns ({cols}); expected prompt/chosen/"
                         f"rejected (politune), prompt/response, human_ref_A/human_ref_B/labels (shp) or "
                         f"question/answer_0/answer_1 (webgpt); pass --schema or --map prompt=COL,chosen=COL,...")
 
@@ -433,8 +439,6 @@ def save(items: list[Record], path: str | os.PathLike, summary: dict[str, Any] |
     if not items:
         raise PolituneError(f"{path}: nothing to write (0 rows)")
     rows = [_flat(it) for it in items]
-    if sfx == ".parquet" and any(isinstance(r["prompt"], list) for r in rows):
-        rows = [{**r, "prompt": json.dumps(r["prompt"], ensure_ascii=False)} for r in rows]
     out = atomic_write_bytes(path, table_bytes(rows, sfx))
     if summary is not None:
         atomic_write_json(summary_path(path), summary)
