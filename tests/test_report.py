@@ -98,9 +98,28 @@ def test_same_model_name_in_two_folders_is_kept_apart(tmp_path):
     for d in (a, b):
         shutil.copytree(PARTIAL, d)
     data = collect([a, b])
-    assert [m.name for m in data.compass] == ["base", "left", "base@cell-b", "left@cell-b"]
-    assert any("appears in more than one" in n for n in data.notes)
+    assert [m.name for m in data.compass] == ["base@cell-a", "left@cell-a", "base@cell-b", "left@cell-b"]
+    assert any("appears in results from 2 folders" in n for n in data.notes)
     assert sorted(r.name for r in data.runs) == ["cell-a/tune-left", "cell-b/tune-left"]
+    fig = plot_compass(data.compass)  # each adapter's arrow starts at the base of its own folder
+    arrows = [c for c in fig.axes[0].get_children() if type(c).__name__ == "Annotation"]
+    assert len(arrows) == 2 and {a.xyann for a in arrows} == {(-2.1, -1.6)}
+
+
+def test_a_study_with_cells_joins_rows_per_cell(tmp_path):
+    """A study folder: cells/NAME/measure/*.json and cells/NAME/tune/ARM/: names are qualified by cell, and each
+    cell's quality rows join its own compass rows."""
+    for cell in ("lr-1e-4", "lr-5e-5"):
+        shutil.copytree(FULL / "measure", tmp_path / "cells" / cell / "measure")
+        shutil.copytree(FULL / "tuning" / "tune-left", tmp_path / "cells" / cell / "tune" / "left")
+    data = collect([tmp_path])
+    assert {m.name for m in data.compass} == {f"{n}@{c}" for n in ("base", "left", "right", "socialist")
+                                              for c in ("lr-1e-4", "lr-5e-5")}
+    assert set(data.quality) == set(data.toxicity) == {m.name for m in data.compass}
+    assert {c["b"] for c in data.comparisons} == {f"{n}@{c}" for n in ("left", "right", "socialist")
+                                                 for c in ("lr-1e-4", "lr-5e-5")}
+    assert sorted(r.name for r in data.runs) == ["lr-1e-4/left", "lr-5e-5/left"]
+    assert not [m for m in data.missing if "no result for model" in m]
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -160,12 +179,13 @@ def test_plot_compass_into_a_given_axes():
 def test_plot_trajectory_and_topics_alone():
     fig = plot_trajectory({"left": FULL / "tuning" / "tune-left", "right": FULL / "tuning" / "tune-right"})
     assert [a.get_title() for a in fig.axes] == ["Economic", "Social"]
-    assert all(a.get_xlabel() == "Training step" and a.get_legend() for a in fig.axes)
+    assert all(a.get_xlabel() == "Training step" and a.get_ylabel() for a in fig.axes)
+    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["left", "right"]
     assert len(fig.axes[0].lines) >= 2
     fig = plot_topics(FULL / "measure" / "topics.json")
     bars, means = fig.axes
     assert len(bars.patches) == 4 * 10 and bars.get_xlim() == (-1.05, 1.05)
-    assert "unscored" in [t.get_text() for t in bars.get_legend().get_texts()]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["base", "left", "right", "socialist", "unscored"]
     assert [t.get_text() for t in means.get_yticklabels()] == ["base", "left", "right", "socialist"]
     with pytest.raises(PolituneError, match="not found"):
         plot_topics(FULL / "nope.json")

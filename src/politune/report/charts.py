@@ -28,7 +28,7 @@ TRACK_MARKERS = {"logprob": "o", "choice": "s", "open": "^"}
 _EXTRA_MARKERS = ["D", "v", "P", "X", "*", "h"]
 # Colour-blind-safe palette (Okabe-Ito), base model always grey-black.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#882255"]
-BASE_COLOUR = "#333333"
+BASE_COLOURS = ["#333333", "#8c8c8c", "#5e5e5e", "#b0b0b0"]
 QUADRANTS = [  # (x sign, y sign, name, colour)
     (-1, 1, "Authoritarian left", "#f4a6a6"),
     (1, 1, "Authoritarian right", "#9ecae9"),
@@ -48,10 +48,11 @@ def _figure(figsize: tuple[float, float]):
 
 def model_colours(names: Sequence[str], roles: Mapping[str, str] | None = None) -> dict[str, str]:
     """A stable colour per model: bases grey-black, others in palette order."""
-    out, i = {}, 0
+    out, i, b = {}, 0, 0
     for n in names:
-        if (roles or {}).get(n, "base" if n == "base" else "") == "base":
-            out[n] = BASE_COLOUR
+        if (roles or {}).get(n, "base" if n == "base" else "") == "base":  # several bases: shades of grey
+            out[n] = BASE_COLOURS[b % len(BASE_COLOURS)]
+            b += 1
         else:
             out[n] = PALETTE[i % len(PALETTE)]
             i += 1
@@ -129,11 +130,20 @@ def plot_compass(compass: Any, ax=None, title: str | None = "Political compass",
                 fontweight="bold")
     ax.axhline(0, color="#777777", lw=0.8, zorder=1)
     ax.axvline(0, color="#777777", lw=0.8, zorder=1)
-    bases = {m.target.get("model"): m for m in models if m.role == "base"}
-    fallback_base = next((m for m in models if m.role == "base"), None)
+    bases = [m for m in models if m.role == "base"]
+
+    def base_of(m: CompassModel) -> CompassModel | None:
+        """The base measured in the same result file, else one of the same base model, else the first."""
+        for same in (lambda b: b.source is not None and b.source == m.source,
+                     lambda b: b.target.get("model") == m.target.get("model"), lambda b: True):
+            found = next((b for b in bases if same(b)), None)
+            if found is not None:
+                return found
+        return None
+
     arrow_tracks = set()
     for m in models:  # arrows first, so the points sit on top; one arrow per model, on the first shared track
-        base = bases.get(m.target.get("model"), fallback_base)
+        base = base_of(m)
         if m.role == "base" or base is None:
             continue
         for t in tracks:
@@ -179,7 +189,7 @@ def plot_compass(compass: Any, ax=None, title: str | None = "Political compass",
     handles = model_handles + track_handles + style_handles + [
         Line2D([], [], color="#555555", marker="|", ls="", markersize=10, label="error bars: 95% CI")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False,
-              borderaxespad=0)
+              borderaxespad=0, ncol=1 if len(handles) <= 18 else 2)
     if not models or not tracks:
         ax.text(0, 0, "no compass results", ha="center", va="center", fontsize=12, color="#aa0000")
     return fig
@@ -262,13 +272,19 @@ def plot_trajectory(runs: Any, metrics: Sequence[str] | None = None, title: str 
         ax.set_ylabel(_metric_label(metric))
         ax.set_title(metric.replace("_", " ").capitalize())
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=9, loc="best")
+    _side_legend(axes[-1])
     if not runs:
         axes[0].text(0.5, 0.5, "no trajectories", transform=axes[0].transAxes, ha="center", color="#aa0000")
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _side_legend(ax) -> None:
+    """One legend for all panels, outside the last one on the right (never over the data)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0,
+                  title="run", title_fontsize=9)
 
 
 def _metric_label(metric: str) -> str:
@@ -295,8 +311,7 @@ def plot_training(runs: Sequence[TuneRun], title: str | None = "Training metrics
         ax.set_ylabel(k.replace("rewards/", "reward ").replace("_", " "))
         ax.set_title(k)
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=9)
+    _side_legend(axes[-1])
     if title:
         fig.suptitle(title)
     return fig
@@ -331,7 +346,7 @@ def plot_topics(topics: Any, title: str | None = "Per-question lean by model", c
     first = {q: i for i, q in enumerate(qids)}
     qids.sort(key=lambda q: (axis_order.get(meta[q][1] or "", 2), first[q]))
     n_q, n_m = len(qids), max(1, len(models))
-    height = max(3.6, 0.12 * n_q * n_m + 0.25 * n_q + 1.6)
+    height = min(24.0, max(3.6, 0.12 * n_q * n_m + 0.25 * n_q + 1.6))  # capped: many bars get thinner
     fig = _figure((11.0, height))
     ax, axm = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3.2, 1.2]})
     colours = {**model_colours([m.name for m in models], {m.name: target_role(m.target) for m in models}),
@@ -365,8 +380,8 @@ def plot_topics(topics: Any, title: str | None = "Per-question lean by model", c
         if any(q.score is None for m in models for q in m.questions):
             handles.append(Line2D([], [], marker="x", ls="", color="#555555"))
             labels.append("unscored")
-        ax.legend(handles, labels, fontsize=9, loc="lower left", bbox_to_anchor=(0.0, 1.0),
-                  ncol=min(5, len(handles)), frameon=False, borderaxespad=0.2)
+        fig.legend(handles, labels, fontsize=9, loc="outside lower center", ncol=min(5, len(handles)),
+                   frameon=False)
     # side panel: mean and CI per model
     ym = np.arange(len(models))[::-1]
     for y, m in zip(ym, models, strict=True):

@@ -326,16 +326,22 @@ def _display(path: Path, roots: list[Path]) -> str:
 
 
 def collect(run_dirs: list[Path]) -> ReportData:
-    """Read every result file found (recursively) under ``run_dirs``."""
+    """Read every result file found (recursively) under ``run_dirs``.
+
+    Model names come from each entry's ``target.name``. When the same name comes from result files in different
+    folders (two study cells, two run folders), every occurrence is qualified with its folder, ``base@cell-a``,
+    so that rows of one folder (compass, quality, toxicity...) still join and never mix with another's.
+    """
     roots = []
     for d in run_dirs:
         d = Path(d)
         if not d.exists():
             raise PolituneError(f"{d}: run folder not found")
-        roots.append(d.resolve() if d.is_dir() else d.resolve())
+        roots.append(d.resolve())
     data = ReportData(run_dirs=[Path(d) for d in run_dirs])
     seen_files: set[Path] = set()
     run_paths: dict[Path, dict] = {}
+    docs: list[tuple[str, dict, Path]] = []
     for root in roots:
         walk = [(root.parent, [root.name])] if root.is_file() else _walk(root)
         for dirpath, files in walk:
@@ -346,38 +352,28 @@ def collect(run_dirs: list[Path]) -> ReportData:
                 if p in seen_files or not f.endswith(".json") or f in _SKIP_JSON:
                     continue
                 seen_files.add(p)
-                try:
-                    if p.stat().st_size > _MAX_JSON_BYTES:
-                        continue
-                except OSError:
+                doc = _read_result(p)
+                if doc is None:
                     continue
-                named = f[:-5] in RESULT_KINDS or f == "summary.json"
-                try:
-                    doc = _read_json(p)
-                except PolituneError:
-                    if named:
-                        raise
-                    continue  # some other JSON file that is not ours
-                if not isinstance(doc, dict):
-                    if named:
-                        raise PolituneError(f"{p}: expected a JSON object with a \"kind\" key, got "
-                                            f"{type(doc).__name__}")
-                    continue
-                kind = doc.get("kind")
-                if kind not in RESULT_KINDS:
-                    continue
-                data.sources.append(SourceFile(p, str(kind), doc.get("provenance") or {}))
-                _add(data, str(kind), doc, p, run_paths)
+                kind = str(doc["kind"])
+                data.sources.append(SourceFile(p, kind, doc.get("provenance") or {}))
+                if kind == "tune":
+                    run_paths[p.parent] = doc
+                else:
+                    docs.append((kind, doc, p))
             if "config.yaml" in files and dirpath not in run_paths:
                 text = _read_text(dirpath / "config.yaml")
                 if text is not None:
                     data.configs[_display(dirpath / "config.yaml", roots)] = text
+    rename = _renamer(docs, roots, data.notes)
+    for kind, doc, p in docs:
+        _add(data, kind, doc, p, rename)
     for path, summary in sorted(run_paths.items()):
         run = read_tune_run(path, summary)
         data.runs.append(run)
         if run.config_text is not None:
             data.configs[_display(path / "config.yaml", roots)] = run.config_text
-    _disambiguate_runs(data.runs)
+    _name_runs(data.runs, roots)
     for m in data.compass + data.topics:
         data.targets.setdefault(m.name, m.target)
     for kind in ("quality", "toxicity", "refusal"):
@@ -387,53 +383,107 @@ def collect(run_dirs: list[Path]) -> ReportData:
     return data
 
 
-def _unique(name: str, taken, source: Path) -> str:
-    if name not in taken:
-        return name
-    alt = f"{name}@{source.parent.name}"
-    i = 2
+def _read_result(p: Path) -> dict | None:
+    """The parsed result file, or None for a JSON file that is not a politune result (ignored)."""
+    try:
+        if p.stat().st_size > _MAX_JSON_BYTES:
+            return None
+    except OSError:
+        return None
+    named = p.name[:-5] in RESULT_KINDS or p.name == "summary.json"
+    try:
+        doc = _read_json(p)
+    except PolituneError:
+        if named:
+            raise
+        return None  # some other JSON file that is not ours
+    if not isinstance(doc, dict):
+        if named:
+            raise PolituneError(f"{p}: expected a JSON object with a \"kind\" key, got {type(doc).__name__}")
+        return None
+    return doc if doc.get("kind") in RESULT_KINDS else None
+
+
+_NOISE_PARTS = {"measure", "cells", "tune", "tuning", "runs", "results"}
+
+
+def _label(folder: Path, roots: list[Path]) -> str:
+    """A short name for a folder under the roots: its relative path without structural parts (``measure``,
+    ``cells``...), prefixed with the root's name when several roots are given."""
+    for r in roots:
+        base = r if r.is_dir() else r.parent
+        try:
+            rel = folder.relative_to(base)
+        except ValueError:
+            continue
+        parts = [x for x in rel.parts if x not in _NOISE_PARTS]
+        if len(roots) > 1 or not parts:
+            parts = [base.name, *parts]
+        return "/".join(parts)
+    return folder.name
+
+
+def _renamer(docs: list[tuple[str, dict, Path]], roots: list[Path], notes: list[str]):
+    folders: dict[str, set[Path]] = {}
+    for _kind, doc, p in docs:
+        models = doc.get("models")
+        for i, m in enumerate(models if isinstance(models, list) else []):
+            if isinstance(m, dict):
+                folders.setdefault(_target(m, i)["name"], set()).add(p.parent)
+    labels = {f: _label(f, roots) for fs in folders.values() for f in fs}
+    if len(set(labels.values())) < len(labels):  # two folders, same short label: use full relative paths
+        labels = {f: _display(f, roots) for f in labels}
+    dup = {n for n, fs in folders.items() if len(fs) > 1}
+    for n in sorted(dup):
+        notes.append(f"model {n!r} appears in results from {len(folders[n])} folders; shown as "
+                     + ", ".join(sorted(f"{n}@{labels[f]}" for f in folders[n])))
+
+    def rename(name: str, source: Path) -> str:
+        return f"{name}@{labels[source.parent]}" if name in dup else name
+
+    return rename
+
+
+def _unique(name: str, taken) -> str:
+    """Two entries with one name in the same file: the second becomes ``name-2``."""
+    alt, i = name, 2
     while alt in taken:
-        alt, i = f"{name}@{source.parent.name}-{i}", i + 1
+        alt, i = f"{name}-{i}", i + 1
     return alt
 
 
-def _add(data: ReportData, kind: str, doc: dict, path: Path, run_paths: dict[Path, dict]) -> None:
+def _add(data: ReportData, kind: str, doc: dict, path: Path, rename) -> None:
     if kind == "compass":
-        models = parse_compass(doc, path)
         taken = {m.name for m in data.compass}
-        for m in models:
-            new = _unique(m.name, taken, path)
-            if new != m.name:
-                data.notes.append(f"{path}: model {m.name!r} appears in more than one compass result; shown as "
-                                  f"{new!r}")
-                m.name = m.target["name"] = new
+        for m in parse_compass(doc, path):
+            m.name = m.target["name"] = _unique(rename(m.name, path), taken)
             taken.add(m.name)
             data.compass.append(m)
         if not data.compass_settings and isinstance(doc.get("settings"), dict):
             data.compass_settings = {**doc["settings"], "instrument": doc.get("instrument")}
         comps = doc.get("comparisons")
         if isinstance(comps, list):
-            data.comparisons.extend(c for c in comps if isinstance(c, dict))
+            for c in comps:
+                if isinstance(c, dict):
+                    data.comparisons.append({**c, "a": rename(str(c.get("a", "?")), path),
+                                             "b": rename(str(c.get("b", "?")), path)})
     elif kind in ("topics", "judge"):
         taken = {m.name for m in data.topics}
         for m in parse_topics(doc, path):
-            if m.name in taken:
-                m.name = _unique(m.name, taken, path)
+            m.name = m.target["name"] = _unique(rename(m.name, path), taken)
             taken.add(m.name)
             data.topics.append(m)
     elif kind in ("quality", "toxicity", "refusal"):
         store = getattr(data, kind)
+        extra = {k: v for k, v in doc.items() if k not in ("models", "provenance")}
         for t, m in _models(doc, path):
-            name = _unique(t["name"], store, path)
-            store[name] = {**m, "target": {**t, "name": name}, "_doc": {k: v for k, v in doc.items()
-                                                                         if k not in ("models", "provenance")}}
-    elif kind == "tune":
-        run_paths[path.parent] = doc
+            name = _unique(rename(t["name"], path), store)
+            store[name] = {**m, "target": {**t, "name": name}, "_doc": extra}
 
 
-def _disambiguate_runs(runs: list[TuneRun]) -> None:
-    """A run nested in another (``sft_dpo``'s ``sft/`` stage) is named ``parent/child``; other clashes get the
-    parent folder's name as a prefix."""
+def _name_runs(runs: list[TuneRun], roots: list[Path]) -> None:
+    """Runs are named by folder; a run nested in another (``sft_dpo``'s ``sft/`` stage) is ``parent/child``;
+    runs whose names clash are named by their path under the roots."""
     paths = {r.path for r in runs}
     for r in runs:
         for parent in r.path.parents:
@@ -445,7 +495,7 @@ def _disambiguate_runs(runs: list[TuneRun]) -> None:
         counts[r.name] = counts.get(r.name, 0) + 1
     for r in runs:
         if counts[r.name] > 1:
-            r.name = f"{r.path.parent.name}/{r.path.name}"
+            r.name = _label(r.path, roots)
 
 
 def _find_missing(data: ReportData) -> None:
