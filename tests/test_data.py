@@ -35,6 +35,16 @@ def triples(items):
     return out
 
 
+def word_tokenizer():
+    """A real Hugging Face fast tokenizer that splits on whitespace: one token per word, so counts are exact."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+
+
 def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:
     """Run the real ``politune`` entry point in-process: (exit code, stdout, stderr). Any uncaught exception
     (a traceback for the user) fails the test."""
@@ -279,15 +289,13 @@ def test_validate_cli_drop_invalid_loses_nothing(tmp_path, monkeypatch, capsys):
 
 
 def test_token_limit(tmp_path):
-    from politune.models.tiny import build_tiny_tokenizer
-
-    tok = build_tiny_tokenizer()
+    tok = word_tokenizer()
     f = tmp_path / "t.jsonl"
     f.write_text('{"id": "1", "prompt": "Q?", "chosen": "short", "rejected": "b"}\n'
                  + json.dumps({"id": "2", "prompt": "Q?", "chosen": "long " * 200, "rejected": "b"}) + "\n")
     rep = load_report(f, tokenizer=tok, max_tokens=50)
     assert [i.loc for i in rep.issues] == [f"{f}:2"] and rep.issues[0].field == "chosen"
-    assert "tokens, longer than the limit of 50" in rep.issues[0].problem
+    assert rep.issues[0].problem == "200 tokens, longer than the limit of 50 (max_tokens)"
     assert [p.id for p in rep.items] == ["1"]
 
 

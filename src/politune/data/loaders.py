@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from politune.data.io import RawRow, read_rows, suffix_of, table_bytes
-from politune.data.schema import InstructionExample, PreferencePair, Record
+from politune.data.schema import InstructionExample, PreferencePair, Record, chat_messages
 from politune.data.validate import DEFAULT_MAX_CHARS, Issue, _answer, check_fields, token_issues
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_bytes, atomic_write_json
@@ -474,8 +474,6 @@ def to_dataset(items: list[Record], *, conversational: bool = True, with_meta: b
     """
     from datasets import Dataset
 
-    from politune.models.generation import as_messages
-
     if not items:
         raise PolituneError("to_dataset: no records")
     pref = isinstance(items[0], PreferencePair)
@@ -487,7 +485,7 @@ def to_dataset(items: list[Record], *, conversational: bool = True, with_meta: b
         cols["completion" if n == "response" else n] = []
     for it in items:
         if conversational:
-            cols["prompt"].append(as_messages(it.prompt))
+            cols["prompt"].append(chat_messages(it.prompt))
         else:
             if not isinstance(it.prompt, str):
                 raise PolituneError(f"{it.id}: prompt: chat messages need conversational=True")

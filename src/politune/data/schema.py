@@ -92,6 +92,12 @@ def prompt_text(prompt: Prompt) -> str:
     return prompt[-1].get("content", "") if prompt else ""
 
 
+def chat_messages(prompt: Prompt) -> list[Message]:
+    """A prompt as chat messages (plain text -> one user message); the same rule as
+    ``politune.models.as_messages`` without importing torch."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+
+
 def with_prompt_text(prompt: Prompt, text: str) -> Prompt:
     """``prompt`` with its user text (see :func:`prompt_text`) replaced by ``text``."""
     if isinstance(prompt, str):
