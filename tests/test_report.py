@@ -282,6 +282,30 @@ def test_failed_build_keeps_the_previous_report(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_odd_but_valid_results_still_report(tmp_path):
+    """Quality only with NaN values, topics without questions or scores, a trajectory of non-compass metrics and
+    a metrics log with a step-less row: each folder reports what it has."""
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "quality.json").write_text(json.dumps({"kind": "quality", "models": [
+        {"target": {"name": "base"}, "rouge_l": {"mean": 0.2}},
+        {"target": {"name": "x", "adapter": "a"}, "perplexity": {"mean": float("nan"), "ci": [float("nan"), 1]}}]}))
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "topics.json").write_text(json.dumps({"kind": "topics", "models": [
+        {"target": {"name": "base"}, "mean": 0.1, "questions": []},
+        {"target": {"name": "y", "system": "persona"}, "questions": [{"id": "a", "score": None}]}]}))
+    (tmp_path / "r" / "run").mkdir(parents=True)
+    (tmp_path / "r" / "run" / "trajectory.jsonl").write_text(
+        '{"step": 1, "metrics": {"lean": 0.2, "acc": 0.5}}\n{"step": 2, "metrics": {"lean": 0.4}}\n')
+    (tmp_path / "r" / "run" / "metrics.jsonl").write_text('{"loss": 1.0}\n{"step": 2, "loss": 0.5}\n')
+    r = build_report([tmp_path / "q"], tmp_path / "q.html")
+    assert r.charts == {} and "compass" in r.missing[0]
+    html = r.html.read_text()
+    assert ">Side effects</h2>" in html and "0.200" in html
+    r = build_report([tmp_path / "q", tmp_path / "t", tmp_path / "r"], tmp_path / "all.html")
+    assert set(r.charts) == {"trajectory", "training", "topics"}
+    assert set(r.models) == {"base@q", "base@t", "x", "y"}
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
@@ -301,11 +325,9 @@ def _cli(monkeypatch, capsys, *args):
 def test_cli_report(tmp_path, monkeypatch, capsys):
     out = tmp_path / "r.html"
     code, stdout, stderr = _cli(monkeypatch, capsys, "report", str(PARTIAL), "-o", str(out), "--json")
-    assert code == 0
+    assert code == 0 and "missing: topics" in stderr
     result = json.loads(stdout)
     assert result["html"] == str(out) and out.is_file() and set(result["charts"]) == {"compass", "training"}
-    code, stdout, stderr = _cli(monkeypatch, capsys, "report", str(PARTIAL), "-o", str(out), "--samples", "0")
-    assert code == 0 and "report" in stdout and "missing:" in stderr
     code, stdout, stderr = _cli(monkeypatch, capsys, "report", str(tmp_path / "nope"), "-o", str(out))
     assert code == 2 and "error:" in stderr and "run folder not found" in stderr and "Traceback" not in stderr
 

@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
         from politune.report import build_report
 
         result = build_report(run_dirs, output, title=title, samples=samples)
+        for m in result.missing:  # on stderr in both modes: stdout stays clean JSON with --json
+            err_console.print(f"[yellow]missing:[/] {m}", highlight=False, soft_wrap=True)
         if json_out:
             print_json(result.to_dict())
             return
@@ -40,5 +42,3 @@ def register(app: typer.Typer) -> None:
         console.print(f"summary {result.markdown}", highlight=False)
         console.print(f"models  {', '.join(result.models) or 'none'}; runs {', '.join(result.runs) or 'none'}",
                       highlight=False)
-        for m in result.missing:
-            err_console.print(f"[yellow]missing:[/] {m}", highlight=False, soft_wrap=True)

@@ -242,6 +242,12 @@ def trajectory_metrics(runs: Sequence[TuneRun], wanted: Sequence[str] = ("econom
     return chosen or seen[:2]
 
 
+def _integer_locator():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def plot_trajectory(runs: Any, metrics: Sequence[str] | None = None, title: str | None = "Position during training",
                     colours: Mapping[str, str] | None = None):
     """Compass position against training step, one line per run, one panel per metric (economic, social).
@@ -269,6 +275,7 @@ def plot_trajectory(runs: Any, metrics: Sequence[str] | None = None, title: str 
                                 color=colours[r.name], alpha=0.15, lw=0)
         ax.axhline(0, color="#777777", lw=0.8)
         ax.set_xlabel("Training step")
+        ax.xaxis.set_major_locator(_integer_locator())
         ax.set_ylabel(_metric_label(metric))
         ax.set_title(metric.replace("_", " ").capitalize())
         ax.grid(True, alpha=0.3)
@@ -308,6 +315,7 @@ def plot_training(runs: Sequence[TuneRun], title: str | None = "Training metrics
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.6, marker=".", color=colours[r.name],
                         label=r.name)
         ax.set_xlabel("Training step")
+        ax.xaxis.set_major_locator(_integer_locator())
         ax.set_ylabel(k.replace("rewards/", "reward ").replace("_", " "))
         ax.set_title(k)
         ax.grid(True, alpha=0.3)

@@ -237,7 +237,8 @@ def _get(d: Any, k: str) -> Any:
 
 def parse_topics(doc: dict, path: Path | None = None) -> list[TopicsModel]:
     out = []
-    scorer = str(doc.get("scorer") or doc.get("judge") or doc.get("kind") or "unknown")
+    scorer = doc.get("scorer") or doc.get("judge") or "unknown"
+    scorer = str(scorer.get("name") or scorer.get("model") or "unknown") if isinstance(scorer, dict) else str(scorer)
     for t, m in _models(doc, path or Path("topics.json")):
         qs = []
         for i, q in enumerate(m.get("questions") or []):
