@@ -263,6 +263,8 @@ def test_bad_requests_get_the_right_4xx_and_the_server_stays_healthy(server):
         _err(h.post("/chat/completions", json={**ok, "top_logprobs": 50, "logprobs": True}), 400)
         _err(h.post("/chat/completions", json={**ok, "messages": [{"role": "user", "content": "x " * 5000}]}), 400)
         _err(h.post("/completions", json={"model": "tiny", "prompt": "x", "logprobs": 9}), 400)
+        _err(h.post("/chat/completions", json={**ok, "tools": [{"type": "function"}]}), 400)
+        _err(h.post("/chat/completions", json={**ok, "frequency_penalty": 1.0}), 400)
         big = b'{"model": "tiny", "messages": [{"role": "user", "content": "' + b"a" * 10_000_000 + b'"}]}'
         assert _err(h.post("/chat/completions", content=big), 413)["code"] == "request_too_large"
 
@@ -326,6 +328,14 @@ def test_bind_rules_and_bad_adapters(tiny_model_dir, tmp_path):
         create_app(str(tiny_model_dir), {"x": str(tmp_path / "missing")})
     with pytest.raises(PolituneError, match="adapter_config.json"):
         create_app(str(tiny_model_dir), {"x": str(tmp_path)})
+    from peft import LoraConfig, get_peft_model
+
+    from politune.models.tiny import build_tiny_model
+
+    wider, _ = build_tiny_model(hidden_size=64)  # an adapter made for another base model
+    get_peft_model(wider, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "wider")
+    with pytest.raises(PolituneError, match="cannot be attached"):
+        create_app(str(tiny_model_dir), {"wider": str(tmp_path / "wider")})
     bad = tmp_path / "compass.json"
     bad.write_text('{"kind": "topics"}')
     with pytest.raises(PolituneError, match="expected a compass.json"):

@@ -96,6 +96,8 @@ class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0)
+    tools: list | None = None
+    response_format: dict | None = None
 
 
 class CompletionRequest(_Common):
@@ -281,6 +283,10 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
         check_key(request)
         req: ChatRequest = await parse(request, ChatRequest)
         adapter = resolve(req)
+        if req.tools:
+            raise APIError(400, "tools are not supported by this server", param="tools")
+        if req.response_format and req.response_format.get("type", "text") != "text":
+            raise APIError(400, "only response_format {'type': 'text'} is supported", param="response_format")
         msgs = [{"role": "system" if m.role == "developer" else m.role, "content": _message_text(m)}
                 for m in req.messages]
         ids = eng.encode_chat(msgs)

@@ -232,10 +232,17 @@ class Engine:
                                               adapter_rank(path), read_model_card(path))
         self.model, self.tokenizer = load_model(model, device=device, dtype=dtype)
         for i, info in enumerate(self.adapters.values()):
-            if i == 0:
-                self.model = load_adapter(self.model, info.path, name=info.name)
-            else:
-                self.model.load_adapter(str(info.path), adapter_name=info.name, is_trainable=False)
+            try:
+                if i == 0:
+                    self.model = load_adapter(self.model, info.path, name=info.name)
+                else:
+                    self.model.load_adapter(str(info.path), adapter_name=info.name, is_trainable=False)
+            except PolituneError:
+                raise
+            except Exception as e:  # wrong base model (shape mismatch), unreadable weights
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                raise PolituneError(f"adapter {info.name}={info.path}: cannot be attached to {model!r} "
+                                    f"({first})") from None
         self.model.eval()
         self.device = next(self.model.parameters()).device
         base_model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
