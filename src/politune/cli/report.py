@@ -24,13 +24,14 @@ def register(app: typer.Typer) -> None:
         title: str = typer.Option(None, "--title", help="Report title (default: 'politune report: ' and the run folder names)."),
         samples: int = typer.Option(3, "--samples", min=0, help="Held-out questions shown with base vs adapter "
                                     "answers."),
+        dpi: int = typer.Option(150, "--dpi", min=50, max=600, help="Resolution of the PNG charts."),
         json_out: bool = JsonOption,
     ) -> None:
         """Build one self-contained HTML report (compass, trajectories, topic bars, side effects, sample answers,
         provenance) from result folders; says what is missing."""
         from politune.report import build_report
 
-        result = build_report(run_dirs, output, title=title, samples=samples)
+        result = build_report(run_dirs, output, title=title, samples=samples, dpi=dpi)
         for m in result.missing:  # on stderr in both modes: stdout stays clean JSON with --json
             err_console.print(f"[yellow]missing:[/] {m}", highlight=False, soft_wrap=True)
         if json_out:

@@ -21,7 +21,8 @@ from politune.report.collect import ReportData, collect, target_role
 CAPTIONS = {
     "compass": "Compass position of each model per track (colour = model, marker = track), with 95% CIs as error "
                "bars; arrows run from the base model to each tuned adapter (solid) and persona (dotted).",
-    "trajectory": "Compass position against training step for each tuning run (from trajectory.jsonl).",
+    "trajectory": "Compass position against training step for each tuning run (from trajectory.jsonl); shaded "
+                  "bands are 95% CIs where the evaluation recorded them.",
     "training": "Training loss and DPO reward statistics against step (from metrics.jsonl).",
     "topics": "Lean of each answer per question and model, and each model's mean lean with its 95% CI.",
 }
