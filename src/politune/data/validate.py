@@ -34,6 +34,8 @@ def _tname(v: Any) -> str:
 
 
 def _bad_utf8(s: str) -> bool:
+    if s.isascii():
+        return False
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
