@@ -152,7 +152,7 @@ def plot_compass(compass: Any, ax=None, title: str | None = "Political compass",
                 continue
             arrow_tracks.add(t)
             ax.annotate("", xy=(b.economic.value, b.social.value), xytext=(a.economic.value, a.social.value),
-                        arrowprops={"arrowstyle": "-|>", "color": colours[m.name], "lw": 1.3, "alpha": 0.75,
+                        arrowprops={"arrowstyle": "-|>", "color": colours[m.name], "lw": 1.6, "alpha": 0.85, "mutation_scale": 16,
                                     "shrinkA": 5, "shrinkB": 6,
                                     "linestyle": "-" if m.role == "adapter" else (0, (2, 2))}, zorder=3.5)
             break
