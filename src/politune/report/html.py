@@ -11,6 +11,7 @@ from pathlib import Path
 from politune.report.collect import ReportData
 from politune.report.tables import SampleQuestion, Table, fmt
 
+EFFECT_TABLES = ("side_effects", "diagnostics", "agreement")
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;margin:0;color:#1d1d1f;
 background:#fafafa;line-height:1.45}
@@ -112,7 +113,7 @@ def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: 
 
     if "compass" in charts or "compass" in tables:
         body = _chart("compass", charts["compass"], captions["compass"]) if "compass" in charts else ""
-        body += "".join(render_table(tables[k]) for k in ("compass", "comparisons", "agreement") if k in tables)
+        body += "".join(render_table(tables[k]) for k in ("compass", "comparisons") if k in tables)
         sections.append(("compass", "Political compass", body))
     if "trajectory" in charts or "training" in charts or "runs" in tables:
         body = "".join(_chart(k, charts[k], captions[k]) for k in ("trajectory", "training") if k in charts)
@@ -122,8 +123,8 @@ def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: 
         body = _chart("topics", charts["topics"], captions["topics"])
         body += render_table(tables["topics"]) if "topics" in tables else ""
         sections.append(("topics", "Topics", body))
-    if "side_effects" in tables or "diagnostics" in tables:
-        body = "".join(render_table(tables[k]) for k in ("side_effects", "diagnostics") if k in tables)
+    if any(k in tables for k in EFFECT_TABLES):
+        body = "".join(render_table(tables[k]) for k in EFFECT_TABLES if k in tables)
         sections.append(("effects", "Side effects", body))
     if samples:
         sections.append(("samples", "Sample answers", '<p class="note">Held-out questions where the models differ '

@@ -46,10 +46,10 @@ def render_markdown(title: str, data: ReportData, tables: dict[str, Table], imag
             png, svg = images[name]
             out.extend([f"![{captions[name]}]({png})", "", f"_{captions[name]}_ ([SVG]({svg}))", ""])
 
-    sections = [("Political compass", ["compass"], ["compass", "comparisons", "agreement"]),
+    sections = [("Political compass", ["compass"], ["compass", "comparisons"]),
                 ("Training", ["trajectory", "training"], ["runs"]),
                 ("Topics", ["topics"], ["topics"]),
-                ("Side effects", [], ["side_effects", "diagnostics"])]
+                ("Side effects", [], ["side_effects", "diagnostics", "agreement"])]
     for heading, charts, keys in sections:
         if not any(c in images for c in charts) and not any(k in tables for k in keys):
             continue
