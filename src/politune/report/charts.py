@@ -245,7 +245,7 @@ def trajectory_metrics(runs: Sequence[TuneRun], wanted: Sequence[str] = ("econom
 def _integer_locator():
     from matplotlib.ticker import MaxNLocator
 
-    return MaxNLocator(integer=True)
+    return MaxNLocator(integer=True, steps=[1, 2, 5, 10])
 
 
 def plot_trajectory(runs: Any, metrics: Sequence[str] | None = None, title: str | None = "Position during training",
