@@ -76,15 +76,16 @@ class FilterConfig(Config):
     min_slant: float | None = Field(None, ge=-1, le=1)  # slant toward the target: -1 against .. 1 for
     max_slant: float | None = Field(None, ge=-1, le=1)
     attempts: int = Field(2, ge=1)
-    max_tokens: int = Field(64, ge=8)
+    max_tokens: int = Field(64, ge=1)
     temperature: float = Field(0.0, ge=0)
     retry_temperature: float = Field(0.7, ge=0)  # attempts after the first sample at least this hot
     json_mode: bool = False  # HTTP teachers: ask for response_format=json_object
 
 
 class WriteConfig(Config):
+    enabled: bool = True  # False: stop after the filter (rate a corpus, measure the filter)
     attempts: int = Field(3, ge=1)
-    max_tokens: int = Field(320, ge=16)
+    max_tokens: int = Field(320, ge=1)
     temperature: float = Field(0.7, ge=0)
     retry_temperature: float = Field(0.7, ge=0)
     min_chars: int = Field(20, ge=1)  # per answer
@@ -95,7 +96,7 @@ class WriteConfig(Config):
 
 
 class StanceCheckConfig(Config):
-    enabled: Literal["auto", "on", "off"] = "auto"  # auto: politune's offline stance scorer when installed
+    enabled: Literal["auto"] | bool = "auto"  # auto: politune's offline stance scorer when it is installed
     axis: Literal["economic", "social"] = "economic"
     min_margin: float = 0.0  # sign * (lean(positive) - lean(negative)) must exceed this
     sign: Literal[-1, 1] | None = None  # where the target sits on the axis; default from target (left -1)
@@ -276,14 +277,14 @@ def make_teacher(cfg: GenerateConfig):
 
 
 def _stance_scorer(cfg: GenerateConfig):
-    if cfg.stance.enabled == "off":
+    if cfg.stance.enabled is False:
         return None
     try:
         from politune.measure.stance import OfflineStanceScorer
 
         return OfflineStanceScorer()
     except (ImportError, PolituneError) as e:
-        if cfg.stance.enabled == "on":
+        if cfg.stance.enabled is True:
             raise PolituneError(f"stance check requested but no stance scorer is available ({e})") from None
         log.info("stance check skipped: no stance scorer (%s)", e)
         return None
@@ -396,8 +397,12 @@ def _slant_to_target(slant: float, sign: int | None) -> float | None:
 
 
 def run_generate(cfg: GenerateConfig, progress: Progress | None = None, teacher=None,
-                 corpus: Corpus | None = None) -> GenerateResult:
-    """Run (or resume) the pipeline into ``cfg.out`` and return what it wrote."""
+                 corpus: Corpus | None = None, scorer=None) -> GenerateResult:
+    """Run (or resume) the pipeline into ``cfg.out`` and return what it wrote.
+
+    ``teacher`` / ``corpus`` / ``scorer`` (any :class:`~politune.measure.scorer.StanceScorer`, e.g. a judge)
+    replace the ones the config names; ``progress(stage, done, total)`` is called as work completes.
+    """
     t0 = time.perf_counter()
     out = Path(cfg.out)
     corpus = corpus or load_posts(cfg.corpus, cfg.text_column, cfg.id_column, cfg.split, cfg.limit)
@@ -440,10 +445,12 @@ def run_generate(cfg: GenerateConfig, progress: Progress | None = None, teacher=
             return not (cfg.filter.max_slant is not None and (st is None or st > cfg.filter.max_slant))
 
         ratings = {it.post.id: it for it in items}
-        write_items = [Item(it.post, it.index) for it in items if kept(it)]
+        kept_ids = {it.post.id for it in items if kept(it)}
+        write_items = [Item(it.post, it.index) for it in items if it.post.id in kept_ids] if cfg.write.enabled else []
 
         # ---- stage 2: write
-        scorer = _stance_scorer(cfg) if write_items else None
+        if scorer is None and write_items:
+            scorer = _stance_scorer(cfg)
 
         def write_validate(its: list[Item], texts: list[str]) -> list[tuple[Any, str | None]]:
             res: list[tuple[Any, str | None]] = []
@@ -487,12 +494,12 @@ def run_generate(cfg: GenerateConfig, progress: Progress | None = None, teacher=
         _run_stage("write", write_items, write_t, teacher, cache, cfg, cfg.write.attempts, write_gen, write_render,
                    write_validate, progress)
 
-        return _write_outputs(cfg, out, corpus, items, write_items, filt_t, write_t, teacher, sign, scorer, cache,
-                              time.perf_counter() - t0)
+        return _write_outputs(cfg, out, corpus, items, kept_ids, write_items, filt_t, write_t, teacher, sign, scorer,
+                              cache, time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------------------------------- outputs
-def _write_outputs(cfg, out, corpus, items, write_items, filt_t, write_t, teacher, sign, scorer, cache,
+def _write_outputs(cfg, out, corpus, items, kept_ids, write_items, filt_t, write_t, teacher, sign, scorer, cache,
                    elapsed) -> GenerateResult:
     from politune.data import InstructionExample, PreferencePair, save
     from politune.provenance import provenance
@@ -514,7 +521,6 @@ def _write_outputs(cfg, out, corpus, items, write_items, filt_t, write_t, teache
             else:
                 rejects.append({"post_id": it.post.id, "stage": "filter", "reason": it.reason,
                                 "attempts": len(it.attempts), "last_output": it.attempts[-1]["output"]})
-    kept_ids = {it.post.id for it in write_items}
     for row in rating_rows:
         row["kept"] = row["post_id"] in kept_ids
 
@@ -560,7 +566,7 @@ def _write_outputs(cfg, out, corpus, items, write_items, filt_t, write_t, teache
                       "write": {"source": write_t.source, "sha256": write_t.sha256}},
         "counts": {"posts": len(items), "skipped_empty": corpus.skipped_empty,
                    "rated": sum(1 for it in items if it.result is not None) if cfg.filter.enabled else None,
-                   "kept": len(write_items), "written": len(prefs),
+                   "kept": len(kept_ids), "written": len(prefs),
                    "rejected_filter": sum(1 for r in rejects if r["stage"] == "filter"),
                    "rejected_write": sum(1 for r in rejects if r["stage"] == "write"),
                    "transport_failed": len(transport)},
