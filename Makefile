@@ -37,7 +37,6 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
