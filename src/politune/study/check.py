@@ -1,0 +1,68 @@
+"""``politune run --check``: validate a study without running anything (no model is loaded, nothing is
+downloaded): every sweep cell's config, the tune recipe and its overrides, data sources and the model name."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from politune.errors import PolituneError
+from politune.study.config import StudyConfig, expand_sweep
+
+_HUB_ID = re.compile(r"^(hf:)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _check_source(src: str, where: str) -> str:
+    if src.startswith("builtin:"):
+        from politune.data.builtin import builtin_report
+
+        builtin_report(src.split(":", 1)[1].split(":")[0])  # raises PolituneError for an unknown name
+        return "built-in"
+    if Path(src).exists():
+        return "local"
+    if _HUB_ID.match(src):
+        return "hub (not fetched by --check)"
+    raise PolituneError(f"{where}: data source {src!r} is not a built-in name, an existing path or a hub id")
+
+
+def _check_model(name: str) -> str:
+    from politune.models.registry import REGISTRY
+
+    if name in REGISTRY:
+        return f"registry ({REGISTRY[name].source})"
+    if Path(name).is_dir():
+        return "local directory"
+    if _HUB_ID.match(name):
+        return "hub id (not fetched by --check)"
+    raise PolituneError(f"model {name!r}: not a registry name, a local directory or a hub id")
+
+
+def check_study(cfg: StudyConfig) -> list[str]:
+    """Raise PolituneError at the first problem; return a line per checked part."""
+    from politune.tune import load_recipe
+
+    lines = [f"model {cfg.model}: {_check_model(cfg.model)}"]
+    cells = expand_sweep(cfg)
+    lines.append(f"{len(cells)} cell(s): " + ", ".join(name for name, _, _ in cells))
+    for name, _, cell in cells:
+        overrides = [f"{k}={json.dumps(v)}" for k, v in cell.tune.set.items()]
+        recipe = load_recipe(cell.tune.recipe, overrides=overrides)
+        try:
+            from politune.tune.config import check_trl_keys
+
+            check_trl_keys(recipe)
+        except ImportError:
+            pass
+        for arm in cell.arms:
+            d = cell.arm_data(arm)
+            if d.source is None:
+                raise PolituneError(f"cell {name}: arms.{arm}.data.source is missing")
+            kind = _check_source(d.source, f"cell {name}: arms.{arm}.data.source")
+            if d.mix is not None:
+                _check_source(d.mix.source, f"cell {name}: arms.{arm}.data.mix.source")
+            if name == cells[0][0]:
+                lines.append(f"arm {arm}: {d.source} ({kind}), tune {cell.tune.method} with recipe {recipe.name}"
+                             + (f" [{recipe.quantization} quantization: needs a GPU]"
+                                if recipe.quantization != "none" else ""))
+    return lines
