@@ -1,1 +1,14 @@
-"""tune pillar."""
+"""tune pillar: SFT, DPO and SFT->DPO with LoRA over TRL + PEFT.
+
+    from politune.tune import load_recipe, dpo
+    cfg = load_recipe("cpu-smollm2", overrides=["beta=0.2"])
+    res = dpo("smollm2-135m", pairs, cfg, out_dir="runs/left", stance="left")
+
+Heavy libraries (torch, TRL) are imported when a function runs, not on ``import politune.tune``.
+"""
+
+from politune.tune.config import LoraSettings, SFTStage, TuneConfig, list_recipes, load_recipe
+from politune.tune.run import TuneResult, dpo, merge, sft, sft_dpo
+
+__all__ = ["LoraSettings", "SFTStage", "TuneConfig", "TuneResult", "dpo", "list_recipes", "load_recipe", "merge",
+           "sft", "sft_dpo"]

@@ -1,0 +1,267 @@
+"""politune's DPO trainer: TRL's ``DPOTrainer`` with our loss, a step-0 reference check, atomic checkpoints,
+and log-probs computed only where they are needed.
+
+What differs from ``trl.DPOTrainer`` (everything else - data preparation, collator, PEFT wiring, the ``ref``
+adapter after SFT, accelerate / DeepSpeed / FSDP - is TRL's):
+
+- the loss is :func:`politune.tune.losses.preference_loss` (one pure, tested function);
+- log-probs are computed from the LM head applied to the completion span only (TRL's fused head scores every
+  position, prompt and padding included, on a CPU);
+- at step 0 the policy must equal its reference (fresh LoRA: adapter disabled; after SFT: a frozen copy of the
+  SFT adapter) and the loss must be its zero-margin value (ln 2 for DPO); otherwise training stops with a reason;
+- checkpoints are written into a staging folder and renamed into place, so a kill -9 or a full disk during a
+  save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate.utils import is_peft_model
+from transformers import Trainer, TrainerCallback
+from trl import DPOTrainer, SFTTrainer
+from trl.trainer.utils import use_adapter
+
+from politune.errors import PolituneError
+from politune.fsutil import _fsync_dir
+from politune.tune.losses import preference_loss, step0_expected
+
+CHECKPOINT_PREFIX = "checkpoint-"
+COMPLETE_MARKER = "politune-complete.json"
+
+
+class Step0CheckError(PolituneError):
+    """The policy does not start from its reference: DPO would optimise the wrong objective."""
+
+
+def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of the completion tokens: ``(logps (N, K), mask (N, K))``.
+
+    Only the span from the first completion position of the batch to the end goes through the LM head.
+    """
+    shift_mask = completion_mask[:, 1:].bool()
+    cols = shift_mask.any(dim=0).nonzero()
+    start = int(cols[0]) if len(cols) else input_ids.size(1) - 2
+    keep = input_ids.size(1) - start  # positions start .. L-1 (the last one predicts nothing; dropped below)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
+    logits = out.logits[:, :-1].float()
+    labels = input_ids[:, start + 1:]
+    token_logps = torch.gather(logits, 2, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    mask = shift_mask[:, start:]
+    return token_logps * mask, mask
+
+
+class AtomicCheckpointMixin:
+    """Write ``checkpoint-N`` into ``.staging`` and rename it into place once complete, then rotate."""
+
+    def _save_checkpoint(self, model, trial):  # noqa: D401 - Trainer hook
+        run_dir = Path(self.args.output_dir)
+        staging = run_dir / ".staging"
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        out, limit = self.args.output_dir, self.args.save_total_limit
+        self.args.output_dir, self.args.save_total_limit = str(staging), None
+        try:
+            super()._save_checkpoint(model, trial)
+        except OSError as e:
+            shutil.rmtree(staging, ignore_errors=True)
+            last = latest_checkpoint(run_dir)
+            raise PolituneError(f"saving checkpoint at step {self.state.global_step} failed ({e.strerror or e}); "
+                                f"the previous checkpoint is intact: {last}") from None
+        finally:
+            self.args.output_dir, self.args.save_total_limit = out, limit
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            name = f"{CHECKPOINT_PREFIX}{self.state.global_step}"
+            src, dst = staging / name, run_dir / name
+            (src / COMPLETE_MARKER).write_text(f'{{"step": {self.state.global_step}}}\n')
+            if dst.exists():
+                shutil.rmtree(dst)
+            os.replace(src, dst)
+            _fsync_dir(run_dir)
+            shutil.rmtree(staging, ignore_errors=True)
+            for old in list_checkpoints(run_dir)[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints (marker present), oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*")
+             if p.is_dir() and (p / COMPLETE_MARKER).is_file() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
+    """``DPOTrainer`` + politune loss (sigmoid/ipo/hinge/robust/simpo, RPO term) + step-0 check."""
+
+    def __init__(self, *args, politune_loss: str = "sigmoid", sft_weight: float = 0.0, step0_check: bool = True,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.politune_loss = politune_loss
+        self.sft_weight = sft_weight
+        self.step0_check = step0_check
+        self.step0: dict | None = None
+        self.tokens_seen = 0
+
+    def _reference_context(self):
+        if self.ref_model is None and is_peft_model(self.model):
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            return use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
+        return contextlib.nullcontext()
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        mode = "train" if self.model.training else "eval"
+        ids, am, cm = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+        token_logps, mask = completion_logps(model, ids, am, cm)
+        logps = token_logps.sum(dim=1)
+        lengths = mask.sum(dim=1)
+        chosen_logps, rejected_logps = logps.chunk(2)
+        chosen_len, rejected_len = lengths.chunk(2)
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            with torch.no_grad(), self._reference_context():
+                ref_token_logps, _ = completion_logps(self.ref_model or self.model, ids, am, cm)
+            ref_chosen, ref_rejected = ref_token_logps.sum(dim=1).chunk(2)
+        chosen_nll = None
+        if self.sft_weight > 0:
+            c_tok, c_mask = token_logps.chunk(2)[0], mask.chunk(2)[0]
+            chosen_nll = -c_tok.sum() / c_mask.sum().clamp(min=1)
+        out = preference_loss(chosen_logps, rejected_logps, ref_chosen, ref_rejected, loss=self.politune_loss,
+                              beta=self.beta, label_smoothing=self.label_smoothing, chosen_lengths=chosen_len,
+                              rejected_lengths=rejected_len, sft_weight=self.sft_weight, chosen_nll=chosen_nll)
+        if mode == "train" and self.state.global_step == 0 and self.step0 is None:
+            self._check_step0(logps.detach(), torch.cat([ref_chosen, ref_rejected]).detach(),
+                              float(out.preference_loss.detach()))
+        if mode == "train":
+            self.tokens_seen += int(am.sum())
+        g = self.accelerator.gather_for_metrics
+        m = self._metrics[mode]
+        c, r = g(out.chosen_rewards), g(out.rejected_rewards)
+        m["rewards/chosen"].append(c.mean().item())
+        m["rewards/rejected"].append(r.mean().item())
+        m["rewards/accuracies"].append((c > r).float().mean().item())
+        m["rewards/margins"].append((c - r).mean().item())
+        m["logps/chosen"].append(g(chosen_logps.detach()).mean().item())
+        m["logps/rejected"].append(g(rejected_logps.detach()).mean().item())
+        m["loss/preference"].append(float(out.preference_loss.detach()))
+        return (out.loss, None) if return_outputs else out.loss
+
+    def _check_step0(self, policy: torch.Tensor, ref: torch.Tensor, pref_loss: float) -> None:
+        expected = step0_expected(self.politune_loss, self.beta)
+        diff = float((policy - ref).abs().max())
+        self.step0 = {"loss": pref_loss, "expected_loss": expected, "max_abs_logp_diff": diff,
+                      "ok": abs(pref_loss - expected) <= 0.01 and diff <= 1e-3}
+        if self.step0_check and not self.step0["ok"]:
+            raise Step0CheckError(
+                f"step-0 check failed: preference loss {pref_loss:.4f} (expected {expected:.4f} +- 0.01) and "
+                f"policy vs reference log-probs differ by up to {diff:.4g} (expected 0): the policy does not start "
+                "from its reference, so DPO would optimise the wrong objective (an adapter that is not freshly "
+                "zero-initialised, a reference that is the raw base after SFT, or dropout left on); "
+                "set step0_check=false only if this is intended")
+
+
+class PolituneSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
+    """``SFTTrainer`` with atomic checkpoints; counts tokens for tokens/s."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tokens_seen = 0
+        self.step0 = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training and "attention_mask" in inputs:
+            self.tokens_seen += int(inputs["attention_mask"].sum())
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class MetricsCallback(TrainerCallback):
+    """Adds tokens/s and peak memory to every log row and appends it to ``metrics.jsonl`` (main process)."""
+
+    def __init__(self, path: Path, trainer: Trainer):
+        self.path, self.trainer = path, trainer
+        self._t = time.perf_counter()
+        self._tokens = 0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self._t, self._tokens = time.perf_counter(), self.trainer.tokens_seen
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        from politune.fsutil import append_jsonl
+
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
+            return
+        now, tokens = time.perf_counter(), self.trainer.tokens_seen
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs,
+               "tokens_per_s": round((tokens - self._tokens) * self.trainer.accelerator.num_processes
+                                     / max(now - self._t, 1e-9), 1),
+               "peak_rss_mb": round(peak_rss_mb(), 1)}
+        if torch.cuda.is_available():
+            row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        self._t, self._tokens = now, tokens
+        append_jsonl(self.path, row)
+
+
+class TrajectoryCallback(TrainerCallback):
+    """Every ``every`` steps (and at the start and end) run ``evaluate(model, tokenizer) -> dict`` on the model
+    being trained and append ``{"step", "metrics"}`` to ``trajectory.jsonl``."""
+
+    def __init__(self, path: Path, trainer: Trainer, evaluate, tokenizer, every: int):
+        self.path, self.trainer, self.evaluate, self.tokenizer, self.every = path, trainer, evaluate, tokenizer, every
+        self.done: set[int] = set()
+
+    def _run(self, state) -> None:
+        from politune.fsutil import append_jsonl
+
+        if state.global_step in self.done:
+            return
+        self.done.add(state.global_step)
+        if not state.is_world_process_zero:
+            return
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        was_training = model.training
+        model.eval()
+        t = time.perf_counter()
+        try:
+            with torch.no_grad():
+                metrics = self.evaluate(model, self.tokenizer)
+        finally:
+            if was_training:
+                model.train()
+        if not isinstance(metrics, dict):
+            raise PolituneError(f"evaluate() must return a dict of metrics, got {type(metrics).__name__}")
+        append_jsonl(self.path, {"step": state.global_step, "metrics": metrics,
+                                 "seconds": round(time.perf_counter() - t, 2)})
+
+    def on_train_begin(self, args, state, control, **kw):
+        self._run(state)
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.every and state.global_step % self.every == 0:
+            self._run(state)
+
+    def on_train_end(self, args, state, control, **kw):
+        self._run(state)
