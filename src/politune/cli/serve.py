@@ -70,7 +70,8 @@ def serve(
 
     def ready(url: str) -> None:
         names = ", ".join([served_name or model, *adapters])
-        err_console.print(f"serving {names} at {url}/v1 (comparison page: {url}/); Ctrl-C to stop", highlight=False)
+        err_console.print(f"serving {names} at {url}/v1 (comparison page: {url}/); Ctrl-C to stop", highlight=False,
+                          soft_wrap=True)
 
     run_server(model, adapters, host=host, port=port, api_key=api_key, limits=limits,
                compass=compass if compass_data is not None else None, device=device, dtype=dtype,

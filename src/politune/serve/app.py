@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from politune.errors import PolituneError
-from politune.serve.engine import Engine, EventSink, Job, QueueFull, SamplingParams, TokenLogprob
+from politune.serve.engine import BASE, Engine, EventSink, Job, QueueFull, SamplingParams, TokenLogprob
 
 log = logging.getLogger("politune")
 
@@ -188,7 +188,7 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
         extra = {"kind": "adapter" if info else "base", "base_model": eng.served_name,
                  "adapter_hash": info.hash if info else None, "lora_rank": info.rank if info else None,
                  "card": info.card if info else None,
-                 "compass": compass_points.get(adapter if info else BASE_KEY)}
+                 "compass": compass_points.get(adapter if info else BASE)}
         return {"id": name, "object": "model", "created": created, "owned_by": "politune",
                 "root": eng.served_name if info is None else str(info.name),
                 "parent": eng.served_name if info else None, "politune": extra}
@@ -360,6 +360,8 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
 
     @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
     async def not_found(rest: str, request: Request):
+        if rest in ("models", "chat/completions", "completions"):
+            raise APIError(405, f"method {request.method} is not allowed on /v1/{rest}")
         raise APIError(404, f"unknown endpoint /v1/{rest[:100]}", "not_found_error", code="unknown_url")
 
     async def _stream_chat(request, jobs, base, n_prompt, include_usage):
@@ -412,8 +414,6 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
 
     return app
 
-
-BASE_KEY = "base"
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
@@ -595,6 +595,8 @@ def load_compass_points(compass: str | Path | dict) -> dict[str, dict]:
         raise PolituneError(f"{where}: expected a compass.json (\"kind\": \"compass\" with a \"models\" list)")
     points: dict[str, dict] = {}
     for k, m in enumerate(data["models"]):
+        if not isinstance(m, dict):
+            raise PolituneError(f"{where}: models[{k}]: expected an object")
         target = m.get("target") or {}
         tracks = m.get("tracks") or {}
         for track in ("logprob", "choice", "open", *tracks):
@@ -609,5 +611,5 @@ def load_compass_points(compass: str | Path | dict) -> dict[str, dict]:
         name = target.get("name")
         if not isinstance(name, str):
             raise PolituneError(f"{where}: models[{k}].target.name: expected a string")
-        points[BASE_KEY if target.get("adapter") is None and name == BASE_KEY else name] = point
+        points[name] = point
     return points

@@ -51,56 +51,74 @@ def _url(host: str, port: int) -> str:
     return f"http://{h}:{port}"
 
 
-@contextlib.contextmanager
-def start_server(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 api_key: str | None = None, startup_timeout: float = 120.0, **kw) -> Iterator[str]:
-    """Start ``create_app(model, adapters, api_key, **kw)`` under uvicorn in a background thread, on ``port``
-    (0: a free one); yield the base URL ``http://HOST:PORT/v1``; shut down cleanly on exit."""
+def _start_thread(app, sock: socket.socket, startup_timeout: float):
+    """uvicorn on ``sock`` in a daemon thread (uvicorn leaves signals alone off the main thread)."""
     import uvicorn
 
-    from politune.serve.app import create_app
-
-    check_bind(host, api_key)
-    app = create_app(model, adapters, api_key=api_key, **kw)
-    sock = _bind(host, port)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=5,
                             timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # uvicorn < 0.29
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="politune-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            sock.close()
+            thread.join(10)
             raise PolituneError("the server did not start")
         time.sleep(0.01)
+    return server, thread
+
+
+def _stop(app, server, thread, sock: socket.socket) -> None:
+    server.should_exit = True
+    thread.join(30)
+    sock.close()
+    app.state.engine.close()
+
+
+@contextlib.contextmanager
+def start_server(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
+                 api_key: str | None = None, startup_timeout: float = 120.0, **kw) -> Iterator[str]:
+    """Start ``create_app(model, adapters, api_key, **kw)`` under uvicorn in a background thread, on ``port``
+    (0: a free one); yield the base URL ``http://HOST:PORT/v1``; shut down cleanly on exit."""
+    from politune.serve.app import create_app
+
+    check_bind(host, api_key)
+    app = create_app(model, adapters, api_key=api_key, **kw)
+    sock = _bind(host, port)
+    try:
+        server, thread = _start_thread(app, sock, startup_timeout)
+    except BaseException:
+        sock.close()
+        app.state.engine.close()
+        raise
     try:
         yield _url(host, sock.getsockname()[1]) + "/v1"
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        app.state.engine.close()
+        _stop(app, server, thread, sock)
 
 
 def serve(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 8000,
           api_key: str | None = None, on_ready=None, **kw) -> None:
-    """Run the server in the foreground until Ctrl-C."""
-    import uvicorn
+    """Run the server until Ctrl-C (or SIGTERM), then stop it gracefully."""
+    import signal
 
     from politune.serve.app import create_app
 
     check_bind(host, api_key)
     app = create_app(model, adapters, api_key=api_key, **kw)
     sock = _bind(host, port)
-    if on_ready is not None:
-        on_ready(_url(host, sock.getsockname()[1]))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=5,
-                            timeout_graceful_shutdown=5)
+    server, thread = _start_thread(app, sock, 120.0)
+    stop = threading.Event()
+    old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        if on_ready is not None:
+            on_ready(_url(host, sock.getsockname()[1]))
+        while thread.is_alive() and not stop.is_set():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        pass
     finally:
-        sock.close()
-        app.state.engine.close()
+        signal.signal(signal.SIGTERM, old_term)
+        _stop(app, server, thread, sock)
