@@ -385,12 +385,12 @@ def overlap(src: str = SRC,
     else:
         for f in rep["flags"][:50]:
             console.print(f"{f['row_id']} {f['field']} ~ {f['item_id']} ({f['item_variant']}): {f['signal']} "
-                          f"{f['score']:.2f}: {f['row_text'][:90]!r}", highlight=False, markup=False)
+                          f"{f['score']:.2f}: {f['row_text'][:90]!r}", highlight=False, markup=False, soft_wrap=True)
         if len(rep["flags"]) > 50:
             console.print(f"... {len(rep['flags']) - 50} more flags (see --out / --json)")
         ms = rep["max_embedding_similarity"]
         console.print(f"{rep['flagged_rows']} of {rep['rows']} rows flagged against {rep['items']} items "
                       f"({rep['item_texts']} texts); max embedding similarity "
-                      f"{'n/a' if ms is None else f'{ms:.3f}'}", highlight=False, markup=False)
+                      f"{'n/a' if ms is None else f'{ms:.3f}'}", highlight=False, markup=False, soft_wrap=True)
     if rep["flags"]:
         sys.exit(1)  # not typer.Exit: the root app runs with standalone_mode=False, which swallows its code

