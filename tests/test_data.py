@@ -137,6 +137,8 @@ def test_save_load_round_trip_all_formats(tmp_path):
     assert load(save(sft, tmp_path / "s.jsonl")) == sft
     with pytest.raises(PolituneError, match="cannot write"):
         save(items, tmp_path / "x.xlsx")
+    with pytest.raises(PolituneError, match="cannot write"):
+        save(items, tmp_path / "x.jsonl" / "under-a-file.jsonl")
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temp files
 
 

@@ -229,8 +229,11 @@ def read_dir_rows(path: str | os.PathLike, split: str | None = None) -> tuple[li
             ds, used = _pick_split(ds, str(path), split)
             return _dataset_rows(ds, f"{path}@{used}"), used
         return _dataset_rows(ds, str(path)), None
-    files = sorted(p for p in path.iterdir() if p.is_file() and suffix_of(p) in TABLE_SUFFIXES
-                   and not p.name.endswith(_SKIP_IN_DIRS) and not p.name.startswith("."))
+    try:
+        files = sorted(p for p in path.iterdir() if p.is_file() and suffix_of(p) in TABLE_SUFFIXES
+                       and not p.name.endswith(_SKIP_IN_DIRS) and not p.name.startswith("."))
+    except OSError as e:
+        raise PolituneError(f"{path}: cannot read the folder ({e.strerror or e})") from None
     if not files:
         raise PolituneError(f"{path}: folder holds no save_to_disk dataset and no "
                             f"{'/'.join(TABLE_SUFFIXES)} files")
@@ -358,7 +361,11 @@ def table_bytes(rows: list[dict[str, Any]], suffix: str) -> bytes:
 def write_table(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write dict rows atomically; the format follows the suffix (.jsonl, .jsonl.gz, .csv, .parquet)."""
     path = Path(path)
-    return atomic_write_bytes(path, table_bytes(list(rows), suffix_of(path)))
+    data = table_bytes(list(rows), suffix_of(path))
+    try:
+        return atomic_write_bytes(path, data)
+    except OSError as e:
+        raise PolituneError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def _tname(v: Any) -> str:

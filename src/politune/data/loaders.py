@@ -461,9 +461,12 @@ def save(items: list[Record], path: str | os.PathLike, summary: dict[str, Any] |
     if not items:
         raise PolituneError(f"{path}: nothing to write (0 rows)")
     rows = [_flat(it) for it in items]
-    out = atomic_write_bytes(path, table_bytes(rows, sfx))
-    if summary is not None:
-        atomic_write_json(summary_path(path), summary)
+    try:
+        out = atomic_write_bytes(path, table_bytes(rows, sfx))
+        if summary is not None:
+            atomic_write_json(summary_path(path), summary)
+    except OSError as e:
+        raise PolituneError(f"{path}: cannot write ({e.strerror or e})") from None
     return out
 
 

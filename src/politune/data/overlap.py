@@ -62,7 +62,7 @@ def load_items(path: str | os.PathLike) -> list[EvalItem]:
 
         try:
             doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
             raise PolituneError(f"{p}: not readable YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
             raise PolituneError(f"{p}: expected a YAML instrument with an 'items:' list")
@@ -81,7 +81,12 @@ def load_items(path: str | os.PathLike) -> list[EvalItem]:
             raise PolituneError(f"{p}: the instrument has no items")
         return out
     if sfx == ".txt":
-        lines = [ln.strip() for ln in p.read_text(encoding="utf-8", errors="strict").splitlines()]
+        try:
+            lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+        except UnicodeDecodeError as e:
+            raise PolituneError(f"{p}: invalid UTF-8 at byte {e.start}; expected one item per line") from None
+        except OSError as e:
+            raise PolituneError(f"{p}: cannot read ({e.strerror or e})") from None
         out = [EvalItem(f"line-{i}", ln) for i, ln in enumerate(lines, 1) if ln]
         if not out:
             raise PolituneError(f"{p}: no items (empty text file)")
