@@ -238,6 +238,39 @@ def test_engine_batches_only_same_adapter(server):
     assert eng._take_batch() == [jobs[4]]
 
 
+def test_rows_leaving_the_batch_early_do_not_change_the_others():
+    """Sequences that finish early (short max_tokens, a stop string) are dropped from the batch and its KV cache;
+    the sequences still running give the same tokens and log-probs as when decoded alone."""
+    from politune.serve.engine import Engine, Job, SamplingParams
+
+    eng = Engine("tiny-random", None, start=False)
+
+    def run(specs):
+        events = [[] for _ in specs]
+        jobs = [Job(None, eng.encode_text(text), params, events[k].append) for k, (text, params) in enumerate(specs)]
+        eng._decode(jobs)
+        out = []
+        for evs in events:
+            text = "".join(e[2] for e in evs if e[0] == "delta")
+            lps = [t.logprob for e in evs if e[0] == "delta" and e[3] for t in e[3]]
+            done = [e for e in evs if e[0] == "done"]
+            out.append((text, lps, [(d[2], d[3]) for d in done]))
+        return out
+
+    specs = [("Lower taxes", SamplingParams(max_tokens=2, temperature=0, logprobs=True)),
+             ("Free speech protects unpopular opinions", SamplingParams(max_tokens=9, temperature=0, logprobs=True)),
+             ("Markets", SamplingParams(max_tokens=9, temperature=0.8, seed=3, n=2, logprobs=True)),
+             ("Unions", SamplingParams(max_tokens=0, echo_logprobs=True))]
+    together = run(specs)
+    alone = [run([spec])[0] for spec in specs]
+    for t, a in zip(together, alone, strict=True):
+        assert t[0] == a[0] and t[2] == a[2]
+        assert t[1] == pytest.approx(a[1], abs=1e-4)
+    assert together[0][2] == [("length", 2)] and together[1][2] == [("length", 9)]
+    assert together[3][2] == [("length", 0)]
+    assert eng.stats["max_batch_rows"] == 5
+
+
 # ---- security, limits and errors ----------------------------------------------------------------------------------
 def _err(r: httpx.Response, status: int) -> dict:
     assert r.status_code == status, r.text
@@ -265,6 +298,7 @@ def test_bad_requests_get_the_right_4xx_and_the_server_stays_healthy(server):
         _err(h.post("/completions", json={"model": "tiny", "prompt": "x", "logprobs": 9}), 400)
         _err(h.post("/chat/completions", json={**ok, "tools": [{"type": "function"}]}), 400)
         _err(h.post("/chat/completions", json={**ok, "frequency_penalty": 1.0}), 400)
+        _err(h.post("/chat/completions", json={**ok, "response_format": {"type": "json_schema"}}), 400)
         big = b'{"model": "tiny", "messages": [{"role": "user", "content": "' + b"a" * 10_000_000 + b'"}]}'
         assert _err(h.post("/chat/completions", content=big), 413)["code"] == "request_too_large"
 

@@ -285,8 +285,9 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
         adapter = resolve(req)
         if req.tools:
             raise APIError(400, "tools are not supported by this server", param="tools")
-        if req.response_format and req.response_format.get("type", "text") != "text":
-            raise APIError(400, "only response_format {'type': 'text'} is supported", param="response_format")
+        if req.response_format and req.response_format.get("type", "text") not in ("text", "json_object"):
+            raise APIError(400, "response_format: only 'text' and 'json_object' (accepted, not enforced) are "
+                           "supported", param="response_format")
         msgs = [{"role": "system" if m.role == "developer" else m.role, "content": _message_text(m)}
                 for m in req.messages]
         ids = eng.encode_chat(msgs)

@@ -392,24 +392,31 @@ class Engine:
                     seq.job.emit(("done", seq.index, "length", 0))
             past = _cache_of(out)
             max_steps = max(job.params.max_tokens for job in batch)
+            active = list(range(len(seqs)))  # the sequence behind each row of the batch tensors
             for _ in range(max_steps):
                 nxt = []
-                for r, seq in enumerate(seqs):
-                    if seq.finished or seq.job.cancelled:
+                for r, i in enumerate(active):
+                    seq = seqs[i]
+                    if seq.job.cancelled:
                         seq.finished = True
-                        nxt.append(self.pad_id)
-                        continue
-                    nxt.append(seq.step(logits[r]))
-                if all(s.finished for s in seqs):
+                    nxt.append(self.pad_id if seq.finished else seq.step(logits[r]))
+                keep = [r for r, i in enumerate(active) if not seqs[i].finished]
+                if not keep:
                     break
-                self.stats["generated_tokens"] += sum(1 for s in seqs if not s.finished)
                 step_ids = torch.tensor(nxt, dtype=torch.long, device=self.device)[:, None]
+                if len(keep) < len(active) and hasattr(past, "batch_select_indices"):
+                    # drop finished rows from the batch (and their KV cache): no compute for them any more
+                    idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+                    past.batch_select_indices(idx)
+                    mask, pos, step_ids = mask[idx], pos[idx], step_ids[idx]
+                    active = [active[r] for r in keep]
                 mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
                 pos = pos[:, -1:] + 1
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos, use_cache=True,
                                  **{self._cache_arg: past})
                 past = _cache_of(out)
                 logits = out.logits[:, -1, :].float()
+        self.stats["generated_tokens"] += sum(s.n_sampled for s in seqs)
 
     def _emit_prompt_logprobs(self, batch, prompts, logits, width) -> None:
         r = 0
