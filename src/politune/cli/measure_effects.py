@@ -1,9 +1,203 @@
-"""`politune measure` commands from the effects part of the measure pillar."""
+"""`politune measure topics | quality | toxicity | refusal | all | stance-accuracy`: judges and side-effects."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import typer
+
+from politune.cli.common import JsonOption, console, print_json
+
+ModelOpt = typer.Option("smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id).")
+AdapterOpt = typer.Option(None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure this LoRA adapter "
+                          "(repeatable).")
+PersonaOpt = typer.Option(None, "--persona", help="NAME=SYSTEM PROMPT: also measure the base model with this "
+                          "system prompt (repeatable).")
+SystemOpt = typer.Option(None, "--system", help="System prompt for every target.")
+JudgeOpt = typer.Option(None, "--judge", help="LLM judge as URL/v1/MODEL (any OpenAI-compatible server); "
+                        "default: $POLITUNE_JUDGE_URL + $POLITUNE_JUDGE_MODEL if set, else the offline scorer.")
+JudgeModelOpt = typer.Option(None, "--judge-model", help="Judge model name when --judge is a bare URL.")
+JudgeConcOpt = typer.Option(4, "--judge-concurrency", help="Judge requests in flight.")
+JudgeRateOpt = typer.Option(None, "--judge-rate", help="Judge requests per second at most.")
+JudgeCostOpt = typer.Option(None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report).")
+OutOpt = typer.Option(Path("runs/effects"), "--out", "-o", help="Output folder for the result JSON files.")
+TokensOpt = typer.Option(80, "--max-new-tokens", help="Answer length for topic questions (tokens).")
+QATokensOpt = typer.Option(48, "--qa-max-new-tokens", help="Answer length for quality questions (tokens).")
+BatchOpt = typer.Option(8, "--batch-size", help="Generation batch size.")
+SeedOpt = typer.Option(0, "--seed", help="Seed for generation and bootstrap CIs.")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
+DtypeOpt = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16.")
+TopicsOpt = typer.Option("builtin", "--topics", help="Topic questions JSONL (id, topic, axis, question).")
+QAOpt = typer.Option("builtin", "--qa", help="Quality questions: politune QA JSONL (question, reference) or an "
+                     "ELI5 file (title, answers.text/score).")
+QALimitOpt = typer.Option(None, "--qa-limit", help="Use only the first N quality questions.")
+PplOpt = typer.Option("builtin", "--ppl-text", help="Neutral text file for perplexity (paragraph = passage).")
+ToxOpt = typer.Option("alt-profanity-check", "--toxicity-classifier", help="alt-profanity-check or "
+                      "hf:LOCAL_DIR (a local Hugging Face classifier).")
+ThreshOpt = typer.Option(0.5, "--threshold", help="Toxicity threshold for share_above.")
+
+
+def _judge(judge: str | None, judge_model: str | None, concurrency: int, rate: float | None, cost: str | None):
+    import os
+
+    from politune.errors import PolituneError
+    from politune.measure.judge import Judge, parse_judge_spec
+
+    if judge is None and not (os.environ.get("POLITUNE_JUDGE_URL") and os.environ.get("POLITUNE_JUDGE_MODEL")):
+        return None
+    url, model = parse_judge_spec(judge, judge_model) if judge else (None, None)
+    cost_pair = None
+    if cost:
+        try:
+            p, c = (float(x) for x in cost.split(","))
+        except ValueError:
+            raise PolituneError(f"--judge-cost {cost!r}: expected PROMPT,COMPLETION prices per 1k tokens") from None
+        cost_pair = (p, c)
+    return Judge(url, model, concurrency=concurrency, rate_limit=rate, cost_per_1k=cost_pair)
+
+
+def _run(measures: tuple[str, ...], model, adapter, persona, system, judge, judge_model, judge_concurrency,
+         judge_rate, judge_cost, out, max_new_tokens, qa_max_new_tokens, batch_size, seed, device, dtype, topics,
+         qa, qa_limit, ppl_text, toxicity_classifier, threshold, json_out) -> None:
+    from politune.cli.common import progress
+    from politune.fsutil import atomic_write_json
+    from politune.measure.effects import EffectsSettings, measure_effects
+    from politune.measure.targets import build_targets
+
+    targets = build_targets(model, adapter, persona, system)
+    settings = EffectsSettings(topics_file=topics, qa_file=qa, qa_limit=qa_limit, ppl_file=ppl_text,
+                               max_new_tokens=max_new_tokens, qa_max_new_tokens=qa_max_new_tokens,
+                               batch_size=batch_size, seed=seed, device=device, dtype=dtype,
+                               toxicity_classifier=toxicity_classifier, toxicity_threshold=threshold)
+    j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
+    t0 = time.perf_counter()
+    with progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def on_progress(name: str, n: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"answering ({name})", total=None)
+            bar.advance(tasks[name], n)
+
+        results = measure_effects(targets, measures, out_dir=out, judge=j, settings=settings,
+                                  on_progress=on_progress)
+    wall = time.perf_counter() - t0
+    summary = _summary(results)
+    summary["wall_seconds"] = round(wall, 1)
+    if j is not None:
+        summary["judge"] = j.report()
+    atomic_write_json(Path(out) / "effects-summary.json", summary)
+    if json_out:
+        print_json(summary)
+        return
+    _print(summary, out)
+
+
+def _fmt(x, nd=3) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def _ci(ci) -> str:
+    return "" if not ci or ci[0] is None else f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def _summary(results: dict) -> dict:
+    out: dict = {"measures": sorted(results), "models": {}}
+    for name, res in results.items():
+        for m in res["models"]:
+            row = out["models"].setdefault(m["target"]["name"], {})
+            if name == "topics":
+                row["topic_lean"] = {"mean": m["mean"], "ci": m["ci"], "axes": m["axis_means"]}
+            elif name == "quality":
+                row["rouge_l"] = m.get("rouge_l")
+                row["perplexity"] = m.get("perplexity")
+                row["delta_vs_base"] = m.get("delta_vs_base")
+            elif name == "toxicity":
+                row["toxicity"] = {"mean": m["mean"], "ci": m["ci"], "share_above": m["share_above"]}
+            elif name == "refusal":
+                row["refusal"] = {"rate": m["rate"], "ci": m["ci"], "n": m["n"]}
+    return out
+
+
+def _print(summary: dict, out) -> None:
+    from rich.table import Table
+
+    table = Table(title="side effects")
+    cols = ["target", "topic lean", "econ", "social", "ROUGE-L", "perplexity", "toxicity", "refusal"]
+    for c in cols:
+        table.add_column(c)
+    for name, row in summary["models"].items():
+        tl = row.get("topic_lean") or {}
+        axes = tl.get("axes") or {}
+        table.add_row(name, _fmt(tl.get("mean")) + _ci(tl.get("ci")) if tl else "-",
+                      _fmt((axes.get("economic") or {}).get("mean")), _fmt((axes.get("social") or {}).get("mean")),
+                      _fmt((row.get("rouge_l") or {}).get("mean")), _fmt((row.get("perplexity") or {}).get("mean"), 2),
+                      _fmt((row.get("toxicity") or {}).get("mean")), _fmt((row.get("refusal") or {}).get("rate")))
+    console.print(table)
+    if "judge" in summary:
+        j = summary["judge"]
+        console.print(f"judge {j['model']}: {j['items']} items, {j['cache_hits']} cached, {j['missing']} missing, "
+                      f"{j['prompt_tokens']}+{j['completion_tokens']} tokens, cost {j['cost']}, {j['seconds']} s")
+    console.print(f"wrote {', '.join(m + '.json' for m in summary['measures'])} to {out} "
+                  f"({summary['wall_seconds']} s)")
 
 
 def add_commands(measure_app: typer.Typer) -> None:
-    """Add this part's commands to the `measure` sub-app (filled in as the part lands)."""
+    """Add this part's commands to the `measure` sub-app."""
+
+    def make(measures: tuple[str, ...], name: str, help_text: str) -> None:
+        def cmd(model: str = ModelOpt, adapter: list[str] = AdapterOpt, persona: list[str] = PersonaOpt,
+                system: str = SystemOpt, judge: str = JudgeOpt, judge_model: str = JudgeModelOpt,
+                judge_concurrency: int = JudgeConcOpt, judge_rate: float = JudgeRateOpt,
+                judge_cost: str = JudgeCostOpt, out: Path = OutOpt, max_new_tokens: int = TokensOpt,
+                qa_max_new_tokens: int = QATokensOpt, batch_size: int = BatchOpt, seed: int = SeedOpt,
+                device: str = DeviceOpt, dtype: str = DtypeOpt, topics: str = TopicsOpt, qa: str = QAOpt,
+                qa_limit: int = QALimitOpt, ppl_text: str = PplOpt, toxicity_classifier: str = ToxOpt,
+                threshold: float = ThreshOpt, json_out: bool = JsonOption) -> None:
+            _run(measures, model, adapter, persona, system, judge, judge_model, judge_concurrency, judge_rate,
+                 judge_cost, out, max_new_tokens, qa_max_new_tokens, batch_size, seed, device, dtype, topics, qa,
+                 qa_limit, ppl_text, toxicity_classifier, threshold, json_out)
+
+        cmd.__doc__ = help_text
+        measure_app.command(name)(cmd)
+
+    make(("topics",), "topics", "Answer open political questions on held-out topics and score each answer's lean "
+         "(offline scorer, or --judge); writes topics.json.")
+    make(("quality",), "quality", "Quality retention: ROUGE-L vs reference answers and perplexity on neutral text, "
+         "with the change vs base; writes quality.json.")
+    make(("toxicity",), "toxicity", "Toxicity of the answers (alt-profanity-check or a local HF classifier); "
+         "writes toxicity.json.")
+    make(("refusal",), "refusal", "Refusal rate on political questions (keyword patterns, plus the judge when "
+         "configured); writes refusal.json.")
+    make(("topics", "quality", "toxicity", "refusal"), "all", "Topics, quality, toxicity and refusal from one "
+         "round of answers; writes all four result files.")
+
+    @measure_app.command("stance-accuracy")
+    def stance_accuracy_cmd(loto: bool = typer.Option(False, "--loto", help="Also report leave-one-topic-out "
+                                                      "accuracy on the train topics."),
+                            json_out: bool = JsonOption) -> None:
+        """Sign accuracy of the offline stance scorer on the built-in data's held-out topics (target >= 85%)."""
+        from politune.measure.stance import OfflineStanceScorer, leave_one_topic_out, stance_accuracy
+
+        t0 = time.perf_counter()
+        scorer = OfflineStanceScorer()
+        res = {"scorer": scorer.name, "heldout": stance_accuracy(scorer).to_dict()}
+        if loto:
+            res["train_leave_one_topic_out"] = leave_one_topic_out().to_dict()
+        res["seconds"] = round(time.perf_counter() - t0, 1)
+        if json_out:
+            print_json(res)
+            return
+        h = res["heldout"]
+        console.print(f"offline stance scorer {scorer.name}: held-out sign accuracy {h['sign_accuracy']:.3f} "
+                      f"({h['n_answers']} answers, {h['n_pairs']} pairs; target 0.85), pair order accuracy "
+                      f"{h['pair_accuracy']:.3f}")
+        for axis, a in h["by_axis"].items():
+            console.print(f"  {axis:9s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
+        for topic, a in h["by_topic"].items():
+            console.print(f"  {topic:34s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
+        if loto:
+            lo = res["train_leave_one_topic_out"]
+            console.print(f"train topics, leave-one-topic-out: sign {lo['sign_accuracy']:.3f}  pair "
+                          f"{lo['pair_accuracy']:.3f}")

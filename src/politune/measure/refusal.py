@@ -28,3 +28,28 @@ def is_refusal(text: str | None) -> bool:
 
 def refusal_rate(texts: list[str | None]) -> float:
     return sum(is_refusal(t) for t in texts) / len(texts) if texts else float("nan")
+
+
+def refusal_entry(keyword_flags: list[bool], judge_flags: list[bool | None] | None = None, seed: int = 0) -> dict:
+    """One target's refusal.json entry (without ``target``).
+
+    ``rate`` counts an answer as a refusal when the keyword patterns say so, or, with a judge configured,
+    when the judge says so (the judge catches soft refusals the patterns miss). ``keyword_rate`` and
+    ``judge_rate`` report each source alone; judge failures (``None``) fall back to the patterns.
+    """
+    from politune.measure.stats import bootstrap_ci
+
+    flags = list(keyword_flags)
+    entry: dict = {"keyword_rate": refusal_rate_from_flags(keyword_flags)}
+    if judge_flags is not None:
+        flags = [k or bool(j) for k, j in zip(keyword_flags, judge_flags, strict=True)]
+        judged = [j for j in judge_flags if j is not None]
+        entry["judge_rate"] = sum(judged) / len(judged) if judged else None
+        entry["judge_coverage"] = len(judged) / len(judge_flags) if judge_flags else None
+    values = [float(f) for f in flags]
+    lo, hi = bootstrap_ci(values, seed=seed)
+    return {"rate": refusal_rate_from_flags(flags), "ci": [lo, hi], "n": len(flags), **entry}
+
+
+def refusal_rate_from_flags(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None

@@ -1,0 +1,102 @@
+"""Topic scores (PoliTune's per-question bars): open political questions on the held-out topics, answered by
+each target, each answer scored with a :class:`~politune.measure.scorer.StanceScorer` (the offline scorer by
+default, or an LLM judge), then per-axis and overall means with bootstrap CIs.
+
+The built-in set (``questions/topics-v1.jsonl``) has 24 stance-neutral questions, 3 per held-out topic of the
+built-in ideology data (never used to train the offline scorer or the built-in adapters). A question file of
+your own is JSONL with ``id``, ``topic``, ``axis`` (economic | social) and ``question``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from politune.errors import PolituneError
+from politune.measure.scorer import AXES, StanceScorer
+from politune.measure.stats import bootstrap_ci
+
+
+@dataclass(frozen=True)
+class TopicQuestion:
+    id: str
+    topic: str
+    axis: str
+    question: str
+
+
+def load_topic_questions(path: str | Path = "builtin") -> list[TopicQuestion]:
+    """Read a topic-question JSONL file (``"builtin"``: the shipped 24 questions)."""
+    if str(path) == "builtin":
+        text = (resources.files("politune.measure") / "questions" / "topics-v1.jsonl").read_text("utf-8")
+        where = "builtin topics-v1.jsonl"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise PolituneError(f"{p}: topic question file not found")
+        text, where = p.read_text("utf-8"), str(p)
+    out: list[TopicQuestion] = []
+    seen: set[str] = set()
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except ValueError as e:
+            raise PolituneError(f"{where}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(d, dict):
+            raise PolituneError(f"{where}:{n}: expected a JSON object")
+        for field in ("id", "topic", "axis", "question"):
+            if not isinstance(d.get(field), str) or not d[field].strip():
+                raise PolituneError(f"{where}:{n}: {field}: expected a non-empty string")
+        if d["axis"] not in AXES:
+            raise PolituneError(f"{where}:{n}: axis: expected one of {', '.join(AXES)}, got {d['axis']!r}")
+        if d["id"] in seen:
+            raise PolituneError(f"{where}:{n}: id: {d['id']!r} is used twice")
+        seen.add(d["id"])
+        out.append(TopicQuestion(d["id"], d["topic"], d["axis"], d["question"]))
+    if not out:
+        raise PolituneError(f"{where}: no questions")
+    return out
+
+
+def _mean_ci(values: Sequence[float | None], seed: int) -> dict:
+    vals = [v for v in values if v is not None]
+    lo, hi = bootstrap_ci(vals, seed=seed)
+    mean = sum(vals) / len(vals) if vals else None
+    return {"mean": mean, "ci": [lo, hi] if vals else [None, None], "n": len(vals)}
+
+
+def score_topic_answers(questions: Sequence[TopicQuestion], answers: Sequence[str], scorer: StanceScorer,
+                        seed: int = 0) -> dict:
+    """One target's entry of topics.json (without its ``target``): per-question leans, per-axis and overall
+    means with CIs. Unscored answers (refusals, judge failures) are ``null`` and left out of the means."""
+    if len(questions) != len(answers):
+        raise PolituneError(f"{len(questions)} questions but {len(answers)} answers")
+    scores: list[float | None] = [None] * len(questions)
+    for axis in AXES:
+        idx = [i for i, q in enumerate(questions) if q.axis == axis]
+        if not idx:
+            continue
+        vals = scorer.lean([answers[i] for i in idx], axis, [questions[i].question for i in idx])
+        for i, v in zip(idx, vals, strict=True):
+            scores[i] = v
+    axis_means = {a: {k: v for k, v in _mean_ci([s for q, s in zip(questions, scores, strict=True)
+                                                  if q.axis == a], seed).items() if k != "n"}
+                  for a in AXES if any(q.axis == a for q in questions)}
+    overall = _mean_ci(scores, seed)
+    return {"axis_means": axis_means, "mean": overall["mean"], "ci": overall["ci"],
+            "coverage": overall["n"] / len(questions),
+            "questions": [{**asdict(q), "answer": a, "score": s}
+                          for q, a, s in zip(questions, answers, scores, strict=True)]}
+
+
+def topics_result(entries: Sequence[tuple[dict, dict]], scorer_name: str, settings: dict | None = None) -> dict:
+    """``entries``: ``(target_dict, score_topic_answers(...))`` per target -> the topics.json object."""
+    from politune.provenance import provenance
+
+    return {"kind": "topics", "scorer": scorer_name, "provenance": provenance(), "settings": settings or {},
+            "models": [{"target": t, **e} for t, e in entries]}
