@@ -277,3 +277,14 @@ def test_overlap_flags_copies_and_paraphrases(tmp_path, monkeypatch, capsys):
                             "--no-embed", "-o", tmp_path / "rep.json"], monkeypatch, capsys)
     assert code == 1 and "1 of 3 rows flagged" in out
     assert json.loads((tmp_path / "rep.json").read_text())["flags"][0]["row_id"] == "copy"
+
+
+def test_builtin_set_has_no_ngram_overlap_with_the_compass_instrument():
+    """The embedding half of this check is too slow for a unit test here; docs/data.md records its result."""
+    from politune.data.overlap import load_items, overlap
+
+    inst = Path(__file__).parents[1] / "src" / "politune" / "measure" / "instruments" / "politune-compass.yaml"
+    items = load_items(inst)
+    assert len({i.id for i in items}) >= 60 and len(items) > len({i.id for i in items})
+    rep = overlap(load("builtin:left"), items, embed=False)
+    assert rep["flags"] == [], rep["flags"][:3]
