@@ -343,9 +343,9 @@ def _load_report(src: str | os.PathLike, *, schema: str = "auto", mapping: dict[
         schema, detected_kind = detect_schema(rows, label)
     elif schema == "politune":
         keys = {k for r in rows[:200] if r.row is not None for k in r.row}
-        detected_kind = "preference" if ("chosen" in mapping or "chosen" in keys or "rejected" in keys
-                                         or "response" not in keys and "response" not in mapping
-                                         and "completion" not in keys) else "instruction"
+        has_pair = bool({"chosen", "rejected"} & (keys | set(mapping)))
+        has_response = bool({"response", "completion"} & keys) or "response" in mapping
+        detected_kind = "instruction" if has_response and not has_pair else "preference"
     else:
         detected_kind = "preference"
     kind = kind or detected_kind
