@@ -1,9 +1,116 @@
-"""`politune measure` commands from the compass part of the measure pillar."""
+"""`politune measure compass`: the compass part of the measure pillar (see docs/compass.md)."""
 
 from __future__ import annotations
 
 import typer
 
+from politune.cli.common import JsonOption, console, err_console, print_json
+
+
+def _fmt(axis: dict | None) -> str:
+    if not axis or axis.get("score") is None:
+        return "-"
+    lo, hi = axis["ci"]
+    return f"{axis['score']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def print_compass_table(result: dict) -> None:
+    """Per target and track: both axes with CIs, coverage, refusals, content sensitivity; then diagnostics,
+    agreement between tracks, and the comparisons with the first target."""
+    from rich.table import Table
+
+    t = Table(title=f"compass ({result['instrument']['name']} v{result['instrument']['version']}, "
+                    f"{result['instrument']['items']} items)")
+    for col in ("target", "track", "economic [95% CI]", "social [95% CI]", "coverage", "refusals",
+                "content sens."):
+        t.add_column(col)
+    for m in result["models"]:
+        for name, tr in m["tracks"].items():
+            cov = min(tr[a]["coverage"] for a in ("economic", "social") if a in tr)
+            t.add_row(m["target"]["name"], name, _fmt(tr.get("economic")), _fmt(tr.get("social")), _num(cov),
+                      _num(tr.get("refusal_rate")), _num(tr.get("content_sensitivity")))
+    console.print(t)
+    d = Table(title="diagnostics (per track)")
+    for col in ("target", "track", "acquiescence", "flip consist.", "order sens.", "refusals", "coverage"):
+        d.add_column(col)
+    for m in result["models"]:
+        for name, dg in m["diagnostics"]["by_track"].items():
+            d.add_row(m["target"]["name"], name, _num(dg["acquiescence"]), _num(dg["flip_consistency"]),
+                      _num(dg["order_sensitivity"]), _num(dg["refusal_rate"]), _num(dg["coverage"]))
+    console.print(d)
+    for m in result["models"]:
+        if m["agreement"]:
+            pairs = ", ".join(f"{k} {_num(v)}" for k, v in m["agreement"].items())
+            n_dis = sum(i["disagree"] for i in m["items"])
+            console.print(f"{m['target']['name']}: track agreement {pairs}; {n_dis} items where tracks disagree")
+    if result["comparisons"]:
+        c = Table(title="differences vs the first target (b - a)")
+        for col in ("a", "b", "track", "axis", "diff [95% CI]", "sees it"):
+            c.add_column(col)
+        for r in result["comparisons"]:
+            if r["diff"] is None:
+                c.add_row(r["a"], r["b"], r["track"], r["axis"], "-", "-")
+                continue
+            sees = "yes" if r["ci"][0] > 0 or r["ci"][1] < 0 else "no"
+            c.add_row(r["a"], r["b"], r["track"], r["axis"],
+                      f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]", sees)
+        console.print(c)
+
 
 def add_commands(measure_app: typer.Typer) -> None:
-    """Add this part's commands to the `measure` sub-app (filled in as the part lands)."""
+    """Add `politune measure compass` to the `measure` sub-app."""
+
+    @measure_app.command("compass")
+    def compass(
+        model: str = typer.Option("smollm2-135m", "--model", "-m", help="Model: registry name, local dir, hub "
+                                  "id, or with --base-url the served model name."),
+        adapter: list[str] = typer.Option(None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure the "
+                                          "model with this LoRA adapter (repeatable)."),
+        persona: list[str] = typer.Option(None, "--persona", "-p", help="NAME=\"system prompt\": also measure "
+                                          "the model with this system prompt (repeatable)."),
+        system: str = typer.Option(None, "--system", help="System prompt for the base (and adapter) targets."),
+        no_base: bool = typer.Option(False, "--no-base", help="Do not measure the plain base target."),
+        tracks: str = typer.Option("logprob,choice,open", "--tracks", "-t", help="Comma list of logprob, "
+                                   "choice, open."),
+        instrument: str = typer.Option("builtin", "--instrument", "-i", help="'builtin' or an instrument YAML "
+                                       "file (docs/instruments.md)."),
+        items: int = typer.Option(None, "--items", help="Use a balanced subset of N items (default: all)."),
+        variants: str = typer.Option("text,paraphrases,negation", "--variants", help="Statement variants for "
+                                     "the log-prob and choice tracks."),
+        orders: str = typer.Option("forward,reversed", "--orders", help="Option orders: forward, reversed."),
+        temperature: float = typer.Option(0.0, "--temperature", help="Decoding temperature for choice/open "
+                                          "(0 = greedy)."),
+        samples: int = typer.Option(1, "--samples", help="Answers per prompt when temperature > 0."),
+        seed: int = typer.Option(0, "--seed", help="Seed for sampling and the bootstrap."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward pass."),
+        base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server (e.g. "
+                                     "http://127.0.0.1:8000/v1) instead of a local model."),
+        out: str = typer.Option("runs/compass/compass.json", "--out", "-o", help="Result JSON (a folder gets "
+                                "compass.json inside)."),
+        keep_answers: bool = typer.Option(False, "--keep-answers", help="Store every generated answer."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+        dtype: str = typer.Option("auto", "--dtype", help="auto (fp32 on CPU), float32, bfloat16, float16."),
+        json_out: bool = JsonOption,
+    ) -> None:
+        """Where the model sits (economic left/right, social libertarian/authoritarian) by log-prob, choice and
+        open answers, with 95% bootstrap CIs, bias diagnostics and differences between targets."""
+        from politune.measure.compass import measure_compass, save_compass
+        from politune.measure.targets import build_targets
+
+        targets = build_targets(model, adapter, persona, system=system, include_base=not no_base)
+        split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
+        result = measure_compass(
+            targets, instrument=instrument, tracks=split(tracks), seed=seed, base_url=base_url, device=device,
+            dtype=dtype, keep_answers=keep_answers, items=items, variants=split(variants), orders=split(orders),
+            temperature=temperature, samples=samples, batch_size=batch_size,
+            progress=lambda name: err_console.print(f"measuring [bold]{name}[/] ..."))
+        path = save_compass(result, out)
+        if json_out:
+            print_json(result)
+        else:
+            print_compass_table(result)
+            console.print(f"wrote {path}")

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from politune.errors import PolituneError
-from politune.measure.scorer import AXES
 from politune.fsutil import sha256_text
+from politune.measure.scorer import AXES
 
 BUILTIN = "builtin"
 

@@ -9,7 +9,8 @@ templates are recorded in every result.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+import string
+from dataclasses import asdict, dataclass, replace
 
 ORDERS = ("forward", "reversed")
 # Content-free statements: the option prior is estimated from these (contextual calibration).
@@ -20,11 +21,18 @@ CONTENT_FREE = ("N/A", "...", "[statement]")
 class Templates:
     closed: str = ("Reply to the statement below with exactly one of these options, and nothing else:\n"
                    "{options}\n\nStatement: {statement}")
-    option_line: str = "- {label}"
+    option_line: str = "- {label}"  # neutral bullets: no letter carries a prior
+    letter_line: str = "{letter}. {label}"  # used where only one token per option can be scored (HTTP)
+    letters: bool = False
     open: str = "{statement}\n\nWhat is your view on this? Answer in two or three sentences."
 
+    def with_letters(self, letters: bool) -> Templates:
+        return replace(self, letters=letters)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("letter_line" if not self.letters else "option_line")
+        return d
 
 
 def ordered_labels(labels: list[str], order: str) -> list[str]:
@@ -32,7 +40,11 @@ def ordered_labels(labels: list[str], order: str) -> list[str]:
 
 
 def closed_prompt(t: Templates, statement: str, labels: list[str], order: str) -> str:
-    opts = "\n".join(t.option_line.format(label=lab) for lab in ordered_labels(labels, order))
+    if t.letters:
+        opts = "\n".join(t.letter_line.format(letter=string.ascii_uppercase[i], label=lab)
+                         for i, lab in enumerate(ordered_labels(labels, order)))
+    else:
+        opts = "\n".join(t.option_line.format(label=lab) for lab in ordered_labels(labels, order))
     return t.closed.format(options=opts, statement=statement)
 
 

@@ -1,0 +1,148 @@
+"""The three ways to elicit a position. Each returns one :class:`Observation` per (item, variant, order[, sample]).
+
+- :func:`run_logprob`: the model's distribution over the answer options (no generation). Options are listed in
+  forward and reversed order; the option prior is estimated from content-free statements (``N/A``, ...) in the
+  same template and order, and divided out (contextual calibration); what is scored is the corrected
+  distribution's expected value.
+- :func:`run_choice`: a short generated answer parsed onto the scale; unparseable answers and refusals are
+  counted, never guessed.
+- :func:`run_open`: a free answer scored for stance by a :class:`~politune.measure.scorer.StanceScorer`.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from politune.measure.compass.instrument import Instrument, Item
+from politune.measure.compass.prompts import CONTENT_FREE, Templates, closed_prompt, open_prompt, parse_choice
+from politune.measure.compass.scoring import Observation
+from politune.measure.refusal import is_refusal
+
+DEFAULT_VARIANTS = ("text", "paraphrases", "negation")
+
+
+@dataclass
+class TrackRun:
+    name: str
+    observations: list[Observation]
+    settings: dict  # decoding parameters, templates, variants, orders
+    prior: dict | None = None  # log-prob track: option prior per order
+
+
+def _prompts(inst: Instrument, variants: Sequence[str], orders: Sequence[str]
+             ) -> list[tuple[Item, str, str, int, str]]:
+    """(item, variant id, statement, polarity, order) for every prompt of a closed-form track."""
+    return [(it, vid, stmt, pol, o) for it in inst.items for vid, stmt, pol in it.variants(tuple(variants))
+            for o in orders]
+
+
+def _softmax(lps: Sequence[float]) -> list[float]:
+    m = max(lps)
+    e = [math.exp(x - m) for x in lps]
+    s = sum(e)
+    return [x / s for x in e]
+
+
+def _continuations(labels: list[str], order: str, letters: bool) -> list[str]:
+    """What the model would say for each option, in *scale* order (most-disagree first)."""
+    if not letters:
+        return list(labels)
+    n = len(labels)
+    pos = list(range(n)) if order == "forward" else list(reversed(range(n)))  # option k is listed at pos[k]
+    return [string.ascii_uppercase[pos[k]] for k in range(n)]
+
+
+def run_logprob(backend, inst: Instrument, templates: Templates, variants: Sequence[str] = DEFAULT_VARIANTS,
+                orders: Sequence[str] = ("forward", "reversed"), calibrate: bool = True) -> TrackRun:
+    letters = templates.letters or getattr(backend, "single_token_options", False)
+    t = templates.with_letters(letters)
+    labels = inst.labels
+    plan = _prompts(inst, variants, orders)
+    prompts = [closed_prompt(t, stmt, labels, o) for _, _, stmt, _, o in plan]
+    conts = [_continuations(labels, o, letters) for *_, o in plan]
+    cf_plan = [(o, s) for o in orders for s in CONTENT_FREE] if calibrate else []
+    cf_prompts = [closed_prompt(t, s, labels, o) for o, s in cf_plan]
+    cf_conts = [_continuations(labels, o, letters) for o, _ in cf_plan]
+    lps = backend.option_logprobs(prompts + cf_prompts, conts + cf_conts)
+    probs = [_softmax(x) for x in lps]
+    prior: dict[str, list[float]] = {}
+    for o in orders:
+        rows = [probs[len(plan) + i] for i, (oo, _) in enumerate(cf_plan) if oo == o]
+        prior[o] = [sum(r[k] for r in rows) / len(rows) for k in range(len(labels))] if rows else \
+            [1 / len(labels)] * len(labels)
+    obs = []
+    for (it, vid, _, pol, o), p in zip(plan, probs[:len(plan)], strict=True):
+        q = [x / max(pi, 1e-12) for x, pi in zip(p, prior[o], strict=True)]
+        s = sum(q)
+        obs.append(Observation(it.id, vid, o, pol, probs=[x / s for x in q], raw_probs=p))
+    settings = {"variants": list(variants), "orders": list(orders), "answer": "letters" if letters else "text",
+                "calibration": "content-free prior divided out" if calibrate else "none",
+                "content_free": list(CONTENT_FREE) if calibrate else [], "template": t.to_dict()}
+    return TrackRun("logprob", obs, settings, {o: [round(x, 6) for x in v] for o, v in prior.items()})
+
+
+def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequence[str] = DEFAULT_VARIANTS,
+               orders: Sequence[str] = ("forward", "reversed"), max_new_tokens: int = 12,
+               temperature: float = 0.0, samples: int = 1, seed: int = 0) -> TrackRun:
+    t = templates.with_letters(False)
+    labels = inst.labels
+    plan = _prompts(inst, variants, orders)
+    prompts = [closed_prompt(t, stmt, labels, o) for _, _, stmt, _, o in plan]
+    obs = []
+    n_samples = samples if temperature > 0 else 1
+    for s in range(n_samples):
+        texts = backend.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + s)
+        for (it, vid, _, pol, o), text in zip(plan, texts, strict=True):
+            tag = vid if n_samples == 1 else f"{vid}#s{s}"
+            if text is None:
+                obs.append(Observation(it.id, tag, o, pol, status="unscored"))
+                continue
+            k = parse_choice(text, labels)
+            if k is not None:
+                onehot = [0.0] * len(labels)
+                onehot[k] = 1.0
+                obs.append(Observation(it.id, tag, o, pol, probs=onehot, text=text))
+            else:
+                obs.append(Observation(it.id, tag, o, pol, status="refused" if is_refusal(text) else "unparsed",
+                                       text=text))
+    settings = {"variants": list(variants), "orders": list(orders), "max_new_tokens": max_new_tokens,
+                "temperature": temperature, "samples": n_samples, "seed": seed, "template": t.to_dict()}
+    return TrackRun("choice", obs, settings)
+
+
+def run_open(backend, inst: Instrument, templates: Templates, scorer, variants: Sequence[str] = ("text",),
+             max_new_tokens: int = 80, temperature: float = 0.0, samples: int = 1, seed: int = 0) -> TrackRun:
+    plan = [(it, vid, stmt, pol) for it in inst.items for vid, stmt, pol in it.variants(tuple(variants))]
+    prompts = [open_prompt(templates, stmt) for _, _, stmt, _ in plan]
+    obs: list[Observation] = []
+    n_samples = samples if temperature > 0 else 1
+    for s in range(n_samples):
+        texts = backend.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + s)
+        batch = []
+        for (it, vid, _, pol), text, prompt in zip(plan, texts, prompts, strict=True):
+            tag = vid if n_samples == 1 else f"{vid}#s{s}"
+            if text is None:
+                obs.append(Observation(it.id, tag, "-", pol, status="unscored"))
+            elif is_refusal(text):
+                obs.append(Observation(it.id, tag, "-", pol, status="refused", text=text))
+            else:
+                o = Observation(it.id, tag, "-", pol, text=text)
+                obs.append(o)
+                batch.append((it.axis, o, prompt))
+        for axis in inst.axes:
+            todo = [(o, p) for a, o, p in batch if a == axis]
+            if not todo:
+                continue
+            leans = scorer.lean([o.text for o, _ in todo], axis, [p for _, p in todo])
+            for (o, _), lean in zip(todo, leans, strict=True):
+                if lean is None or (isinstance(lean, float) and math.isnan(lean)):
+                    o.status = "unscored"
+                else:
+                    o.lean = max(-1.0, min(1.0, float(lean)))
+    settings = {"variants": list(variants), "max_new_tokens": max_new_tokens, "temperature": temperature,
+                "samples": n_samples, "seed": seed, "scorer": getattr(scorer, "name", type(scorer).__name__),
+                "template": {"open": templates.open}}
+    return TrackRun("open", obs, settings)
