@@ -9,6 +9,22 @@ import typer
 from politune.cli.common import JsonOption, OverridesOption, console, err_console, print_json
 
 
+def _progress():
+    """The shared progress bar plus a rate column (answers per second)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    from politune.cli.common import progress
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.2f}/s" if task.speed else "-/s", style="progress.data.speed")
+
+    bar = progress()
+    bar.columns = (*bar.columns[:3], RateColumn(), *bar.columns[3:])
+    return bar
+
+
 def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
 
@@ -77,10 +93,8 @@ def generate(
                     console.print(Text.assemble((f"{m['role']}: ", "bold"), m["content"]), highlight=False)
         return
 
-    from politune.cli.common import progress
-
     tasks: dict[str, int] = {}
-    with progress() as bar:
+    with _progress() as bar:
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)

@@ -77,7 +77,7 @@ class HTTPTeacher:
     def __init__(self, client, batch_size: int | None = None):
         self.client = client
         self.name = f"http:{client.model}"
-        self.batch_size = batch_size or max(64, 4 * client.concurrency)
+        self.batch_size = batch_size or max(1024, 16 * client.concurrency)  # whole rounds: no drain between chunks
 
     def complete(self, convs: Sequence[list[Message]], seeds: Sequence[int], *, max_tokens: int,
                  temperature: float, json_mode: bool = False, skip: Collection[int] = (),
