@@ -1,9 +1,127 @@
-"""CLI for the `tune` pillar. Commands are added here by the tune pillar and only call its public API."""
+"""``politune tune sft | dpo | sft-dpo | merge | recipes``: wires :mod:`politune.tune`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from politune.cli.common import JsonOption, OverridesOption, console, print_json
+
+tune_app = typer.Typer(help="Tune a model toward a stance: SFT, DPO, SFT->DPO with LoRA (TRL + PEFT).",
+                       no_args_is_help=True)
+
+ConfigOption = typer.Option("cpu-smollm2", "--config", "-c",
+                            help="Recipe: a shipped name (see `politune tune recipes`) or a YAML path.")
+DataOption = typer.Option(..., "--data", "-d", help="Training data: builtin:left, builtin:right, a JSONL/CSV/"
+                          "Parquet file, a folder or hf:NAME (see docs/data.md).")
+SplitOption = typer.Option("train", "--split", help="Split of the data to train on ('' = all rows).")
+OutOption = typer.Option(None, "--out", "-o", help="Run folder (default runs/<method>-<stance or recipe>).")
+BaseOption = typer.Option(None, "--base", "-m", help="Base model (default: the recipe's `base`).")
+StanceOption = typer.Option(None, "--stance", help="Target stance recorded in the model card (left, right, ...).")
+ResumeOption = typer.Option(False, "--resume", help="Continue from the last checkpoint in the run folder.")
+OverwriteOption = typer.Option(False, "--overwrite", help="Replace an existing run folder.")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this pillar's commands to the root app (filled in as the pillar lands)."""
+    app.add_typer(tune_app, name="tune")
+
+
+def _load_data(spec: str, split: str):
+    from politune.data import load
+
+    return load(spec, split=split) if split else load(spec)
+
+
+def _run(method: str, config: str, data: str, split: str, out: Path | None, base: str | None,
+         stance: str | None, resume: bool, overwrite: bool, overrides: list[str] | None, json_out: bool) -> None:
+    from politune import tune
+    from politune.fsutil import safe_name
+
+    cfg = tune.load_recipe(config, overrides=overrides)
+    pairs = _load_data(data, split)
+    if out is None:
+        out = Path("runs") / safe_name(f"{method}-{stance or cfg.name}", "run name")
+    fn = {"dpo": tune.dpo, "sft": tune.sft, "sft_dpo": tune.sft_dpo}[method]
+    console.print(f"[bold]tune {method}[/]: {base or cfg.base} <- {data} ({len(pairs)} rows), recipe {cfg.name}, "
+                  f"out {out}")
+    res = fn(base, pairs, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite)
+    if json_out:
+        print_json({"adapter_dir": str(res.adapter_dir), "out_dir": str(res.out_dir), "metrics": res.metrics})
+        return
+    m = res.metrics
+    console.print(f"adapter: {res.adapter_dir}")
+    for k in ("step", "loss", "rewards/accuracies", "rewards/margins", "rewards/accuracies_last5_mean",
+              "rewards/margins_last5_mean", "tokens_per_s", "peak_rss_mb"):
+        if k in m:
+            console.print(f"  {k:30s} {m[k]:.4g}" if isinstance(m[k], float) else f"  {k:30s} {m[k]}")
+
+
+@tune_app.command("dpo")
+def dpo_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
+            base: str = BaseOption, stance: str = StanceOption, resume: bool = ResumeOption,
+            overwrite: bool = OverwriteOption, overrides: list[str] = OverridesOption,
+            json_out: bool = JsonOption) -> None:
+    """DPO with a fresh LoRA adapter (reference = the base with the adapter disabled)."""
+    _run("dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out)
+
+
+@tune_app.command("sft")
+def sft_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
+            base: str = BaseOption, stance: str = StanceOption, resume: bool = ResumeOption,
+            overwrite: bool = OverwriteOption, overrides: list[str] = OverridesOption,
+            json_out: bool = JsonOption) -> None:
+    """Supervised LoRA tuning on instruction data (or the chosen answers of preference pairs)."""
+    _run("sft", config, data, split, out, base, stance, resume, overwrite, overrides, json_out)
+
+
+@tune_app.command("sft-dpo")
+def sft_dpo_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption,
+                out: Path = OutOption, base: str = BaseOption, stance: str = StanceOption,
+                resume: bool = ResumeOption, overwrite: bool = OverwriteOption,
+                overrides: list[str] = OverridesOption, json_out: bool = JsonOption) -> None:
+    """SFT on the chosen answers, then DPO continuing the SFT adapter (reference = frozen SFT adapter)."""
+    _run("sft_dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out)
+
+
+@tune_app.command("merge")
+def merge_cmd(adapter: Path = typer.Argument(..., help="Adapter folder (a run's adapter/)."),
+              out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged full model."),
+              base: str = typer.Option(None, "--base", "-m", help="Base model (default: read from the run's "
+                                       "summary.json next to the adapter)."),
+              dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16")) -> None:
+    """Merge a LoRA adapter into its base model and save full safetensors weights + tokenizer."""
+    import json
+
+    from politune import tune
+    from politune.errors import PolituneError
+
+    if base is None:
+        summary = adapter.parent / "summary.json"
+        if not summary.is_file():
+            raise PolituneError(f"{adapter}: no summary.json next to it; pass --base")
+        base = json.loads(summary.read_text())["base"]
+    dest = tune.merge(base, adapter, out, dtype=dtype)
+    console.print(f"merged {adapter} into {base}: {dest}")
+
+
+@tune_app.command("recipes")
+def recipes_cmd(json_out: bool = JsonOption) -> None:
+    """List the shipped recipes with their main settings."""
+    from politune import tune
+
+    rows = []
+    for name in tune.list_recipes():
+        c = tune.load_recipe(name)
+        rows.append({"name": name, "base": c.base, "method": c.method, "loss": c.loss, "beta": c.beta, "lr": c.lr,
+                     "lora": f"r{c.lora.r}/a{c.lora.alpha:g}", "batch": f"{c.batch_size}x{c.grad_accum}",
+                     "max_length": c.max_length, "steps": c.max_steps if c.max_steps > 0 else f"{c.epochs:g} ep"})
+    if json_out:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(*rows[0].keys())
+    for r in rows:
+        table.add_row(*[str(v) for v in r.values()])
+    console.print(table)

@@ -80,6 +80,8 @@ class TuneConfig(Config):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     dtype: str = Field("auto", description="auto: fp32 on CPU, bf16 on Ampere+ GPUs")
     gradient_checkpointing: bool | None = Field(None, description="None = on for GPUs, off on CPU")
+    share_frozen_layers: bool = Field(True, description="run the frozen layers below the lowest adapted layer once "
+                                      "for policy and reference (exact; a speed-up when lora.layers is set)")
     quantization: Literal["none", "4bit"] = Field("none", description="4bit = QLoRA via bitsandbytes (GPU only)")
     # --- bookkeeping -----------------------------------------------------------------------------------
     logging_steps: int = Field(1, ge=1)

@@ -223,6 +223,7 @@ def _save_adapter(trainer, out_dir: Path) -> Path:
 def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | None, out_dir: str | os.PathLike,
            stance: str | None, evaluate: Evaluate | None, resume: bool, overwrite: bool,
            init_adapter: Path | None = None, keep: tuple[str, ...] = ()) -> TuneResult:
+    import datasets
     import torch
     from datasets import Dataset
 
@@ -234,6 +235,7 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
         latest_checkpoint,
     )
 
+    datasets.disable_progress_bars()
     t0 = time.perf_counter()
     if cfg is None or isinstance(cfg, str | os.PathLike):
         cfg = load_recipe(cfg or "cpu-smollm2")
@@ -245,6 +247,11 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
     td = preference_data(data, cfg.system) if method == "dpo" else instruction_data(data, cfg.system)
     _prepare_out_dir(out, resume, overwrite, keep)
     model, tok = _load_base(base, cfg, hw)
+    lora = cfg.lora if method == "dpo" else (cfg.sft.lora or cfg.lora)
+    n_layers = getattr(model.config.get_text_config(), "num_hidden_layers", None)
+    if init_adapter is None and lora.layers and n_layers is not None and max(lora.layers) >= n_layers:
+        raise PolituneError(f"lora.layers: {base} has {n_layers} layers (0-{n_layers - 1}), the recipe asks for "
+                            f"{max(lora.layers)}; set lora.layers=null or indices that exist")
     lengths = check_lengths(td.rows, tok, cfg.max_length, td.source)
     ckpt_dir = out / "checkpoints"
     args = (dpo_args if method == "dpo" else sft_args)(cfg, ckpt_dir, hw)
@@ -260,13 +267,14 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
 
         model = load_adapter(model, init_adapter, trainable=True)
     else:
-        peft_config = lora_config(cfg.lora if method == "dpo" else (cfg.sft.lora or cfg.lora))
+        peft_config = lora_config(lora)
     ds = Dataset.from_list(td.rows)
     common = dict(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     try:
         if method == "dpo":
             trainer = PolituneDPOTrainer(**common, politune_loss=cfg.loss, sft_weight=cfg.sft_weight,
-                                         step0_check=cfg.step0_check)
+                                         step0_check=cfg.step0_check,
+                                         share_frozen_layers=cfg.share_frozen_layers)
         else:
             trainer = PolituneSFTTrainer(**common)
     except (ValueError, TypeError, NotImplementedError) as e:
@@ -279,6 +287,9 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
     elif not resume or not ckpt_dir.exists():
         for name in ("metrics.jsonl", "trajectory.jsonl"):
             (out / name).unlink(missing_ok=True)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     trainer.add_callback(MetricsCallback(out / "metrics.jsonl", trainer))
     if evaluate is not None:
         cb = TrajectoryCallback(out / "trajectory.jsonl", trainer, evaluate, tok, cfg.eval_every)

@@ -16,7 +16,9 @@ adapter after SFT, accelerate / DeepSpeed / FSDP - is TRL's):
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +33,8 @@ from politune.errors import PolituneError
 from politune.fsutil import _fsync_dir
 from politune.tune.losses import preference_loss, step0_expected
 
+log = logging.getLogger("politune")
+
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "politune-complete.json"
 
@@ -40,21 +44,69 @@ class Step0CheckError(PolituneError):
 
 
 def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     completion_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                     completion_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs of the completion tokens: ``(logps (N, K), mask (N, K))``.
 
     Only the span from the first completion position of the batch to the end goes through the LM head.
+    ``inputs_embeds``: hidden states to start from instead of ``input_ids`` (see :func:`shared_prefix`).
     """
     shift_mask = completion_mask[:, 1:].bool()
     cols = shift_mask.any(dim=0).nonzero()
     start = int(cols[0]) if len(cols) else input_ids.size(1) - 2
     keep = input_ids.size(1) - start  # positions start .. L-1 (the last one predicts nothing; dropped below)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
+    feed = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
+    out = model(**feed, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
     logits = out.logits[:, :-1].float()
     labels = input_ids[:, start + 1:]
     token_logps = torch.gather(logits, 2, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     mask = shift_mask[:, start:]
     return token_logps * mask, mask
+
+
+def decoder_of(model):
+    """The decoder stack (the module with ``.layers``) inside a (PEFT-wrapped) causal LM, or None."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    dec = getattr(m, getattr(m, "base_model_prefix", "model"), None)
+    return dec if dec is not None and isinstance(getattr(dec, "layers", None), torch.nn.ModuleList) else None
+
+
+def first_adapted_layer(model) -> int:
+    """Index of the lowest decoder layer that holds a LoRA weight (0 if unknown or none)."""
+    found = [int(m.group(1)) for name, _ in model.named_parameters()
+             if "lora_" in name and (m := re.search(r"\.layers\.(\d+)\.", name))]
+    return min(found) if found else 0
+
+
+@contextlib.contextmanager
+def only_layers(decoder, sl: slice):
+    """Temporarily run ``decoder`` with a slice of its layers (the others are skipped, not changed)."""
+    full = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(full)[sl])
+    try:
+        yield
+    finally:
+        decoder.layers = full
+
+
+def shared_prefix(decoder, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Hidden states after the first ``k`` decoder layers (no grad).
+
+    Layers below the lowest adapted layer are identical for the policy and its reference and get no gradient,
+    so they are run once per batch instead of twice; the policy and reference forwards start from here.
+    """
+    captured = {}
+
+    def hook(_module, _inputs, output):
+        captured["h"] = output[0] if isinstance(output, tuple) else output
+
+    handle = decoder.layers[k - 1].register_forward_hook(hook)
+    try:
+        with torch.no_grad(), only_layers(decoder, slice(0, k)):
+            decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    finally:
+        handle.remove()
+    return captured["h"]
 
 
 class AtomicCheckpointMixin:
@@ -111,8 +163,15 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
     """``DPOTrainer`` + politune loss (sigmoid/ipo/hinge/robust/simpo, RPO term) + step-0 check."""
 
     def __init__(self, *args, politune_loss: str = "sigmoid", sft_weight: float = 0.0, step0_check: bool = True,
-                 **kwargs):
+                 share_frozen_layers: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        # Frozen bottom layers shared by policy and reference: only for a PEFT policy whose reference is the same
+        # module (adapter disabled / ``ref`` adapter), without DeepSpeed/FSDP (which own the forward).
+        self.prefix_layers = 0
+        if (share_frozen_layers and self.ref_model is None and is_peft_model(self.model)
+                and not self.is_deepspeed_enabled and not self.is_fsdp_enabled
+                and not self.args.gradient_checkpointing and decoder_of(self.model) is not None):
+            self.prefix_layers = first_adapted_layer(self.model)
         self.politune_loss = politune_loss
         self.sft_weight = sft_weight
         self.step0_check = step0_check
@@ -128,13 +187,24 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
         ids, am, cm = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
-        token_logps, mask = completion_logps(model, ids, am, cm)
+        k = 0 if self.precompute_ref_logps else self.prefix_layers
+        if k:
+            decoder = decoder_of(self.accelerator.unwrap_model(self.model))
+            h = shared_prefix(decoder, ids, am, k)
+            with only_layers(decoder, slice(k, None)):
+                token_logps, mask = completion_logps(model, ids, am, cm, inputs_embeds=h)
+                with torch.no_grad(), self._reference_context():
+                    ref_token_logps, _ = completion_logps(self.model, ids, am, cm, inputs_embeds=h)
+        else:
+            token_logps, mask = completion_logps(model, ids, am, cm)
         logps = token_logps.sum(dim=1)
         lengths = mask.sum(dim=1)
         chosen_logps, rejected_logps = logps.chunk(2)
         chosen_len, rejected_len = lengths.chunk(2)
         if self.precompute_ref_logps:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        elif k:
+            ref_chosen, ref_rejected = ref_token_logps.sum(dim=1).chunk(2)
         else:
             with torch.no_grad(), self._reference_context():
                 ref_token_logps, _ = completion_logps(self.ref_model or self.model, ids, am, cm)
@@ -223,6 +293,10 @@ class MetricsCallback(TrainerCallback):
             row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         self._t, self._tokens = now, tokens
         append_jsonl(self.path, row)
+        parts = [f"{k.split('/')[-1]} {row[k]:.4g}" for k in ("loss", "rewards/accuracies", "rewards/margins")
+                 if isinstance(row.get(k), float)]
+        log.info("step %d/%d  %s  %.0f tok/s", state.global_step, state.max_steps, "  ".join(parts),
+                 row["tokens_per_s"])
 
 
 class TrajectoryCallback(TrainerCallback):

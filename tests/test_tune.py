@@ -1,0 +1,314 @@
+"""tune pillar: losses (hand-computed), config/recipes, bad input, DPO / SFT->DPO on the tiny model, step-0 check,
+atomic checkpoints, outputs, trajectory, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from politune.errors import PolituneError
+from politune.tune import TuneConfig, dpo, load_recipe, sft_dpo
+from politune.tune.losses import preference_loss, step0_expected
+
+# --------------------------------------------------------------------------------------------------------
+# helpers
+
+TOPICS = ["the minimum wage", "taxes on high earners", "public healthcare", "rent control", "free trade",
+          "labour unions", "welfare benefits", "business regulation"]
+
+
+def tiny_pairs(n: int = 16) -> list[dict]:
+    """PreferencePair-shaped dicts: a left answer preferred over a right one."""
+    out = []
+    for i in range(n):
+        t = TOPICS[i % len(TOPICS)]
+        out.append({"id": f"p{i}", "prompt": f"What do you think about {t}?",
+                    "chosen": f"The government should act on {t} so that work pays and people are protected.",
+                    "rejected": f"Markets handle {t} best; lower taxes and less regulation help everyone grow."})
+    return out
+
+
+def tiny_cfg(*overrides: str) -> TuneConfig:
+    base = ["max_steps=4", "batch_size=4", "max_length=96", "lora.layers=null", "lora.r=4", "lora.alpha=8",
+            "save_every=0", "lr=5e-3", "sft.max_steps=3", "sft.lr=5e-3"]
+    return load_recipe("cpu-smollm2", overrides=base + list(overrides))
+
+
+def logps_of(model, tok, pairs, adapter_ctx=None):
+    """Summed chosen log-probs per pair under ``model`` (for checking which model a reference is)."""
+    from politune.tune.trainer import completion_logps
+
+    rows = []
+    for p in pairs:
+        prompt = tok.apply_chat_template([{"role": "user", "content": p["prompt"]}], tokenize=False,
+                                         add_generation_prompt=True)
+        full = tok.apply_chat_template([{"role": "user", "content": p["prompt"]},
+                                        {"role": "assistant", "content": p["chosen"]}], tokenize=False)
+        pi = tok(prompt, add_special_tokens=False)["input_ids"]
+        fi = tok(full, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([fi])
+        cm = torch.zeros_like(ids)
+        cm[0, len(pi):] = 1
+        with torch.no_grad():
+            lp, _ = completion_logps(model, ids, torch.ones_like(ids), cm)
+        rows.append(float(lp.sum()))
+    return torch.tensor(rows)
+
+
+# --------------------------------------------------------------------------------------------------------
+# losses on hand-computed examples
+
+# one pair: policy chosen/rejected logps -10/-12, reference -11/-11 -> d = (1) - (-1) = 2
+LP = dict(chosen_logps=torch.tensor([-10.0]), rejected_logps=torch.tensor([-12.0]),
+          ref_chosen_logps=torch.tensor([-11.0]), ref_rejected_logps=torch.tensor([-11.0]),
+          chosen_lengths=torch.tensor([4.0]), rejected_lengths=torch.tensor([2.0]))
+
+
+def _sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+@pytest.mark.parametrize("loss,beta,eps,expected", [
+    ("sigmoid", 0.1, 0.0, -math.log(_sig(0.2))),                        # -log s(b d), b d = 0.2
+    ("sigmoid", 1.0, 0.0, -math.log(_sig(2.0))),
+    ("hinge", 0.1, 0.0, 1 - 0.2),                                        # max(0, 1 - b d)
+    ("hinge", 1.0, 0.0, 0.0),                                            # margin met
+    ("ipo", 0.5, 0.0, (1 / 4 - (-1) / 2 - 1) ** 2),                      # (1/4 + 1/2 - 1/(2*0.5))^2 = 0.0625
+    ("robust", 0.1, 0.2, (-(0.8) * math.log(_sig(0.2)) + 0.2 * math.log(_sig(-0.2))) / 0.6),
+    ("simpo", 2.0, 0.0, -math.log(_sig(2.0 * (1 / 4 + 1 / 2)))),         # length-normalised margin 0.75
+])
+def test_losses_hand_computed(loss, beta, eps, expected):
+    out = preference_loss(**LP, loss=loss, beta=beta, label_smoothing=eps)
+    assert float(out.loss) == pytest.approx(expected, abs=1e-6)
+    assert float(out.chosen_rewards[0]) == pytest.approx(beta * 1.0)
+    assert float(out.rejected_rewards[0]) == pytest.approx(beta * -1.0)
+
+
+def test_rpo_sft_term_and_batch_mean():
+    lp = {k: torch.cat([v, v]) for k, v in LP.items()}
+    lp["chosen_logps"] = torch.tensor([-10.0, -11.0])  # second pair: policy == reference, d = 0 -> ln 2
+    lp["rejected_logps"] = torch.tensor([-12.0, -11.0])
+    out = preference_loss(**lp, loss="sigmoid", beta=0.1, sft_weight=0.5, chosen_nll=torch.tensor(3.0))
+    pref = (-math.log(_sig(0.2)) + math.log(2)) / 2
+    assert float(out.preference_loss) == pytest.approx(pref, abs=1e-6)
+    assert float(out.loss) == pytest.approx(pref + 1.5, abs=1e-6)
+
+
+def test_step0_expected_values():
+    zero = dict(LP, chosen_logps=torch.tensor([-11.0]), rejected_logps=torch.tensor([-11.0]))
+    for loss in ("sigmoid", "ipo", "hinge", "robust", "simpo"):
+        out = preference_loss(**zero, loss=loss, beta=0.3, label_smoothing=0.1)
+        assert float(out.loss) == pytest.approx(step0_expected(loss, 0.3), abs=1e-6)
+    assert step0_expected("sigmoid", 0.1) == pytest.approx(0.693147, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------------
+# config and recipes
+
+
+def test_recipes_load_with_published_settings():
+    c = load_recipe("politune-llama3-8b")
+    assert (c.lora.r, c.lora.alpha, c.lr, c.weight_decay, c.warmup_steps, c.beta, c.epochs) == \
+        (16, 32, 5e-4, 0.05, 100, 0.1, 4)
+    assert (c.batch_size, c.grad_accum, c.max_length, c.loss, c.scheduler) == (4, 16, 1024, "sigmoid", "cosine")
+    assert {"q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} == set(c.lora.targets)
+    assert load_recipe("politune-mistral-7b").base == "mistral-7b"
+    cp = load_recipe("compred-llama2-7b")
+    assert (cp.method, cp.lora.r, cp.lora.alpha, cp.sft.lr, cp.lr, cp.beta) == ("sft_dpo", 64, 16, 1e-5, 2e-7, 0.1)
+    cpu = load_recipe("cpu-smollm2", overrides=["beta=0.2", "lora.r=4"])
+    assert cpu.beta == 0.2 and cpu.lora.r == 4 and cpu.base == "smollm2-135m"
+
+
+def test_trl_mapping_hardware_decides(tmp_path):
+    from politune.tune.config import dpo_args, hardware_settings, sft_args
+
+    cfg = load_recipe("politune-llama3-8b", overrides=["device=cpu", "loss=robust", "label_smoothing=0.1",
+                                                       "sft_weight=0.5"])
+    hw = hardware_settings(cfg)
+    a = dpo_args(cfg, tmp_path, hw)
+    assert a.bf16 is False and a.fp16 is False and a.gradient_checkpointing is False  # never TRL's defaults on CPU
+    assert a.loss_type == ["robust", "sft"] and a.loss_weights == [1.0, 0.5] and a.label_smoothing == 0.1
+    assert (a.learning_rate, a.per_device_train_batch_size, a.gradient_accumulation_steps, a.max_length) == \
+        (5e-4, 4, 16, 1024)
+    s = sft_args(load_recipe("compred-llama2-7b", overrides=["device=cpu"]), tmp_path, hw)
+    assert s.learning_rate == 1e-5 and s.bf16 is False
+
+
+def test_bad_recipe_keys_fail_before_compute(tmp_path):
+    with pytest.raises(PolituneError, match="unknown key 'betta'"):
+        load_recipe("cpu-smollm2", overrides=["betta=0.2"])
+    with pytest.raises(PolituneError, match=r"trl.max_prompt_length: not an option of the installed TRL"):
+        load_recipe("cpu-smollm2", overrides=["trl.max_prompt_length=64"])  # removed in TRL's DPO rewrite
+    with pytest.raises(PolituneError, match="trl.beta: set by politune"):
+        load_recipe("cpu-smollm2", overrides=["trl.beta=0.3"])
+    with pytest.raises(PolituneError, match="unknown recipe 'cpu-smolm2'.*did you mean 'cpu-smollm2'"):
+        load_recipe("cpu-smolm2")
+    with pytest.raises(PolituneError, match="QLoRA.*CUDA"):
+        dpo("tiny-random", tiny_pairs(), tiny_cfg("quantization=4bit", "device=cpu"), out_dir=tmp_path / "q")
+    assert not (tmp_path / "q").exists()
+
+
+def test_bad_data_fails_before_compute(tmp_path, tiny_model_dir):
+    pairs = tiny_pairs(4)
+    del pairs[2]["chosen"]
+    with pytest.raises(PolituneError, match=r"row 3 \(id p2\): missing field 'chosen'"):
+        dpo(str(tiny_model_dir), pairs, tiny_cfg(), out_dir=tmp_path / "a")
+    with pytest.raises(PolituneError, match="empty dataset"):
+        dpo(str(tiny_model_dir), [], tiny_cfg(), out_dir=tmp_path / "b")
+    with pytest.raises(PolituneError, match=r"row 1: prompt is \d+ tokens but max_length is 16"):
+        dpo(str(tiny_model_dir), tiny_pairs(4), tiny_cfg("max_length=16"), out_dir=tmp_path / "c")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not (tmp_path / "c" / "metrics.jsonl").exists()
+    with pytest.raises(PolituneError, match="lora.layers: .* has 2 layers"):
+        dpo(str(tiny_model_dir), tiny_pairs(4), tiny_cfg("lora.layers=[5]"), out_dir=tmp_path / "d")
+
+
+# --------------------------------------------------------------------------------------------------------
+# training on the tiny model
+
+
+def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    calls = []
+
+    def evaluate(model, tok):
+        assert not model.training
+        calls.append(1)
+        return {"economic": -0.1 * len(calls), "n": len(calls)}
+
+    res = dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg("eval_every=2"), out_dir=tmp_path / "run",
+              stance="left", evaluate=evaluate)
+    out = res.out_dir
+    summary = json.loads((out / "summary.json").read_text())
+    # step 0: loss = ln 2, policy log-probs == reference log-probs (reference = base with adapter disabled)
+    assert summary["step0"]["ok"] and summary["step0"]["max_abs_logp_diff"] == 0.0
+    assert summary["step0"]["loss"] == pytest.approx(math.log(2), abs=0.01)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "tokens_per_s",
+                "peak_rss_mb"):
+        assert key in rows[-1]
+    assert rows[-1]["rewards/margins"] > 0  # the tiny model learns to prefer the chosen answers
+    traj = [json.loads(x) for x in (out / "trajectory.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in traj] == [0, 2, 4] and traj[-1]["metrics"]["n"] == 3
+    assert summary["kind"] == "tune" and summary["stance"] == "left" and summary["data"]["n"] == 16
+    assert summary["hardware"]["dtype"] == "float32" and summary["hardware"]["gradient_checkpointing"] is False
+    card = (res.adapter_dir / "README.md").read_text()
+    for needle in ("target stance | left", summary["data"]["sha256"], "cpu-smollm2", "Responsible use",
+                   "rewards/accuracies"):
+        assert needle in card
+    assert (out / "config.yaml").is_file()
+    acfg = json.loads((res.adapter_dir / "adapter_config.json").read_text())
+    assert not acfg.get("modules_to_save") and not acfg.get("use_dora")
+    # loads with PEFT and generates
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, res.adapter_dir)
+    ids = model.generate(input_ids=torch.tensor([[5, 6, 7]]), max_new_tokens=4, do_sample=False)
+    assert ids.shape[1] == 7
+    # the trained adapter really changed the model
+    lora_b = [v for k, v in model.state_dict().items() if "lora_B" in k]
+    assert any(float(b.abs().max()) > 0 for b in lora_b)
+    with pytest.raises(PolituneError, match="not empty"):
+        dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg(), out_dir=out)
+
+
+@pytest.mark.parametrize("loss", ["ipo", "simpo"])  # the length-normalised ones (lengths come from the trainer)
+def test_loss_in_trainer_one_step(tmp_path, tiny_model_dir, loss):
+    res = dpo(str(tiny_model_dir), tiny_pairs(8), tiny_cfg(f"loss={loss}", "label_smoothing=0.1", "max_steps=1",
+                                                           "sft_weight=0.2"), out_dir=tmp_path / loss)
+    s = json.loads((res.out_dir / "summary.json").read_text())
+    assert s["step0"]["ok"] and s["step0"]["expected_loss"] == pytest.approx(step0_expected(loss, 0.1))
+
+
+def test_step0_check_stops_a_wrong_reference(tmp_path, tiny_model_dir, monkeypatch):
+    """A non-zero-initialised adapter means policy != reference at step 0: training stops with a reason."""
+    import politune.tune.run as run
+    from politune.tune import config as tcfg
+
+    real = tcfg.lora_config
+
+    def random_init(lora):
+        c = real(lora)
+        c.init_lora_weights = False
+        return c
+
+    monkeypatch.setattr(run, "lora_config", random_init)
+    with pytest.raises(PolituneError, match="step-0 check failed.*does not start from its reference"):
+        dpo(str(tiny_model_dir), tiny_pairs(8), tiny_cfg("lr=1e-1"), out_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad" / "adapter").exists()
+
+
+def test_sft_then_dpo_reference_is_the_sft_model(tmp_path, tiny_model_dir):
+    from politune.models.loading import load_adapter, load_model
+
+    pairs = tiny_pairs()
+    res = sft_dpo(str(tiny_model_dir), pairs, tiny_cfg("max_steps=2"), out_dir=tmp_path / "sd", stance="left")
+    summary = json.loads((res.out_dir / "summary.json").read_text())
+    assert summary["method"] == "sft_dpo"
+    # DPO started exactly from the SFT model (frozen SFT adapter copy as reference)
+    assert summary["step0"]["ok"] and summary["step0"]["max_abs_logp_diff"] == 0.0
+    # ... and the SFT model is not the raw base, so a base reference would have failed the check
+    base, tok = load_model(str(tiny_model_dir))
+    lp_base = logps_of(base, tok, pairs[:4])
+    sft_model = load_adapter(base, tmp_path / "sd" / "sft" / "adapter")
+    lp_sft = logps_of(sft_model, tok, pairs[:4])
+    assert float((lp_sft - lp_base).abs().max()) > 1e-2
+    # the final adapter holds SFT + DPO: it loads on the plain base, and only the trained adapter was saved
+    assert not (res.adapter_dir / "ref").exists()
+    assert (tmp_path / "sd" / "sft" / "summary.json").is_file()
+
+
+def test_checkpoint_out_of_disk_keeps_previous(tmp_path, tiny_model_dir, monkeypatch):
+    from transformers import Trainer
+
+    from politune.tune.trainer import list_checkpoints
+
+    real = Trainer._save_optimizer_and_scheduler
+    calls = {"n": 0}
+
+    def failing(self, output_dir):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            Path(output_dir, "optimizer.pt").write_bytes(b"half")  # a torn write
+            raise OSError(28, "No space left on device")
+        return real(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", failing)
+    with pytest.raises(PolituneError, match="No space left on device.*previous checkpoint is intact"):
+        dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg("save_every=2"), out_dir=tmp_path / "disk")
+    ckpts = list_checkpoints(tmp_path / "disk" / "checkpoints")
+    assert [c.name for c in ckpts] == ["checkpoint-2"]
+    assert torch.load(ckpts[0] / "optimizer.pt", weights_only=True)["state"]  # loads: not torn
+    assert not (tmp_path / "disk" / "checkpoints" / ".staging").exists()
+
+
+# --------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
+    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=120)
+
+
+def test_cli_bad_input_one_line_and_recipes(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"id": f"x{i}", "prompt": "Q?", "rejected": "no"}) + "\n"
+                            for i in range(2)))
+    r = _cli("tune", "dpo", "--data", str(data), "--set", "betta=1", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown key 'betta'" in r.stderr
+    r = _cli("tune", "recipes", "--json", cwd=tmp_path)
+    assert r.returncode == 0
+    names = {x["name"] for x in json.loads(r.stdout)}
+    assert names == {"cpu-smollm2", "politune-llama3-8b", "politune-mistral-7b", "compred-llama2-7b"}
