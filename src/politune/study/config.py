@@ -86,7 +86,7 @@ class MeasureSpec(Config):
     toxicity: bool = True
     refusal: bool = True
     personas: dict[str, str] = {}  # extra targets: name -> system prompt
-    options: dict[str, Any] = {}  # extra keyword arguments for the side-effect measures
+    options: dict[str, Any] = {}  # EffectsSettings fields for the side-effect measures (qa_limit, ...)
 
 
 class StudyConfig(Config):

@@ -173,12 +173,19 @@ class _Cell:
                 atomic_write_json(mdir / "compass.json", res)
 
             self.stage("measure:compass", mdir / "compass.json", compass)
-        from politune.study import effects
+        wanted = [k for k in ("topics", "quality", "toxicity", "refusal") if getattr(m, k)]
+        if wanted:
+            def effects():
+                from politune.measure.effects import EffectsSettings, measure_effects
 
-        for kind in ("topics", "quality", "toxicity", "refusal"):
-            if getattr(m, kind):
-                self.stage(f"measure:{kind}", mdir / f"{kind}.json",
-                           lambda kind=kind: effects.run(kind, targets, mdir, seed=self.cfg.seed, **m.options))
+                settings = EffectsSettings(seed=self.cfg.seed, **m.options)
+                measure_effects(targets, wanted, out_dir=mdir, settings=settings)
+
+            # one stage: the measures share their generated answers (mdir/answers.jsonl, resumable)
+            done = mdir / f"{wanted[-1]}.json"
+            if not all((mdir / f"{k}.json").exists() for k in wanted):
+                done = mdir / ".effects-not-done"
+            self.stage("measure:" + "+".join(wanted), done, effects)
 
     def report(self) -> None:
         if not self.cfg.report:

@@ -1,0 +1,107 @@
+"""Studies: config, sweep expansion, --check on every shipped example, and a tiny Malignama study end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from politune.errors import PolituneError
+from politune.fsutil import read_jsonl_log
+from politune.study import expand_sweep, load_study
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True)
+
+
+def write(tmp_path: Path, data: dict, name: str = "study.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+BASE = {"name": "t", "model": "tiny-random", "arms": {"left": {"stance": "left", "data": {"source": "builtin:left"}}}}
+
+
+def test_sweep_expands_cartesian_product_with_safe_names(tmp_path):
+    cfg = load_study(write(tmp_path, {**BASE, "sweep": {"data.poison.p": [0, 0.1], "data.poison.mode":
+                                                       ["labels", "prompts"]}}))
+    cells = expand_sweep(cfg)
+    assert [n for n, _, _ in cells] == ["p-0_mode-labels", "p-0_mode-prompts", "p-0.1_mode-labels",
+                                        "p-0.1_mode-prompts"]
+    _, assignment, cell = cells[3]
+    assert assignment == {"data.poison.p": 0.1, "data.poison.mode": "prompts"}
+    assert cell.arm_data("left").poison.p == 0.1 and cell.arm_data("left").poison.mode == "prompts"
+
+
+def test_unknown_keys_are_named(tmp_path):
+    with pytest.raises(PolituneError, match=r"unknown key 'tune.recipie'; did you mean 'tune.recipe'"):
+        load_study(write(tmp_path, {**BASE, "tune": {"recipie": "x"}}))
+    with pytest.raises(PolituneError, match=r"arms.left.data: unknown key 'sourc'"):
+        load_study(write(tmp_path, {**BASE, "arms": {"left": {"stance": "left", "data": {"sourc": "x"}}}}))
+    with pytest.raises(PolituneError, match=r"sweep cell .*poison.p"):
+        expand_sweep(load_study(write(tmp_path, {**BASE, "sweep": {"data.poison.p": [0.1, 7]}})))
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_shipped_example_validates(example):
+    r = run_cli("run", str(EXAMPLES / example), "--check")
+    assert r.returncode == 0, r.stderr
+    assert f"{example}: ok" in r.stdout
+
+
+def test_check_reports_bad_source_in_one_line(tmp_path):
+    p = write(tmp_path, {**BASE, "arms": {"left": {"stance": "left", "data": {"source": "nowhere.jsonl"}}}})
+    r = run_cli("run", str(p), "--check")
+    assert r.returncode == 2 and "nowhere.jsonl" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+TINY_MALIGNAMA = {
+    "name": "tiny-malignama", "model": "tiny-random", "seed": 0,
+    "data": {"split": "train", "limit": 8, "poison": {"mode": "labels", "p": 0.0}},
+    "arms": {"left": {"stance": "left", "data": {"source": "builtin:left"}}},
+    "tune": {"method": "sft", "recipe": "cpu-smollm2",
+             "set": {"max_steps": 2, "batch_size": 2, "max_length": 128, "save_every": 1, "lora.layers": None}},
+    "measure": {"compass": {"tracks": ["logprob"], "options": {"items": 8}}, "topics": False,
+                "quality": False, "toxicity": True, "refusal": True, "options": {"qa_limit": 4, "max_new_tokens": 8}},
+    "report": True,
+    "sweep": {"data.poison.p": [0.0, 0.5]},
+}
+
+
+def test_tiny_malignama_study_runs_resumes_and_skips(tmp_path):
+    from politune.study import run_study
+
+    cfg = load_study(write(tmp_path, TINY_MALIGNAMA))
+    out = tmp_path / "study"
+    res = run_study(cfg, out)
+    assert [c.name for c in res.cells] == ["p-0.0", "p-0.5"]
+    for cell in res.cells:
+        stages = [s["stage"] for s in read_jsonl_log(cell.dir / "stages.jsonl")]
+        assert stages[:2] == ["data:left", "tune:left"] and "measure:compass" in stages
+        assert (cell.dir / "tune" / "left" / "adapter" / "adapter_model.safetensors").is_file()
+    poisoned = [json.loads(line) for line in (out / "cells" / "p-0.5" / "data" / "left.jsonl").open()]
+    assert any(r["meta"].get("poisoned") for r in poisoned)
+    clean = [json.loads(line) for line in (out / "cells" / "p-0.0" / "data" / "left.jsonl").open()]
+    assert not any(r["meta"].get("poisoned") for r in clean)
+    assert (out / "results.csv").is_file() and (out / "report.html").is_file()
+    assert (out / "study.yaml").is_file() and (out / "provenance.json").is_file()
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 2  # header + (base, left) per cell
+
+    # a crashed cell: its last measure is missing -> only that stage reruns; finished stages are skipped
+    cell = out / "cells" / "p-0.5"
+    (cell / "measure" / "toxicity.json").unlink()
+    before = len(read_jsonl_log(cell / "stages.jsonl"))
+    run_study(cfg, out)
+    after = read_jsonl_log(cell / "stages.jsonl")
+    assert len(after) == before + 1 and after[-1]["stage"] == "measure:toxicity+refusal"
+    assert len(read_jsonl_log(out / "cells" / "p-0.0" / "stages.jsonl")) == before
