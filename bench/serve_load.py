@@ -166,8 +166,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from politune.serve import ServeLimits, start_server
 
+    def note(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
+        note(f"making {args.adapters} random LoRA adapters for {args.model}")
         adapters = make_adapters(args.model, Path(tmp), args.adapters)
+        if args.peer_requests:
+            note(f"peer: transformers generate, {args.peer_requests} requests one at a time")
         peer_res = peer(args.model, adapters, args.peer_requests, args.max_tokens) if args.peer_requests else None
         gc.collect()
         limits = ServeLimits(max_batch_rows=args.max_batch, max_queue=max(256, args.requests))
@@ -175,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         with start_server(args.model, adapters, host="127.0.0.1", limits=limits) as url:
             models = [args.model, *adapters]
             rss.append(rss_mb())
-            for _ in range(args.rounds):
+            for k in range(args.rounds):
+                note(f"round {k + 1}/{args.rounds}: {args.requests} concurrent requests")
                 rounds.append(asyncio.run(one_round(url, models, args.requests, args.max_tokens, args.timeout)))
                 gc.collect()
                 rss.append(rss_mb())

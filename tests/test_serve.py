@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -411,15 +410,15 @@ def test_vllm_command_line(tiny_model_dir, adapters):
         lora_rank_for_vllm(1024)
 
 
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=60)
+def test_cli_vllm_dry_run(adapters, monkeypatch, capsys):
+    from politune.cli import main
 
-
-def test_cli_vllm_dry_run(adapters):
-    r = run_cli("serve", "--backend", "vllm", "--dry-run", "-m", "mistral-7b", "--adapter", f"left={adapters['left']}")
-    assert r.returncode == 0, r.stderr
-    assert "vllm serve mistralai/Mistral-7B-Instruct-v0.2" in r.stdout and "--lora-modules left=" in r.stdout
+    monkeypatch.setattr(sys, "argv", ["politune", "serve", "--backend", "vllm", "--dry-run", "-m", "mistral-7b",
+                                      "--adapter", f"left={adapters['left']}", "--vllm-arg=--enforce-eager"])
+    main()
+    out = capsys.readouterr().out
+    assert "vllm serve mistralai/Mistral-7B-Instruct-v0.2" in out and "--lora-modules left=" in out
+    assert out.rstrip().endswith("--enforce-eager")
 
 
 @pytest.mark.parametrize("args, msg", [

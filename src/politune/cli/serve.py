@@ -84,11 +84,11 @@ def _run_vllm(model, adapters, host, port, api_key, served_name, dtype, extra, d
     cmd = vllm_command(model, adapters, host=host, port=port, api_key=api_key, served_name=served_name,
                        dtype=dtype, extra_args=extra)
     if dry_run:
-        console.print(cmd.shell(), highlight=False, soft_wrap=True)
+        console.print(cmd.shell(), highlight=False, soft_wrap=True, markup=False)
         return
     exe = shutil.which(cmd.argv[0])
     if exe is None:
         raise PolituneError("vllm is not installed (pip install 'politune[gpu]' on a CUDA machine); "
                             f"the command would be: {cmd.shell()}")
-    err_console.print(f"running: {cmd.shell()}", highlight=False, soft_wrap=True)
+    err_console.print(f"running: {cmd.shell()}", highlight=False, soft_wrap=True, markup=False)
     os.execve(exe, cmd.argv, {**os.environ, **cmd.env})

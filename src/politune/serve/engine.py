@@ -386,7 +386,7 @@ class Engine:
             logits = out.logits.float()
             if echo:
                 self._emit_prompt_logprobs(batch, prompts, logits, width)
-            logits = logits[:, -1, :]
+            logits = logits[:, -1, :].cpu()  # sampling and seeds on the CPU (small: rows x vocab)
             for seq in seqs:
                 if seq.finished:  # max_tokens == 0 (echo only)
                     seq.job.emit(("done", seq.index, "length", 0))
@@ -415,7 +415,7 @@ class Engine:
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos, use_cache=True,
                                  **{self._cache_arg: past})
                 past = _cache_of(out)
-                logits = out.logits[:, -1, :].float()
+                logits = out.logits[:, -1, :].float().cpu()
         self.stats["generated_tokens"] += sum(s.n_sampled for s in seqs)
 
     def _emit_prompt_logprobs(self, batch, prompts, logits, width) -> None:
