@@ -147,16 +147,18 @@ def test_streaming_equals_non_streaming(client):
     full = chat(client, "right", max_tokens=12, logprobs=True)
     stream = chat(client, "right", max_tokens=12, logprobs=True, stream=True,
                   stream_options={"include_usage": True})
-    text, finish, usage, lps = "", None, None, []
+    text, finish, usage, lps, n_content = "", None, None, [], 0
     for chunk in stream:
         if chunk.usage:
             usage = chunk.usage
         for ch in chunk.choices:
             text += ch.delta.content or ""
+            n_content += bool(ch.delta.content)
             finish = ch.finish_reason or finish
             if ch.logprobs and ch.logprobs.content:
                 lps += [t.logprob for t in ch.logprobs.content]
     assert text == full.choices[0].message.content
+    assert n_content > 3  # it streamed: many chunks with text, not one at the end
     assert finish == full.choices[0].finish_reason == "length"
     assert usage.completion_tokens == full.usage.completion_tokens == 12
     assert lps == pytest.approx([t.logprob for t in full.choices[0].logprobs.content])
@@ -196,6 +198,38 @@ def test_completions_echo_logprobs_score_the_prompt(client, tiny_model_dir, adap
     assert [c.index for c in many.choices] == [0, 1] and many.usage.completion_tokens == 6
     chunks = list(client.completions.create(model="tiny", prompt="One", max_tokens=3, temperature=0, stream=True))
     assert "".join(c.choices[0].text for c in chunks if c.choices) == many.choices[0].text
+
+
+def test_project_chat_client_gets_logprobs_from_each_adapter(server, client):
+    """politune.client.ChatClient (judges, teachers, the compass HTTP backend) against this server."""
+    from politune.client import ChatClient
+
+    for name in ("tiny", "left"):
+        cc = ChatClient(server, name, concurrency=4, max_retries=0)
+        res = cc.chat_many_sync([PROMPT, [{"role": "user", "content": "Hi"}]], max_tokens=1, temperature=0,
+                                logprobs=True, top_logprobs=20)
+        assert all(r.ok for r in res)
+        assert len(res[0].logprobs) == 1 and len(res[0].logprobs[0]["top_logprobs"]) == 20
+        want = chat(client, name, max_tokens=1, logprobs=True, top_logprobs=20).choices[0].logprobs.content[0]
+        assert res[0].logprobs[0]["logprob"] == pytest.approx(want.logprob)
+        assert res[0].usage.completion_tokens == 1
+
+
+def test_client_disconnect_stops_generation(server):
+    """A streaming client that goes away has its sequence dropped: the server does not decode 1000 tokens."""
+    health = server.removesuffix("/v1") + "/health"
+    before = httpx.get(health).json()["stats"]["generated_tokens"]
+    body = {"model": "left", "messages": PROMPT, "max_tokens": 1000, "stream": True, "temperature": 0}
+    chunks = 0
+    with httpx.Client(base_url=server, timeout=30) as h, h.stream("POST", "/chat/completions", json=body) as r:
+        for line in r.iter_lines():
+            chunks += line.startswith("data: ")
+            if chunks >= 4:
+                break
+    # the next request is answered only after the abandoned one left the worker
+    assert httpx.post(server + "/chat/completions", json={**body, "stream": False, "max_tokens": 2}).status_code == 200
+    generated = httpx.get(health).json()["stats"]["generated_tokens"] - before
+    assert chunks >= 4 and generated < 500
 
 
 def test_concurrent_requests_are_batched_per_adapter_and_stay_correct(server, client):
