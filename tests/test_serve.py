@@ -304,6 +304,24 @@ def test_rows_leaving_the_batch_early_do_not_change_the_others():
     assert eng.stats["max_batch_rows"] == 5
 
 
+@pytest.mark.slow
+def test_smollm2_over_http_matches_local_generation(smollm2_dir):
+    """The real default model: the server's greedy answer equals politune.models.generate, and it is text."""
+    from politune.models import generate, load_model
+    from politune.serve import start_server
+
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    model, tok = load_model(str(smollm2_dir))
+    (local,) = generate(model, tok, [question], max_new_tokens=8)
+    del model
+    with start_server(str(smollm2_dir), served_name="smollm2-135m") as url:
+        c = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
+        r = c.chat.completions.create(model="smollm2-135m", messages=question, max_tokens=8, temperature=0,
+                                      logprobs=True, top_logprobs=2)
+    assert r.choices[0].message.content.strip() == local and "Paris" in local
+    assert len(r.choices[0].logprobs.content) == r.usage.completion_tokens
+
+
 # ---- security, limits and errors ----------------------------------------------------------------------------------
 def _err(r: httpx.Response, status: int) -> dict:
     assert r.status_code == status, r.text
