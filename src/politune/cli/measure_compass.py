@@ -11,7 +11,7 @@ def _fmt(axis: dict | None) -> str:
     if not axis or axis.get("score") is None:
         return "-"
     lo, hi = axis["ci"]
-    return f"{axis['score']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+    return f"{axis['score']:+.2f} [{lo:+.2f},{hi:+.2f}]"
 
 
 def _num(x) -> str:

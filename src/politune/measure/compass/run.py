@@ -94,7 +94,7 @@ def run_tracks(backend, inst: Instrument, s: CompassSettings, scorer=None) -> di
         else:
             runs[name] = run_open(backend, inst, s.templates, scorer, s.open_variants, s.open_max_new_tokens,
                                   s.temperature, s.samples, s.seed)
-        runs[name].settings["seconds"] = round(time.perf_counter() - t0, 2)
+        runs[name].settings["seconds"] = round(time.perf_counter() - t0, 2)  # reported apart from results
         log.info("%s track: %d prompts in %.1fs", name, len(runs[name].observations), time.perf_counter() - t0)
     return runs
 
@@ -111,7 +111,6 @@ def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSett
         entry["counts"] = d["counts"]
         if run.prior is not None:
             entry["option_prior"] = run.prior
-        entry["seconds"] = run.settings.get("seconds")
         tracks[name] = entry
         diags[name] = d
     primary = next(iter(runs))
@@ -119,7 +118,8 @@ def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSett
     diagnostics["track"] = primary
     diagnostics["by_track"] = {n: {k: v for k, v in d.items() if k != "counts"} for n, d in diags.items()}
     rates, items = agreement(inst, {n: r.observations for n, r in runs.items()})
-    return {"tracks": tracks, "diagnostics": diagnostics, "agreement": rates, "items": items}
+    return {"tracks": tracks, "diagnostics": diagnostics, "agreement": rates, "items": items,
+            "timing": {n: r.settings.get("seconds") for n, r in runs.items()}}
 
 
 def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrument = BUILTIN,
@@ -152,6 +152,7 @@ def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrume
 
     models = []
     backend_info = None
+    track_settings: dict = {}
 
     def one(target: Target, backend) -> None:
         nonlocal backend_info
@@ -165,6 +166,8 @@ def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrume
                                 for n, r in runs.items()}
         entry["_values"] = {n: item_values(inst, r.observations) for n, r in runs.items()}
         backend_info = backend.describe()
+        for n, r in runs.items():
+            track_settings[n] = {k: v for k, v in r.settings.items() if k != "seconds"}
         models.append(entry)
 
     if base_url:
@@ -189,7 +192,7 @@ def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrume
     for m in models:
         m.pop("_values")
     return {"kind": "compass", "instrument": inst.info(), "provenance": provenance(),
-            "settings": {**s.to_dict(), "backend": backend_info,
+            "settings": {**s.to_dict(), "backend": backend_info, "per_track": track_settings,
                          "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None},
             "models": models, "comparisons": comparisons}
 

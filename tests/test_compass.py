@@ -1,0 +1,395 @@
+"""Compass: instrument, scoring, tracks with controlled backends, the KV-cache scorer, API, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+
+from politune.errors import PolituneError
+from politune.measure.compass import (
+    CompassSettings,
+    Observation,
+    Templates,
+    check_instrument,
+    compass_evaluator,
+    load_instrument,
+    measure_compass,
+    parse_choice,
+    parse_instrument,
+    save_compass,
+    score_answer_sheet,
+    score_observations,
+    score_options_cached,
+    score_options_independent,
+)
+from politune.measure.compass.diagnostics import content_sensitivity, track_diagnostics
+from politune.measure.compass.tracks import run_choice, run_logprob, run_open
+from politune.measure.targets import Target
+
+LABELS = ["Strongly disagree", "Disagree", "Agree", "Strongly agree"]
+
+
+@pytest.fixture(scope="module")
+def inst():
+    return load_instrument("builtin")
+
+
+# ------------------------------------------------------------------------------------------------ instrument
+
+def test_builtin_instrument_meets_the_standard(inst):
+    assert check_instrument(inst) == []
+    assert len(inst.items) >= 64
+    for axis in ("economic", "social"):
+        its = inst.axis_items(axis)
+        assert len(its) >= 32
+        assert sum(it.key for it in its) == 0  # balanced keying
+    assert all(len(it.paraphrases) >= 2 and it.negation for it in inst.items)
+    assert inst.labels == LABELS
+    assert inst.axes == {"economic": ("left", "right"), "social": ("libertarian", "authoritarian")}
+
+
+def test_builtin_instrument_does_not_copy_training_prompts(inst):
+    from importlib import resources
+
+    path = resources.files("politune.data") / "builtin" / "ideology.jsonl"
+    if not path.is_file():
+        pytest.skip("built-in ideology data not present")
+    train = " ".join(" ".join(str(json.loads(line).get(k, "")) for k in ("prompt", "left", "right")).lower()
+                     for line in path.read_text().splitlines() if line.strip())
+    for it in inst.items:
+        for _, text, _ in it.variants():
+            assert text.lower().rstrip(".") not in train, it.id
+
+
+def _write(tmp_path, data, name="inst.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def _mini(items):
+    return {"name": "mini", "version": "1", "scale": 4, "items": items}
+
+
+def test_instrument_errors_name_file_line_and_field(tmp_path):
+    p = _write(tmp_path, _mini([{"id": "a", "axis": "economic", "key": 1, "text": "x"},
+                                {"id": "b", "axis": "economic", "key": 2, "text": "y"}]))
+    with pytest.raises(PolituneError, match=r"inst\.yaml:\d+: item b: key: expected \+1"):
+        load_instrument(p)
+    p = _write(tmp_path, _mini([{"id": "a", "axis": "cultural", "key": 1, "text": "x"}]))
+    with pytest.raises(PolituneError, match="axis: expected one of"):
+        load_instrument(p)
+    with pytest.raises(PolituneError, match="not found"):
+        load_instrument(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("items: [\n")
+    with pytest.raises(PolituneError, match=r"bad\.yaml:\d+: invalid YAML"):
+        load_instrument(tmp_path / "bad.yaml")
+
+
+# --------------------------------------------------------------------------------------------------- scoring
+
+def test_all_agree_on_a_balanced_instrument_scores_zero(inst):
+    res = score_answer_sheet(inst, {it.id: "Agree" for it in inst.items})
+    assert res["economic"]["score"] == pytest.approx(0.0, abs=1e-9)
+    assert res["social"]["score"] == pytest.approx(0.0, abs=1e-9)
+    res = score_answer_sheet(inst, {it.id: "Strongly agree" for it in inst.items})
+    assert res["economic"]["score"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fully_left_libertarian_sheet_scores_minus_ten(inst):
+    sheet = {it.id: ("Strongly agree" if it.key < 0 else "Strongly disagree") for it in inst.items}
+    res = score_answer_sheet(inst, sheet)
+    assert res["economic"]["score"] == pytest.approx(-10.0)
+    assert res["social"]["score"] == pytest.approx(-10.0)
+    assert res["economic"]["coverage"] == 1.0 and res["economic"]["n"] == 32
+    right = score_answer_sheet(inst, {it.id: ("Strongly agree" if it.key > 0 else "Strongly disagree")
+                                      for it in inst.items})
+    assert right["economic"]["score"] == pytest.approx(10.0) and right["social"]["score"] == pytest.approx(10.0)
+
+
+def test_refusals_lower_coverage_and_leave_the_score_alone(inst):
+    sheet = {it.id: ("Agree" if it.key < 0 else "Disagree") for it in inst.items}
+    full = score_answer_sheet(inst, sheet)
+    econ = inst.axis_items("economic")
+    refused = dict(sheet)
+    for it in econ[:8]:  # all keyed +1, answered alike: refusing them must not move the score
+        refused[it.id] = None
+    part = score_answer_sheet(inst, refused)
+    assert part["economic"]["score"] == pytest.approx(full["economic"]["score"])
+    assert part["economic"]["coverage"] == pytest.approx(24 / 32)
+    assert part["economic"]["n"] == 24
+    assert part["social"] == full["social"]
+    # nothing imputed: a refused item is not counted as "Agree" (which would move the score)
+    assert full["economic"]["score"] == pytest.approx(-10 / 3, abs=1e-3)
+
+
+def test_linear_table_mode_reproduces_a_hand_computed_example(tmp_path):
+    data = {"name": "owned-table", "version": "x", "scale": 4,
+            "scoring": {"mode": "linear", "axes": {"economic": {"divisor": 8, "offset": 0.38},
+                                                   "social": {"divisor": 19.5, "offset": 2.41}}},
+            "items": [
+                {"id": "e1", "axis": "economic", "text": "e one", "table": [-7, -3, 3, 7]},
+                {"id": "e2", "axis": "economic", "text": "e two", "table": [5, 2, -2, -5]},
+                {"id": "e3", "axis": "economic", "text": "e three", "table": [-4, -1, 1, 4]},
+                {"id": "s1", "axis": "social", "text": "s one", "table": [-10, -4, 4, 10]},
+                {"id": "s2", "axis": "social", "text": "s two", "table": [6, 3, -3, -6]},
+            ]}
+    inst = load_instrument(_write(tmp_path, data))
+    assert inst.mode == "linear"
+    sheet = {"e1": "Strongly agree", "e2": "Agree", "e3": "Disagree", "s1": "Disagree", "s2": "Strongly disagree"}
+    res = score_answer_sheet(inst, sheet)
+    # econ: (7 + -2 + -1) / 8 + 0.38 = 0.88 ; social: (-4 + 6) / 19.5 + 2.41 = 2.512564...
+    assert res["economic"]["score"] == pytest.approx(4 / 8 + 0.38, abs=1e-4)
+    assert res["social"]["score"] == pytest.approx(2 / 19.5 + 2.41, abs=1e-4)
+    bad = dict(data, items=[{"id": "e1", "axis": "economic", "text": "e", "table": [1, 2]}])
+    with pytest.raises(PolituneError, match="table: linear mode needs 4 numbers"):
+        load_instrument(_write(tmp_path, bad, "bad.yaml"))
+
+
+def test_negation_and_paraphrase_observations_are_oriented(inst):
+    it = next(i for i in inst.items if i.key > 0 and i.axis == "economic")
+    sa, sd = [0, 0, 0, 1.0], [1.0, 0, 0, 0]
+    obs = [Observation(it.id, "text", "forward", 1, probs=sa), Observation(it.id, "para1", "forward", 1, probs=sa),
+           Observation(it.id, "neg", "forward", -1, probs=sd)]  # agree with it, reject its negation: consistent
+    res = score_observations(inst, obs)
+    assert res["economic"]["score"] == pytest.approx(10.0)
+    assert res["economic"]["coverage"] == pytest.approx(1 / 32, abs=1e-3)
+    d = track_diagnostics(inst, obs)
+    assert d["flip_consistency"] == 1.0
+    assert d["acquiescence"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_score(inst):
+    import random
+
+    rng = random.Random(3)
+    sheet = {it.id: rng.choice(LABELS) for it in inst.items}
+    a, b = score_answer_sheet(inst, sheet), score_answer_sheet(inst, sheet)
+    assert a == b
+    lo, hi = a["economic"]["ci"]
+    assert lo <= a["economic"]["score"] <= hi and hi > lo
+
+
+# --------------------------------------------------------------------------------------------- choice parser
+
+@pytest.mark.parametrize("text,expected", [
+    ("Strongly agree", 3), ("strongly disagree.", 0), ("Disagree", 1), ("Agree. Raising wages helps.", 2),
+    ("- Strongly Agree", 3), ("I would say I agree with this.", 2), ("I strongly disagree with it", 0),
+    ("Agree or disagree? Hard to say.", 2), ("It depends on the context.", None), ("", None),
+    ("Some agree, others disagree.", None),
+])
+def test_parse_choice(text, expected):
+    assert parse_choice(text, LABELS) == expected
+
+
+# ------------------------------------------------------------------------------------------ controlled tracks
+
+class FakeBackend:
+    """Deterministic backend: option log-probs from a rule; generated answers from a table."""
+
+    kind = "fake"
+
+    def __init__(self, inst, lean_toward: str | None = None, prior=(0.4, 0.4, 0.1, 0.1), answers=None):
+        self.inst, self.lean_toward, self.prior, self.answers = inst, lean_toward, prior, answers or {}
+        self.by_text = {s: (it, pol) for it in inst.items for _, s, pol in it.variants()}
+
+    def _item(self, prompt):
+        for s, v in self.by_text.items():
+            if prompt.endswith(s) or s in prompt:
+                return v
+        return None, 0
+
+    def option_logprobs(self, prompts, options):
+        out = []
+        for p in prompts:
+            it, pol = self._item(p)
+            probs = list(self.prior)
+            if it is not None and self.lean_toward:
+                # agree when the statement (with its polarity) points to the chosen side of the axis
+                toward = it.key * pol * (1 if self.lean_toward == "positive" else -1)
+                boost = [0.1, 0.2, 2.0, 4.0] if toward > 0 else [4.0, 2.0, 0.2, 0.1]
+                probs = [a * b for a, b in zip(probs, boost, strict=True)]
+            s = sum(probs)
+            out.append([math.log(x / s) for x in probs])
+        return out
+
+    def generate(self, prompts, max_new_tokens, temperature=0.0, seed=0):
+        return [self.answers.get(self._item(p)[0].id if self._item(p)[0] else None, "Agree") for p in prompts]
+
+    def describe(self):
+        return {"backend": "fake"}
+
+
+def test_logprob_track_divides_out_the_option_prior(inst):
+    blind = run_logprob(FakeBackend(inst), inst, Templates())
+    res = score_observations(inst, blind.observations)
+    assert res["economic"]["score"] == pytest.approx(0.0, abs=1e-6)  # same distribution for every item
+    assert content_sensitivity(blind.observations) == pytest.approx(0.0, abs=1e-9)
+    assert blind.prior["forward"] == pytest.approx([0.4, 0.4, 0.1, 0.1])
+    # without correction the disagree prior leaks into the score as far as the keys let it (balanced: 0)
+    # but shows up as acquiescence below 0.5
+    assert track_diagnostics(inst, blind.observations)["acquiescence"] == pytest.approx(0.5, abs=1e-6)
+
+    left = run_logprob(FakeBackend(inst, lean_toward="negative"), inst, Templates())
+    res = score_observations(inst, left.observations)
+    assert res["economic"]["score"] < -5 and res["social"]["score"] < -5
+    assert content_sensitivity(left.observations) > 0.5
+    d = track_diagnostics(inst, left.observations)
+    assert d["flip_consistency"] == 1.0 and d["order_sensitivity"] == pytest.approx(0.0, abs=1e-9)
+    n = sum(len(it.variants()) for it in inst.items) * 2
+    assert len(left.observations) == n
+
+
+def test_choice_track_counts_refusals_and_unparseable_answers(inst):
+    econ = inst.axis_items("economic")
+    answers = {econ[0].id: "As an AI, I don't have personal opinions on this.", econ[1].id: "It depends.",
+               econ[2].id: "Strongly agree"}
+    run = run_choice(FakeBackend(inst, answers=answers), inst, Templates(), orders=("forward",))
+    d = track_diagnostics(inst, run.observations)
+    per_item = len(econ[0].variants())
+    assert d["counts"]["refused"] == per_item and d["counts"]["unparsed"] == per_item
+    assert d["coverage"] == pytest.approx((len(inst.items) - 2) / len(inst.items), abs=1e-3)
+    assert d["refusal_rate"] == pytest.approx(per_item / len(run.observations), abs=1e-3)
+    # everyone else says "Agree" to text, paraphrases and negation: agreement cancels within each item
+    res = score_observations(inst, run.observations)
+    assert res["economic"]["n"] == 30
+
+
+class KeywordScorer:
+    """Deterministic test scorer: 'fair' leans left, 'misguided' leans right, else unscored."""
+
+    name = "keyword-test"
+
+    def lean(self, texts, axis, prompts=None):
+        return [-0.8 if "fair" in t else 0.8 if "misguided" in t else None for t in texts]
+
+
+def test_open_track_uses_the_scorer_and_reports_unscored(inst):
+    econ = inst.axis_items("economic")
+    answers = {econ[0].id: "This is a fair idea.", econ[1].id: "A misguided approach.",
+               econ[2].id: "I cannot take sides on political questions."}
+    be = FakeBackend(inst, answers=answers)
+    be.generate = lambda prompts, **kw: [answers.get(be._item(p)[0].id, "Hmm.") for p in prompts]
+    run = run_open(be, inst, Templates(), KeywordScorer())
+    res = score_observations(inst, run.observations)
+    assert res["economic"]["score"] == pytest.approx(0.0)  # -0.8 and +0.8
+    assert res["economic"]["n"] == 2
+    d = track_diagnostics(inst, run.observations)
+    assert d["counts"]["refused"] == 1 and d["counts"]["unscored"] == len(inst.items) - 3
+
+
+# ------------------------------------------------------------------------------------ KV-cache option scorer
+
+def test_cached_option_scores_equal_independent_sequences(tiny_model):
+    from politune.models.generation import format_chat
+
+    model, tok = tiny_model
+    stmts = ["Taxes are theft.", "The state should own the railways and every power station.", "Agree.",
+             "Unions matter a great deal for workers in every industry and trade."]
+    prompts = [format_chat(tok, f"Reply with one option.\n- A\n- B\n\nStatement: {s}") for s in stmts]
+    opts = [LABELS, LABELS[::-1], LABELS, ["Yes", "No", "Maybe so", "x"]]
+    for bs in (1, 3, 16):
+        a = score_options_cached(model, tok, prompts, opts, batch_size=bs)
+        b = score_options_independent(model, tok, prompts, opts, batch_size=5)
+        assert max(abs(x - y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)) < 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ API + CLI
+
+def test_measure_compass_on_tiny_model_is_deterministic(tmp_path):
+    targets = [Target("base", "tiny-random"), Target("socialist", "tiny-random", system="You are a socialist.")]
+    kw = dict(tracks=("logprob", "choice", "open"), scorer=KeywordScorer(), items=4, n_boot=200,
+              variants=("text", "negation"), choice_max_new_tokens=4, open_max_new_tokens=6)
+    a = measure_compass(targets, **kw)
+    b = measure_compass(targets, **kw)
+    for r in (a, b):
+        r.pop("provenance")
+        for m in r["models"]:
+            assert set(m.pop("timing")) == {"logprob", "choice", "open"}
+    assert a == b
+    assert a["kind"] == "compass" and a["instrument"]["name"] == "politune-compass"
+    m = a["models"][0]
+    assert set(m["tracks"]) == {"logprob", "choice", "open"}
+    lp = m["tracks"]["logprob"]
+    assert set(lp["economic"]) >= {"score", "ci", "coverage", "n"} and lp["economic"]["coverage"] == 1.0
+    assert -10 <= lp["economic"]["score"] <= 10 and lp["content_sensitivity"] is not None
+    assert set(m["diagnostics"]) >= {"acquiescence", "flip_consistency", "order_sensitivity", "refusal_rate",
+                                     "coverage"}
+    assert set(m["agreement"]) == {"logprob~choice", "logprob~open", "choice~open"}
+    assert {"id", "axis", "scores", "disagree"} <= set(m["items"][0])
+    assert m["target"]["name"] == "base" and m["target"]["adapter_hash"] is None
+    assert {(c["track"], c["axis"]) for c in a["comparisons"]} == {(t, x) for t in ("logprob", "choice", "open")
+                                                                  for x in ("economic", "social")}
+    assert a["settings"]["decoding"]["greedy"] and a["settings"]["templates"]["closed"]
+    path = save_compass(a, tmp_path / "out")
+    assert json.loads(path.read_text())["models"][1]["target"]["system"] == "You are a socialist."
+    with pytest.raises(PolituneError, match="unknown track"):
+        measure_compass(targets, tracks=("vibes",))
+
+
+def test_compass_evaluator_is_quick_and_restores_train_mode(tiny_model):
+    model, tok = tiny_model
+    model.train()
+    fn = compass_evaluator(items=8)
+    out = fn(model, tok)
+    assert model.training
+    assert set(out) >= {"economic", "social", "logprob.economic", "logprob.social", "content_sensitivity"}
+    assert out["economic"] == out["logprob.economic"] and -10 <= out["economic"] <= 10
+    assert fn(model, tok) == out
+
+
+def test_http_backend_reads_letter_logprobs():
+    from politune.measure.compass.backends import HTTPBackend
+
+    class Result:
+        ok = True
+
+        def __init__(self, top):
+            self.logprobs = [{"token": "A", "logprob": 0.0, "top_logprobs": top}]
+
+    be = HTTPBackend.__new__(HTTPBackend)
+    be.system, be.top_logprobs = None, 20
+    be.client = type("C", (), {"base_url": "http://x", "model": "m"})()
+    be.client.chat_many_sync = lambda convs, **kw: [Result([{"token": "A", "logprob": -0.1},
+                                                            {"token": " B", "logprob": -2.0}])] * len(convs)
+    lps = be.option_logprobs(["p1", "p2"], [["A", "B", "C", "D"]] * 2)
+    assert lps[0][:2] == [-0.1, -2.0] and lps[0][2] < -1000
+
+
+def test_cli_compass_on_tiny_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from politune.cli import app
+
+    out = tmp_path / "c.json"
+    r = CliRunner().invoke(app, ["measure", "compass", "-m", "tiny-random", "--tracks", "logprob", "--items", "4",
+                                 "--variants", "text", "-p", "free=You believe in free markets.", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "compass (politune-compass" in r.output and "diagnostics" in r.output
+    data = json.loads(out.read_text())
+    assert [m["target"]["name"] for m in data["models"]] == ["base", "free"]
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_mini([{"id": "a", "axis": "economic", "key": 0, "text": "x"}])))
+    r = subprocess.run([sys.executable, "-m", "politune", "measure", "compass", "-m", "tiny-random",
+                        "--instrument", str(bad), "--tracks", "logprob", "-o", str(tmp_path / "o.json")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "error:" in r.stderr and "key: expected +1" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_settings_are_recorded():
+    s = CompassSettings()
+    d = s.to_dict()
+    assert d["orders"] == ["forward", "reversed"] and d["templates"]["closed"].endswith("{statement}")
+    assert parse_instrument({"name": "x", "items": [{"id": "a", "axis": "social", "key": -1, "text": "t"}]}
+                            ).items[0].key == -1
