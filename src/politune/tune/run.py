@@ -315,7 +315,8 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
                    "resumed_from": ckpt.name if ckpt else None, "step0": getattr(trainer, "step0", None),
                    "hardware": {"device": hw["device"], "dtype": str(hw["dtype"]).removeprefix("torch."),
                                 "gradient_checkpointing": hw["gradient_checkpointing"],
-                                "processes": trainer.accelerator.num_processes},
+                                "processes": trainer.accelerator.num_processes,
+                                "backend": getattr(trainer.accelerator.state, "backend", None)},
                    "provenance": provenance()}
         atomic_write_json(out / "summary.json", summary)
     return TuneResult(adapter_dir=adapter_dir, metrics=final, out_dir=out)

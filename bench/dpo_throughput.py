@@ -1,0 +1,181 @@
+"""DPO throughput on CPU: politune vs TRL's DPOTrainer (documented defaults) vs TRL hand-tuned for a CPU.
+
+Same model (smollm2-135m), same built-in data (builtin:left, train split), same batch, same LoRA (the
+cpu-smollm2 recipe's), one process per arm (so peak RSS is per arm), run one after the other:
+
+- ``politune``: ``politune.tune`` with the cpu-smollm2 recipe (fp32, no checkpointing, completion-only LM head,
+  frozen layers shared by policy and reference);
+- ``trl-defaults``: ``DPOConfig(output_dir=...)`` as TRL's docs show, plus the batch size and step count only:
+  bf16 and gradient checkpointing on (TRL's defaults), ``max_length`` 1024 (TRL's default), plus ``use_cpu=True``
+  without which TRL's defaults refuse to start on a machine with no GPU;
+- ``trl-tuned``: TRL with the best CPU settings found by hand: fp32, no gradient checkpointing, the same
+  ``max_length`` as politune, no dataloader workers, dropout off.
+
+Prints s/step (mean over steps after the first), tokens/s, peak RSS and the step-1 loss of each, then ratios
+against the hand-tuned TRL arm. ``--steps`` per arm; the defaults arm runs ``--default-steps`` (it is slow).
+
+    python bench/dpo_throughput.py                       # all arms
+    python bench/dpo_throughput.py --steps 4 --default-steps 1 --json /tmp/dpo_bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def _pairs_and_recipe(overrides: list[str]):
+    from politune.data import load
+    from politune.tune import load_recipe
+
+    pairs = load("builtin:left", split="train")
+    return pairs, load_recipe("cpu-smollm2", overrides=overrides)
+
+
+def _timed_callback(times: list, losses: list, tokens: list, trainer_ref: list):
+    from transformers import TrainerCallback
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            self.t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            times.append(time.perf_counter() - self.t)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    return Timer()
+
+
+def _count_tokens(trainer, batch_size: int, steps: int) -> int:
+    """Non-pad tokens the first ``steps`` batches hold (chosen + rejected sequences)."""
+    dl = trainer.get_train_dataloader()
+    n = 0
+    for i, batch in enumerate(dl):
+        if i >= steps:
+            break
+        n += int(batch["attention_mask"].sum())
+    return n
+
+
+def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+
+    from politune.models import load_model
+    from politune.tune.config import lora_config
+    from politune.tune.data import preference_data
+
+    torch.manual_seed(0)
+    pairs, cfg = _pairs_and_recipe(overrides)
+    cfg = cfg.model_copy(update={"max_steps": steps})
+    rows = preference_data(pairs, cfg.system).rows
+    times: list[float] = []
+    losses: list[float] = []
+    t_start = time.perf_counter()
+    if arm == "politune":
+        import tempfile
+
+        from politune.tune import dpo
+        from politune.tune.trainer import PolituneDPOTrainer
+
+        orig_init = PolituneDPOTrainer.__init__
+        holder = {}
+
+        def init(self, *a, **k):
+            orig_init(self, *a, **k)
+            self.add_callback(_timed_callback(times, losses, [], []))
+            holder["trainer"] = self
+
+        PolituneDPOTrainer.__init__ = init
+        with tempfile.TemporaryDirectory() as d:
+            dpo(cfg.base, pairs, cfg.model_copy(update={"save_every": 0}), out_dir=os.path.join(d, "run"))
+        trainer = holder["trainer"]
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        model, tok = load_model(cfg.base)  # fp32 on CPU, as for every arm
+        lc: LoraConfig = lora_config(cfg.lora)
+        ds = Dataset.from_list(rows)
+        common = dict(output_dir="/tmp/politune-bench-trl", per_device_train_batch_size=cfg.batch_size,
+                      max_steps=steps, logging_steps=1, report_to="none", save_strategy="no", seed=cfg.seed,
+                      learning_rate=cfg.lr, beta=cfg.beta, disable_tqdm=True)
+        if arm == "trl-defaults":
+            # TRL's defaults refuse to start on a CPU-only machine ("Your setup doesn't support bf16/gpu"), so
+            # use_cpu=True is the one setting added; bf16 autocast and gradient checkpointing stay on.
+            args = DPOConfig(**common, use_cpu=True)
+        else:
+            args = DPOConfig(**common, bf16=False, fp16=False, gradient_checkpointing=False,
+                             max_length=cfg.max_length, dataloader_num_workers=0, use_cpu=True,
+                             lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup_steps)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lc)
+        trainer.add_callback(_timed_callback(times, losses, [], []))
+        trainer.train()
+    wall = time.perf_counter() - t_start
+    tokens = _count_tokens(trainer, cfg.batch_size, steps)
+    steady = times[1:] or times
+    return {"arm": arm, "steps": len(times), "s_per_step": sum(steady) / len(steady), "step_times": times,
+            "tokens_per_s": tokens / sum(times), "tokens": tokens, "step1_loss": losses[0] if losses else None,
+            "losses": losses, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "wall_s": wall, "batch_pairs": cfg.batch_size, "max_length": cfg.max_length,
+            "bf16": bool(getattr(trainer.args, "bf16", False)),
+            "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
+            "max_length_used": trainer.args.max_length}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arm", choices=["politune", "trl-defaults", "trl-tuned"], help="run one arm (internal)")
+    ap.add_argument("--arms", default="politune,trl-tuned,trl-defaults")
+    ap.add_argument("--steps", type=int, default=4, help="steps for politune and trl-tuned")
+    ap.add_argument("--default-steps", type=int, default=1, help="steps for trl-defaults (slow)")
+    ap.add_argument("--json", help="write all results to this file")
+    ap.add_argument("--set", action="append", default=[], help="recipe override KEY=VALUE (e.g. base=tiny-random "
+                    "for a smoke test), applied to every arm")
+    a = ap.parse_args()
+    if a.arm:
+        print("RESULT " + json.dumps(run_arm(a.arm, a.steps, a.set)), flush=True)
+        return
+    results = {}
+    for arm in a.arms.split(","):
+        steps = a.default_steps if arm == "trl-defaults" else a.steps
+        env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
+        sets = [x for s in a.set for x in ("--set", s)]
+        r = subprocess.run([sys.executable, __file__, "--arm", arm, "--steps", str(steps), *sets],
+                           capture_output=True, text=True, env=env)
+        line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+        if r.returncode or not line:
+            print(f"{arm}: failed\n{r.stderr[-2000:]}")
+            continue
+        results[arm] = json.loads(line[-1][7:])
+        x = results[arm]
+        print(f"{arm:13s} {x['s_per_step']:8.2f} s/step {x['tokens_per_s']:8.1f} tok/s "
+              f"{x['peak_rss_mb']:8.0f} MB  step-1 loss {x['step1_loss']:.6f}  ({x['steps']} steps, "
+              f"bf16={x['bf16']}, ckpt={x['gradient_checkpointing']}, max_length={x['max_length_used']})",
+              flush=True)
+    peer = results.get("trl-tuned")
+    if peer:
+        for arm, x in results.items():
+            if arm == "trl-tuned":
+                continue
+            print(f"{arm} vs trl-tuned: speed x{peer['s_per_step'] / x['s_per_step']:.2f} (s/step ratio), "
+                  f"RSS x{x['peak_rss_mb'] / peer['peak_rss_mb']:.2f}, step-1 loss diff "
+                  f"{abs(x['step1_loss'] - peer['step1_loss']):.2e}")
+    load1, load5, _ = os.getloadavg()
+    out = {"results": results, "loadavg": [load1, load5], "cpus": os.cpu_count(), "overrides": a.set}
+    print(f"load average during run: {load1:.1f} (1 min), {load5:.1f} (5 min) on {os.cpu_count()} CPUs")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
