@@ -429,16 +429,16 @@ def offline_judge_app(scorer=None, latency_s: float = 0.0):
         from politune.measure.stance import OfflineStanceScorer
 
         scorer = OfflineStanceScorer()
+    if hasattr(scorer, "models"):
+        scorer.models()  # fit (or load) now, not inside the first request
     app = FastAPI()
-    lock = threading.Lock()
     app.state.requests = 0
 
     @app.get("/v1/models")
     async def models() -> dict:
         return {"object": "list", "data": [{"id": "offline-minilm-judge", "object": "model"}]}
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
+    async def chat(request):
         body = await request.json()
         app.state.requests += 1
         if latency_s:
@@ -452,9 +452,7 @@ def offline_judge_app(scorer=None, latency_s: float = 0.0):
         if '{"refusal"' in prompt:
             content = json.dumps({"refusal": is_refusal(response)})
         elif axis is not None:
-            with lock:
-                lean = await asyncio.to_thread(scorer.lean, [response], axis.group(1))
-            value = lean[0]
+            value = scorer.lean([response], axis.group(1))[0]  # on the loop thread: one at a time
             content = json.dumps({"score": 0 if value is None else int(round(value * 5))})
         else:
             return JSONResponse({"error": {"message": "unsupported rubric", "type": "invalid_request"}},
@@ -467,4 +465,6 @@ def offline_judge_app(scorer=None, latency_s: float = 0.0):
                 "usage": {"prompt_tokens": n_prompt, "completion_tokens": len(content.split()),
                           "total_tokens": n_prompt + len(content.split())}}
 
+    chat.__annotations__["request"] = Request
+    app.post("/v1/chat/completions")(chat)
     return app

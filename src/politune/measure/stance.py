@@ -86,14 +86,25 @@ def _embedder():
         return _EMBEDDER
 
 
+_EMBED_MEMO: dict[str, np.ndarray] = {}  # text -> embedding, within a process (bounded)
+_EMBED_MEMO_MAX = 50_000
+
+
 def embed(texts: Sequence[str]) -> np.ndarray:
-    """Unit-norm MiniLM embeddings, shape ``(len(texts), 384)``, float64."""
+    """Unit-norm MiniLM embeddings, shape ``(len(texts), 384)``, float64 (memoized per text in-process)."""
     if not texts:
         return np.zeros((0, 384))
-    model = _embedder()
-    arr = model.encode(list(texts), batch_size=_EMBED_BATCH, normalize_embeddings=True,
-                       show_progress_bar=False, convert_to_numpy=True)
-    return np.asarray(arr, dtype=np.float64)
+    todo = list(dict.fromkeys(t for t in texts if t not in _EMBED_MEMO))
+    if todo:
+        arr = _embedder().encode(todo, batch_size=_EMBED_BATCH, normalize_embeddings=True,
+                                 show_progress_bar=False, convert_to_numpy=True)
+        if len(_EMBED_MEMO) + len(todo) > _EMBED_MEMO_MAX:
+            _EMBED_MEMO.clear()
+        _EMBED_MEMO.update(zip(todo, np.asarray(arr, dtype=np.float64), strict=True))
+        if any(t not in _EMBED_MEMO for t in texts):  # memo was just cleared and is too small for this call
+            return np.asarray(_embedder().encode(list(texts), batch_size=_EMBED_BATCH, normalize_embeddings=True,
+                                                 show_progress_bar=False, convert_to_numpy=True), dtype=np.float64)
+    return np.stack([_EMBED_MEMO[t] for t in texts])
 
 
 # -------------------------------------------------------------------------------------------------- data
@@ -226,6 +237,9 @@ def _axis_lean(m: AxisModel, texts: Sequence[str], e_text: np.ndarray, e_prompt:
     return np.tanh(_LEAN_AT_TYPICAL * (MINILM_WEIGHT * sem + LEXICAL_WEIGHT * lex))
 
 
+_FITTED: dict[str, dict[str, AxisModel]] = {}  # data hash -> fitted models, shared within a process
+
+
 class OfflineStanceScorer:
     """A :class:`~politune.measure.scorer.StanceScorer` that needs no network: MiniLM embeddings + a linear
     stance direction learnt on the built-in train topics' answer differences (see the module docstring).
@@ -261,15 +275,21 @@ class OfflineStanceScorer:
 
     def _load_or_fit(self) -> dict[str, AxisModel]:
         rows = self._train_rows()
+        key = _rows_hash(rows)
+        if key in _FITTED:  # fitted earlier in this process
+            return _FITTED[key]
         path = self._cache_path(rows)
+        models = None
         if self._cache and path.is_file():
             try:
-                return _load_models(path)
-            except (OSError, ValueError, KeyError) as e:
+                models = _load_models(path)
+            except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("stance cache %s unreadable (%s); refitting", path, e)
-        models = fit_models(rows)
-        if self._cache:
-            _save_models(path, models)
+        if models is None:
+            models = fit_models(rows)
+            if self._cache:
+                _save_models(path, models)
+        _FITTED[key] = models
         return models
 
     # -- scoring --------------------------------------------------------------------------------------
