@@ -393,3 +393,21 @@ def test_settings_are_recorded():
     assert d["orders"] == ["forward", "reversed"] and d["templates"]["closed"].endswith("{statement}")
     assert parse_instrument({"name": "x", "items": [{"id": "a", "axis": "social", "key": -1, "text": "t"}]}
                             ).items[0].key == -1
+
+
+def test_cached_greedy_generation_equals_model_generate(tiny_model):
+    from politune.measure.compass.backends import generate_cached
+    from politune.models.generation import format_chat, generate
+
+    import torch
+
+    model, tok = tiny_model
+    torch.manual_seed(0)
+    with torch.no_grad():  # larger random weights: the default init only ever says "\n"
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.generation_config.eos_token_id = 7
+    prompts = ["Statement: taxes.", "Statement: the state should own the railways.", "Agree?"]
+    want = generate(model, tok, prompts, max_new_tokens=6, batch_size=2)
+    got = generate_cached(model, tok, [format_chat(tok, p) for p in prompts], 6, batch_size=3)
+    assert got == want and any(want)

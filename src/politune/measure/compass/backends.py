@@ -41,6 +41,42 @@ def _lcp(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def _encode_prefix(model, p_ids: Sequence[Sequence[int]], dev):
+    """Encode the longest token prefix shared by all prompts once; each prompt keeps >= 1 token of its own."""
+    n_pre = min(_lcp(p_ids), min(len(p) for p in p_ids) - 1)
+    if n_pre <= 0:
+        return 0, None
+    out = model(input_ids=torch.tensor([list(p_ids[0][:n_pre])], device=dev), use_cache=True, logits_to_keep=1)
+    return n_pre, out.cache
+
+
+def _encode_suffixes(model, prefix_cache, n_pre: int, suf: Sequence[Sequence[int]], pad: int, dev):
+    """Encode each prompt's own tokens (right-padded) on a copy of the prefix cache.
+
+    Returns ``(output, attention mask, suffix lengths, logits after each prompt's last real token)``.
+    """
+    b = len(suf)
+    s_len = torch.tensor([len(x) for x in suf], device=dev)
+    s_max = int(s_len.max())
+    s_ids = torch.full((b, s_max), pad, dtype=torch.long, device=dev)
+    s_mask = torch.zeros((b, s_max), dtype=torch.long, device=dev)
+    for r, x in enumerate(suf):
+        s_ids[r, :len(x)] = torch.tensor(list(x), device=dev)
+        s_mask[r, :len(x)] = 1
+    cache = None
+    if prefix_cache is not None:
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(b)
+    attn = torch.cat([torch.ones((b, n_pre), dtype=torch.long, device=dev), s_mask], dim=1)
+    pos = (n_pre + torch.arange(s_max, device=dev)).unsqueeze(0).expand(b, -1)
+    last = s_len - 1  # position (within the suffix) of each prompt's last real token
+    keep = torch.unique(last)  # the LM head runs only where some prompt ends
+    out = model(input_ids=s_ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True,
+                logits_to_keep=keep)
+    col = torch.searchsorted(keep, last)
+    return out, attn, s_len, out.logits[torch.arange(b, device=dev), col]
+
+
 def _device(model) -> torch.device:
     return next(model.parameters()).device
 
@@ -68,37 +104,15 @@ def score_options_cached(model, tokenizer, prompts: Sequence[str], options: Sequ
     c_ids = [[_tok_ids(tokenizer, c) for c in opts] for opts in options]
     if any(len(c) == 0 for cs in c_ids for c in cs):
         raise PolituneError("score_options_cached: an option tokenizes to nothing")
-    n_pre = min(_lcp(p_ids), min(len(p) for p in p_ids) - 1)  # each prompt keeps >= 1 own token
-    prefix_cache = None
-    if n_pre > 0:
-        out = model(input_ids=torch.tensor([p_ids[0][:n_pre]], device=dev), use_cache=True, logits_to_keep=1)
-        prefix_cache = out.cache
+    n_pre, prefix_cache = _encode_prefix(model, p_ids, dev)
 
     results: list[list[float]] = []
     for start in range(0, len(prompts), batch_size):
         idx = list(range(start, min(start + batch_size, len(prompts))))
         b = len(idx)
-        suf = [p_ids[i][n_pre:] for i in idx]
-        s_len = torch.tensor([len(s) for s in suf], device=dev)
-        s_max = int(s_len.max())
-        s_ids = torch.full((b, s_max), pad, dtype=torch.long, device=dev)
-        s_mask = torch.zeros((b, s_max), dtype=torch.long, device=dev)
-        for r, s in enumerate(suf):
-            s_ids[r, :len(s)] = torch.tensor(s, device=dev)
-            s_mask[r, :len(s)] = 1
-        cache = None
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(b)
-        attn = torch.cat([torch.ones((b, n_pre), dtype=torch.long, device=dev), s_mask], dim=1)
-        pos = (n_pre + torch.arange(s_max, device=dev)).unsqueeze(0).expand(b, -1)
-        last = s_len - 1  # position (within the suffix) of each prompt's last real token
-        keep = torch.unique(last)
-        out = model(input_ids=s_ids, attention_mask=attn, position_ids=pos, cache=cache,
-                    use_cache=True, logits_to_keep=keep)
-        # logits rows: for each r, the column of `keep` equal to last[r]
-        col = torch.searchsorted(keep, last)
-        first_lp = torch.log_softmax(out.logits[torch.arange(b, device=dev), col].float(), dim=-1)  # (b, V)
+        out, attn, s_len, last_logits = _encode_suffixes(model, prefix_cache, n_pre, [p_ids[i][n_pre:] for i in idx],
+                                                         pad, dev)
+        first_lp = torch.log_softmax(last_logits.float(), dim=-1)  # (b, V)
         scores = [[float(first_lp[r, c_ids[i][j][0]]) for j in range(k)] for r, i in enumerate(idx)]
 
         c_max = max(len(c) for i in idx for c in c_ids[i])
@@ -127,6 +141,49 @@ def score_options_cached(model, tokenizer, prompts: Sequence[str], options: Sequ
                         scores[r][j] += float(lp2[r * k + j, t - 1, c[t]])
         results.extend(scores)
     return results
+
+
+@torch.inference_mode()
+def generate_cached(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16
+                    ) -> list[str]:
+    """Greedy answers to (already chat-formatted) prompts, reusing the shared-prefix KV cache the same way as
+    :func:`score_options_cached`; stops at the model's end-of-turn / EOS tokens. Equivalent to greedy
+    ``model.generate`` (checked in the tests)."""
+    if not prompts:
+        return []
+    dev = _device(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    eos = model.generation_config.eos_token_id  # what ``model.generate`` stops at; else the tokenizer's EOS
+    eos = eos if eos is not None else tokenizer.eos_token_id
+    stop = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    p_ids = [_tok_ids(tokenizer, p) for p in prompts]
+    n_pre, prefix_cache = _encode_prefix(model, p_ids, dev)
+    texts: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        idx = list(range(start, min(start + batch_size, len(prompts))))
+        b = len(idx)
+        out, attn, s_len, logits = _encode_suffixes(model, prefix_cache, n_pre, [p_ids[i][n_pre:] for i in idx],
+                                                    pad, dev)
+        cache, pos = out.cache, n_pre + s_len
+        gen: list[list[int]] = [[] for _ in range(b)]
+        done = [False] * b
+        for step in range(max_new_tokens):
+            nxt = logits.argmax(dim=-1)
+            for r in range(b):
+                if not done[r]:
+                    t = int(nxt[r])
+                    if t in stop:
+                        done[r] = True
+                    else:
+                        gen[r].append(t)
+            if all(done) or step == max_new_tokens - 1:
+                break
+            attn = torch.cat([attn, torch.ones((b, 1), dtype=torch.long, device=dev)], dim=1)
+            out = model(input_ids=nxt.unsqueeze(1), attention_mask=attn, position_ids=pos.unsqueeze(1),
+                        cache=cache, use_cache=True)
+            cache, pos, logits = out.cache, pos + 1, out.logits[:, -1]
+        texts.extend(tokenizer.decode(g, skip_special_tokens=True).strip() for g in gen)
+    return texts
 
 
 @torch.inference_mode()
@@ -180,6 +237,9 @@ class LocalBackend:
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
                  seed: int = 0) -> list[str | None]:
+        if temperature == 0:  # greedy: share the prompt prefix through the KV cache
+            return list(generate_cached(self.model, self.tokenizer, [self.format(p) for p in prompts],
+                                        max_new_tokens, self.batch_size))
         return list(generate(self.model, self.tokenizer, list(prompts), system=self.system,
                              max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                              batch_size=self.batch_size))
