@@ -20,6 +20,17 @@ from politune.tune.losses import preference_loss, step0_expected
 # --------------------------------------------------------------------------------------------------------
 # helpers
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny model is far too small for intra-op threads; on a shared, loaded machine two OpenMP threads
+    wait on each other at every op (measured 3x slower). Restored after this module."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 TOPICS = ["the minimum wage", "taxes on high earners", "public healthcare", "rent control", "free trade",
           "labour unions", "welfare benefits", "business regulation"]
 
@@ -312,3 +323,26 @@ def test_cli_bad_input_one_line_and_recipes(tmp_path):
     assert r.returncode == 0
     names = {x["name"] for x in json.loads(r.stdout)}
     assert names == {"cpu-smollm2", "politune-llama3-8b", "politune-mistral-7b", "compred-llama2-7b"}
+
+
+def test_trl_range_pinned_and_internals_present():
+    """pyproject pins the TRL range the trainer is written against; the installed TRL is in it and still has the
+    pieces politune.tune subclasses or calls."""
+    import re
+    import tomllib
+
+    import trl
+    from packaging.specifiers import SpecifierSet
+    from trl import DPOConfig, DPOTrainer
+    from trl.trainer.utils import use_adapter  # noqa: F401
+
+    from politune.tune.config import TRL_BELOW, TRL_MIN, check_trl_version
+
+    deps = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    spec = next(d for d in deps if re.match(r"trl\b", d))
+    assert SpecifierSet(spec[3:]) == SpecifierSet(f">={TRL_MIN},<{TRL_BELOW}")
+    assert trl.__version__ in SpecifierSet(spec[3:]) and check_trl_version() == trl.__version__
+    fields = {f for f in DPOConfig.__dataclass_fields__}
+    assert {"loss_type", "loss_weights", "beta", "label_smoothing", "max_length", "precompute_ref_log_probs"} <= fields
+    assert "max_prompt_length" not in fields  # gone since the DPO rewrite: our recipes must not use it
+    assert callable(DPOTrainer._compute_loss) and callable(DPOTrainer._prepare_dataset)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_tune import tiny_pairs
+from test_tune import _one_thread, tiny_pairs  # noqa: F401  (autouse fixture: one intra-op thread)
 
 OVERRIDES = ["max_steps=8", "batch_size=4", "max_length=96", "lora.layers=null", "lora.r=4", "lora.alpha=8",
              "save_every=2", "save_total_limit=2", "lr=5e-3", "warmup_steps=1"]
@@ -54,7 +54,7 @@ def test_kill9_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     out = tmp_path / "killed"
-    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(script), str(pairs_file), str(out), str(tiny_model_dir),
                              json.dumps(OVERRIDES)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 150
@@ -109,3 +109,26 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_model_dir):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in rows] == [1, 2]  # one writer (rank 0)
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_smollm2_cpu_recipe_one_step_step0_and_generate(tmp_path, smollm2_dir):
+    """The real default model with the cpu-smollm2 recipe (top-8-layer LoRA, shared frozen layers): the step-0
+    check holds exactly, and the adapter loads with PEFT and generates."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from politune.data import load
+    from politune.tune import dpo, load_recipe
+
+    pairs = load("builtin:left", split="train")[:4]
+    cfg = load_recipe("cpu-smollm2", overrides=["max_steps=1", "batch_size=2", "max_length=96", "save_every=0"])
+    res = dpo(str(smollm2_dir), pairs, cfg, out_dir=tmp_path / "smol", stance="left")
+    summary = json.loads((res.out_dir / "summary.json").read_text())
+    assert summary["step0"]["ok"] and summary["step0"]["max_abs_logp_diff"] == 0.0
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2_dir), res.adapter_dir)
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    ids = tok.apply_chat_template([{"role": "user", "content": "Should taxes on the rich go up?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > ids["input_ids"].shape[1]

@@ -132,6 +132,22 @@ def load_recipe(recipe: str | os.PathLike = "cpu-smollm2", overrides: list[str] 
 # --------------------------------------------------------------------------------------------------------
 # mapping onto TRL
 
+# The TRL range politune's trainer is written and tested against (it subclasses DPOTrainer, whose internals were
+# rewritten in TRL 0.29: ``max_prompt_length`` and friends vanished). Kept equal to pyproject's pin.
+TRL_MIN, TRL_BELOW = "1.16", "2"
+
+
+def check_trl_version() -> str:
+    import trl
+    from packaging.version import Version
+
+    v = Version(trl.__version__)
+    if not (Version(TRL_MIN) <= v < Version(TRL_BELOW)):
+        raise PolituneError(f"TRL {trl.__version__} is installed; politune.tune needs trl>={TRL_MIN},<{TRL_BELOW} "
+                            f"(pip install 'trl>={TRL_MIN},<{TRL_BELOW}')")
+    return trl.__version__
+
+
 # Keys we set ourselves from TuneConfig; a ``trl:`` entry may not set them (one obvious place per concept).
 _MANAGED = {"output_dir", "learning_rate", "beta", "loss_type", "loss_weights", "label_smoothing", "max_length",
             "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
@@ -148,6 +164,7 @@ def check_trl_keys(cfg: TuneConfig) -> None:
     """A ``trl:`` key the installed TRL does not have (renamed/removed) is an error before any compute."""
     from trl import DPOConfig, SFTConfig
 
+    check_trl_version()
     valid = _field_names(SFTConfig if cfg.method == "sft" else DPOConfig)
     if cfg.method == "sft_dpo":
         valid &= _field_names(SFTConfig) | _field_names(DPOConfig)
