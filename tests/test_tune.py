@@ -346,3 +346,11 @@ def test_trl_range_pinned_and_internals_present():
     assert {"loss_type", "loss_weights", "beta", "label_smoothing", "max_length", "precompute_ref_log_probs"} <= fields
     assert "max_prompt_length" not in fields  # gone since the DPO rewrite: our recipes must not use it
     assert callable(DPOTrainer._compute_loss) and callable(DPOTrainer._prepare_dataset)
+
+
+def test_default_trajectory_is_the_fast_compass(tmp_path, tiny_model_dir):
+    pytest.importorskip("politune.measure.compass")
+    res = dpo(str(tiny_model_dir), tiny_pairs(8), tiny_cfg("max_steps=2", "eval_every=2"), out_dir=tmp_path / "t")
+    traj = [json.loads(x) for x in (res.out_dir / "trajectory.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in traj] == [0, 2]
+    assert {"economic", "social"} <= set(traj[0]["metrics"])

@@ -116,12 +116,13 @@ def _final_metrics(rows: list[dict], window: int = 5) -> dict:
     return final
 
 
-def _default_evaluator() -> Evaluate | None:
+def _default_evaluator(system: str | None) -> Evaluate | None:
+    """The fast compass subset (logprob track) when the compass is installed, else no tracking."""
     try:
         from politune.measure.compass import compass_evaluator
     except ImportError:
         return None
-    return compass_evaluator()
+    return compass_evaluator(system=system)
 
 
 MODEL_CARD = """---
@@ -258,7 +259,7 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
     save_resolved(cfg, out)
 
     if evaluate is None and cfg.eval_every:
-        evaluate = _default_evaluator()
+        evaluate = _default_evaluator(cfg.system)
 
     torch.manual_seed(cfg.seed)
     peft_config = None
