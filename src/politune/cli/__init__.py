@@ -38,7 +38,13 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
                         format="%(message)s")
     logging.getLogger("politune").setLevel(level)
     if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("POLITUNE_QUIET_LOADING", "1")
         for noisy in ("transformers", "datasets", "huggingface_hub", "accelerate", "peft", "trl"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from politune.errors import PolituneError
@@ -34,6 +35,10 @@ def load_model(name: str, adapter: str | Path | None = None, device: str = "auto
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     log.info("loading %s on %s as %s", name, dev, dtype_name(dt))
+    if os.environ.get("POLITUNE_QUIET_LOADING") == "1":  # set by the CLI unless --verbose
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, use_safetensors=True,
                                                      trust_remote_code=trust_remote_code)
