@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--latency", type=float, default=0.05, help="seconds added per judge request")
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=80)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--out", default=None, help="run folder (default: a temp dir)")
     args = ap.parse_args()
 

@@ -43,8 +43,8 @@ class EffectsSettings:
     qa_file: str = "builtin"  # quality questions: politune QA JSONL or ELI5
     qa_limit: int | None = None  # use only the first N quality questions
     ppl_file: str = "builtin"  # neutral text for perplexity
-    max_new_tokens: int = 80  # topic answers
-    qa_max_new_tokens: int = 48  # quality answers (references are one sentence)
+    max_new_tokens: int = 64  # topic answers
+    qa_max_new_tokens: int = 40  # quality answers (references are one sentence)
     batch_size: int = 8
     seed: int = 0
     device: str = "auto"
