@@ -396,10 +396,10 @@ def test_settings_are_recorded():
 
 
 def test_cached_greedy_generation_equals_model_generate(tiny_model):
+    import torch
+
     from politune.measure.compass.backends import generate_cached
     from politune.models.generation import format_chat, generate
-
-    import torch
 
     model, tok = tiny_model
     torch.manual_seed(0)
@@ -411,3 +411,22 @@ def test_cached_greedy_generation_equals_model_generate(tiny_model):
     want = generate(model, tok, prompts, max_new_tokens=6, batch_size=2)
     got = generate_cached(model, tok, [format_chat(tok, p) for p in prompts], 6, batch_size=3)
     assert got == want and any(want)
+
+
+@pytest.mark.slow
+def test_smollm2_logprob_track_matches_independent_scoring_and_evaluator(smollm2_dir):
+    """The real default model: KV-cache log-probs equal independent sequences; the tuner's evaluator runs."""
+    from politune.measure.compass.prompts import closed_prompt
+    from politune.models.generation import format_chat
+    from politune.models.loading import load_model
+
+    model, tok = load_model(str(smollm2_dir))
+    inst = load_instrument("builtin").subset(4)
+    prompts = [format_chat(tok, closed_prompt(Templates(), it.text, inst.labels, o)) for it in inst.items
+               for o in ("forward", "reversed")]
+    a = score_options_cached(model, tok, prompts, [inst.labels] * len(prompts), batch_size=8)
+    b = score_options_independent(model, tok, prompts, [inst.labels] * len(prompts), batch_size=8)
+    assert max(abs(x - y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)) < 1e-4
+    out = compass_evaluator(items=4)(model, tok)
+    assert -10 <= out["economic"] <= 10 and -10 <= out["social"] <= 10
+    assert 0 <= out["content_sensitivity"] <= 1

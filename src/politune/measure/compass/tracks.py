@@ -39,6 +39,17 @@ def _prompts(inst: Instrument, variants: Sequence[str], orders: Sequence[str]
             for o in orders]
 
 
+def _per_order(call, orders: Sequence[str]) -> list:
+    """Run ``call(indices)`` once per option order and put the results back in input order: within one order
+    every prompt shares the instructions *and* the option list, so the shared KV-cache prefix is longest."""
+    out: list = [None] * len(orders)
+    for o in dict.fromkeys(orders):
+        idx = [i for i, oo in enumerate(orders) if oo == o]
+        for i, r in zip(idx, call(idx), strict=True):
+            out[i] = r
+    return out
+
+
 def _softmax(lps: Sequence[float]) -> list[float]:
     m = max(lps)
     e = [math.exp(x - m) for x in lps]
@@ -66,7 +77,9 @@ def run_logprob(backend, inst: Instrument, templates: Templates, variants: Seque
     cf_plan = [(o, s) for o in orders for s in CONTENT_FREE] if calibrate else []
     cf_prompts = [closed_prompt(t, s, labels, o) for o, s in cf_plan]
     cf_conts = [_continuations(labels, o, letters) for o, _ in cf_plan]
-    lps = backend.option_logprobs(prompts + cf_prompts, conts + cf_conts)
+    lps = _per_order(lambda idx: backend.option_logprobs([(prompts + cf_prompts)[i] for i in idx],
+                                                         [(conts + cf_conts)[i] for i in idx]),
+                     [o for *_, o in plan] + [o for o, _ in cf_plan])
     probs = [_softmax(x) for x in lps]
     prior: dict[str, list[float]] = {}
     for o in orders:
@@ -94,7 +107,9 @@ def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequen
     obs = []
     n_samples = samples if temperature > 0 else 1
     for s in range(n_samples):
-        texts = backend.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + s)
+        texts = _per_order(lambda idx, s=s: backend.generate([prompts[i] for i in idx], max_new_tokens=max_new_tokens,
+                                                             temperature=temperature, seed=seed + s),
+                           [o for *_, o in plan])
         for (it, vid, _, pol, o), text in zip(plan, texts, strict=True):
             tag = vid if n_samples == 1 else f"{vid}#s{s}"
             if text is None:
