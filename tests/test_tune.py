@@ -229,6 +229,13 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
     # the trained adapter really changed the model
     lora_b = [v for k, v in model.state_dict().items() if "lora_B" in k]
     assert any(float(b.abs().max()) > 0 for b in lora_b)
+    # politune tune merge: a full model with the same outputs as base + adapter
+    from politune.tune import merge
+
+    merged = AutoModelForCausalLM.from_pretrained(merge(str(tiny_model_dir), res.adapter_dir, tmp_path / "merged"))
+    x = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(merged(x).logits, model(x).logits, atol=1e-4)
     with pytest.raises(PolituneError, match="not empty"):
         dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg(), out_dir=out)
 
@@ -319,10 +326,16 @@ def test_cli_bad_input_one_line_and_recipes(tmp_path):
                             for i in range(2)))
     r = _cli("tune", "dpo", "--data", str(data), "--set", "betta=1", cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown key 'betta'" in r.stderr
-    r = _cli("tune", "recipes", "--json", cwd=tmp_path)
-    assert r.returncode == 0
+    from typer.testing import CliRunner
+
+    from politune.cli import app
+
+    r = CliRunner().invoke(app, ["tune", "recipes", "--json"])  # in-process: no second interpreter start-up
+    assert r.exit_code == 0, r.output
     names = {x["name"] for x in json.loads(r.stdout)}
     assert names == {"cpu-smollm2", "politune-llama3-8b", "politune-mistral-7b", "compred-llama2-7b"}
+    r = CliRunner().invoke(app, ["tune", "--help"])
+    assert all(c in r.stdout for c in ("dpo", "sft", "sft-dpo", "merge", "recipes"))
 
 
 def test_trl_range_pinned_and_internals_present():

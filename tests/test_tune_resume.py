@@ -26,7 +26,7 @@ pairs_file, out_dir, base, overrides = sys.argv[1], sys.argv[2], sys.argv[3], js
 orig = PolituneDPOTrainer.training_step
 
 def slow_step(self, *args, **kwargs):   # slow enough for the parent to kill it mid-run
-    time.sleep(0.4)
+    time.sleep(0.25)
     return orig(self, *args, **kwargs)
 
 PolituneDPOTrainer.training_step = slow_step
