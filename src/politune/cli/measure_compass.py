@@ -7,36 +7,35 @@ import typer
 from politune.cli.common import JsonOption, console, err_console, print_json
 
 
-def _fmt(axis: dict | None) -> str:
-    if not axis or axis.get("score") is None:
-        return "-"
-    lo, hi = axis["ci"]
-    return f"{axis['score']:+.2f} [{lo:+.2f},{hi:+.2f}]"
-
-
 def _num(x) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
 def print_compass_table(result: dict) -> None:
-    """Per target and track: both axes with CIs, coverage, refusals, content sensitivity; then diagnostics,
+    """Per target, track and axis: score, CI, coverage, refusals, content sensitivity; then diagnostics,
     agreement between tracks, and the comparisons with the first target."""
+    from rich import box
     from rich.table import Table
 
     t = Table(title=f"compass ({result['instrument']['name']} v{result['instrument']['version']}, "
-                    f"{result['instrument']['items']} items)")
-    for col in ("target", "track", "economic [95% CI]", "social [95% CI]", "coverage", "refusals",
-                "content sens."):
-        t.add_column(col)
+                    f"{result['instrument']['items']} items; cov = coverage, ref = refusal rate, c.sens = "
+                    "content sensitivity)", box=box.SIMPLE_HEAD)
+    for col in ("target", "track", "axis", "score", "95% CI", "cov", "ref", "c.sens"):
+        t.add_column(col, no_wrap=True)
     for m in result["models"]:
         for name, tr in m["tracks"].items():
-            cov = min(tr[a]["coverage"] for a in ("economic", "social") if a in tr)
-            t.add_row(m["target"]["name"], name, _fmt(tr.get("economic")), _fmt(tr.get("social")), _num(cov),
-                      _num(tr.get("refusal_rate")), _num(tr.get("content_sensitivity")))
+            for axis in ("economic", "social"):
+                a = tr.get(axis) or {}
+                ci = a.get("ci") or [None, None]
+                t.add_row(m["target"]["name"], name, axis,
+                          "-" if a.get("score") is None else f"{a['score']:+.2f}",
+                          "-" if ci[0] is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]", _num(a.get("coverage")),
+                          _num(tr.get("refusal_rate")), _num(tr.get("content_sensitivity")))
     console.print(t)
-    d = Table(title="diagnostics (per track)")
-    for col in ("target", "track", "acquiescence", "flip consist.", "order sens.", "refusals", "coverage"):
-        d.add_column(col)
+    d = Table(title="diagnostics per track (acquiescence 0.5 = none; flip = item vs negation consistency; "
+                    "order = order sensitivity)", box=box.SIMPLE_HEAD)
+    for col in ("target", "track", "acquiesce", "flip", "order", "refusals", "coverage"):
+        d.add_column(col, no_wrap=True)
     for m in result["models"]:
         for name, dg in m["diagnostics"]["by_track"].items():
             d.add_row(m["target"]["name"], name, _num(dg["acquiescence"]), _num(dg["flip_consistency"]),
@@ -48,9 +47,9 @@ def print_compass_table(result: dict) -> None:
             n_dis = sum(i["disagree"] for i in m["items"])
             console.print(f"{m['target']['name']}: track agreement {pairs}; {n_dis} items where tracks disagree")
     if result["comparisons"]:
-        c = Table(title="differences vs the first target (b - a)")
+        c = Table(title="differences vs the first target (b - a)", box=box.SIMPLE_HEAD)
         for col in ("a", "b", "track", "axis", "diff [95% CI]", "sees it"):
-            c.add_column(col)
+            c.add_column(col, no_wrap=True)
         for r in result["comparisons"]:
             if r["diff"] is None:
                 c.add_row(r["a"], r["b"], r["track"], r["axis"], "-", "-")

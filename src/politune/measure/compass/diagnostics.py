@@ -12,6 +12,8 @@
   prompt shares (the option prior): ``sum_j |p_j - mean_o|^2 / sum_j |p_j - uniform|^2`` within each order.
   Near 0 means the track is blind for this model: it gives the same distribution whatever it reads.
 - ``refusal_rate`` and ``coverage`` (share of items with at least one scored answer).
+- ``agreement`` (between tracks): share of items, among those both tracks place off-centre, whose positions
+  have the same sign.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def agreement(inst: Instrument, runs: dict[str, Sequence[Observation]]) -> tuple
     rates = {}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            common = [k for k in pos[a] if k in pos[b]]
+            # items both tracks place off-centre (a position of exactly 0 takes no side)
+            common = [k for k in pos[a] if k in pos[b] and pos[a][k] != 0 and pos[b][k] != 0]
             rates[f"{a}~{b}"] = _r(float(np.mean([np.sign(pos[a][k]) == np.sign(pos[b][k]) for k in common]))) \
                 if common else None
     items = []
