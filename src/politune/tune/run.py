@@ -285,7 +285,7 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
     if ckpt is not None:
         _truncate_logs(out, int(ckpt.name.split("-")[-1]))
         log.info("resuming from %s", ckpt)
-    elif not resume or not ckpt_dir.exists():
+    else:  # a fresh start (also --resume with no complete checkpoint yet): logs restart too
         for name in ("metrics.jsonl", "trajectory.jsonl"):
             (out / name).unlink(missing_ok=True)
     from transformers.trainer_callback import PrinterCallback
