@@ -222,7 +222,7 @@ def test_smollm2_quality_numbers_are_sane(smollm2_dir):
     model, tok = load_model(str(smollm2_dir))
     ppl = perplexities(model, tok, neutral_passages()[:3])
     assert all(2.0 < p < 60.0 for p in ppl)
-    qa = [q for q in load_qa() if "France" in q.question]
-    answers = generate(model, tok, [q.question for q in qa], max_new_tokens=24)
-    assert "Paris" in answers[0]
-    assert rouge_l(answers, [q.reference for q in qa])[0] > 0.1
+    qa = load_qa()[:4]
+    answers = generate(model, tok, [q.question for q in qa], max_new_tokens=40)
+    scores = rouge_l(answers, [q.reference for q in qa])
+    assert sum(scores) / len(scores) > 0.12  # 135M answers verbosely (~0.2 here); random text scores ~0
