@@ -120,9 +120,26 @@ def main() -> None:
 
     convs = _conversations(args.requests)
     report = {"requests": args.requests, "max_tokens": args.max_tokens, "concurrency": args.concurrency}
+
+    def show(name: str) -> None:  # printed (and saved) as soon as each server is measured
+        r = report[name]
+        print(f"\n{name} ({r.get('model', str(r.get('latency_s')) + ' s/request')})")
+        print(f"  {'arm':16s} {'wall s':>8s} {'req/s':>8s} {'tok/s':>8s} {'failed':>6s}")
+        for arm, row in r.items():
+            if isinstance(row, dict):
+                print(f"  {arm:16s} {row['wall_s']:8.2f} {row['req_per_s']:8.3f} {row['tok_per_s']:8.1f} "
+                      f"{row['failed']:6d}")
+        print(f"  concurrent / sequential throughput: {r['ratio']:.2f}x (target >= 3x)", flush=True)
+        if any(isinstance(row, dict) and row["failed"] for row in r.values()):
+            print("  WARNING: some requests failed; the ratio is not meaningful", flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=2)
+
     with fixed_latency_server(args.latency) as url:
         report["fixed_latency"] = {"latency_s": args.latency,
                                    **measure(url, "peer", convs, args.concurrency, args.max_tokens)}
+    show("fixed_latency")
     if not args.skip_model:
         from politune.serve import start_server
 
@@ -131,23 +148,7 @@ def main() -> None:
             ChatClient(url, "teacher").chat_sync(convs[0], max_tokens=4)
             report["politune_serve"] = {"model": args.model,
                                         **measure(url, "teacher", convs, args.concurrency, args.max_tokens)}
-
-    for name in ("fixed_latency", "politune_serve"):
-        if name not in report:
-            continue
-        r = report[name]
-        print(f"\n{name} ({r.get('model', str(r.get('latency_s')) + ' s/request')})")
-        print(f"  {'arm':16s} {'wall s':>8s} {'req/s':>8s} {'tok/s':>8s} {'failed':>6s}")
-        for arm, row in r.items():
-            if isinstance(row, dict):
-                print(f"  {arm:16s} {row['wall_s']:8.2f} {row['req_per_s']:8.3f} {row['tok_per_s']:8.1f} "
-                      f"{row['failed']:6d}")
-        print(f"  concurrent / sequential throughput: {r['ratio']:.2f}x (target >= 3x)")
-        if any(isinstance(row, dict) and row["failed"] for row in r.values()):
-            print("  WARNING: some requests failed; the ratio is not meaningful")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
+        show("politune_serve")
 
 
 if __name__ == "__main__":
