@@ -32,6 +32,18 @@ from politune.measure.targets import Target
 LABELS = ["Strongly disagree", "Disagree", "Agree", "Strongly agree"]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One CPU thread for these tests: the models are tiny (nothing to parallelise), and on the shared 2-core
+    machine OpenMP threads spinning against other jobs made each forward pass several times slower."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def inst():
     return load_instrument("builtin")
@@ -373,17 +385,18 @@ def test_cli_compass_on_tiny_model(tmp_path):
     assert [m["target"]["name"] for m in data["models"]] == ["base", "free"]
 
 
-def test_cli_bad_input_is_one_line(tmp_path):
-    import subprocess
-    import sys
+def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
+    from politune.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_mini([{"id": "a", "axis": "economic", "key": 0, "text": "x"}])))
-    r = subprocess.run([sys.executable, "-m", "politune", "measure", "compass", "-m", "tiny-random",
-                        "--instrument", str(bad), "--tracks", "logprob", "-o", str(tmp_path / "o.json")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert "error:" in r.stderr and "key: expected +1" in r.stderr and "Traceback" not in r.stderr
+    monkeypatch.setattr("sys.argv", ["politune", "measure", "compass", "-m", "tiny-random", "--instrument",
+                                     str(bad), "--tracks", "logprob", "-o", str(tmp_path / "o.json")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "key: expected +1" in err and "Traceback" not in err
     assert not (tmp_path / "o.json").exists()
 
 
@@ -421,7 +434,7 @@ def test_smollm2_logprob_track_matches_independent_scoring_and_evaluator(smollm2
     from politune.models.loading import load_model
 
     model, tok = load_model(str(smollm2_dir))
-    inst = load_instrument("builtin").subset(4)
+    inst = load_instrument("builtin").subset(2)
     prompts = [format_chat(tok, closed_prompt(Templates(), it.text, inst.labels, o)) for it in inst.items
                for o in ("forward", "reversed")]
     a = score_options_cached(model, tok, prompts, [inst.labels] * len(prompts), batch_size=8)
