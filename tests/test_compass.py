@@ -443,3 +443,25 @@ def test_smollm2_logprob_track_matches_independent_scoring_and_evaluator(smollm2
     out = compass_evaluator(items=4)(model, tok)
     assert -10 <= out["economic"] <= 10 and -10 <= out["social"] <= 10
     assert 0 <= out["content_sensitivity"] <= 1
+
+
+def test_measure_compass_with_a_lora_adapter(tiny_model_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from politune.models.loading import load_model
+
+    model, _ = load_model(str(tiny_model_dir))
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 1.0)
+    peft_model.save_pretrained(tmp_path / "left")
+    targets = [Target("base", str(tiny_model_dir)), Target("left", str(tiny_model_dir), adapter=str(tmp_path / "left"))]
+    r = measure_compass(targets, tracks=("logprob",), items=4, variants=("text",), n_boot=100)
+    base, left = r["models"]
+    assert left["target"]["adapter_hash"] and base["target"]["adapter_hash"] is None
+    assert left["tracks"]["logprob"]["option_prior"] != base["tracks"]["logprob"]["option_prior"]
+    assert {c["b"] for c in r["comparisons"]} == {"left"}
