@@ -96,8 +96,8 @@ def generate(
     tasks: dict[str, int] = {}
     with _progress() as bar:
         def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
+            if stage not in tasks:  # cached answers start the bar, so the rate counts new work only
+                tasks[stage] = bar.add_task(stage, total=total, completed=done)
             bar.update(tasks[stage], completed=done, total=total)
 
         result = run_generate(cfg, progress=on_progress)

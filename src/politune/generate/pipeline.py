@@ -328,16 +328,10 @@ def _run_stage(stage: str, items: list[Item], template: Template, teacher, cache
     """Ask the teacher for every item, round by round (one round per attempt), until each is valid or out of
     attempts. ``validate_round(items, texts)`` -> [(result, problem)] for one round's answers."""
     pending = list(items)
-    done_count, total = 0, len(items)
-    if progress:
-        progress(stage, 0, total)
+    done_count, total = 0, 0
     for attempt in range(attempts):
         if not pending:
             break
-        if attempt > 0:
-            total += len(pending)
-            if progress:
-                progress(stage, done_count, total)
         gen = gen_for(attempt)
         works = []
         for it in pending:
@@ -345,6 +339,11 @@ def _run_stage(stage: str, items: list[Item], template: Template, teacher, cache
             seed = _item_seed(cfg.seed, stage, it.post, attempt)
             key = cache_key(stage, it.post, template, teacher.name, attempt, msgs, {**gen, "seed": seed})
             works.append((it, msgs, seed, key))
+        # answers already in the cache count as done before any new work starts (a fair rate and ETA)
+        total += len(works)
+        done_count += sum(1 for w in works if cache.get(w[3]) is not None)
+        if progress:
+            progress(stage, done_count, total)
         answers: dict[int, str] = {}
         for start in range(0, len(works), teacher.batch_size):
             chunk = works[start:start + teacher.batch_size]
@@ -354,9 +353,6 @@ def _run_stage(stage: str, items: list[Item], template: Template, teacher, cache
                 if rec is not None:
                     answers[start + j] = rec["output"]
                     skip.add(j)
-            done_count += len(skip)
-            if progress and skip:
-                progress(stage, done_count, total)
             if len(skip) == len(chunk):
                 continue
 
