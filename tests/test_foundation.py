@@ -83,6 +83,8 @@ def test_atomic_write_and_torn_log(tmp_path):
     with log.open("a") as f:
         f.write('{"step": 3')  # torn by a crash
     assert read_jsonl_log(log) == [{"step": 1}, {"step": 2}]
+    append_jsonl(log, {"step": 4})  # the next record after a torn line is still readable
+    assert read_jsonl_log(log) == [{"step": 1}, {"step": 2}, {"step": 4}]
 
 
 def test_tiny_model_generates(tiny_model):
