@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import threading
 import time
 
 from fastapi import FastAPI, Request
@@ -72,9 +70,7 @@ def measure(url: str, model: str, convs, concurrency: int, max_tokens: int) -> d
 
 def fixed_latency_server(latency: float):
     """A minimal OpenAI-compatible server that waits ``latency`` s per request (a context manager -> URL)."""
-    import contextlib
 
-    import uvicorn
 
     app = FastAPI()
 
@@ -88,23 +84,9 @@ def fixed_latency_server(latency: float):
                              "finish_reason": "length"}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": n, "total_tokens": n + 1}}
 
-    @contextlib.contextmanager
-    def run():
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        srv = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-        th = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-        th.start()
-        while not srv.started:
-            time.sleep(0.01)
-        try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        finally:
-            srv.should_exit = True
-            th.join(10)
-            sock.close()
+    from politune.serve import run_app
 
-    return run()
+    return run_app(app)
 
 
 def main() -> None:

@@ -13,32 +13,12 @@ Target: warm judge time < 10% of the cold one.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-
-@contextlib.contextmanager
-def serve(app):
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+from politune.serve import run_app as serve  # noqa: E402  (uvicorn in a thread on a free port)
 
 
 def main() -> None:

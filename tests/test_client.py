@@ -85,24 +85,11 @@ def _make_app(state: _State):
 
 @pytest.fixture(scope="module")
 def server():
-    import uvicorn
+    from politune.serve import run_app
 
     state = _State()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(_make_app(state), log_level="error", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.01)
-    assert srv.started
-    yield f"http://127.0.0.1:{port}/v1", state
-    srv.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with run_app(_make_app(state)) as url:
+        yield url, state
 
 
 @pytest.fixture

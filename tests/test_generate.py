@@ -14,7 +14,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -106,22 +105,11 @@ def _teacher_app(state: TeacherState) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def teacher_server():
-    import uvicorn
+    from politune.serve import run_app
 
     state = TeacherState()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(_teacher_app(state), log_level="error", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.01)
-    assert srv.started
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1", state
-    srv.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with run_app(_teacher_app(state)) as url:
+        yield url, state
 
 
 POSTS = [

@@ -9,11 +9,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import threading
-import time
 
 import pytest
 
@@ -32,26 +28,7 @@ from politune.measure.judge import (
 FAST = {"backoff": (0.01, 2.0, 0.05), "max_retries": 2}
 
 
-@contextlib.contextmanager
-def serve_app(app):
-    """Run a FastAPI app under uvicorn in a thread on a free 127.0.0.1 port; yield its /v1 base URL."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+from politune.serve import run_app as serve_app  # noqa: E402  (uvicorn in a thread on a free port)
 
 
 def misbehaving_app():

@@ -78,6 +78,24 @@ def _stop(app, server, thread, sock: socket.socket) -> None:
 
 
 @contextlib.contextmanager
+def run_app(app, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0) -> Iterator[str]:
+    """Run any ASGI ``app`` under uvicorn in a background thread on ``host:port`` (0: a free port); yield the
+    base URL ``http://HOST:PORT/v1``; stop it on exit. Tests and benchmarks use it for their local servers."""
+    sock = _bind(host, port)
+    try:
+        server, thread = _start_thread(app, sock, startup_timeout)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        yield _url(host, sock.getsockname()[1]) + "/v1"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@contextlib.contextmanager
 def start_server(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
                  api_key: str | None = None, startup_timeout: float = 120.0, **kw) -> Iterator[str]:
     """Start ``create_app(model, adapters, api_key, **kw)`` under uvicorn in a background thread, on ``port``
@@ -86,17 +104,11 @@ def start_server(model: str, adapters: dict[str, str] | None = None, host: str =
 
     check_bind(host, api_key)
     app = create_app(model, adapters, api_key=api_key, **kw)
-    sock = _bind(host, port)
     try:
-        server, thread = _start_thread(app, sock, startup_timeout)
-    except BaseException:
-        sock.close()
-        app.state.engine.close()
-        raise
-    try:
-        yield _url(host, sock.getsockname()[1]) + "/v1"
+        with run_app(app, host, port, startup_timeout) as url:
+            yield url
     finally:
-        _stop(app, server, thread, sock)
+        app.state.engine.close()
 
 
 def serve(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 8000,
