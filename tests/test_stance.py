@@ -21,7 +21,7 @@ def scorer():
 
 def test_is_a_stance_scorer_with_bounded_leans(scorer):
     assert isinstance(scorer, StanceScorer)
-    assert scorer.name == "offline-minilm-v1"
+    assert scorer.name == "offline-minilm-v2"
     texts = ["The state should tax the wealthy more and fund free public healthcare and housing for everyone.",
              "Taxes should be cut and the market left free; people should keep what they earn and choose "
              "private providers.",
@@ -59,14 +59,37 @@ def test_fit_is_cached_on_disk_and_reloaded(scorer, tmp_path, monkeypatch):
     a = s1.lean(["We must raise the minimum wage."], "economic")
     from politune.fsutil import politune_home
 
-    cached = list((politune_home() / "stance").glob("offline-minilm-v1-*.json"))
+    cached = list((politune_home() / "stance").glob("offline-minilm-v2-*.json"))
     assert len(cached) >= 1
-    assert json.loads(cached[0].read_text())["version"] == "offline-minilm-v1"
+    assert json.loads(cached[0].read_text())["version"] == "offline-minilm-v2"
     stance._FITTED.clear()  # forget the in-process fit: the next scorer must load the file
     monkeypatch.setattr(stance, "fit_models", lambda rows: (_ for _ in ()).throw(AssertionError("refit")))
     s2 = OfflineStanceScorer(rows=rows)
     assert s2.lean(["We must raise the minimum wage."], "economic") == pytest.approx(a)
 
+
+
+def test_cache_from_another_scorer_version_is_not_reused(scorer):
+    rows = builtin_rows("train")[:12]
+    stance._FITTED.clear()  # fit (and write the cache) in this test's own $POLITUNE_HOME
+    s1 = OfflineStanceScorer(rows=rows)
+    a = s1.lean(["Cut taxes and let markets work."], "economic")
+    path = s1._cache_path(rows)
+    data = json.loads(path.read_text())
+    data["version"] = "offline-minilm-v1"  # a file written by the previous scorer
+    path.write_text(json.dumps(data))
+    stance._FITTED.clear()
+    s2 = OfflineStanceScorer(rows=rows)
+    assert s2.lean(["Cut taxes and let markets work."], "economic") == pytest.approx(a)
+    assert json.loads(path.read_text())["version"] == stance.SCORER_VERSION  # refitted and rewritten
+
+
+def test_stance_words_view_points_the_right_way():
+    econ = stance.stance_word_score(["Workers deserve fair wages and public services.",
+                                     "Markets, competition and choice create growth."], "economic")
+    soc = stance.stance_word_score(["Adults have the right to personal choice and privacy.",
+                                    "Order, security and respect for the law keep us safe."], "social")
+    assert econ[0] < 0 < econ[1] and soc[0] < 0 < soc[1]
 
 def test_bad_input_is_a_clear_error(scorer, tmp_path):
     with pytest.raises(PolituneError, match="axis"):

@@ -11,8 +11,12 @@ How it works (readable top to bottom):
 3. A raw projection ``w . emb(text)`` still carries a topic-dependent offset (some topics sit higher on ``w``
    than others whatever the stance). We remove it by predicting the pair's midpoint, ``w . (emb(left) +
    emb(right)) / 2``, from the *prompt* embedding when the prompt is given (ridge regression trained on the
-   train topics), else from a topic-only view of the text; the lean is ``tanh(k * (raw - offset))`` with
-   ``k`` chosen so a typical train answer lands at +-0.76.
+   train topics), else from a topic-only view of the text.
+4. Two more views are added: a word + bigram TF-IDF direction learnt the same way (on differences), and an
+   unfitted count of hand-written, topic-generic stance words per pole (:data:`STANCE_WORDS`), centred on the
+   train topics' mean pair midpoint. Lean = ``tanh(0.3 * semantic + 0.7 * lexical + 0.3 * stance_words)``,
+   each view scaled so a typical train answer sits at +-1 on it (weights chosen by leave-one-topic-out on
+   the train topics; see docs/judges.md).
 
 Fitting takes a few seconds (embedding 320 pairs) and the fitted weights are cached in
 ``$POLITUNE_HOME/stance/`` keyed by the hash of the training data and the scorer version, so later runs load
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +44,7 @@ from politune.measure.scorer import AXES
 
 log = logging.getLogger("politune")
 
-SCORER_VERSION = "offline-minilm-v1"
+SCORER_VERSION = "offline-minilm-v2"
 _EMBED_BATCH = 64
 _LEAN_AT_TYPICAL = 1.0  # tanh(1.0) = 0.76: where a typical train answer lands
 
@@ -148,8 +153,56 @@ def _rows_hash(rows: Sequence[StanceRow]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the model
-MINILM_WEIGHT = 0.3  # share of the semantic (MiniLM) view in the lean; the rest is the lexical view
-LEXICAL_WEIGHT = 0.7
+MINILM_WEIGHT = 0.3  # weight of the semantic (MiniLM) view in the lean
+LEXICAL_WEIGHT = 0.7  # weight of the learnt lexical (TF-IDF) view
+STANCE_WORDS_WEIGHT = 0.3  # weight of the hand-written stance-word view (chosen by nested leave-one-topic-out)
+
+# Generic stance vocabulary per axis and pole, written for politune (not fitted, not topic-specific): words
+# about fairness / workers / the public vs markets / choice / incentives, and liberty / consent / rights vs
+# order / security / tradition. A text's count of pole words (right minus left, per sqrt of its length) is a
+# prompt-independent view whose neutral point transfers across topics better than a learnt topic offset.
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+STANCE_WORDS: dict[str, dict[str, frozenset[str]]] = {
+    "economic": {
+        "left": _words("""fair fairness fairly unfair inequality equal equality workers worker wages public collective
+            solidarity exploitation exploit profit profits greed corporations corporate wealthy rich poor poverty
+            vulnerable dignity security secure guarantee guaranteed rights right protect protection protections
+            shared community everyone afford affordable struggling families ordinary justice redistribute
+            redistribution invest investment regulation regulate accountable accountability decent essential
+            safety support"""),
+        "right": _words("""market markets competition compete choice choices incentive incentives freedom free
+            enterprise entrepreneurs business businesses firms jobs growth efficient efficiency innovation invest
+            investors private taxpayer taxpayers costs cost burden bureaucracy bureaucrats waste wasteful red tape
+            responsibility self-reliance earn earned savings voluntary property productive prosperity deregulation
+            flexible flexibility prices price consumers dependency spending debt"""),
+    },
+    "social": {
+        "left": _words("""freedom free liberty liberties choice choose choices autonomy consent privacy private
+            rights right individual individuals adults tolerance tolerant dignity compassion rehabilitation humane
+            evidence harm voluntary dissent expression minorities diversity equal equality abuse overreach coercion
+            coerce decide personal"""),
+        "right": _words("""order security safety safe law laws enforce enforcement police punishment punish deter
+            deterrence crime criminals tradition traditional values duty discipline authority respect nation
+            national country unity protect protection strict firm control limits standards moral morality stability
+            responsibility families parents victims justice serve service community"""),
+    },
+}
+_WORD = re.compile(r"[a-z][a-z-]*")
+
+
+def stance_word_score(texts: Sequence[str], axis: str) -> np.ndarray:
+    """(right-pole words - left-pole words) / sqrt(words) per text, from :data:`STANCE_WORDS` (unfitted)."""
+    poles = STANCE_WORDS[axis]
+    out = []
+    for t in texts:
+        toks = _WORD.findall(t.lower())
+        n_right = sum(w in poles["right"] for w in toks)
+        n_left = sum(w in poles["left"] for w in toks)
+        out.append((n_right - n_left) / np.sqrt(max(len(toks), 1)))
+    return np.asarray(out, dtype=np.float64)
 
 
 @dataclass
@@ -168,6 +221,8 @@ class AxisModel:
     lex_w: np.ndarray  # lexical stance direction
     lex_mid: float  # mean pair midpoint on lex_w
     lex_scale: float
+    words_mid: float  # mean pair midpoint of the stance-word score on the train topics
+    words_scale: float
     n_pairs: int
 
     def vectorizer(self):
@@ -222,19 +277,26 @@ def fit_axis(rows: Sequence[StanceRow], emb: dict[str, np.ndarray], sem_c: float
     lex_mid = float(np.mean(((tl + tr) / 2) @ lex_w))
     lex_half = float(np.median(np.abs((tr - tl) @ lex_w))) / 2
     vocab = [t for t, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]
+    axis = rows[0].axis
+    wl = stance_word_score([r.left for r in rows], axis)
+    wr = stance_word_score([r.right for r in rows], axis)
+    words_mid = float(np.mean((wl + wr) / 2))
+    words_half = float(np.median(np.abs(wr - wl))) / 2
     return AxisModel(w, prompt_coef, prompt_bias, text_coef, text_bias, 1 / max(sem_half, 1e-6), vocab,
-                     np.asarray(vec.idf_, dtype=np.float64), lex_w, lex_mid, 1 / max(lex_half, 1e-6), len(rows))
+                     np.asarray(vec.idf_, dtype=np.float64), lex_w, lex_mid, 1 / max(lex_half, 1e-6),
+                     words_mid, 1 / max(words_half, 1e-6), len(rows))
 
 
-def _axis_lean(m: AxisModel, texts: Sequence[str], e_text: np.ndarray, e_prompt: np.ndarray | None
-               ) -> np.ndarray:
+def _axis_lean(m: AxisModel, texts: Sequence[str], e_text: np.ndarray, e_prompt: np.ndarray | None,
+               axis: str) -> np.ndarray:
     if e_prompt is not None:
         offset = e_prompt @ m.prompt_coef + m.prompt_bias
     else:
         offset = e_text @ m.text_coef + m.text_bias
     sem = m.sem_scale * (e_text @ m.w - offset)
     lex = m.lex_scale * (m.vectorizer().transform(list(texts)) @ m.lex_w - m.lex_mid)
-    return np.tanh(_LEAN_AT_TYPICAL * (MINILM_WEIGHT * sem + LEXICAL_WEIGHT * lex))
+    words = m.words_scale * (stance_word_score(texts, axis) - m.words_mid)
+    return np.tanh(_LEAN_AT_TYPICAL * (MINILM_WEIGHT * sem + LEXICAL_WEIGHT * lex + STANCE_WORDS_WEIGHT * words))
 
 
 _FITTED: dict[str, dict[str, AxisModel]] = {}  # data hash -> fitted models, shared within a process
@@ -311,7 +373,7 @@ class OfflineStanceScorer:
         kept = [texts[i] for i in keep]
         e_text = embed(kept)
         e_prompt = embed([prompts[i] for i in keep]) if prompts is not None else None
-        vals = _axis_lean(models[axis], kept, e_text, e_prompt)
+        vals = _axis_lean(models[axis], kept, e_text, e_prompt, axis)
         for i, v in zip(keep, vals, strict=True):
             out[i] = float(v)
         return out
@@ -429,7 +491,7 @@ def leave_one_topic_out(rows: Sequence[StanceRow] | None = None, use_prompts: bo
         el = np.stack([emb[r.left] for r in test])
         er = np.stack([emb[r.right] for r in test])
         ep = np.stack([emb[r.prompt] for r in test]) if use_prompts else None
-        ll = _axis_lean(m, [r.left for r in test], el, ep)
-        rr = _axis_lean(m, [r.right for r in test], er, ep)
+        ll = _axis_lean(m, [r.left for r in test], el, ep, test[0].axis)
+        rr = _axis_lean(m, [r.right for r in test], er, ep, test[0].axis)
         per += [(r, float(a), float(b)) for r, a, b in zip(test, ll, rr, strict=True)]
     return _summarize_all(per, use_prompts)
