@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import run_cli
 from politune.data import (
     InstructionExample,
     PreferencePair,
@@ -43,21 +44,6 @@ def word_tokenizer():
     tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
-
-
-def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run the real ``politune`` entry point in-process: (exit code, stdout, stderr). Any uncaught exception
-    (a traceback for the user) fails the test."""
-    from politune.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["politune", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---------------------------------------------------------------- published schemas

@@ -136,6 +136,23 @@ def read_jsonl_log(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def parse_jsonl_objects(text: str, where: str) -> list[tuple[int, dict]]:
+    """Strictly parse a small JSONL file shipped with politune or given by a user: ``(line number, object)``
+    per non-blank line; a bad line is a one-line error ``WHERE:LINE: ...``."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise PolituneError(f"{where}:{n}: not valid JSON ({getattr(e, 'msg', e)})") from None
+        if not isinstance(obj, dict):
+            raise PolituneError(f"{where}:{n}: expected a JSON object")
+        out.append((n, obj))
+    return out
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from politune.errors import PolituneError
-from politune.fsutil import atomic_write_bytes, politune_home, sha256_text
+from politune.fsutil import atomic_write_bytes, parse_jsonl_objects, politune_home, sha256_text
 from politune.measure.scorer import AXES
 
 log = logging.getLogger("politune")
@@ -128,13 +128,7 @@ def builtin_rows(split: str | None = None, path: str | Path | None = None) -> li
         text = p.read_text(encoding="utf-8")
         where = str(p)
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except ValueError as e:
-            raise PolituneError(f"{where}:{n}: not valid JSON ({e.msg})") from None
+    for n, d in parse_jsonl_objects(text, where):
         for field in ("topic", "axis", "prompt", "left", "right"):
             if not isinstance(d.get(field), str) or not d[field].strip():
                 raise PolituneError(f"{where}:{n}: {field}: expected a non-empty string")

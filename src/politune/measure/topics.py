@@ -9,13 +9,13 @@ your own is JSONL with ``id``, ``topic``, ``axis`` (economic | social) and ``que
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 from politune.errors import PolituneError
+from politune.fsutil import parse_jsonl_objects
 from politune.measure.scorer import AXES, StanceScorer
 from politune.measure.stats import bootstrap_ci
 
@@ -40,15 +40,7 @@ def load_topic_questions(path: str | Path = "builtin") -> list[TopicQuestion]:
         text, where = p.read_text("utf-8"), str(p)
     out: list[TopicQuestion] = []
     seen: set[str] = set()
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except ValueError as e:
-            raise PolituneError(f"{where}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(d, dict):
-            raise PolituneError(f"{where}:{n}: expected a JSON object")
+    for n, d in parse_jsonl_objects(text, where):
         for field in ("id", "topic", "axis", "question"):
             if not isinstance(d.get(field), str) or not d[field].strip():
                 raise PolituneError(f"{where}:{n}: {field}: expected a non-empty string")

@@ -1,0 +1,20 @@
+"""Helpers shared by test modules (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run the real ``politune`` entry point in-process: (exit code, stdout, stderr). Any uncaught exception
+    (a traceback for the user) fails the test."""
+    from politune.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["politune", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
