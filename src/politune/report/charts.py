@@ -142,20 +142,24 @@ def plot_compass(compass: Any, ax=None, title: str | None = "Political compass",
         return None
 
     arrow_tracks = set()
-    for m in models:  # arrows first, so the points sit on top; one arrow per model, on the first shared track
-        base = base_of(m)
+    for m in models:  # arrows first, so the points sit on top; one arrow per model, on the shared track
+        base = base_of(m)  # where it moved furthest (a blind track would draw a dot-sized arrow)
         if m.role == "base" or base is None:
             continue
+        moves = []
         for t in tracks:
             a, b = base.tracks.get(t), m.tracks.get(t)
-            if not (a and b and a.economic.ok and a.social.ok and b.economic.ok and b.social.ok):
-                continue
-            arrow_tracks.add(t)
-            ax.annotate("", xy=(b.economic.value, b.social.value), xytext=(a.economic.value, a.social.value),
-                        arrowprops={"arrowstyle": "-|>", "color": colours[m.name], "lw": 1.6, "alpha": 0.85, "mutation_scale": 16,
-                                    "shrinkA": 5, "shrinkB": 6,
-                                    "linestyle": "-" if m.role == "adapter" else (0, (2, 2))}, zorder=3.5)
-            break
+            if a and b and a.economic.ok and a.social.ok and b.economic.ok and b.social.ok:
+                dist = (b.economic.value - a.economic.value) ** 2 + (b.social.value - a.social.value) ** 2
+                moves.append((dist, -tracks.index(t), t, a, b))
+        if not moves:
+            continue
+        _, _, t, a, b = max(moves)
+        arrow_tracks.add(t)
+        ax.annotate("", xy=(b.economic.value, b.social.value), xytext=(a.economic.value, a.social.value),
+                    arrowprops={"arrowstyle": "-|>", "color": colours[m.name], "lw": 1.6, "alpha": 0.85,
+                                "mutation_scale": 16, "shrinkA": 5, "shrinkB": 6,
+                                "linestyle": "-" if m.role == "adapter" else (0, (2, 2))}, zorder=3.5)
     for m in models:
         for t in tracks:
             tr = m.tracks.get(t)
