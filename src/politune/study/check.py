@@ -41,6 +41,7 @@ def _check_model(name: str) -> str:
 def check_study(cfg: StudyConfig) -> list[str]:
     """Raise PolituneError at the first problem; return a line per checked part."""
     from politune.tune import load_recipe
+    from politune.tune.config import check_trl_keys
 
     lines = [f"model {cfg.model}: {_check_model(cfg.model)}"]
     cells = expand_sweep(cfg)
@@ -48,12 +49,7 @@ def check_study(cfg: StudyConfig) -> list[str]:
     for name, _, cell in cells:
         overrides = [f"{k}={json.dumps(v)}" for k, v in cell.tune.set.items()]
         recipe = load_recipe(cell.tune.recipe, overrides=overrides)
-        try:
-            from politune.tune.config import check_trl_keys
-
-            check_trl_keys(recipe)
-        except ImportError:
-            pass
+        check_trl_keys(recipe)
         for arm in cell.arms:
             d = cell.arm_data(arm)
             if d.source is None:

@@ -36,11 +36,12 @@ def model_rows(cell_dir: Path) -> list[dict]:
     topics, quality = _models(_read(mdir / "topics.json")), _models(_read(mdir / "quality.json"))
     toxicity, refusal = _models(_read(mdir / "toxicity.json")), _models(_read(mdir / "refusal.json"))
     comps = {(c["b"], c["track"], c["axis"]): c for c in (compass or {}).get("comparisons", []) if c.get("a") == "base"}
-    names = list(_models(compass)) or list(topics) or list(quality)
+    positions = _models(compass)
+    names = list(positions) or list(topics) or list(quality)
     rows = []
     for name in names:
         row: dict[str, Any] = {"model": name}
-        entry = _models(compass).get(name, {})
+        entry = positions.get(name, {})
         for track, res in entry.get("tracks", {}).items():
             for axis in ("economic", "social"):
                 ax = res.get(axis) or {}
@@ -75,7 +76,7 @@ def collect_rows(cells: list[tuple[str, dict, Path]]) -> list[dict]:
     rows = []
     for name, assignment, cell_dir in cells:
         for r in model_rows(cell_dir):
-            rows.append({"cell": name, **{k.split(".")[-1] if k.count(".") else k: v
+            rows.append({"cell": name, **{k.split(".")[-1]: v
                                           for k, v in assignment.items()}, **r})
     return rows
 

@@ -104,8 +104,9 @@ class _Cell:
         cell_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = cell_dir / "stages.jsonl"
 
-    def stage(self, name: str, done: Path, fn: Callable[[], Any]) -> None:
-        if done.exists():
+    def stage(self, name: str, outputs: Path | list[Path], fn: Callable[[], Any]) -> None:
+        """Run ``fn`` unless every one of its ``outputs`` exists (each is written atomically, last)."""
+        if all(p.exists() for p in (outputs if isinstance(outputs, list) else [outputs])):
             self._event(name, "skipped (done)")
             return
         self._event(name, "running")
@@ -182,10 +183,7 @@ class _Cell:
                 measure_effects(targets, wanted, out_dir=mdir, settings=settings)
 
             # one stage: the measures share their generated answers (mdir/answers.jsonl, resumable)
-            done = mdir / f"{wanted[-1]}.json"
-            if not all((mdir / f"{k}.json").exists() for k in wanted):
-                done = mdir / ".effects-not-done"
-            self.stage("measure:" + "+".join(wanted), done, effects)
+            self.stage("measure:" + "+".join(wanted), [mdir / f"{k}.json" for k in wanted], effects)
 
     def report(self) -> None:
         if not self.cfg.report:
