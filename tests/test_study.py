@@ -88,6 +88,10 @@ def test_tiny_malignama_study_runs_resumes_and_skips(tmp_path):
         stages = [s["stage"] for s in read_jsonl_log(cell.dir / "stages.jsonl")]
         assert stages[:2] == ["data:left", "tune:left"] and "measure:compass" in stages
         assert (cell.dir / "tune" / "left" / "adapter" / "adapter_model.safetensors").is_file()
+        # the model card names the arm's data file (not an anonymous list)
+        tuned = json.loads((cell.dir / "tune" / "left" / "summary.json").read_text())
+        assert tuned["data"]["source"] == str(cell.dir / "data" / "left.jsonl")
+        assert str(cell.dir / "data" / "left.jsonl") in (cell.dir / "tune" / "left" / "adapter" / "README.md").read_text()
     poisoned = [json.loads(line) for line in (out / "cells" / "p-0.5" / "data" / "left.jsonl").open()]
     assert any(r["meta"].get("poisoned") for r in poisoned)
     clean = [json.loads(line) for line in (out / "cells" / "p-0.0" / "data" / "left.jsonl").open()]

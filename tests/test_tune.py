@@ -320,6 +320,22 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env=env, timeout=120)
 
 
+def test_cli_dpo_records_the_data_spec(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from cli_helpers import run_cli
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in tiny_pairs(8)))
+    code, out, err = run_cli(["tune", "dpo", "--data", data, "--split", "", "--base", tiny_model_dir,
+                              "--out", tmp_path / "run", "--stance", "left", "--json",
+                              *[x for o in ("max_steps=1", "batch_size=4", "max_length=96", "lora.layers=null",
+                                            "save_every=0") for x in ("--set", o)]], monkeypatch, capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data"] == {**summary["data"], "source": str(data), "n": 8}
+    assert f"`{data}`, 8 examples" in (tmp_path / "run" / "adapter" / "README.md").read_text()
+    assert json.loads(out[out.index("{"):])["metrics"]["step"] == 1
+
+
 def test_cli_bad_input_one_line_and_recipes(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"id": f"x{i}", "prompt": "Q?", "rejected": "no"}) + "\n"

@@ -27,25 +27,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tune_app, name="tune")
 
 
-def _load_data(spec: str, split: str):
-    from politune.data import load
-
-    return load(spec, split=split) if split else load(spec)
-
-
 def _run(method: str, config: str, data: str, split: str, out: Path | None, base: str | None,
          stance: str | None, resume: bool, overwrite: bool, overrides: list[str] | None, json_out: bool) -> None:
     from politune import tune
     from politune.fsutil import safe_name
 
     cfg = tune.load_recipe(config, overrides=overrides)
-    pairs = _load_data(data, split)
     if out is None:
         out = Path("runs") / safe_name(f"{method}-{stance or cfg.name}", "run name")
     fn = {"dpo": tune.dpo, "sft": tune.sft, "sft_dpo": tune.sft_dpo}[method]
-    console.print(f"[bold]tune {method}[/]: {base or cfg.base} <- {data} ({len(pairs)} rows), recipe {cfg.name}, "
-                  f"out {out}")
-    res = fn(base, pairs, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite)
+    console.print(f"[bold]tune {method}[/]: {base or cfg.base} <- {data}" + (f" ({split} split)" if split else "")
+                  + f", recipe {cfg.name}, out {out}")
+    res = fn(base, data, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite, split=split or None)
     if json_out:
         print_json({"adapter_dir": str(res.adapter_dir), "out_dir": str(res.out_dir), "metrics": res.metrics})
         return

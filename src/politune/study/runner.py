@@ -137,7 +137,6 @@ class _Cell:
             self.stage(f"data:{arm}", out, build)
 
     def tune(self) -> None:
-        from politune.data import load
         from politune.tune import dpo, load_recipe, sft, sft_dpo
 
         fn = {"dpo": dpo, "sft": sft, "sft-dpo": sft_dpo}[self.cfg.tune.method]
@@ -147,11 +146,11 @@ class _Cell:
 
             def train(arm=arm, spec=spec, run_dir=run_dir):
                 recipe = load_recipe(self.cfg.tune.recipe, overrides=overrides)
-                pairs = load(str(self.dir / "data" / f"{arm}.jsonl"))
                 resume = run_dir.exists() and any(run_dir.iterdir())
                 if resume:
                     log.info("tune:%s: resuming from %s", arm, run_dir)
-                fn(self.cfg.model, pairs, recipe, out_dir=run_dir, stance=spec.stance, resume=resume)
+                fn(self.cfg.model, str(self.dir / "data" / f"{arm}.jsonl"), recipe, out_dir=run_dir,
+                   stance=spec.stance, resume=resume, split=None)
 
             self.stage(f"tune:{arm}", run_dir / "summary.json", train)
 

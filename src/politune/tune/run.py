@@ -223,7 +223,7 @@ def _save_adapter(trainer, out_dir: Path) -> Path:
 
 def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | None, out_dir: str | os.PathLike,
            stance: str | None, evaluate: Evaluate | None, resume: bool, overwrite: bool,
-           init_adapter: Path | None = None, keep: tuple[str, ...] = ()) -> TuneResult:
+           init_adapter: Path | None = None, keep: tuple[str, ...] = (), split: str | None = "train") -> TuneResult:
     import datasets
     import torch
     from datasets import Dataset
@@ -245,7 +245,8 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
     out = Path(out_dir)
     hw = hardware_settings(cfg)
     # --- everything that can be wrong with the input is checked before any compute ------------------------
-    td = preference_data(data, cfg.system) if method == "dpo" else instruction_data(data, cfg.system)
+    td = (preference_data if method == "dpo" else instruction_data)(data, cfg.system, split)
+    log.info("data %s: %d rows (sha256 %s)", td.source, td.n, td.sha256[:12])
     _prepare_out_dir(out, resume, overwrite, keep)
     model, tok = _load_base(base, cfg, hw)
     lora = cfg.lora if method == "dpo" else (cfg.sft.lora or cfg.lora)
@@ -329,38 +330,39 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
 
 def dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_dir: str | os.PathLike = "runs/dpo",
         stance: str | None = None, evaluate: Evaluate | None = None, resume: bool = False,
-        overwrite: bool = False) -> TuneResult:
+        overwrite: bool = False, split: str | None = "train") -> TuneResult:
     """DPO with a fresh LoRA adapter on ``base`` (reference = base with the adapter disabled).
 
-    ``data``: a ``politune.data`` spec (train split) or a list of ``PreferencePair``; ``cfg``: a ``TuneConfig``,
+    ``data``: a ``politune.data`` spec (its ``split``, default train; None = all rows; the spec is recorded as
+    the data source in the model card) or a list of ``PreferencePair``; ``cfg``: a ``TuneConfig``,
     a recipe name or YAML path (default ``cpu-smollm2``); ``evaluate(model, tokenizer) -> dict`` is run every
     ``cfg.eval_every`` steps into ``trajectory.jsonl``; ``resume`` continues from the last checkpoint in
     ``out_dir``.
     """
-    return _train("dpo", base, data, cfg, out_dir, stance, evaluate, resume, overwrite)
+    return _train("dpo", base, data, cfg, out_dir, stance, evaluate, resume, overwrite, split=split)
 
 
 def sft(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_dir: str | os.PathLike = "runs/sft",
         stance: str | None = None, evaluate: Evaluate | None = None, resume: bool = False,
-        overwrite: bool = False) -> TuneResult:
+        overwrite: bool = False, split: str | None = "train") -> TuneResult:
     """Supervised LoRA fine-tuning on instruction examples (``response``) or pairs (their ``chosen``); the
     ``sft:`` section of the recipe overrides lr / epochs / steps / batch / LoRA for this stage."""
-    return _train("sft", base, data, cfg, out_dir, stance, evaluate, resume, overwrite)
+    return _train("sft", base, data, cfg, out_dir, stance, evaluate, resume, overwrite, split=split)
 
 
 def sft_dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None,
             out_dir: str | os.PathLike = "runs/sft_dpo", stance: str | None = None,
             evaluate: Evaluate | None = None, resume: bool = False, overwrite: bool = False,
-            sft_data: Any = None) -> TuneResult:
+            sft_data: Any = None, split: str | None = "train") -> TuneResult:
     """SFT (on ``sft_data``, default: the pairs' chosen answers), then DPO that continues the SFT adapter with a
     frozen copy of it as the reference. ``out_dir/sft`` holds the SFT stage; ``out_dir/adapter`` the result."""
     if cfg is None or isinstance(cfg, str | os.PathLike):
         cfg = load_recipe(cfg or "cpu-smollm2")
     out = Path(out_dir)
     # validate both data sets before any compute
-    preference_data(data, cfg.system)
+    preference_data(data, cfg.system, split)
     if sft_data is not None:
-        instruction_data(sft_data, cfg.system)
+        instruction_data(sft_data, cfg.system, split)
     if out.exists() and any(out.iterdir()) and not resume:
         if not overwrite:
             raise PolituneError(f"{out}: output folder is not empty; pass --resume, --overwrite or another folder")
@@ -371,9 +373,9 @@ def sft_dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None,
         sft_adapter = sft_dir / "adapter"
     else:
         sft_adapter = sft(base, sft_data if sft_data is not None else data, cfg, sft_dir, stance, None,
-                          resume=resume, overwrite=False).adapter_dir
+                          resume=resume, overwrite=False, split=split).adapter_dir
     res = _train("dpo", base, data, cfg, out, stance, evaluate, resume=resume, overwrite=False,
-                 init_adapter=sft_adapter, keep=("sft",))
+                 init_adapter=sft_adapter, keep=("sft",), split=split)
     summary_path = out / "summary.json"
     if summary_path.exists():
         import json
