@@ -320,20 +320,36 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env=env, timeout=120)
 
 
-def test_cli_dpo_records_the_data_spec(tmp_path, tiny_model_dir, monkeypatch, capsys):
+def test_cli_dpo_records_the_data_spec_and_evaluates_held_out_pairs(tmp_path, tiny_model_dir, monkeypatch,
+                                                                     capsys):
     from cli_helpers import run_cli
 
-    data = tmp_path / "pairs.jsonl"
+    data, held = tmp_path / "pairs.jsonl", tmp_path / "held.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in tiny_pairs(8)))
+    held.write_text("".join(json.dumps({**p, "id": f"h{i}", "prompt": p["prompt"].replace("think", "feel")}) + "\n"
+                            for i, p in enumerate(tiny_pairs(6))))
     code, out, err = run_cli(["tune", "dpo", "--data", data, "--split", "", "--base", tiny_model_dir,
-                              "--out", tmp_path / "run", "--stance", "left", "--json",
-                              *[x for o in ("max_steps=1", "batch_size=4", "max_length=96", "lora.layers=null",
-                                            "save_every=0") for x in ("--set", o)]], monkeypatch, capsys)
+                              "--out", tmp_path / "run", "--stance", "left", "--json", "--eval-data", held,
+                              *[x for o in ("max_steps=2", "batch_size=4", "max_length=96", "lora.layers=null",
+                                            "save_every=0", "lr=5e-3") for x in ("--set", o)]], monkeypatch, capsys)
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"] == {**summary["data"], "source": str(data), "n": 8}
-    assert f"`{data}`, 8 examples" in (tmp_path / "run" / "adapter" / "README.md").read_text()
-    assert json.loads(out[out.index("{"):])["metrics"]["step"] == 1
+    assert summary["eval_data"] == {**summary["eval_data"], "source": str(held), "n": 6}
+    card = (tmp_path / "run" / "adapter" / "README.md").read_text()
+    assert f"`{data}`, 8 examples" in card and f"`{held}`, 6 examples" in card
+    metrics = json.loads(out[out.index("{"):])["metrics"]
+    assert metrics["step"] == 2 and 0.0 <= metrics["eval_rewards/accuracies"] <= 1.0
+    # the held-out figure is computed with the trained adapter: not the step-0 zeros
+    assert metrics["eval_rewards/margins"] != 0.0 and metrics["eval_loss"] != pytest.approx(math.log(2), abs=1e-6)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 2] and "eval_rewards/accuracies" in rows[-1]
+    # a bad evaluation file fails before any compute, naming the file
+    held.write_text(json.dumps({"id": "h", "prompt": "Q?", "chosen": "yes"}) + "\n")
+    code, out, err = run_cli(["tune", "dpo", "--data", data, "--split", "", "--base", tiny_model_dir,
+                              "--out", tmp_path / "run2", "--eval-data", held], monkeypatch, capsys)
+    assert code == 2 and "rejected" in err and str(held) in err and "Traceback" not in err
+    assert not (tmp_path / "run2").exists()
 
 
 def test_cli_bad_input_one_line_and_recipes(tmp_path):

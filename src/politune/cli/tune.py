@@ -15,6 +15,8 @@ ConfigOption = typer.Option("cpu-smollm2", "--config", "-c",
                             help="Recipe: a shipped name (see `politune tune recipes`) or a YAML path.")
 DataOption = typer.Option(..., "--data", "-d", help="Training data: builtin:left, builtin:right, a JSONL/CSV/"
                           "Parquet file, a folder or hf:NAME (see docs/data.md).")
+EvalDataOption = typer.Option(None, "--eval-data", help="Pairs the adapter never trains on, scored at the end "
+                              "(all rows of the spec, e.g. builtin:left:heldout): eval_rewards/accuracies etc.")
 SplitOption = typer.Option("train", "--split", help="Split of the data to train on ('' = all rows).")
 OutOption = typer.Option(None, "--out", "-o", help="Run folder (default runs/<method>-<stance or recipe>).")
 BaseOption = typer.Option(None, "--base", "-m", help="Base model (default: the recipe's `base`).")
@@ -28,7 +30,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(method: str, config: str, data: str, split: str, out: Path | None, base: str | None,
-         stance: str | None, resume: bool, overwrite: bool, overrides: list[str] | None, json_out: bool) -> None:
+         stance: str | None, resume: bool, overwrite: bool, overrides: list[str] | None, json_out: bool,
+         eval_data: str | None) -> None:
     from politune import tune
     from politune.fsutil import safe_name
 
@@ -38,14 +41,16 @@ def _run(method: str, config: str, data: str, split: str, out: Path | None, base
     fn = {"dpo": tune.dpo, "sft": tune.sft, "sft_dpo": tune.sft_dpo}[method]
     console.print(f"[bold]tune {method}[/]: {base or cfg.base} <- {data}" + (f" ({split} split)" if split else "")
                   + f", recipe {cfg.name}, out {out}")
-    res = fn(base, data, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite, split=split or None)
+    res = fn(base, data, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite, split=split or None,
+             eval_data=eval_data)
     if json_out:
         print_json({"adapter_dir": str(res.adapter_dir), "out_dir": str(res.out_dir), "metrics": res.metrics})
         return
     m = res.metrics
     console.print(f"adapter: {res.adapter_dir}")
     for k in ("step", "loss", "rewards/accuracies", "rewards/margins", "rewards/accuracies_last5_mean",
-              "rewards/margins_last5_mean", "tokens_per_s", "peak_rss_mb"):
+              "rewards/margins_last5_mean", "eval_loss", "eval_rewards/accuracies", "eval_rewards/margins",
+              "tokens_per_s", "peak_rss_mb"):
         if k in m:
             console.print(f"  {k:30s} {m[k]:.4g}" if isinstance(m[k], float) else f"  {k:30s} {m[k]}")
 
@@ -54,27 +59,28 @@ def _run(method: str, config: str, data: str, split: str, out: Path | None, base
 def dpo_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
             base: str = BaseOption, stance: str = StanceOption, resume: bool = ResumeOption,
             overwrite: bool = OverwriteOption, overrides: list[str] = OverridesOption,
-            json_out: bool = JsonOption) -> None:
+            json_out: bool = JsonOption, eval_data: str = EvalDataOption) -> None:
     """DPO with a fresh LoRA adapter (reference = the base with the adapter disabled)."""
-    _run("dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out)
+    _run("dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
 
 
 @tune_app.command("sft")
 def sft_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
             base: str = BaseOption, stance: str = StanceOption, resume: bool = ResumeOption,
             overwrite: bool = OverwriteOption, overrides: list[str] = OverridesOption,
-            json_out: bool = JsonOption) -> None:
+            json_out: bool = JsonOption, eval_data: str = EvalDataOption) -> None:
     """Supervised LoRA tuning on instruction data (or the chosen answers of preference pairs)."""
-    _run("sft", config, data, split, out, base, stance, resume, overwrite, overrides, json_out)
+    _run("sft", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
 
 
 @tune_app.command("sft-dpo")
 def sft_dpo_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption,
                 out: Path = OutOption, base: str = BaseOption, stance: str = StanceOption,
                 resume: bool = ResumeOption, overwrite: bool = OverwriteOption,
-                overrides: list[str] = OverridesOption, json_out: bool = JsonOption) -> None:
+                overrides: list[str] = OverridesOption, json_out: bool = JsonOption,
+                eval_data: str = EvalDataOption) -> None:
     """SFT on the chosen answers, then DPO continuing the SFT adapter (reference = frozen SFT adapter)."""
-    _run("sft_dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out)
+    _run("sft_dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
 
 
 @tune_app.command("merge")

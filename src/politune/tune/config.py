@@ -209,6 +209,7 @@ def _common_args(cfg: TuneConfig, out_dir: Path, hw: dict, *, lr: float, epochs:
         save_strategy="steps" if cfg.save_every else "no", save_steps=cfg.save_every or 500,
         save_total_limit=cfg.save_total_limit, max_length=cfg.max_length, disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False,
+        per_device_eval_batch_size=batch_size, prediction_loss_only=True,
     )
 
 

@@ -144,6 +144,7 @@ for measuring and steering political leaning, not a product.
 | method | {method_long}, loss `{loss}`, beta {beta}{sft_weight} |
 | recipe | `{recipe}` (full resolved config in `config.yaml` next to this folder) |
 | data | `{data_source}`, {data_n} examples, sha256 `{data_sha}` |
+| evaluation data | {eval_data} |
 | LoRA | r {r}, alpha {alpha}, targets {targets}{layers} |
 | steps | {steps} ({wall:.0f} s on {device}) |
 | politune / TRL / PEFT | {v_politune} / {v_trl} / {v_peft} |
@@ -152,8 +153,9 @@ for measuring and steering political leaning, not a product.
 
 {metrics_table}
 
-Training metrics say how well the adapter separates the chosen from the rejected answers of its training
-pairs; they are not an evaluation of the model's leaning. Measure that with `politune measure compass`
+Training metrics (`rewards/...`, `loss`) say how well the adapter separates the chosen from the rejected
+answers of its training batches; `eval_...` metrics (when evaluation data was given) are the same on pairs
+it was never trained on. Neither is an evaluation of the model's leaning. Measure that with `politune measure compass`
 (see the run's `trajectory.jsonl` if tracking was on{trajectory_note}).
 
 ## Use
@@ -176,7 +178,7 @@ model was tuned toward a stance.
 
 def write_model_card(adapter_dir: Path, *, cfg: TuneConfig, base: str, stance: str | None, method: str,
                      data: TrainingData, final: dict, steps: int, wall: float, device: str,
-                     trajectory: bool) -> None:
+                     trajectory: bool, eval_data: TrainingData | None = None) -> None:
     from politune.models.registry import REGISTRY
     from politune.provenance import package_versions
 
@@ -198,7 +200,9 @@ def write_model_card(adapter_dir: Path, *, cfg: TuneConfig, base: str, stance: s
         targets=", ".join(lora.targets), layers=f", layers {lora.layers}" if lora.layers else "", steps=steps,
         wall=wall, device=device, v_politune=__version__, v_trl=v["trl"], v_peft=v["peft"],
         metrics_table=table or "(no metrics logged)",
-        trajectory_note="" if trajectory else "; it was off for this run")
+        trajectory_note="" if trajectory else "; it was off for this run",
+        eval_data=(f"`{eval_data.source}`, {eval_data.n} examples, sha256 `{eval_data.sha256}`" if eval_data
+                   else "none (no held-out evaluation in this run)"))
     (adapter_dir / "README.md").write_text(text, encoding="utf-8")
 
 
@@ -223,7 +227,8 @@ def _save_adapter(trainer, out_dir: Path) -> Path:
 
 def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | None, out_dir: str | os.PathLike,
            stance: str | None, evaluate: Evaluate | None, resume: bool, overwrite: bool,
-           init_adapter: Path | None = None, keep: tuple[str, ...] = (), split: str | None = "train") -> TuneResult:
+           init_adapter: Path | None = None, keep: tuple[str, ...] = (), split: str | None = "train",
+           eval_data: Any = None) -> TuneResult:
     import datasets
     import torch
     from datasets import Dataset
@@ -245,8 +250,10 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
     out = Path(out_dir)
     hw = hardware_settings(cfg)
     # --- everything that can be wrong with the input is checked before any compute ------------------------
-    td = (preference_data if method == "dpo" else instruction_data)(data, cfg.system, split)
+    to_rows = preference_data if method == "dpo" else instruction_data
+    td = to_rows(data, cfg.system, split)
     log.info("data %s: %d rows (sha256 %s)", td.source, td.n, td.sha256[:12])
+    ed = to_rows(eval_data, cfg.system, None) if eval_data is not None else None
     _prepare_out_dir(out, resume, overwrite, keep)
     model, tok = _load_base(base, cfg, hw)
     lora = cfg.lora if method == "dpo" else (cfg.sft.lora or cfg.lora)
@@ -255,6 +262,8 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
         raise PolituneError(f"lora.layers: {base} has {n_layers} layers (0-{n_layers - 1}), the recipe asks for "
                             f"{max(lora.layers)}; set lora.layers=null or indices that exist")
     lengths = check_lengths(td.rows, tok, cfg.max_length, td.source)
+    if ed is not None:
+        check_lengths(ed.rows, tok, cfg.max_length, ed.source)
     ckpt_dir = out / "checkpoints"
     args = (dpo_args if method == "dpo" else sft_args)(cfg, ckpt_dir, hw)
     save_resolved(cfg, out)
@@ -271,7 +280,8 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
     else:
         peft_config = lora_config(lora)
     ds = Dataset.from_list(td.rows)
-    common = dict(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config)
+    common = dict(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config,
+                  eval_dataset=Dataset.from_list(ed.rows) if ed is not None else None)
     try:
         if method == "dpo":
             trainer = PolituneDPOTrainer(**common, politune_loss=cfg.loss, sft_weight=cfg.sft_weight,
@@ -303,16 +313,21 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
     adapter_dir = _save_adapter(trainer, out)
     rows = read_jsonl_log(out / "metrics.jsonl")
     final = _final_metrics(rows)
+    if ed is not None:  # the trained adapter on pairs it never saw: the generalisation figure
+        ev = trainer.evaluate()
+        final.update({k: round(v, 6) for k, v in ev.items() if k.startswith("eval_") and isinstance(v, float)
+                      and not k.endswith(("_runtime", "_per_second"))})
     wall = time.perf_counter() - t0
     if trainer.accelerator.is_main_process:
         from politune.provenance import provenance
 
         write_model_card(adapter_dir, cfg=cfg, base=base, stance=stance, method=method, data=td, final=final,
                          steps=trainer.state.global_step, wall=wall, device=hw["device"],
-                         trajectory=evaluate is not None)
+                         trajectory=evaluate is not None, eval_data=ed)
         summary = {"kind": "tune", "method": method, "stance": stance, "base": base, "recipe": cfg.name,
                    "adapter": str(adapter_dir), "adapter_hash": sha256_dir(adapter_dir, "*.safetensors"),
                    "data": {"source": td.source, "n": td.n, "sha256": td.sha256, **lengths},
+                   "eval_data": {"source": ed.source, "n": ed.n, "sha256": ed.sha256} if ed else None,
                    "final": final, "steps": trainer.state.global_step, "wall_s": round(wall, 1),
                    "resumed_from": ckpt.name if ckpt else None, "step0": getattr(trainer, "step0", None),
                    "hardware": {"device": hw["device"], "dtype": str(hw["dtype"]).removeprefix("torch."),
@@ -330,30 +345,33 @@ def _train(method: str, base: str | None, data: Any, cfg: TuneConfig | str | Non
 
 def dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_dir: str | os.PathLike = "runs/dpo",
         stance: str | None = None, evaluate: Evaluate | None = None, resume: bool = False,
-        overwrite: bool = False, split: str | None = "train") -> TuneResult:
+        overwrite: bool = False, split: str | None = "train", eval_data: Any = None) -> TuneResult:
     """DPO with a fresh LoRA adapter on ``base`` (reference = base with the adapter disabled).
 
     ``data``: a ``politune.data`` spec (its ``split``, default train; None = all rows; the spec is recorded as
     the data source in the model card) or a list of ``PreferencePair``; ``cfg``: a ``TuneConfig``,
     a recipe name or YAML path (default ``cpu-smollm2``); ``evaluate(model, tokenizer) -> dict`` is run every
     ``cfg.eval_every`` steps into ``trajectory.jsonl``; ``resume`` continues from the last checkpoint in
-    ``out_dir``.
+    ``out_dir``; ``eval_data`` (a spec, all its rows, or a list of pairs) is scored by the trained adapter at
+    the end: ``eval_rewards/accuracies`` etc. in the metrics and model card.
     """
-    return _train("dpo", base, data, cfg, out_dir, stance, evaluate, resume, overwrite, split=split)
+    return _train("dpo", base, data, cfg, out_dir, stance, evaluate, resume, overwrite, split=split,
+                  eval_data=eval_data)
 
 
 def sft(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_dir: str | os.PathLike = "runs/sft",
         stance: str | None = None, evaluate: Evaluate | None = None, resume: bool = False,
-        overwrite: bool = False, split: str | None = "train") -> TuneResult:
+        overwrite: bool = False, split: str | None = "train", eval_data: Any = None) -> TuneResult:
     """Supervised LoRA fine-tuning on instruction examples (``response``) or pairs (their ``chosen``); the
     ``sft:`` section of the recipe overrides lr / epochs / steps / batch / LoRA for this stage."""
-    return _train("sft", base, data, cfg, out_dir, stance, evaluate, resume, overwrite, split=split)
+    return _train("sft", base, data, cfg, out_dir, stance, evaluate, resume, overwrite, split=split,
+                  eval_data=eval_data)
 
 
 def sft_dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None,
             out_dir: str | os.PathLike = "runs/sft_dpo", stance: str | None = None,
             evaluate: Evaluate | None = None, resume: bool = False, overwrite: bool = False,
-            sft_data: Any = None, split: str | None = "train") -> TuneResult:
+            sft_data: Any = None, split: str | None = "train", eval_data: Any = None) -> TuneResult:
     """SFT (on ``sft_data``, default: the pairs' chosen answers), then DPO that continues the SFT adapter with a
     frozen copy of it as the reference. ``out_dir/sft`` holds the SFT stage; ``out_dir/adapter`` the result."""
     if cfg is None or isinstance(cfg, str | os.PathLike):
@@ -361,6 +379,8 @@ def sft_dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None,
     out = Path(out_dir)
     # validate both data sets before any compute
     preference_data(data, cfg.system, split)
+    if eval_data is not None:
+        preference_data(eval_data, cfg.system, None)
     if sft_data is not None:
         instruction_data(sft_data, cfg.system, split)
     if out.exists() and any(out.iterdir()) and not resume:
@@ -375,7 +395,7 @@ def sft_dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None,
         sft_adapter = sft(base, sft_data if sft_data is not None else data, cfg, sft_dir, stance, None,
                           resume=resume, overwrite=False, split=split).adapter_dir
     res = _train("dpo", base, data, cfg, out, stance, evaluate, resume=resume, overwrite=False,
-                 init_adapter=sft_adapter, keep=("sft",), split=split)
+                 init_adapter=sft_adapter, keep=("sft",), split=split, eval_data=eval_data)
     summary_path = out / "summary.json"
     if summary_path.exists():
         import json

@@ -284,6 +284,12 @@ class MetricsCallback(TrainerCallback):
 
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
+        if any(k.startswith("eval_") for k in logs):  # an evaluation: no training throughput to report
+            append_jsonl(self.path, {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs})
+            log.info("eval at step %d: %s", state.global_step, "  ".join(
+                f"{k} {logs[k]:.4g}" for k in ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")
+                if isinstance(logs.get(k), float)))
+            return
         now, tokens = time.perf_counter(), self.trainer.tokens_seen
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs,
                "tokens_per_s": round((tokens - self._tokens) * self.trainer.accelerator.num_processes
