@@ -34,7 +34,8 @@ def _pairs_and_recipe(overrides: list[str]):
     from politune.tune import load_recipe
 
     pairs = load("builtin:left", split="train")
-    return pairs, load_recipe("cpu-smollm2", overrides=overrides)
+    # sft_weight=0: the recipe's RPO term off, so that every arm optimises the same sigmoid DPO loss
+    return pairs, load_recipe("cpu-smollm2", overrides=["sft_weight=0", *overrides])
 
 
 def _timed_callback(times: list, losses: list, tokens: list, trainer_ref: list):

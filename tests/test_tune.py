@@ -48,7 +48,7 @@ def tiny_pairs(n: int = 16) -> list[dict]:
 
 def tiny_cfg(*overrides: str) -> TuneConfig:
     base = ["max_steps=4", "batch_size=4", "max_length=96", "lora.layers=null", "lora.r=4", "lora.alpha=8",
-            "save_every=0", "lr=5e-3", "sft.max_steps=3", "sft.lr=5e-3"]
+            "save_every=0", "lr=5e-3", "sft.max_steps=3", "sft.lr=5e-3", "sft_weight=0"]  # plain DPO unless asked
     return load_recipe("cpu-smollm2", overrides=base + list(overrides))
 
 
