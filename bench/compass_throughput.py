@@ -14,10 +14,11 @@ compared); the ratio printed is peer seconds / politune seconds (target >= 4x).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import time
+
+from politune.fsutil import atomic_write_json
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -124,8 +125,7 @@ def main() -> None:
     for k, v in rows.items():
         print(f"{k:32s} {v}")
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(rows, f, indent=2)
+        atomic_write_json(args.json_out, rows)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+from politune.fsutil import atomic_write_json
+
 
 def _pairs_and_recipe(overrides: list[str]):
     from politune.data import load
@@ -174,8 +176,7 @@ def main() -> None:
     out = {"results": results, "loadavg": [load1, load5], "cpus": os.cpu_count(), "overrides": a.set}
     print(f"load average during run: {load1:.1f} (1 min), {load5:.1f} (5 min) on {os.cpu_count()} CPUs")
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=2)
+        atomic_write_json(a.json, out)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 
 from fastapi import FastAPI, Request
 
 from politune.client import ChatClient
+from politune.fsutil import atomic_write_json
 from politune.generate import builtin_posts
 
 PROMPT = "In one short sentence, what is this post about?\n\n{post}"
@@ -115,8 +115,7 @@ def main() -> None:
         if any(isinstance(row, dict) and row["failed"] for row in r.values()):
             print("  WARNING: some requests failed; the ratio is not meaningful", flush=True)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=2)
+            atomic_write_json(args.json, report)
 
     with fixed_latency_server(args.latency) as url:
         report["fixed_latency"] = {"latency_s": args.latency,

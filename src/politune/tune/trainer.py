@@ -284,25 +284,24 @@ class MetricsCallback(TrainerCallback):
 
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
-        if any(k.startswith("eval_") for k in logs):  # an evaluation: no training throughput to report
-            append_jsonl(self.path, {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs})
-            log.info("eval at step %d: %s", state.global_step, "  ".join(
-                f"{k} {logs[k]:.4g}" for k in ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")
-                if isinstance(logs.get(k), float)))
-            return
-        now, tokens = time.perf_counter(), self.trainer.tokens_seen
-        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs,
-               "tokens_per_s": round((tokens - self._tokens) * self.trainer.accelerator.num_processes
-                                     / max(now - self._t, 1e-9), 1),
-               "peak_rss_mb": round(peak_rss_mb(), 1)}
-        if torch.cuda.is_available():
-            row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        self._t, self._tokens = now, tokens
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs}
+        prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
+        if not prefix:  # a training log: throughput and memory since the last one (an evaluation has neither)
+            now, tokens = time.perf_counter(), self.trainer.tokens_seen
+            row["tokens_per_s"] = round((tokens - self._tokens) * self.trainer.accelerator.num_processes
+                                        / max(now - self._t, 1e-9), 1)
+            row["peak_rss_mb"] = round(peak_rss_mb(), 1)
+            if torch.cuda.is_available():
+                row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+            self._t, self._tokens = now, tokens
         append_jsonl(self.path, row)
-        parts = [f"{k.split('/')[-1]} {row[k]:.4g}" for k in ("loss", "rewards/accuracies", "rewards/margins")
-                 if isinstance(row.get(k), float)]
-        log.info("step %d/%d  %s  %.0f tok/s", state.global_step, state.max_steps, "  ".join(parts),
-                 row["tokens_per_s"])
+        parts = "  ".join(f"{prefix}{k.split('/')[-1]} {row[prefix + k]:.4g}"
+                          for k in ("loss", "rewards/accuracies", "rewards/margins")
+                          if isinstance(row.get(prefix + k), float))
+        if prefix:
+            log.info("eval at step %d: %s", state.global_step, parts)
+        else:
+            log.info("step %d/%d  %s  %.0f tok/s", state.global_step, state.max_steps, parts, row["tokens_per_s"])
 
 
 class TrajectoryCallback(TrainerCallback):
