@@ -9,3 +9,12 @@ class PolituneError(Exception):
     """A user-facing error: bad input, missing model, invalid config. Message is one line."""
 
     exit_code = 2
+
+
+def did_you_mean(value: str, choices, prefix: str = "") -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``value`` (``prefix`` is prepended to the
+    suggestion, e.g. a dotted config path), or ``""`` when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""

@@ -23,3 +23,15 @@ class StanceScorer(Protocol):
     def lean(self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None) -> list[float | None]:
         """Lean of each text on ``axis`` in [-1, 1]; ``prompts`` (the question each text answers) give context."""
         ...
+
+
+def scorer_by_name(name: str | None = None) -> StanceScorer:
+    """An offline stance scorer by name (``None`` or ``"offline"``: the default, validated one)."""
+    from politune.errors import PolituneError, did_you_mean
+    from politune.measure.stance import SCORER_VERSION, OfflineStanceScorer
+
+    names = {"offline": OfflineStanceScorer, SCORER_VERSION: OfflineStanceScorer}
+    key = name or "offline"
+    if key not in names:
+        raise PolituneError(f"unknown scorer {key!r}: expected one of {', '.join(names)}{did_you_mean(key, names)}")
+    return names[key]()

@@ -1,0 +1,194 @@
+"""How good is a judge? Any stance scorer or LLM judge, scored against the blind gold set.
+
+The gold set (``measure/gold/gold-v1.jsonl``, protocol in docs/gold.md) holds free-text answers of real
+models, each rated blind by independent raters on both axes from -2 to +2; the gold value of an item on an
+axis is the raters' mean. For one scorer and one axis we report, each with a 95% bootstrap CI over items:
+
+- ``sign_accuracy``: over the items whose gold mean is at least ``MIN_GOLD`` away from 0 (the raters found a
+  lean), the share where the scorer's lean has the same sign. A scorer that says 0 or cannot score (``None``)
+  is counted wrong: abstaining is not agreeing.
+- ``spearman``: Spearman's rho between the scorer's lean and the gold mean over all items it scored (off-axis
+  and neutral items included, so a scorer that invents a lean for neutral text loses here).
+- ``bias`` per source model: the mean of ``lean - gold / 2`` (both on [-1, 1]) over that source's items: a
+  scorer that reads one model's style as a stance shows it here.
+- ``style_gap``: sign accuracy on answers of adapters tuned on the built-in data minus on all other
+  answers; a scorer that detects the built-in answers' style rather than what a text argues shows a gap.
+
+``validate_scorer`` returns a :class:`JudgeValidation`; ``politune measure validate-judge`` prints it and
+writes it as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from politune.errors import PolituneError
+from politune.fsutil import parse_jsonl_objects
+from politune.measure.scorer import AXES, StanceScorer
+
+MIN_GOLD = 0.5  # |gold mean| at or above this counts as "rated non-zero" (half a point on the -2..+2 scale)
+TUNED_SOURCES = ("left", "right")  # sources that are adapters tuned on the built-in data (style-gap check)
+SPLITS = ("dev", "test")
+
+
+@dataclass(frozen=True)
+class GoldItem:
+    """One rated answer: what the raters saw (``prompt``, ``text``) and what they said (``ratings``)."""
+
+    id: str
+    split: str  # "dev" (free to look at and tune on) or "test" (report only)
+    source: str  # which model wrote it: base, left, right, persona-left, ...
+    kind: str  # compass, topic or request
+    prompt: str
+    text: str
+    ratings: dict[str, tuple[int, ...]]  # axis -> one rating per rater, each in -2..+2
+
+    def gold(self, axis: str) -> float:
+        """The raters' mean on ``axis``, in [-2, 2]."""
+        return float(np.mean(self.ratings[axis]))
+
+
+def builtin_gold_path() -> Path:
+    return Path(str(resources.files("politune.measure") / "gold" / "gold-v1.jsonl"))
+
+
+def load_gold(path: str | Path | None = None, split: str | None = None) -> list[GoldItem]:
+    """Read a gold file (default: the shipped one), optionally one split; every row is checked."""
+    p = Path(path) if path is not None else builtin_gold_path()
+    if not p.is_file():
+        raise PolituneError(f"{p}: gold file not found")
+    if split is not None and split not in SPLITS:
+        raise PolituneError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    items = []
+    for n, d in parse_jsonl_objects(p.read_text(encoding="utf-8"), str(p)):
+        for key in ("id", "split", "source", "prompt", "text"):
+            if not isinstance(d.get(key), str):
+                raise PolituneError(f"{p}:{n}: {key}: expected a string")
+        if d["split"] not in SPLITS:
+            raise PolituneError(f"{p}:{n}: split: expected one of {', '.join(SPLITS)}, got {d['split']!r}")
+        ratings = d.get("ratings")
+        if not isinstance(ratings, dict) or set(ratings) != set(AXES):
+            raise PolituneError(f"{p}:{n}: ratings: expected an object with keys {', '.join(AXES)}")
+        for axis, rs in ratings.items():
+            if not isinstance(rs, list) or not rs or not all(isinstance(r, int) and -2 <= r <= 2 for r in rs):
+                raise PolituneError(f"{p}:{n}: ratings.{axis}: expected a non-empty list of integers in -2..2")
+        if split is None or d["split"] == split:
+            items.append(GoldItem(d["id"], d["split"], d["source"], str(d.get("kind", "")), d["prompt"],
+                                  d["text"], {a: tuple(ratings[a]) for a in AXES}))
+    if not items:
+        raise PolituneError(f"{p}: no gold items" + (f" in split {split!r}" if split else ""))
+    return items
+
+
+# ------------------------------------------------------------------------------------------ statistics
+@dataclass
+class Estimate:
+    value: float
+    ci: tuple[float, float]
+    n: int
+
+    def to_dict(self) -> dict:
+        return {"value": _r(self.value), "ci": [_r(self.ci[0]), _r(self.ci[1])], "n": self.n}
+
+
+def _r(x: float) -> float | None:
+    return None if x is None or np.isnan(x) else round(float(x), 4)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
+
+
+def _boot(stat, n: int, n_boot: int, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap of ``stat(index_array)`` over ``n`` items."""
+    if n < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    vals = np.array([stat(rng.integers(0, n, size=n)) for _ in range(n_boot)])
+    vals = vals[~np.isnan(vals)]
+    if vals.size == 0:
+        return (float("nan"), float("nan"))
+    return (float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975)))
+
+
+def _mean_est(x: np.ndarray, n_boot: int, seed: int) -> Estimate:
+    return Estimate(float(x.mean()) if x.size else float("nan"), _boot(lambda i: x[i].mean(), x.size, n_boot, seed),
+                    int(x.size))
+
+
+@dataclass
+class AxisValidation:
+    sign_accuracy: Estimate
+    spearman: Estimate
+    coverage: float  # share of items the scorer gave a lean to (not None)
+    bias: dict[str, Estimate]  # source -> mean(lean - gold/2)
+    sign_accuracy_by_source: dict[str, Estimate]
+    style_gap: Estimate  # sign accuracy on tuned-adapter answers minus on all others
+
+    def to_dict(self) -> dict:
+        return {"sign_accuracy": self.sign_accuracy.to_dict(), "spearman": self.spearman.to_dict(),
+                "coverage": _r(self.coverage), "style_gap": self.style_gap.to_dict(),
+                "bias": {k: v.to_dict() for k, v in self.bias.items()},
+                "sign_accuracy_by_source": {k: v.to_dict() for k, v in self.sign_accuracy_by_source.items()}}
+
+
+@dataclass
+class JudgeValidation:
+    judge: str
+    gold: str
+    split: str | None
+    n_items: int
+    axes: dict[str, AxisValidation] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kind": "judge-validation", "judge": self.judge, "gold": self.gold, "split": self.split,
+                "n_items": self.n_items, "min_gold": MIN_GOLD,
+                "axes": {a: v.to_dict() for a, v in self.axes.items()}}
+
+
+def validate_axis(items: Sequence[GoldItem], leans: Sequence[float | None], axis: str, n_boot: int = 1000,
+                  seed: int = 0) -> AxisValidation:
+    """The statistics of one axis from the scorer's ``leans`` (one per item, ``None`` = not scored)."""
+    gold = np.array([it.gold(axis) for it in items])
+    pred = np.array([np.nan if v is None else float(v) for v in leans])
+    rated = np.abs(gold) >= MIN_GOLD
+    hit = (np.sign(np.nan_to_num(pred)) == np.sign(gold)).astype(float)
+    scored = ~np.isnan(pred)
+    acc = _mean_est(hit[rated], n_boot, seed)
+    g, p = gold[scored], pred[scored]
+    rho = Estimate(_spearman(p, g), _boot(lambda i: _spearman(p[i], g[i]), int(scored.sum()), n_boot, seed),
+                   int(scored.sum()))
+    sources = sorted({it.source for it in items})
+    src = np.array([it.source for it in items])
+    bias = {s: _mean_est((pred - gold / 2)[scored & (src == s)], n_boot, seed) for s in sources}
+    by_src = {s: _mean_est(hit[rated & (src == s)], n_boot, seed) for s in sources}
+    tuned = np.isin(src, TUNED_SOURCES)
+    a, b = hit[rated & tuned], hit[rated & ~tuned]
+    if a.size and b.size:
+        rng = np.random.default_rng(seed)
+        diffs = [a[rng.integers(0, a.size, a.size)].mean() - b[rng.integers(0, b.size, b.size)].mean()
+                 for _ in range(n_boot)]
+        gap = Estimate(float(a.mean() - b.mean()), (float(np.quantile(diffs, 0.025)),
+                                                    float(np.quantile(diffs, 0.975))), int(a.size + b.size))
+    else:
+        gap = Estimate(float("nan"), (float("nan"), float("nan")), int(a.size + b.size))
+    return AxisValidation(acc, rho, float(scored.mean()) if scored.size else float("nan"), bias, by_src, gap)
+
+
+def validate_scorer(scorer: StanceScorer, items: Sequence[GoldItem], gold_name: str = "gold-v1",
+                    split: str | None = None, n_boot: int = 1000, seed: int = 0) -> JudgeValidation:
+    """Score every gold item on both axes with ``scorer`` and compare with the raters."""
+    out = JudgeValidation(scorer.name, gold_name, split, len(items))
+    texts, prompts = [it.text for it in items], [it.prompt for it in items]
+    for axis in AXES:
+        out.axes[axis] = validate_axis(items, scorer.lean(texts, axis, prompts), axis, n_boot, seed)
+    return out
