@@ -182,12 +182,13 @@ class Comparison(_Model):
 
 
 class _Result(_Model):
+    kind: str
     provenance: dict[str, Any] = {}
     settings: dict[str, Any] = {}
     generation_seconds: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": getattr(self, "kind"), **super().to_json()}  # the kind is always written
+        return {"kind": self.kind, **super().to_json()}  # the kind is always written
 
 
 class CompassResult(_Result):
