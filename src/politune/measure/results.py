@@ -346,7 +346,7 @@ def parse_result(doc: Any, where: str = "result", kind: str | None = None) -> Re
     got = doc.get("kind")
     cls = RESULT_TYPES.get(str(got))
     if cls is None or (kind is not None and cls is not RESULT_TYPES[kind]):
-        want = repr(kind) if kind is not None else "one of " + ", ".join(RESULT_TYPES)
+        want = f"a {kind}.json (\"kind\": \"{kind}\")" if kind else "one of " + ", ".join(RESULT_TYPES)
         raise PolituneError(f"{where}: kind: expected {want}, got {got!r}")
     try:
         return cls.model_validate(doc)  # type: ignore[return-value]
@@ -360,7 +360,7 @@ def read_json(path: str | Path) -> Any:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolituneError(f"{p}: result file not found") from None
+        raise PolituneError(f"{p}: cannot read (result file not found)") from None
     except UnicodeDecodeError:
         raise PolituneError(f"{p}: not UTF-8 text") from None
     except OSError as e:
