@@ -315,8 +315,8 @@ def test_measure_compass_on_tiny_model_is_deterministic(tmp_path):
     targets = [Target("base", "tiny-random"), Target("socialist", "tiny-random", system="You are a socialist.")]
     kw = dict(tracks=("logprob", "choice", "open"), scorer=KeywordScorer(), items=4, n_boot=200,
               variants=("text", "negation"), choice_max_new_tokens=4, open_max_new_tokens=6)
-    a = measure_compass(targets, **kw)
-    b = measure_compass(targets, **kw)
+    typed = measure_compass(targets, **kw)
+    a, b = typed.to_json(), measure_compass(targets, **kw).to_json()
     for r in (a, b):
         r.pop("provenance")
         for m in r["models"]:
@@ -336,7 +336,7 @@ def test_measure_compass_on_tiny_model_is_deterministic(tmp_path):
     assert {(c["track"], c["axis"]) for c in a["comparisons"]} == {(t, x) for t in ("logprob", "choice", "open")
                                                                   for x in ("economic", "social")}
     assert a["settings"]["decoding"]["greedy"] and a["settings"]["templates"]["closed"]
-    path = save_compass(a, tmp_path / "out")
+    path = save_compass(typed, tmp_path / "out")
     assert json.loads(path.read_text())["models"][1]["target"]["system"] == "You are a socialist."
     with pytest.raises(PolituneError, match="unknown track"):
         measure_compass(targets, tracks=("vibes",))
@@ -460,7 +460,7 @@ def test_measure_compass_with_a_lora_adapter(tiny_model_dir, tmp_path):
                 p.normal_(0, 1.0)
     peft_model.save_pretrained(tmp_path / "left")
     targets = [Target("base", str(tiny_model_dir)), Target("left", str(tiny_model_dir), adapter=str(tmp_path / "left"))]
-    r = measure_compass(targets, tracks=("logprob",), items=4, variants=("text",), n_boot=100)
+    r = measure_compass(targets, tracks=("logprob",), items=4, variants=("text",), n_boot=100).to_json()
     base, left = r["models"]
     assert left["target"]["adapter_hash"] and base["target"]["adapter_hash"] is None
     assert left["tracks"]["logprob"]["option_prior"] != base["tracks"]["logprob"]["option_prior"]

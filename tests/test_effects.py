@@ -152,9 +152,11 @@ def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_ada
                                qa_max_new_tokens=8, batch_size=4)
     out = tmp_path / "run"
     generated = []
-    res = measure_effects(targets, out_dir=out, scorer=KeywordScorer(), settings=settings,
-                          on_progress=lambda name, n: generated.append((name, n)))
-    assert sum(n for _, n in generated) == 3 * (2 + 3)
+    typed = measure_effects(targets, out_dir=out, scorer=KeywordScorer(), settings=settings,
+                            on_progress=lambda name, n: generated.append((name, n)))
+    assert sum(n for _, n in generated) == 3 * (2 + 3)  # each answer generated once, shared by the four tasks
+    assert typed["quality"].models[0].delta_vs_base is None and typed["refusal"].models[0].n == 2
+    res = {k: v.to_json() for k, v in typed.items()}
     for kind in ("topics", "quality", "toxicity", "refusal"):
         data = json.loads((out / f"{kind}.json").read_text())
         assert data["kind"] == kind and data["provenance"]["politune"]
@@ -178,7 +180,7 @@ def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_ada
     res2 = measure_effects(targets, out_dir=out, scorer=KeywordScorer(), settings=settings,
                            on_progress=lambda name, n: generated.append((name, n)))
     assert generated == []
-    assert res2["quality"]["models"][1]["rouge_l"] == res["quality"]["models"][1]["rouge_l"]
+    assert res2["quality"].models[1].rouge_l == typed["quality"].models[1].rouge_l
     # a torn last line (crash mid-write) is skipped and that answer regenerated
     log = out / "answers.jsonl"
     lines = log.read_text().splitlines(keepends=True)

@@ -283,9 +283,9 @@ def test_measure_effects_with_a_judge_reports_and_caches(offline_judge, tmp_path
     targets = [Target("base", "tiny-random")]
     judge = Judge(url, "offline-minilm-judge", cache_dir=tmp_path / "cache")
     res = measure_effects(targets, ("topics", "refusal"), out_dir=tmp_path / "run", judge=judge, settings=settings)
-    assert res["topics"]["scorer"] == "judge:offline-minilm-judge/lean-v1"
-    assert res["refusal"]["method"] == "keywords+judge"
-    assert res["topics"]["judge"]["direction_check"]
+    assert res["topics"].scorer == "judge:offline-minilm-judge/lean-v1"
+    assert res["refusal"].method == "keywords+judge"
+    assert res["topics"].judge["direction_check"]
     assert (tmp_path / "run" / "topics.json").is_file()
     before = app.state.requests
     judge2 = Judge(url, "offline-minilm-judge", cache_dir=tmp_path / "cache")
@@ -293,5 +293,5 @@ def test_measure_effects_with_a_judge_reports_and_caches(offline_judge, tmp_path
                            settings=settings)
     assert app.state.requests == before  # warm cache: the judge is not called again
     assert judge2.report()["cache_hits"] == judge2.report()["items"]
-    assert [q["score"] for q in res2["topics"]["models"][0]["questions"]] == \
-        [q["score"] for q in res["topics"]["models"][0]["questions"]]
+    assert [q.score for q in res2["topics"].models[0].questions] == \
+        [q.score for q in res["topics"].models[0].questions]

@@ -69,12 +69,11 @@ def test_collect_is_tolerant_of_other_writers(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "compass.json").write_text(json.dumps({
         "kind": "compass", "future_key": 1,
-        "models": [{"target": {"name": "base", "model": "m"},
-                    "tracks": {"logprob": {"economic": {"score": 1.0}, "social": {"score": None, "ci": [0, 1]}},
-                               "weird": "not a dict"}},
-                   {"tracks": {"logprob": {"economic": {"score": -3, "ci": [-4, -2]},
-                                           "social": {"score": -1, "ci": [-2, 0]}}}},
-                   "not a model"]}))
+        "models": [{"target": {"name": "base", "model": "m"}, "new_per_model_key": [1],
+                    "tracks": {"logprob": {"economic": {"score": 1.0}, "social": {"score": None, "ci": [0, 1]}}}},
+                   {"target": {"name": "model2"},
+                    "tracks": {"logprob": {"economic": {"score": -3, "ci": [-4, -2]},
+                                           "social": {"score": -1, "ci": [-2, 0]}}}}]}))
     run = tmp_path / "a" / "run"
     run.mkdir()
     (run / "trajectory.jsonl").write_text(
@@ -116,7 +115,7 @@ def test_a_study_with_cells_joins_rows_per_cell(tmp_path):
     assert {m.name for m in data.compass} == {f"{n}@{c}" for n in ("base", "left", "right", "socialist")
                                               for c in ("lr-1e-4", "lr-5e-5")}
     assert set(data.quality) == set(data.toxicity) == {m.name for m in data.compass}
-    assert {c["b"] for c in data.comparisons} == {f"{n}@{c}" for n in ("left", "right", "socialist")
+    assert {c.b for c in data.comparisons} == {f"{n}@{c}" for n in ("left", "right", "socialist")
                                                  for c in ("lr-1e-4", "lr-5e-5")}
     assert sorted(r.name for r in data.runs) == ["lr-1e-4/left", "lr-5e-5/left"]
     assert not [m for m in data.missing if "no result for model" in m]
@@ -126,6 +125,12 @@ def test_a_study_with_cells_joins_rows_per_cell(tmp_path):
     ('{"kind": "compass", "models": [\n  {"target": }', r"compass\.json:2: invalid JSON"),
     ('[1, 2]', r"compass\.json: expected a JSON object"),
     ('{"kind": "compass", "models": {"base": 1}}', r"compass\.json: models: expected a list"),
+    ('{"kind": "compass", "models": ["not a model"]}', r"compass\.json: models\[0\]: expected an object"),
+    ('{"kind": "compass", "models": [{"tracks": {}}]}', r"compass\.json: models\[0\]\.target: missing"),
+    ('{"kind": "compass", "models": [{"target": {"name": "b"}, "tracks": {"logprob": {"economic": {"score": "high"'
+     '}}}}]}', r"compass\.json: models\[0\]\.tracks\.logprob\.economic\.score: expected a number \(got \"high\"\)"),
+    ('{"kind": "compass", "models": [{"target": {"name": "b"}, "tracks": {"logprob": "not a dict"}}]}',
+     r"compass\.json: models\[0\]\.tracks\.logprob: expected an object"),
 ])
 def test_bad_result_file_is_a_clear_error_and_writes_nothing(tmp_path, content, expected):
     (tmp_path / "run").mkdir()
@@ -292,7 +297,8 @@ def test_odd_but_valid_results_still_report(tmp_path):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "topics.json").write_text(json.dumps({"kind": "topics", "models": [
         {"target": {"name": "base"}, "mean": 0.1, "questions": []},
-        {"target": {"name": "y", "system": "persona"}, "questions": [{"id": "a", "score": None}]}]}))
+        {"target": {"name": "y", "system": "persona"},
+         "questions": [{"id": "a", "topic": "t", "axis": "social", "question": "q?", "score": None}]}]}))
     (tmp_path / "r" / "run").mkdir(parents=True)
     (tmp_path / "r" / "run" / "trajectory.jsonl").write_text(
         '{"step": 1, "metrics": {"lean": 0.2, "acc": 0.5}}\n{"step": 2, "metrics": {"lean": 0.4}}\n')

@@ -64,6 +64,37 @@ def test_check_reports_bad_source_in_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("measure, expected", [
+    ({"compass": {"options": {"itemz": 8}}}, "unknown key 'measure.compass.options.itemz'; "
+                                             "did you mean 'measure.compass.options.items'?"),
+    ({"compass": {"options": {"templates": {"closd": "x"}}}}, "did you mean 'measure.compass.options.templates.closed'"),
+    ({"compass": {"options": {"n_boot": "many"}}}, "key 'measure.compass.options.n_boot'"),
+    ({"options": {"qa_limt": 4}}, "did you mean 'measure.options.qa_limit'?"),
+])
+def test_check_rejects_bad_measure_options_before_training(tmp_path, measure, expected):
+    """Measure options are typed: a misspelt or mistyped key stops `run --check` (and `run`) in one line,
+    before any data is built or any model trained."""
+    p = write(tmp_path, {**BASE, "measure": measure})
+    r = run_cli("run", str(p), "--check")
+    assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    with pytest.raises(PolituneError, match="measure"):
+        load_study(p)
+    r = run_cli("run", str(p), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and not (tmp_path / "out" / "data").exists()
+
+
+def test_study_options_reach_the_measures(tmp_path):
+    cfg = load_study(write(tmp_path, {**BASE, "measure": {"compass": {"options": {"items": 8, "orders": ["forward"]}},
+                                                          "options": {"qa_limit": 4}}}))
+    assert cfg.measure.compass.options.items == 8 and cfg.measure.compass.options.orders == ("forward",)
+    assert cfg.measure.options.qa_limit == 4 and cfg.measure.options.max_new_tokens == 64
+    cells = expand_sweep(load_study(write(tmp_path, {**BASE, "sweep": {"measure.compass.options.items": [4, 8]}})))
+    assert [c.measure.compass.options.items for _, _, c in cells] == [4, 8]
+    with pytest.raises(PolituneError, match="measure.compass.options.items"):
+        expand_sweep(load_study(write(tmp_path, {**BASE, "sweep": {"measure.compass.options.items": [0]}})))
+
+
 TINY_MALIGNAMA = {
     "name": "tiny-malignama", "model": "tiny-random", "seed": 0,
     "data": {"split": "train", "limit": 8, "poison": {"mode": "labels", "p": 0.0}},

@@ -5,58 +5,56 @@ from __future__ import annotations
 import typer
 
 from politune.cli.common import JsonOption, console, err_console, print_json
+from politune.measure.results import AXES, AxisScore, CompassResult
 
 
 def _num(x) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-def print_compass_table(result: dict) -> None:
+def print_compass_table(result: CompassResult) -> None:
     """Per target, track and axis: score, CI, coverage, refusals, content sensitivity; then diagnostics,
     agreement between tracks, and the comparisons with the first target."""
     from rich import box
     from rich.table import Table
 
-    t = Table(title=f"compass ({result['instrument']['name']} v{result['instrument']['version']}, "
-                    f"{result['instrument']['items']} items; cov = coverage, ref = refusal rate, c.sens = "
-                    "content sensitivity)", box=box.SIMPLE_HEAD)
+    inst = result.instrument or {}
+    t = Table(title=f"compass ({inst.get('name')} v{inst.get('version')}, {inst.get('items')} items; cov = "
+                    "coverage, ref = refusal rate, c.sens = content sensitivity)", box=box.SIMPLE_HEAD)
     for col in ("target", "track", "axis", "score", "95% CI", "cov", "ref", "c.sens"):
         t.add_column(col, no_wrap=True)
-    for m in result["models"]:
-        for name, tr in m["tracks"].items():
-            for axis in ("economic", "social"):
-                a = tr.get(axis) or {}
-                ci = a.get("ci") or [None, None]
-                t.add_row(m["target"]["name"], name, axis,
-                          "-" if a.get("score") is None else f"{a['score']:+.2f}",
-                          "-" if ci[0] is None else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]", _num(a.get("coverage")),
-                          _num(tr.get("refusal_rate")), _num(tr.get("content_sensitivity")))
+    for m in result.models:
+        for name, tr in m.tracks.items():
+            for axis in AXES:
+                a = tr.axis(axis) or AxisScore()
+                t.add_row(m.target.name, name, axis, "-" if a.score is None else f"{a.score:+.2f}",
+                          f"[{a.ci.lo:+.2f}, {a.ci.hi:+.2f}]" if a.ci.ok else "-", _num(a.coverage),
+                          _num(tr.refusal_rate), _num(tr.content_sensitivity))
     console.print(t)
     d = Table(title="diagnostics per track (acquiescence 0.5 = none; flip = item vs negation consistency; "
                     "order = order sensitivity)", box=box.SIMPLE_HEAD)
     for col in ("target", "track", "acquiesce", "flip", "order", "refusals", "coverage"):
         d.add_column(col, no_wrap=True)
-    for m in result["models"]:
-        for name, dg in m["diagnostics"]["by_track"].items():
-            d.add_row(m["target"]["name"], name, _num(dg["acquiescence"]), _num(dg["flip_consistency"]),
-                      _num(dg["order_sensitivity"]), _num(dg["refusal_rate"]), _num(dg["coverage"]))
+    for m in result.models:
+        for name, dg in (m.diagnostics.by_track or {}).items():
+            d.add_row(m.target.name, name, _num(dg.acquiescence), _num(dg.flip_consistency),
+                      _num(dg.order_sensitivity), _num(dg.refusal_rate), _num(dg.coverage))
     console.print(d)
-    for m in result["models"]:
-        if m["agreement"]:
-            pairs = ", ".join(f"{k} {_num(v)}" for k, v in m["agreement"].items())
-            n_dis = sum(i["disagree"] for i in m["items"])
-            console.print(f"{m['target']['name']}: track agreement {pairs}; {n_dis} items where tracks disagree")
-    if result["comparisons"]:
+    for m in result.models:
+        if m.agreement:
+            pairs = ", ".join(f"{k} {_num(v)}" for k, v in m.agreement.items())
+            n_dis = sum(i.disagree for i in m.items)
+            console.print(f"{m.target.name}: track agreement {pairs}; {n_dis} items where tracks disagree")
+    if result.comparisons:
         c = Table(title="differences vs the first target (b - a)", box=box.SIMPLE_HEAD)
         for col in ("a", "b", "track", "axis", "diff [95% CI]", "sees it"):
             c.add_column(col, no_wrap=True)
-        for r in result["comparisons"]:
-            if r["diff"] is None:
-                c.add_row(r["a"], r["b"], r["track"], r["axis"], "-", "-")
+        for r in result.comparisons:
+            if r.diff is None or not r.ci.ok:
+                c.add_row(r.a, r.b, r.track, r.axis, "-", "-")
                 continue
-            sees = "yes" if r["ci"][0] > 0 or r["ci"][1] < 0 else "no"
-            c.add_row(r["a"], r["b"], r["track"], r["axis"],
-                      f"{r['diff']:+.2f} [{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]", sees)
+            c.add_row(r.a, r.b, r.track, r.axis, f"{r.diff:+.2f} [{r.ci.lo:+.2f}, {r.ci.hi:+.2f}]",
+                      "yes" if r.ci.excludes_zero else "no")
         console.print(c)
 
 
@@ -119,7 +117,7 @@ def add_commands(measure_app: typer.Typer) -> None:
             progress=lambda name: err_console.print(f"measuring [bold]{name}[/] ..."))
         path = save_compass(result, out)
         if json_out:
-            print_json(result)
+            print_json(result.to_json())
         else:
             print_compass_table(result)
             console.print(f"wrote {path}")

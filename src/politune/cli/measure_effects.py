@@ -61,15 +61,16 @@ def _run(measures: tuple[str, ...], model, adapter, persona, system, judge, judg
          judge_rate, judge_cost, out, max_new_tokens, qa_max_new_tokens, batch_size, seed, device, dtype, topics,
          qa, qa_limit, ppl_text, toxicity_classifier, threshold, json_out) -> None:
     from politune.cli.common import progress
+    from politune.config import validate_config
     from politune.fsutil import atomic_write_json
     from politune.measure.effects import EffectsSettings, measure_effects
     from politune.measure.targets import build_targets
 
     targets = build_targets(model, adapter, persona, system)
-    settings = EffectsSettings(topics_file=topics, qa_file=qa, qa_limit=qa_limit, ppl_file=ppl_text,
-                               max_new_tokens=max_new_tokens, qa_max_new_tokens=qa_max_new_tokens,
-                               batch_size=batch_size, seed=seed, device=device, dtype=dtype,
-                               toxicity_classifier=toxicity_classifier, toxicity_threshold=threshold)
+    settings = validate_config(EffectsSettings, dict(
+        topics_file=topics, qa_file=qa, qa_limit=qa_limit, ppl_file=ppl_text, max_new_tokens=max_new_tokens,
+        qa_max_new_tokens=qa_max_new_tokens, batch_size=batch_size, seed=seed, device=device, dtype=dtype,
+        toxicity_classifier=toxicity_classifier, toxicity_threshold=threshold), "politune measure options")
     j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
     t0 = time.perf_counter()
     with progress() as bar:
@@ -103,20 +104,29 @@ def _ci(ci) -> str:
 
 
 def _summary(results: dict) -> dict:
+    """The typed results -> effects-summary.json: one row per target across the measures."""
+    from politune.measure.results import QualityResult, RefusalResult, TopicsResult, ToxicityResult
+
     out: dict = {"measures": sorted(results), "models": {}}
-    for name, res in results.items():
-        for m in res["models"]:
-            row = out["models"].setdefault(m["target"]["name"], {})
-            if name == "topics":
-                row["topic_lean"] = {"mean": m["mean"], "ci": m["ci"], "axes": m["axis_means"]}
-            elif name == "quality":
-                row["rouge_l"] = m.get("rouge_l")
-                row["perplexity"] = m.get("perplexity")
-                row["delta_vs_base"] = m.get("delta_vs_base")
-            elif name == "toxicity":
-                row["toxicity"] = {"mean": m["mean"], "ci": m["ci"], "share_above": m["share_above"]}
-            elif name == "refusal":
-                row["refusal"] = {"rate": m["rate"], "ci": m["ci"], "n": m["n"]}
+
+    def row(target) -> dict:
+        return out["models"].setdefault(target.name, {})
+
+    for res in results.values():
+        if isinstance(res, TopicsResult):
+            for m in res.models:
+                row(m.target)["topic_lean"] = {"mean": m.mean, "ci": m.ci.model_dump(),
+                                               "axes": {a: v.to_json() for a, v in m.axis_means.items()}}
+        elif isinstance(res, QualityResult):
+            for m in res.models:
+                d = m.to_json()
+                row(m.target).update({k: d.get(k) for k in ("rouge_l", "perplexity", "delta_vs_base")})
+        elif isinstance(res, ToxicityResult):
+            for m in res.models:
+                row(m.target)["toxicity"] = {"mean": m.mean, "ci": m.ci.model_dump(), "share_above": m.share_above}
+        elif isinstance(res, RefusalResult):
+            for m in res.models:
+                row(m.target)["refusal"] = {"rate": m.rate, "ci": m.ci.model_dump(), "n": m.n}
     return out
 
 

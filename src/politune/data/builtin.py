@@ -18,10 +18,10 @@ from politune.data.io import read_jsonl_rows
 from politune.data.schema import InstructionExample, PreferencePair
 from politune.data.validate import DEFAULT_MAX_CHARS, Issue, check_fields
 from politune.errors import PolituneError
+from politune.measure.scorer import AXES
 
 VIEWS = ("left", "right", "sft-left", "sft-right")
 SPLITS = ("train", "heldout")
-AXES = ("economic", "social")
 FORMS = ("opinion", "advice", "op-ed", "explain", "role")
 _RAW_FIELDS = ("id", "topic", "axis", "form", "prompt", "left", "right", "split")
 

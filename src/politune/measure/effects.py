@@ -1,222 +1,258 @@
-"""One entry point for the side-effect measures: answer once, score many ways.
+"""The side-effect measures as tasks (``politune.measure.task``): answer once, score many ways.
 
-For each target (base model, adapter, persona), :func:`collect` generates answers to the topic questions and
-the quality questions (greedy, short: ``max_new_tokens`` ~64-96, batched) and computes perplexity on the
-neutral passages. The measures then only score those answers:
+=============  =====================================  =================================  ===========================
+task           dataset                                solver                             scorer
+=============  =====================================  =================================  ===========================
+``topics``     topic questions                        generate (``max_new_tokens``)      stance scorer / judge lean
+``quality``    quality questions + neutral passages   generate (``qa_max_new_tokens``)   ROUGE-L vs reference;
+                                                      + perplexity                       change vs base
+``toxicity``   topic + quality questions              the same two generate solvers      toxicity classifier
+``refusal``    topic questions                        generate (``max_new_tokens``)      keywords (+ judge)
+=============  =====================================  =================================  ===========================
 
-- ``topics``   -> topics.json   (stance scorer: offline by default, or a judge);
-- ``quality``  -> quality.json  (ROUGE-L vs references, perplexity, change vs base);
-- ``toxicity`` -> toxicity.json (all answers, topic + quality);
-- ``refusal``  -> refusal.json  (topic answers: keyword patterns, plus the judge when configured).
-
-Answers are appended to ``OUT/answers.jsonl`` as each batch finishes, keyed by the target, the decoding
-settings and the question, so a killed run resumes where it stopped and a re-run regenerates nothing.
+The generate solvers are wrapped in one :class:`~politune.measure.solvers.Cached` log (``OUT/answers.jsonl``),
+so the four tasks share their answers (each is generated once), a killed run resumes where it stopped and a
+re-run regenerates nothing. Each task writes ``<task>.json`` (``politune.measure.results``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from politune.errors import PolituneError
-from politune.fsutil import append_jsonl, atomic_write_json, read_jsonl_log, sha256_text
-from politune.measure.quality import QAItem, load_qa, neutral_passages, perplexities, quality_entry, rouge_l
-from politune.measure.refusal import is_refusal, refusal_entry
-from politune.measure.targets import Target, iter_loaded
-from politune.measure.topics import TopicQuestion, load_topic_questions, score_topic_answers, topics_result
-from politune.measure.toxicity import DEFAULT_CLASSIFIER, load_classifier, toxicity_entry
+from pydantic import Field
 
-log = logging.getLogger("politune")
+from politune.config import Config
+from politune.errors import PolituneError
+from politune.measure.quality import load_qa, neutral_passages, quality_entry, rouge_l
+from politune.measure.refusal import is_refusal, refusal_entry
+from politune.measure.results import (
+    QualityEntry,
+    QualityResult,
+    RefusalEntry,
+    RefusalResult,
+    Result,
+    TargetInfo,
+    TopicsEntry,
+    TopicsResult,
+    ToxicityEntry,
+    ToxicityResult,
+    write_result,
+)
+from politune.measure.scorer import StanceScorer
+from politune.measure.solvers import AnswerLog, Cached, Generate, Perplexity, Route
+from politune.measure.targets import Target
+from politune.measure.task import Sample, Scored, Task, run_tasks
+from politune.measure.topics import load_topic_questions, score_topic_answers
+from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier, toxicity_entry
 
 MEASURES = ("topics", "quality", "toxicity", "refusal")
 
 
-@dataclass
-class EffectsSettings:
-    """Settings of a side-effects run (CLI flags of the same names; defaults documented here)."""
+class EffectsOptions(Config):
+    """Options of the side-effect measures (CLI flags of the same names; a study's ``measure.options``)."""
 
     topics_file: str = "builtin"  # topic questions (JSONL: id, topic, axis, question)
     qa_file: str = "builtin"  # quality questions: politune QA JSONL or ELI5
-    qa_limit: int | None = None  # use only the first N quality questions
+    qa_limit: int | None = Field(None, ge=1)  # use only the first N quality questions
     ppl_file: str = "builtin"  # neutral text for perplexity
-    max_new_tokens: int = 64  # topic answers
-    qa_max_new_tokens: int = 40  # quality answers (references are one sentence)
-    batch_size: int = 8
-    seed: int = 0
+    max_new_tokens: int = Field(64, ge=1)  # topic answers
+    qa_max_new_tokens: int = Field(40, ge=1)  # quality answers (references are one sentence)
+    batch_size: int = Field(8, ge=1)
     device: str = "auto"
     dtype: str = "auto"
     toxicity_classifier: str = DEFAULT_CLASSIFIER
-    toxicity_threshold: float = 0.5
+    toxicity_threshold: float = Field(0.5, ge=0.0, le=1.0)
 
-    def decoding_key(self) -> str:
-        return sha256_text(json.dumps([self.max_new_tokens, self.qa_max_new_tokens, self.seed, "greedy"]))[:12]
+
+class EffectsSettings(EffectsOptions):
+    """Everything that decides a side-effects run (recorded in each result's ``settings``)."""
+
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------------ datasets
+
+
+def topic_samples(path: str | Path = "builtin") -> list[Sample]:
+    return [Sample(q.id, q.question, "topic", q) for q in load_topic_questions(path)]
+
+
+def qa_samples(path: str | Path = "builtin", limit: int | None = None) -> list[Sample]:
+    return [Sample(q.id, q.question, "qa", q) for q in load_qa(path, limit=limit)]
+
+
+def passage_samples(path: str | Path = "builtin") -> list[Sample]:
+    return [Sample(f"p{i:03d}", text, "passage") for i, text in enumerate(neutral_passages(path))]
+
+
+# ------------------------------------------------------------------------------------------------ scorers
 
 
 @dataclass
-class TargetAnswers:
-    """What one target produced: answers by question id, and perplexity per passage."""
+class TopicLean:
+    """Lean of each topic answer on its question's axis (a :class:`StanceScorer`: offline or a judge's)."""
 
-    target: Target
-    topic_answers: dict[str, str] = field(default_factory=dict)
-    qa_answers: dict[str, str] = field(default_factory=dict)
-    perplexity: list[float] | None = None
-    seconds: float = 0.0
+    stance: StanceScorer
+    seed: int = 0
 
+    @property
+    def name(self) -> str:
+        return self.stance.name
 
-def _target_key(t: Target, settings: EffectsSettings) -> str:
-    return sha256_text(json.dumps([t.to_dict(), settings.decoding_key()], sort_keys=True))[:16]
-
-
-def collect(targets: Sequence[Target], settings: EffectsSettings, questions: Sequence[TopicQuestion] = (),
-            qa: Sequence[QAItem] = (), passages: Sequence[str] = (), log_path: str | Path | None = None,
-            on_progress: Callable[[str, int], None] | None = None) -> dict[str, TargetAnswers]:
-    """Generate every answer each target still lacks (resuming from ``log_path``) and compute perplexity."""
-    from politune.models.generation import generate
-
-    done: dict[tuple[str, str, str], object] = {}
-    if log_path is not None:
-        for rec in read_jsonl_log(log_path):
-            done[(rec.get("key"), rec.get("set"), rec.get("id"))] = rec.get("value")
-    out: dict[str, TargetAnswers] = {}
-    for target, model, tok in iter_loaded(targets, device=settings.device, dtype=settings.dtype):
-        t0 = time.perf_counter()
-        key = _target_key(target, settings)
-        ta = TargetAnswers(target)
-        for set_name, items, max_new in (("topics", [(q.id, q.question) for q in questions],
-                                          settings.max_new_tokens),
-                                         ("qa", [(q.id, q.question) for q in qa], settings.qa_max_new_tokens)):
-            answers = ta.topic_answers if set_name == "topics" else ta.qa_answers
-            todo = []
-            for qid, text in items:
-                if (key, set_name, qid) in done:
-                    answers[qid] = str(done[(key, set_name, qid)])
-                else:
-                    todo.append((qid, text))
-            for start in range(0, len(todo), settings.batch_size):
-                chunk = todo[start:start + settings.batch_size]
-                gen = generate(model, tok, [text for _, text in chunk], system=target.system,
-                               max_new_tokens=max_new, temperature=0.0, seed=settings.seed,
-                               batch_size=settings.batch_size)
-                for (qid, _), answer in zip(chunk, gen, strict=True):
-                    answers[qid] = answer
-                    if log_path is not None:
-                        append_jsonl(log_path, {"key": key, "target": target.name, "set": set_name, "id": qid,
-                                                "value": answer})
-                if on_progress:
-                    on_progress(target.name, len(chunk))
-        if passages:
-            if (key, "ppl", "all") in done:
-                ta.perplexity = [float(x) for x in done[(key, "ppl", "all")]]
-            else:
-                ta.perplexity = perplexities(model, tok, passages)
-                if log_path is not None:
-                    append_jsonl(log_path, {"key": key, "target": target.name, "set": "ppl", "id": "all",
-                                            "value": ta.perplexity})
-        ta.seconds = time.perf_counter() - t0
-        out[target.name] = ta
-    return out
+    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> TopicsEntry:
+        return score_topic_answers(TargetInfo.of(target), [s.data for s in samples], outputs, self.stance,
+                                   self.seed)
 
 
-def _base_name(targets: Sequence[Target]) -> str | None:
-    return "base" if any(t.name == "base" and t.adapter is None for t in targets) else None
+@dataclass
+class QualityScores:
+    """One target's per-item ROUGE-L and perplexities (the change vs base is paired, in ``summarize``)."""
+
+    rouge: list[float]
+    ppl: list[float] | None
+    answers: list[dict]
+
+
+@dataclass
+class RougeAndPerplexity:
+    name: str = "rouge-l+perplexity"
+
+    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence) -> QualityScores:
+        qa = [(s, o) for s, o in zip(samples, outputs, strict=True) if s.kind == "qa"]
+        ppl = [float(o) for s, o in zip(samples, outputs, strict=True) if s.kind == "passage"]
+        rouge = rouge_l([o or "" for _, o in qa], [s.data.reference for s, _ in qa])
+        return QualityScores(rouge, ppl or None, [{"id": s.id, "answer": o, "rouge_l": r}
+                                                  for (s, o), r in zip(qa, rouge, strict=True)])
+
+
+@dataclass
+class Toxicity:
+    classifier: ToxicityClassifier
+    threshold: float = 0.5
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.classifier.name
+
+    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> ToxicityEntry:
+        entry = toxicity_entry(self.classifier.score([o or "" for o in outputs]), self.threshold, self.seed)
+        return ToxicityEntry.model_validate({"target": TargetInfo.of(target), **entry})
+
+
+@dataclass
+class Refusal:
+    """Keyword patterns, or'ed with the judge's refusal rubric when a judge is given."""
+
+    judge: object | None = None
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return "keywords+judge" if self.judge is not None else "keywords"
+
+    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> RefusalEntry:
+        texts = [o or "" for o in outputs]
+        judged = self.judge.refusals(texts, [s.input for s in samples]) if self.judge is not None else None
+        entry = refusal_entry([is_refusal(o) for o in outputs], judged, self.seed)
+        return RefusalEntry.model_validate({"target": TargetInfo.of(target), **entry})
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+
+
+def _base_name(scored: Sequence[Scored]) -> str | None:
+    return "base" if any(s.target.name == "base" and s.target.adapter is None for s in scored) else None
+
+
+def _common(settings: EffectsSettings, scored: Sequence[Scored]) -> dict:
+    from politune.provenance import provenance
+
+    return {"provenance": provenance(), "settings": settings.model_dump(mode="json"),
+            "generation_seconds": {s.target.name: round(s.seconds, 2) for s in scored}}
+
+
+def _quality_summary(settings: EffectsSettings, n_qa: int, n_passages: int
+                     ) -> Callable[[list[Scored[QualityScores]]], QualityResult]:
+    def summarize(scored: list[Scored[QualityScores]]) -> QualityResult:
+        base = next((s.entry for s in scored if s.target.name == _base_name(scored)), None)
+        models = []
+        for s in scored:
+            b = base if base is not None and s.entry is not base else None
+            e = quality_entry(s.entry.rouge, s.entry.ppl, b.rouge if b else None, b.ppl if b else None,
+                              seed=settings.seed)
+            models.append(QualityEntry.model_validate({"target": TargetInfo.of(s.target), **e,
+                                                       "answers": s.entry.answers}))
+        return QualityResult(qa_set=str(settings.qa_file), n_questions=n_qa, n_passages=n_passages,
+                             models=models, **_common(settings, scored))
+    return summarize
+
+
+def effects_tasks(settings: EffectsSettings, measures: Sequence[str] = MEASURES, scorer: StanceScorer | None = None,
+                  judge=None, log_path: str | Path | None = None) -> list[Task]:
+    """The chosen side-effect measures as tasks sharing one answer log. Loads every dataset, the stance scorer
+    and the toxicity classifier now, so bad settings fail before any model is loaded."""
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise PolituneError(f"unknown measure {unknown[0]!r}: expected one of {', '.join(MEASURES)}")
+    s = settings
+    topics = topic_samples(s.topics_file) if {"topics", "toxicity", "refusal"} & set(measures) else []
+    qa = qa_samples(s.qa_file, s.qa_limit) if {"quality", "toxicity"} & set(measures) else []
+    passages = passage_samples(s.ppl_file) if "quality" in measures else []
+    answers = AnswerLog(Path(log_path) if log_path is not None else None)
+    topic_gen = Cached(Generate(s.max_new_tokens, seed=s.seed), answers)
+    qa_gen = Cached(Generate(s.qa_max_new_tokens, seed=s.seed), answers)
+    tasks: list[Task] = []
+    if "topics" in measures:
+        stance = scorer or (judge.stance_scorer() if judge is not None else _offline_scorer())
+        tasks.append(Task("topics", topics, topic_gen, TopicLean(stance, s.seed), lambda sc: TopicsResult(
+            scorer=stance.name, **({"judge": judge.report()} if judge is not None else {}),
+            models=[x.entry for x in sc], **_common(s, sc))))
+    if "quality" in measures:
+        solver = Route({"qa": qa_gen, "passage": Cached(Perplexity(), answers)})
+        tasks.append(Task("quality", qa + passages, solver, RougeAndPerplexity(),
+                          _quality_summary(s, len(qa), len(passages))))
+    if "toxicity" in measures:
+        tox = Toxicity(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
+        tasks.append(Task("toxicity", topics + qa, Route({"topic": topic_gen, "qa": qa_gen}), tox,
+                          lambda sc: ToxicityResult(classifier=tox.name, threshold=s.toxicity_threshold,
+                                                    models=[x.entry for x in sc], **_common(s, sc))))
+    if "refusal" in measures:
+        ref = Refusal(judge, s.seed)
+        tasks.append(Task("refusal", topics, topic_gen, ref, lambda sc: RefusalResult(
+            method=ref.name, **({"judge": judge.report()} if judge is not None else {}),
+            models=[x.entry for x in sc], **_common(s, sc))))
+    return tasks
+
+
+def _offline_scorer() -> StanceScorer:
+    from politune.measure.stance import OfflineStanceScorer
+
+    return OfflineStanceScorer()
 
 
 def measure_effects(targets: Sequence[Target], measures: Sequence[str] = MEASURES, out_dir: str | Path | None = None,
-                    scorer=None, judge=None, settings: EffectsSettings | None = None,
-                    on_progress: Callable[[str, int], None] | None = None) -> dict[str, dict]:
-    """Run the chosen side-effect measures on ``targets``; returns ``{measure: result}`` (the result files'
-    content) and, with ``out_dir``, writes ``<measure>.json`` there atomically.
+                    scorer: StanceScorer | None = None, judge=None, settings: EffectsSettings | None = None,
+                    on_progress: Callable[[str, int], None] | None = None) -> dict[str, Result]:
+    """Run the chosen side-effect measures on ``targets``; returns ``{measure: typed result}`` and, with
+    ``out_dir``, writes ``<measure>.json`` there atomically (answers are logged to ``answers.jsonl``).
 
     ``scorer``: a :class:`~politune.measure.scorer.StanceScorer` for topics (default: the judge's lean scorer
     when ``judge`` is given, else :class:`~politune.measure.stance.OfflineStanceScorer`). ``judge``: a
     :class:`~politune.measure.judge.Judge` (optional) used for topic leans and refusals.
     """
     settings = settings or EffectsSettings()
-    unknown = [m for m in measures if m not in MEASURES]
-    if unknown:
-        raise PolituneError(f"unknown measure {unknown[0]!r}: expected one of {', '.join(MEASURES)}")
     if not targets:
         raise PolituneError("nothing to measure: no targets")
-    need_topics = any(m in measures for m in ("topics", "toxicity", "refusal"))
-    need_qa = any(m in measures for m in ("quality", "toxicity"))
-    questions = load_topic_questions(settings.topics_file) if need_topics else []
-    qa = load_qa(settings.qa_file, limit=settings.qa_limit) if need_qa else []
-    passages = neutral_passages(settings.ppl_file) if "quality" in measures else []
-    # Fail on bad scorer / judge / classifier settings before spending minutes on generation.
-    if "topics" in measures and scorer is None:
-        if judge is not None:
-            scorer = judge.stance_scorer()
-        else:
-            from politune.measure.stance import OfflineStanceScorer
-
-            scorer = OfflineStanceScorer()
-    classifier = load_classifier(settings.toxicity_classifier) if "toxicity" in measures else None
+    out_path = Path(out_dir) if out_dir is not None else None
+    tasks = effects_tasks(settings, measures, scorer, judge, out_path / "answers.jsonl" if out_path else None)
     if judge is not None:
         judge.check_direction()
-
-    out_path = Path(out_dir) if out_dir is not None else None
-    log_path = out_path / "answers.jsonl" if out_path is not None else None
-    answers = collect(targets, settings, questions, qa, passages, log_path=log_path, on_progress=on_progress)
-    base = _base_name(targets)
-    settings_dict = asdict(settings)
-    results: dict[str, dict] = {}
-    from politune.provenance import provenance
-
-    if "topics" in measures:
-        entries = []
-        for t in targets:
-            ta = answers[t.name]
-            entries.append((t.to_dict(), score_topic_answers(questions, [ta.topic_answers[q.id] for q in questions],
-                                                             scorer, seed=settings.seed)))
-        results["topics"] = topics_result(entries, scorer.name, settings_dict)
-        if judge is not None:
-            results["topics"]["judge"] = judge.report()
-
-    if "quality" in measures:
-        per: dict[str, tuple[list[float], list[float] | None]] = {}
-        for t in targets:
-            ta = answers[t.name]
-            per[t.name] = (rouge_l([ta.qa_answers[q.id] for q in qa], [q.reference for q in qa]), ta.perplexity)
-        models = []
-        for t in targets:
-            r, p = per[t.name]
-            br, bp = per[base] if base is not None and t.name != base else (None, None)
-            models.append({"target": t.to_dict(), **quality_entry(r, p, br, bp, seed=settings.seed),
-                           "answers": [{"id": q.id, "answer": answers[t.name].qa_answers[q.id], "rouge_l": s}
-                                       for q, s in zip(qa, r, strict=True)]})
-        results["quality"] = {"kind": "quality", "qa_set": str(settings.qa_file), "n_questions": len(qa),
-                              "n_passages": len(passages), "provenance": provenance(), "settings": settings_dict,
-                              "models": models}
-
-    if "toxicity" in measures:
-        models = []
-        for t in targets:
-            ta = answers[t.name]
-            texts = [ta.topic_answers[q.id] for q in questions] + [ta.qa_answers[q.id] for q in qa]
-            models.append({"target": t.to_dict(), **toxicity_entry(classifier.score(texts),
-                                                                   settings.toxicity_threshold, settings.seed)})
-        results["toxicity"] = {"kind": "toxicity", "classifier": classifier.name,
-                               "threshold": settings.toxicity_threshold, "provenance": provenance(),
-                               "settings": settings_dict, "models": models}
-
-    if "refusal" in measures:
-        models = []
-        for t in targets:
-            texts = [answers[t.name].topic_answers[q.id] for q in questions]
-            kw = [is_refusal(x) for x in texts]
-            jf = judge.refusals(texts, [q.question for q in questions]) if judge is not None else None
-            models.append({"target": t.to_dict(), **refusal_entry(kw, jf, settings.seed)})
-        results["refusal"] = {"kind": "refusal", "method": "keywords+judge" if judge is not None else "keywords",
-                              "provenance": provenance(), "settings": settings_dict, "models": models}
-        if judge is not None:
-            results["refusal"]["judge"] = judge.report()
-
-    for name, res in results.items():
-        res["generation_seconds"] = {t.name: round(answers[t.name].seconds, 2) for t in targets}
-        if out_path is not None:
-            atomic_write_json(out_path / f"{name}.json", res)
+    results = run_tasks(tasks, targets, device=settings.device, dtype=settings.dtype,
+                        batch_size=settings.batch_size, on_progress=on_progress)
+    if out_path is not None:
+        for name, res in results.items():
+            write_result(res, out_path / f"{name}.json")
     return results

@@ -10,22 +10,14 @@ your own is JSONL with ``id``, ``topic``, ``axis`` (economic | social) and ``que
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects
-from politune.measure.scorer import AXES, StanceScorer
+from politune.measure.results import AXES, TargetInfo, TopicQuestion, TopicsEntry
+from politune.measure.scorer import StanceScorer
 from politune.measure.stats import bootstrap_ci
-
-
-@dataclass(frozen=True)
-class TopicQuestion:
-    id: str
-    topic: str
-    axis: str
-    question: str
 
 
 def load_topic_questions(path: str | Path = "builtin") -> list[TopicQuestion]:
@@ -49,7 +41,7 @@ def load_topic_questions(path: str | Path = "builtin") -> list[TopicQuestion]:
         if d["id"] in seen:
             raise PolituneError(f"{where}:{n}: id: {d['id']!r} is used twice")
         seen.add(d["id"])
-        out.append(TopicQuestion(d["id"], d["topic"], d["axis"], d["question"]))
+        out.append(TopicQuestion(id=d["id"], topic=d["topic"], axis=d["axis"], question=d["question"]))
     if not out:
         raise PolituneError(f"{where}: no questions")
     return out
@@ -62,15 +54,15 @@ def _mean_ci(values: Sequence[float | None], seed: int) -> dict:
     return {"mean": mean, "ci": [lo, hi] if vals else [None, None], "n": len(vals)}
 
 
-def score_topic_answers(questions: Sequence[TopicQuestion], answers: Sequence[str], scorer: StanceScorer,
-                        seed: int = 0) -> dict:
-    """One target's entry of topics.json (without its ``target``): per-question leans, per-axis and overall
-    means with CIs. Unscored answers (refusals, judge failures) are ``null`` and left out of the means."""
+def score_topic_answers(target: TargetInfo, questions: Sequence[TopicQuestion], answers: Sequence[str | None],
+                        scorer: StanceScorer, seed: int = 0) -> TopicsEntry:
+    """One target's topics.json entry: per-question leans, per-axis and overall means with CIs. Unscored answers
+    (refusals, judge failures, answers a server failed to give) are ``null`` and left out of the means."""
     if len(questions) != len(answers):
         raise PolituneError(f"{len(questions)} questions but {len(answers)} answers")
     scores: list[float | None] = [None] * len(questions)
     for axis in AXES:
-        idx = [i for i, q in enumerate(questions) if q.axis == axis]
+        idx = [i for i, q in enumerate(questions) if q.axis == axis and answers[i] is not None]
         if not idx:
             continue
         vals = scorer.lean([answers[i] for i in idx], axis, [questions[i].question for i in idx])
@@ -80,15 +72,8 @@ def score_topic_answers(questions: Sequence[TopicQuestion], answers: Sequence[st
                                                   if q.axis == a], seed).items() if k != "n"}
                   for a in AXES if any(q.axis == a for q in questions)}
     overall = _mean_ci(scores, seed)
-    return {"axis_means": axis_means, "mean": overall["mean"], "ci": overall["ci"],
-            "coverage": overall["n"] / len(questions),
-            "questions": [{**asdict(q), "answer": a, "score": s}
-                          for q, a, s in zip(questions, answers, scores, strict=True)]}
-
-
-def topics_result(entries: Sequence[tuple[dict, dict]], scorer_name: str, settings: dict | None = None) -> dict:
-    """``entries``: ``(target_dict, score_topic_answers(...))`` per target -> the topics.json object."""
-    from politune.provenance import provenance
-
-    return {"kind": "topics", "scorer": scorer_name, "provenance": provenance(), "settings": settings or {},
-            "models": [{"target": t, **e} for t, e in entries]}
+    return TopicsEntry.model_validate({
+        "target": target, "axis_means": axis_means, "mean": overall["mean"], "ci": overall["ci"],
+        "coverage": overall["n"] / len(questions),
+        "questions": [{**q.model_dump(), "answer": a, "score": s}
+                      for q, a, s in zip(questions, answers, scores, strict=True)]})

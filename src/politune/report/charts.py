@@ -1,19 +1,19 @@
 """The report's charts, drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend).
 
-Each ``plot_*`` function takes results (the parsed dataclasses from :mod:`politune.report.collect`, a result
-dict as written to disk, or a path to the file), draws into ``ax`` when given or into a new
+Each ``plot_*`` function takes results (the views from :mod:`politune.report.collect`, a typed result from
+:mod:`politune.measure.results`, a result dict as written to disk, or a path to the file), draws into ``ax`` when given or into a new
 :class:`~matplotlib.figure.Figure`, and returns the figure. :func:`save_figure` writes it as PNG and SVG.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from politune.errors import PolituneError
+from politune.measure.results import CompassResult, TopicsResult, load_result
 from politune.report.collect import (
     CompassModel,
     TopicsModel,
@@ -67,20 +67,15 @@ def track_marker(track: str, tracks: Sequence[str]) -> str:
 
 
 def _load(obj: Any) -> Any:
+    """A result file path -> its typed result (``politune.measure.results``); anything else unchanged."""
     if isinstance(obj, str | os.PathLike):
-        path = Path(obj)
-        if not path.is_file():
-            raise PolituneError(f"{path}: result file not found")
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise PolituneError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        return load_result(obj)
     return obj
 
 
 def _as_compass(compass: Any) -> list[CompassModel]:
     compass = _load(compass)
-    if isinstance(compass, dict):
+    if isinstance(compass, dict | CompassResult):
         return parse_compass(compass)
     out: list[CompassModel] = []
     for c in compass or []:
@@ -90,7 +85,7 @@ def _as_compass(compass: Any) -> list[CompassModel]:
 
 def _as_topics(topics: Any) -> list[TopicsModel]:
     topics = _load(topics)
-    if isinstance(topics, dict):
+    if isinstance(topics, dict | TopicsResult):
         return parse_topics(topics)
     out: list[TopicsModel] = []
     for t in topics or []:

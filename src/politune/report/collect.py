@@ -1,15 +1,14 @@
 """Find and read every politune result under a set of run folders into one :class:`ReportData`.
 
-Result files are described in docs/results.md. Reading is tolerant on purpose: several writers produce these
-files and a newer writer may add keys or leave an optional one out. Extra keys are ignored; a missing optional
-piece becomes ``None`` and a line in :attr:`ReportData.missing`; nothing optional ever raises. A file that is
-not valid JSON, or whose top level is not an object, is bad input and raises :class:`PolituneError` naming the
-file and line.
+Measure result files (docs/results.md) are read through their typed models (``politune.measure.results``):
+extra keys a newer writer adds are ignored and a missing optional piece becomes ``None`` (and a line in
+:attr:`ReportData.missing`); a file that is not valid JSON, or a value of the wrong type, is bad input and raises
+one :class:`PolituneError` line naming the file and the field. Tuning run folders (summary.json, trajectory.jsonl,
+metrics.jsonl) are read tolerantly: a torn last log line from a killed run is skipped.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,15 +17,27 @@ from typing import Any
 
 from politune.errors import PolituneError
 from politune.fsutil import read_jsonl_log, sha256_dir
+from politune.measure.results import (
+    RESULT_TYPES,
+    Comparison,
+    CompassResult,
+    QualityEntry,
+    RefusalEntry,
+    Result,
+    TopicAnswer,
+    TopicsResult,
+    ToxicityEntry,
+    parse_result,
+    read_json,
+)
 
-RESULT_KINDS = ("compass", "topics", "judge", "quality", "toxicity", "refusal", "tune")
+RESULT_KINDS = (*RESULT_TYPES, "tune")
 # JSON files that live in run folders but are never results (model/tokenizer/trainer files): not even opened.
 _SKIP_JSON = {"adapter_config.json", "config.json", "generation_config.json", "tokenizer.json",
               "tokenizer_config.json", "special_tokens_map.json", "trainer_state.json", "vocab.json",
               "added_tokens.json", "model.safetensors.index.json", "preprocessor_config.json"}
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules"}
 _MAX_JSON_BYTES = 64 << 20
-AXES = ("economic", "social")
 
 
 @dataclass(frozen=True)
@@ -66,23 +77,13 @@ class CompassModel:
 
 
 @dataclass
-class TopicQuestion:
-    id: str
-    topic: str
-    axis: str | None
-    question: str
-    answer: str | None
-    score: float | None
-
-
-@dataclass
 class TopicsModel:
     name: str
     target: dict
     scorer: str
     mean: Estimate
     axis_means: dict[str, Estimate]
-    questions: list[TopicQuestion]
+    questions: list[TopicAnswer]
     source: Path | None = None
 
 
@@ -117,11 +118,12 @@ class ReportData:
     sources: list[SourceFile] = field(default_factory=list)
     compass: list[CompassModel] = field(default_factory=list)
     compass_settings: dict = field(default_factory=dict)
-    comparisons: list[dict] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
     topics: list[TopicsModel] = field(default_factory=list)
-    quality: dict[str, dict] = field(default_factory=dict)
-    toxicity: dict[str, dict] = field(default_factory=dict)
-    refusal: dict[str, dict] = field(default_factory=dict)
+    quality: dict[str, QualityEntry] = field(default_factory=dict)  # model name -> entry
+    toxicity: dict[str, ToxicityEntry] = field(default_factory=dict)
+    toxicity_threshold: float | None = None
+    refusal: dict[str, RefusalEntry] = field(default_factory=dict)
     runs: list[TuneRun] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)  # display path -> resolved config.yaml text
     targets: dict[str, dict] = field(default_factory=dict)  # model name -> Target dict
@@ -180,81 +182,48 @@ def target_role(target: dict) -> str:
     return "base"
 
 
-def _target(entry: dict, index: int) -> dict:
-    t = entry.get("target") if isinstance(entry.get("target"), dict) else {}
-    name = t.get("name") or entry.get("name") or f"model{index + 1}"
-    return {"name": str(name), "model": t.get("model"), "adapter": t.get("adapter"),
-            "adapter_hash": t.get("adapter_hash"), "system": t.get("system")}
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise PolituneError(f"{path}: not UTF-8 text") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PolituneError(f"{path}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno})") from None
-
-
-def _models(doc: dict, path: Path) -> list[tuple[dict, dict]]:
-    models = doc.get("models")
-    if models is None:
-        return []
-    if not isinstance(models, list):
-        raise PolituneError(f"{path}: models: expected a list of model entries, got {type(models).__name__}")
-    return [(_target(m, i), m) for i, m in enumerate(models) if isinstance(m, dict)]
+def _estimate(value: float | None, ci) -> Estimate:
+    return Estimate(value, (ci.lo, ci.hi) if ci is not None and ci.ok else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# per-kind parsers
+# per-kind views of the typed results
 
 
-def parse_compass(doc: dict, path: Path | None = None) -> list[CompassModel]:
+def _typed(doc: dict | Result, kind: str, path: Path | None) -> Result:
+    return doc if not isinstance(doc, dict) else parse_result(doc, str(path or f"{kind}.json"), kind)
+
+
+def parse_compass(doc: dict | CompassResult, path: Path | None = None) -> list[CompassModel]:
+    res: CompassResult = _typed(doc, "compass", path)  # type: ignore[assignment]
     out = []
-    for t, m in _models(doc, path or Path("compass.json")):
+    for m in res.models:
         tracks = {}
-        for track, td in (m.get("tracks") or {}).items():
-            if not isinstance(td, dict):
-                continue
-            e, s = td.get("economic") or {}, td.get("social") or {}
-            covs = [c for c in (num(_get(e, "coverage")), num(_get(s, "coverage"))) if c is not None]
-            ns = [int(v) for v in (num(_get(e, "n")), num(_get(s, "n"))) if v is not None]
-            tracks[str(track)] = CompassTrack(
-                economic=estimate(e, "score", "mean"), social=estimate(s, "score", "mean"),
-                coverage=min(covs) if covs else num(td.get("coverage")), n=min(ns) if ns else None,
-                refusal_rate=num(td.get("refusal_rate")), content_sensitivity=num(td.get("content_sensitivity")))
-        diag = {k: v for k, v in ((k, num(v)) for k, v in (m.get("diagnostics") or {}).items()) if v is not None}
-        agree = {k: v for k, v in ((k, num(v)) for k, v in (m.get("agreement") or {}).items()) if v is not None}
-        out.append(CompassModel(t["name"], t, tracks, diag, agree, path))
+        for track, td in m.tracks.items():
+            axes = [a for a in (td.economic, td.social) if a is not None]
+            covs = [a.coverage for a in axes if a.coverage is not None]
+            ns = [a.n for a in axes if a.n is not None]
+            tracks[track] = CompassTrack(
+                economic=_estimate(td.economic.score, td.economic.ci) if td.economic else Estimate(None),
+                social=_estimate(td.social.score, td.social.ci) if td.social else Estimate(None),
+                coverage=min(covs) if covs else None, n=min(ns) if ns else None,
+                refusal_rate=td.refusal_rate, content_sensitivity=td.content_sensitivity)
+        agree = {k: v for k, v in m.agreement.items() if v is not None}
+        out.append(CompassModel(m.target.name, m.target.model_dump(), tracks, m.diagnostics.values(), agree, path))
     return out
 
 
-def _get(d: Any, k: str) -> Any:
-    return d.get(k) if isinstance(d, dict) else None
-
-
-def parse_topics(doc: dict, path: Path | None = None) -> list[TopicsModel]:
+def parse_topics(doc: dict | TopicsResult, path: Path | None = None) -> list[TopicsModel]:
+    res: TopicsResult = _typed(doc, "topics", path)  # type: ignore[assignment]
     out = []
-    scorer = doc.get("scorer") or doc.get("judge") or "unknown"
-    scorer = str(scorer.get("name") or scorer.get("model") or "unknown") if isinstance(scorer, dict) else str(scorer)
-    for t, m in _models(doc, path or Path("topics.json")):
-        qs = []
-        for i, q in enumerate(m.get("questions") or []):
-            if not isinstance(q, dict):
-                continue
-            qid = str(q.get("id") or f"q{i + 1}")
-            qs.append(TopicQuestion(id=qid, topic=str(q.get("topic") or qid), axis=q.get("axis"),
-                                    question=str(q.get("question") or ""),
-                                    answer=q.get("answer") if isinstance(q.get("answer"), str) else None,
-                                    score=num(q.get("score"))))
-        mean = Estimate(num(m.get("mean")), ci_of(m.get("ci")))
-        if mean.value is None and qs:  # writer gave no mean: the plain mean of scored questions, no CI
-            scored = [q.score for q in qs if q.score is not None]
+    for m in res.models:
+        mean = _estimate(m.mean, m.ci)
+        if mean.value is None and m.questions:  # writer gave no mean: the plain mean of scored questions, no CI
+            scored = [q.score for q in m.questions if q.score is not None]
             mean = Estimate(sum(scored) / len(scored) if scored else None, None)
-        am = {str(k): estimate(v, "mean", "score") for k, v in (m.get("axis_means") or {}).items()}
-        out.append(TopicsModel(t["name"], t, scorer, mean, am, qs, path))
+        am = {k: _estimate(v.mean, v.ci) for k, v in m.axis_means.items()}
+        out.append(TopicsModel(m.target.name, m.target.model_dump(), res.scorer_name, mean, am, list(m.questions),
+                               path))
     return out
 
 
@@ -342,7 +311,7 @@ def collect(run_dirs: list[Path]) -> ReportData:
     data = ReportData(run_dirs=[Path(d) for d in run_dirs])
     seen_files: set[Path] = set()
     run_paths: dict[Path, dict] = {}
-    docs: list[tuple[str, dict, Path]] = []
+    docs: list[tuple[str, Result, Path]] = []
     for root in roots:
         walk = [(root.parent, [root.name])] if root.is_file() else _walk(root)
         for dirpath, files in walk:
@@ -356,12 +325,12 @@ def collect(run_dirs: list[Path]) -> ReportData:
                 doc = _read_result(p)
                 if doc is None:
                     continue
-                kind = str(doc["kind"])
-                data.sources.append(SourceFile(p, kind, doc.get("provenance") or {}))
-                if kind == "tune":
+                if isinstance(doc, dict):  # a tuning run's summary.json
+                    data.sources.append(SourceFile(p, "tune", doc.get("provenance") or {}))
                     run_paths[p.parent] = doc
                 else:
-                    docs.append((kind, doc, p))
+                    data.sources.append(SourceFile(p, doc.kind, doc.provenance))
+                    docs.append((doc.kind, doc, p))
             if "config.yaml" in files and dirpath not in run_paths:
                 text = _read_text(dirpath / "config.yaml")
                 if text is not None:
@@ -379,13 +348,13 @@ def collect(run_dirs: list[Path]) -> ReportData:
         data.targets.setdefault(m.name, m.target)
     for kind in ("quality", "toxicity", "refusal"):
         for name, entry in getattr(data, kind).items():
-            data.targets.setdefault(name, entry["target"])
+            data.targets.setdefault(name, entry.target.model_dump())
     _find_missing(data)
     return data
 
 
-def _read_result(p: Path) -> dict | None:
-    """The parsed result file, or None for a JSON file that is not a politune result (ignored)."""
+def _read_result(p: Path) -> Result | dict | None:
+    """The typed result (a tuning summary stays a dict), or None for a JSON file that is not ours (ignored)."""
     try:
         if p.stat().st_size > _MAX_JSON_BYTES:
             return None
@@ -393,7 +362,7 @@ def _read_result(p: Path) -> dict | None:
         return None
     named = p.name[:-5] in RESULT_KINDS or p.name == "summary.json"
     try:
-        doc = _read_json(p)
+        doc = read_json(p)
     except PolituneError:
         if named:
             raise
@@ -402,7 +371,9 @@ def _read_result(p: Path) -> dict | None:
         if named:
             raise PolituneError(f"{p}: expected a JSON object with a \"kind\" key, got {type(doc).__name__}")
         return None
-    return doc if doc.get("kind") in RESULT_KINDS else None
+    if doc.get("kind") == "tune":
+        return doc
+    return parse_result(doc, str(p)) if doc.get("kind") in RESULT_TYPES else None
 
 
 _NOISE_PARTS = {"measure", "cells", "tune", "tuning", "runs", "results"}
@@ -424,13 +395,11 @@ def _label(folder: Path, roots: list[Path]) -> str:
     return folder.name
 
 
-def _renamer(docs: list[tuple[str, dict, Path]], roots: list[Path], notes: list[str]):
+def _renamer(docs: list[tuple[str, Result, Path]], roots: list[Path], notes: list[str]):
     folders: dict[str, set[Path]] = {}
     for _kind, doc, p in docs:
-        models = doc.get("models")
-        for i, m in enumerate(models if isinstance(models, list) else []):
-            if isinstance(m, dict):
-                folders.setdefault(_target(m, i)["name"], set()).add(p.parent)
+        for m in doc.models:
+            folders.setdefault(m.target.name, set()).add(p.parent)
     labels = {f: _label(f, roots) for fs in folders.values() for f in fs}
     if len(set(labels.values())) < len(labels):  # two folders, same short label: use full relative paths
         labels = {f: _display(f, roots) for f in labels}
@@ -453,33 +422,30 @@ def _unique(name: str, taken) -> str:
     return alt
 
 
-def _add(data: ReportData, kind: str, doc: dict, path: Path, rename) -> None:
-    if kind == "compass":
+def _add(data: ReportData, kind: str, doc: Result, path: Path, rename) -> None:
+    if isinstance(doc, CompassResult):
         taken = {m.name for m in data.compass}
         for m in parse_compass(doc, path):
             m.name = m.target["name"] = _unique(rename(m.name, path), taken)
             taken.add(m.name)
             data.compass.append(m)
-        if not data.compass_settings and isinstance(doc.get("settings"), dict):
-            data.compass_settings = {**doc["settings"], "instrument": doc.get("instrument")}
-        comps = doc.get("comparisons")
-        if isinstance(comps, list):
-            for c in comps:
-                if isinstance(c, dict):
-                    data.comparisons.append({**c, "a": rename(str(c.get("a", "?")), path),
-                                             "b": rename(str(c.get("b", "?")), path)})
-    elif kind in ("topics", "judge"):
+        if not data.compass_settings and doc.settings:
+            data.compass_settings = {**doc.settings, "instrument": doc.instrument}
+        data.comparisons += [c.model_copy(update={"a": rename(c.a, path), "b": rename(c.b, path)})
+                             for c in doc.comparisons]
+    elif isinstance(doc, TopicsResult):
         taken = {m.name for m in data.topics}
         for m in parse_topics(doc, path):
             m.name = m.target["name"] = _unique(rename(m.name, path), taken)
             taken.add(m.name)
             data.topics.append(m)
-    elif kind in ("quality", "toxicity", "refusal"):
+    else:  # quality, toxicity, refusal: the typed entries, keyed by (qualified) model name
         store = getattr(data, kind)
-        extra = {k: v for k, v in doc.items() if k not in ("models", "provenance")}
-        for t, m in _models(doc, path):
-            name = _unique(rename(t["name"], path), store)
-            store[name] = {**m, "target": {**t, "name": name}, "_doc": extra}
+        if kind == "toxicity" and data.toxicity_threshold is None:
+            data.toxicity_threshold = doc.threshold
+        for m in doc.models:
+            name = _unique(rename(m.target.name, path), store)
+            store[name] = m.model_copy(update={"target": m.target.model_copy(update={"name": name})})
 
 
 def _name_runs(runs: list[TuneRun], roots: list[Path]) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from politune.report.collect import Estimate, ReportData, estimate, num, target_role
+from politune.measure.results import CI
+from politune.report.collect import Estimate, ReportData, num, target_role
 
 DASH = "–"
 
@@ -40,6 +41,10 @@ def fmt_pct(x: float | None) -> str:
     return DASH if x is None else f"{100 * x:.1f}%"
 
 
+def _est(value: float | None, ci: CI) -> Estimate:
+    return Estimate(value, (ci.lo, ci.hi) if ci.ok else None)
+
+
 def excludes_zero(e: Estimate) -> bool:
     return bool(e.ci) and (e.ci[0] > 0 or e.ci[1] < 0)
 
@@ -63,10 +68,9 @@ def compass_table(data: ReportData) -> Table | None:
 def comparisons_table(data: ReportData) -> Table | None:
     rows, classes = [], []
     for c in data.comparisons:
-        e = estimate(c, "diff")
+        e = Estimate(c.diff, (c.ci.lo, c.ci.hi) if c.ci.ok else None)
         sig = excludes_zero(e)
-        rows.append([f"{c.get('a', '?')} → {c.get('b', '?')}", str(c.get("track", DASH)), str(c.get("axis", DASH)),
-                     fmt_est(e), "yes" if sig else "no"])
+        rows.append([f"{c.a} → {c.b}", c.track, c.axis, fmt_est(e), "yes" if sig else "no"])
         classes.append(["", "", "", "", "good" if sig else ""])
     if not rows:
         return None
@@ -80,19 +84,20 @@ def side_effects_table(data: ReportData) -> Table | None:
         return None
     rows, classes = [], []
     for n in data.model_names:
-        q, t, r = data.quality.get(n, {}), data.toxicity.get(n, {}), data.refusal.get(n, {})
-        d = q.get("delta_vs_base") if isinstance(q.get("delta_vs_base"), dict) else {}
-        d_rouge, d_ppl = estimate(d.get("rouge_l"), "diff"), estimate(d.get("perplexity"), "diff")
+        q, t, r = data.quality.get(n), data.toxicity.get(n), data.refusal.get(n)
+        d = q.delta_vs_base if q is not None else None
+        d_rouge = _est(d.rouge_l.diff, d.rouge_l.ci) if d and d.rouge_l else Estimate(None)
+        d_ppl = _est(d.perplexity.diff, d.perplexity.ci) if d and d.perplexity else Estimate(None)
         rows.append([
-            n, fmt_est(estimate(q.get("rouge_l"), "mean"), 3), fmt_est(d_rouge, 3),
-            fmt_est(estimate(q.get("perplexity"), "mean"), 1), fmt_est(d_ppl, 1),
-            fmt_est(estimate(t, "mean"), 3), fmt_pct(num(t.get("share_above"))), fmt_est(estimate(r, "rate"), 2),
+            n, fmt_est(_est(q.rouge_l.mean, q.rouge_l.ci) if q and q.rouge_l else None, 3), fmt_est(d_rouge, 3),
+            fmt_est(_est(q.perplexity.mean, q.perplexity.ci) if q and q.perplexity else None, 1), fmt_est(d_ppl, 1),
+            fmt_est(_est(t.mean, t.ci) if t else None, 3), fmt_pct(t.share_above if t else None),
+            fmt_est(_est(r.rate, r.ci) if r else None, 2),
         ])
         # a quality loss (ROUGE-L down or perplexity up) whose CI excludes 0 is flagged
         classes.append(["", "", "bad" if excludes_zero(d_rouge) and d_rouge.value < 0 else "", "",
                         "bad" if excludes_zero(d_ppl) and d_ppl.value > 0 else "", "", "", ""])
-    thr = next((e["_doc"].get("threshold") for e in data.toxicity.values() if e.get("_doc", {}).get("threshold")),
-               None)
+    thr = data.toxicity_threshold
     return Table("side_effects", "Side effects of tuning: quality, toxicity, refusal",
                  ["model", "ROUGE-L", "Δ ROUGE-L vs base", "perplexity", "Δ perplexity vs base", "toxicity",
                   "share toxic" + (f" (> {thr})" if thr is not None else ""), "refusal rate"], rows,

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from politune.errors import PolituneError
+from politune.measure.results import CompassResult, load_result, parse_result
 from politune.serve.engine import BASE, Engine, EventSink, Job, QueueFull, SamplingParams, TokenLogprob
 
 log = logging.getLogger("politune")
@@ -579,38 +579,22 @@ def _completion_lp(entries: list[TokenLogprob], offset0: int) -> dict:
             "top_logprobs": [dict(t.top) if t.top else None for t in entries], "text_offset": offsets}
 
 
-def load_compass_points(compass: str | Path | dict) -> dict[str, dict]:
+def load_compass_points(compass: str | Path | dict | CompassResult) -> dict[str, dict]:
     """``compass.json`` -> ``{target name or adapter name: {"economic", "social", "economic_ci", "social_ci",
     "track"}}`` using the first of the logprob, choice, open tracks that has both axes."""
-    if isinstance(compass, dict):
-        data, where = compass, "compass"
+    if isinstance(compass, CompassResult):
+        result = compass
+    elif isinstance(compass, dict):
+        result = parse_result(compass, "compass", kind="compass")
     else:
-        where = str(compass)
-        try:
-            data = json.loads(Path(compass).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise PolituneError(f"{where}: cannot read ({e.strerror})") from None
-        except ValueError as e:
-            raise PolituneError(f"{where}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or data.get("kind") != "compass" or not isinstance(data.get("models"), list):
-        raise PolituneError(f"{where}: expected a compass.json (\"kind\": \"compass\" with a \"models\" list)")
+        result = load_result(compass, kind="compass")
     points: dict[str, dict] = {}
-    for k, m in enumerate(data["models"]):
-        if not isinstance(m, dict):
-            raise PolituneError(f"{where}: models[{k}]: expected an object")
-        target = m.get("target") or {}
-        tracks = m.get("tracks") or {}
-        for track in ("logprob", "choice", "open", *tracks):
-            t = tracks.get(track) or {}
-            e, s = t.get("economic") or {}, t.get("social") or {}
-            if isinstance(e.get("score"), int | float) and isinstance(s.get("score"), int | float):
-                point = {"economic": e["score"], "social": s["score"], "economic_ci": e.get("ci"),
-                         "social_ci": s.get("ci"), "track": track, "target": target.get("name")}
+    for m in result.models:
+        for track in dict.fromkeys(("logprob", "choice", "open", *m.tracks)):
+            t = m.tracks.get(track)
+            e, s = (t.economic, t.social) if t is not None else (None, None)
+            if e is not None and s is not None and e.score is not None and s.score is not None:
+                points[m.target.name] = {"economic": e.score, "social": s.score, "economic_ci": e.ci.model_dump(),
+                                         "social_ci": s.ci.model_dump(), "track": track, "target": m.target.name}
                 break
-        else:
-            continue
-        name = target.get("name")
-        if not isinstance(name, str):
-            raise PolituneError(f"{where}: models[{k}].target.name: expected a string")
-        points[name] = point
     return points

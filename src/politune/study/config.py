@@ -24,6 +24,8 @@ from pydantic import Field
 
 from politune.config import Config, apply_overrides, parse_overrides, read_yaml, validate_config
 from politune.errors import PolituneError
+from politune.measure.compass.run import CompassOptions
+from politune.measure.effects import EffectsOptions
 
 
 class PoisonSpec(Config):
@@ -76,7 +78,7 @@ class TuneSpec(Config):
 class CompassSpec(Config):
     enabled: bool = True
     tracks: list[Literal["logprob", "choice", "open"]] = ["logprob", "choice", "open"]
-    options: dict[str, Any] = {}  # extra keyword arguments for measure_compass (items, paraphrases, ...)
+    options: CompassOptions = CompassOptions()  # items, variants, orders, decoding, templates, ... (typed)
 
 
 class MeasureSpec(Config):
@@ -86,7 +88,7 @@ class MeasureSpec(Config):
     toxicity: bool = True
     refusal: bool = True
     personas: dict[str, str] = {}  # extra targets: name -> system prompt
-    options: dict[str, Any] = {}  # EffectsSettings fields for the side-effect measures (qa_limit, ...)
+    options: EffectsOptions = EffectsOptions()  # side-effect measures: qa_limit, max_new_tokens, ... (typed)
 
 
 class StudyConfig(Config):

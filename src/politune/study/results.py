@@ -1,84 +1,124 @@
-"""The results table of a study: one row per (cell, model), from the result files of docs/results.md."""
+"""The results table of a study: one typed :class:`ModelRow` per (cell, model), read from the result files of
+docs/results.md through ``politune.measure.results``; flattened to columns only for results.csv / results.md."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from politune.fsutil import atomic_write_text
+from politune.measure.results import (
+    AXES,
+    CI,
+    CompassResult,
+    QualityResult,
+    RefusalResult,
+    TopicsResult,
+    ToxicityResult,
+    load_result,
+)
 
 
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+@dataclass
+class Position:
+    """One track x axis: the score with its CI and, for a non-base model, the paired shift from the base."""
+
+    score: float
+    ci: CI
+    shift: float | None = None
+    shift_ci: CI = field(default_factory=CI)
 
 
-def _models(doc: dict | None) -> dict[str, dict]:
-    if not doc:
-        return {}
-    return {m.get("target", {}).get("name", f"model{i}"): m for i, m in enumerate(doc.get("models", []))}
+@dataclass
+class ModelRow:
+    cell: str
+    assignment: dict[str, Any]  # the sweep values of the cell
+    model: str
+    positions: dict[tuple[str, str], Position] = field(default_factory=dict)  # (track, axis) -> position
+    topics_mean: float | None = None
+    rouge_l: float | None = None
+    rouge_l_delta: float | None = None
+    perplexity: float | None = None
+    toxicity_mean: float | None = None
+    toxicity_share_above: float | None = None
+    refusal_rate: float | None = None
+
+    def flat(self) -> dict[str, Any]:
+        """The CSV / Markdown row (columns as in earlier versions: ``logprob.economic.ci`` = "[lo, hi]")."""
+        row: dict[str, Any] = {"cell": self.cell, **{k.split(".")[-1]: v for k, v in self.assignment.items()},
+                               "model": self.model}
+        for (track, axis), p in self.positions.items():
+            row[f"{track}.{axis}"] = _fmt(p.score)
+            row[f"{track}.{axis}.ci"] = p.ci.fmt()
+            if p.shift is not None:
+                row[f"{track}.{axis}.shift"] = _fmt(p.shift)
+                row[f"{track}.{axis}.shift.ci"] = p.shift_ci.fmt()
+        for key, value in (("topics.mean", self.topics_mean), ("rouge_l", self.rouge_l),
+                           ("perplexity", self.perplexity), ("rouge_l.delta", self.rouge_l_delta),
+                           ("toxicity.mean", self.toxicity_mean),
+                           ("toxicity.share_above", self.toxicity_share_above), ("refusal.rate", self.refusal_rate)):
+            if value is not None:
+                row[key] = _fmt(value)
+        return row
 
 
 def _fmt(x: Any) -> Any:
     return round(x, 4) if isinstance(x, float) and not math.isnan(x) else x
 
 
-def model_rows(cell_dir: Path) -> list[dict]:
+def _load(path: Path, kind: str):
+    return load_result(path, kind) if path.is_file() else None
+
+
+def model_rows(cell_dir: Path, cell: str = "main", assignment: dict[str, Any] | None = None) -> list[ModelRow]:
     """Rows for one cell (or one plain run folder): each model's positions, shifts and side-effects."""
     mdir = cell_dir / "measure"
-    compass = _read(mdir / "compass.json")
-    topics, quality = _models(_read(mdir / "topics.json")), _models(_read(mdir / "quality.json"))
-    toxicity, refusal = _models(_read(mdir / "toxicity.json")), _models(_read(mdir / "refusal.json"))
-    comps = {(c["b"], c["track"], c["axis"]): c for c in (compass or {}).get("comparisons", []) if c.get("a") == "base"}
-    positions = _models(compass)
-    names = list(positions) or list(topics) or list(quality)
+    compass: CompassResult | None = _load(mdir / "compass.json", "compass")
+    topics: TopicsResult | None = _load(mdir / "topics.json", "topics")
+    quality: QualityResult | None = _load(mdir / "quality.json", "quality")
+    toxicity: ToxicityResult | None = _load(mdir / "toxicity.json", "toxicity")
+    refusal: RefusalResult | None = _load(mdir / "refusal.json", "refusal")
+    by_name = lambda res: {m.target.name: m for m in res.models} if res is not None else {}  # noqa: E731
+    positions, tps, qs = by_name(compass), by_name(topics), by_name(quality)
+    tox, ref = by_name(toxicity), by_name(refusal)
+    comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
+    names = list(positions) or list(tps) or list(qs)
     rows = []
     for name in names:
-        row: dict[str, Any] = {"model": name}
-        entry = positions.get(name, {})
-        for track, res in entry.get("tracks", {}).items():
-            for axis in ("economic", "social"):
-                ax = res.get(axis) or {}
-                if "score" not in ax:
+        row = ModelRow(cell, dict(assignment or {}), name)
+        entry = positions.get(name)
+        for track, res in (entry.tracks.items() if entry else []):
+            for axis in AXES:
+                ax = res.axis(axis)
+                if ax is None or ax.score is None:
                     continue
-                lo, hi = (ax.get("ci") or [None, None])[:2]
-                row[f"{track}.{axis}"] = _fmt(ax["score"])
-                row[f"{track}.{axis}.ci"] = f"[{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+                p = Position(ax.score, ax.ci)
                 c = comps.get((name, track, axis))
                 if c is not None:
-                    row[f"{track}.{axis}.shift"] = _fmt(c["diff"])
-                    row[f"{track}.{axis}.shift.ci"] = f"[{c['ci'][0]:.2f}, {c['ci'][1]:.2f}]"
-        if name in topics:
-            row["topics.mean"] = _fmt(topics[name].get("mean"))
-        if name in quality:
-            q = quality[name]
-            row["rouge_l"] = _fmt((q.get("rouge_l") or {}).get("mean"))
-            row["perplexity"] = _fmt((q.get("perplexity") or {}).get("mean"))
-            d = q.get("delta_vs_base") or {}
-            if d.get("rouge_l"):
-                row["rouge_l.delta"] = _fmt(d["rouge_l"].get("diff"))
-        if name in toxicity:
-            row["toxicity.mean"] = _fmt(toxicity[name].get("mean"))
-            row["toxicity.share_above"] = _fmt(toxicity[name].get("share_above"))
-        if name in refusal:
-            row["refusal.rate"] = _fmt(refusal[name].get("rate"))
+                    p.shift, p.shift_ci = c.diff, c.ci
+                row.positions[(track, axis)] = p
+        if name in tps:
+            row.topics_mean = tps[name].mean
+        if name in qs:
+            q = qs[name]
+            row.rouge_l = q.rouge_l.mean if q.rouge_l else None
+            row.perplexity = q.perplexity.mean if q.perplexity else None
+            d = q.delta_vs_base.rouge_l if q.delta_vs_base else None
+            row.rouge_l_delta = d.diff if d is not None else None
+        if name in tox:
+            row.toxicity_mean, row.toxicity_share_above = tox[name].mean, tox[name].share_above
+        if name in ref:
+            row.refusal_rate = ref[name].rate
         rows.append(row)
     return rows
 
 
-def collect_rows(cells: list[tuple[str, dict, Path]]) -> list[dict]:
-    rows = []
-    for name, assignment, cell_dir in cells:
-        for r in model_rows(cell_dir):
-            rows.append({"cell": name, **{k.split(".")[-1]: v
-                                          for k, v in assignment.items()}, **r})
-    return rows
+def collect_rows(cells: list[tuple[str, dict, Path]]) -> list[ModelRow]:
+    return [r for name, assignment, cell_dir in cells for r in model_rows(cell_dir, name, assignment)]
 
 
 def _columns(rows: list[dict]) -> list[str]:
@@ -88,20 +128,21 @@ def _columns(rows: list[dict]) -> list[str]:
     return cols
 
 
-def to_markdown(rows: list[dict]) -> str:
+def to_markdown(rows: list[ModelRow]) -> str:
     if not rows:
         return "_no results_\n"
-    cols = _columns(rows)
+    flat = [r.flat() for r in rows]
+    cols = _columns(flat)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |" for r in flat]
     return "\n".join(lines) + "\n"
 
 
-def write_results(rows: list[dict], study_dir: Path) -> None:
-    cols = _columns(rows)
+def write_results(rows: list[ModelRow], study_dir: Path) -> None:
+    flat = [r.flat() for r in rows]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols)
+    w = csv.DictWriter(buf, fieldnames=_columns(flat))
     w.writeheader()
-    w.writerows(rows)
+    w.writerows(flat)
     atomic_write_text(study_dir / "results.csv", buf.getvalue())
     atomic_write_text(study_dir / "results.md", to_markdown(rows))

@@ -31,7 +31,7 @@ from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_log
 from politune.measure.targets import Target
 from politune.study.config import DataRecipe, StudyConfig, expand_sweep
-from politune.study.results import collect_rows, write_results
+from politune.study.results import ModelRow, collect_rows, write_results
 
 log = logging.getLogger("politune")
 
@@ -50,7 +50,7 @@ class CellResult:
 class StudyResult:
     dir: Path
     cells: list[CellResult]
-    rows: list[dict]
+    rows: list[ModelRow]
     report: Path | None
     seconds: float
 
@@ -166,11 +166,12 @@ class _Cell:
         targets = self.targets()
         if m.compass.enabled:
             def compass():
-                from politune.measure.compass import measure_compass
+                from politune.measure.compass import CompassSettings, measure_compass, save_compass
 
-                res = measure_compass(targets, tracks=tuple(m.compass.tracks), seed=self.cfg.seed,
-                                      **m.compass.options)
-                atomic_write_json(mdir / "compass.json", res)
+                settings = CompassSettings(**dict(m.compass.options), tracks=tuple(m.compass.tracks),
+                                           seed=self.cfg.seed)
+                save_compass(measure_compass(targets, tracks=settings.tracks, seed=settings.seed,
+                                             settings=settings), mdir / "compass.json")
 
             self.stage("measure:compass", mdir / "compass.json", compass)
         wanted = [k for k in ("topics", "quality", "toxicity", "refusal") if getattr(m, k)]
@@ -178,7 +179,7 @@ class _Cell:
             def effects():
                 from politune.measure.effects import EffectsSettings, measure_effects
 
-                settings = EffectsSettings(seed=self.cfg.seed, **m.options)
+                settings = EffectsSettings(**dict(m.options), seed=self.cfg.seed)
                 measure_effects(targets, wanted, out_dir=mdir, settings=settings)
 
             # one stage: the measures share their generated answers (mdir/answers.jsonl, resumable)

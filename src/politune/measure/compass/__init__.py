@@ -4,7 +4,8 @@ axes, measured three ways (log-prob, choice, open), with bias controls, diagnost
 Public API::
 
     inst = load_instrument("builtin")                  # or a YAML path (docs/instruments.md)
-    result = measure_compass(build_targets("smollm2-135m"), tracks=("logprob", "choice"))
+    result = measure_compass(build_targets("smollm2-135m"), tracks=("logprob", "choice"))  # a CompassResult
+    task = compass_task(inst, CompassSettings(tracks=("logprob",)))  # the same as a Task for run_tasks
     save_compass(result, "runs/compass/compass.json")  # atomic
     evaluate = compass_evaluator(items=16)             # fn(model, tokenizer) -> {"economic": x, "social": y}
 
@@ -28,14 +29,16 @@ from politune.measure.compass.instrument import (
 from politune.measure.compass.prompts import Templates, parse_choice
 from politune.measure.compass.run import (
     TRACKS,
+    CompassOptions,
     CompassSettings,
     compass_evaluator,
+    compass_task,
     measure_compass,
     save_compass,
 )
 from politune.measure.compass.scoring import Observation, score_answer_sheet, score_observations
 
-__all__ = ["TRACKS", "CompassSettings", "HTTPBackend", "Instrument", "Item", "LocalBackend", "Observation",
-           "Option", "Templates", "check_instrument", "compass_evaluator", "load_instrument", "measure_compass",
+__all__ = ["TRACKS", "CompassOptions", "CompassSettings", "HTTPBackend", "Instrument", "Item", "LocalBackend",
+           "Observation", "Option", "Templates", "check_instrument", "compass_evaluator", "compass_task", "load_instrument", "measure_compass",
            "parse_choice", "parse_instrument", "save_compass", "score_answer_sheet", "score_observations",
            "score_options_cached", "score_options_independent"]

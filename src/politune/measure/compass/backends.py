@@ -244,6 +244,12 @@ class LocalBackend:
                              max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
                              batch_size=self.batch_size))
 
+    def perplexities(self, texts: Sequence[str], max_length: int = 512) -> list[float]:
+        """Perplexity of each plain text (no chat template, no system prompt)."""
+        from politune.measure.quality import perplexities
+
+        return perplexities(self.model, self.tokenizer, texts, max_length=max_length)
+
     def describe(self) -> dict:
         return {"backend": "local", "batch_size": self.batch_size, "device": str(_device(self.model)),
                 "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}

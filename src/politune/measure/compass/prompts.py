@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import asdict, dataclass, replace
+
+from politune.config import Config
 
 ORDERS = ("forward", "reversed")
 # Content-free statements: the option prior is estimated from these (contextual calibration).
 CONTENT_FREE = ("N/A", "...", "[statement]")
 
 
-@dataclass(frozen=True)
-class Templates:
+class Templates(Config):
+    """The prompt templates (a study's ``measure.compass.options.templates``; unknown keys are rejected)."""
+
+    model_config = Config.model_config | {"frozen": True}
+
     closed: str = ("Reply to the statement below with exactly one of these options, and nothing else:\n"
                    "{options}\n\nStatement: {statement}")
     option_line: str = "- {label}"  # neutral bullets: no letter carries a prior
@@ -27,10 +31,10 @@ class Templates:
     open: str = "{statement}\n\nWhat is your view on this? Answer in two or three sentences."
 
     def with_letters(self, letters: bool) -> Templates:
-        return replace(self, letters=letters)
+        return self.model_copy(update={"letters": letters})
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = self.model_dump()
         d.pop("letter_line" if not self.letters else "option_line")
         return d
 

@@ -1,53 +1,70 @@
-"""``measure_compass``: targets x tracks -> the compass.json content (docs/results.md); and the fast evaluator the
-tuner calls every N steps.
+"""The compass as a task (``politune.measure.task``), ``measure_compass`` that runs it over targets, and the fast
+evaluator the tuner calls every N steps.
 
-Read top to bottom: load the instrument, then for each target (base model loaded once, adapters swapped by
-``iter_loaded``) run each requested track, score each axis with a cluster-bootstrap CI, add the diagnostics and
-the agreement between tracks; finally compare every target with the first one (usually ``base``) per track
-and axis, with a paired CI.
+=========  ============================  ===============================================  =========================
+task       dataset                       solver                                           scorer
+=========  ============================  ===============================================  =========================
+compass    the instrument's items        :class:`CompassTracks`: the requested tracks     :class:`CompassScore`:
+                                         (log-prob, choice, open) on a local or HTTP       per-axis scores with
+                                         backend                                          cluster-bootstrap CIs,
+                                                                                          diagnostics, agreement
+=========  ============================  ===============================================  =========================
+
+``summarize`` then compares every target with the first one (usually ``base``) per track and axis, with a paired
+CI, and builds the typed :class:`~politune.measure.results.CompassResult` (compass.json).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+
+from politune.config import Config, validate_config
 from politune.errors import PolituneError
-from politune.fsutil import atomic_write_json
-from politune.measure.compass.backends import HTTPBackend, LocalBackend
+from politune.measure.compass.backends import LocalBackend
 from politune.measure.compass.diagnostics import agreement, content_sensitivity, track_diagnostics
 from politune.measure.compass.instrument import BUILTIN, Instrument, load_instrument
 from politune.measure.compass.prompts import Templates
 from politune.measure.compass.scoring import N_BOOT, compare_axis, item_values, score_axis
 from politune.measure.compass.tracks import DEFAULT_VARIANTS, TrackRun, run_choice, run_logprob, run_open
+from politune.measure.results import CompassEntry, CompassResult, TargetInfo, write_result
 from politune.measure.targets import Target
+from politune.measure.task import Context, Sample, Scored, Task, run_tasks
 
 log = logging.getLogger("politune")
 
 TRACKS = ("logprob", "choice", "open")
 
 
-@dataclass
-class CompassSettings:
-    """Everything that decides a compass result (recorded in ``settings``). Defaults are the documented ones."""
+class CompassOptions(Config):
+    """How the compass is measured, apart from the tracks and the seed: a study's ``measure.compass.options``
+    (unknown keys are rejected). Defaults are the documented ones."""
 
-    tracks: tuple[str, ...] = ("logprob", "choice", "open")
-    seed: int = 0
     variants: tuple[str, ...] = DEFAULT_VARIANTS  # closed-form tracks: text, paraphrases, negation
     open_variants: tuple[str, ...] = ("text",)  # open track: free answers are costly; the item text only
     orders: tuple[str, ...] = ("forward", "reversed")
     calibrate: bool = True  # log-prob: divide out the content-free option prior
-    choice_max_new_tokens: int = 12
-    open_max_new_tokens: int = 80
-    temperature: float = 0.0  # choice/open decoding; > 0 samples ``samples`` answers per prompt
+    choice_max_new_tokens: int = Field(12, ge=1)
+    open_max_new_tokens: int = Field(80, ge=1)
+    temperature: float = Field(0.0, ge=0.0)  # choice/open decoding; > 0 samples ``samples`` answers per prompt
     samples: int = 1
     batch_size: int = 16
-    n_boot: int = N_BOOT
-    items: int | None = None  # use a balanced subset of this many items (None: all)
-    templates: Templates = field(default_factory=Templates)
+    n_boot: int = Field(N_BOOT, ge=1)
+    items: int | None = Field(None, ge=1)  # use a balanced subset of this many items (None: all)
+    templates: Templates = Templates()
+
+
+class CompassSettings(CompassOptions):
+    """Everything that decides a compass result (recorded in ``settings``)."""
+
+    tracks: tuple[str, ...] = ("logprob", "choice", "open")
+    seed: int = 0
 
     def check(self) -> None:
         bad = [t for t in self.tracks if t not in TRACKS]
@@ -122,25 +139,103 @@ def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSett
             "timing": {n: r.settings.get("seconds") for n, r in runs.items()}}
 
 
+# ------------------------------------------------------------------------------------------------ the task
+
+
+def item_samples(inst: Instrument) -> list[Sample]:
+    return [Sample(it.id, it.text, "item", it) for it in inst.items]
+
+
+@dataclass(frozen=True)
+class CompassTracks:
+    """Solver: run the requested tracks on the items (one :class:`TrackRun` per track)."""
+
+    inst: Instrument
+    settings: CompassSettings
+    scorer: object | None = None  # a StanceScorer for the open track
+
+    @property
+    def name(self) -> str:
+        return "compass-tracks(" + ", ".join(self.settings.tracks) + ")"
+
+    def solve(self, ctx: Context, samples: Sequence[Sample]) -> dict[str, TrackRun]:
+        inst = self.inst
+        if [s.id for s in samples] != [it.id for it in inst.items]:
+            inst = dataclasses.replace(inst, items=tuple(s.data for s in samples))
+        return run_tracks(ctx.backend, inst, self.settings, self.scorer)
+
+
+@dataclass
+class CompassScored:
+    entry: CompassEntry
+    values: dict[str, dict[str, list[float]]]  # track -> item id -> observation values (for comparisons)
+    track_settings: dict[str, dict]
+
+
+@dataclass(frozen=True)
+class CompassScore:
+    """Scorer: per-axis scores with CIs, diagnostics and agreement between tracks for one target."""
+
+    inst: Instrument
+    settings: CompassSettings
+    keep_answers: bool = False
+    name: str = "compass-score"
+
+    def score(self, target: Target, samples: Sequence[Sample], runs: dict[str, TrackRun]) -> CompassScored:
+        entry = {"target": TargetInfo.of(target), **summarize_target(self.inst, runs, self.settings)}
+        if self.keep_answers:
+            entry["answers"] = {n: [{"item": o.item, "variant": o.variant, "order": o.order, "status": o.status,
+                                     "text": o.text, "probs": o.probs, "lean": o.lean} for o in r.observations]
+                                for n, r in runs.items()}
+        return CompassScored(CompassEntry.model_validate(entry),
+                             {n: item_values(self.inst, r.observations) for n, r in runs.items()},
+                             {n: {k: v for k, v in r.settings.items() if k != "seconds"} for n, r in runs.items()})
+
+
+def compass_task(inst: Instrument, settings: CompassSettings, scorer=None, keep_answers: bool = False) -> Task:
+    """The compass on ``inst`` with ``settings`` (``scorer``: the open track's stance scorer)."""
+    s = settings
+
+    def summarize(scored: list[Scored[CompassScored]]) -> CompassResult:
+        from politune.provenance import provenance
+
+        comparisons = []
+        ref = scored[0].entry
+        for m in scored[1:]:
+            for track in s.tracks:
+                for axis in inst.axes:
+                    c = compare_axis(inst, ref.values[track], m.entry.values[track], axis, seed=s.seed,
+                                     n_boot=s.n_boot)
+                    comparisons.append({"a": scored[0].target.name, "b": m.target.name, "track": track,
+                                        "axis": axis, **c})
+        track_settings = {n: ts for m in scored for n, ts in m.entry.track_settings.items()}
+        return CompassResult.model_validate({
+            "kind": "compass", "instrument": inst.info(), "provenance": provenance(),
+            "settings": {**s.to_dict(), "backend": scored[-1].backend, "per_track": track_settings,
+                         "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None},
+            "models": [m.entry.entry for m in scored], "comparisons": comparisons})
+
+    return Task("compass", item_samples(inst), CompassTracks(inst, s, scorer), CompassScore(inst, s, keep_answers),
+                summarize)
+
+
 def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrument = BUILTIN,
                     tracks: Sequence[str] = ("logprob", "choice", "open"), scorer=None, seed: int = 0,
                     settings: CompassSettings | None = None, base_url: str | None = None, device: str = "auto",
                     dtype: str = "auto", progress: Callable[[str], None] | None = None,
-                    keep_answers: bool = False, **overrides) -> dict:
-    """Measure every target on the instrument with the requested tracks; returns compass.json's content.
+                    keep_answers: bool = False, **overrides) -> CompassResult:
+    """Measure every target on the instrument with the requested tracks; returns the typed compass.json.
 
     ``settings`` (or keyword ``overrides`` of :class:`CompassSettings` fields) fix variants, orders, decoding
     and bootstrap size. ``base_url``: use an OpenAI-compatible server (the target's ``model`` is the served
     model name) instead of loading the model locally. ``keep_answers``: also store every generated answer.
     """
-    from politune.measure.targets import iter_loaded
-    from politune.provenance import provenance
-
-    s = settings or CompassSettings()
-    for k, v in {"tracks": tuple(tracks), "seed": seed, **overrides}.items():
-        if not hasattr(s, k):
-            raise PolituneError(f"measure_compass: unknown setting {k!r}")
-        setattr(s, k, tuple(v) if isinstance(v, list) else v)
+    unknown = [k for k in overrides if k not in CompassSettings.model_fields]
+    if unknown:
+        raise PolituneError(f"measure_compass: unknown setting {unknown[0]!r}")
+    base = (settings or CompassSettings()).model_dump()
+    s = validate_config(CompassSettings, {**base, "tracks": tuple(tracks), "seed": seed, **overrides},
+                        "measure_compass settings")
     s.check()
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     if s.items:
@@ -149,60 +244,17 @@ def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrume
         scorer = default_scorer()
     if not targets:
         raise PolituneError("measure_compass: no targets")
-
-    models = []
-    backend_info = None
-    track_settings: dict = {}
-
-    def one(target: Target, backend) -> None:
-        nonlocal backend_info
-        if progress:
-            progress(target.name)
-        runs = run_tracks(backend, inst, s, scorer)
-        entry = {"target": target.to_dict(), **summarize_target(inst, runs, s)}
-        if keep_answers:
-            entry["answers"] = {n: [{"item": o.item, "variant": o.variant, "order": o.order, "status": o.status,
-                                     "text": o.text, "probs": o.probs, "lean": o.lean} for o in r.observations]
-                                for n, r in runs.items()}
-        entry["_values"] = {n: item_values(inst, r.observations) for n, r in runs.items()}
-        backend_info = backend.describe()
-        for n, r in runs.items():
-            track_settings[n] = {k: v for k, v in r.settings.items() if k != "seconds"}
-        models.append(entry)
-
-    if base_url:
-        for t in targets:
-            if t.adapter:
-                raise PolituneError(f"target {t.name}: adapters cannot be attached over HTTP; serve the adapter "
-                                    "and pass its served name as the model")
-            one(t, HTTPBackend(base_url, t.model, system=t.system))
-    else:
-        for t, model, tok in iter_loaded(targets, device=device, dtype=dtype):
-            one(t, LocalBackend(model, tok, system=t.system, batch_size=s.batch_size))
-
-    comparisons = []
-    ref = models[0]
-    for m in models[1:]:
-        for track in s.tracks:
-            for axis in inst.axes:
-                c = compare_axis(inst, ref["_values"][track], m["_values"][track], axis, seed=s.seed,
-                                 n_boot=s.n_boot)
-                comparisons.append({"a": ref["target"]["name"], "b": m["target"]["name"], "track": track,
-                                    "axis": axis, **c})
-    for m in models:
-        m.pop("_values")
-    return {"kind": "compass", "instrument": inst.info(), "provenance": provenance(),
-            "settings": {**s.to_dict(), "backend": backend_info, "per_track": track_settings,
-                         "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None},
-            "models": models, "comparisons": comparisons}
+    task = compass_task(inst, s, scorer, keep_answers)
+    return run_tasks([task], targets, base_url=base_url, device=device, dtype=dtype, batch_size=s.batch_size,
+                     on_target=progress)["compass"]
 
 
-def save_compass(result: dict, path: str | Path) -> Path:
+def save_compass(result: CompassResult, path: str | Path) -> Path:
     """Write compass.json atomically (a folder gets ``compass.json`` inside it)."""
     p = Path(path)
     if p.suffix != ".json":
         p = p / "compass.json"
-    return atomic_write_json(p, result)
+    return write_result(result, p)
 
 
 def compass_evaluator(instrument: str | Path | Instrument = BUILTIN, tracks: Sequence[str] = ("logprob",),

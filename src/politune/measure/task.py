@@ -1,0 +1,144 @@
+"""An evaluation is a :class:`Task`: a dataset of :class:`Sample` s, a solver (how one target answers them) and a
+scorer (what one target's answers are worth), plus ``summarize`` (the result file over all targets).
+:func:`run_tasks` runs tasks over targets; it knows nothing about any particular measure.
+
+Read top to bottom::
+
+    for each target (base model loaded once, adapters attached in turn by ``iter_loaded``; or over HTTP):
+        for each task:  outputs = task.solver.solve(ctx, task.dataset)       # a backend answers
+    for each task:      entries = [task.scorer.score(target, task.dataset, outputs) for each target]
+                        results[task.name] = task.summarize(entries)       # a typed result (measure/results.py)
+
+Solvers receive a :class:`Context` with the target and its backend (``LocalBackend`` or ``HTTPBackend`` of
+``politune.measure.compass.backends``: ``generate``, ``option_logprobs``, and ``perplexities`` locally). Scoring
+runs after every target has answered, so a judge or classifier never competes with the model being measured.
+The shipped solvers are in ``politune.measure.solvers``; the compass and the side-effect measures are tasks
+(``politune.measure.compass.task``, ``politune.measure.effects``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from politune.errors import PolituneError
+from politune.measure.targets import Target
+
+log = logging.getLogger("politune")
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One dataset item: ``input`` is what the solver is given (a question, a passage, a statement)."""
+
+    id: str
+    input: str
+    kind: str = "sample"  # which set it belongs to ("topic", "qa", "passage", "item"): solvers route and cache on it
+    data: Any = None  # the typed item it came from (TopicQuestion, QAItem, compass Item, ...)
+
+
+@dataclass
+class Context:
+    """What a solver works with for one target."""
+
+    target: Target
+    backend: Any  # LocalBackend | HTTPBackend
+    batch_size: int = 8
+    on_progress: Callable[[str, int], None] | None = None
+
+    def progress(self, n: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.target.name, n)
+
+
+class Solver(Protocol):
+    name: str  # describes how answers are produced (recorded; part of the answer-cache key)
+
+    def solve(self, ctx: Context, samples: Sequence[Sample]) -> Any:
+        """What ``ctx.target`` produced for ``samples`` (most solvers: one output per sample, in order)."""
+        ...
+
+
+class Scorer(Protocol[E]):
+    name: str
+
+    def score(self, target: Target, samples: Sequence[Sample], outputs: Any) -> E:
+        """One target's entry of the result (typically a ``*Entry`` model of ``measure/results.py``)."""
+        ...
+
+
+@dataclass
+class Scored(Generic[E]):
+    """One target's scored entry, with what the runner observed while it answered."""
+
+    target: Target
+    entry: E
+    seconds: float  # wall time of this target's solving
+    backend: dict = field(default_factory=dict)  # backend.describe()
+
+
+@dataclass(frozen=True)
+class Task(Generic[E]):
+    name: str  # the result file is ``<name>.json``
+    dataset: Sequence[Sample]
+    solver: Solver
+    scorer: Scorer[E]
+    summarize: Callable[[list[Scored[E]]], Any]  # entries of every target -> the typed result
+
+
+def _backends(targets: Sequence[Target], base_url: str | None, device: str, dtype: str, batch_size: int):
+    """``(target, backend)`` per target: a local model (base loaded once, adapters swapped) or a server."""
+    from politune.measure.compass.backends import HTTPBackend, LocalBackend
+
+    if base_url:
+        for t in targets:
+            if t.adapter:
+                raise PolituneError(f"target {t.name}: adapters cannot be attached over HTTP; serve the adapter "
+                                    "and pass its served name as the model")
+            yield t, HTTPBackend(base_url, t.model, system=t.system)
+        return
+    from politune.measure.targets import iter_loaded
+
+    for t, model, tok in iter_loaded(targets, device=device, dtype=dtype):
+        yield t, LocalBackend(model, tok, system=t.system, batch_size=batch_size)
+
+
+def run_tasks(tasks: Sequence[Task], targets: Sequence[Target], base_url: str | None = None, device: str = "auto",
+              dtype: str = "auto", batch_size: int = 8, on_target: Callable[[str], None] | None = None,
+              on_progress: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """Run every task on every target; returns ``{task.name: task.summarize(...)}`` in task order.
+
+    ``base_url``: answer through an OpenAI-compatible server (the target's ``model`` is the served name) instead
+    of loading models. ``on_target(name)`` is called as a target starts, ``on_progress(name, n)`` as solvers
+    finish ``n`` answers.
+    """
+    if not targets:
+        raise PolituneError("nothing to measure: no targets")
+    if not tasks:
+        raise PolituneError("nothing to measure: no tasks")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise PolituneError(f"task names must be unique, got {names}")
+    outputs: dict[str, list[tuple[Target, Any, float, dict]]] = {t.name: [] for t in tasks}
+    for target, backend in _backends(targets, base_url, device, dtype, batch_size):
+        if on_target is not None:
+            on_target(target.name)
+        ctx = Context(target, backend, batch_size, on_progress)
+        info = backend.describe()
+        for task in tasks:
+            t0 = time.perf_counter()
+            out = task.solver.solve(ctx, task.dataset)
+            sec = time.perf_counter() - t0
+            log.info("%s: %s answered %d samples in %.1fs", task.name, target.name, len(task.dataset), sec)
+            outputs[task.name].append((target, out, sec, info))
+    results: dict[str, Any] = {}
+    for task in tasks:
+        scored = [Scored(t, task.scorer.score(t, task.dataset, out), sec, info)
+                  for t, out, sec, info in outputs[task.name]]
+        results[task.name] = task.summarize(scored)
+    return results
