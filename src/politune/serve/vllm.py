@@ -14,7 +14,8 @@ from pathlib import Path
 
 from politune.errors import PolituneError
 from politune.fsutil import safe_name
-from politune.serve.engine import BASE, adapter_rank
+from politune.serve.adapters import adapter_rank
+from politune.serve.engine import BASE
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 
