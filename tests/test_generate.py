@@ -37,7 +37,8 @@ from politune.generate import (
     parse_triplet,
     run_generate,
 )
-from politune.generate.pipeline import Triplet, WriteConfig
+from politune.generate.config import WriteConfig
+from politune.generate.parsing import Triplet
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ("preference.jsonl", "instruction.jsonl", "filter.jsonl", "rejects.jsonl")

@@ -58,8 +58,8 @@ def generate(
     pipeline). Writes OUT/preference.jsonl, instruction.jsonl, filter.jsonl, rejects.jsonl, summary.json.
     Resumable: kill it at any moment and run the same command again."""
     from politune.config import apply_overrides, parse_overrides, read_yaml, validate_config
-    from politune.generate.pipeline import GenerateConfig, run_generate
-    from politune.generate.pipeline import dry_run as do_dry_run
+    from politune.generate import GenerateConfig, run_generate
+    from politune.generate import dry_run as do_dry_run
 
     data = read_yaml(config) if config is not None else {}
     flags = {"corpus": corpus, "target": target, "teacher": teacher, "out": str(out) if out else None,
