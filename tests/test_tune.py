@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from politune.errors import PolituneError
-from politune.tune import TuneConfig, dpo, load_recipe, sft_dpo
+from politune.tune import TuneConfig, TuneOptions, dpo, load_recipe, sft_dpo
+from politune.tune.config import LOSSES, LossSpec
 from politune.tune.losses import preference_loss, step0_expected
 
 # --------------------------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ def logps_of(model, tok, pairs, adapter_ctx=None):
 # one pair: policy chosen/rejected logps -10/-12, reference -11/-11 -> d = (1) - (-1) = 2
 LP = dict(chosen_logps=torch.tensor([-10.0]), rejected_logps=torch.tensor([-12.0]),
           ref_chosen_logps=torch.tensor([-11.0]), ref_rejected_logps=torch.tensor([-11.0]),
-          chosen_lengths=torch.tensor([4.0]), rejected_lengths=torch.tensor([2.0]))
+          lengths=(torch.tensor([4.0]), torch.tensor([2.0])))
 
 
 def _sig(x: float) -> float:
@@ -96,17 +97,18 @@ def _sig(x: float) -> float:
     ("simpo", 2.0, 0.0, -math.log(_sig(2.0 * (1 / 4 + 1 / 2)))),         # length-normalised margin 0.75
 ])
 def test_losses_hand_computed(loss, beta, eps, expected):
-    out = preference_loss(**LP, loss=loss, beta=beta, label_smoothing=eps)
+    out = preference_loss(**LP, spec=LossSpec(loss, beta, eps))
     assert float(out.loss) == pytest.approx(expected, abs=1e-6)
     assert float(out.chosen_rewards[0]) == pytest.approx(beta * 1.0)
     assert float(out.rejected_rewards[0]) == pytest.approx(beta * -1.0)
 
 
 def test_rpo_sft_term_and_batch_mean():
-    lp = {k: torch.cat([v, v]) for k, v in LP.items()}
+    lp = {k: torch.cat([v, v]) for k, v in LP.items() if k != "lengths"}
+    lp["lengths"] = tuple(torch.cat([v, v]) for v in LP["lengths"])
     lp["chosen_logps"] = torch.tensor([-10.0, -11.0])  # second pair: policy == reference, d = 0 -> ln 2
     lp["rejected_logps"] = torch.tensor([-12.0, -11.0])
-    out = preference_loss(**lp, loss="sigmoid", beta=0.1, sft_weight=0.5, chosen_nll=torch.tensor(3.0))
+    out = preference_loss(**lp, spec=LossSpec("sigmoid", 0.1, sft_weight=0.5), chosen_nll=torch.tensor(3.0))
     pref = (-math.log(_sig(0.2)) + math.log(2)) / 2
     assert float(out.preference_loss) == pytest.approx(pref, abs=1e-6)
     assert float(out.loss) == pytest.approx(pref + 1.5, abs=1e-6)
@@ -114,8 +116,8 @@ def test_rpo_sft_term_and_batch_mean():
 
 def test_step0_expected_values():
     zero = dict(LP, chosen_logps=torch.tensor([-11.0]), rejected_logps=torch.tensor([-11.0]))
-    for loss in ("sigmoid", "ipo", "hinge", "robust", "simpo"):
-        out = preference_loss(**zero, loss=loss, beta=0.3, label_smoothing=0.1)
+    for loss in LOSSES:
+        out = preference_loss(**zero, spec=LossSpec(loss, 0.3, 0.1))
         assert float(out.loss) == pytest.approx(step0_expected(loss, 0.3), abs=1e-6)
     assert step0_expected("sigmoid", 0.1) == pytest.approx(0.693147, abs=1e-6)
 
@@ -197,7 +199,7 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
         return {"economic": -0.1 * len(calls), "n": len(calls)}
 
     res = dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg("eval_every=2"), out_dir=tmp_path / "run",
-              stance="left", evaluate=evaluate)
+              stance="left", options=TuneOptions(evaluate=evaluate))
     out = res.out_dir
     summary = json.loads((out / "summary.json").read_text())
     # step 0: loss = ln 2, policy log-probs == reference log-probs (reference = base with adapter disabled)

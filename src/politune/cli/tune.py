@@ -41,8 +41,8 @@ def _run(method: str, config: str, data: str, split: str, out: Path | None, base
     fn = {"dpo": tune.dpo, "sft": tune.sft, "sft_dpo": tune.sft_dpo}[method]
     console.print(f"[bold]tune {method}[/]: {base or cfg.base} <- {data}" + (f" ({split} split)" if split else "")
                   + f", recipe {cfg.name}, out {out}")
-    res = fn(base, data, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite, split=split or None,
-             eval_data=eval_data)
+    res = fn(base, data, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite,
+             options=tune.TuneOptions(split=split or None, eval_data=eval_data))
     if json_out:
         print_json({"adapter_dir": str(res.adapter_dir), "out_dir": str(res.out_dir), "metrics": res.metrics})
         return

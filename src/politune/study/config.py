@@ -70,7 +70,7 @@ class ArmSpec(Config):
 
 
 class TuneSpec(Config):
-    method: Literal["dpo", "sft", "sft-dpo"] = "dpo"
+    method: Literal["dpo", "sft", "sft_dpo"] = "dpo"
     recipe: str = "cpu-smollm2"  # shipped recipe name or YAML path
     set: dict[str, Any] = {}  # recipe overrides, dotted keys allowed: {max_steps: 40, lora.r: 8}
 

@@ -137,9 +137,9 @@ class _Cell:
             self.stage(f"data:{arm}", out, build)
 
     def tune(self) -> None:
-        from politune.tune import dpo, load_recipe, sft, sft_dpo
+        from politune.tune import TuneOptions, dpo, load_recipe, sft, sft_dpo
 
-        fn = {"dpo": dpo, "sft": sft, "sft-dpo": sft_dpo}[self.cfg.tune.method]
+        fn = {"dpo": dpo, "sft": sft, "sft_dpo": sft_dpo}[self.cfg.tune.method]
         overrides = [f"{k}={json.dumps(v)}" for k, v in self.cfg.tune.set.items()]
         for arm, spec in self.cfg.arms.items():
             run_dir = self.dir / "tune" / arm
@@ -150,7 +150,7 @@ class _Cell:
                 if resume:
                     log.info("tune:%s: resuming from %s", arm, run_dir)
                 fn(self.cfg.model, str(self.dir / "data" / f"{arm}.jsonl"), recipe, out_dir=run_dir,
-                   stance=spec.stance, resume=resume, split=None)
+                   stance=spec.stance, resume=resume, options=TuneOptions(split=None))
 
             self.stage(f"tune:{arm}", run_dir / "summary.json", train)
 

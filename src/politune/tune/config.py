@@ -11,19 +11,34 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
 from politune.config import Config, load_config
 from politune.errors import PolituneError
 
+# The preference losses (defined in politune.tune.losses); this is the one list of their names.
 LossName = Literal["sigmoid", "ipo", "hinge", "robust", "simpo"]
+LOSSES: tuple[str, ...] = get_args(LossName)
 
-# Our loss names -> TRL 1.x ``loss_type`` (``simpo`` = TRL's length-normalised ``sigmoid_norm``).
+# Our loss names -> TRL 1.x ``loss_type`` (``simpo`` = TRL's length-normalised ``sigmoid_norm``). TRL never
+# computes the loss (PolituneDPOTrainer does, from a LossSpec); TRL gets the matching settings for its own checks.
 TRL_LOSS = {"sigmoid": "sigmoid", "ipo": "ipo", "hinge": "hinge", "robust": "robust", "simpo": "sigmoid_norm"}
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """The preference loss of a run, as the trainer computes it: built from a recipe by
+    :meth:`TuneConfig.loss_spec`, the one place the loss is configured."""
+
+    name: LossName = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0  # robust loss: probability a label is flipped
+    sft_weight: float = 0.0  # weight of an added NLL term on the chosen answers (RPO); 0 = off
 
 
 class LoraSettings(Config):
@@ -62,6 +77,9 @@ class TuneConfig(Config):
     beta: float = Field(0.1, gt=0, description="DPO beta (IPO: tau)")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="robust loss: probability a label is flipped")
     sft_weight: float = Field(0.0, ge=0, description="weight of an added NLL term on chosen (RPO); 0 = off")
+
+    def loss_spec(self) -> LossSpec:
+        return LossSpec(self.loss, self.beta, self.label_smoothing, self.sft_weight)
     # --- optimisation ----------------------------------------------------------------------------------
     lr: float = Field(5e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -216,14 +234,15 @@ def _common_args(cfg: TuneConfig, out_dir: Path, hw: dict, *, lr: float, epochs:
 def dpo_args(cfg: TuneConfig, out_dir: Path, hw: dict):
     from trl import DPOConfig
 
-    loss_type = [TRL_LOSS[cfg.loss]]
+    spec = cfg.loss_spec()
+    loss_type = [TRL_LOSS[spec.name]]
     weights = [1.0]
-    if cfg.sft_weight > 0:
+    if spec.sft_weight > 0:
         loss_type.append("sft")
-        weights.append(cfg.sft_weight)
+        weights.append(spec.sft_weight)
     kw = _common_args(cfg, out_dir, hw, lr=cfg.lr, epochs=cfg.epochs, max_steps=cfg.max_steps,
                       batch_size=cfg.batch_size, grad_accum=cfg.grad_accum)
-    kw.update(beta=cfg.beta, loss_type=loss_type, loss_weights=weights, label_smoothing=cfg.label_smoothing)
+    kw.update(beta=spec.beta, loss_type=loss_type, loss_weights=weights, label_smoothing=spec.label_smoothing)
     extra = {k: v for k, v in cfg.trl.items() if k in _field_names(DPOConfig)}
     try:
         return DPOConfig(**kw, **extra)

@@ -31,6 +31,7 @@ from trl.trainer.utils import use_adapter
 
 from politune.errors import PolituneError
 from politune.fsutil import _fsync_dir
+from politune.tune.config import LossSpec
 from politune.tune.losses import preference_loss, step0_expected
 
 log = logging.getLogger("politune")
@@ -162,8 +163,8 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
     """``DPOTrainer`` + politune loss (sigmoid/ipo/hinge/robust/simpo, RPO term) + step-0 check."""
 
-    def __init__(self, *args, politune_loss: str = "sigmoid", sft_weight: float = 0.0, step0_check: bool = True,
-                 share_frozen_layers: bool = True, **kwargs):
+    def __init__(self, *args, loss: LossSpec, step0_check: bool = True, share_frozen_layers: bool = True,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         # Frozen bottom layers shared by policy and reference: only for a PEFT policy whose reference is the same
         # module (adapter disabled / ``ref`` adapter), without DeepSpeed/FSDP (which own the forward).
@@ -172,8 +173,7 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
                 and not self.is_deepspeed_enabled and not self.is_fsdp_enabled
                 and not self.args.gradient_checkpointing and decoder_of(self.model) is not None):
             self.prefix_layers = first_adapted_layer(self.model)
-        self.politune_loss = politune_loss
-        self.sft_weight = sft_weight
+        self.loss = loss
         self.step0_check = step0_check
         self.step0: dict | None = None
         self.tokens_seen = 0
@@ -210,12 +210,11 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
                 ref_token_logps, _ = completion_logps(self.ref_model or self.model, ids, am, cm)
             ref_chosen, ref_rejected = ref_token_logps.sum(dim=1).chunk(2)
         chosen_nll = None
-        if self.sft_weight > 0:
+        if self.loss.sft_weight > 0:
             c_tok, c_mask = token_logps.chunk(2)[0], mask.chunk(2)[0]
             chosen_nll = -c_tok.sum() / c_mask.sum().clamp(min=1)
-        out = preference_loss(chosen_logps, rejected_logps, ref_chosen, ref_rejected, loss=self.politune_loss,
-                              beta=self.beta, label_smoothing=self.label_smoothing, chosen_lengths=chosen_len,
-                              rejected_lengths=rejected_len, sft_weight=self.sft_weight, chosen_nll=chosen_nll)
+        out = preference_loss(chosen_logps, rejected_logps, ref_chosen, ref_rejected, self.loss,
+                              lengths=(chosen_len, rejected_len), chosen_nll=chosen_nll)
         if mode == "train" and self.state.global_step == 0 and self.step0 is None:
             self._check_step0(logps.detach(), torch.cat([ref_chosen, ref_rejected]).detach(),
                               float(out.preference_loss.detach()))
@@ -234,7 +233,7 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
         return (out.loss, None) if return_outputs else out.loss
 
     def _check_step0(self, policy: torch.Tensor, ref: torch.Tensor, pref_loss: float) -> None:
-        expected = step0_expected(self.politune_loss, self.beta)
+        expected = step0_expected(self.loss.name, self.loss.beta)
         diff = float((policy - ref).abs().max())
         self.step0 = {"loss": pref_loss, "expected_loss": expected, "max_abs_logp_diff": diff,
                       "ok": abs(pref_loss - expected) <= 0.01 and diff <= 1e-3}
