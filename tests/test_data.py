@@ -12,6 +12,7 @@ import pytest
 from cli_helpers import run_cli
 from politune.data import (
     InstructionExample,
+    LoadOptions,
     PreferencePair,
     load,
     load_report,
@@ -73,13 +74,13 @@ def test_schema_specific_meta_and_filters():
     assert {p.meta["community"] for p in shp.items} == {"askeconomics"}  # "_train" suffix stripped
     assert shp.items[1].meta["provenance"]["post_id"] == "post1"
     assert {p.meta["community"] for p in load(FIX / "compred.jsonl")} == {"economics"}
-    assert len(load(FIX / "shp.jsonl", min_score_ratio=None)) == 4
+    assert len(load(FIX / "shp.jsonl", options=LoadOptions(min_score_ratio=None))) == 4
 
     web = load_report(FIX / "webgpt.jsonl")
     assert web.schema == "webgpt" and web.dropped == {"tie": 1}
     assert web.items[0].meta["quotes"]["chosen"]["title"] == ["source A"]
     assert web.items[2].meta["provenance"]["score_chosen"] == 1.0
-    ties = load(FIX / "webgpt.jsonl", keep_ties=True)
+    ties = load(FIX / "webgpt.jsonl", options=LoadOptions(keep_ties=True))
     assert len(ties) == 4 and ties[-1].meta["tie"] is True
 
     mapped = load(FIX / "mapped.csv", mapping={"prompt": "question", "chosen": "good", "rejected": "bad",
@@ -94,12 +95,12 @@ def test_shp_caps_pairs_per_post_seeded(tmp_path):
              "c_root_id_B": f"b{i}", "domain": "askpolitics_train"} for i in range(10)]
     f = tmp_path / "shp.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    a = load(f, seed=1)
+    a = load(f, options=LoadOptions(seed=1))
     assert len(a) == 5 + 2
     assert sum(p.meta["provenance"]["post_id"] == "p1" for p in a) == 5
-    assert [p.id for p in a] == [p.id for p in load(f, seed=1)]
-    assert len({frozenset(p.id for p in load(f, seed=s)) for s in range(5)}) > 1  # the seed picks the 5
-    assert len(load(f, max_pairs_per_post=None)) == 10
+    assert [p.id for p in a] == [p.id for p in load(f, options=LoadOptions(seed=1))]
+    assert len({frozenset(p.id for p in load(f, options=LoadOptions(seed=s))) for s in range(5)}) > 1  # the seed picks the 5
+    assert len(load(f, options=LoadOptions(max_pairs_per_post=None))) == 10
     for p in a:  # labels: 1 = A preferred, 0 = B preferred
         i = int(p.prompt.split()[1].rstrip("?"))
         assert p.chosen == f"answer {'A' if i % 2 else 'B'} {i}" and p.meta["community"] == "askpolitics"
@@ -281,7 +282,7 @@ def test_token_limit(tmp_path):
     f = tmp_path / "t.jsonl"
     f.write_text('{"id": "1", "prompt": "Q?", "chosen": "short", "rejected": "b"}\n'
                  + json.dumps({"id": "2", "prompt": "Q?", "chosen": "long " * 200, "rejected": "b"}) + "\n")
-    rep = load_report(f, tokenizer=tok, max_tokens=50)
+    rep = load_report(f, options=LoadOptions(tokenizer=tok, max_tokens=50))
     assert [i.loc for i in rep.issues] == [f"{f}:2"] and rep.issues[0].field == "chosen"
     assert rep.issues[0].problem == "200 tokens, longer than the limit of 50 (max_tokens)"
     assert [p.id for p in rep.items] == ["1"]

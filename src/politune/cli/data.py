@@ -85,14 +85,15 @@ def load_cmd(src: str = SRC, out: Path = OUT, schema: str = SCHEMA, mapping: lis
              hf_config: str = typer.Option(None, "--hf-config", help="hf: dataset configuration name."),
              seed: int = SEED) -> None:
     """Load any source in any supported schema and write it as politune records."""
-    from politune.data.loaders import load_report, rejected_path
+    from politune.data.loaders import LoadOptions, load_report, rejected_path
     from politune.data.transforms import summarize
     from politune.errors import PolituneError
     from politune.fsutil import atomic_write_jsonl
 
+    options = LoadOptions(seed=seed, min_score_ratio=min_score_ratio or None, max_pairs_per_post=max_per_post or None,
+                          keep_ties=keep_ties, hf_config=hf_config)
     rep = load_report(src, schema=schema, mapping=_mapping(mapping), split=split, validate=validate,
-                      seed=seed, min_score_ratio=min_score_ratio or None, max_pairs_per_post=max_per_post or None,
-                      keep_ties=keep_ties, hf_config=hf_config)
+                      options=options)
     if rep.issues and not drop_invalid:
         raise PolituneError(rep.error_line())
     if not rep.items:
@@ -122,14 +123,14 @@ def validate(src: str = SRC, schema: str = SCHEMA, mapping: list[str] = MAP, spl
                                       "(default <input stem>.valid.jsonl)."),
              json_out: bool = JsonOption) -> None:
     """Check every row: print each problem as `file:line: field: problem`; exit 2 if any."""
-    from politune.data.loaders import load_report, rejected_path, save
+    from politune.data.loaders import LoadOptions, load_report, rejected_path, save
     from politune.errors import PolituneError
     from politune.fsutil import atomic_write_jsonl
 
     if max_tokens is not None and not tokenizer:
         raise PolituneError("--max-tokens needs --tokenizer")
     rep = load_report(src, schema=schema, mapping=_mapping(mapping), split=split, max_chars=max_chars or None,
-                      tokenizer=_tokenizer(tokenizer), max_tokens=max_tokens)
+                      options=LoadOptions(tokenizer=_tokenizer(tokenizer), max_tokens=max_tokens))
     if json_out:
         print_json({"source": src, "schema": rep.schema, "kind": rep.kind, "rows_read": rep.rows_read,
                     "valid": len(rep.items), "bad_rows": len(rep.rejected), "dropped": rep.dropped,
