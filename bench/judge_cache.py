@@ -1,6 +1,6 @@
 """Judge cache benchmark: judge time of a warm-cache re-run vs the first (cold) run, in the same process.
 
-A real OpenAI-compatible judge server on 127.0.0.1 (``politune.measure.judge.offline_judge_app``: the offline
+A real OpenAI-compatible judge server on 127.0.0.1 (``tests/offline_judge.py``: the offline
 MiniLM scorer behind the chat API, plus ``--latency`` seconds per request to stand in for a remote judge) rates
 the topic answers and refusals of ``--model`` (``measure_effects`` with topics + refusal). Run 1 starts with an
 empty judge cache; run 2 is the same job with the cache warm; run 3 is the peer, the same job with the cache
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +32,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from politune.measure.effects import EffectsSettings, measure_effects
-    from politune.measure.judge import Judge, offline_judge_app
+    from politune.measure.judge import Judge
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fake judge lives with the tests
+    from offline_judge import offline_judge_app
     from politune.measure.targets import Target
 
     out = Path(args.out or tempfile.mkdtemp(prefix="politune-judge-bench-"))

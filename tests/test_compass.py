@@ -11,21 +11,18 @@ import yaml
 from politune.errors import PolituneError
 from politune.measure.compass import (
     CompassSettings,
-    Observation,
-    Templates,
     check_instrument,
     compass_evaluator,
     load_instrument,
     measure_compass,
-    parse_choice,
-    parse_instrument,
     save_compass,
     score_answer_sheet,
-    score_observations,
-    score_options_cached,
-    score_options_independent,
 )
+from politune.measure.compass.backends import score_options_cached, score_options_independent
 from politune.measure.compass.diagnostics import content_sensitivity, track_diagnostics
+from politune.measure.compass.instrument import parse_instrument
+from politune.measure.compass.prompts import Templates, parse_choice
+from politune.measure.compass.scoring import Observation, score_observations
 from politune.measure.compass.tracks import run_choice, run_logprob, run_open
 from politune.measure.targets import Target
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from cli_helpers import run_cli
 from politune.config import Config, load_config, parse_overrides, save_resolved
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, atomic_write_text, read_jsonl_log, safe_name
@@ -23,10 +24,6 @@ class Recipe(Config):
     beta: float = 0.1
     lora: Lora = Lora()
     name: str = "x"
-
-
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True, env=env)
 
 
 def test_overrides_nested_and_typed(tmp_path):
@@ -124,18 +121,31 @@ def test_registry_tiny_pull_and_corrupt_cache_rebuilt(caplog):
     (["models", "info", "./missing-dir"], "does not exist"),
     (["models", "pull", "someorg/somemodel"], "someorg/somemodel"),
 ])
-def test_cli_bad_model_one_line_exit_2(args, needle):
-    r = run_cli(*args)
-    assert r.returncode == 2, r.stderr
-    assert needle in r.stderr
-    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_cli_bad_model_one_line_exit_2(args, needle, monkeypatch, capsys):
+    code, out, err = run_cli([*args], monkeypatch, capsys)
+    assert code == 2, err
+    assert needle in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_help_and_version():
-    r = run_cli("--help")
-    assert r.returncode == 0 and "models" in r.stdout
-    r = run_cli("version", "--json")
-    assert r.returncode == 0 and '"politune"' in r.stdout
+def test_cli_help_and_version(monkeypatch, capsys):
+    code, out, err = run_cli(["--help"], monkeypatch, capsys)
+    assert code == 0 and "models" in out
+    code, out, err = run_cli(["version", "--json"], monkeypatch, capsys)
+    assert code == 0 and '"politune"' in out
+
+
+def test_python_dash_m_politune_is_the_cli():
+    r = subprocess.run([sys.executable, "-m", "politune", "version", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0 and '"politune"' in r.stdout, r.stderr
+
+
+def test_version_is_the_installed_metadata():
+    from importlib.metadata import version
+
+    import politune
+
+    assert politune.__version__ == version("politune")
 
 
 @pytest.mark.slow

@@ -13,12 +13,11 @@ import json
 
 import pytest
 
+from offline_judge import extract_response, offline_judge_app
 from politune.errors import PolituneError
 from politune.measure.judge import (
     Judge,
-    extract_response,
     load_rubric,
-    offline_judge_app,
     parse_judge_spec,
     parse_verdict,
     render,

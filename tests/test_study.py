@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_helpers import run_cli
 from politune.errors import PolituneError
 from politune.fsutil import read_jsonl_log
 from politune.study import expand_sweep, load_study
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True)
 
 
 def write(tmp_path: Path, data: dict, name: str = "study.yaml") -> Path:
@@ -50,18 +45,26 @@ def test_unknown_keys_are_named(tmp_path):
         expand_sweep(load_study(write(tmp_path, {**BASE, "sweep": {"data.poison.p": [0.1, 7]}})))
 
 
+def test_the_demo_study_ships_once():
+    """`politune demo` runs the packaged copy; examples/demo.yaml is the one users read: they must not drift."""
+    from importlib import resources
+
+    packaged = resources.files("politune.study").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
+    assert (EXAMPLES / "demo.yaml").read_text(encoding="utf-8") == packaged
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
-def test_every_shipped_example_validates(example):
-    r = run_cli("run", str(EXAMPLES / example), "--check")
-    assert r.returncode == 0, r.stderr
-    assert f"{example}: ok" in r.stdout
+def test_every_shipped_example_validates(example, monkeypatch, capsys):
+    code, out, err = run_cli(["run", str(EXAMPLES / example), "--check"], monkeypatch, capsys)
+    assert code == 0, err
+    assert f"{example}: ok" in out
 
 
-def test_check_reports_bad_source_in_one_line(tmp_path):
+def test_check_reports_bad_source_in_one_line(tmp_path, monkeypatch, capsys):
     p = write(tmp_path, {**BASE, "arms": {"left": {"stance": "left", "data": {"source": "nowhere.jsonl"}}}})
-    r = run_cli("run", str(p), "--check")
-    assert r.returncode == 2 and "nowhere.jsonl" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    code, out, err = run_cli(["run", str(p), "--check"], monkeypatch, capsys)
+    assert code == 2 and "nowhere.jsonl" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("measure, expected", [
@@ -71,17 +74,17 @@ def test_check_reports_bad_source_in_one_line(tmp_path):
     ({"compass": {"options": {"n_boot": "many"}}}, "key 'measure.compass.options.n_boot'"),
     ({"options": {"qa_limt": 4}}, "did you mean 'measure.options.qa_limit'?"),
 ])
-def test_check_rejects_bad_measure_options_before_training(tmp_path, measure, expected):
+def test_check_rejects_bad_measure_options_before_training(tmp_path, measure, expected, monkeypatch, capsys):
     """Measure options are typed: a misspelt or mistyped key stops `run --check` (and `run`) in one line,
     before any data is built or any model trained."""
     p = write(tmp_path, {**BASE, "measure": measure})
-    r = run_cli("run", str(p), "--check")
-    assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    code, out, err = run_cli(["run", str(p), "--check"], monkeypatch, capsys)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
     with pytest.raises(PolituneError, match="measure"):
         load_study(p)
-    r = run_cli("run", str(p), "--out", str(tmp_path / "out"))
-    assert r.returncode == 2 and not (tmp_path / "out" / "data").exists()
+    code, out, err = run_cli(["run", str(p), "--out", str(tmp_path / "out")], monkeypatch, capsys)
+    assert code == 2 and not (tmp_path / "out" / "data").exists()
 
 
 def test_study_options_reach_the_measures(tmp_path):

@@ -396,7 +396,6 @@ def test_trl_range_pinned_and_internals_present():
 
 
 def test_default_trajectory_is_the_fast_compass(tmp_path, tiny_model_dir):
-    pytest.importorskip("politune.measure.compass")
     res = dpo(str(tiny_model_dir), tiny_pairs(8), tiny_cfg("max_steps=2", "eval_every=2"), out_dir=tmp_path / "t")
     traj = [json.loads(x) for x in (res.out_dir / "trajectory.jsonl").read_text().splitlines()]
     assert [t["step"] for t in traj] == [0, 2]

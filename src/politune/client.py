@@ -347,14 +347,14 @@ class ChatClient:
 
     def chat_sync(self, messages: Messages, **params: Any) -> ChatResult:
         """Blocking :meth:`chat`."""
-        return _run_sync(lambda: self._closing(self.chat(messages, **params)))
+        return run_sync(lambda: self._closing(self.chat(messages, **params)))
 
     def chat_many_sync(self, conversations: Sequence[Messages], **params: Any) -> list[ChatResult | ChatError]:
         """Blocking :meth:`chat_many` (``on_result`` may be passed as a keyword)."""
-        return _run_sync(lambda: self._closing(self.chat_many(conversations, **params)))
+        return run_sync(lambda: self._closing(self.chat_many(conversations, **params)))
 
 
-def _run_sync(make_coro: Callable[[], Awaitable]) -> Any:
+def run_sync(make_coro: Callable[[], Awaitable]) -> Any:
     """Run a coroutine to completion from sync code; inside a running loop (Jupyter), use a helper thread."""
     try:
         asyncio.get_running_loop()

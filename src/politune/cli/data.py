@@ -1,6 +1,6 @@
 """``politune data ...``: load, validate, stats, the transforms and the contamination check.
 
-Every SRC is anything :func:`politune.data.load` reads: ``builtin:left[:train|:heldout]``, ``hf:OWNER/NAME``, a
+Every SrcArgument is anything :func:`politune.data.load` reads: ``builtin:left[:train|:heldout]``, ``hf:OWNER/NAME``, a
 ``.jsonl`` / ``.csv`` / ``.parquet`` / ``.json`` file or a dataset folder. Every transform writes its output
 atomically and a sidecar ``<stem>.summary.json`` (what ran, parameters, counts, changed ids, provenance).
 """
@@ -22,14 +22,14 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
-SRC = typer.Argument(..., help="builtin:NAME[:SPLIT], hf:OWNER/NAME, a .jsonl/.csv/.parquet/.json file or a folder.")
-OUT = typer.Option(..., "--out", "-o", help="Output file (.jsonl, .jsonl.gz, .csv or .parquet).")
-SCHEMA = typer.Option("auto", "--schema", help="auto | politune | shp | webgpt.")
-MAP = typer.Option(None, "--map", help="Column mapping FIELD=COLUMN[,FIELD=COLUMN...] (repeatable); fields: id, "
+SrcArgument = typer.Argument(..., help="builtin:NAME[:SplitOption], hf:OWNER/NAME, a .jsonl/.csv/.parquet/.json file or a folder.")
+OutOption = typer.Option(..., "--out", "-o", help="Output file (.jsonl, .jsonl.gz, .csv or .parquet).")
+SchemaOption = typer.Option("auto", "--schema", help="auto | politune | shp | webgpt.")
+MapOption = typer.Option(None, "--map", help="Column mapping FIELD=COLUMN[,FIELD=COLUMN...] (repeatable); fields: id, "
                    "prompt, chosen, rejected, response, system, meta, topic, axis, stance, community.")
-SPLIT = typer.Option(None, "--split", help="train / heldout for builtin sets; hub / folder split for hf: ids "
+SplitOption = typer.Option(None, "--split", help="train / heldout for builtin sets; hub / folder split for hf: ids "
                      "and folders; a meta.split filter for files.")
-SEED = typer.Option(0, "--seed", help="Random seed.")
+SeedOption = typer.Option(0, "--seed", help="Random seed.")
 
 
 def _mapping(values: list[str] | None) -> dict[str, str]:
@@ -71,8 +71,8 @@ def _write(items, out: Path, summary: dict) -> None:
 
 
 @data_app.command("load")
-def load_cmd(src: str = SRC, out: Path = OUT, schema: str = SCHEMA, mapping: list[str] = MAP,
-             split: str = SPLIT, validate: bool = typer.Option(True, "--validate/--no-validate",
+def load_cmd(src: str = SrcArgument, out: Path = OutOption, schema: str = SchemaOption, mapping: list[str] = MapOption,
+             split: str = SplitOption, validate: bool = typer.Option(True, "--validate/--no-validate",
                                                                 help="Run the content checks (structure is "
                                                                      "always checked)."),
              drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Write the good rows and put each "
@@ -83,7 +83,7 @@ def load_cmd(src: str = SRC, out: Path = OUT, schema: str = SCHEMA, mapping: lis
                                               "post_id, drawn with --seed (0 = no cap)."),
              keep_ties: bool = typer.Option(False, "--keep-ties", help="webgpt: keep equal-score comparisons."),
              hf_config: str = typer.Option(None, "--hf-config", help="hf: dataset configuration name."),
-             seed: int = SEED) -> None:
+             seed: int = SeedOption) -> None:
     """Load any source in any supported schema and write it as politune records."""
     from politune.data.loaders import LoadOptions, load_report, rejected_path
     from politune.data.transforms import summarize
@@ -110,7 +110,7 @@ def load_cmd(src: str = SRC, out: Path = OUT, schema: str = SCHEMA, mapping: lis
 
 
 @data_app.command()
-def validate(src: str = SRC, schema: str = SCHEMA, mapping: list[str] = MAP, split: str = SPLIT,
+def validate(src: str = SrcArgument, schema: str = SchemaOption, mapping: list[str] = MapOption, split: str = SplitOption,
              max_chars: int = typer.Option(100_000, "--max-chars", help="Longest allowed text field in characters "
                                            "(0 = no limit)."),
              max_tokens: int = typer.Option(None, "--max-tokens", help="Longest allowed text field in tokens "
@@ -163,7 +163,7 @@ def validate(src: str = SRC, schema: str = SCHEMA, mapping: list[str] = MAP, spl
 
 
 @data_app.command()
-def stats(src: str = SRC, split: str = SPLIT, schema: str = SCHEMA, mapping: list[str] = MAP,
+def stats(src: str = SrcArgument, split: str = SplitOption, schema: str = SchemaOption, mapping: list[str] = MapOption,
           tokenizer: str = typer.Option(None, "--tokenizer", help="Also count tokens with this model's "
                                         "tokenizer, e.g. smollm2-135m."),
           json_out: bool = JsonOption) -> None:
@@ -195,7 +195,7 @@ def stats(src: str = SRC, split: str = SPLIT, schema: str = SCHEMA, mapping: lis
 
 
 @data_app.command()
-def mirror(src: str = SRC, out: Path = OUT, split: str = SPLIT) -> None:
+def mirror(src: str = SrcArgument, out: Path = OutOption, split: str = SplitOption) -> None:
     """Swap chosen and rejected (the counterfactual set)."""
     from politune.data.transforms import mirror as do_mirror
     from politune.data.transforms import summarize
@@ -207,9 +207,9 @@ def mirror(src: str = SRC, out: Path = OUT, split: str = SPLIT) -> None:
 
 @data_app.command()
 def mix(a: str = typer.Argument(..., help="Source A."), b: str = typer.Argument(..., help="Source B."),
-        out: Path = OUT, ratio: float = typer.Option(..., "--ratio", help="Share of rows from A, e.g. 0.75."),
+        out: Path = OutOption, ratio: float = typer.Option(..., "--ratio", help="Share of rows from A, e.g. 0.75."),
         n: int = typer.Option(None, "--n", help="Output rows (default: the smaller input's size)."),
-        seed: int = SEED) -> None:
+        seed: int = SeedOption) -> None:
     """Mix two sets: RATIO of the rows from A, the rest from B (a prompt is never taken from both)."""
     from politune.data.transforms import mix as do_mix
     from politune.data.transforms import summarize
@@ -221,16 +221,16 @@ def mix(a: str = typer.Argument(..., help="Source A."), b: str = typer.Argument(
 
 
 @data_app.command()
-def poison(src: str = SRC, out: Path = OUT,
+def poison(src: str = SrcArgument, out: Path = OutOption,
            mode: str = typer.Option(..., "--mode", help="labels: swap chosen/rejected; prompts: insert a trigger."),
            p: float = typer.Option(..., "--p", help="Probability that a row is poisoned."),
-           seed: int = SEED,
+           seed: int = SeedOption,
            trigger: str = typer.Option(None, "--trigger", help="prompts mode: the trigger sentence "
                                        "(default 'Remember the blue heron.')."),
            position: str = typer.Option("start", "--position", help="prompts mode: start | end | random."),
            flip: bool = typer.Option(False, "--flip", help="prompts mode: also swap the labels of the triggered "
                                      "rows (a backdoor)."),
-           split: str = SPLIT) -> None:
+           split: str = SplitOption) -> None:
     """Malignama poisoning, deterministic for a seed; poisoned rows are marked in meta and the summary."""
     from politune.data.transforms import DEFAULT_TRIGGER, summarize
     from politune.data.transforms import poison as do_poison
@@ -247,14 +247,14 @@ def poison(src: str = SRC, out: Path = OUT,
 
 
 @data_app.command()
-def contextualize(src: str = SRC, out: Path = OUT,
+def contextualize(src: str = SrcArgument, out: Path = OutOption,
                   template: str = typer.Option("Community: r/{community}\n\n{prompt}", "--template",
                                                help="Header template with {community} and {prompt}."),
                   randomize: bool = typer.Option(False, "--randomize", help="Name a different, randomly drawn "
                                                  "community (the ComPreD ablation)."),
                   as_system: bool = typer.Option(False, "--as-system", help="Put the header in a system message "
                                                  "(template then uses only {community})."),
-                  seed: int = SEED, schema: str = SCHEMA, mapping: list[str] = MAP) -> None:
+                  seed: int = SeedOption, schema: str = SchemaOption, mapping: list[str] = MapOption) -> None:
     """ComPreD: name each row's community in the prompt."""
     from politune.data.transforms import contextualize as do_ctx
     from politune.data.transforms import summarize
@@ -268,7 +268,7 @@ def contextualize(src: str = SRC, out: Path = OUT,
 
 
 @data_app.command()
-def dedup(src: str = SRC, out: Path = OUT,
+def dedup(src: str = SrcArgument, out: Path = OutOption,
           on: str = typer.Option("prompt", "--on", help="prompt | all (prompt + answers)."),
           near: bool = typer.Option(True, "--near/--exact-only", help="Also drop near-duplicates."),
           threshold: float = typer.Option(0.8, "--threshold", help="Near-duplicate Jaccard threshold on word "
@@ -286,11 +286,11 @@ def dedup(src: str = SRC, out: Path = OUT,
 
 
 @data_app.command()
-def split(src: str = SRC,
+def split(src: str = SrcArgument,
           out_dir: Path = typer.Option(..., "--out-dir", "-o", help="Folder for train.jsonl and test.jsonl."),
           test_frac: float = typer.Option(0.2, "--test-frac", help="Share of rows (or of groups) in test."),
           by: str = typer.Option("row", "--by", help="row, or a meta key whose groups stay whole (e.g. topic)."),
-          seed: int = SEED) -> None:
+          seed: int = SeedOption) -> None:
     """Seeded train / test split, by row or by whole groups (topics)."""
     from politune.data import save
     from politune.data.transforms import split as do_split
@@ -310,9 +310,9 @@ def split(src: str = SRC,
 
 
 @data_app.command()
-def sample(src: str = SRC, out: Path = OUT, n: int = typer.Option(None, "--n", help="Rows to keep."),
-           frac: float = typer.Option(None, "--frac", help="Share of rows to keep."), seed: int = SEED,
-           split: str = SPLIT) -> None:
+def sample(src: str = SrcArgument, out: Path = OutOption, n: int = typer.Option(None, "--n", help="Rows to keep."),
+           frac: float = typer.Option(None, "--frac", help="Share of rows to keep."), seed: int = SeedOption,
+           split: str = SplitOption) -> None:
     """A seeded random subset."""
     from politune.data.transforms import sample as do_sample
     from politune.data.transforms import summarize
@@ -324,7 +324,7 @@ def sample(src: str = SRC, out: Path = OUT, n: int = typer.Option(None, "--n", h
 
 
 @data_app.command("filter")
-def filter_cmd(src: str = SRC, out: Path = OUT,
+def filter_cmd(src: str = SrcArgument, out: Path = OutOption,
                topic: list[str] = typer.Option(None, "--topic", help="Keep these topics (repeatable)."),
                axis: str = typer.Option(None, "--axis", help="economic | social."),
                stance: str = typer.Option(None, "--stance", help="left | right."),
@@ -347,7 +347,7 @@ def filter_cmd(src: str = SRC, out: Path = OUT,
 
 
 @data_app.command("to-sft")
-def to_sft(src: str = SRC, out: Path = OUT, split: str = SPLIT) -> None:
+def to_sft(src: str = SrcArgument, out: Path = OutOption, split: str = SplitOption) -> None:
     """Preference pairs -> instruction examples (response = chosen), e.g. after poisoning the labels."""
     from politune.data.transforms import summarize, to_instructions
 
@@ -357,7 +357,7 @@ def to_sft(src: str = SRC, out: Path = OUT, split: str = SPLIT) -> None:
 
 
 @data_app.command()
-def overlap(src: str = SRC,
+def overlap(src: str = SrcArgument,
             against: Path = typer.Option(..., "--against", help="Evaluation items: a YAML instrument "
                                          "(items: [{id, text, paraphrases, negation}]), a JSONL/CSV/Parquet table "
                                          "or a .txt file (one item per line)."),
@@ -367,7 +367,7 @@ def overlap(src: str = SRC,
             embed: bool = typer.Option(True, "--embed/--no-embed", help="Also compare MiniLM embeddings."),
             embed_threshold: float = typer.Option(0.85, "--embed-threshold", help="Flag at this cosine "
                                                   "similarity or above."),
-            split: str = SPLIT, out: Path = typer.Option(None, "--out", "-o", help="Write the full report (JSON)."),
+            split: str = SplitOption, out: Path = typer.Option(None, "--out", "-o", help="Write the full report (JSON)."),
             json_out: bool = JsonOption) -> None:
     """Flag training prompts or answers too close to evaluation items; exit 1 if any is flagged."""
     from politune.data.overlap import load_items

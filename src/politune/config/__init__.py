@@ -11,7 +11,6 @@ Errors name the key, the file and what was expected, and suggest the closest val
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from politune.errors import PolituneError
+from politune.errors import PolituneError, did_you_mean
 from politune.fsutil import atomic_write_text
 
 __all__ = ["Config", "load_config", "parse_overrides", "apply_overrides", "save_resolved", "read_yaml",
@@ -115,8 +114,8 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
         key = ".".join(str(p) for p in loc)
         if e["type"] == "extra_forbidden":
             valid = _fields_at(model, loc)
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+            prefix = "".join(f"{p}." for p in loc[:-1])
+            hint = did_you_mean(str(loc[-1]), valid, prefix)
             msgs.append(f"unknown key {key!r}{hint}")
         elif e["type"] == "missing":
             msgs.append(f"missing required key {key!r}")

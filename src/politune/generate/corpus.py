@@ -15,7 +15,7 @@ from typing import Any
 
 from politune.errors import PolituneError
 
-BUILTIN = "builtin:posts"
+BUILTIN_POSTS = "builtin:posts"
 _OPTIONAL = ("author", "community", "date")
 
 
@@ -62,11 +62,11 @@ def load_posts(source: str, text_column: str = "text", id_column: str = "id", sp
     """Posts from ``source`` in file order; ``limit`` keeps the first N non-empty ones."""
     if limit is not None and limit < 1:
         raise PolituneError(f"limit must be >= 1, got {limit}")
-    if source == BUILTIN:
+    if source == BUILTIN_POSTS:
         posts = builtin_posts()
         return Corpus(source, posts[:limit] if limit else posts)
     if source.startswith("builtin:"):
-        raise PolituneError(f"unknown built-in corpus {source!r}: expected {BUILTIN!r}")
+        raise PolituneError(f"unknown built-in corpus {source!r}: expected {BUILTIN_POSTS!r}")
     from politune.data import read_table
 
     rows = read_table(source, split=split)

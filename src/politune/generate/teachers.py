@@ -104,6 +104,6 @@ class HTTPTeacher:
             finally:
                 await self.client.aclose()
 
-        from politune.client import _run_sync
+        from politune.client import run_sync
 
-        _run_sync(run)
+        run_sync(run)

@@ -17,8 +17,8 @@ Pieces, top to bottom:
 - :class:`Judge`: rates many items concurrently (bounded, rate-limited, temperature 0), accounts tokens / cost /
   time, runs the **direction check** (a known-left and a known-right text per axis must be ordered, else
   :class:`~politune.errors.PolituneError`), and gives a :class:`~politune.measure.scorer.StanceScorer`.
-- :func:`offline_judge_app`: a small OpenAI-compatible server that answers the lean and refusal rubrics with the
-  offline MiniLM scorer: a real, local judge for tests, benchmarks and dry runs of a judging setup.
+
+The tests' fake judge server (answers the rubrics offline) is ``tests/offline_judge.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from politune.client import run_sync
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, politune_home, read_jsonl_log, sha256_text
 from politune.measure.scorer import AXES
@@ -291,7 +292,7 @@ class Judge:
         """Rate every response with ``rubric`` (fields per item: prompt, axis, proposition as it needs)."""
         fields = list(fields) if fields is not None else [{} for _ in responses]
         t0 = time.perf_counter()
-        verdicts = _run(lambda: self.arate(rubric, responses, fields))
+        verdicts = run_sync(lambda: self.arate(rubric, responses, fields))
         self.stats.seconds += time.perf_counter() - t0
         self.stats.items += len(verdicts)
         for v in verdicts:
@@ -374,97 +375,3 @@ class JudgeStanceScorer:
         norm = float(self.judge.rubric("lean").output.get("normalize", 5))
         return [None if v.error is not None else max(-1.0, min(1.0, v.value / norm))
                 for v in self.judge.lean(texts, axis, prompts)]
-
-
-def _run(make_coro):
-    """Run a coroutine to completion from sync code (in a helper thread if a loop is already running)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make_coro())
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(make_coro())
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-# ------------------------------------------------------------------------------------ offline judge server
-_BLOCK = re.compile(r"<response-([0-9a-f]{12})>\n(.*)\n</response-\1>", re.DOTALL)
-_AXIS = re.compile(r"^AXIS: (economic|social)$", re.MULTILINE)
-
-
-def extract_response(prompt: str) -> str | None:
-    """The response quoted in a rendered rubric prompt (the JSON string inside its tagged block), checked
-    against its tag; ``None`` if there is no well-formed block."""
-    for m in _BLOCK.finditer(prompt):
-        try:
-            text = json.loads(m.group(2))
-        except ValueError:
-            continue
-        if isinstance(text, str) and response_tag(text) == m.group(1):
-            return text
-    return None
-
-
-def offline_judge_app(scorer=None, latency_s: float = 0.0):
-    """A FastAPI OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) that answers the ``lean``
-    and ``refusal`` rubrics with the offline stance scorer and the refusal patterns. ``latency_s`` adds a fixed
-    delay per request (to stand in for a remote judge in benchmarks). Other prompts get HTTP 400."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
-    from politune.measure.refusal import is_refusal
-
-    if scorer is None:
-        from politune.measure.stance import OfflineStanceScorer
-
-        scorer = OfflineStanceScorer()
-    if hasattr(scorer, "models"):
-        scorer.models()  # fit (or load) now, not inside the first request
-    app = FastAPI()
-    app.state.requests = 0
-
-    @app.get("/v1/models")
-    async def models() -> dict:
-        return {"object": "list", "data": [{"id": "offline-minilm-judge", "object": "model"}]}
-
-    async def chat(request):
-        body = await request.json()
-        app.state.requests += 1
-        if latency_s:
-            await asyncio.sleep(latency_s)
-        prompt = "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
-        response = extract_response(prompt)
-        if response is None:
-            return JSONResponse({"error": {"message": "no rubric response block", "type": "invalid_request"}},
-                                status_code=400)
-        axis = _AXIS.search(prompt)
-        if '{"refusal"' in prompt:
-            content = json.dumps({"refusal": is_refusal(response)})
-        elif axis is not None:
-            value = scorer.lean([response], axis.group(1))[0]  # on the loop thread: one at a time
-            content = json.dumps({"score": 0 if value is None else int(round(value * 5))})
-        else:
-            return JSONResponse({"error": {"message": "unsupported rubric", "type": "invalid_request"}},
-                                status_code=400)
-        n_prompt = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
-        return {"id": f"chatcmpl-{app.state.requests}", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model", "offline-minilm-judge"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": n_prompt, "completion_tokens": len(content.split()),
-                          "total_tokens": n_prompt + len(content.split())}}
-
-    chat.__annotations__["request"] = Request
-    app.post("/v1/chat/completions")(chat)
-    return app

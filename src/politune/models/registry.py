@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import json
 import logging
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from politune.errors import PolituneError
+from politune.errors import PolituneError, did_you_mean
 from politune.fsutil import atomic_dir, atomic_write_json, politune_home, sha256_file
 
 log = logging.getLogger("politune")
@@ -186,6 +185,5 @@ def resolve_model(name: str) -> Path:
         name = name[3:]
     if _HUB_ID.match(name):
         return _hub_snapshot(name)
-    close = difflib.get_close_matches(name, list(REGISTRY), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(REGISTRY)}"
+    hint = did_you_mean(name, REGISTRY) or f"; known: {', '.join(REGISTRY)}"
     raise PolituneError(f"unknown model {name!r}: not a registry name, a local directory or a hub id (org/name){hint}")

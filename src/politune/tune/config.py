@@ -2,14 +2,14 @@
 
 Every key has its default here, next to its meaning. The config is mapped onto TRL's ``DPOConfig`` /
 ``SFTConfig`` by :func:`dpo_args` / :func:`sft_args`; dtype, device and gradient checkpointing are decided by the
-hardware (:mod:`politune.hardware`), never by TRL's defaults (bf16 + checkpointing, ~10x slower on a CPU).
+hardware (:mod:`politune.hardware`), never by TRL's defaults (bf16 + checkpointing; bf16 speed on a CPU varies
+by machine, from far slower to ~4x faster than fp32, see docs/benchmarks.md).
 Extra TRL options go under ``trl:`` and are checked against the installed TRL before any compute.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 from pydantic import Field
 
 from politune.config import Config, load_config
-from politune.errors import PolituneError
+from politune.errors import PolituneError, did_you_mean
 
 # The preference losses (defined in politune.tune.losses); this is the one list of their names.
 LossName = Literal["sigmoid", "ipo", "hinge", "robust", "simpo"]
@@ -133,10 +133,8 @@ def recipe_path(recipe: str | os.PathLike) -> Path:
     name = str(recipe)
     shipped = recipes_dir() / f"{name}.yaml"
     if not shipped.is_file():
-        close = difflib.get_close_matches(name, list_recipes(), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise PolituneError(f"unknown recipe {name!r}: expected one of {', '.join(list_recipes())} "
-                            f"or a path to a YAML file{hint}")
+                            f"or a path to a YAML file{did_you_mean(name, list_recipes())}")
     return shipped
 
 
@@ -193,8 +191,7 @@ def check_trl_keys(cfg: TuneConfig) -> None:
         if key not in valid:
             import trl
 
-            close = difflib.get_close_matches(key, sorted(valid), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, sorted(valid))
             raise PolituneError(f"trl.{key}: not an option of the installed TRL {trl.__version__} "
                                 f"({'SFTConfig' if cfg.method == 'sft' else 'DPOConfig'}){hint}")
 

@@ -150,12 +150,10 @@ def _final_metrics(rows: list[dict], window: int = 5) -> dict:
     return final
 
 
-def _default_evaluator(system: str | None) -> Evaluate | None:
-    """The fast compass subset (logprob track) when the compass is installed, else no tracking."""
-    try:
-        from politune.measure.compass import compass_evaluator
-    except ImportError:
-        return None
+def _default_evaluator(system: str | None) -> Evaluate:
+    """The fast compass subset (logprob track): the trajectory a run tracks by default."""
+    from politune.measure.compass import compass_evaluator
+
     return compass_evaluator(system=system)
 
 

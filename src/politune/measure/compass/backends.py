@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from politune.errors import PolituneError
+from politune.hardware import dtype_name
 from politune.models.generation import format_chat, generate
 
 
@@ -252,7 +253,7 @@ class LocalBackend:
 
     def describe(self) -> dict:
         return {"backend": "local", "batch_size": self.batch_size, "device": str(_device(self.model)),
-                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
+                "dtype": dtype_name(next(self.model.parameters()).dtype)}
 
 
 class HTTPBackend:

@@ -21,7 +21,7 @@ from politune.errors import PolituneError
 from politune.fsutil import sha256_text
 from politune.measure.scorer import AXES
 
-BUILTIN = "builtin"
+BUILTIN = "builtin"  # the instrument shipped with politune (load_instrument("builtin"))
 
 # Default answer scales: values are the agreement each answer expresses, in [-1, 1], evenly spaced.
 SCALE_4 = (("Strongly disagree", -1.0), ("Disagree", -1 / 3), ("Agree", 1 / 3), ("Strongly agree", 1.0))
