@@ -21,7 +21,7 @@ import time
 
 from fastapi import FastAPI, Request
 
-from politune.client import ChatClient
+from politune.client import ChatClient, ClientOptions
 from politune.fsutil import atomic_write_json
 from politune.generate import builtin_posts
 
@@ -54,7 +54,7 @@ def measure(url: str, model: str, convs, concurrency: int, max_tokens: int) -> d
     rows = {}
     for name, conc, runner in (("sequential", 1, _sequential), (f"concurrency {concurrency}", concurrency,
                                                                   _concurrent)):
-        client = ChatClient(url, model, concurrency=conc, timeout=600, max_retries=2)
+        client = ChatClient(url, model, options=ClientOptions(concurrency=conc, timeout=600, max_retries=2))
         t0 = time.perf_counter()
         results = asyncio.run(runner(client, convs, **params))
         wall = time.perf_counter() - t0

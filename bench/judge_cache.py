@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="run folder (default: a temp dir)")
     args = ap.parse_args()
 
+    from politune.client import ClientOptions
     from politune.measure.effects import EffectsSettings, measure_effects
     from politune.measure.judge import Judge
 
@@ -46,8 +47,8 @@ def main() -> None:
     rows = []
     with serve(offline_judge_app(latency_s=args.latency)) as url:
         for label, use_cache in (("cold cache", True), ("warm cache", True), ("no cache (peer)", False)):
-            judge = Judge(url, "offline-minilm-judge", concurrency=args.concurrency, cache_dir=cache,
-                          use_cache=use_cache)
+            judge = Judge(url, "offline-minilm-judge", client=ClientOptions(concurrency=args.concurrency),
+                          cache_dir=cache, use_cache=use_cache)
             t0 = time.perf_counter()
             measure_effects(targets, ("topics", "refusal"), out_dir=out, judge=judge, settings=settings)
             wall = time.perf_counter() - t0

@@ -14,6 +14,7 @@ import json
 import pytest
 
 from offline_judge import extract_response, offline_judge_app
+from politune.client import ClientOptions
 from politune.errors import PolituneError
 from politune.measure.judge import (
     Judge,
@@ -145,7 +146,7 @@ def test_judge_spec_parsing():
 ])
 def test_bad_output_is_retried_within_bounds_then_missing(bad_server, tmp_path, mode, calls, reason):
     url, counts = bad_server
-    judge = Judge(url, mode, output_retries=2, timeout=0.3, cache_dir=tmp_path, **FAST)
+    judge = Judge(url, mode, output_retries=2, cache_dir=tmp_path, client=ClientOptions(**FAST, timeout=0.3))
     [v] = judge.lean(["Some answer."], "economic", ["Q?"])
     assert v.value is None and reason in v.error
     assert counts[mode] == calls  # bounded: 1 + 2 re-asks, or 1 + 2 HTTP retries
@@ -159,12 +160,12 @@ def test_bad_output_is_retried_within_bounds_then_missing(bad_server, tmp_path, 
 
 def test_invalid_reply_is_reasked_and_429_backed_off(bad_server, tmp_path):
     url, counts = bad_server
-    j = Judge(url, "fixes", cache_dir=tmp_path, **FAST)
+    j = Judge(url, 'fixes', cache_dir=tmp_path, client=ClientOptions(**FAST))
     [v] = j.lean(["An answer."], "social", ["Q?"])
     assert v.value == 2 and v.attempts == 2 and counts["fixes"] == 2
-    [v] = Judge(url, "fence", cache_dir=tmp_path, **FAST).lean(["An answer."], "social", ["Q?"])
+    [v] = Judge(url, 'fence', cache_dir=tmp_path, client=ClientOptions(**FAST)).lean(["An answer."], "social", ["Q?"])
     assert v.value == -3
-    j429 = Judge(url, "429", cache_dir=tmp_path, **FAST)
+    j429 = Judge(url, '429', cache_dir=tmp_path, client=ClientOptions(**FAST))
     [v] = j429.lean(["An answer."], "economic", ["Q?"])
     assert v.value == 1 and counts["429"] == 3
     rep = j429.report()
@@ -173,7 +174,7 @@ def test_invalid_reply_is_reasked_and_429_backed_off(bad_server, tmp_path):
 
 def test_cost_accounting(bad_server, tmp_path):
     url, _ = bad_server
-    j = Judge(url, "fence", cache_dir=tmp_path, cost_per_1k=(1.0, 2.0), use_cache=False, **FAST)
+    j = Judge(url, 'fence', cache_dir=tmp_path, use_cache=False, client=ClientOptions(**FAST, cost_per_1k=(1.0, 2.0)))
     j.lean(["a", "b"], "economic", ["q", "q"])
     rep = j.report()
     assert rep["prompt_tokens"] == 200 and rep["completion_tokens"] == 10
@@ -261,7 +262,7 @@ def test_a_model_that_cannot_follow_the_rubric_fails_the_direction_check(tmp_pat
     from politune.serve import start_server
 
     with start_server("tiny-random") as url:
-        judge = Judge(url, "tiny-random", cache_dir=tmp_path, output_retries=1, max_tokens=8, **FAST)
+        judge = Judge(url, 'tiny-random', cache_dir=tmp_path, output_retries=1, max_tokens=8, client=ClientOptions(**FAST))
         with pytest.raises(PolituneError, match="direction check"):
             judge.check_direction(["economic"])
         rep = judge.report()

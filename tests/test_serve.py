@@ -202,10 +202,10 @@ def test_completions_echo_logprobs_score_the_prompt(client, tiny_model_dir, adap
 
 def test_project_chat_client_gets_logprobs_from_each_adapter(server, client):
     """politune.client.ChatClient (judges, teachers, the compass HTTP backend) against this server."""
-    from politune.client import ChatClient
+    from politune.client import ChatClient, ClientOptions
 
     for name in ("tiny", "left"):
-        cc = ChatClient(server, name, concurrency=4, max_retries=0)
+        cc = ChatClient(server, name, options=ClientOptions(concurrency=4, max_retries=0))
         res = cc.chat_many_sync([PROMPT, [{"role": "user", "content": "Hi"}]], max_tokens=1, temperature=0,
                                 logprobs=True, top_logprobs=20)
         assert all(r.ok for r in res)

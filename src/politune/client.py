@@ -12,7 +12,7 @@ One place for what judges and teachers need when they talk to a model over HTTP:
 It wraps the official ``openai`` package (``AsyncOpenAI``) with the package's own retries switched off, so the
 policy above is the only one in force. Example::
 
-    client = ChatClient("http://127.0.0.1:8000/v1", "smollm2-135m", concurrency=8)
+    client = ChatClient("http://127.0.0.1:8000/v1", "smollm2-135m", options=ClientOptions(concurrency=8))
     results = client.chat_many_sync([[{"role": "user", "content": "Hi"}]], max_tokens=32)
     print(results[0].text, client.usage)
 
@@ -177,13 +177,11 @@ def _logprobs(choice: Any) -> list[dict] | None:
             for t in content]
 
 
-class ChatClient:
-    """Async chat client with bounded concurrency, rate limit, retries and token accounting.
+@dataclass(frozen=True)
+class ClientOptions:
+    """How a :class:`ChatClient` talks to its server.
 
     Args:
-        base_url: server root ending in ``/v1`` (default: ``$POLITUNE_API_BASE`` or ``$OPENAI_BASE_URL``).
-        model: model name sent with every request.
-        api_key: bearer key (default ``$OPENAI_API_KEY``, else ``"EMPTY"`` for local servers).
         concurrency: requests in flight at most (default 8).
         rate_limit: request starts per second at most (default ``None``: unlimited).
         max_retries: retries after the first attempt for retryable failures (default 4).
@@ -191,12 +189,32 @@ class ChatClient:
         backoff: ``(base, factor, cap)`` seconds; the wait before retry ``n`` (0-based) is uniform in
             ``[0, min(cap, base * factor**n)]`` (full jitter), or the server's ``Retry-After`` when larger.
         cost_per_1k: optional ``(prompt, completion)`` price per 1000 tokens for :attr:`usage`.cost.
+        seed: seeds the retry jitter.
+    """
+
+    concurrency: int = 8
+    rate_limit: float | None = None
+    max_retries: int = 4
+    timeout: float = 60.0
+    backoff: tuple[float, float, float] = (0.5, 2.0, 30.0)
+    cost_per_1k: tuple[float, float] | None = None
+    seed: int | None = None
+
+
+class ChatClient:
+    """Async chat client with bounded concurrency, rate limit, retries and token accounting.
+
+    Args:
+        base_url: server root ending in ``/v1`` (default: ``$POLITUNE_API_BASE`` or ``$OPENAI_BASE_URL``).
+        model: model name sent with every request.
+        api_key: bearer key (default ``$OPENAI_API_KEY``, else ``"EMPTY"`` for local servers).
+        options: concurrency, rate limit, retries, timeout, backoff, prices (:class:`ClientOptions`).
     """
 
     def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8, rate_limit: float | None = None, max_retries: int = 4,
-                 timeout: float = 60.0, backoff: tuple[float, float, float] = (0.5, 2.0, 30.0),
-                 cost_per_1k: tuple[float, float] | None = None, seed: int | None = None):
+                 options: ClientOptions | None = None):
+        o = options or ClientOptions()
+        concurrency, rate_limit, max_retries, backoff = o.concurrency, o.rate_limit, o.max_retries, o.backoff
         base_url = base_url or os.environ.get("POLITUNE_API_BASE") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
             raise PolituneError("no API base URL: pass base_url (e.g. http://127.0.0.1:8000/v1) or set "
@@ -219,11 +237,11 @@ class ChatClient:
         self.concurrency = concurrency
         self.rate_limit = rate_limit
         self.max_retries = max_retries
-        self.timeout = timeout
+        self.timeout = o.timeout
         self.backoff = tuple(float(x) for x in backoff)
-        self.cost_per_1k = cost_per_1k
+        self.cost_per_1k = o.cost_per_1k
         self.usage = UsageTotals()
-        self._rng = random.Random(seed)
+        self._rng = random.Random(o.seed)
         # per event loop: (AsyncOpenAI, semaphore, rate limiter); they belong to the loop that made them
         self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

@@ -42,8 +42,9 @@ ThreshOption = typer.Option(0.5, "--threshold", help="Toxicity threshold for sha
 def _judge(judge: str | None, judge_model: str | None, concurrency: int, rate: float | None, cost: str | None):
     import os
 
+    from politune.client import ClientOptions
     from politune.errors import PolituneError
-    from politune.measure.judge import Judge, parse_judge_spec
+    from politune.measure import Judge, parse_judge_spec
 
     if judge is None and not (os.environ.get("POLITUNE_JUDGE_URL") and os.environ.get("POLITUNE_JUDGE_MODEL")):
         return None
@@ -55,7 +56,7 @@ def _judge(judge: str | None, judge_model: str | None, concurrency: int, rate: f
         except ValueError:
             raise PolituneError(f"--judge-cost {cost!r}: expected PROMPT,COMPLETION prices per 1k tokens") from None
         cost_pair = (p, c)
-    return Judge(url, model, concurrency=concurrency, rate_limit=rate, cost_per_1k=cost_pair)
+    return Judge(url, model, client=ClientOptions(concurrency=concurrency, rate_limit=rate, cost_per_1k=cost_pair))
 
 
 @dataclass

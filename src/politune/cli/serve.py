@@ -50,19 +50,20 @@ def serve(
             raise PolituneError(f"--adapter {name}={adir}: directory not found")
     if backend not in ("hf", "vllm"):
         raise PolituneError(f"--backend {backend!r}: expected hf or vllm")
-    for flag, value in (("--max-tokens", max_tokens), ("--max-n", max_n), ("--max-queue", max_queue),
-                        ("--max-body-bytes", max_body), ("--max-batch", max_batch)):
-        if value < 1:
-            raise PolituneError(f"{flag} {value}: expected a positive integer")
+    _check_positive({"--max-tokens": max_tokens, "--max-n": max_n, "--max-queue": max_queue,
+                     "--max-body-bytes": max_body, "--max-batch": max_batch})
     check_bind(host, api_key)
     if backend == "vllm":
-        _run_vllm(model, adapters, host, port, api_key, served_name, dtype, vllm_arg or [], dry_run)
+        from politune.serve import vllm_command
+
+        _run_vllm(vllm_command(model, adapters, host=host, port=port, api_key=api_key, served_name=served_name,
+                               dtype=dtype, extra_args=vllm_arg or []), dry_run)
         return
     if dry_run:
         raise PolituneError("--dry-run only applies to --backend vllm")
 
-    from politune.serve.app import ServeLimits, load_compass_points
-    from politune.serve.server import serve as run_server
+    from politune.serve import ServeLimits, load_compass_points
+    from politune.serve import serve as run_server
 
     compass_data = load_compass_points(compass) if compass else None  # fail before loading the model
     limits = ServeLimits(max_body_bytes=max_body, max_tokens=max_tokens, max_n=max_n, max_queue=max_queue,
@@ -78,11 +79,13 @@ def serve(
                served_name=served_name, on_ready=ready)
 
 
-def _run_vllm(model, adapters, host, port, api_key, served_name, dtype, extra, dry_run) -> None:
-    from politune.serve.vllm import vllm_command
+def _check_positive(flags: dict[str, int]) -> None:
+    for flag, value in flags.items():
+        if value < 1:
+            raise PolituneError(f"{flag} {value}: expected a positive integer")
 
-    cmd = vllm_command(model, adapters, host=host, port=port, api_key=api_key, served_name=served_name,
-                       dtype=dtype, extra_args=extra)
+
+def _run_vllm(cmd, dry_run: bool) -> None:
     if dry_run:
         console.print(cmd.shell(), highlight=False, soft_wrap=True, markup=False)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -29,21 +30,35 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tune_app, name="tune")
 
 
-def _run(method: str, config: str, data: str, split: str, out: Path | None, base: str | None,
-         stance: str | None, resume: bool, overwrite: bool, overrides: list[str] | None, json_out: bool,
-         eval_data: str | None) -> None:
+@dataclass
+class _Args:
+    """The options of a training command, as given on the command line."""
+
+    config: str
+    data: str
+    split: str
+    out: Path | None
+    base: str | None
+    stance: str | None
+    resume: bool
+    overwrite: bool
+    overrides: list[str] | None
+    json_out: bool
+    eval_data: str | None
+
+
+def _run(method: str, a: _Args) -> None:
     from politune import tune
     from politune.fsutil import safe_name
 
-    cfg = tune.load_recipe(config, overrides=overrides)
-    if out is None:
-        out = Path("runs") / safe_name(f"{method}-{stance or cfg.name}", "run name")
+    cfg = tune.load_recipe(a.config, overrides=a.overrides)
+    out = a.out if a.out is not None else Path("runs") / safe_name(f"{method}-{a.stance or cfg.name}", "run name")
     fn = {"dpo": tune.dpo, "sft": tune.sft, "sft_dpo": tune.sft_dpo}[method]
-    console.print(f"[bold]tune {method}[/]: {base or cfg.base} <- {data}" + (f" ({split} split)" if split else "")
-                  + f", recipe {cfg.name}, out {out}")
-    res = fn(base, data, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite,
-             options=tune.TuneOptions(split=split or None, eval_data=eval_data))
-    if json_out:
+    console.print(f"[bold]tune {method}[/]: {a.base or cfg.base} <- {a.data}"
+                  + (f" ({a.split} split)" if a.split else "") + f", recipe {cfg.name}, out {out}")
+    res = fn(a.base, a.data, cfg, out_dir=out, stance=a.stance, resume=a.resume, overwrite=a.overwrite,
+             options=tune.TuneOptions(split=a.split or None, eval_data=a.eval_data))
+    if a.json_out:
         print_json({"adapter_dir": str(res.adapter_dir), "out_dir": str(res.out_dir), "metrics": res.metrics})
         return
     m = res.metrics
@@ -55,32 +70,25 @@ def _run(method: str, config: str, data: str, split: str, out: Path | None, base
             console.print(f"  {k:30s} {m[k]:.4g}" if isinstance(m[k], float) else f"  {k:30s} {m[k]}")
 
 
-@tune_app.command("dpo")
-def dpo_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
+def _training_command(method: str, help_text: str):
+    """The command for one method (dpo, sft, sft_dpo): the same options, a different training routine."""
+
+    def cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
             base: str = BaseOption, stance: str = StanceOption, resume: bool = ResumeOption,
             overwrite: bool = OverwriteOption, overrides: list[str] = OverridesOption,
             json_out: bool = JsonOption, eval_data: str = EvalDataOption) -> None:
-    """DPO with a fresh LoRA adapter (reference = the base with the adapter disabled)."""
-    _run("dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
+        _run(method, _Args(config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data))
+
+    cmd.__doc__ = help_text
+    return cmd
 
 
-@tune_app.command("sft")
-def sft_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
-            base: str = BaseOption, stance: str = StanceOption, resume: bool = ResumeOption,
-            overwrite: bool = OverwriteOption, overrides: list[str] = OverridesOption,
-            json_out: bool = JsonOption, eval_data: str = EvalDataOption) -> None:
-    """Supervised LoRA tuning on instruction data (or the chosen answers of preference pairs)."""
-    _run("sft", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
-
-
-@tune_app.command("sft-dpo")
-def sft_dpo_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption,
-                out: Path = OutOption, base: str = BaseOption, stance: str = StanceOption,
-                resume: bool = ResumeOption, overwrite: bool = OverwriteOption,
-                overrides: list[str] = OverridesOption, json_out: bool = JsonOption,
-                eval_data: str = EvalDataOption) -> None:
-    """SFT on the chosen answers, then DPO continuing the SFT adapter (reference = frozen SFT adapter)."""
-    _run("sft_dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
+tune_app.command("dpo")(_training_command(
+    "dpo", "DPO with a fresh LoRA adapter (reference = the base with the adapter disabled)."))
+tune_app.command("sft")(_training_command(
+    "sft", "Supervised LoRA tuning on instruction data (or the chosen answers of preference pairs)."))
+tune_app.command("sft-dpo")(_training_command(
+    "sft_dpo", "SFT on the chosen answers, then DPO continuing the SFT adapter (reference = frozen SFT adapter)."))
 
 
 @tune_app.command("merge")

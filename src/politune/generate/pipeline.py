@@ -45,15 +45,16 @@ def make_teacher(cfg: GenerateConfig):
     from politune.generate.teachers import HTTPTeacher, LocalTeacher
 
     if cfg.api.base_url:
-        from politune.client import ChatClient
+        from politune.client import ChatClient, ClientOptions
 
         cost = None
         if cfg.api.cost_per_1k_prompt is not None or cfg.api.cost_per_1k_completion is not None:
             cost = (cfg.api.cost_per_1k_prompt or 0.0, cfg.api.cost_per_1k_completion or 0.0)
+        options = ClientOptions(concurrency=cfg.api.concurrency, rate_limit=cfg.api.rate_limit,
+                                max_retries=cfg.api.max_retries, timeout=cfg.api.timeout, cost_per_1k=cost,
+                                seed=cfg.seed)
         client = ChatClient(cfg.api.base_url, cfg.teacher, api_key=os.environ.get(cfg.api.api_key_env),
-                            concurrency=cfg.api.concurrency, rate_limit=cfg.api.rate_limit,
-                            max_retries=cfg.api.max_retries, timeout=cfg.api.timeout, cost_per_1k=cost,
-                            seed=cfg.seed)
+                            options=options)
         return HTTPTeacher(client)
     return LocalTeacher(cfg.teacher, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
 

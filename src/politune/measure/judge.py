@@ -39,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from politune.client import run_sync
+from politune.client import ChatClient, ClientOptions, run_sync
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, politune_home, read_jsonl_log, sha256_text
 from politune.measure.scorer import AXES
@@ -216,35 +216,31 @@ def parse_judge_spec(spec: str, model: str | None = None) -> tuple[str, str]:
     return spec[: i + 3], spec[i + 4:].strip("/")
 
 
+JUDGE_CLIENT = ClientOptions(concurrency=4, max_retries=3)  # a judge's requests, unless told otherwise
+
+
 class Judge:
     """An LLM judge. ``base_url`` / ``model`` / ``api_key`` default to ``$POLITUNE_JUDGE_URL`` /
     ``$POLITUNE_JUDGE_MODEL`` / ``$OPENAI_API_KEY``.
 
     Args:
-        concurrency: requests in flight (default 4). rate_limit: requests/s (default None).
-        max_retries: HTTP retries per request on 429 / 5xx / timeouts (default 3; backoff by the client).
-        output_retries: re-asks after an invalid reply (default 2).
-        timeout: seconds per request (default 60). max_tokens: reply budget (default 64).
-        cost_per_1k: ``(prompt, completion)`` price per 1000 tokens, for the cost report.
+        client: how requests are made (:class:`~politune.client.ClientOptions`: concurrency, rate limit, HTTP
+            retries on 429 / 5xx / timeouts, timeout, ``cost_per_1k`` for the cost report); default
+            :data:`JUDGE_CLIENT` (4 in flight, 3 retries).
+        output_retries: re-asks after an invalid reply (default 2). max_tokens: reply budget (default 64).
         cache_dir: verdict cache (default ``$POLITUNE_HOME/judge-cache``); ``use_cache=False`` to bypass.
     """
 
     def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None, *,
-                 concurrency: int = 4, rate_limit: float | None = None, max_retries: int = 3,
-                 output_retries: int = 2, timeout: float = 60.0, max_tokens: int = 64,
-                 backoff: tuple[float, float, float] = (0.5, 2.0, 30.0),
-                 cost_per_1k: tuple[float, float] | None = None, cache_dir: str | Path | None = None,
-                 use_cache: bool = True):
-        from politune.client import ChatClient
+                 client: ClientOptions = JUDGE_CLIENT, output_retries: int = 2, max_tokens: int = 64,
+                 cache_dir: str | Path | None = None, use_cache: bool = True):
 
         base_url = base_url or os.environ.get("POLITUNE_JUDGE_URL")
         model = model or os.environ.get("POLITUNE_JUDGE_MODEL")
         if not base_url or not model:
             raise PolituneError("judge: no base URL / model (pass --judge URL/v1/MODEL or set "
                                 "POLITUNE_JUDGE_URL and POLITUNE_JUDGE_MODEL)")
-        self.client = ChatClient(base_url, model, api_key=api_key, concurrency=concurrency,
-                                 rate_limit=rate_limit, max_retries=max_retries, timeout=timeout,
-                                 backoff=backoff, cost_per_1k=cost_per_1k)
+        self.client = ChatClient(base_url, model, api_key=api_key, options=client)
         self.model = model
         self.output_retries = output_retries
         self.max_tokens = max_tokens

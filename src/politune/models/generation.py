@@ -33,8 +33,7 @@ def format_chat(tokenizer, prompt: Prompt, system: str | None = None, add_genera
 
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: Sequence[Prompt], *, system: str | None = None, max_new_tokens: int = 128,
-             temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-             stop: Sequence[str] | None = None) -> list[str]:
+             temperature: float = 0.0, seed: int = 0, batch_size: int = 8) -> list[str]:
     """Answer each prompt; greedy when ``temperature == 0``. Deterministic for a seed. Returns plain strings."""
     texts = [format_chat(tokenizer, p, system) for p in prompts]
     device = next(model.parameters()).device
@@ -49,16 +48,12 @@ def generate(model, tokenizer, prompts: Sequence[Prompt], *, system: str | None 
             kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id)
             if temperature > 0:
                 torch.manual_seed(seed + start)
-                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+                kwargs.update(do_sample=True, temperature=temperature)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             gen = model.generate(**enc, **kwargs)
             for row in gen[:, enc["input_ids"].shape[1]:]:
-                text = tokenizer.decode(row, skip_special_tokens=True)
-                for s in stop or ():
-                    if s and s in text:
-                        text = text[: text.index(s)]
-                out.append(text.strip())
+                out.append(tokenizer.decode(row, skip_special_tokens=True).strip())
     finally:
         tokenizer.padding_side = old_side
     return out

@@ -59,15 +59,13 @@ def lora_rank_for_vllm(rank: int) -> int:
 
 def vllm_command(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 8000,
                  api_key: str | None = None, served_name: str | None = None, dtype: str = "auto",
-                 max_model_len: int | None = None, extra_args: list[str] | None = None,
-                 vllm: str = "vllm") -> VllmCommand:
-    """Build the ``vllm serve`` command line for ``model`` with ``adapters`` (name -> PEFT adapter dir)."""
+                 extra_args: list[str] | None = None) -> VllmCommand:
+    """Build the ``vllm serve`` command line for ``model`` with ``adapters`` (name -> PEFT adapter dir);
+    ``extra_args`` go to ``vllm serve`` as they are (e.g. ``["--max-model-len", "4096"]``)."""
     ref = vllm_model_ref(model)
     served = served_name or (model if model in _registry_names() or not Path(model).exists() else Path(ref).name)
-    argv = [vllm, "serve", ref, "--served-model-name", served, "--host", host, "--port", str(port),
+    argv = ["vllm", "serve", ref, "--served-model-name", served, "--host", host, "--port", str(port),
             "--dtype", dtype]
-    if max_model_len:
-        argv += ["--max-model-len", str(max_model_len)]
     adapters = adapters or {}
     if adapters:
         modules, ranks = [], []

@@ -170,8 +170,7 @@ class _Cell:
 
                 settings = CompassSettings(**dict(m.compass.options), tracks=tuple(m.compass.tracks),
                                            seed=self.cfg.seed)
-                save_compass(measure_compass(targets, tracks=settings.tracks, seed=settings.seed,
-                                             settings=settings), mdir / "compass.json")
+                save_compass(measure_compass(targets, **settings.model_dump()), mdir / "compass.json")
 
             self.stage("measure:compass", mdir / "compass.json", compass)
         wanted = [k for k in ("topics", "quality", "toxicity", "refusal") if getattr(m, k)]

@@ -268,9 +268,10 @@ class HTTPBackend:
 
     def __init__(self, base_url: str | None, model: str, system: str | None = None, concurrency: int = 8,
                  api_key: str | None = None, top_logprobs: int = 20, timeout: float = 60.0):
-        from politune.client import ChatClient
+        from politune.client import ChatClient, ClientOptions
 
-        self.client = ChatClient(base_url, model, api_key=api_key, concurrency=concurrency, timeout=timeout)
+        self.client = ChatClient(base_url, model, api_key=api_key,
+                                 options=ClientOptions(concurrency=concurrency, timeout=timeout))
         self.system, self.top_logprobs = system, top_logprobs
 
     def _messages(self, prompt: str) -> list[dict]:

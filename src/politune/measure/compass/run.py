@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -32,7 +33,14 @@ from politune.measure.compass.diagnostics import agreement, content_sensitivity,
 from politune.measure.compass.instrument import BUILTIN, Instrument, load_instrument
 from politune.measure.compass.prompts import Templates
 from politune.measure.compass.scoring import N_BOOT, compare_axis, item_values, score_axis
-from politune.measure.compass.tracks import DEFAULT_VARIANTS, TrackRun, run_choice, run_logprob, run_open
+from politune.measure.compass.tracks import (
+    DEFAULT_VARIANTS,
+    Decoding,
+    TrackRun,
+    run_choice,
+    run_logprob,
+    run_open,
+)
 from politune.measure.results import CompassEntry, CompassResult, TargetInfo, write_result
 from politune.measure.targets import Target
 from politune.measure.task import Context, Sample, Scored, Task, run_tasks
@@ -58,6 +66,7 @@ class CompassOptions(Config):
     n_boot: int = Field(N_BOOT, ge=1)
     items: int | None = Field(None, ge=1)  # use a balanced subset of this many items (None: all)
     templates: Templates = Templates()
+    keep_answers: bool = False  # also store every generated answer in compass.json
 
 
 class CompassSettings(CompassOptions):
@@ -106,11 +115,11 @@ def run_tracks(backend, inst: Instrument, s: CompassSettings, scorer=None) -> di
         if name == "logprob":
             runs[name] = run_logprob(backend, inst, s.templates, s.variants, s.orders, s.calibrate)
         elif name == "choice":
-            runs[name] = run_choice(backend, inst, s.templates, s.variants, s.orders, s.choice_max_new_tokens,
-                                    s.temperature, s.samples, s.seed)
+            runs[name] = run_choice(backend, inst, s.templates, s.variants, s.orders,
+                                    Decoding(s.choice_max_new_tokens, s.temperature, s.samples, s.seed))
         else:
-            runs[name] = run_open(backend, inst, s.templates, scorer, s.open_variants, s.open_max_new_tokens,
-                                  s.temperature, s.samples, s.seed)
+            runs[name] = run_open(backend, inst, s.templates, scorer, s.open_variants,
+                                  Decoding(s.open_max_new_tokens, s.temperature, s.samples, s.seed))
         runs[name].settings["seconds"] = round(time.perf_counter() - t0, 2)  # reported apart from results
         log.info("%s track: %d prompts in %.1fs", name, len(runs[name].observations), time.perf_counter() - t0)
     return runs
@@ -178,12 +187,11 @@ class CompassScore:
 
     inst: Instrument
     settings: CompassSettings
-    keep_answers: bool = False
     name: str = "compass-score"
 
     def score(self, target: Target, samples: Sequence[Sample], runs: dict[str, TrackRun]) -> CompassScored:
         entry = {"target": TargetInfo.of(target), **summarize_target(self.inst, runs, self.settings)}
-        if self.keep_answers:
+        if self.settings.keep_answers:
             entry["answers"] = {n: [{"item": o.item, "variant": o.variant, "order": o.order, "status": o.status,
                                      "text": o.text, "probs": o.probs, "lean": o.lean} for o in r.observations]
                                 for n, r in runs.items()}
@@ -192,7 +200,7 @@ class CompassScore:
                              {n: {k: v for k, v in r.settings.items() if k != "seconds"} for n, r in runs.items()})
 
 
-def compass_task(inst: Instrument, settings: CompassSettings, scorer=None, keep_answers: bool = False) -> Task:
+def compass_task(inst: Instrument, settings: CompassSettings, scorer=None) -> Task:
     """The compass on ``inst`` with ``settings`` (``scorer``: the open track's stance scorer)."""
     s = settings
 
@@ -215,27 +223,21 @@ def compass_task(inst: Instrument, settings: CompassSettings, scorer=None, keep_
                          "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None},
             "models": [m.entry.entry for m in scored], "comparisons": comparisons})
 
-    return Task("compass", item_samples(inst), CompassTracks(inst, s, scorer), CompassScore(inst, s, keep_answers),
+    return Task("compass", item_samples(inst), CompassTracks(inst, s, scorer), CompassScore(inst, s),
                 summarize)
 
 
-def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrument = BUILTIN,
-                    tracks: Sequence[str] = ("logprob", "choice", "open"), scorer=None, seed: int = 0,
-                    settings: CompassSettings | None = None, base_url: str | None = None, device: str = "auto",
-                    dtype: str = "auto", progress: Callable[[str], None] | None = None,
-                    keep_answers: bool = False, **overrides) -> CompassResult:
-    """Measure every target on the instrument with the requested tracks; returns the typed compass.json.
+def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrument = BUILTIN, scorer=None,
+                    base_url: str | None = None, device: str = "auto", dtype: str = "auto",
+                    progress: Callable[[str], None] | None = None, **settings: Any) -> CompassResult:
+    """Measure every target on the instrument; returns the typed compass.json.
 
-    ``settings`` (or keyword ``overrides`` of :class:`CompassSettings` fields) fix variants, orders, decoding
-    and bootstrap size. ``base_url``: use an OpenAI-compatible server (the target's ``model`` is the served
-    model name) instead of loading the model locally. ``keep_answers``: also store every generated answer.
+    ``settings``: fields of :class:`CompassSettings` (``tracks``, ``seed``, ``items``, variants, orders,
+    decoding, bootstrap size, ``keep_answers``); a bad one is a one-line error. ``base_url``: use an
+    OpenAI-compatible server (the target's ``model`` is the served model name) instead of loading the model
+    locally. ``progress(target name)`` is called as each target starts.
     """
-    unknown = [k for k in overrides if k not in CompassSettings.model_fields]
-    if unknown:
-        raise PolituneError(f"measure_compass: unknown setting {unknown[0]!r}")
-    base = (settings or CompassSettings()).model_dump()
-    s = validate_config(CompassSettings, {**base, "tracks": tuple(tracks), "seed": seed, **overrides},
-                        "measure_compass settings")
+    s = validate_config(CompassSettings, settings, "measure_compass settings")
     s.check()
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     if s.items:
@@ -244,7 +246,7 @@ def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrume
         scorer = default_scorer()
     if not targets:
         raise PolituneError("measure_compass: no targets")
-    task = compass_task(inst, s, scorer, keep_answers)
+    task = compass_task(inst, s, scorer)
     return run_tasks([task], targets, base_url=base_url, device=device, dtype=dtype, batch_size=s.batch_size,
                      on_target=progress)["compass"]
 

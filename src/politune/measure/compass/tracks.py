@@ -97,9 +97,21 @@ def run_logprob(backend, inst: Instrument, templates: Templates, variants: Seque
     return TrackRun("logprob", obs, settings, {o: [round(x, 6) for x in v] for o, v in prior.items()})
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How the generating tracks (choice, open) decode: greedy at temperature 0, else ``samples`` answers per
+    prompt, seeded."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    samples: int = 1
+    seed: int = 0
+
+
 def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequence[str] = DEFAULT_VARIANTS,
-               orders: Sequence[str] = ("forward", "reversed"), max_new_tokens: int = 12,
-               temperature: float = 0.0, samples: int = 1, seed: int = 0) -> TrackRun:
+               orders: Sequence[str] = ("forward", "reversed"), decoding: Decoding = Decoding(12)) -> TrackRun:
+    max_new_tokens, temperature, samples, seed = (decoding.max_new_tokens, decoding.temperature, decoding.samples,
+                                                  decoding.seed)
     t = templates.with_letters(False)
     labels = inst.labels
     plan = _prompts(inst, variants, orders)
@@ -129,7 +141,9 @@ def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequen
 
 
 def run_open(backend, inst: Instrument, templates: Templates, scorer, variants: Sequence[str] = ("text",),
-             max_new_tokens: int = 80, temperature: float = 0.0, samples: int = 1, seed: int = 0) -> TrackRun:
+             decoding: Decoding = Decoding(80)) -> TrackRun:
+    max_new_tokens, temperature, samples, seed = (decoding.max_new_tokens, decoding.temperature, decoding.samples,
+                                                  decoding.seed)
     plan = [(it, vid, stmt, pol) for it in inst.items for vid, stmt, pol in it.variants(tuple(variants))]
     prompts = [open_prompt(templates, stmt) for _, _, stmt, _ in plan]
     obs: list[Observation] = []
