@@ -4,10 +4,11 @@
 - no function over ``MAX_FUNCTION_LINES`` lines (decorators and docstring included);
 - no function with more than ``MAX_PARAMS`` parameters (``self`` / ``cls`` not counted).
 
-The one exemption, from the parameter rule only: a **CLI command**, a function whose every parameter is a
-command-line option, i.e. its default is ``typer.Option(...)`` / ``typer.Argument(...)`` or one of the shared
-option constants of ``politune.cli.common`` (names ending in ``Option`` or ``Argument``). Its parameters are the
-command's flags, and typer needs them spelled out one by one; its body still obeys the line rule.
+The one exemption: a **CLI command**, a function whose every parameter is a command-line option, i.e. its
+default is ``typer.Option(...)`` / ``typer.Argument(...)`` or a shared option constant (a name ending in
+``Option`` or ``Argument``), apart from an optional ``ctx: typer.Context``. Its parameters are the command's
+flags, and typer needs them spelled out one by one: a CLI command is exempt from the parameter rule, and its
+signature (one line per flag once formatted) does not count towards its lines; its body obeys the line rule.
 """
 
 from __future__ import annotations
@@ -56,23 +57,31 @@ def _is_cli_option(default: ast.expr | None) -> bool:
     return isinstance(default, ast.Name) and default.id.endswith(("Option", "Argument"))
 
 
+def _is_context(arg: ast.arg) -> bool:
+    return arg.annotation is not None and ast.unparse(arg.annotation) in ("typer.Context", "Context")
+
+
 def is_cli_command(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """Every parameter has a default that is a command-line option (see the module docstring)."""
+    """Every parameter is a command-line option, but for an optional ``typer.Context`` (see the module
+    docstring)."""
     a = fn.args
     if a.vararg or a.kwarg or a.posonlyargs:
         return False
+    args = [*a.args, *a.kwonlyargs]
     defaults = [None] * (len(a.args) - len(a.defaults)) + list(a.defaults) + list(a.kw_defaults)
-    return bool(defaults) and all(_is_cli_option(d) for d in defaults)
+    options = [d for arg, d in zip(args, defaults, strict=True) if not (d is None and _is_context(arg))]
+    return bool(options) and all(_is_cli_option(d) for d in options)
 
 
 def function_problems(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     problems = []
-    start = min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
+    cli = is_cli_command(fn)
+    start = fn.body[0].lineno if cli else min([fn.lineno, *(d.lineno for d in fn.decorator_list)])
     lines = (fn.end_lineno or fn.lineno) - start + 1
     if lines > MAX_FUNCTION_LINES:
         problems.append(f"{fn.name}: {lines} lines (max {MAX_FUNCTION_LINES})")
     n_params = len(_params(fn))
-    if n_params > MAX_PARAMS and not is_cli_command(fn):
+    if n_params > MAX_PARAMS and not cli:
         problems.append(f"{fn.name}: {n_params} parameters (max {MAX_PARAMS})")
     return problems
 
@@ -113,6 +122,14 @@ def test_known_exceptions_exist():
         ("def f():\n" + "    x = 1\n" * 60, True),
         ("def f():\n" + "    x = 1\n" * 59, False),
         ("@app.command()\ndef f():\n" + "    x = 1\n" * 59, True),
+        ("def f(ctx: typer.Context, " + ", ".join(f"a{i}=typer.Option(None)" for i in range(12)) + "):\n"
+         "    pass\n", False),
+        ("def f(ctx, " + ", ".join(f"a{i}=typer.Option(None)" for i in range(12)) + "):\n    pass\n", True),
+        # a CLI command's signature does not count towards its lines, its body does
+        ("def f(\n" + "".join(f"    a{i}=typer.Option(None),\n" for i in range(30)) + "):\n" + "    x = 1\n" * 59,
+         False),
+        ("def f(\n" + "".join(f"    a{i}=typer.Option(None),\n" for i in range(30)) + "):\n" + "    x = 1\n" * 61,
+         True),
     ],
 )
 def test_the_rules_themselves(source, flagged):

@@ -182,61 +182,68 @@ def _print(summary: dict, out) -> None:
                   f"({summary['wall_seconds']} s)")
 
 
+# command name -> (measures, help)
+COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "topics": (("topics",), "Answer open political questions on held-out topics and score each answer's lean "
+               "(offline scorer, or --judge); writes topics.json."),
+    "quality": (("quality",), "Quality retention: ROUGE-L vs reference answers and perplexity on neutral text, "
+                "with the change vs base; writes quality.json."),
+    "toxicity": (("toxicity",), "Toxicity of the answers (alt-profanity-check or a local HF classifier); "
+                 "writes toxicity.json."),
+    "refusal": (("refusal",), "Refusal rate on political questions (keyword patterns, plus the judge when "
+                "configured); writes refusal.json."),
+    "all": (("topics", "quality", "toxicity", "refusal"), "Topics, quality, toxicity and refusal from one "
+            "round of answers; writes all four result files."),
+}
+
+
 def add_commands(measure_app: typer.Typer) -> None:
     """Add this part's commands to the `measure` sub-app."""
+    for name, (_, help_text) in COMMANDS.items():
+        measure_app.command(name, help=help_text)(effects_command)
+    measure_app.command("stance-accuracy")(stance_accuracy_cmd)
 
-    def make(measures: tuple[str, ...], name: str, help_text: str) -> None:
-        def cmd(model: str = ModelOption, adapter: list[str] = AdapterOption, persona: list[str] = PersonaOption,
-                system: str = SystemOption, judge: str = JudgeOption, judge_model: str = JudgeModelOption,
-                judge_concurrency: int = JudgeConcOption, judge_rate: float = JudgeRateOption,
-                judge_cost: str = JudgeCostOption, out: Path = OutOption, max_new_tokens: int = TokensOption,
-                qa_max_new_tokens: int = QATokensOption, batch_size: int = BatchOption, seed: int = SeedOption,
-                device: str = DeviceOption, dtype: str = DtypeOption, topics: str = TopicsOption, qa: str = QAOption,
-                qa_limit: int = QALimitOption, ppl_text: str = PplOption, toxicity_classifier: str = ToxOption,
-                threshold: float = ThreshOption, json_out: bool = JsonOption) -> None:
-            _run(measures, _Args(model, adapter, persona, system, judge, judge_model, judge_concurrency, judge_rate,
-                                 judge_cost, out, max_new_tokens, qa_max_new_tokens, batch_size, seed, device, dtype,
-                                 topics, qa, qa_limit, ppl_text, toxicity_classifier, threshold, json_out))
 
-        cmd.__doc__ = help_text
-        measure_app.command(name)(cmd)
+def effects_command(ctx: typer.Context, model: str = ModelOption, adapter: list[str] = AdapterOption,
+                    persona: list[str] = PersonaOption, system: str = SystemOption, judge: str = JudgeOption,
+                    judge_model: str = JudgeModelOption, judge_concurrency: int = JudgeConcOption,
+                    judge_rate: float = JudgeRateOption, judge_cost: str = JudgeCostOption, out: Path = OutOption,
+                    max_new_tokens: int = TokensOption, qa_max_new_tokens: int = QATokensOption,
+                    batch_size: int = BatchOption, seed: int = SeedOption, device: str = DeviceOption,
+                    dtype: str = DtypeOption, topics: str = TopicsOption, qa: str = QAOption,
+                    qa_limit: int = QALimitOption, ppl_text: str = PplOption, toxicity_classifier: str = ToxOption,
+                    threshold: float = ThreshOption, json_out: bool = JsonOption) -> None:
+    """The side-effect commands (one per entry of COMMANDS, which picks the measures by the command's name)."""
+    measures = COMMANDS[ctx.info_name or "all"][0]
+    _run(measures, _Args(model, adapter, persona, system, judge, judge_model, judge_concurrency, judge_rate,
+                         judge_cost, out, max_new_tokens, qa_max_new_tokens, batch_size, seed, device, dtype, topics,
+                         qa, qa_limit, ppl_text, toxicity_classifier, threshold, json_out))
 
-    make(("topics",), "topics", "Answer open political questions on held-out topics and score each answer's lean "
-         "(offline scorer, or --judge); writes topics.json.")
-    make(("quality",), "quality", "Quality retention: ROUGE-L vs reference answers and perplexity on neutral text, "
-         "with the change vs base; writes quality.json.")
-    make(("toxicity",), "toxicity", "Toxicity of the answers (alt-profanity-check or a local HF classifier); "
-         "writes toxicity.json.")
-    make(("refusal",), "refusal", "Refusal rate on political questions (keyword patterns, plus the judge when "
-         "configured); writes refusal.json.")
-    make(("topics", "quality", "toxicity", "refusal"), "all", "Topics, quality, toxicity and refusal from one "
-         "round of answers; writes all four result files.")
 
-    @measure_app.command("stance-accuracy")
-    def stance_accuracy_cmd(loto: bool = typer.Option(False, "--loto", help="Also report leave-one-topic-out "
-                                                      "accuracy on the train topics."),
-                            json_out: bool = JsonOption) -> None:
-        """Sign accuracy of the offline stance scorer on the built-in data's held-out topics (target >= 85%)."""
-        from politune.measure.stance import OfflineStanceScorer, leave_one_topic_out, stance_accuracy
+def stance_accuracy_cmd(loto: bool = typer.Option(False, "--loto", help="Also report leave-one-topic-out "
+                                                  "accuracy on the train topics."),
+                        json_out: bool = JsonOption) -> None:
+    """Sign accuracy of the offline stance scorer on the built-in data's held-out topics (target >= 85%)."""
+    from politune.measure.stance import OfflineStanceScorer, leave_one_topic_out, stance_accuracy
 
-        t0 = time.perf_counter()
-        scorer = OfflineStanceScorer()
-        res = {"scorer": scorer.name, "heldout": stance_accuracy(scorer).to_dict()}
-        if loto:
-            res["train_leave_one_topic_out"] = leave_one_topic_out().to_dict()
-        res["seconds"] = round(time.perf_counter() - t0, 1)
-        if json_out:
-            print_json(res)
-            return
-        h = res["heldout"]
-        console.print(f"offline stance scorer {scorer.name}: held-out sign accuracy {h['sign_accuracy']:.3f} "
-                      f"({h['n_answers']} answers, {h['n_pairs']} pairs; target 0.85), pair order accuracy "
-                      f"{h['pair_accuracy']:.3f}")
-        for axis, a in h["by_axis"].items():
-            console.print(f"  {axis:9s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
-        for topic, a in h["by_topic"].items():
-            console.print(f"  {topic:34s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
-        if loto:
-            lo = res["train_leave_one_topic_out"]
-            console.print(f"train topics, leave-one-topic-out: sign {lo['sign_accuracy']:.3f}  pair "
-                          f"{lo['pair_accuracy']:.3f}")
+    t0 = time.perf_counter()
+    scorer = OfflineStanceScorer()
+    res = {"scorer": scorer.name, "heldout": stance_accuracy(scorer).to_dict()}
+    if loto:
+        res["train_leave_one_topic_out"] = leave_one_topic_out().to_dict()
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    if json_out:
+        print_json(res)
+        return
+    h = res["heldout"]
+    console.print(f"offline stance scorer {scorer.name}: held-out sign accuracy {h['sign_accuracy']:.3f} "
+                  f"({h['n_answers']} answers, {h['n_pairs']} pairs; target 0.85), pair order accuracy "
+                  f"{h['pair_accuracy']:.3f}")
+    for axis, a in h["by_axis"].items():
+        console.print(f"  {axis:9s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
+    for topic, a in h["by_topic"].items():
+        console.print(f"  {topic:34s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
+    if loto:
+        lo = res["train_leave_one_topic_out"]
+        console.print(f"train topics, leave-one-topic-out: sign {lo['sign_accuracy']:.3f}  pair "
+                      f"{lo['pair_accuracy']:.3f}")

@@ -30,6 +30,28 @@ def builtin_path() -> Path:
     return Path(__file__).parent / "builtin" / "ideology.jsonl"
 
 
+def _row_problems(raw: dict, side: str, max_chars: int | None) -> list[tuple[str, str]]:
+    """(field, problem) for one raw row of the ideology file, in its own field names."""
+    probs: list[tuple[str, str]] = []
+    for f in _RAW_FIELDS:
+        if not isinstance(raw.get(f), str) or not raw[f].strip():
+            probs.append((f, "missing field" if f not in raw else "expected a non-empty string"))
+    if isinstance(raw.get("axis"), str) and raw["axis"] not in AXES:
+        probs.append(("axis", f"expected economic or social, got {raw['axis']!r}"))
+    if isinstance(raw.get("split"), str) and raw["split"] not in SPLITS:
+        probs.append(("split", f"expected train or heldout, got {raw['split']!r}"))
+    if isinstance(raw.get("form"), str) and raw["form"] not in FORMS:
+        probs.append(("form", f"expected one of {', '.join(FORMS)}, got {raw['form']!r}"))
+    if not probs:  # content checks (identical answers, length, lone surrogates) in raw field names
+        other = "right" if side == "left" else "left"
+        d = {"id": raw.get("id"), "prompt": raw.get("prompt"), "chosen": raw.get(side), "rejected": raw.get(other),
+             "meta": None}
+        rename = {"chosen": side, "rejected": other}
+        probs.extend((rename.get(f, f), "identical to the other side's answer" if p == "identical to chosen" else p)
+                     for f, p in check_fields(d, "preference", True, max_chars))
+    return probs
+
+
 def builtin_report(name: str, split: str | None = None, max_chars: int | None = DEFAULT_MAX_CHARS):
     """A :class:`~politune.data.loaders.LoadReport` for ``builtin:NAME`` (every raw row checked)."""
     from politune.data.loaders import LoadReport
@@ -51,31 +73,14 @@ def builtin_report(name: str, split: str | None = None, max_chars: int | None = 
     rep = LoadReport(source=source, schema="builtin", kind=kind, rows_read=len(rows))
     seen: dict[str, str] = {}
     for r in rows:
-        probs: list[tuple[str, str]] = [r.error] if r.row is None else []
         raw = r.row or {}
-        if r.row is not None:
-            for f in _RAW_FIELDS:
-                if not isinstance(raw.get(f), str) or not raw[f].strip():
-                    probs.append((f, "missing field" if f not in raw else "expected a non-empty string"))
-            if isinstance(raw.get("axis"), str) and raw["axis"] not in AXES:
-                probs.append(("axis", f"expected economic or social, got {raw['axis']!r}"))
-            if isinstance(raw.get("split"), str) and raw["split"] not in SPLITS:
-                probs.append(("split", f"expected train or heldout, got {raw['split']!r}"))
-            if isinstance(raw.get("form"), str) and raw["form"] not in FORMS:
-                probs.append(("form", f"expected one of {', '.join(FORMS)}, got {raw['form']!r}"))
-            d = {"id": raw.get("id"), "prompt": raw.get("prompt"), "chosen": raw.get(side),
-                 "rejected": raw.get(other), "meta": None}
-            if not probs:  # content checks (identical answers, length, lone surrogates) in raw field names
-                rename = {"chosen": side, "rejected": other}
-                probs.extend((rename.get(f, f), "identical to the other side's answer"
-                              if p == "identical to chosen" else p)
-                             for f, p in check_fields(d, "preference", True, max_chars))
-            rid = raw.get("id")
-            if isinstance(rid, str):
-                if rid in seen:
-                    probs.append(("id", f"duplicate id {rid!r} (first at {seen[rid]})"))
-                else:
-                    seen[rid] = r.loc
+        probs = [r.error] if r.row is None else _row_problems(raw, side, max_chars)
+        rid = raw.get("id")
+        if r.row is not None and isinstance(rid, str):
+            if rid in seen:
+                probs.append(("id", f"duplicate id {rid!r} (first at {seen[rid]})"))
+            else:
+                seen[rid] = r.loc
         if probs:
             rep.issues.extend(Issue(r.loc, f, p) for f, p in probs)
             rep.rejected.append({"location": r.loc, "errors": [f"{f}: {p}" for f, p in probs],
