@@ -193,7 +193,7 @@ def test_builtin_views_and_topic_split():
 
 def test_builtin_meets_the_acceptance_bar():
     """>= 300 pairs over >= 30 topics, balanced axes, no duplicate prompts, 8 whole topics held out, valid."""
-    from politune.data.transforms import stats
+    from politune.data.stats import stats
 
     pairs = load("builtin:left")
     st = stats(pairs)

@@ -10,16 +10,16 @@ import pytest
 
 from cli_helpers import run_cli
 from politune.data import InstructionExample, PreferencePair, load, save
+from politune.data.dedup import dedup
+from politune.data.stats import stats
 from politune.data.transforms import (
     contextualize,
-    dedup,
     filter_records,
     mirror,
     mix,
     poison,
     sample,
     split,
-    stats,
     to_instructions,
 )
 from politune.errors import PolituneError

@@ -89,9 +89,8 @@ def validate(src: str = SrcArgument, schema: str = SchemaOption, mapping: list[s
                                       "(default <input stem>.valid.jsonl)."),
              json_out: bool = JsonOption) -> None:
     """Check every row: print each problem as `file:line: field: problem`; exit 2 if any."""
-    from politune.data.loaders import LoadOptions, load_report, rejected_path, save
+    from politune.data.loaders import LoadOptions, load_report
     from politune.errors import PolituneError
-    from politune.fsutil import atomic_write_jsonl
 
     if max_tokens is not None and not tokenizer:
         raise PolituneError("--max-tokens needs --tokenizer")
@@ -105,18 +104,7 @@ def validate(src: str = SrcArgument, schema: str = SchemaOption, mapping: list[s
         for i in rep.issues:
             err_console.print(str(i), highlight=False, markup=False, soft_wrap=True)
     if drop_invalid:
-        if not rep.items:
-            raise PolituneError(f"{src}: no valid rows to write")
-        if out is None:
-            if src.startswith(("builtin:", "hf:")):
-                raise PolituneError("--drop-invalid on builtin:/hf: sources needs --out")
-            p = Path(src)
-            out = p.with_name(f"{p.name.split('.')[0]}.valid.jsonl")
-        save(rep.items, out)
-        if rep.rejected:
-            atomic_write_jsonl(rejected_path(out), rep.rejected)
-        err_console.print(f"{len(rep.items)} valid rows -> {out}; {len(rep.rejected)} rejected -> "
-                          f"{rejected_path(out)}", highlight=False, markup=False)
+        _write_valid(rep, src, out)
         return
     if rep.issues:
         n = len(rep.issues)
@@ -128,13 +116,34 @@ def validate(src: str = SrcArgument, schema: str = SchemaOption, mapping: list[s
         console.print(f"{src}: {len(rep.items)} valid {rep.kind} rows ({rep.schema} schema){drop}", highlight=False, markup=False)
 
 
+def _write_valid(rep, src: str, out: Path | None) -> None:
+    """``validate --drop-invalid``: the good rows to ``out`` (default ``<stem>.valid.jsonl``), the bad ones with
+    their reasons next to it."""
+    from politune.data.loaders import rejected_path, save
+    from politune.errors import PolituneError
+    from politune.fsutil import atomic_write_jsonl
+
+    if not rep.items:
+        raise PolituneError(f"{src}: no valid rows to write")
+    if out is None:
+        if src.startswith(("builtin:", "hf:")):
+            raise PolituneError("--drop-invalid on builtin:/hf: sources needs --out")
+        p = Path(src)
+        out = p.with_name(f"{p.name.split('.')[0]}.valid.jsonl")
+    save(rep.items, out)
+    if rep.rejected:
+        atomic_write_jsonl(rejected_path(out), rep.rejected)
+    err_console.print(f"{len(rep.items)} valid rows -> {out}; {len(rep.rejected)} rejected -> "
+                      f"{rejected_path(out)}", highlight=False, markup=False)
+
+
 @data_app.command()
 def stats(src: str = SrcArgument, split: str = SplitOption, schema: str = SchemaOption, mapping: list[str] = MapOption,
           tokenizer: str = typer.Option(None, "--tokenizer", help="Also count tokens with this model's "
                                         "tokenizer, e.g. smollm2-135m."),
           json_out: bool = JsonOption) -> None:
     """Rows, topics, axis / stance balance, duplicates and lengths."""
-    from politune.data.transforms import stats as do_stats
+    from politune.data.stats import stats as do_stats
 
     st = do_stats(load_source(src, split, schema, mapping), tokenizer=load_tokenizer_named(tokenizer))
     if json_out:

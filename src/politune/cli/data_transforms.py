@@ -107,7 +107,7 @@ def dedup(src: str = SrcArgument, out: Path = OutOption,
           threshold: float = typer.Option(0.8, "--threshold", help="Near-duplicate Jaccard threshold on word "
                                           "3-grams.")) -> None:
     """Drop exact and near-duplicate rows (the first of each group is kept)."""
-    from politune.data.transforms import dedup as do_dedup
+    from politune.data.dedup import dedup as do_dedup
     from politune.data.transforms import summarize
 
     items = load_source(src)

@@ -31,6 +31,14 @@ def print_compass_table(result: CompassResult) -> None:
                           f"[{a.ci.lo:+.2f}, {a.ci.hi:+.2f}]" if a.ci.ok else "-", _num(a.coverage),
                           _num(tr.refusal_rate), _num(tr.content_sensitivity))
     console.print(t)
+    _print_diagnostics(result)
+    _print_comparisons(result)
+
+
+def _print_diagnostics(result: CompassResult) -> None:
+    from rich import box
+    from rich.table import Table
+
     d = Table(title="diagnostics per track (acquiescence 0.5 = none; flip = item vs negation consistency; "
                     "order = order sensitivity)", box=box.SIMPLE_HEAD)
     for col in ("target", "track", "acquiesce", "flip", "order", "refusals", "coverage"):
@@ -45,6 +53,12 @@ def print_compass_table(result: CompassResult) -> None:
             pairs = ", ".join(f"{k} {_num(v)}" for k, v in m.agreement.items())
             n_dis = sum(i.disagree for i in m.items)
             console.print(f"{m.target.name}: track agreement {pairs}; {n_dis} items where tracks disagree")
+
+
+def _print_comparisons(result: CompassResult) -> None:
+    from rich import box
+    from rich.table import Table
+
     if result.comparisons:
         c = Table(title="differences vs the first target (b - a)", box=box.SIMPLE_HEAD)
         for col in ("a", "b", "track", "axis", "diff [95% CI]", "sees it"):

@@ -45,19 +45,16 @@ def serve(
     from politune.serve.server import check_bind
 
     adapters = parse_named(adapter, "adapter")
-    for name, adir in adapters.items():
-        if not os.path.isdir(adir):
-            raise PolituneError(f"--adapter {name}={adir}: directory not found")
     if backend not in ("hf", "vllm"):
         raise PolituneError(f"--backend {backend!r}: expected hf or vllm")
-    _check_positive({"--max-tokens": max_tokens, "--max-n": max_n, "--max-queue": max_queue,
-                     "--max-body-bytes": max_body, "--max-batch": max_batch})
+    _check(adapters, {"--max-tokens": max_tokens, "--max-n": max_n, "--max-queue": max_queue,
+                      "--max-body-bytes": max_body, "--max-batch": max_batch})
     check_bind(host, api_key)
+    where = {"host": host, "port": port, "api_key": api_key, "served_name": served_name, "dtype": dtype}
     if backend == "vllm":
         from politune.serve import vllm_command
 
-        _run_vllm(vllm_command(model, adapters, host=host, port=port, api_key=api_key, served_name=served_name,
-                               dtype=dtype, extra_args=vllm_arg or []), dry_run)
+        _run_vllm(vllm_command(model, adapters, **where, extra_args=vllm_arg or []), dry_run)
         return
     if dry_run:
         raise PolituneError("--dry-run only applies to --backend vllm")
@@ -68,19 +65,24 @@ def serve(
     compass_data = load_compass_points(compass) if compass else None  # fail before loading the model
     limits = ServeLimits(max_body_bytes=max_body, max_tokens=max_tokens, max_n=max_n, max_queue=max_queue,
                          max_batch_rows=max_batch, default_max_tokens=min(256, max_tokens))
+    run_server(model, adapters, **where, limits=limits, compass=compass if compass_data is not None else None,
+               device=device, on_ready=_announce([served_name or model, *adapters]))
 
+
+def _announce(names: list[str]):
     def ready(url: str) -> None:
-        names = ", ".join([served_name or model, *adapters])
-        err_console.print(f"serving {names} at {url}/v1 (comparison page: {url}/); Ctrl-C to stop", highlight=False,
-                          soft_wrap=True)
+        err_console.print(f"serving {', '.join(names)} at {url}/v1 (comparison page: {url}/); Ctrl-C to stop",
+                          highlight=False, soft_wrap=True)
 
-    run_server(model, adapters, host=host, port=port, api_key=api_key, limits=limits,
-               compass=compass if compass_data is not None else None, device=device, dtype=dtype,
-               served_name=served_name, on_ready=ready)
+    return ready
 
 
-def _check_positive(flags: dict[str, int]) -> None:
-    for flag, value in flags.items():
+def _check(adapters: dict[str, str], limits: dict[str, int]) -> None:
+    """Adapter folders exist; every limit is a positive integer."""
+    for name, adir in adapters.items():
+        if not os.path.isdir(adir):
+            raise PolituneError(f"--adapter {name}={adir}: directory not found")
+    for flag, value in limits.items():
         if value < 1:
             raise PolituneError(f"{flag} {value}: expected a positive integer")
 

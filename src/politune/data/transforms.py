@@ -9,20 +9,18 @@ op-specific meta keys below; :func:`summarize` builds the sidecar summary the CL
 | :func:`mix` | ``ratio`` of rows from A, the rest from B (no prompt twice) | ``mix_source`` = "a" / "b" |
 | :func:`poison` | Malignama: with probability p swap the labels, or insert a trigger into the prompt | ``poisoned`` |
 | :func:`contextualize` | ComPreD: name the community in a prompt header (``randomize``: another one) | ``context_community`` |
-| :func:`dedup` | drop exact and near-duplicate (MinHash over word 3-grams) rows | - |
+| :func:`~politune.data.dedup.dedup` | drop exact and near-duplicate (MinHash over word 3-grams) rows | - |
 | :func:`split` | train / test by row or by whole groups (topic) | ``split`` |
 | :func:`sample` | a seeded random subset | - |
 | :func:`filter_records` | keep rows by topic / axis / stance / split / community / length | - |
 | :func:`to_instructions` | preference pairs -> instruction examples (response = chosen) | - |
-| :func:`stats` | counts, topics, axis balance, lengths (chars, and tokens for a tokenizer) | (read only) |
+| :func:`~politune.data.stats.stats` | counts, topics, axis balance, lengths (chars, and tokens for a tokenizer) | (read only) |
 """
 
 from __future__ import annotations
 
 import random
 import re
-import statistics
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -230,103 +228,6 @@ def contextualize(items: Sequence[Record], *, template: str = DEFAULT_CONTEXT_TE
     return out
 
 
-# ---------------------------------------------------------------- dedup
-
-
-_WORD = re.compile(r"\w+")
-
-
-def _norm_words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def _key_text(it: Record, on: str) -> str:
-    if on == "prompt":
-        return prompt_text(it.prompt)
-    if on == "all":
-        return "\n".join([prompt_text(it.prompt)] + [t for _, t in answers(it)])
-    raise PolituneError(f"dedup: on must be prompt or all, got {on!r}")
-
-
-def _shingles(words: list[str], k: int = 3) -> set[int]:
-    if len(words) < k:
-        return {zlib.crc32(" ".join(words).encode())}
-    return {zlib.crc32(" ".join(words[i:i + k]).encode()) for i in range(len(words) - k + 1)}
-
-
-def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8, num_perm: int = 64,
-                          bands: int = 16) -> list[int]:
-    """For each text, the index of the first text it is a near-duplicate of (Jaccard of word 3-grams >=
-    ``threshold``, candidates from MinHash LSH, verified exactly), or its own index."""
-    import numpy as np
-
-    n = len(texts)
-    sh = [_shingles(_norm_words(t)) for t in texts]
-    prime = (1 << 61) - 1
-    gen = np.random.default_rng(12345)
-    a = gen.integers(1, prime, num_perm, dtype=np.uint64)
-    b = gen.integers(0, prime, num_perm, dtype=np.uint64)
-    rows = max(1, num_perm // bands)
-    sigs = np.empty((n, num_perm), dtype=np.uint64)
-    for i, s in enumerate(sh):
-        h = np.fromiter(s, dtype=np.uint64, count=len(s))[:, None]
-        sigs[i] = ((h * a + b) % np.uint64(prime)).min(axis=0)  # wraps mod 2**64 first: still a valid hash
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    checked: set[tuple[int, int]] = set()
-    for band in range(bands):
-        buckets: dict[bytes, list[int]] = {}
-        for i in range(n):
-            buckets.setdefault(sigs[i, band * rows:(band + 1) * rows].tobytes(), []).append(i)
-        for members in buckets.values():
-            if len(members) < 2:
-                continue
-            first = members[0]
-            for j in members[1:]:
-                pair = (first, j)
-                if pair in checked or find(first) == find(j):
-                    continue
-                checked.add(pair)
-                inter = len(sh[first] & sh[j])
-                if inter / max(1, len(sh[first] | sh[j])) >= threshold:
-                    ri, rj = find(first), find(j)
-                    parent[max(ri, rj)] = min(ri, rj)
-    return [find(i) for i in range(n)]
-
-
-def dedup(items: Sequence[Record], *, on: str = "prompt", near: bool = True,
-          threshold: float = 0.8) -> list[Record]:
-    """Drop rows whose ``on`` text (``prompt`` or ``all`` = prompt + answers) repeats an earlier row's: exactly
-    (after lower-casing and collapsing punctuation / spaces) or, with ``near``, with word-3-gram Jaccard
-    similarity >= ``threshold``. The first row of each group is kept, in order."""
-    if not 0.0 < threshold <= 1.0:
-        raise PolituneError(f"dedup: threshold must be in (0, 1], got {threshold}")
-    texts = [_key_text(it, on) for it in items]
-    keys = [" ".join(_norm_words(t)) for t in texts]
-    first: dict[str, int] = {}
-    keep = []
-    for i, k in enumerate(keys):
-        if k in first:
-            continue
-        first[k] = i
-        keep.append(i)
-    if near and len(keep) > 1:
-        groups = near_duplicate_groups([texts[i] for i in keep], threshold)
-        keep = [keep[j] for j, g in enumerate(groups) if g == j]
-    out = []
-    for i in keep:
-        c = items[i].replace()
-        record_transform(c.meta, "dedup", on=on, near=near, threshold=threshold)
-        out.append(c)
-    return out
-
-
 # ---------------------------------------------------------------- split / sample / filter
 
 
@@ -416,51 +317,6 @@ def filter_records(items: Sequence[Record], *, topic: Sequence[str] | None = Non
         c = it.replace()
         record_transform(c.meta, "filter", **params)
         out.append(c)
-    return out
-
-
-# ---------------------------------------------------------------- stats
-
-
-def _dist(xs: list[int]) -> dict[str, float]:
-    if not xs:
-        return {}
-    s = sorted(xs)
-    return {"mean": round(statistics.fmean(s), 1), "median": float(statistics.median(s)),
-            "p95": float(s[min(len(s) - 1, int(0.95 * len(s)))]), "max": float(s[-1]), "min": float(s[0])}
-
-
-def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
-    """Rows, kind, topics, axis / stance / form / split / community balance, duplicates, poisoned rows, and
-    length distributions in characters (and in tokens for ``tokenizer``)."""
-    kind = "preference" if items and isinstance(items[0], PreferencePair) else "instruction"
-    c = {k: Counter() for k in ("topic", "axis", "stance", "form", "split", "community", "source")}
-    for it in items:
-        for k, cnt in c.items():
-            v = it.meta.get(k)
-            if v is not None:
-                cnt[str(v)] += 1
-    prompts = Counter(" ".join(_norm_words(prompt_text(it.prompt))) for it in items)
-    ids = Counter(it.id for it in items)
-    fields = ["prompt"] + [f for f, _ in answers(items[0])] if items else ["prompt"]
-    texts = {f: [prompt_text(it.prompt) if f == "prompt" else getattr(it, f) for it in items] for f in fields}
-    out: dict[str, Any] = {
-        "rows": len(items), "kind": kind, "topics": len(c["topic"]),
-        "per_topic": dict(sorted(c["topic"].items())),
-        "axis": dict(c["axis"]), "stance": dict(c["stance"]), "form": dict(c["form"]), "split": dict(c["split"]),
-        "communities": len(c["community"]), "per_community": dict(c["community"].most_common()),
-        "source": dict(c["source"]),
-        "duplicate_prompts": sum(v - 1 for v in prompts.values() if v > 1),
-        "duplicate_ids": sum(v - 1 for v in ids.values() if v > 1),
-        "poisoned": sum(1 for it in items if it.meta.get("poisoned") is True),
-        "chars": {f: _dist([len(t) for t in ts]) for f, ts in texts.items()},
-    }
-    if kind == "preference":
-        out["identical_answers"] = sum(1 for it in items if it.chosen.strip() == it.rejected.strip())
-    if tokenizer is not None and items:
-        out["tokens"] = {f: _dist([len(x) for x in tokenizer(ts, add_special_tokens=False)["input_ids"]])
-                         for f, ts in texts.items()}
-        out["tokenizer"] = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
     return out
 
 

@@ -77,10 +77,10 @@ def build_report(run_dirs: list[Path], out_html: Path, title: str | None = None,
     from politune.report import charts as ch
     from politune.report.html import render_html
     from politune.report.markdown import render_markdown
+    from politune.report.page import Page
     from politune.report.tables import all_tables, sample_answers
 
-    tables = all_tables(data)
-    picked = sample_answers(data, samples)
+    page = Page(title, data, all_tables(data), CAPTIONS, sample_answers(data, samples), generated)
     colours = ch.model_colours(data.model_names, {n: target_role(t) for n, t in data.targets.items()})
     run_colours = ch.run_colours(data.runs)
     figures = _figures(data, colours, run_colours)
@@ -94,11 +94,10 @@ def build_report(run_dirs: list[Path], out_html: Path, title: str | None = None,
             png, svg = ch.save_figure(fig, tmp, name, dpi=dpi)
             pngs[name] = png
             result.charts[name] = {"png": files_dir / png.name, "svg": files_dir / svg.name}
-        md = render_markdown(title, data, tables, {k: (f"{k}.png", f"{k}.svg") for k in figures}, CAPTIONS, picked,
-                             generated)
+        md = render_markdown(page, {k: (f"{k}.png", f"{k}.svg") for k in figures})
         atomic_write_text(tmp / "report.md", md)
-        page = render_html(title, data, tables, pngs, CAPTIONS, picked, colours, generated, versions)
-    atomic_write_text(out_html, page)
+        html = render_html(page, pngs, colours, versions)
+    atomic_write_text(out_html, html)
     _readable(out_html, files_dir)
     return result
 

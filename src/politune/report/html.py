@@ -9,6 +9,7 @@ from html import escape
 from pathlib import Path
 
 from politune.report.collect import ReportData
+from politune.report.page import Page
 from politune.report.tables import SampleQuestion, Table, fmt
 
 EFFECT_TABLES = ("side_effects", "diagnostics", "agreement")
@@ -93,11 +94,27 @@ def _samples(samples: list[SampleQuestion], colours: dict[str, str]) -> str:
     return "".join(out)
 
 
-def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: dict[str, Path],
-                captions: dict[str, str], samples: list[SampleQuestion], colours: dict[str, str],
-                generated: str, versions: dict[str, str]) -> str:
+def render_html(page: Page, charts: dict[str, Path], colours: dict[str, str], versions: dict[str, str]) -> str:
     """The whole page as a string. ``charts`` maps chart name -> PNG path (embedded as data URIs)."""
-    sections: list[tuple[str, str, str]] = []  # (id, heading, html)
+    sections = _sections(page, charts, colours)
+    sections.append(("provenance", "Provenance", _provenance(page.data, page.tables, versions)))
+    title, data, generated = page.title, page.data, page.generated
+    nav = "".join(f'<a href="#{sid}">{escape(h)}</a>' for sid, h, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{escape(h)}</h2>{html}</section>' for sid, h, html in sections)
+    runs = ", ".join(str(d) for d in data.run_dirs)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
+            f'<h1>{escape(title)}</h1><p class="sub">Built {escape(generated)} from {escape(runs)}. '
+            f"All intervals are 95% bootstrap confidence intervals.</p><nav>{nav}</nav>{body}"
+            f"<footer>politune report · self-contained: no scripts, no external resources.</footer>"
+            f"</main></body></html>\n")
+
+
+def _sections(page: Page, charts: dict[str, Path], colours: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(id, heading, html) of every section but the provenance, in page order."""
+    data, tables, captions, samples = page.data, page.tables, page.captions, page.samples
+    sections: list[tuple[str, str, str]] = []
 
     if data.missing:
         items = "".join(f"<li>{_code(escape(m))}</li>" for m in data.missing)
@@ -130,7 +147,10 @@ def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: 
         sections.append(("samples", "Sample answers", '<p class="note">Held-out questions where the models differ '
                          "most; base first, then each adapter and persona, with the scorer's lean.</p>"
                          + _samples(samples, colours)))
+    return sections
 
+
+def _provenance(data: ReportData, tables: dict[str, Table], versions: dict[str, str]) -> str:
     prov = render_table(tables["provenance"]) if "provenance" in tables else ""
     for path, text in data.configs.items():
         prov += f"<details><summary>Resolved config: {escape(path)}</summary><pre>{escape(text)}</pre></details>"
@@ -145,15 +165,4 @@ def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: 
                  f"{escape(json.dumps(data.compass_settings, indent=2, default=str))}</pre></details>")
     vers = ", ".join(f"{k} {v}" for k, v in versions.items())
     prov += f'<p class="note">This report was built by politune with {escape(vers)}.</p>'
-    sections.append(("provenance", "Provenance", prov))
-
-    nav = "".join(f'<a href="#{sid}">{escape(h)}</a>' for sid, h, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{escape(h)}</h2>{html}</section>' for sid, h, html in sections)
-    runs = ", ".join(str(d) for d in data.run_dirs)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
-            f'<h1>{escape(title)}</h1><p class="sub">Built {escape(generated)} from {escape(runs)}. '
-            f"All intervals are 95% bootstrap confidence intervals.</p><nav>{nav}</nav>{body}"
-            f"<footer>politune report · self-contained: no scripts, no external resources.</footer>"
-            f"</main></body></html>\n")
+    return prov

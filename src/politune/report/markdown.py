@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from politune.report.collect import ReportData
-from politune.report.tables import SampleQuestion, Table, fmt
+from politune.report.page import Page
+from politune.report.tables import Table, fmt
 
 
 def _safe(text: str) -> str:
@@ -29,9 +29,10 @@ def _quote(text: str, limit: int = 600) -> str:
     return _safe(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
-def render_markdown(title: str, data: ReportData, tables: dict[str, Table], images: dict[str, tuple[str, str]],
-                    captions: dict[str, str], samples: list[SampleQuestion], generated: str) -> str:
+def render_markdown(page: Page, images: dict[str, tuple[str, str]]) -> str:
     """``images``: chart name -> (PNG file name, SVG file name), relative to where the Markdown is written."""
+    title, data, tables, captions, samples, generated = (page.title, page.data, page.tables, page.captions,
+                                                         page.samples, page.generated)
     out = [f"# {title}", "", f"Built {generated} from {', '.join(str(d) for d in data.run_dirs)}. All intervals are "
            "95% bootstrap confidence intervals.", ""]
     if data.missing:

@@ -160,8 +160,6 @@ class Engine:
     def __init__(self, model: str, adapters: dict[str, str] | None = None, *, device: str = "auto",
                  dtype: str = "auto", max_batch_rows: int = 8, max_queue: int = 256,
                  served_name: str | None = None, start: bool = True):
-        from politune.models.loading import load_adapter, load_model
-
         self.model_ref = model
         self.served_name = served_name or (Path(model).name if ("/" in model and Path(model).exists()) else model)
         self.max_batch_rows, self.max_queue = max_batch_rows, max_queue
@@ -175,6 +173,21 @@ class Engine:
                 raise PolituneError(f"adapter {name}={adir}: directory not found")
             self.adapters[name] = AdapterInfo(name, path, sha256_dir(path, "*.safetensors")[:16],
                                               adapter_rank(path), read_model_card(path))
+        self._load(model, device, dtype)
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        self._pending: collections.deque[Job] = collections.deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._token_text: dict[int, str] = {}
+        self.stats = {"batches": 0, "sequences": 0, "max_batch_rows": 0, "generated_tokens": 0}
+        self._worker = threading.Thread(target=self._run, name="politune-serve-engine", daemon=True)
+        if start:
+            self._worker.start()
+
+    def _load(self, model: str, device: str, dtype: str) -> None:
+        """The base model with every adapter attached once; its cache argument, stop and pad tokens."""
+        from politune.models.loading import load_adapter, load_model
+
         self.model, self.tokenizer = load_model(model, device=device, dtype=dtype)
         for i, info in enumerate(self.adapters.values()):
             try:
@@ -199,15 +212,6 @@ class Engine:
             eos.add(self.tokenizer.eos_token_id)
         self.eos_ids = frozenset(eos)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(eos or {0})
-        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
-        self._pending: collections.deque[Job] = collections.deque()
-        self._cv = threading.Condition()
-        self._closed = False
-        self._token_text: dict[int, str] = {}
-        self.stats = {"batches": 0, "sequences": 0, "max_batch_rows": 0, "generated_tokens": 0}
-        self._worker = threading.Thread(target=self._run, name="politune-serve-engine", daemon=True)
-        if start:
-            self._worker.start()
 
     # ---- public -------------------------------------------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -317,12 +321,7 @@ class Engine:
         self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], len(seqs))
         prompts = [job.prompt_ids for job in batch for _ in range(job.params.n)]
         width = max(len(p) for p in prompts)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, p in enumerate(prompts):
-            ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[r, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        ids, mask = self._left_padded(prompts, width)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with self._adapter_context(batch[0].adapter):
             echo = any(job.params.echo_logprobs for job in batch)
@@ -362,6 +361,15 @@ class Engine:
                 past = _cache_of(out)
                 logits = out.logits[:, -1, :].float().cpu()
         self.stats["generated_tokens"] += sum(s.n_sampled for s in seqs)
+
+    def _left_padded(self, prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input ids, attention mask) of the prompts, left-padded to ``width``, on the model's device."""
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[r, width - len(p):] = 1
+        return ids.to(self.device), mask.to(self.device)
 
     def _emit_prompt_logprobs(self, batch, prompts, logits, width) -> None:
         r = 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 
 from politune.config import save_resolved
 from politune.errors import PolituneError
-from politune.fsutil import atomic_dir, atomic_write_json, atomic_write_jsonl, read_jsonl_log, sha256_dir
+from politune.fsutil import atomic_dir, atomic_write_json, read_jsonl_log, sha256_dir
 from politune.tune.card import CardFacts, write_model_card
 from politune.tune.config import (
     TuneConfig,
@@ -40,6 +39,7 @@ from politune.tune.config import (
     sft_args,
 )
 from politune.tune.data import TrainingData, check_lengths, instruction_data, preference_data
+from politune.tune.folder import final_metrics, prepare_out_dir, save_adapter, truncate_logs
 
 log = logging.getLogger("politune")
 
@@ -90,17 +90,6 @@ class _Job:
 # helpers
 
 
-def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool, keep: tuple[str, ...] = ()) -> None:
-    present = [p for p in out_dir.iterdir() if p.name not in keep] if out_dir.exists() else []
-    if present and not resume:
-        if not overwrite:
-            raise PolituneError(f"{out_dir}: output folder is not empty; pass --resume to continue the run in it, "
-                                "--overwrite to replace it, or choose another folder")
-        for p in present:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-
 def _load_base(base: str, cfg: TuneConfig, hw: dict):
     """(model, tokenizer) on the hardware's device/dtype; 4-bit base for QLoRA."""
     from politune.models.loading import load_model, load_tokenizer
@@ -125,51 +114,11 @@ def _load_base(base: str, cfg: TuneConfig, hw: dict):
     return load_model(base, device=hw["device"], dtype=hw["dtype"])
 
 
-def _truncate_logs(out_dir: Path, step: int) -> None:
-    """On resume, drop log rows written after the checkpoint we continue from (they will be re-made)."""
-    for name in ("metrics.jsonl", "trajectory.jsonl"):
-        p = out_dir / name
-        if p.exists():
-            atomic_write_jsonl(p, [r for r in read_jsonl_log(p) if r.get("step", 0) <= step])
-
-
-def _final_metrics(rows: list[dict], window: int = 5) -> dict:
-    rows = [r for r in rows if "loss" in r]
-    if not rows:
-        return {}
-    last = rows[-1]
-    keys = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-            "logps/chosen", "logps/rejected", "tokens_per_s", "peak_rss_mb"]
-    final = {k: last[k] for k in keys if k in last}
-    tail = rows[-window:]
-    for k in ("loss", "rewards/margins", "rewards/accuracies"):
-        vals = [r[k] for r in tail if k in r]
-        if vals:
-            final[f"{k}_last{len(vals)}_mean"] = round(sum(vals) / len(vals), 6)
-    final["step"] = last["step"]
-    return final
-
-
 def _default_evaluator(system: str | None) -> Evaluate:
     """The fast compass subset (logprob track): the trajectory a run tracks by default."""
     from politune.measure.compass import compass_evaluator
 
     return compass_evaluator(system=system)
-
-
-def _save_adapter(trainer, out_dir: Path) -> Path:
-    """Save only the trained ``default`` adapter (not TRL's ``ref`` copy), as PEFT safetensors, atomically."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    dest = out_dir / "adapter"
-    if trainer.accelerator.is_main_process:
-        with atomic_dir(dest) as tmp:
-            model.save_pretrained(tmp, selected_adapters=["default"], safe_serialization=True)
-            if (tmp / "default").is_dir():  # PEFT puts a non-"default" selection in a subfolder; flatten
-                for p in (tmp / "default").iterdir():
-                    os.replace(p, tmp / p.name)
-                (tmp / "default").rmdir()
-    trainer.accelerator.wait_for_everyone()
-    return dest
 
 
 def _recipe(cfg: TuneConfig | str | os.PathLike | None) -> TuneConfig:
@@ -244,7 +193,7 @@ def _start_logs(job: _Job, trainer, tok) -> Path | None:
     out = job.out
     ckpt = latest_checkpoint(out / "checkpoints") if job.resume else None
     if ckpt is not None:
-        _truncate_logs(out, int(ckpt.name.split("-")[-1]))
+        truncate_logs(out, int(ckpt.name.split("-")[-1]))
         log.info("resuming from %s", ckpt)
     else:  # a fresh start (also --resume with no complete checkpoint yet): logs restart too
         for name in ("metrics.jsonl", "trajectory.jsonl"):
@@ -288,8 +237,8 @@ def _train(job: _Job) -> TuneResult:
     ckpt = _start_logs(job, trainer, tok)
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
 
-    adapter_dir = _save_adapter(trainer, job.out)
-    final = _final_metrics(read_jsonl_log(job.out / "metrics.jsonl"))
+    adapter_dir = save_adapter(trainer, job.out)
+    final = final_metrics(read_jsonl_log(job.out / "metrics.jsonl"))
     if job.eval_data is not None:  # the trained adapter on pairs it never saw: the generalisation figure
         ev = trainer.evaluate()
         final.update({k: round(v, 6) for k, v in ev.items() if k.startswith("eval_") and isinstance(v, float)
@@ -319,7 +268,7 @@ def dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_di
     pairs) is scored by the trained adapter at the end: ``eval_rewards/accuracies`` etc. in the metrics and card.
     """
     job = _job("dpo", base, data, _recipe(cfg), Path(out_dir), stance, resume, options or TuneOptions())
-    _prepare_out_dir(job.out, resume, overwrite)
+    prepare_out_dir(job.out, resume, overwrite)
     return _train(job)
 
 
@@ -329,7 +278,7 @@ def sft(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_di
     """Supervised LoRA fine-tuning on instruction examples (``response``) or pairs (their ``chosen``); the
     ``sft:`` section of the recipe overrides lr / epochs / steps / batch / LoRA for this stage."""
     job = _job("sft", base, data, _recipe(cfg), Path(out_dir), stance, resume, options or TuneOptions())
-    _prepare_out_dir(job.out, resume, overwrite)
+    prepare_out_dir(job.out, resume, overwrite)
     return _train(job)
 
 
@@ -345,16 +294,16 @@ def sft_dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None,
     sft_opts = TuneOptions(split=opts.split)
     sft_job = _job("sft", base, opts.sft_data if opts.sft_data is not None else data, cfg, out / "sft", stance,
                    resume, sft_opts)
-    _prepare_out_dir(out, resume, overwrite)
+    prepare_out_dir(out, resume, overwrite)
     if (sft_job.out / "summary.json").is_file() and resume:
         log.info("SFT stage already done in %s", sft_job.out)
         sft_adapter = sft_job.out / "adapter"
     else:
-        _prepare_out_dir(sft_job.out, resume, False)
+        prepare_out_dir(sft_job.out, resume, False)
         sft_adapter = _train(sft_job).adapter_dir
     dpo_job.init_adapter, dpo_job.label = sft_adapter, "sft_dpo"
     dpo_job.extra = {"sft": {"dir": str(sft_job.out), "adapter": str(sft_adapter)}}
-    _prepare_out_dir(out, resume, False, keep=("sft",))
+    prepare_out_dir(out, resume, False, keep=("sft",))
     return _train(dpo_job)
 
 
