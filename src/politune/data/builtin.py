@@ -52,10 +52,7 @@ def _row_problems(raw: dict, side: str, max_chars: int | None) -> list[tuple[str
     return probs
 
 
-def builtin_report(name: str, split: str | None = None, max_chars: int | None = DEFAULT_MAX_CHARS):
-    """A :class:`~politune.data.loaders.LoadReport` for ``builtin:NAME`` (every raw row checked)."""
-    from politune.data.loaders import LoadReport
-
+def _raw_rows(name: str, split: str | None):
     if name not in VIEWS:
         raise PolituneError(f"builtin:{name}: unknown built-in set; expected one of "
                             f"{', '.join('builtin:' + v for v in VIEWS)}")
@@ -64,7 +61,14 @@ def builtin_report(name: str, split: str | None = None, max_chars: int | None = 
     path = builtin_path()
     if not path.is_file():
         raise PolituneError(f"{path}: the built-in data file is missing from this installation")
-    rows = read_jsonl_rows(path)
+    return read_jsonl_rows(path)
+
+
+def builtin_report(name: str, split: str | None = None, max_chars: int | None = DEFAULT_MAX_CHARS):
+    """A :class:`~politune.data.loaders.LoadReport` for ``builtin:NAME`` (every raw row checked)."""
+    from politune.data.loaders import LoadReport
+
+    rows = _raw_rows(name, split)
     source = f"builtin:{name}" + (f":{split}" if split else "")
     sft = name.startswith("sft-")
     side = name.removeprefix("sft-")

@@ -162,41 +162,51 @@ def shp_dicts(rows: list[RawRow], label: str, seed: int, min_score_ratio: float 
         if min_score_ratio is not None and ratio is not None and ratio < min_score_ratio:
             dropped["score_ratio"] = dropped.get("score_ratio", 0) + 1
             continue
-        a, b = row.get("human_ref_A"), row.get("human_ref_B")
-        chosen, rejected = (a, b) if label_v == 1.0 else (b, a)
-        prompt = next((row[k] for k in ("history", "post", "prompt", "question") if row.get(k) is not None), None)
-        community = row.get("subreddit") or row.get("community") or row.get("domain")
-        if isinstance(community, str):
-            for sfx in ("_train", "_validation", "_test"):
-                if community.endswith(sfx):
-                    community = community[: -len(sfx)]
-        post = row.get("post_id")
-        rid = row.get("id")
-        if rid is None and post is not None:
-            ca, cb = row.get("c_root_id_A"), row.get("c_root_id_B")
-            rid = f"{post}-{ca}-{cb}" if ca is not None and cb is not None else None
-        prov = {"schema": "shp", "location": r.loc}
-        for k in ("post_id", "score_ratio", "score_A", "score_B", "domain", "upvote_ratio", "c_root_id_A",
-                  "c_root_id_B"):
-            if row.get(k) is not None:
-                prov[k] = row[k]
-        meta = {"community": community, "source": label, "provenance": prov}
-        kept.append((r, {"id": rid, "prompt": prompt, "chosen": chosen, "rejected": rejected, "meta": meta}))
+        kept.append((r, _shp_record(r, row, label_v == 1.0, label)))
     if max_pairs_per_post is not None:
-        by_post: dict[Any, list[int]] = defaultdict(list)
-        for i, (_r, d) in enumerate(kept):
-            by_post[d["meta"]["provenance"].get("post_id", f"__row{i}")].append(i)
-        rng = random.Random(seed)
-        keep_idx: set[int] = set()
-        for post in sorted(by_post, key=str):
-            idx = by_post[post]
-            if len(idx) > max_pairs_per_post:
-                dropped["per_post_cap"] = dropped.get("per_post_cap", 0) + len(idx) - max_pairs_per_post
-                idx = rng.sample(idx, max_pairs_per_post)
-            keep_idx.update(idx)
-        kept = [kd for i, kd in enumerate(kept) if i in keep_idx]
+        kept = _cap_per_post(kept, max_pairs_per_post, seed, dropped)
     out.extend((r, d, []) for r, d in kept)
     return out
+
+
+def _shp_record(r: RawRow, row: dict[str, Any], a_preferred: bool, label: str) -> dict[str, Any]:
+    a, b = row.get("human_ref_A"), row.get("human_ref_B")
+    chosen, rejected = (a, b) if a_preferred else (b, a)
+    prompt = next((row[k] for k in ("history", "post", "prompt", "question") if row.get(k) is not None), None)
+    community = row.get("subreddit") or row.get("community") or row.get("domain")
+    if isinstance(community, str):
+        for sfx in ("_train", "_validation", "_test"):
+            if community.endswith(sfx):
+                community = community[: -len(sfx)]
+    post = row.get("post_id")
+    rid = row.get("id")
+    if rid is None and post is not None:
+        ca, cb = row.get("c_root_id_A"), row.get("c_root_id_B")
+        rid = f"{post}-{ca}-{cb}" if ca is not None and cb is not None else None
+    prov = {"schema": "shp", "location": r.loc}
+    for k in ("post_id", "score_ratio", "score_A", "score_B", "domain", "upvote_ratio", "c_root_id_A",
+              "c_root_id_B"):
+        if row.get(k) is not None:
+            prov[k] = row[k]
+    meta = {"community": community, "source": label, "provenance": prov}
+    return {"id": rid, "prompt": prompt, "chosen": chosen, "rejected": rejected, "meta": meta}
+
+
+def _cap_per_post(kept: list[tuple[RawRow, dict]], cap: int, seed: int,
+                  dropped: dict[str, int]) -> list[tuple[RawRow, dict]]:
+    """At most ``cap`` pairs per post, drawn with ``seed``; the order of the rest is kept."""
+    by_post: dict[Any, list[int]] = defaultdict(list)
+    for i, (_r, d) in enumerate(kept):
+        by_post[d["meta"]["provenance"].get("post_id", f"__row{i}")].append(i)
+    rng = random.Random(seed)
+    keep_idx: set[int] = set()
+    for post in sorted(by_post, key=str):
+        idx = by_post[post]
+        if len(idx) > cap:
+            dropped["per_post_cap"] = dropped.get("per_post_cap", 0) + len(idx) - cap
+            idx = rng.sample(idx, cap)
+        keep_idx.update(idx)
+    return [kd for i, kd in enumerate(kept) if i in keep_idx]
 
 
 def webgpt_dicts(rows: list[RawRow], label: str, keep_ties: bool,

@@ -206,25 +206,41 @@ def effects_tasks(settings: EffectsSettings, measures: Sequence[str] = MEASURES,
     qa_gen = Cached(Generate(s.qa_max_new_tokens, seed=s.seed), answers)
     tasks: list[Task] = []
     if "topics" in measures:
-        stance = scorer or (judge.stance_scorer() if judge is not None else _offline_scorer())
-        tasks.append(Task("topics", topics, topic_gen, TopicLean(stance, s.seed), lambda sc: TopicsResult(
-            scorer=stance.name, **({"judge": judge.report()} if judge is not None else {}),
-            models=[x.entry for x in sc], **_common(s, sc))))
+        tasks.append(_topics_task(s, topics, topic_gen, scorer or _judge_or_offline(judge), judge))
     if "quality" in measures:
         solver = Route({"qa": qa_gen, "passage": Cached(Perplexity(), answers)})
         tasks.append(Task("quality", qa + passages, solver, RougeAndPerplexity(),
                           _quality_summary(s, len(qa), len(passages))))
     if "toxicity" in measures:
-        tox = Toxicity(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
-        tasks.append(Task("toxicity", topics + qa, Route({"topic": topic_gen, "qa": qa_gen}), tox,
-                          lambda sc: ToxicityResult(classifier=tox.name, threshold=s.toxicity_threshold,
-                                                    models=[x.entry for x in sc], **_common(s, sc))))
+        tasks.append(_toxicity_task(s, topics + qa, Route({"topic": topic_gen, "qa": qa_gen})))
     if "refusal" in measures:
-        ref = Refusal(judge, s.seed)
-        tasks.append(Task("refusal", topics, topic_gen, ref, lambda sc: RefusalResult(
-            method=ref.name, **({"judge": judge.report()} if judge is not None else {}),
-            models=[x.entry for x in sc], **_common(s, sc))))
+        tasks.append(_refusal_task(s, topics, topic_gen, judge))
     return tasks
+
+
+def _judge_report(judge) -> dict:
+    return {"judge": judge.report()} if judge is not None else {}
+
+
+def _judge_or_offline(judge) -> StanceScorer:
+    return judge.stance_scorer() if judge is not None else _offline_scorer()
+
+
+def _topics_task(s: EffectsSettings, samples: list[Sample], solver, stance: StanceScorer, judge) -> Task:
+    return Task("topics", samples, solver, TopicLean(stance, s.seed), lambda sc: TopicsResult(
+        scorer=stance.name, **_judge_report(judge), models=[x.entry for x in sc], **_common(s, sc)))
+
+
+def _toxicity_task(s: EffectsSettings, samples: list[Sample], solver) -> Task:
+    tox = Toxicity(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
+    return Task("toxicity", samples, solver, tox, lambda sc: ToxicityResult(
+        classifier=tox.name, threshold=s.toxicity_threshold, models=[x.entry for x in sc], **_common(s, sc)))
+
+
+def _refusal_task(s: EffectsSettings, samples: list[Sample], solver, judge) -> Task:
+    ref = Refusal(judge, s.seed)
+    return Task("refusal", samples, solver, ref, lambda sc: RefusalResult(
+        method=ref.name, **_judge_report(judge), models=[x.entry for x in sc], **_common(s, sc)))
 
 
 def _offline_scorer() -> StanceScorer:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_dir, atomic_write_text
-from politune.report.collect import ReportData, collect, target_role
+from politune.report.collect import collect
+from politune.report.views import ReportData, target_role
 
 CAPTIONS = {
     "compass": "Compass position of each model per track (colour = model, marker = track), with 95% CIs as error "
@@ -114,16 +115,18 @@ def _readable(html: Path, files_dir: Path) -> None:
 
 def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, str]) -> dict:
     from politune.report import charts as ch
+    from politune.report.chart_compass import plot_compass
+    from politune.report.chart_topics import plot_topics
 
     figs = {}
     if data.compass:
-        figs["compass"] = ch.plot_compass(data.compass, colours=colours)
+        figs["compass"] = plot_compass(data.compass, colours=colours)
     if any(r.trajectory for r in data.runs):
         figs["trajectory"] = ch.plot_trajectory([r for r in data.runs if r.trajectory], colours=run_colours)
     if any(r.metrics for r in data.runs):
         figs["training"] = ch.plot_training(data.runs, colours=run_colours)
     if data.topics:
-        figs["topics"] = ch.plot_topics(data.topics, colours=colours)
+        figs["topics"] = plot_topics(data.topics, colours=colours)
     return figs
 
 

@@ -8,9 +8,9 @@ import re
 from html import escape
 from pathlib import Path
 
-from politune.report.collect import ReportData
 from politune.report.page import Page
 from politune.report.tables import SampleQuestion, Table, fmt
+from politune.report.views import ReportData
 
 EFFECT_TABLES = ("side_effects", "diagnostics", "agreement")
 CSS = """

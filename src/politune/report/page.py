@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from politune.report.collect import ReportData
 from politune.report.tables import SampleQuestion, Table
+from politune.report.views import ReportData
 
 
 @dataclass

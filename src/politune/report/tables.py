@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from politune.measure.results import CI
-from politune.report.collect import Estimate, ReportData, num, target_role
+from politune.report.views import Estimate, ReportData, num, target_role
 
 DASH = "–"
 

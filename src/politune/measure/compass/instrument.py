@@ -160,18 +160,42 @@ def parse_instrument(data: Any, source: str = "<instrument>", raw_text: str = ""
     name = str(data.get("name") or "").strip()
     if not name:
         raise PolituneError(f"{source}: name: expected a non-empty instrument name")
-    version = str(data.get("version", "1"))
-    axes_spec = data.get("axes") or {a: {"negative": n, "positive": p} for a, (n, p) in DEFAULT_POLES.items()}
-    if not isinstance(axes_spec, dict) or not set(axes_spec) <= set(AXES) or not axes_spec:
+    axes = _axes(data.get("axes"), source)
+    scale = _scale(data.get("scale"), source)
+    mode, linear = _scoring(data.get("scoring") or {}, axes, source)
+    raw_items = data.get("items")
+    if not isinstance(raw_items, list) or not raw_items:
+        raise PolituneError(f"{source}: items: expected a non-empty list")
+    items: list[Item] = []
+    seen: set[str] = set()
+    for i, it in enumerate(raw_items):
+        iid = str(it.get("id", "")) if isinstance(it, dict) else ""
+        line = _line_of(raw_text, iid) if iid else None
+        where = f"{source}:{line}" if line else f"{source}: items[{i}]"
+        if not isinstance(it, dict):
+            raise PolituneError(f"{where}: expected a mapping with id, axis, key, text, paraphrases, negation")
+        if not iid or iid in seen:
+            raise PolituneError(f"{where}: id: expected a unique non-empty id, got {iid!r}")
+        seen.add(iid)
+        items.append(_item(it, f"{where}: item {iid}", axes, scale, mode))
+    return Instrument(name, str(data.get("version", "1")), axes, scale, tuple(items), mode, linear,
+                      str(data.get("description", "")).strip(), source, sha256_text(raw_text or repr(data)))
+
+
+def _axes(spec: Any, source: str) -> dict[str, tuple[str, str]]:
+    spec = spec or {a: {"negative": n, "positive": p} for a, (n, p) in DEFAULT_POLES.items()}
+    if not isinstance(spec, dict) or not set(spec) <= set(AXES) or not spec:
         raise PolituneError(f"{source}: axes: expected a mapping with keys among {list(AXES)}")
     axes: dict[str, tuple[str, str]] = {}
-    for a, poles in axes_spec.items():
+    for a, poles in spec.items():
         if not isinstance(poles, dict) or set(poles) != {"negative", "positive"}:
             raise PolituneError(f"{source}: axes.{a}: expected {{negative: POLE, positive: POLE}}")
         axes[a] = (str(poles["negative"]), str(poles["positive"]))
-    scale = _scale(data.get("scale"), source)
+    return axes
 
-    scoring = data.get("scoring") or {}
+
+def _scoring(scoring: Any, axes: dict[str, tuple[str, str]], source: str) -> tuple[str, dict[str, AxisScoring]]:
+    """(mode, per-axis linear scoring) from the ``scoring:`` section."""
     if not isinstance(scoring, dict):
         raise PolituneError(f"{source}: scoring: expected a mapping (mode, axes)")
     mode = scoring.get("mode", "mean")
@@ -190,60 +214,51 @@ def parse_instrument(data: Any, source: str = "<instrument>", raw_text: str = ""
             if div == 0:
                 raise PolituneError(f"{source}: scoring.axes.{a}.divisor: must not be 0")
             linear[a] = AxisScoring(div, off)
+    return mode, linear
 
-    raw_items = data.get("items")
-    if not isinstance(raw_items, list) or not raw_items:
-        raise PolituneError(f"{source}: items: expected a non-empty list")
-    items: list[Item] = []
-    seen: set[str] = set()
-    for i, it in enumerate(raw_items):
-        iid = str(it.get("id", "")) if isinstance(it, dict) else ""
-        line = _line_of(raw_text, iid) if iid else None
-        where = f"{source}:{line}" if line else f"{source}: items[{i}]"
-        if not isinstance(it, dict):
-            raise PolituneError(f"{where}: expected a mapping with id, axis, key, text, paraphrases, negation")
-        bad = set(it) - _ITEM_KEYS
-        if bad:
-            raise PolituneError(f"{where}: item {iid!r}: unknown field(s) {sorted(bad)}")
-        if not iid or iid in seen:
-            raise PolituneError(f"{where}: id: expected a unique non-empty id, got {iid!r}")
-        seen.add(iid)
-        if it.get("axis") not in axes:
-            raise PolituneError(f"{where}: item {iid}: axis: expected one of {list(axes)}, got {it.get('axis')!r}")
-        text = it.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise PolituneError(f"{where}: item {iid}: text: expected the proposition as a string")
-        paras = it.get("paraphrases") or []
-        if not isinstance(paras, list) or not all(isinstance(p, str) and p.strip() for p in paras):
-            raise PolituneError(f"{where}: item {iid}: paraphrases: expected a list of strings")
-        neg = it.get("negation")
-        if neg is not None and (not isinstance(neg, str) or not neg.strip()):
-            raise PolituneError(f"{where}: item {iid}: negation: expected a string")
-        try:
-            weight = float(it.get("weight", 1.0))
-        except (TypeError, ValueError):
-            raise PolituneError(f"{where}: item {iid}: weight: expected a positive number") from None
-        if weight <= 0:
-            raise PolituneError(f"{where}: item {iid}: weight: expected a positive number, got {weight}")
-        table = it.get("table")
-        if mode == "linear":
-            if (not isinstance(table, list) or len(table) != len(scale)
-                    or not all(isinstance(x, int | float) for x in table)):
-                raise PolituneError(f"{where}: item {iid}: table: linear mode needs {len(scale)} numbers "
-                                    f"(one per answer: {', '.join(o.label for o in scale)})")
-            table = tuple(float(x) for x in table)
-            key = int(it.get("key", 1))
-        else:
-            if table is not None:
-                raise PolituneError(f"{where}: item {iid}: table: only allowed with scoring.mode: linear")
-            key = it.get("key")
-            if key not in (1, -1):
-                raise PolituneError(f"{where}: item {iid}: key: expected +1 (agreeing moves toward "
-                                    f"{axes[it['axis']][1]}) or -1 (toward {axes[it['axis']][0]}), got {key!r}")
-        items.append(Item(iid, it["axis"], int(key), text.strip(), tuple(p.strip() for p in paras),
-                          neg.strip() if neg else None, weight, table))
-    return Instrument(name, version, axes, scale, tuple(items), mode, linear,
-                      str(data.get("description", "")).strip(), source, sha256_text(raw_text or repr(data)))
+
+def _item(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: str) -> Item:
+    """One item, checked; ``where`` is ``FILE:LINE: item ID`` for the errors."""
+    bad = set(it) - _ITEM_KEYS
+    if bad:
+        raise PolituneError(f"{where}: unknown field(s) {sorted(bad)}")
+    if it.get("axis") not in axes:
+        raise PolituneError(f"{where}: axis: expected one of {list(axes)}, got {it.get('axis')!r}")
+    text = it.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise PolituneError(f"{where}: text: expected the proposition as a string")
+    paras = it.get("paraphrases") or []
+    if not isinstance(paras, list) or not all(isinstance(p, str) and p.strip() for p in paras):
+        raise PolituneError(f"{where}: paraphrases: expected a list of strings")
+    neg = it.get("negation")
+    if neg is not None and (not isinstance(neg, str) or not neg.strip()):
+        raise PolituneError(f"{where}: negation: expected a string")
+    try:
+        weight = float(it.get("weight", 1.0))
+    except (TypeError, ValueError):
+        raise PolituneError(f"{where}: weight: expected a positive number") from None
+    if weight <= 0:
+        raise PolituneError(f"{where}: weight: expected a positive number, got {weight}")
+    key, table = _key_and_table(it, where, axes, scale, mode)
+    return Item(str(it["id"]), it["axis"], key, text.strip(), tuple(p.strip() for p in paras),
+                neg.strip() if neg else None, weight, table)
+
+
+def _key_and_table(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: str):
+    table = it.get("table")
+    if mode == "linear":
+        if (not isinstance(table, list) or len(table) != len(scale)
+                or not all(isinstance(x, int | float) for x in table)):
+            raise PolituneError(f"{where}: table: linear mode needs {len(scale)} numbers "
+                                f"(one per answer: {', '.join(o.label for o in scale)})")
+        return int(it.get("key", 1)), tuple(float(x) for x in table)
+    if table is not None:
+        raise PolituneError(f"{where}: table: only allowed with scoring.mode: linear")
+    key = it.get("key")
+    if key not in (1, -1):
+        raise PolituneError(f"{where}: key: expected +1 (agreeing moves toward "
+                            f"{axes[it['axis']][1]}) or -1 (toward {axes[it['axis']][0]}), got {key!r}")
+    return int(key), table
 
 
 def load_instrument(path: str | Path = BUILTIN) -> Instrument:
