@@ -5,8 +5,8 @@
 - no function with more than ``MAX_PARAMS`` parameters (``self`` / ``cls`` not counted).
 
 The one exemption: a **CLI command**, a function whose every parameter is a command-line option, i.e. its
-default is ``typer.Option(...)`` / ``typer.Argument(...)`` or a shared option constant (a name ending in
-``Option`` or ``Argument``), apart from an optional ``ctx: typer.Context``. Its parameters are the command's
+default is ``typer.Option(...)`` / ``typer.Argument(...)`` or a shared option constant (a name, or a module's
+attribute, ending in ``Option`` or ``Argument``), apart from an optional ``ctx: typer.Context``. Its parameters are the command's
 flags, and typer needs them spelled out one by one: a CLI command is exempt from the parameter rule, and its
 signature (one line per flag once formatted) does not count towards its lines; its body obeys the line rule.
 """
@@ -54,7 +54,8 @@ def _is_cli_option(default: ast.expr | None) -> bool:
         f = default.func
         return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "typer" \
             and f.attr in ("Option", "Argument")
-    return isinstance(default, ast.Name) and default.id.endswith(("Option", "Argument"))
+    name = default.id if isinstance(default, ast.Name) else default.attr if isinstance(default, ast.Attribute) else ""
+    return name.endswith(("Option", "Argument"))
 
 
 def _is_context(arg: ast.arg) -> bool:

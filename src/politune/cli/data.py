@@ -75,18 +75,25 @@ def load_cmd(src: str = SrcArgument, out: Path = OutOption, schema: str = Schema
     write_records(rep.items, out, summary)
 
 
+MaxCharsOption = typer.Option(100_000, "--max-chars", help="Longest allowed text field in characters "
+                                           "(0 = no limit).")
+MaxTokensOption = typer.Option(None, "--max-tokens", help="Longest allowed text field in tokens "
+                                            "(needs --tokenizer).")
+TokenizerOption = typer.Option(None, "--tokenizer", help="Model whose tokenizer counts tokens, "
+                                           "e.g. smollm2-135m.")
+DropInvalidOption = typer.Option(False, "--drop-invalid", help="Write the good rows to --out and the "
+                                               "bad ones with their reasons to <stem>.rejected.jsonl; exit 0.")
+ValidOutOption = typer.Option(None, "--out", "-o", help="With --drop-invalid: where the good rows go "
+                                      "(default <input stem>.valid.jsonl).")
+
+
 @data_app.command()
 def validate(src: str = SrcArgument, schema: str = SchemaOption, mapping: list[str] = MapOption, split: str = SplitOption,
-             max_chars: int = typer.Option(100_000, "--max-chars", help="Longest allowed text field in characters "
-                                           "(0 = no limit)."),
-             max_tokens: int = typer.Option(None, "--max-tokens", help="Longest allowed text field in tokens "
-                                            "(needs --tokenizer)."),
-             tokenizer: str = typer.Option(None, "--tokenizer", help="Model whose tokenizer counts tokens, "
-                                           "e.g. smollm2-135m."),
-             drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Write the good rows to --out and the "
-                                               "bad ones with their reasons to <stem>.rejected.jsonl; exit 0."),
-             out: Path = typer.Option(None, "--out", "-o", help="With --drop-invalid: where the good rows go "
-                                      "(default <input stem>.valid.jsonl)."),
+             max_chars: int = MaxCharsOption,
+             max_tokens: int = MaxTokensOption,
+             tokenizer: str = TokenizerOption,
+             drop_invalid: bool = DropInvalidOption,
+             out: Path = ValidOutOption,
              json_out: bool = JsonOption) -> None:
     """Check every row: print each problem as `file:line: field: problem`; exit 2 if any."""
     from politune.data.loaders import LoadOptions, load_report

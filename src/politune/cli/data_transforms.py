@@ -8,17 +8,9 @@ from pathlib import Path
 
 import typer
 
+from politune.cli import data_io
 from politune.cli.common import console, err_console
-from politune.cli.data_io import (
-    MapOption,
-    OutOption,
-    SchemaOption,
-    SeedOption,
-    SplitOption,
-    SrcArgument,
-    load_source,
-    write_records,
-)
+from politune.cli.data_io import load_source, write_records
 
 _app = typer.Typer()
 
@@ -28,7 +20,7 @@ def add_commands(data_app: typer.Typer) -> None:
 
 
 @_app.command()
-def mirror(src: str = SrcArgument, out: Path = OutOption, split: str = SplitOption) -> None:
+def mirror(src: str = data_io.SrcArgument, out: Path = data_io.OutOption, split: str = data_io.SplitOption) -> None:
     """Swap chosen and rejected (the counterfactual set)."""
     from politune.data.transforms import mirror as do_mirror
     from politune.data.transforms import summarize
@@ -40,9 +32,9 @@ def mirror(src: str = SrcArgument, out: Path = OutOption, split: str = SplitOpti
 
 @_app.command()
 def mix(a: str = typer.Argument(..., help="Source A."), b: str = typer.Argument(..., help="Source B."),
-        out: Path = OutOption, ratio: float = typer.Option(..., "--ratio", help="Share of rows from A, e.g. 0.75."),
+        out: Path = data_io.OutOption, ratio: float = typer.Option(..., "--ratio", help="Share of rows from A, e.g. 0.75."),
         n: int = typer.Option(None, "--n", help="Output rows (default: the smaller input's size)."),
-        seed: int = SeedOption) -> None:
+        seed: int = data_io.SeedOption) -> None:
     """Mix two sets: RATIO of the rows from A, the rest from B (a prompt is never taken from both)."""
     from politune.data.transforms import mix as do_mix
     from politune.data.transforms import summarize
@@ -54,16 +46,16 @@ def mix(a: str = typer.Argument(..., help="Source A."), b: str = typer.Argument(
 
 
 @_app.command()
-def poison(src: str = SrcArgument, out: Path = OutOption,
+def poison(src: str = data_io.SrcArgument, out: Path = data_io.OutOption,
            mode: str = typer.Option(..., "--mode", help="labels: swap chosen/rejected; prompts: insert a trigger."),
            p: float = typer.Option(..., "--p", help="Probability that a row is poisoned."),
-           seed: int = SeedOption,
+           seed: int = data_io.SeedOption,
            trigger: str = typer.Option(None, "--trigger", help="prompts mode: the trigger sentence "
                                        "(default 'Remember the blue heron.')."),
            position: str = typer.Option("start", "--position", help="prompts mode: start | end | random."),
            flip: bool = typer.Option(False, "--flip", help="prompts mode: also swap the labels of the triggered "
                                      "rows (a backdoor)."),
-           split: str = SplitOption) -> None:
+           split: str = data_io.SplitOption) -> None:
     """Malignama poisoning, deterministic for a seed; poisoned rows are marked in meta and the summary."""
     from politune.data.transforms import DEFAULT_TRIGGER, summarize
     from politune.data.transforms import poison as do_poison
@@ -80,14 +72,14 @@ def poison(src: str = SrcArgument, out: Path = OutOption,
 
 
 @_app.command()
-def contextualize(src: str = SrcArgument, out: Path = OutOption,
+def contextualize(src: str = data_io.SrcArgument, out: Path = data_io.OutOption,
                   template: str = typer.Option("Community: r/{community}\n\n{prompt}", "--template",
                                                help="Header template with {community} and {prompt}."),
                   randomize: bool = typer.Option(False, "--randomize", help="Name a different, randomly drawn "
                                                  "community (the ComPreD ablation)."),
                   as_system: bool = typer.Option(False, "--as-system", help="Put the header in a system message "
                                                  "(template then uses only {community})."),
-                  seed: int = SeedOption, schema: str = SchemaOption, mapping: list[str] = MapOption) -> None:
+                  seed: int = data_io.SeedOption, schema: str = data_io.SchemaOption, mapping: list[str] = data_io.MapOption) -> None:
     """ComPreD: name each row's community in the prompt."""
     from politune.data.transforms import contextualize as do_ctx
     from politune.data.transforms import summarize
@@ -101,7 +93,7 @@ def contextualize(src: str = SrcArgument, out: Path = OutOption,
 
 
 @_app.command()
-def dedup(src: str = SrcArgument, out: Path = OutOption,
+def dedup(src: str = data_io.SrcArgument, out: Path = data_io.OutOption,
           on: str = typer.Option("prompt", "--on", help="prompt | all (prompt + answers)."),
           near: bool = typer.Option(True, "--near/--exact-only", help="Also drop near-duplicates."),
           threshold: float = typer.Option(0.8, "--threshold", help="Near-duplicate Jaccard threshold on word "
@@ -119,11 +111,11 @@ def dedup(src: str = SrcArgument, out: Path = OutOption,
 
 
 @_app.command()
-def split(src: str = SrcArgument,
+def split(src: str = data_io.SrcArgument,
           out_dir: Path = typer.Option(..., "--out-dir", "-o", help="Folder for train.jsonl and test.jsonl."),
           test_frac: float = typer.Option(0.2, "--test-frac", help="Share of rows (or of groups) in test."),
           by: str = typer.Option("row", "--by", help="row, or a meta key whose groups stay whole (e.g. topic)."),
-          seed: int = SeedOption) -> None:
+          seed: int = data_io.SeedOption) -> None:
     """Seeded train / test split, by row or by whole groups (topics)."""
     from politune.data import save
     from politune.data.transforms import split as do_split
@@ -143,9 +135,9 @@ def split(src: str = SrcArgument,
 
 
 @_app.command()
-def sample(src: str = SrcArgument, out: Path = OutOption, n: int = typer.Option(None, "--n", help="Rows to keep."),
-           frac: float = typer.Option(None, "--frac", help="Share of rows to keep."), seed: int = SeedOption,
-           split: str = SplitOption) -> None:
+def sample(src: str = data_io.SrcArgument, out: Path = data_io.OutOption, n: int = typer.Option(None, "--n", help="Rows to keep."),
+           frac: float = typer.Option(None, "--frac", help="Share of rows to keep."), seed: int = data_io.SeedOption,
+           split: str = data_io.SplitOption) -> None:
     """A seeded random subset."""
     from politune.data.transforms import sample as do_sample
     from politune.data.transforms import summarize
@@ -157,7 +149,7 @@ def sample(src: str = SrcArgument, out: Path = OutOption, n: int = typer.Option(
 
 
 @_app.command("filter")
-def filter_cmd(src: str = SrcArgument, out: Path = OutOption,
+def filter_cmd(src: str = data_io.SrcArgument, out: Path = data_io.OutOption,
                topic: list[str] = typer.Option(None, "--topic", help="Keep these topics (repeatable)."),
                axis: str = typer.Option(None, "--axis", help="economic | social."),
                stance: str = typer.Option(None, "--stance", help="left | right."),
@@ -180,7 +172,7 @@ def filter_cmd(src: str = SrcArgument, out: Path = OutOption,
 
 
 @_app.command("to-sft")
-def to_sft(src: str = SrcArgument, out: Path = OutOption, split: str = SplitOption) -> None:
+def to_sft(src: str = data_io.SrcArgument, out: Path = data_io.OutOption, split: str = data_io.SplitOption) -> None:
     """Preference pairs -> instruction examples (response = chosen), e.g. after poisoning the labels."""
     from politune.data.transforms import summarize, to_instructions
 

@@ -29,29 +29,45 @@ def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
 
 
+CorpusOption = typer.Option(None, "--corpus", "-c", help="Posts: builtin:posts, a .jsonl/.csv/.parquet file, "
+                               "a dataset folder or hf:OWNER/NAME. (default: builtin:posts)")
+TargetOption = typer.Option(None, "--target", "-t", help="Ideology of the positive answers: left, right, or "
+                               "a name with a target.NAME.txt in --templates. (default: left)")
+TeacherOption = typer.Option(None, "--teacher", help="Local model (registry name, folder, hub id), or with "
+                                "--api-base the model name on the server. (default: smollm2-135m)")
+ApiBaseOption = typer.Option(None, "--api-base", help="OpenAI-compatible server URL ending in /v1 (vLLM, "
+                                 "Ollama, OpenAI, politune serve); key from $OPENAI_API_KEY.")
+ConcurrencyOption = typer.Option(None, "--concurrency", help="HTTP teacher: requests in flight. (default: 8)")
+OutOption = typer.Option(None, "--out", "-o", help="Output folder (re-running resumes from its cache). "
+                             "(default: generated)")
+LimitOption = typer.Option(None, "--limit", "-n", help="Only the first N posts.")
+TemplatesOption = typer.Option(None, "--templates", help="Folder of prompt templates overriding the "
+                                   "built-in ones (filter[.TARGET].txt, write[.TARGET].txt, target.NAME.txt).")
+TextColumnOption = typer.Option(None, "--text-column", help="Column holding the post text. (default: text)")
+SeedOption = typer.Option(None, "--seed", help="Sampling seed. (default: 0)")
+BatchSizeOption = typer.Option(None, "--batch-size", help="Local teacher: posts per batch. (default: 8)")
+DeviceOption = typer.Option(None, "--device", help="Local teacher: auto | cpu | cuda | mps. (default: auto)")
+ConfigOption = typer.Option(None, "--config", help="YAML file of generate settings (see docs/generate.md).")
+DryRunOption = typer.Option(False, "--dry-run", help="Print the exact prompts for the first posts (3, or "
+                                 "--limit) and exit; no model is loaded.")
+
+
 def generate(
-    corpus: str = typer.Option(None, "--corpus", "-c", help="Posts: builtin:posts, a .jsonl/.csv/.parquet file, "
-                               "a dataset folder or hf:OWNER/NAME. (default: builtin:posts)"),
-    target: str = typer.Option(None, "--target", "-t", help="Ideology of the positive answers: left, right, or "
-                               "a name with a target.NAME.txt in --templates. (default: left)"),
-    teacher: str = typer.Option(None, "--teacher", help="Local model (registry name, folder, hub id), or with "
-                                "--api-base the model name on the server. (default: smollm2-135m)"),
-    api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible server URL ending in /v1 (vLLM, "
-                                 "Ollama, OpenAI, politune serve); key from $OPENAI_API_KEY."),
-    concurrency: int = typer.Option(None, "--concurrency", help="HTTP teacher: requests in flight. (default: 8)"),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder (re-running resumes from its cache). "
-                             "(default: generated)"),
-    limit: int = typer.Option(None, "--limit", "-n", help="Only the first N posts."),
-    templates: Path = typer.Option(None, "--templates", help="Folder of prompt templates overriding the "
-                                   "built-in ones (filter[.TARGET].txt, write[.TARGET].txt, target.NAME.txt)."),
-    text_column: str = typer.Option(None, "--text-column", help="Column holding the post text. (default: text)"),
-    seed: int = typer.Option(None, "--seed", help="Sampling seed. (default: 0)"),
-    batch_size: int = typer.Option(None, "--batch-size", help="Local teacher: posts per batch. (default: 8)"),
-    device: str = typer.Option(None, "--device", help="Local teacher: auto | cpu | cuda | mps. (default: auto)"),
-    config: Path = typer.Option(None, "--config", help="YAML file of generate settings (see docs/generate.md)."),
+    corpus: str = CorpusOption,
+    target: str = TargetOption,
+    teacher: str = TeacherOption,
+    api_base: str = ApiBaseOption,
+    concurrency: int = ConcurrencyOption,
+    out: Path = OutOption,
+    limit: int = LimitOption,
+    templates: Path = TemplatesOption,
+    text_column: str = TextColumnOption,
+    seed: int = SeedOption,
+    batch_size: int = BatchSizeOption,
+    device: str = DeviceOption,
+    config: Path = ConfigOption,
     overrides: list[str] = OverridesOption,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact prompts for the first posts (3, or "
-                                 "--limit) and exit; no model is loaded."),
+    dry_run: bool = DryRunOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Filter posts and write instruction / positive / negative triplets with a teacher model (PoliTune's data

@@ -101,9 +101,13 @@ def read_jsonl_rows(path: str | os.PathLike) -> list[RawRow]:
             out.append(RawRow(loc, None, ("json", f"expected a JSON object, got {_tname(obj)}"), text[:2000]))
             continue
         out.append(RawRow(loc, obj))
-    if not out:
-        raise PolituneError(f"{path}: no rows (only blank lines); expected UTF-8 JSON lines")
-    return out
+    return _nonempty(out, path, "no rows (only blank lines); expected UTF-8 JSON lines")
+
+
+def _nonempty(rows: list[RawRow], path: Path, problem: str) -> list[RawRow]:
+    if not rows:
+        raise PolituneError(f"{path}: {problem}")
+    return rows
 
 
 def read_json_rows(path: str | os.PathLike) -> list[RawRow]:
@@ -171,9 +175,7 @@ def read_csv_rows(path: str | os.PathLike) -> list[RawRow]:
                               ",".join(cells)[:2000]))
             continue
         out.append(RawRow(loc, dict(zip(header, cells, strict=True))))
-    if not out:
-        raise PolituneError(f"{path}: header only, no rows; expected UTF-8 CSV with a header row")
-    return out
+    return _nonempty(out, path, "header only, no rows; expected UTF-8 CSV with a header row")
 
 
 def read_parquet_rows(path: str | os.PathLike) -> list[RawRow]:

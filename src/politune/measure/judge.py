@@ -196,12 +196,14 @@ class Verdict:
 
 @dataclass
 class JudgeStats:
+    """What a judge did: items rated, cache hits, unrated items (and why), re-asks, time."""
+
     items: int = 0
     cache_hits: int = 0
+    missing_reasons: Counter = field(default_factory=Counter)
     missing: int = 0
     output_retries: int = 0
     seconds: float = 0.0
-    missing_reasons: Counter = field(default_factory=Counter)
 
 
 def parse_judge_spec(spec: str, model: str | None = None) -> tuple[str, str]:

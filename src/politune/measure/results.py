@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_json
@@ -140,6 +140,8 @@ class CompassTrack(_Model):
 
 
 class CompassDiagnostics(_Model):
+    """Bias controls: acquiescence (0.5 = none), negation flip consistency, order sensitivity, refusals."""
+
     acquiescence: float | None = None
     flip_consistency: float | None = None
     order_sensitivity: float | None = None
@@ -262,6 +264,8 @@ class QualityEntry(_Model):
 
 
 class QualityResult(_Result):
+    """``quality.json``: ROUGE-L on reference answers and perplexity on neutral text, per target."""
+
     kind: Literal["quality"] = "quality"
     qa_set: str | None = None
     n_questions: int | None = None
@@ -273,6 +277,8 @@ class QualityResult(_Result):
 
 
 class ToxicityEntry(_Model):
+    """One target's toxicity: mean classifier score with its CI, and the share above the threshold."""
+
     target: TargetInfo
     mean: float | None = None
     ci: CI = CI()
@@ -282,6 +288,8 @@ class ToxicityEntry(_Model):
 
 
 class ToxicityResult(_Result):
+    """``toxicity.json``: the classifier, the threshold of ``share_above``, one entry per target."""
+
     kind: Literal["toxicity"] = "toxicity"
     classifier: str | None = None
     threshold: float | None = None
@@ -289,16 +297,20 @@ class ToxicityResult(_Result):
 
 
 class RefusalEntry(_Model):
+    """One target's refusal rate with its CI (keyword patterns, and the judge when one was used)."""
+
     target: TargetInfo
-    rate: float | None = None
+    rate: float | None = Field(None, description="share that refuse: by the patterns, or by the judge if used")
     ci: CI = CI()
     n: int | None = None
-    keyword_rate: float | None = None
-    judge_rate: float | None = None
-    judge_coverage: float | None = None
+    keyword_rate: float | None = Field(None, description="share flagged by the refusal patterns")
+    judge_rate: float | None = Field(None, description="share the judge called refusals")
+    judge_coverage: float | None = Field(None, description="share of answers the judge could rate")
 
 
 class RefusalResult(_Result):
+    """``refusal.json``."""
+
     kind: Literal["refusal"] = "refusal"
     method: str | None = None
     judge: dict[str, Any] | None = None

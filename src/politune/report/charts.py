@@ -72,24 +72,23 @@ def _load(obj: Any) -> Any:
     return obj
 
 
-def as_compass(compass: Any) -> list[CompassModel]:
-    compass = _load(compass)
-    if isinstance(compass, dict | CompassResult):
-        return parse_compass(compass)
-    out: list[CompassModel] = []
-    for c in compass or []:
-        out.extend(as_compass(c) if not isinstance(c, CompassModel) else [c])
+def _as_models(obj: Any, result_type: type, parse, view_type: type) -> list:
+    """A result (path, dict or typed), or a list of results and views -> the views it holds."""
+    obj = _load(obj)
+    if isinstance(obj, dict | result_type):
+        return parse(obj)
+    out: list = []
+    for x in obj or []:
+        out.extend([x] if isinstance(x, view_type) else _as_models(x, result_type, parse, view_type))
     return out
+
+
+def as_compass(compass: Any) -> list[CompassModel]:
+    return _as_models(compass, CompassResult, parse_compass, CompassModel)
 
 
 def as_topics(topics: Any) -> list[TopicsModel]:
-    topics = _load(topics)
-    if isinstance(topics, dict | TopicsResult):
-        return parse_topics(topics)
-    out: list[TopicsModel] = []
-    for t in topics or []:
-        out.extend(as_topics(t) if not isinstance(t, TopicsModel) else [t])
-    return out
+    return _as_models(topics, TopicsResult, parse_topics, TopicsModel)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -186,23 +186,24 @@ def _unique(name: str, taken) -> str:
     return alt
 
 
+def _add_models(into: list, models: list, rename) -> None:
+    """Append ``models`` under their (qualified) names, each made unique among those already there."""
+    taken = {m.name for m in into}
+    for m in models:
+        m.name = m.target["name"] = _unique(rename(m.name), taken)
+        taken.add(m.name)
+        into.append(m)
+
+
 def _add(data: ReportData, kind: str, doc: Result, path: Path, rename) -> None:
     if isinstance(doc, CompassResult):
-        taken = {m.name for m in data.compass}
-        for m in parse_compass(doc, path):
-            m.name = m.target["name"] = _unique(rename(m.name, path), taken)
-            taken.add(m.name)
-            data.compass.append(m)
+        _add_models(data.compass, parse_compass(doc, path), lambda name: rename(name, path))
         if not data.compass_settings and doc.settings:
             data.compass_settings = {**doc.settings, "instrument": doc.instrument}
         data.comparisons += [c.model_copy(update={"a": rename(c.a, path), "b": rename(c.b, path)})
                              for c in doc.comparisons]
     elif isinstance(doc, TopicsResult):
-        taken = {m.name for m in data.topics}
-        for m in parse_topics(doc, path):
-            m.name = m.target["name"] = _unique(rename(m.name, path), taken)
-            taken.add(m.name)
-            data.topics.append(m)
+        _add_models(data.topics, parse_topics(doc, path), lambda name: rename(name, path))
     else:  # quality, toxicity, refusal: the typed entries, keyed by (qualified) model name
         store = getattr(data, kind)
         if kind == "toxicity" and data.toxicity_threshold is None:

@@ -31,7 +31,7 @@ from politune.serve.protocol import (
     message_text,
     usage,
 )
-from politune.serve.streams import Jobs, collect, stream_chat, stream_completion
+from politune.serve.streams import Jobs, Stream, collect, stream_chat, stream_completion
 
 router = APIRouter()
 
@@ -220,7 +220,7 @@ async def chat_completions(request: Request):
     jobs = _start_jobs(served, adapter, [ids], params)
     base = _envelope(served, "chatcmpl", req, adapter)
     if req.stream:
-        return _stream(served, adapter, stream_chat(request, jobs, base, len(ids), _include_usage(req)))
+        return _stream(served, adapter, stream_chat(request, jobs, Stream(base, len(ids), _include_usage(req))))
     result = await collect(request, jobs)
     choices = [{"index": i, "message": {"role": "assistant", "content": result.text[0][i]},
                 "logprobs": {"content": [chat_logprob(t) for t in result.logprobs[0][i]]} if req.logprobs else None,
@@ -261,7 +261,7 @@ async def completions(request: Request):
     base = _envelope(served, "cmpl", req, adapter)
     n_prompt = sum(len(i) for i in ids_list)
     if req.stream:
-        return _stream(served, adapter, stream_completion(request, jobs, base, n_prompt, _include_usage(req)))
+        return _stream(served, adapter, stream_completion(request, jobs, Stream(base, n_prompt, _include_usage(req))))
     result = await collect(request, jobs)
     choices = []
     for p, prompt in enumerate(prompts):

@@ -75,52 +75,60 @@ async def collect(request, jobs: Jobs) -> Collected:
 
 
 
-async def stream_chat(request, jobs: Jobs, base: dict, n_prompt: int, include_usage: bool) -> AsyncIterator[str]:
-    chunk = {**base, "object": "chat.completion.chunk"}
-    n = jobs[0][0].params.n
-    for i in range(n):
-        yield sse({**chunk, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                         "logprobs": None, "finish_reason": None}]})
-    total = 0
-    async for kind, ev, _ in events(request, jobs):
-        if kind == "delta":
-            _, i, text, lps = ev
-            lp = {"content": [chat_logprob(t) for t in lps]} if lps else None
-            choice = {"index": i, "delta": {"content": text}, "logprobs": lp, "finish_reason": None}
-        elif kind == "done":
-            _, i, reason, ntok = ev
-            total += ntok
-            choice = {"index": i, "delta": {}, "logprobs": None, "finish_reason": reason}
-        elif kind == "error":
-            yield sse(error_body(ev, "server_error"))
-            break
-        else:
-            continue
-        yield sse({**chunk, "choices": [choice]})
-    if include_usage:
-        yield sse({**chunk, "choices": [], "usage": usage(n_prompt, total)})
-    yield "data: [DONE]\n\n"
+@dataclass
+class Stream:
+    """One streamed answer: the chunk fields every event carries, and the usage report it may end with."""
+
+    base: dict  # id, created, model, ... (with "object" set by the stream kind)
+    n_prompt: int  # prompt tokens, for the usage chunk
+    include_usage: bool
 
 
-async def stream_completion(request, jobs: Jobs, base: dict, n_prompt: int, include_usage: bool) -> AsyncIterator[str]:
-    chunk = {**base, "object": "text_completion"}
+def _chat_choice(kind: str, ev: tuple, p: int, n: int) -> dict:
+    if kind == "delta":
+        _, i, text, lps = ev
+        lp = {"content": [chat_logprob(t) for t in lps]} if lps else None
+        return {"index": i, "delta": {"content": text}, "logprobs": lp, "finish_reason": None}
+    _, i, reason, _ = ev
+    return {"index": i, "delta": {}, "logprobs": None, "finish_reason": reason}
+
+
+def _completion_choice(kind: str, ev: tuple, p: int, n: int) -> dict:
+    if kind == "delta":
+        _, i, text, lps = ev
+        return {"index": p * n + i, "text": text, "finish_reason": None,
+                "logprobs": completion_logprobs(lps, 0) if lps else None}
+    _, i, reason, _ = ev
+    return {"index": p * n + i, "text": "", "finish_reason": reason, "logprobs": None}
+
+
+async def _chunks(request, jobs: Jobs, chunk: dict, stream: Stream, choice) -> AsyncIterator[str]:
+    """Each delta and finish as a chunk (``choice(kind, event, prompt index, n)`` shapes it), an error as an
+    error body, then the usage (if asked) and ``[DONE]``."""
     n = jobs[0][0].params.n
     total = 0
     async for kind, ev, p in events(request, jobs):
-        if kind == "delta":
-            _, i, text, lps = ev
-            choice = {"index": p * n + i, "text": text, "finish_reason": None,
-                      "logprobs": completion_logprobs(lps, 0) if lps else None}
-        elif kind == "done":
-            _, i, reason, ntok = ev
-            total += ntok
-            choice = {"index": p * n + i, "text": "", "finish_reason": reason, "logprobs": None}
-        elif kind == "error":
+        if kind == "error":
             yield sse(error_body(ev, "server_error"))
             break
-        else:
+        if kind not in ("delta", "done"):
             continue
-        yield sse({**chunk, "choices": [choice]})
-    if include_usage:
-        yield sse({**chunk, "choices": [], "usage": usage(n_prompt, total)})
+        if kind == "done":
+            total += ev[3]
+        yield sse({**chunk, "choices": [choice(kind, ev, p, n)]})
+    if stream.include_usage:
+        yield sse({**chunk, "choices": [], "usage": usage(stream.n_prompt, total)})
     yield "data: [DONE]\n\n"
+
+
+async def stream_chat(request, jobs: Jobs, stream: Stream) -> AsyncIterator[str]:
+    chunk = {**stream.base, "object": "chat.completion.chunk"}
+    for i in range(jobs[0][0].params.n):
+        yield sse({**chunk, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
+                                         "logprobs": None, "finish_reason": None}]})
+    async for line in _chunks(request, jobs, chunk, stream, _chat_choice):
+        yield line
+
+
+def stream_completion(request, jobs: Jobs, stream: Stream) -> AsyncIterator[str]:
+    return _chunks(request, jobs, {**stream.base, "object": "text_completion"}, stream, _completion_choice)

@@ -57,12 +57,12 @@ class LoraSettings(Config):
 class SFTStage(Config):
     """Settings of the SFT stage of ``sft_dpo`` (and of ``sft``); ``None`` falls back to the top-level value."""
 
-    lr: float | None = None
-    epochs: float | None = None
-    max_steps: int | None = None
-    batch_size: int | None = None
-    grad_accum: int | None = None
-    lora: LoraSettings | None = None
+    lr: float | None = Field(None, gt=0, description="learning rate of the SFT stage")
+    epochs: float | None = Field(None, gt=0, description="epochs of the SFT stage")
+    max_steps: int | None = Field(None, description="optimizer steps of the SFT stage (-1: by epochs)")
+    batch_size: int | None = Field(None, ge=1, description="per-device batch size of the SFT stage")
+    grad_accum: int | None = Field(None, ge=1, description="gradient accumulation steps of the SFT stage")
+    lora: LoraSettings | None = Field(None, description="the SFT adapter's shape")
 
 
 class TuneConfig(Config):

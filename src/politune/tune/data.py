@@ -76,37 +76,39 @@ def _resolve(data: Any, split: str | None) -> tuple[list, str]:
     raise PolituneError(f"data: expected a data spec, a list of pairs or a datasets.Dataset, got {type(data).__name__}")
 
 
-def preference_data(data: Any, system: str | None = None, split: str | None = "train") -> TrainingData:
-    """Pairs -> conversational DPO rows; a clear error for a missing/empty field or an empty dataset."""
+def _items(data: Any, split: str | None, what: str) -> tuple[list, str]:
     items, source = _resolve(data, split)
     if not items:
-        raise PolituneError(f"data {source}: no preference pairs (empty dataset)")
+        raise PolituneError(f"data {source}: no {what} (empty dataset)")
+    return items, source
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def preference_data(data: Any, system: str | None = None, split: str | None = "train") -> TrainingData:
+    """Pairs -> conversational DPO rows; a clear error for a missing/empty field or an empty dataset."""
+    items, source = _items(data, split, "preference pairs")
     rows = []
     for i, item in enumerate(items):
         where = f"data {source} row {i + 1}" + (f" (id {_get(item, 'id')})" if _get(item, "id") else "")
-        if _get(item, "chosen") is None:
-            raise PolituneError(f"{where}: missing field 'chosen' (expected prompt, chosen, rejected)")
-        if _get(item, "rejected") is None:
-            raise PolituneError(f"{where}: missing field 'rejected' (expected prompt, chosen, rejected)")
-        if _get(item, "prompt") is None:
-            raise PolituneError(f"{where}: missing field 'prompt' (expected prompt, chosen, rejected)")
+        missing = next((f for f in ("chosen", "rejected", "prompt") if _get(item, f) is None), None)
+        if missing:
+            raise PolituneError(f"{where}: missing field {missing!r} (expected prompt, chosen, rejected)")
         rows.append({"prompt": _messages(_get(item, "prompt"), system, where),
-                     "chosen": [{"role": "assistant", "content": _answer(_get(item, "chosen"), "chosen", where)}],
-                     "rejected": [{"role": "assistant",
-                                   "content": _answer(_get(item, "rejected"), "rejected", where)}]})
+                     "chosen": _assistant(_answer(_get(item, "chosen"), "chosen", where)),
+                     "rejected": _assistant(_answer(_get(item, "rejected"), "rejected", where))})
     return TrainingData(rows, source, sha256_text(json.dumps(rows, sort_keys=True)), len(rows))
 
 
 def instruction_data(data: Any, system: str | None = None, split: str | None = "train") -> TrainingData:
     """Instruction examples (``response``) or pairs (``chosen``) -> conversational SFT rows."""
-    items, source = _resolve(data, split)
-    if not items:
-        raise PolituneError(f"data {source}: no examples (empty dataset)")
+    items, source = _items(data, split, "examples")
     rows = []
     for i, item in enumerate(items):
         where = f"data {source} row {i + 1}"
-        target = _get(item, "response")
-        field = "response"
+        target, field = _get(item, "response"), "response"
         if target is None:
             target, field = _get(item, "chosen"), "chosen"
         if target is None:
@@ -114,7 +116,7 @@ def instruction_data(data: Any, system: str | None = None, split: str | None = "
         if _get(item, "prompt") is None:
             raise PolituneError(f"{where}: missing field 'prompt'")
         rows.append({"prompt": _messages(_get(item, "prompt"), system, where),
-                     "completion": [{"role": "assistant", "content": _answer(target, field, where)}]})
+                     "completion": _assistant(_answer(target, field, where))})
     return TrainingData(rows, source, sha256_text(json.dumps(rows, sort_keys=True)), len(rows))
 
 
