@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from politune.data.validate import type_name
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_bytes
 
@@ -98,7 +99,7 @@ def read_jsonl_rows(path: str | os.PathLike) -> list[RawRow]:
             out.append(RawRow(loc, None, ("json", f"invalid JSON ({msg}{where})"), text[:2000]))
             continue
         if not isinstance(obj, dict):
-            out.append(RawRow(loc, None, ("json", f"expected a JSON object, got {_tname(obj)}"), text[:2000]))
+            out.append(RawRow(loc, None, ("json", f"expected a JSON object, got {type_name(obj)}"), text[:2000]))
             continue
         out.append(RawRow(loc, obj))
     return _nonempty(out, path, "no rows (only blank lines); expected UTF-8 JSON lines")
@@ -125,11 +126,11 @@ def read_json_rows(path: str | os.PathLike) -> list[RawRow]:
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
     if not isinstance(obj, list):
-        raise PolituneError(f"{path}: expected a JSON list of objects, got {_tname(obj)}")
+        raise PolituneError(f"{path}: expected a JSON list of objects, got {type_name(obj)}")
     if not obj:
         raise PolituneError(f"{path}: empty list; expected a JSON list of objects")
     return [RawRow(f"{path}:{i}", r) if isinstance(r, dict)
-            else RawRow(f"{path}:{i}", None, ("json", f"expected a JSON object, got {_tname(r)}"), str(r)[:2000])
+            else RawRow(f"{path}:{i}", None, ("json", f"expected a JSON object, got {type_name(r)}"), str(r)[:2000])
             for i, r in enumerate(obj, 1)]
 
 
@@ -368,8 +369,3 @@ def write_table(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path
         return atomic_write_bytes(path, data)
     except OSError as e:
         raise PolituneError(f"{path}: cannot write ({e.strerror or e})") from None
-
-
-def _tname(v: Any) -> str:
-    return {dict: "object", list: "list", str: "string", int: "integer", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)

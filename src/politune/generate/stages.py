@@ -15,6 +15,7 @@ from typing import Any
 from politune.fsutil import sha256_text
 from politune.generate.cache import Cache, cache_key
 from politune.generate.corpus import Post
+from politune.generate.teachers import Ask
 from politune.generate.templates import Template
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -123,9 +124,9 @@ def _ask_round(stage: Stage, works: list[_Work], teacher, cache: Cache, attempt_
                 answers[start + j] = text
             tally.add(done=1)
 
-        teacher.complete([w.messages for w in chunk], [w.seed for w in chunk], max_tokens=gen["max_tokens"],
-                         temperature=gen["temperature"], json_mode=gen.get("json_mode", False), skip=skip,
-                         on_result=on_result)
+        ask = Ask([w.messages for w in chunk], [w.seed for w in chunk], gen["max_tokens"], gen["temperature"],
+                  gen.get("json_mode", False), skip)
+        teacher.complete(ask, on_result)
     return answers
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from politune.measure.compass.instrument import Instrument, Item
 from politune.measure.compass.prompts import CONTENT_FREE, Templates, closed_prompt, open_prompt, parse_choice
@@ -110,8 +110,7 @@ class Decoding:
 
 def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequence[str] = DEFAULT_VARIANTS,
                orders: Sequence[str] = ("forward", "reversed"), decoding: Decoding = Decoding(12)) -> TrackRun:
-    max_new_tokens, temperature, samples, seed = (decoding.max_new_tokens, decoding.temperature, decoding.samples,
-                                                  decoding.seed)
+    max_new_tokens, temperature, samples, seed = astuple(decoding)
     t = templates.with_letters(False)
     labels = inst.labels
     plan = _prompts(inst, variants, orders)
@@ -142,8 +141,7 @@ def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequen
 
 def run_open(backend, inst: Instrument, templates: Templates, scorer, variants: Sequence[str] = ("text",),
              decoding: Decoding = Decoding(80)) -> TrackRun:
-    max_new_tokens, temperature, samples, seed = (decoding.max_new_tokens, decoding.temperature, decoding.samples,
-                                                  decoding.seed)
+    max_new_tokens, temperature, samples, seed = astuple(decoding)
     plan = [(it, vid, stmt, pol) for it in inst.items for vid, stmt, pol in it.variants(tuple(variants))]
     prompts = [open_prompt(templates, stmt) for _, _, stmt, _ in plan]
     obs: list[Observation] = []
