@@ -251,7 +251,8 @@ def split(items: Sequence[Record], *, test_frac: float = 0.2, by: str = "row", s
     rng.shuffle(groups)
     n_test = min(len(groups) - 1, max(1, round(test_frac * len(groups))))
     test_groups = set(groups[:n_test])
-    train, test = [], []
+    train: list[Record] = []
+    test: list[Record] = []
     for it, k in zip(items, keys, strict=True):
         c = it.replace()
         side = names[1] if k in test_groups else names[0]

@@ -36,7 +36,7 @@ def _read_records(path: Path) -> list[tuple[int, dict]]:
         if suffix == ".json" and text.lstrip().startswith("["):
             try:
                 data = json.loads(text)
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 raise PolituneError(f"{path}: not valid JSON ({e.msg})") from None
             return [(i + 1, d) for i, d in enumerate(data)]
         out = []
@@ -44,7 +44,7 @@ def _read_records(path: Path) -> list[tuple[int, dict]]:
             if line.strip():
                 try:
                     out.append((n, json.loads(line)))
-                except ValueError as e:
+                except json.JSONDecodeError as e:
                     raise PolituneError(f"{path}:{n}: not valid JSON ({e.msg})") from None
         return out
     if suffix in {".csv", ".parquet"}:
@@ -100,7 +100,8 @@ def load_eli5(path: str | Path, limit: int | None = None, max_reference_words: i
         if not isinstance(answers, dict) or "text" not in answers:
             raise PolituneError(f"{p}:{n}: answers: expected an object with 'text' (and 'score') lists")
         texts = list(answers.get("text") or [])
-        scores = list(answers.get("score") if answers.get("score") is not None else [0] * len(texts))
+        score = answers.get("score")
+        scores = list(score) if score is not None else [0] * len(texts)
         if len(scores) != len(texts):
             raise PolituneError(f"{p}:{n}: answers: 'text' and 'score' have different lengths")
         if not texts:

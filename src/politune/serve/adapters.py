@@ -26,7 +26,9 @@ def read_model_card(adapter_dir: Path, max_chars: int = 600) -> dict:
             except yaml.YAMLError:
                 meta = {}
             text = text[end + 4:]
-    title, paras, cur = None, [], []
+    title: str | None = None
+    paras: list[str] = []
+    cur: list[str] = []
     for line in text.splitlines():
         s = line.strip()
         if s.startswith("#"):

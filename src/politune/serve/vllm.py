@@ -38,7 +38,9 @@ def vllm_model_ref(model: str) -> str:
 
     if model in REGISTRY:
         entry = REGISTRY[model]
-        return entry.hf_id if entry.source == "hub" else str(pull(model).resolve())
+        if entry.source == "hub" and entry.hf_id:
+            return entry.hf_id
+        return str(pull(model).resolve())
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
