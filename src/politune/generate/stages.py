@@ -115,8 +115,8 @@ def _ask_round(stage: Stage, works: list[_Work], teacher, cache: Cache, attempt_
 
         def on_result(j: int, text: str | None, error: str | None, chunk=chunk, start=start) -> None:
             w = chunk[j]
-            if error is not None:
-                w.item.transport_error = error
+            if error is not None or text is None:
+                w.item.transport_error = error or "no answer"
             else:
                 cache.add({"key": w.key, "stage": stage.name, "post": w.item.post.id, "attempt": attempt,
                            "teacher": teacher.name, "template": stage.template.short_hash, "seed": w.seed,

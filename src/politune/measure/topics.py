@@ -65,7 +65,7 @@ def score_topic_answers(target: TargetInfo, questions: Sequence[TopicQuestion], 
         idx = [i for i, q in enumerate(questions) if q.axis == axis and answers[i] is not None]
         if not idx:
             continue
-        vals = scorer.lean([answers[i] for i in idx], axis, [questions[i].question for i in idx])
+        vals = scorer.lean([answers[i] or "" for i in idx], axis, [questions[i].question for i in idx])
         for i, v in zip(idx, vals, strict=True):
             scores[i] = v
     axis_means = {a: {k: v for k, v in _mean_ci([s for q, s in zip(questions, scores, strict=True)

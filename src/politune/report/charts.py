@@ -68,7 +68,7 @@ def track_marker(track: str, tracks: Sequence[str]) -> str:
 def _load(obj: Any) -> Any:
     """A result file path -> its typed result (``politune.measure.results``); anything else unchanged."""
     if isinstance(obj, str | os.PathLike):
-        return load_result(obj)
+        return load_result(Path(obj))
     return obj
 
 
@@ -123,7 +123,7 @@ def run_colours(runs: Sequence[TuneRun]) -> dict[str, str]:
     stance_colour = {"left": PALETTE[0], "right": PALETTE[1]}
     out, i = {}, 2
     for r in runs:
-        colour = stance_colour.pop(r.stance, None)
+        colour = stance_colour.pop(r.stance, None) if r.stance is not None else None
         if colour is None:
             colour, i = PALETTE[i % len(PALETTE)], i + 1
         out[r.name] = colour

@@ -18,6 +18,7 @@ from politune.measure.results import (
     CompassResult,
     Result,
     TopicsResult,
+    ToxicityResult,
     parse_result,
     read_json,
 )
@@ -206,7 +207,7 @@ def _add(data: ReportData, kind: str, doc: Result, path: Path, rename) -> None:
         _add_models(data.topics, parse_topics(doc, path), lambda name: rename(name, path))
     else:  # quality, toxicity, refusal: the typed entries, keyed by (qualified) model name
         store = getattr(data, kind)
-        if kind == "toxicity" and data.toxicity_threshold is None:
+        if isinstance(doc, ToxicityResult) and data.toxicity_threshold is None:
             data.toxicity_threshold = doc.threshold
         for m in doc.models:
             name = _unique(rename(m.target.name, path), store)

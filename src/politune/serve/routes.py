@@ -53,7 +53,7 @@ class Served:
     def resolve(self, name: str) -> str | None:
         """The adapter a model name means (``None``: the base model); 404 for an unknown name."""
         adapter = self.engine.resolve(name)
-        if adapter is False:
+        if adapter is False or adapter is True:
             raise APIError(404, f"The model {name[:100]!r} does not exist; served: "
                            f"{', '.join(self.engine.model_names())}", "not_found_error", param="model",
                            code="model_not_found")
@@ -65,7 +65,7 @@ class Served:
         extra = {"kind": "adapter" if info else "base", "base_model": eng.served_name,
                  "adapter_hash": info.hash if info else None, "lora_rank": info.rank if info else None,
                  "card": info.card if info else None,
-                 "compass": self.compass_points.get(adapter if info else BASE)}
+                 "compass": self.compass_points.get(adapter if info and adapter else BASE)}
         return {"id": name, "object": "model", "created": self.created, "owned_by": "politune",
                 "root": eng.served_name if info is None else str(info.name),
                 "parent": eng.served_name if info else None, "politune": extra}
@@ -131,7 +131,7 @@ def _sampling(req: RequestBase, served: Served, lp: _LogprobRequest, n_prompt: i
                        param="messages", code="context_length_exceeded")
     if mt == 0 and not lp.echo:
         raise APIError(400, "max_tokens must be at least 1 (0 only with echo)", param="max_tokens")
-    return SamplingParams(max_tokens=mt, temperature=req.temperature, top_p=req.top_p, stop=req.stop or [],
+    return SamplingParams(max_tokens=mt, temperature=req.temperature, top_p=req.top_p, stop=[req.stop] if isinstance(req.stop, str) else (req.stop or []),
                           seed=req.seed, n=req.n, logprobs=lp.logprobs, top_logprobs=lp.top_logprobs,
                           echo_logprobs=lp.echo)
 
