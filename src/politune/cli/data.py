@@ -51,7 +51,8 @@ def load_cmd(src: str = SrcArgument, out: Path = OutOption, schema: str = Schema
              hf_config: str = typer.Option(None, "--hf-config", help="hf: dataset configuration name."),
              seed: int = SeedOption) -> None:
     """Load any source in any supported schema and write it as politune records."""
-    from politune.data.loaders import LoadOptions, load_report, rejected_path
+    from politune.data import LoadOptions, load_report
+    from politune.data.loaders import rejected_path
     from politune.data.transforms import summarize
     from politune.errors import PolituneError
     from politune.fsutil import atomic_write_jsonl
@@ -96,7 +97,7 @@ def validate(src: str = SrcArgument, schema: str = SchemaOption, mapping: list[s
              out: Path = ValidOutOption,
              json_out: bool = JsonOption) -> None:
     """Check every row: print each problem as `file:line: field: problem`; exit 2 if any."""
-    from politune.data.loaders import LoadOptions, load_report
+    from politune.data import LoadOptions, load_report
     from politune.errors import PolituneError
 
     if max_tokens is not None and not tokenizer:

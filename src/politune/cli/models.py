@@ -37,7 +37,7 @@ def list_models(json_out: bool = JsonOption) -> None:
 def pull(name: str = typer.Argument(..., help="Registry name, hub id (org/name) or local directory."),
          force: bool = typer.Option(False, "--force", help="Rebuild the cache even if it is valid.")) -> None:
     """Make a model available locally (the default model is converted once from its GGUF)."""
-    from politune.models.registry import pull as do_pull
+    from politune.models import pull as do_pull
 
     t = time.perf_counter()
     with console.status(f"pulling {name}"):
@@ -51,7 +51,7 @@ def info(name: str = typer.Argument(..., help="Registry name, hub id or local di
          dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
          json_out: bool = JsonOption) -> None:
     """Parameters, dtype, device and cache path."""
-    from politune.models.loading import model_info
+    from politune.models import model_info
 
     data = model_info(name, device=device, dtype=dtype)
     if json_out:
