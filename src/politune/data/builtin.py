@@ -16,7 +16,7 @@ from pathlib import Path
 
 from politune.data.io import read_jsonl_rows
 from politune.data.schema import InstructionExample, PreferencePair
-from politune.data.validate import DEFAULT_MAX_CHARS, Issue, check_fields
+from politune.data.validate import DEFAULT_MAX_CHARS, check_fields
 from politune.errors import PolituneError
 from politune.measure.scorer import AXES
 
@@ -86,9 +86,7 @@ def builtin_report(name: str, split: str | None = None, max_chars: int | None = 
             else:
                 seen[rid] = r.loc
         if probs:
-            rep.issues.extend(Issue(r.loc, f, p) for f, p in probs)
-            rep.rejected.append({"location": r.loc, "errors": [f"{f}: {p}" for f, p in probs],
-                                 "row": r.row if r.row is not None else r.raw})
+            rep.reject(r, probs)
             continue
         if split is not None and raw["split"] != split:
             continue

@@ -75,6 +75,12 @@ class LoadReport:
     dropped: dict[str, int] = field(default_factory=dict)
     rows_read: int = 0
 
+    def reject(self, row: RawRow, problems: list[tuple[str, str]]) -> None:
+        """Record a bad row: each (field, problem) as an issue, the row with its reasons in ``rejected``."""
+        self.issues.extend(Issue(row.loc, f, p) for f, p in problems)
+        self.rejected.append({"location": row.loc, "errors": [f"{f}: {p}" for f, p in problems],
+                              "row": row.row if row.row is not None else row.raw})
+
     def error_line(self) -> str:
         first = str(self.issues[0])
         n_rows = len(self.rejected)
@@ -189,9 +195,7 @@ def _collect(report: LoadReport, dicts: list[tuple[RawRow, dict | None, list]], 
                 elif how.validate:
                     probs.append(("id", f"duplicate id {d['id']!r} (first at {seen[d['id']]})"))
         if probs:
-            report.issues.extend(Issue(r.loc, f, p) for f, p in probs)
-            report.rejected.append({"location": r.loc, "errors": [f"{f}: {p}" for f, p in probs],
-                                    "row": r.row if r.row is not None else r.raw})
+            report.reject(r, probs)
             continue
         meta = d["meta"]
         meta.setdefault("source", how.label)
