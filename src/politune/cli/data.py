@@ -89,12 +89,9 @@ ValidOutOption = typer.Option(None, "--out", "-o", help="With --drop-invalid: wh
 
 
 @data_app.command()
-def validate(src: str = SrcArgument, schema: str = SchemaOption, mapping: list[str] = MapOption, split: str = SplitOption,
-             max_chars: int = MaxCharsOption,
-             max_tokens: int = MaxTokensOption,
-             tokenizer: str = TokenizerOption,
-             drop_invalid: bool = DropInvalidOption,
-             out: Path = ValidOutOption,
+def validate(src: str = SrcArgument, schema: str = SchemaOption, mapping: list[str] = MapOption,
+             split: str = SplitOption, max_chars: int = MaxCharsOption, max_tokens: int = MaxTokensOption,
+             tokenizer: str = TokenizerOption, drop_invalid: bool = DropInvalidOption, out: Path = ValidOutOption,
              json_out: bool = JsonOption) -> None:
     """Check every row: print each problem as `file:line: field: problem`; exit 2 if any."""
     from politune.data import LoadOptions, load_report

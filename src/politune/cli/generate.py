@@ -52,24 +52,12 @@ DryRunOption = typer.Option(False, "--dry-run", help="Print the exact prompts fo
                                  "--limit) and exit; no model is loaded.")
 
 
-def generate(
-    corpus: str = CorpusOption,
-    target: str = TargetOption,
-    teacher: str = TeacherOption,
-    api_base: str = ApiBaseOption,
-    concurrency: int = ConcurrencyOption,
-    out: Path = OutOption,
-    limit: int = LimitOption,
-    templates: Path = TemplatesOption,
-    text_column: str = TextColumnOption,
-    seed: int = SeedOption,
-    batch_size: int = BatchSizeOption,
-    device: str = DeviceOption,
-    config: Path = ConfigOption,
-    overrides: list[str] = OverridesOption,
-    dry_run: bool = DryRunOption,
-    json_out: bool = JsonOption,
-) -> None:
+def generate(corpus: str = CorpusOption, target: str = TargetOption, teacher: str = TeacherOption,
+             api_base: str = ApiBaseOption, concurrency: int = ConcurrencyOption, out: Path = OutOption,
+             limit: int = LimitOption, templates: Path = TemplatesOption, text_column: str = TextColumnOption,
+             seed: int = SeedOption, batch_size: int = BatchSizeOption, device: str = DeviceOption,
+             config: Path = ConfigOption, overrides: list[str] = OverridesOption, dry_run: bool = DryRunOption,
+             json_out: bool = JsonOption) -> None:
     """Filter posts and write instruction / positive / negative triplets with a teacher model (PoliTune's data
     pipeline). Writes OUT/preference.jsonl, instruction.jsonl, filter.jsonl, rejects.jsonl, summary.json.
     Resumable: kill it at any moment and run the same command again."""
