@@ -108,21 +108,25 @@ class UsageTotals:
         return asdict(self)
 
 
+_sleep = asyncio.sleep  # every wait of the client (retry backoff, rate limit) goes through here
+
+
 class _RateLimiter:
     """At most ``rate`` request starts per second, spaced evenly (no bursts)."""
 
-    def __init__(self, rate: float):
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
         self.interval = 1.0 / rate
         self.next_at = 0.0
         self.lock = asyncio.Lock()
+        self.clock = clock
 
     async def wait(self) -> None:
         async with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             delay = self.next_at - now
             self.next_at = max(now, self.next_at) + self.interval
         if delay > 0:
-            await asyncio.sleep(delay)
+            await _sleep(delay)
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -301,7 +305,7 @@ class ChatClient:
                     log.debug("retrying in %.2fs after %s (attempt %d)", delay, reason, attempt + 1)
                     self.usage.retries += 1
                     attempt += 1
-                    await asyncio.sleep(delay)
+                    await _sleep(delay)
                     continue
                 latency = time.perf_counter() - t0
                 if not resp.choices:
