@@ -35,7 +35,9 @@ def main() -> None:
     from politune.measure.effects import EffectsSettings, measure_effects
     from politune.measure.judge import Judge
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fake judge lives with the tests
+    sys.path.insert(
+        0, str(Path(__file__).resolve().parents[1] / "tests")
+    )  # the fake judge lives with the tests
     from offline_judge import offline_judge_app
     from politune.measure.targets import Target
 
@@ -47,15 +49,23 @@ def main() -> None:
     rows = []
     with serve(offline_judge_app(latency_s=args.latency)) as url:
         for label, use_cache in (("cold cache", True), ("warm cache", True), ("no cache (peer)", False)):
-            judge = Judge(url, "offline-minilm-judge", client=ClientOptions(concurrency=args.concurrency),
-                          cache_dir=cache, use_cache=use_cache)
+            judge = Judge(
+                url,
+                "offline-minilm-judge",
+                client=ClientOptions(concurrency=args.concurrency),
+                cache_dir=cache,
+                use_cache=use_cache,
+            )
             t0 = time.perf_counter()
             measure_effects(targets, ("topics", "refusal"), out_dir=out, judge=judge, settings=settings)
             wall = time.perf_counter() - t0
             rep = judge.report()
             rows.append((label, rep["seconds"], rep["requests"], rep["cache_hits"], rep["items"], wall))
-            print(f"{label:16s} judge {rep['seconds']:7.2f} s  requests {rep['requests']:4d}  "
-                  f"cache hits {rep['cache_hits']:4d}/{rep['items']:4d}  run wall {wall:7.1f} s", flush=True)
+            print(
+                f"{label:16s} judge {rep['seconds']:7.2f} s  requests {rep['requests']:4d}  "
+                f"cache hits {rep['cache_hits']:4d}/{rep['items']:4d}  run wall {wall:7.1f} s",
+                flush=True,
+            )
     cold, warm, peer = rows[0][1], rows[1][1], rows[2][1]
     print(f"warm / cold judge time = {warm / cold:.4f} (target < 0.10); warm / no-cache = {warm / peer:.4f}")
 

@@ -58,8 +58,9 @@ def offline_judge_app(scorer=None, latency_s: float = 0.0):
         prompt = "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
         response = extract_response(prompt)
         if response is None:
-            return JSONResponse({"error": {"message": "no rubric response block", "type": "invalid_request"}},
-                                status_code=400)
+            return JSONResponse(
+                {"error": {"message": "no rubric response block", "type": "invalid_request"}}, status_code=400
+            )
         axis = _AXIS.search(prompt)
         if '{"refusal"' in prompt:
             content = json.dumps({"refusal": is_refusal(response)})
@@ -67,15 +68,24 @@ def offline_judge_app(scorer=None, latency_s: float = 0.0):
             value = scorer.lean([response], axis.group(1))[0]  # on the loop thread: one at a time
             content = json.dumps({"score": 0 if value is None else int(round(value * 5))})
         else:
-            return JSONResponse({"error": {"message": "unsupported rubric", "type": "invalid_request"}},
-                                status_code=400)
+            return JSONResponse(
+                {"error": {"message": "unsupported rubric", "type": "invalid_request"}}, status_code=400
+            )
         n_prompt = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
-        return {"id": f"chatcmpl-{app.state.requests}", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model", "offline-minilm-judge"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": n_prompt, "completion_tokens": len(content.split()),
-                          "total_tokens": n_prompt + len(content.split())}}
+        return {
+            "id": f"chatcmpl-{app.state.requests}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "offline-minilm-judge"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": n_prompt,
+                "completion_tokens": len(content.split()),
+                "total_tokens": n_prompt + len(content.split()),
+            },
+        }
 
     chat.__annotations__["request"] = Request
     app.post("/v1/chat/completions")(chat)

@@ -50,9 +50,19 @@ def _is_cli_option(default: ast.expr | None) -> bool:
         return False
     if isinstance(default, ast.Call):
         f = default.func
-        return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "typer" \
+        return (
+            isinstance(f, ast.Attribute)
+            and isinstance(f.value, ast.Name)
+            and f.value.id == "typer"
             and f.attr in ("Option", "Argument")
-    name = default.id if isinstance(default, ast.Name) else default.attr if isinstance(default, ast.Attribute) else ""
+        )
+    name = (
+        default.id
+        if isinstance(default, ast.Name)
+        else default.attr
+        if isinstance(default, ast.Attribute)
+        else ""
+    )
     return name.endswith(("Option", "Argument"))
 
 
@@ -93,7 +103,9 @@ def _violations() -> list[str]:
         n = len(text.splitlines())
         if n > MAX_MODULE_LINES:
             found.append(f"{rel}: {n} lines (max {MAX_MODULE_LINES})")
-        found += [f"{rel}:{fn.lineno} {p}" for fn in _functions(ast.parse(text)) for p in function_problems(fn)]
+        found += [
+            f"{rel}:{fn.lineno} {p}" for fn in _functions(ast.parse(text)) for p in function_problems(fn)
+        ]
     return found
 
 
@@ -116,19 +128,35 @@ def test_known_exceptions_exist():
         ("class C:\n    def m(self, a, b, c, d, e, f, g, h):\n        pass\n", False),
         ("def f(" + ", ".join(f"a{i}=typer.Option(None)" for i in range(12)) + "):\n    pass\n", False),
         ("def f(x, " + ", ".join(f"a{i}=typer.Option(None)" for i in range(12)) + "):\n    pass\n", True),
-        ("def f(json_out=JsonOption, " + ", ".join(f"a{i}=typer.Argument(...)" for i in range(9)) + "):\n"
-         "    pass\n", False),
+        (
+            "def f(json_out=JsonOption, " + ", ".join(f"a{i}=typer.Argument(...)" for i in range(9)) + "):\n"
+            "    pass\n",
+            False,
+        ),
         ("def f():\n" + "    x = 1\n" * 60, True),
         ("def f():\n" + "    x = 1\n" * 59, False),
         ("@app.command()\ndef f():\n" + "    x = 1\n" * 59, True),
-        ("def f(ctx: typer.Context, " + ", ".join(f"a{i}=typer.Option(None)" for i in range(12)) + "):\n"
-         "    pass\n", False),
+        (
+            "def f(ctx: typer.Context, " + ", ".join(f"a{i}=typer.Option(None)" for i in range(12)) + "):\n"
+            "    pass\n",
+            False,
+        ),
         ("def f(ctx, " + ", ".join(f"a{i}=typer.Option(None)" for i in range(12)) + "):\n    pass\n", True),
         # a CLI command's signature does not count towards its lines, its body does
-        ("def f(\n" + "".join(f"    a{i}=typer.Option(None),\n" for i in range(30)) + "):\n" + "    x = 1\n" * 59,
-         False),
-        ("def f(\n" + "".join(f"    a{i}=typer.Option(None),\n" for i in range(30)) + "):\n" + "    x = 1\n" * 61,
-         True),
+        (
+            "def f(\n"
+            + "".join(f"    a{i}=typer.Option(None),\n" for i in range(30))
+            + "):\n"
+            + "    x = 1\n" * 59,
+            False,
+        ),
+        (
+            "def f(\n"
+            + "".join(f"    a{i}=typer.Option(None),\n" for i in range(30))
+            + "):\n"
+            + "    x = 1\n" * 61,
+            True,
+        ),
     ],
 )
 def test_the_rules_themselves(source, flagged):

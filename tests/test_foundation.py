@@ -115,12 +115,15 @@ def test_registry_tiny_pull_and_corrupt_cache_rebuilt(caplog):
     assert next(model.parameters()).dtype == torch.float32
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["models", "info", "no-such-model"], "unknown model 'no-such-model'"),
-    (["models", "info", "smolm2-135m"], "did you mean 'smollm2-135m'"),
-    (["models", "info", "./missing-dir"], "does not exist"),
-    (["models", "pull", "someorg/somemodel"], "someorg/somemodel"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["models", "info", "no-such-model"], "unknown model 'no-such-model'"),
+        (["models", "info", "smolm2-135m"], "did you mean 'smollm2-135m'"),
+        (["models", "info", "./missing-dir"], "does not exist"),
+        (["models", "pull", "someorg/somemodel"], "someorg/somemodel"),
+    ],
+)
 def test_cli_bad_model_one_line_exit_2(args, needle, monkeypatch, capsys):
     code, out, err = run_cli([*args], monkeypatch, capsys)
     assert code == 2, err
@@ -136,7 +139,9 @@ def test_cli_help_and_version(monkeypatch, capsys):
 
 
 def test_python_dash_m_politune_is_the_cli():
-    r = subprocess.run([sys.executable, "-m", "politune", "version", "--json"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "politune", "version", "--json"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and '"politune"' in r.stdout, r.stderr
 
 
@@ -155,6 +160,7 @@ def test_smollm2_answers_a_political_question(smollm2_dir):
     model, tok = load_model(str(smollm2_dir))
     n = sum(p.numel() for p in model.parameters())
     assert 134_000_000 < n < 135_000_000
-    (answer,) = generate(model, tok, ["Should the minimum wage be raised? Answer in one sentence."],
-                         max_new_tokens=40)
+    (answer,) = generate(
+        model, tok, ["Should the minimum wage be raised? Answer in one sentence."], max_new_tokens=40
+    )
     assert len(answer.split()) >= 3

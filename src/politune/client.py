@@ -176,9 +176,14 @@ def _logprobs(choice: Any) -> list[dict] | None:
     content = getattr(lp, "content", None) if lp is not None else None
     if not content:
         return None
-    return [{"token": t.token, "logprob": t.logprob,
-             "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])]}
-            for t in content]
+    return [
+        {
+            "token": t.token,
+            "logprob": t.logprob,
+            "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])],
+        }
+        for t in content
+    ]
 
 
 @dataclass(frozen=True)
@@ -215,14 +220,21 @@ class ChatClient:
         options: concurrency, rate limit, retries, timeout, backoff, prices (:class:`ClientOptions`).
     """
 
-    def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-                 options: ClientOptions | None = None):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        options: ClientOptions | None = None,
+    ):
         o = options or ClientOptions()
         concurrency, rate_limit, max_retries, backoff = o.concurrency, o.rate_limit, o.max_retries, o.backoff
         base_url = base_url or os.environ.get("POLITUNE_API_BASE") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
-            raise PolituneError("no API base URL: pass base_url (e.g. http://127.0.0.1:8000/v1) or set "
-                                "POLITUNE_API_BASE / OPENAI_BASE_URL")
+            raise PolituneError(
+                "no API base URL: pass base_url (e.g. http://127.0.0.1:8000/v1) or set "
+                "POLITUNE_API_BASE / OPENAI_BASE_URL"
+            )
         if not base_url.startswith(("http://", "https://")):
             raise PolituneError(f"API base URL {base_url!r}: expected http://... or https://...")
         if not model:
@@ -260,7 +272,9 @@ class ChatClient:
         if state is None:
             from openai import AsyncOpenAI
 
-            http = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout)
+            http = AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout
+            )
             limiter = _RateLimiter(self.rate_limit) if self.rate_limit else None
             state = self._per_loop[loop] = (http, asyncio.Semaphore(self.concurrency), limiter)
         return state
@@ -268,7 +282,7 @@ class ChatClient:
     def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based): full jitter, at least ``Retry-After``."""
         base, factor, cap = self.backoff
-        delay = self._rng.uniform(0.0, min(cap, base * factor ** attempt))
+        delay = self._rng.uniform(0.0, min(cap, base * factor**attempt))
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
         return delay
@@ -277,8 +291,9 @@ class ChatClient:
         self.usage.prompt_tokens += usage.prompt_tokens
         self.usage.completion_tokens += usage.completion_tokens
         if self.cost_per_1k:
-            self.usage.cost += (usage.prompt_tokens * self.cost_per_1k[0]
-                                + usage.completion_tokens * self.cost_per_1k[1]) / 1000.0
+            self.usage.cost += (
+                usage.prompt_tokens * self.cost_per_1k[0] + usage.completion_tokens * self.cost_per_1k[1]
+            ) / 1000.0
 
     async def try_chat(self, messages: Messages, **params: Any) -> ChatResult | ChatError:
         """Like :meth:`chat` but a failure is returned as a :class:`ChatError` instead of raised."""
@@ -291,7 +306,9 @@ class ChatClient:
                 t0 = time.perf_counter()
                 self.usage.requests += 1
                 try:
-                    resp = await http.chat.completions.create(model=self.model, messages=list(messages), **params)
+                    resp = await http.chat.completions.create(
+                        model=self.model, messages=list(messages), **params
+                    )
                 except Exception as exc:  # classified below; programming errors are not swallowed
                     import openai
 
@@ -313,12 +330,20 @@ class ChatClient:
                     return ChatError("response has no choices", 200, attempt + 1)
                 choice = resp.choices[0]
                 u = resp.usage
-                usage = Usage(int(getattr(u, "prompt_tokens", 0) or 0), int(getattr(u, "completion_tokens", 0) or 0))
+                usage = Usage(
+                    int(getattr(u, "prompt_tokens", 0) or 0), int(getattr(u, "completion_tokens", 0) or 0)
+                )
                 self._account(usage)
-                return ChatResult(text=choice.message.content or "", usage=usage,
-                                  finish_reason=choice.finish_reason, logprobs=_logprobs(choice),
-                                  model=resp.model, attempts=attempt + 1, latency_s=latency,
-                                  raw=resp.model_dump(mode="json"))
+                return ChatResult(
+                    text=choice.message.content or "",
+                    usage=usage,
+                    finish_reason=choice.finish_reason,
+                    logprobs=_logprobs(choice),
+                    model=resp.model,
+                    attempts=attempt + 1,
+                    latency_s=latency,
+                    raw=resp.model_dump(mode="json"),
+                )
 
     async def chat(self, messages: Messages, **params: Any) -> ChatResult:
         """One chat completion. ``params`` go to the server as is (temperature, max_tokens, seed, logprobs,
@@ -328,9 +353,13 @@ class ChatClient:
             raise ChatFailed(result)
         return result
 
-    async def chat_many(self, conversations: Sequence[Messages], *,
-                        on_result: Callable[[int, ChatResult | ChatError], None | Awaitable[None]] | None = None,
-                        **params: Any) -> list[ChatResult | ChatError]:
+    async def chat_many(
+        self,
+        conversations: Sequence[Messages],
+        *,
+        on_result: Callable[[int, ChatResult | ChatError], None | Awaitable[None]] | None = None,
+        **params: Any,
+    ) -> list[ChatResult | ChatError]:
         """Run every conversation with at most ``concurrency`` in flight; results in input order.
 
         A failed item becomes a :class:`ChatError` (never raised). ``on_result(index, result)`` is called as
@@ -371,7 +400,9 @@ class ChatClient:
         """Blocking :meth:`chat`."""
         return run_sync(lambda: self._closing(self.chat(messages, **params)))
 
-    def chat_many_sync(self, conversations: Sequence[Messages], **params: Any) -> list[ChatResult | ChatError]:
+    def chat_many_sync(
+        self, conversations: Sequence[Messages], **params: Any
+    ) -> list[ChatResult | ChatError]:
         """Blocking :meth:`chat_many` (``on_result`` may be passed as a keyword)."""
         return run_sync(lambda: self._closing(self.chat_many(conversations, **params)))
 

@@ -8,13 +8,23 @@ import typer
 
 from politune.cli.common import err_console
 
-SrcArgument = typer.Argument(..., help="builtin:NAME[:SPLIT], hf:OWNER/NAME, a .jsonl/.csv/.parquet/.json file or a folder.")
+SrcArgument = typer.Argument(
+    ..., help="builtin:NAME[:SPLIT], hf:OWNER/NAME, a .jsonl/.csv/.parquet/.json file or a folder."
+)
 OutOption = typer.Option(..., "--out", "-o", help="Output file (.jsonl, .jsonl.gz, .csv or .parquet).")
 SchemaOption = typer.Option("auto", "--schema", help="auto | politune | shp | webgpt.")
-MapOption = typer.Option(None, "--map", help="Column mapping FIELD=COLUMN[,FIELD=COLUMN...] (repeatable); fields: id, "
-                   "prompt, chosen, rejected, response, system, meta, topic, axis, stance, community.")
-SplitOption = typer.Option(None, "--split", help="train / heldout for builtin sets; hub / folder split for hf: ids "
-                     "and folders; a meta.split filter for files.")
+MapOption = typer.Option(
+    None,
+    "--map",
+    help="Column mapping FIELD=COLUMN[,FIELD=COLUMN...] (repeatable); fields: id, "
+    "prompt, chosen, rejected, response, system, meta, topic, axis, stance, community.",
+)
+SplitOption = typer.Option(
+    None,
+    "--split",
+    help="train / heldout for builtin sets; hub / folder split for hf: ids "
+    "and folders; a meta.split filter for files.",
+)
 SeedOption = typer.Option(0, "--seed", help="Random seed.")
 
 
@@ -53,4 +63,6 @@ def write_records(items, out: Path, summary: dict) -> None:
     from politune.data import save, summary_path
 
     save(items, out, summary=summary)
-    err_console.print(f"wrote {len(items)} rows to {out} (summary: {summary_path(out)})", highlight=False, markup=False)
+    err_console.print(
+        f"wrote {len(items)} rows to {out} (summary: {summary_path(out)})", highlight=False, markup=False
+    )

@@ -10,18 +10,30 @@ import typer
 
 from politune.cli.common import JsonOption, console, print_json
 
-ModelOption = typer.Option("smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id).")
-AdapterOption = typer.Option(None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure this LoRA adapter "
-                          "(repeatable).")
-PersonaOption = typer.Option(None, "--persona", help="NAME=SYSTEM PROMPT: also measure the base model with this "
-                          "system prompt (repeatable).")
+ModelOption = typer.Option(
+    "smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id)."
+)
+AdapterOption = typer.Option(
+    None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure this LoRA adapter (repeatable)."
+)
+PersonaOption = typer.Option(
+    None,
+    "--persona",
+    help="NAME=SYSTEM PROMPT: also measure the base model with this system prompt (repeatable).",
+)
 SystemOption = typer.Option(None, "--system", help="System prompt for every target.")
-JudgeOption = typer.Option(None, "--judge", help="LLM judge as URL/v1/MODEL (any OpenAI-compatible server); "
-                        "default: $POLITUNE_JUDGE_URL + $POLITUNE_JUDGE_MODEL if set, else the offline scorer.")
+JudgeOption = typer.Option(
+    None,
+    "--judge",
+    help="LLM judge as URL/v1/MODEL (any OpenAI-compatible server); "
+    "default: $POLITUNE_JUDGE_URL + $POLITUNE_JUDGE_MODEL if set, else the offline scorer.",
+)
 JudgeModelOption = typer.Option(None, "--judge-model", help="Judge model name when --judge is a bare URL.")
 JudgeConcOption = typer.Option(4, "--judge-concurrency", help="Judge requests in flight.")
 JudgeRateOption = typer.Option(None, "--judge-rate", help="Judge requests per second at most.")
-JudgeCostOption = typer.Option(None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report).")
+JudgeCostOption = typer.Option(
+    None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report)."
+)
 OutOption = typer.Option(Path("runs/effects"), "--out", "-o", help="Output folder for the result JSON files.")
 TokensOption = typer.Option(64, "--max-new-tokens", help="Answer length for topic questions (tokens).")
 QATokensOption = typer.Option(40, "--qa-max-new-tokens", help="Answer length for quality questions (tokens).")
@@ -30,23 +42,36 @@ SeedOption = typer.Option(0, "--seed", help="Seed for generation and bootstrap C
 DeviceOption = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
 DtypeOption = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16.")
 TopicsOption = typer.Option("builtin", "--topics", help="Topic questions JSONL (id, topic, axis, question).")
-QAOption = typer.Option("builtin", "--qa", help="Quality questions: politune QA JSONL (question, reference) or an "
-                     "ELI5 file (title, answers.text/score).")
+QAOption = typer.Option(
+    "builtin",
+    "--qa",
+    help="Quality questions: politune QA JSONL (question, reference) or an "
+    "ELI5 file (title, answers.text/score).",
+)
 QALimitOption = typer.Option(None, "--qa-limit", help="Use only the first N quality questions.")
-PplOption = typer.Option("builtin", "--ppl-text", help="Neutral text file for perplexity (paragraph = passage).")
-ToxOption = typer.Option("alt-profanity-check", "--toxicity-classifier", help="alt-profanity-check or "
-                      "hf:LOCAL_DIR (a local Hugging Face classifier).")
+PplOption = typer.Option(
+    "builtin", "--ppl-text", help="Neutral text file for perplexity (paragraph = passage)."
+)
+ToxOption = typer.Option(
+    "alt-profanity-check",
+    "--toxicity-classifier",
+    help="alt-profanity-check or hf:LOCAL_DIR (a local Hugging Face classifier).",
+)
 ThreshOption = typer.Option(0.5, "--threshold", help="Toxicity threshold for share_above.")
 
 
-def _judge(judge: str | None, judge_model: str | None, concurrency: int, rate: float | None, cost: str | None):
+def _judge(
+    judge: str | None, judge_model: str | None, concurrency: int, rate: float | None, cost: str | None
+):
     import os
 
     from politune.client import ClientOptions
     from politune.errors import PolituneError
     from politune.measure import Judge, parse_judge_spec
 
-    if judge is None and not (os.environ.get("POLITUNE_JUDGE_URL") and os.environ.get("POLITUNE_JUDGE_MODEL")):
+    if judge is None and not (
+        os.environ.get("POLITUNE_JUDGE_URL") and os.environ.get("POLITUNE_JUDGE_MODEL")
+    ):
         return None
     url, model = parse_judge_spec(judge, judge_model) if judge else (None, None)
     cost_pair = None
@@ -54,9 +79,13 @@ def _judge(judge: str | None, judge_model: str | None, concurrency: int, rate: f
         try:
             p, c = (float(x) for x in cost.split(","))
         except ValueError:
-            raise PolituneError(f"--judge-cost {cost!r}: expected PROMPT,COMPLETION prices per 1k tokens") from None
+            raise PolituneError(
+                f"--judge-cost {cost!r}: expected PROMPT,COMPLETION prices per 1k tokens"
+            ) from None
         cost_pair = (p, c)
-    return Judge(url, model, client=ClientOptions(concurrency=concurrency, rate_limit=rate, cost_per_1k=cost_pair))
+    return Judge(
+        url, model, client=ClientOptions(concurrency=concurrency, rate_limit=rate, cost_per_1k=cost_pair)
+    )
 
 
 @dataclass
@@ -95,10 +124,24 @@ def _run(measures: tuple[str, ...], a: _Args) -> None:
     from politune.measure import EffectsSettings, build_targets, measure_effects
 
     targets = build_targets(a.model, a.adapter, a.persona, a.system)
-    settings = validate_config(EffectsSettings, dict(
-        topics_file=a.topics, qa_file=a.qa, qa_limit=a.qa_limit, ppl_file=a.ppl_text, max_new_tokens=a.max_new_tokens,
-        qa_max_new_tokens=a.qa_max_new_tokens, batch_size=a.batch_size, seed=a.seed, device=a.device, dtype=a.dtype,
-        toxicity_classifier=a.toxicity_classifier, toxicity_threshold=a.threshold), "politune measure options")
+    settings = validate_config(
+        EffectsSettings,
+        dict(
+            topics_file=a.topics,
+            qa_file=a.qa,
+            qa_limit=a.qa_limit,
+            ppl_file=a.ppl_text,
+            max_new_tokens=a.max_new_tokens,
+            qa_max_new_tokens=a.qa_max_new_tokens,
+            batch_size=a.batch_size,
+            seed=a.seed,
+            device=a.device,
+            dtype=a.dtype,
+            toxicity_classifier=a.toxicity_classifier,
+            toxicity_threshold=a.threshold,
+        ),
+        "politune measure options",
+    )
     j = _judge(a.judge, a.judge_model, a.judge_concurrency, a.judge_rate, a.judge_cost)
     out = a.out
     t0 = time.perf_counter()
@@ -110,8 +153,9 @@ def _run(measures: tuple[str, ...], a: _Args) -> None:
                 tasks[name] = bar.add_task(f"answering ({name})", total=None)
             bar.advance(tasks[name], n)
 
-        results = measure_effects(targets, measures, out_dir=out, judge=j, settings=settings,
-                                  on_progress=on_progress)
+        results = measure_effects(
+            targets, measures, out_dir=out, judge=j, settings=settings, on_progress=on_progress
+        )
     wall = time.perf_counter() - t0
     summary = _summary(results)
     summary["wall_seconds"] = round(wall, 1)
@@ -144,15 +188,22 @@ def _summary(results: dict) -> dict:
     for res in results.values():
         if isinstance(res, TopicsResult):
             for m in res.models:
-                row(m.target)["topic_lean"] = {"mean": m.mean, "ci": m.ci.model_dump(),
-                                               "axes": {a: v.to_json() for a, v in m.axis_means.items()}}
+                row(m.target)["topic_lean"] = {
+                    "mean": m.mean,
+                    "ci": m.ci.model_dump(),
+                    "axes": {a: v.to_json() for a, v in m.axis_means.items()},
+                }
         elif isinstance(res, QualityResult):
             for m in res.models:
                 d = m.to_json()
                 row(m.target).update({k: d.get(k) for k in ("rouge_l", "perplexity", "delta_vs_base")})
         elif isinstance(res, ToxicityResult):
             for m in res.models:
-                row(m.target)["toxicity"] = {"mean": m.mean, "ci": m.ci.model_dump(), "share_above": m.share_above}
+                row(m.target)["toxicity"] = {
+                    "mean": m.mean,
+                    "ci": m.ci.model_dump(),
+                    "share_above": m.share_above,
+                }
         elif isinstance(res, RefusalResult):
             for m in res.models:
                 row(m.target)["refusal"] = {"rate": m.rate, "ci": m.ci.model_dump(), "n": m.n}
@@ -169,31 +220,53 @@ def _print(summary: dict, out) -> None:
     for name, row in summary["models"].items():
         tl = row.get("topic_lean") or {}
         axes = tl.get("axes") or {}
-        table.add_row(name, _fmt(tl.get("mean")) + _ci(tl.get("ci")) if tl else "-",
-                      _fmt((axes.get("economic") or {}).get("mean")), _fmt((axes.get("social") or {}).get("mean")),
-                      _fmt((row.get("rouge_l") or {}).get("mean")), _fmt((row.get("perplexity") or {}).get("mean"), 2),
-                      _fmt((row.get("toxicity") or {}).get("mean")), _fmt((row.get("refusal") or {}).get("rate")))
+        table.add_row(
+            name,
+            _fmt(tl.get("mean")) + _ci(tl.get("ci")) if tl else "-",
+            _fmt((axes.get("economic") or {}).get("mean")),
+            _fmt((axes.get("social") or {}).get("mean")),
+            _fmt((row.get("rouge_l") or {}).get("mean")),
+            _fmt((row.get("perplexity") or {}).get("mean"), 2),
+            _fmt((row.get("toxicity") or {}).get("mean")),
+            _fmt((row.get("refusal") or {}).get("rate")),
+        )
     console.print(table)
     if "judge" in summary:
         j = summary["judge"]
-        console.print(f"judge {j['model']}: {j['items']} items, {j['cache_hits']} cached, {j['missing']} missing, "
-                      f"{j['prompt_tokens']}+{j['completion_tokens']} tokens, cost {j['cost']}, {j['seconds']} s")
-    console.print(f"wrote {', '.join(m + '.json' for m in summary['measures'])} to {out} "
-                  f"({summary['wall_seconds']} s)")
+        console.print(
+            f"judge {j['model']}: {j['items']} items, {j['cache_hits']} cached, {j['missing']} missing, "
+            f"{j['prompt_tokens']}+{j['completion_tokens']} tokens, cost {j['cost']}, {j['seconds']} s"
+        )
+    console.print(
+        f"wrote {', '.join(m + '.json' for m in summary['measures'])} to {out} ({summary['wall_seconds']} s)"
+    )
 
 
 # command name -> (measures, help)
 COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "topics": (("topics",), "Answer open political questions on held-out topics and score each answer's lean "
-               "(offline scorer, or --judge); writes topics.json."),
-    "quality": (("quality",), "Quality retention: ROUGE-L vs reference answers and perplexity on neutral text, "
-                "with the change vs base; writes quality.json."),
-    "toxicity": (("toxicity",), "Toxicity of the answers (alt-profanity-check or a local HF classifier); "
-                 "writes toxicity.json."),
-    "refusal": (("refusal",), "Refusal rate on political questions (keyword patterns, plus the judge when "
-                "configured); writes refusal.json."),
-    "all": (("topics", "quality", "toxicity", "refusal"), "Topics, quality, toxicity and refusal from one "
-            "round of answers; writes all four result files."),
+    "topics": (
+        ("topics",),
+        "Answer open political questions on held-out topics and score each answer's lean "
+        "(offline scorer, or --judge); writes topics.json.",
+    ),
+    "quality": (
+        ("quality",),
+        "Quality retention: ROUGE-L vs reference answers and perplexity on neutral text, "
+        "with the change vs base; writes quality.json.",
+    ),
+    "toxicity": (
+        ("toxicity",),
+        "Toxicity of the answers (alt-profanity-check or a local HF classifier); writes toxicity.json.",
+    ),
+    "refusal": (
+        ("refusal",),
+        "Refusal rate on political questions (keyword patterns, plus the judge when "
+        "configured); writes refusal.json.",
+    ),
+    "all": (
+        ("topics", "quality", "toxicity", "refusal"),
+        "Topics, quality, toxicity and refusal from one round of answers; writes all four result files.",
+    ),
 }
 
 
@@ -204,25 +277,70 @@ def add_commands(measure_app: typer.Typer) -> None:
     measure_app.command("stance-accuracy")(stance_accuracy_cmd)
 
 
-def effects_command(ctx: typer.Context, model: str = ModelOption, adapter: list[str] = AdapterOption,
-                    persona: list[str] = PersonaOption, system: str = SystemOption, judge: str = JudgeOption,
-                    judge_model: str = JudgeModelOption, judge_concurrency: int = JudgeConcOption,
-                    judge_rate: float = JudgeRateOption, judge_cost: str = JudgeCostOption, out: Path = OutOption,
-                    max_new_tokens: int = TokensOption, qa_max_new_tokens: int = QATokensOption,
-                    batch_size: int = BatchOption, seed: int = SeedOption, device: str = DeviceOption,
-                    dtype: str = DtypeOption, topics: str = TopicsOption, qa: str = QAOption,
-                    qa_limit: int = QALimitOption, ppl_text: str = PplOption, toxicity_classifier: str = ToxOption,
-                    threshold: float = ThreshOption, json_out: bool = JsonOption) -> None:
+def effects_command(
+    ctx: typer.Context,
+    model: str = ModelOption,
+    adapter: list[str] = AdapterOption,
+    persona: list[str] = PersonaOption,
+    system: str = SystemOption,
+    judge: str = JudgeOption,
+    judge_model: str = JudgeModelOption,
+    judge_concurrency: int = JudgeConcOption,
+    judge_rate: float = JudgeRateOption,
+    judge_cost: str = JudgeCostOption,
+    out: Path = OutOption,
+    max_new_tokens: int = TokensOption,
+    qa_max_new_tokens: int = QATokensOption,
+    batch_size: int = BatchOption,
+    seed: int = SeedOption,
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    topics: str = TopicsOption,
+    qa: str = QAOption,
+    qa_limit: int = QALimitOption,
+    ppl_text: str = PplOption,
+    toxicity_classifier: str = ToxOption,
+    threshold: float = ThreshOption,
+    json_out: bool = JsonOption,
+) -> None:
     """The side-effect commands (one per entry of COMMANDS, which picks the measures by the command's name)."""
     measures = COMMANDS[ctx.info_name or "all"][0]
-    _run(measures, _Args(model, adapter, persona, system, judge, judge_model, judge_concurrency, judge_rate,
-                         judge_cost, out, max_new_tokens, qa_max_new_tokens, batch_size, seed, device, dtype, topics,
-                         qa, qa_limit, ppl_text, toxicity_classifier, threshold, json_out))
+    _run(
+        measures,
+        _Args(
+            model,
+            adapter,
+            persona,
+            system,
+            judge,
+            judge_model,
+            judge_concurrency,
+            judge_rate,
+            judge_cost,
+            out,
+            max_new_tokens,
+            qa_max_new_tokens,
+            batch_size,
+            seed,
+            device,
+            dtype,
+            topics,
+            qa,
+            qa_limit,
+            ppl_text,
+            toxicity_classifier,
+            threshold,
+            json_out,
+        ),
+    )
 
 
-def stance_accuracy_cmd(loto: bool = typer.Option(False, "--loto", help="Also report leave-one-topic-out "
-                                                  "accuracy on the train topics."),
-                        json_out: bool = JsonOption) -> None:
+def stance_accuracy_cmd(
+    loto: bool = typer.Option(
+        False, "--loto", help="Also report leave-one-topic-out accuracy on the train topics."
+    ),
+    json_out: bool = JsonOption,
+) -> None:
     """Sign accuracy of the offline stance scorer on the built-in data's held-out topics (target >= 85%)."""
     from politune.measure.stance import OfflineStanceScorer, leave_one_topic_out, stance_accuracy
 
@@ -236,14 +354,18 @@ def stance_accuracy_cmd(loto: bool = typer.Option(False, "--loto", help="Also re
         print_json(res)
         return
     h = res["heldout"]
-    console.print(f"offline stance scorer {scorer.name}: held-out sign accuracy {h['sign_accuracy']:.3f} "
-                  f"({h['n_answers']} answers, {h['n_pairs']} pairs; target 0.85), pair order accuracy "
-                  f"{h['pair_accuracy']:.3f}")
+    console.print(
+        f"offline stance scorer {scorer.name}: held-out sign accuracy {h['sign_accuracy']:.3f} "
+        f"({h['n_answers']} answers, {h['n_pairs']} pairs; target 0.85), pair order accuracy "
+        f"{h['pair_accuracy']:.3f}"
+    )
     for axis, a in h["by_axis"].items():
         console.print(f"  {axis:9s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
     for topic, a in h["by_topic"].items():
         console.print(f"  {topic:34s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
     if loto:
         lo = res["train_leave_one_topic_out"]
-        console.print(f"train topics, leave-one-topic-out: sign {lo['sign_accuracy']:.3f}  pair "
-                      f"{lo['pair_accuracy']:.3f}")
+        console.print(
+            f"train topics, leave-one-topic-out: sign {lo['sign_accuracy']:.3f}  pair "
+            f"{lo['pair_accuracy']:.3f}"
+        )

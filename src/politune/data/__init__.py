@@ -12,6 +12,22 @@ from politune.data.loaders import LoadOptions, LoadReport, load, load_report, sa
 from politune.data.schema import META_KEYS, InstructionExample, PreferencePair, Prompt, Record, prompt_text
 from politune.data.validate import Issue, validate
 
-__all__ = ["META_KEYS", "InstructionExample", "Issue", "LoadOptions", "LoadReport", "PreferencePair", "Prompt", "Record",
-           "load", "load_report", "prompt_text", "read_table", "save", "summary_path", "to_dataset", "validate",
-           "write_table"]
+__all__ = [
+    "META_KEYS",
+    "InstructionExample",
+    "Issue",
+    "LoadOptions",
+    "LoadReport",
+    "PreferencePair",
+    "Prompt",
+    "Record",
+    "load",
+    "load_report",
+    "prompt_text",
+    "read_table",
+    "save",
+    "summary_path",
+    "to_dataset",
+    "validate",
+    "write_table",
+]

@@ -44,18 +44,27 @@ def _row_problems(raw: dict, side: str, max_chars: int | None) -> list[tuple[str
         probs.append(("form", f"expected one of {', '.join(FORMS)}, got {raw['form']!r}"))
     if not probs:  # content checks (identical answers, length, lone surrogates) in raw field names
         other = "right" if side == "left" else "left"
-        d = {"id": raw.get("id"), "prompt": raw.get("prompt"), "chosen": raw.get(side), "rejected": raw.get(other),
-             "meta": None}
+        d = {
+            "id": raw.get("id"),
+            "prompt": raw.get("prompt"),
+            "chosen": raw.get(side),
+            "rejected": raw.get(other),
+            "meta": None,
+        }
         rename = {"chosen": side, "rejected": other}
-        probs.extend((rename.get(f, f), "identical to the other side's answer" if p == "identical to chosen" else p)
-                     for f, p in check_fields(d, "preference", True, max_chars))
+        probs.extend(
+            (rename.get(f, f), "identical to the other side's answer" if p == "identical to chosen" else p)
+            for f, p in check_fields(d, "preference", True, max_chars)
+        )
     return probs
 
 
 def _raw_rows(name: str, split: str | None):
     if name not in VIEWS:
-        raise PolituneError(f"builtin:{name}: unknown built-in set; expected one of "
-                            f"{', '.join('builtin:' + v for v in VIEWS)}")
+        raise PolituneError(
+            f"builtin:{name}: unknown built-in set; expected one of "
+            f"{', '.join('builtin:' + v for v in VIEWS)}"
+        )
     if split is not None and split not in SPLITS:
         raise PolituneError(f"builtin:{name}: unknown split {split!r}; expected train or heldout")
     path = builtin_path()
@@ -90,10 +99,19 @@ def builtin_report(name: str, split: str | None = None, max_chars: int | None = 
             continue
         if split is not None and raw["split"] != split:
             continue
-        meta = {"topic": raw["topic"], "axis": raw["axis"], "form": raw["form"], "split": raw["split"],
-                "stance": side, "source": source,
-                "provenance": {"schema": "builtin", "file": "politune/data/builtin/ideology.jsonl",
-                               "line": int(r.loc.rsplit(":", 1)[1])}}
+        meta = {
+            "topic": raw["topic"],
+            "axis": raw["axis"],
+            "form": raw["form"],
+            "split": raw["split"],
+            "stance": side,
+            "source": source,
+            "provenance": {
+                "schema": "builtin",
+                "file": "politune/data/builtin/ideology.jsonl",
+                "line": int(r.loc.rsplit(":", 1)[1]),
+            },
+        }
         if sft:
             rep.items.append(InstructionExample(raw["id"], raw["prompt"], raw[side], meta))
         else:

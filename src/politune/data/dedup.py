@@ -32,11 +32,12 @@ def _key_text(it: Record, on: str) -> str:
 def _shingles(words: list[str], k: int = 3) -> set[int]:
     if len(words) < k:
         return {zlib.crc32(" ".join(words).encode())}
-    return {zlib.crc32(" ".join(words[i:i + k]).encode()) for i in range(len(words) - k + 1)}
+    return {zlib.crc32(" ".join(words[i : i + k]).encode()) for i in range(len(words) - k + 1)}
 
 
-def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8, num_perm: int = 64,
-                          bands: int = 16) -> list[int]:
+def near_duplicate_groups(
+    texts: Sequence[str], threshold: float = 0.8, num_perm: int = 64, bands: int = 16
+) -> list[int]:
     """For each text, the index of the first text it is a near-duplicate of (Jaccard of word 3-grams >=
     ``threshold``, candidates from MinHash LSH, verified exactly), or its own index."""
     import numpy as np
@@ -64,7 +65,7 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8, num_perm
     for band in range(bands):
         buckets: dict[bytes, list[int]] = {}
         for i in range(n):
-            buckets.setdefault(sigs[i, band * rows:(band + 1) * rows].tobytes(), []).append(i)
+            buckets.setdefault(sigs[i, band * rows : (band + 1) * rows].tobytes(), []).append(i)
         for members in buckets.values():
             if len(members) < 2:
                 continue
@@ -81,8 +82,9 @@ def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8, num_perm
     return [find(i) for i in range(n)]
 
 
-def dedup(items: Sequence[Record], *, on: str = "prompt", near: bool = True,
-          threshold: float = 0.8) -> list[Record]:
+def dedup(
+    items: Sequence[Record], *, on: str = "prompt", near: bool = True, threshold: float = 0.8
+) -> list[Record]:
     """Drop rows whose ``on`` text (``prompt`` or ``all`` = prompt + answers) repeats an earlier row's: exactly
     (after lower-casing and collapsing punctuation / spaces) or, with ``near``, with word-3-gram Jaccard
     similarity >= ``threshold``. The first row of each group is kept, in order."""

@@ -78,16 +78,24 @@ class LoadReport:
     def reject(self, row: RawRow, problems: list[tuple[str, str]]) -> None:
         """Record a bad row: each (field, problem) as an issue, the row with its reasons in ``rejected``."""
         self.issues.extend(Issue(row.loc, f, p) for f, p in problems)
-        self.rejected.append({"location": row.loc, "errors": [f"{f}: {p}" for f, p in problems],
-                              "row": row.row if row.row is not None else row.raw})
+        self.rejected.append(
+            {
+                "location": row.loc,
+                "errors": [f"{f}: {p}" for f, p in problems],
+                "row": row.row if row.row is not None else row.raw,
+            }
+        )
 
     def error_line(self) -> str:
         first = str(self.issues[0])
         n_rows = len(self.rejected)
-        more = f" (+{len(self.issues) - 1} more problems in {n_rows} bad rows)" if len(self.issues) > 1 else ""
-        return (f"{first}{more}; `politune data validate {self.source}` lists them all, "
-                f"--drop-invalid keeps the good rows")
-
+        more = (
+            f" (+{len(self.issues) - 1} more problems in {n_rows} bad rows)" if len(self.issues) > 1 else ""
+        )
+        return (
+            f"{first}{more}; `politune data validate {self.source}` lists them all, "
+            f"--drop-invalid keeps the good rows"
+        )
 
 
 @contextlib.contextmanager
@@ -116,9 +124,17 @@ class _Read:
     options: LoadOptions
 
 
-def load_report(src: str | os.PathLike, *, schema: str = "auto", mapping: dict[str, str] | None = None,
-                split: str | None = None, validate: bool = True, max_chars: int | None = DEFAULT_MAX_CHARS,
-                options: LoadOptions | None = None, kind: str | None = None) -> LoadReport:
+def load_report(
+    src: str | os.PathLike,
+    *,
+    schema: str = "auto",
+    mapping: dict[str, str] | None = None,
+    split: str | None = None,
+    validate: bool = True,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+    options: LoadOptions | None = None,
+    kind: str | None = None,
+) -> LoadReport:
     """Read ``src`` and check every row; never raises for row-level problems (see :class:`LoadReport`).
     Arguments as for :func:`load` (less ``drop_invalid``), plus ``kind`` to force ``"preference"`` /
     ``"instruction"``."""
@@ -128,7 +144,9 @@ def load_report(src: str | os.PathLike, *, schema: str = "auto", mapping: dict[s
     mapping = dict(mapping or {})
     bad_keys = sorted(set(mapping) - set(MAPPABLE))
     if bad_keys:
-        raise PolituneError(f"--map: unknown field(s) {', '.join(bad_keys)}; expected some of {', '.join(MAPPABLE)}")
+        raise PolituneError(
+            f"--map: unknown field(s) {', '.join(bad_keys)}; expected some of {', '.join(MAPPABLE)}"
+        )
     with _gc_paused():
         if s.startswith("builtin:"):
             from politune.data.builtin import builtin_report
@@ -159,7 +177,9 @@ def _schema_and_kind(rows: list[RawRow], label: str, schema: str, mapping: dict[
     return schema, "preference"
 
 
-def _row_dicts(rows: list[RawRow], how: _Read, dropped: dict[str, int]) -> list[tuple[RawRow, dict | None, list]]:
+def _row_dicts(
+    rows: list[RawRow], how: _Read, dropped: dict[str, int]
+) -> list[tuple[RawRow, dict | None, list]]:
     """Every row as a record dict (or None with its problems), by the source's schema."""
     label, opts, mapping = how.label, how.options, how.mapping
     if how.schema == "shp":
@@ -171,14 +191,24 @@ def _row_dicts(rows: list[RawRow], how: _Read, dropped: dict[str, int]) -> list[
     fields = ["prompt", "chosen", "rejected"] if how.kind == "preference" else ["prompt"]
     require_columns(rows, label, [mapping.get(f, f) for f in fields])
     if how.kind == "instruction" and "response" not in mapping:
-        require_columns(rows, label, ["response" if any(
-            r.row is not None and "response" in r.row for r in rows[:200]) else "completion"])
-    return [(r, None, [r.error]) if r.row is None else (r, politune_dict(r.row, how.kind, mapping), [])
-            for r in rows]
+        require_columns(
+            rows,
+            label,
+            [
+                "response"
+                if any(r.row is not None and "response" in r.row for r in rows[:200])
+                else "completion"
+            ],
+        )
+    return [
+        (r, None, [r.error]) if r.row is None else (r, politune_dict(r.row, how.kind, mapping), [])
+        for r in rows
+    ]
 
 
-def _collect(report: LoadReport, dicts: list[tuple[RawRow, dict | None, list]], how: _Read,
-             meta_split: str | None) -> None:
+def _collect(
+    report: LoadReport, dicts: list[tuple[RawRow, dict | None, list]], how: _Read, meta_split: str | None
+) -> None:
     """Check each row dict; the good ones become records in ``report.items``, the bad ones ``rejected``."""
     stem = source_stem(how.label)
     seen: dict[str, str] = {}
@@ -230,9 +260,17 @@ def _token_check(report: LoadReport, tokenizer, max_tokens: int) -> None:
     report.locs = [loc for _, loc in keep]
 
 
-def load(src: str | os.PathLike, *, schema: str = "auto", mapping: dict[str, str] | None = None,
-         split: str | None = None, validate: bool = True, drop_invalid: bool = False,
-         max_chars: int | None = DEFAULT_MAX_CHARS, options: LoadOptions | None = None) -> list[Record]:
+def load(
+    src: str | os.PathLike,
+    *,
+    schema: str = "auto",
+    mapping: dict[str, str] | None = None,
+    split: str | None = None,
+    validate: bool = True,
+    drop_invalid: bool = False,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+    options: LoadOptions | None = None,
+) -> list[Record]:
     """Load ``src`` as a list of :class:`PreferencePair` (or :class:`InstructionExample` for instruction data).
 
     ``split``: ``train`` / ``heldout`` for the built-in set (whole topics), the hub or ``save_to_disk`` split for
@@ -243,8 +281,15 @@ def load(src: str | os.PathLike, *, schema: str = "auto", mapping: dict[str, str
     (``tokenizer`` + ``max_tokens``), the shp filters (``min_score_ratio`` / ``max_pairs_per_post`` / ``seed``),
     webgpt's ``keep_ties`` and the hub's ``hf_config``.
     """
-    rep = load_report(src, schema=schema, mapping=mapping, split=split, validate=validate, max_chars=max_chars,
-                      options=options)
+    rep = load_report(
+        src,
+        schema=schema,
+        mapping=mapping,
+        split=split,
+        validate=validate,
+        max_chars=max_chars,
+        options=options,
+    )
     if rep.issues and not drop_invalid:
         raise PolituneError(rep.error_line())
     if not rep.items:
@@ -269,8 +314,9 @@ def save(items: list[Record], path: str | os.PathLike, summary: dict[str, Any] |
     path = Path(path)
     sfx = suffix_of(path)
     if sfx not in (".jsonl", ".jsonl.gz", ".csv", ".parquet"):
-        raise PolituneError(f"{path}: cannot write {sfx or '(no suffix)'!r}; expected .jsonl, .jsonl.gz, .csv or "
-                            f".parquet")
+        raise PolituneError(
+            f"{path}: cannot write {sfx or '(no suffix)'!r}; expected .jsonl, .jsonl.gz, .csv or .parquet"
+        )
     if not items:
         raise PolituneError(f"{path}: nothing to write (0 rows)")
     rows = [_flat(it) for it in items]
@@ -331,7 +377,8 @@ def to_dataset(items: list[Record], *, conversational: bool = True, with_meta: b
         for n in names:
             text = getattr(it, n)
             cols["completion" if n == "response" else n].append(
-                [{"role": "assistant", "content": text}] if conversational else text)
+                [{"role": "assistant", "content": text}] if conversational else text
+            )
     if with_meta:
         cols["id"] = [it.id for it in items]
         cols["meta"] = [json.dumps(it.meta, ensure_ascii=False, default=str) for it in items]

@@ -108,7 +108,7 @@ def load_items(path: str | os.PathLike) -> list[EvalItem]:
 
 
 def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def _segments(it: Record) -> list[tuple[str, str]]:
@@ -145,11 +145,15 @@ def _ngram_flags(items: list[Record], against: list[EvalItem], ngram: int, thres
                 score = len(gs) / len(item_grams[j][1])
                 if score >= threshold:
                     ev = against[j]
-                    flags.append(Flag(it.id, f, ev.id, ev.variant, "ngram", round(score, 4), ev.text, text[:500]))
+                    flags.append(
+                        Flag(it.id, f, ev.id, ev.variant, "ngram", round(score, 4), ev.text, text[:500])
+                    )
     return flags
 
 
-def _embedding_flags(items: list[Record], against: list[EvalItem], threshold: float) -> tuple[list[Flag], float]:
+def _embedding_flags(
+    items: list[Record], against: list[EvalItem], threshold: float
+) -> tuple[list[Flag], float]:
     """Prompts and answer sentences whose MiniLM embedding (:func:`politune.measure.stance.embed`, the one
     loader of that model) is at least ``threshold`` cosine-similar to an item; and the largest similarity."""
     import numpy as np
@@ -163,13 +167,21 @@ def _embedding_flags(items: list[Record], against: list[EvalItem], threshold: fl
     for i, j in zip(rows_idx.tolist(), cols_idx.tolist(), strict=True):
         it, f, s = seg_rows[i]
         ev = against[j]
-        flags.append(Flag(it.id, f, ev.id, ev.variant, "embedding", round(float(sims[i, j]), 4), ev.text, s[:500]))
+        flags.append(
+            Flag(it.id, f, ev.id, ev.variant, "embedding", round(float(sims[i, j]), 4), ev.text, s[:500])
+        )
     return flags, float(sims.max())
 
 
-def overlap(items: list[Record], against: list[EvalItem], *, ngram: int = DEFAULT_NGRAM,
-            ngram_threshold: float = DEFAULT_NGRAM_THRESHOLD, embed: bool = True,
-            embed_threshold: float = DEFAULT_EMBED_THRESHOLD) -> dict[str, Any]:
+def overlap(
+    items: list[Record],
+    against: list[EvalItem],
+    *,
+    ngram: int = DEFAULT_NGRAM,
+    ngram_threshold: float = DEFAULT_NGRAM_THRESHOLD,
+    embed: bool = True,
+    embed_threshold: float = DEFAULT_EMBED_THRESHOLD,
+) -> dict[str, Any]:
     """Flag rows too close to ``against``. Returns ``{"flags": [...], "flagged_rows": n, "rows": n, ...}``;
     each flag names the row, field, item (and which variant), the signal and its score. Only the strongest
     flag per (row, field, item, signal) is kept."""
@@ -188,10 +200,19 @@ def overlap(items: list[Record], against: list[EvalItem], *, ngram: int = DEFAUL
         if k not in best or best[k].score < f.score:
             best[k] = f
     flags = sorted(best.values(), key=lambda f: (-f.score, f.row_id, f.field))
-    return {"kind": "data_overlap", "rows": len(items), "items": len({e.id for e in against}),
-            "item_texts": len(against), "flagged_rows": len({f.row_id for f in flags}),
-            "flags": [asdict(f) for f in flags],
-            "settings": {"ngram": ngram, "ngram_threshold": ngram_threshold, "embed": embed,
-                         "embed_threshold": embed_threshold,
-                         "embedding_model": "sentence-transformers/all-MiniLM-L6-v2" if embed else None},
-            "max_embedding_similarity": None if max_sim is None else round(max_sim, 4)}
+    return {
+        "kind": "data_overlap",
+        "rows": len(items),
+        "items": len({e.id for e in against}),
+        "item_texts": len(against),
+        "flagged_rows": len({f.row_id for f in flags}),
+        "flags": [asdict(f) for f in flags],
+        "settings": {
+            "ngram": ngram,
+            "ngram_threshold": ngram_threshold,
+            "embed": embed,
+            "embed_threshold": embed_threshold,
+            "embedding_model": "sentence-transformers/all-MiniLM-L6-v2" if embed else None,
+        },
+        "max_embedding_similarity": None if max_sim is None else round(max_sim, 4),
+    }

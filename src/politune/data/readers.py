@@ -14,8 +14,19 @@ from politune.data.io import RawRow
 from politune.data.validate import _answer
 from politune.errors import PolituneError
 
-MAPPABLE = ("id", "prompt", "chosen", "rejected", "response", "system", "meta", "topic", "axis", "stance",
-            "community")
+MAPPABLE = (
+    "id",
+    "prompt",
+    "chosen",
+    "rejected",
+    "response",
+    "system",
+    "meta",
+    "topic",
+    "axis",
+    "stance",
+    "community",
+)
 _META_MAPPABLE = ("topic", "axis", "stance", "community")
 
 
@@ -90,9 +101,11 @@ def detect_schema(rows: list[RawRow], label: str) -> tuple[str, str]:
     if "prompt" in keys and ({"response"} & keys or {"completion"} & keys):
         return "politune", "instruction"
     cols = ", ".join(sorted(keys)[:20])
-    raise PolituneError(f"{label}: cannot tell the schema from the columns ({cols}); expected prompt/chosen/"
-                        f"rejected (politune), prompt/response, human_ref_A/human_ref_B/labels (shp) or "
-                        f"question/answer_0/answer_1 (webgpt); pass --schema or --map prompt=COL,chosen=COL,...")
+    raise PolituneError(
+        f"{label}: cannot tell the schema from the columns ({cols}); expected prompt/chosen/"
+        f"rejected (politune), prompt/response, human_ref_A/human_ref_B/labels (shp) or "
+        f"question/answer_0/answer_1 (webgpt); pass --schema or --map prompt=COL,chosen=COL,..."
+    )
 
 
 def require_columns(rows: list[RawRow], label: str, required: list[str]) -> None:
@@ -106,8 +119,10 @@ def require_columns(rows: list[RawRow], label: str, required: list[str]) -> None
         if col in present or (good and any(_get(row, col) is not None for row in good[:50])):
             continue
         cols = ", ".join(sorted(present)[:20]) or "none"
-        raise PolituneError(f"{label}: missing column {col!r} (columns: {cols}); "
-                            f"use --map {col.split('.')[0]}=COLUMN to name it")
+        raise PolituneError(
+            f"{label}: missing column {col!r} (columns: {cols}); "
+            f"use --map {col.split('.')[0]}=COLUMN to name it"
+        )
 
 
 # ---------------------------------------------------------------- adapters: row -> record dict
@@ -119,8 +134,10 @@ def politune_dict(row: dict[str, Any], kind: str, mapping: dict[str, str]) -> di
     prompt = _maybe_json(_get(row, m.get("prompt", "prompt")), "[")
     system = _get(row, m["system"]) if "system" in m else None
     if isinstance(system, str) and system.strip():
-        prompt = [{"role": "system", "content": system},
-                  *([{"role": "user", "content": prompt}] if isinstance(prompt, str) else (prompt or []))]
+        prompt = [
+            {"role": "system", "content": system},
+            *([{"role": "user", "content": prompt}] if isinstance(prompt, str) else (prompt or [])),
+        ]
     d["prompt"] = prompt
     if kind == "preference":
         d["chosen"] = _answer(_maybe_json(_get(row, m.get("chosen", "chosen")), "["))
@@ -140,8 +157,14 @@ def politune_dict(row: dict[str, Any], kind: str, mapping: dict[str, str]) -> di
     return d
 
 
-def shp_dicts(rows: list[RawRow], label: str, seed: int, min_score_ratio: float | None,
-               max_pairs_per_post: int | None, dropped: dict[str, int]) -> list[tuple[RawRow, dict | None, list]]:
+def shp_dicts(
+    rows: list[RawRow],
+    label: str,
+    seed: int,
+    min_score_ratio: float | None,
+    max_pairs_per_post: int | None,
+    dropped: dict[str, int],
+) -> list[tuple[RawRow, dict | None, list]]:
     out: list[tuple[RawRow, dict | None, list]] = []
     kept: list[tuple[RawRow, dict]] = []
     for r in rows:
@@ -152,7 +175,9 @@ def shp_dicts(rows: list[RawRow], label: str, seed: int, min_score_ratio: float 
         probs = []
         label_v = _num(row.get("labels"))
         if label_v not in (0.0, 1.0):
-            probs.append(("labels", f"expected 1 (A preferred) or 0 (B preferred), got {row.get('labels')!r}"))
+            probs.append(
+                ("labels", f"expected 1 (A preferred) or 0 (B preferred), got {row.get('labels')!r}")
+            )
         ratio = _num(row.get("score_ratio"))
         if min_score_ratio is not None and "score_ratio" in row and ratio is None:
             probs.append(("score_ratio", f"expected a number, got {row.get('score_ratio')!r}"))
@@ -184,16 +209,25 @@ def _shp_record(r: RawRow, row: dict[str, Any], a_preferred: bool, label: str) -
         ca, cb = row.get("c_root_id_A"), row.get("c_root_id_B")
         rid = f"{post}-{ca}-{cb}" if ca is not None and cb is not None else None
     prov = {"schema": "shp", "location": r.loc}
-    for k in ("post_id", "score_ratio", "score_A", "score_B", "domain", "upvote_ratio", "c_root_id_A",
-              "c_root_id_B"):
+    for k in (
+        "post_id",
+        "score_ratio",
+        "score_A",
+        "score_B",
+        "domain",
+        "upvote_ratio",
+        "c_root_id_A",
+        "c_root_id_B",
+    ):
         if row.get(k) is not None:
             prov[k] = row[k]
     meta = {"community": community, "source": label, "provenance": prov}
     return {"id": rid, "prompt": prompt, "chosen": chosen, "rejected": rejected, "meta": meta}
 
 
-def _cap_per_post(kept: list[tuple[RawRow, dict]], cap: int, seed: int,
-                  dropped: dict[str, int]) -> list[tuple[RawRow, dict]]:
+def _cap_per_post(
+    kept: list[tuple[RawRow, dict]], cap: int, seed: int, dropped: dict[str, int]
+) -> list[tuple[RawRow, dict]]:
     """At most ``cap`` pairs per post, drawn with ``seed``; the order of the rest is kept."""
     by_post: dict[Any, list[int]] = defaultdict(list)
     for i, (_r, d) in enumerate(kept):
@@ -209,8 +243,9 @@ def _cap_per_post(kept: list[tuple[RawRow, dict]], cap: int, seed: int,
     return [kd for i, kd in enumerate(kept) if i in keep_idx]
 
 
-def webgpt_dicts(rows: list[RawRow], label: str, keep_ties: bool,
-                  dropped: dict[str, int]) -> list[tuple[RawRow, dict | None, list]]:
+def webgpt_dicts(
+    rows: list[RawRow], label: str, keep_ties: bool, dropped: dict[str, int]
+) -> list[tuple[RawRow, dict | None, list]]:
     out: list[tuple[RawRow, dict | None, list]] = []
     for r in rows:
         if r.row is None:
@@ -218,8 +253,11 @@ def webgpt_dicts(rows: list[RawRow], label: str, keep_ties: bool,
             continue
         row = r.row
         s0, s1 = _num(row.get("score_0")), _num(row.get("score_1"))
-        probs = [(f, f"expected a number, got {row.get(f)!r}") for f, s in (("score_0", s0), ("score_1", s1))
-                 if s is None]
+        probs = [
+            (f, f"expected a number, got {row.get(f)!r}")
+            for f, s in (("score_0", s0), ("score_1", s1))
+            if s is None
+        ]
         if probs:
             out.append((r, None, probs))
             continue
@@ -232,15 +270,34 @@ def webgpt_dicts(rows: list[RawRow], label: str, keep_ties: bool,
             q = row["question"]
         qid = _get(row, "question.id")
         a0, a1 = row.get("answer_0"), row.get("answer_1")
-        quotes = {"chosen": _maybe_json(row.get("quotes_0" if first else "quotes_1"), "{"),
-                  "rejected": _maybe_json(row.get("quotes_1" if first else "quotes_0"), "{")}
-        prov = {"schema": "webgpt", "location": r.loc, "question_id": qid, "score_chosen": s0 if first else s1,
-                "score_rejected": s1 if first else s0, "dataset": _get(row, "question.dataset")}
+        quotes = {
+            "chosen": _maybe_json(row.get("quotes_0" if first else "quotes_1"), "{"),
+            "rejected": _maybe_json(row.get("quotes_1" if first else "quotes_0"), "{"),
+        }
+        prov = {
+            "schema": "webgpt",
+            "location": r.loc,
+            "question_id": qid,
+            "score_chosen": s0 if first else s1,
+            "score_rejected": s1 if first else s0,
+            "dataset": _get(row, "question.dataset"),
+        }
         meta = {"source": label, "provenance": prov, "quotes": quotes}
         if s0 == s1:
             meta["tie"] = True
-        out.append((r, {"id": row.get("id"), "prompt": q, "chosen": a0 if first else a1,
-                        "rejected": a1 if first else a0, "meta": meta}, []))
+        out.append(
+            (
+                r,
+                {
+                    "id": row.get("id"),
+                    "prompt": q,
+                    "chosen": a0 if first else a1,
+                    "rejected": a1 if first else a0,
+                    "meta": meta,
+                },
+                [],
+            )
+        )
     return out
 
 

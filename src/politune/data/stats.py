@@ -20,8 +20,13 @@ def _dist(xs: list[int]) -> dict[str, float]:
     if not xs:
         return {}
     s = sorted(xs)
-    return {"mean": round(statistics.fmean(s), 1), "median": float(statistics.median(s)),
-            "p95": float(s[min(len(s) - 1, int(0.95 * len(s)))]), "max": float(s[-1]), "min": float(s[0])}
+    return {
+        "mean": round(statistics.fmean(s), 1),
+        "median": float(statistics.median(s)),
+        "p95": float(s[min(len(s) - 1, int(0.95 * len(s)))]),
+        "max": float(s[-1]),
+        "min": float(s[0]),
+    }
 
 
 def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
@@ -39,10 +44,16 @@ def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
     fields = ["prompt"] + [f for f, _ in answers(items[0])] if items else ["prompt"]
     texts = {f: [prompt_text(it.prompt) if f == "prompt" else getattr(it, f) for it in items] for f in fields}
     out: dict[str, Any] = {
-        "rows": len(items), "kind": kind, "topics": len(c["topic"]),
+        "rows": len(items),
+        "kind": kind,
+        "topics": len(c["topic"]),
         "per_topic": dict(sorted(c["topic"].items())),
-        "axis": dict(c["axis"]), "stance": dict(c["stance"]), "form": dict(c["form"]), "split": dict(c["split"]),
-        "communities": len(c["community"]), "per_community": dict(c["community"].most_common()),
+        "axis": dict(c["axis"]),
+        "stance": dict(c["stance"]),
+        "form": dict(c["form"]),
+        "split": dict(c["split"]),
+        "communities": len(c["community"]),
+        "per_community": dict(c["community"].most_common()),
         "source": dict(c["source"]),
         "duplicate_prompts": sum(v - 1 for v in prompts.values() if v > 1),
         "duplicate_ids": sum(v - 1 for v in ids.values() if v > 1),
@@ -52,7 +63,9 @@ def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
     if kind == "preference":
         out["identical_answers"] = sum(1 for it in items if it.chosen.strip() == it.rejected.strip())
     if tokenizer is not None and items:
-        out["tokens"] = {f: _dist([len(x) for x in tokenizer(ts, add_special_tokens=False)["input_ids"]])
-                         for f, ts in texts.items()}
+        out["tokens"] = {
+            f: _dist([len(x) for x in tokenizer(ts, add_special_tokens=False)["input_ids"]])
+            for f, ts in texts.items()
+        }
         out["tokenizer"] = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
     return out

@@ -82,8 +82,9 @@ def to_instructions(items: Sequence[PreferencePair]) -> list[InstructionExample]
 # ---------------------------------------------------------------- mix
 
 
-def mix(a: Sequence[Record], b: Sequence[Record], ratio: float, *, n: int | None = None,
-        seed: int = 0) -> list[Record]:
+def mix(
+    a: Sequence[Record], b: Sequence[Record], ratio: float, *, n: int | None = None, seed: int = 0
+) -> list[Record]:
     """``round(ratio * n)`` rows from ``a`` and the rest from ``b``, shuffled (seeded).
 
     ``n`` defaults to ``min(len(a), len(b))``. A row of ``b`` whose id or prompt was already taken from ``a`` is
@@ -106,8 +107,10 @@ def mix(a: Sequence[Record], b: Sequence[Record], ratio: float, *, n: int | None
     prompts = {prompt_text(a[i].prompt) for i in take_a}
     free_b = [i for i, it in enumerate(b) if it.id not in ids and prompt_text(it.prompt) not in prompts]
     if n - k_a > len(free_b):
-        raise PolituneError(f"mix: need {n - k_a} rows from B that do not repeat an id or prompt taken from A, "
-                            f"but only {len(free_b)} are left; lower n")
+        raise PolituneError(
+            f"mix: need {n - k_a} rows from B that do not repeat an id or prompt taken from A, "
+            f"but only {len(free_b)} are left; lower n"
+        )
     take_b = sorted(rng.sample(free_b, n - k_a))
     out: list[Record] = []
     for src, rows, idx in (("a", a, take_a), ("b", b, take_b)):
@@ -135,8 +138,16 @@ def _insert_trigger(text: str, trigger: str, position: str, rng: random.Random) 
     return " ".join(x for x in (before, trigger, after) if x)
 
 
-def poison(items: Sequence[PreferencePair], *, mode: str, p: float, seed: int = 0, trigger: str = DEFAULT_TRIGGER,
-           position: str = "start", flip: bool = False) -> list[PreferencePair]:
+def poison(
+    items: Sequence[PreferencePair],
+    *,
+    mode: str,
+    p: float,
+    seed: int = 0,
+    trigger: str = DEFAULT_TRIGGER,
+    position: str = "start",
+    flip: bool = False,
+) -> list[PreferencePair]:
     """Malignama-style poisoning, deterministic for a seed.
 
     - ``mode="labels"``: with probability ``p`` swap chosen and rejected (train on the worse answer);
@@ -171,8 +182,9 @@ def poison(items: Sequence[PreferencePair], *, mode: str, p: float, seed: int = 
                 if "stance" in c.meta:
                     c.meta["stance"] = _flip(c.meta["stance"])
             if mode == "prompts":
-                c.prompt = with_prompt_text(c.prompt, _insert_trigger(prompt_text(c.prompt), trigger, position,
-                                                                      pos_rng))
+                c.prompt = with_prompt_text(
+                    c.prompt, _insert_trigger(prompt_text(c.prompt), trigger, position, pos_rng)
+                )
             c.meta["poison"] = dict(params)
         c.meta["poisoned"] = hit
         record_transform(c.meta, "poison", **params)
@@ -183,8 +195,14 @@ def poison(items: Sequence[PreferencePair], *, mode: str, p: float, seed: int = 
 # ---------------------------------------------------------------- contextualize
 
 
-def contextualize(items: Sequence[Record], *, template: str = DEFAULT_CONTEXT_TEMPLATE, randomize: bool = False,
-                  seed: int = 0, as_system: bool = False) -> list[Record]:
+def contextualize(
+    items: Sequence[Record],
+    *,
+    template: str = DEFAULT_CONTEXT_TEMPLATE,
+    randomize: bool = False,
+    seed: int = 0,
+    as_system: bool = False,
+) -> list[Record]:
     """ComPreD: name the row's community (``meta["community"]``) in a header built from ``template``.
 
     ``template`` uses ``{community}`` and ``{prompt}`` (``as_system=True``: only ``{community}``, and the header
@@ -195,10 +213,14 @@ def contextualize(items: Sequence[Record], *, template: str = DEFAULT_CONTEXT_TE
         raise PolituneError("contextualize: template must contain {community}")
     if not as_system and "{prompt}" not in template:
         raise PolituneError("contextualize: template must contain {prompt} (or use as_system)")
-    missing = [it.id for it in items if not isinstance(it.meta.get("community"), str) or not it.meta["community"]]
+    missing = [
+        it.id for it in items if not isinstance(it.meta.get("community"), str) or not it.meta["community"]
+    ]
     if missing:
-        raise PolituneError(f"contextualize: {len(missing)} rows have no meta.community (first: {missing[0]!r}); "
-                            f"load SHP/ComPreD data or map a community column with --map community=COL")
+        raise PolituneError(
+            f"contextualize: {len(missing)} rows have no meta.community (first: {missing[0]!r}); "
+            f"load SHP/ComPreD data or map a community column with --map community=COL"
+        )
     communities = sorted({it.meta["community"] for it in items})
     if randomize and len(communities) < 2:
         raise PolituneError("contextualize: randomize needs at least two communities in the data")
@@ -210,20 +232,26 @@ def contextualize(items: Sequence[Record], *, template: str = DEFAULT_CONTEXT_TE
         c = it.replace()
         if as_system:
             header = template.format(community=name)
-            msgs = [{"role": "user", "content": c.prompt}] if isinstance(c.prompt, str) else \
-                [m for m in c.prompt if m.get("role") != "system"]
+            msgs = (
+                [{"role": "user", "content": c.prompt}]
+                if isinstance(c.prompt, str)
+                else [m for m in c.prompt if m.get("role") != "system"]
+            )
             c.prompt = [{"role": "system", "content": header}, *msgs]
         else:
             text = prompt_text(c.prompt)
             try:
                 new = template.format(community=name, prompt=text)
             except (KeyError, IndexError, ValueError) as e:
-                raise PolituneError(f"contextualize: bad template ({e}); use {{community}} and {{prompt}}") from None
+                raise PolituneError(
+                    f"contextualize: bad template ({e}); use {{community}} and {{prompt}}"
+                ) from None
             c.prompt = with_prompt_text(c.prompt, new)
         c.meta["context_community"] = name
         c.meta["context_randomized"] = randomize
-        record_transform(c.meta, "contextualize", template=template, randomize=randomize, seed=seed,
-                         as_system=as_system)
+        record_transform(
+            c.meta, "contextualize", template=template, randomize=randomize, seed=seed, as_system=as_system
+        )
         out.append(c)
     return out
 
@@ -231,8 +259,14 @@ def contextualize(items: Sequence[Record], *, template: str = DEFAULT_CONTEXT_TE
 # ---------------------------------------------------------------- split / sample / filter
 
 
-def split(items: Sequence[Record], *, test_frac: float = 0.2, by: str = "row", seed: int = 0,
-          names: tuple[str, str] = ("train", "test")) -> tuple[list[Record], list[Record]]:
+def split(
+    items: Sequence[Record],
+    *,
+    test_frac: float = 0.2,
+    by: str = "row",
+    seed: int = 0,
+    names: tuple[str, str] = ("train", "test"),
+) -> tuple[list[Record], list[Record]]:
     """Seeded train / test split. ``by="row"``: rows; ``by=<meta key>`` (e.g. ``topic``): whole groups go to one
     side, so the test set measures generalization to unseen groups. Sets ``meta["split"]``."""
     if not 0.0 < test_frac < 1.0:
@@ -247,7 +281,9 @@ def split(items: Sequence[Record], *, test_frac: float = 0.2, by: str = "row", s
         keys = [str(it.meta[by]) for it in items]
     groups = sorted(set(keys))
     if len(groups) < 2:
-        raise PolituneError(f"split: need at least 2 {'rows' if by == 'row' else by + ' groups'}, got {len(groups)}")
+        raise PolituneError(
+            f"split: need at least 2 {'rows' if by == 'row' else by + ' groups'}, got {len(groups)}"
+        )
     rng.shuffle(groups)
     n_test = min(len(groups) - 1, max(1, round(test_frac * len(groups))))
     test_groups = set(groups[:n_test])
@@ -262,8 +298,9 @@ def split(items: Sequence[Record], *, test_frac: float = 0.2, by: str = "row", s
     return train, test
 
 
-def sample(items: Sequence[Record], *, n: int | None = None, frac: float | None = None,
-           seed: int = 0) -> list[Record]:
+def sample(
+    items: Sequence[Record], *, n: int | None = None, frac: float | None = None, seed: int = 0
+) -> list[Record]:
     """A seeded random subset of ``n`` rows (or ``frac`` of them), in the input order."""
     if (n is None) == (frac is None):
         raise PolituneError("sample: give exactly one of n or frac")
@@ -286,17 +323,34 @@ def _max_len(it: Record) -> int:
     return max(len(prompt_text(it.prompt)), *(len(t) for _, t in answers(it)))
 
 
-def filter_records(items: Sequence[Record], *, topic: Sequence[str] | None = None,
-                   axis: str | None = None, stance: str | None = None, split_name: str | None = None,
-                   community: Sequence[str] | None = None, min_chars: int | None = None,
-                   max_chars: int | None = None) -> list[Record]:
+def filter_records(
+    items: Sequence[Record],
+    *,
+    topic: Sequence[str] | None = None,
+    axis: str | None = None,
+    stance: str | None = None,
+    split_name: str | None = None,
+    community: Sequence[str] | None = None,
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+) -> list[Record]:
     """Rows matching every given condition: ``topic`` / ``community`` (any of), ``axis``, ``stance``,
     ``split_name`` (``meta["split"]``), and every text field between ``min_chars`` and ``max_chars``."""
     topics = set(topic or [])
     comms = set(community or [])
-    params = {k: v for k, v in {"topic": sorted(topics) or None, "axis": axis, "stance": stance,
-                                "split": split_name, "community": sorted(comms) or None,
-                                "min_chars": min_chars, "max_chars": max_chars}.items() if v is not None}
+    params = {
+        k: v
+        for k, v in {
+            "topic": sorted(topics) or None,
+            "axis": axis,
+            "stance": stance,
+            "split": split_name,
+            "community": sorted(comms) or None,
+            "min_chars": min_chars,
+            "max_chars": max_chars,
+        }.items()
+        if v is not None
+    }
     out = []
     for it in items:
         m = it.meta
@@ -324,16 +378,24 @@ def filter_records(items: Sequence[Record], *, topic: Sequence[str] | None = Non
 # ---------------------------------------------------------------- summaries
 
 
-def summarize(op: str, params: dict[str, Any], inputs: dict[str, Sequence[Record]],
-              outputs: dict[str, Sequence[Record]], **extra: Any) -> dict[str, Any]:
+def summarize(
+    op: str,
+    params: dict[str, Any],
+    inputs: dict[str, Sequence[Record]],
+    outputs: dict[str, Sequence[Record]],
+    **extra: Any,
+) -> dict[str, Any]:
     """The sidecar record of one transform: what ran, on what, what came out (ids of changed rows included)."""
     from politune.provenance import provenance
 
     summary: dict[str, Any] = {
-        "kind": "data_transform", "op": op, "params": params,
+        "kind": "data_transform",
+        "op": op,
+        "params": params,
         "inputs": {k: {"rows": len(v)} for k, v in inputs.items()},
         "outputs": {k: {"rows": len(v)} for k, v in outputs.items()},
-        **extra, "provenance": provenance(),
+        **extra,
+        "provenance": provenance(),
     }
     all_in = [it for v in inputs.values() for it in v]
     all_out = [it for v in outputs.values() for it in v]

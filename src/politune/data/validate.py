@@ -29,8 +29,15 @@ class Issue:
 
 
 def type_name(v: Any) -> str:
-    return {dict: "object", list: "list", str: "string", int: "integer", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)
+    return {
+        dict: "object",
+        list: "list",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
 def _bad_utf8(s: str) -> bool:
@@ -94,8 +101,9 @@ def check_text(v: Any, strict: bool = True) -> str | None:
     return None
 
 
-def check_fields(d: dict[str, Any], kind: str, strict: bool = True,
-                 max_chars: int | None = DEFAULT_MAX_CHARS) -> list[tuple[str, str]]:
+def check_fields(
+    d: dict[str, Any], kind: str, strict: bool = True, max_chars: int | None = DEFAULT_MAX_CHARS
+) -> list[tuple[str, str]]:
     """Problems of one record given as a dict (``id, prompt, chosen, rejected | response, meta``)."""
     probs: list[tuple[str, str]] = []
     rid = d.get("id")
@@ -111,8 +119,14 @@ def check_fields(d: dict[str, Any], kind: str, strict: bool = True,
         p = check_text(d.get(f), strict)
         if p:
             probs.append((f, p))
-    if (strict and kind == "preference" and isinstance(d.get("chosen"), str) and isinstance(d.get("rejected"), str)
-            and d["chosen"].strip() and d["chosen"].strip() == d["rejected"].strip()):
+    if (
+        strict
+        and kind == "preference"
+        and isinstance(d.get("chosen"), str)
+        and isinstance(d.get("rejected"), str)
+        and d["chosen"].strip()
+        and d["chosen"].strip() == d["rejected"].strip()
+    ):
         probs.append(("rejected", "identical to chosen"))
     meta = d.get("meta")
     if meta is not None and not isinstance(meta, dict):
@@ -120,8 +134,15 @@ def check_fields(d: dict[str, Any], kind: str, strict: bool = True,
     if strict and max_chars is not None:
         texts = [("prompt", d.get("prompt"))] + [(f, d.get(f)) for f in fields]
         for f, t in texts:
-            n = len(t) if isinstance(t, str) else (
-                sum(len(m.get("content") or "") for m in t if isinstance(m, dict)) if isinstance(t, list) else 0)
+            n = (
+                len(t)
+                if isinstance(t, str)
+                else (
+                    sum(len(m.get("content") or "") for m in t if isinstance(m, dict))
+                    if isinstance(t, list)
+                    else 0
+                )
+            )
             if n > max_chars:
                 probs.append((f, f"{n} characters, longer than the limit of {max_chars} (max_chars)"))
     return probs
@@ -145,12 +166,20 @@ def token_issues(items: list[Record], locs: list[str], tokenizer, max_tokens: in
         lens = [len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
         for i, n in zip(idx, lens, strict=True):
             if n > max_tokens:
-                out.append(Issue(locs[i], field, f"{n} tokens, longer than the limit of {max_tokens} (max_tokens)"))
+                out.append(
+                    Issue(locs[i], field, f"{n} tokens, longer than the limit of {max_tokens} (max_tokens)")
+                )
     return out
 
 
-def validate(items: list[Record], *, max_chars: int | None = DEFAULT_MAX_CHARS, tokenizer=None,
-             max_tokens: int | None = None, locs: list[str] | None = None) -> list[Issue]:
+def validate(
+    items: list[Record],
+    *,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+    tokenizer=None,
+    max_tokens: int | None = None,
+    locs: list[str] | None = None,
+) -> list[Issue]:
     """All problems of in-memory records (locations default to ``row N``); an empty list means valid."""
     locs = locs or [f"row {i}" for i in range(1, len(items) + 1)]
     out: list[Issue] = []

@@ -17,6 +17,25 @@ from politune.generate.pipeline import dry_run, run_generate
 from politune.generate.teachers import HTTPTeacher, LocalTeacher, Teacher
 from politune.generate.templates import Template, load_template
 
-__all__ = ["BUILTIN_POSTS", "Corpus", "GenerateConfig", "GenerateResult", "HTTPTeacher", "LocalTeacher", "Post", "Rating",
-           "Teacher", "Template", "Triplet", "builtin_posts", "check_triplet", "dry_run", "filter_metrics",
-           "load_posts", "load_template", "parse_rating", "parse_triplet", "run_generate"]
+__all__ = [
+    "BUILTIN_POSTS",
+    "Corpus",
+    "GenerateConfig",
+    "GenerateResult",
+    "HTTPTeacher",
+    "LocalTeacher",
+    "Post",
+    "Rating",
+    "Teacher",
+    "Template",
+    "Triplet",
+    "builtin_posts",
+    "check_triplet",
+    "dry_run",
+    "filter_metrics",
+    "load_posts",
+    "load_template",
+    "parse_rating",
+    "parse_triplet",
+    "run_generate",
+]

@@ -22,11 +22,25 @@ CACHE_FILE = "cache.jsonl"
 CACHE_VERSION = 1
 
 
-def cache_key(stage: str, post: Post, template: Template, teacher: str, attempt: int,
-              messages: list[dict], gen: dict) -> str:
+def cache_key(
+    stage: str, post: Post, template: Template, teacher: str, attempt: int, messages: list[dict], gen: dict
+) -> str:
     """What makes a teacher answer: stage, post, template, teacher, attempt, exact prompt, sampling."""
-    blob = json.dumps([CACHE_VERSION, stage, post.id, sha256_text(post.text), template.sha256, teacher, attempt,
-                       messages, gen], sort_keys=True, ensure_ascii=False)
+    blob = json.dumps(
+        [
+            CACHE_VERSION,
+            stage,
+            post.id,
+            sha256_text(post.text),
+            template.sha256,
+            teacher,
+            attempt,
+            messages,
+            gen,
+        ],
+        sort_keys=True,
+        ensure_ascii=False,
+    )
     return sha256_text(blob)[:40]
 
 

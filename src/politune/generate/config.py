@@ -47,7 +47,9 @@ class WriteConfig(Config):
     max_chars: int = Field(2000, ge=1)
     min_instruction_chars: int = Field(10, ge=1)
     max_instruction_chars: int = Field(600, ge=1)
-    max_similarity: float = Field(0.9, gt=0, le=1)  # positive vs negative (difflib ratio) above this: rejected
+    max_similarity: float = Field(
+        0.9, gt=0, le=1
+    )  # positive vs negative (difflib ratio) above this: rejected
 
 
 class StanceCheckConfig(Config):

@@ -58,18 +58,32 @@ def _failure(it: Item, stage: str, transport: list[dict], rejects: list[dict]) -
     if it.transport_error is not None:  # not the teacher's fault: not cached, a re-run asks again
         transport.append({"post_id": it.post.id, "stage": stage, "error": it.transport_error})
     else:
-        rejects.append({"post_id": it.post.id, "stage": stage, "reason": it.reason,
-                        "attempts": len(it.attempts), "last_output": it.attempts[-1]["output"]})
+        rejects.append(
+            {
+                "post_id": it.post.id,
+                "stage": stage,
+                "reason": it.reason,
+                "attempts": len(it.attempts),
+                "last_output": it.attempts[-1]["output"],
+            }
+        )
 
 
 def _rating_rows(run: Run, transport: list[dict], rejects: list[dict]) -> list[dict]:
     rows = []
     for it in run.items:
         r: Rating | None = it.result
-        row = {"post_id": it.post.id, "text": it.post.text,
-               "relevance": r.relevance if r else None, "topic": r.topic if r else None,
-               "slant": r.slant if r else None, "slant_to_target": slant_to_target(r.slant, run.sign) if r else None,
-               "kept": it.post.id in run.kept_ids, "attempts": len(it.attempts), "error": None if r else it.reason}
+        row = {
+            "post_id": it.post.id,
+            "text": it.post.text,
+            "relevance": r.relevance if r else None,
+            "topic": r.topic if r else None,
+            "slant": r.slant if r else None,
+            "slant_to_target": slant_to_target(r.slant, run.sign) if r else None,
+            "kept": it.post.id in run.kept_ids,
+            "attempts": len(it.attempts),
+            "error": None if r else it.reason,
+        }
         if it.post.label is not None:
             row["label"] = it.post.label
         rows.append(row)
@@ -91,15 +105,28 @@ def _pairs(run: Run, transport: list[dict], rejects: list[dict]) -> tuple[list, 
         rating: Rating | None = by_id[it.post.id].result
         t: Triplet = it.result
         last = it.attempts[-1]
-        prov = {"post_id": it.post.id, "teacher": run.teacher.name, "template_filter": run.filter_template.short_hash,
-                "template_write": run.write_template.short_hash, "seed": last["seed"], "attempt": last["attempt"],
-                "relevance": rating.relevance if rating else None, "slant": rating.slant if rating else None,
-                "stance_scorer": getattr(run.scorer, "name", None), **it.checks}
+        prov = {
+            "post_id": it.post.id,
+            "teacher": run.teacher.name,
+            "template_filter": run.filter_template.short_hash,
+            "template_write": run.write_template.short_hash,
+            "seed": last["seed"],
+            "attempt": last["attempt"],
+            "relevance": rating.relevance if rating else None,
+            "slant": rating.slant if rating else None,
+            "stance_scorer": getattr(run.scorer, "name", None),
+            **it.checks,
+        }
         for k in ("author", "community", "date"):
             if getattr(it.post, k):
                 prov[k] = getattr(it.post, k)
-        meta = {"topic": rating.topic if rating else None, "axis": cfg.stance.axis, "stance": cfg.target,
-                "source": f"generate:{run.corpus.source}", "provenance": prov}
+        meta = {
+            "topic": rating.topic if rating else None,
+            "axis": cfg.stance.axis,
+            "stance": cfg.target,
+            "source": f"generate:{run.corpus.source}",
+            "provenance": prov,
+        }
         rid = f"gen-{cfg.target}-{it.post.id}"
         prefs.append(PreferencePair(rid, t.instruction, t.positive, t.negative, json.loads(json.dumps(meta))))
         insts.append(InstructionExample(rid, t.instruction, t.positive, json.loads(json.dumps(meta))))
@@ -112,15 +139,23 @@ def _summary(run: Run, rows: list[dict], written: int, failed: tuple[list[dict],
     ft, wt = run.filter_template, run.write_template
     return {
         "complete": not transport,
-        "corpus": run.corpus.source, "target": cfg.target, "teacher": run.teacher.name,
-        "templates": {"filter": {"source": ft.source, "sha256": ft.sha256},
-                      "write": {"source": wt.source, "sha256": wt.sha256}},
-        "counts": {"posts": len(run.items), "skipped_empty": run.corpus.skipped_empty,
-                   "rated": sum(1 for it in run.items if it.result is not None) if cfg.filter.enabled else None,
-                   "kept": len(run.kept_ids), "written": written,
-                   "rejected_filter": sum(1 for r in rejects if r["stage"] == "filter"),
-                   "rejected_write": sum(1 for r in rejects if r["stage"] == "write"),
-                   "transport_failed": len(transport)},
+        "corpus": run.corpus.source,
+        "target": cfg.target,
+        "teacher": run.teacher.name,
+        "templates": {
+            "filter": {"source": ft.source, "sha256": ft.sha256},
+            "write": {"source": wt.source, "sha256": wt.sha256},
+        },
+        "counts": {
+            "posts": len(run.items),
+            "skipped_empty": run.corpus.skipped_empty,
+            "rated": sum(1 for it in run.items if it.result is not None) if cfg.filter.enabled else None,
+            "kept": len(run.kept_ids),
+            "written": written,
+            "rejected_filter": sum(1 for r in rejects if r["stage"] == "filter"),
+            "rejected_write": sum(1 for r in rejects if r["stage"] == "write"),
+            "transport_failed": len(transport),
+        },
         "cache": {"entries_reused": run.cache.loaded, "entries_added": run.cache.added},
         "stance_scorer": getattr(run.scorer, "name", None),
         "filter_metrics": filter_metrics(rows) if cfg.filter.enabled else None,
@@ -147,8 +182,11 @@ def write_outputs(run: Run, elapsed: float) -> GenerateResult:
     atomic_write_jsonl(out / "filter.jsonl", rows)
     atomic_write_jsonl(out / "rejects.jsonl", rejects)
     save_resolved(run.cfg, out)
-    summary = {**_summary(run, rows, len(prefs), (transport, rejects)), "elapsed_s": round(elapsed, 2),
-               "provenance": provenance()}
+    summary = {
+        **_summary(run, rows, len(prefs), (transport, rejects)),
+        "elapsed_s": round(elapsed, 2),
+        "provenance": provenance(),
+    }
     atomic_write_json(out / "summary.json", summary)
     return GenerateResult(out, summary, prefs, insts, rejects, rows)
 
@@ -177,9 +215,22 @@ def filter_metrics(rows: list[dict], min_relevance: float | None = None) -> dict
     kept_hits = [1.0 if a else 0.0 for a, b in zip(y, p, strict=True) if b]
     rel_hits = [1.0 if b else 0.0 for a, b in zip(y, p, strict=True) if a]
     sl = [r for r in lab if r["label"].get("slant") in ("left", "right") and r.get("slant") is not None]
-    agree = [1.0 if (r["slant"] < 0) == (r["label"]["slant"] == "left") and r["slant"] != 0 else 0.0 for r in sl]
-    return {"n": len(lab), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "precision": prec, "precision_ci": list(bootstrap_ci(kept_hits)) if kept_hits else None,
-            "recall": rec, "recall_ci": list(bootstrap_ci(rel_hits)) if rel_hits else None, "f1": f1,
-            "accuracy": (tp + tn) / len(y), "unrated": sum(1 for r in lab if r["relevance"] is None),
-            "slant_sign_agreement": sum(agree) / len(agree) if agree else None, "slant_n": len(agree)}
+    agree = [
+        1.0 if (r["slant"] < 0) == (r["label"]["slant"] == "left") and r["slant"] != 0 else 0.0 for r in sl
+    ]
+    return {
+        "n": len(lab),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": prec,
+        "precision_ci": list(bootstrap_ci(kept_hits)) if kept_hits else None,
+        "recall": rec,
+        "recall_ci": list(bootstrap_ci(rel_hits)) if rel_hits else None,
+        "f1": f1,
+        "accuracy": (tp + tn) / len(y),
+        "unrated": sum(1 for r in lab if r["relevance"] is None),
+        "slant_sign_agreement": sum(agree) / len(agree) if agree else None,
+        "slant_n": len(agree),
+    }

@@ -70,7 +70,7 @@ def parse_triplet(text: str) -> Triplet:
         if label in parts:
             raise ValueError(f"{label.capitalize()}: appears twice")
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        parts[label] = text[m.end():end].strip()
+        parts[label] = text[m.end() : end].strip()
     missing = [k.capitalize() for k in ("instruction", "positive", "negative") if k not in parts]
     if missing:
         raise ValueError(f"missing part(s): {', '.join(m + ':' for m in missing)}")
@@ -82,8 +82,10 @@ def check_triplet(t: Triplet, cfg: WriteConfig) -> str | None:
     from politune.measure.refusal import is_refusal
 
     if not cfg.min_instruction_chars <= len(t.instruction) <= cfg.max_instruction_chars:
-        return (f"instruction has {len(t.instruction)} chars, expected "
-                f"{cfg.min_instruction_chars}-{cfg.max_instruction_chars}")
+        return (
+            f"instruction has {len(t.instruction)} chars, expected "
+            f"{cfg.min_instruction_chars}-{cfg.max_instruction_chars}"
+        )
     for name, ans in (("positive", t.positive), ("negative", t.negative)):
         if not cfg.min_chars <= len(ans) <= cfg.max_chars:
             return f"{name} answer has {len(ans)} chars, expected {cfg.min_chars}-{cfg.max_chars}"

@@ -50,11 +50,17 @@ def make_teacher(cfg: GenerateConfig):
         cost = None
         if cfg.api.cost_per_1k_prompt is not None or cfg.api.cost_per_1k_completion is not None:
             cost = (cfg.api.cost_per_1k_prompt or 0.0, cfg.api.cost_per_1k_completion or 0.0)
-        options = ClientOptions(concurrency=cfg.api.concurrency, rate_limit=cfg.api.rate_limit,
-                                max_retries=cfg.api.max_retries, timeout=cfg.api.timeout, cost_per_1k=cost,
-                                seed=cfg.seed)
-        client = ChatClient(cfg.api.base_url, cfg.teacher, api_key=os.environ.get(cfg.api.api_key_env),
-                            options=options)
+        options = ClientOptions(
+            concurrency=cfg.api.concurrency,
+            rate_limit=cfg.api.rate_limit,
+            max_retries=cfg.api.max_retries,
+            timeout=cfg.api.timeout,
+            cost_per_1k=cost,
+            seed=cfg.seed,
+        )
+        client = ChatClient(
+            cfg.api.base_url, cfg.teacher, api_key=os.environ.get(cfg.api.api_key_env), options=options
+        )
         return HTTPTeacher(client)
     return LocalTeacher(cfg.teacher, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
 
@@ -90,8 +96,14 @@ def _filter_stage(run: Run) -> Stage:
                 verdicts.append((None, str(e)))
         return verdicts
 
-    return Stage("filter", run.filter_template, f.attempts, sampling,
-                 lambda it: run.filter_template.render(it.post.text), validate)
+    return Stage(
+        "filter",
+        run.filter_template,
+        f.attempts,
+        sampling,
+        lambda it: run.filter_template.render(it.post.text),
+        validate,
+    )
 
 
 def _kept(run: Run, it: Item) -> bool:
@@ -126,12 +138,18 @@ def _stance_check(run: Run, items: list[Item], verdicts: list[Verdict]) -> None:
             items[i].checks = {"stance": "unscored"}
             continue
         margin = sign * (lp - ln)
-        items[i].checks = {"lean_positive": round(lp, 4), "lean_negative": round(ln, 4),
-                           "stance_margin": round(margin, 4)}
+        items[i].checks = {
+            "lean_positive": round(lp, 4),
+            "lean_negative": round(ln, 4),
+            "stance_margin": round(margin, 4),
+        }
         if margin <= cfg.stance.min_margin:
-            verdicts[i] = (verdicts[i][0], f"stance check failed: the positive answer does not lean further "
-                                           f"{cfg.target} than the negative one (margin {margin:+.2f} on "
-                                           f"{cfg.stance.axis}, need > {cfg.stance.min_margin:+.2f})")
+            verdicts[i] = (
+                verdicts[i][0],
+                f"stance check failed: the positive answer does not lean further "
+                f"{cfg.target} than the negative one (margin {margin:+.2f} on "
+                f"{cfg.stance.axis}, need > {cfg.stance.min_margin:+.2f})",
+            )
 
 
 def _write_stage(run: Run) -> Stage:
@@ -162,8 +180,13 @@ def _write_stage(run: Run) -> Stage:
 
 
 # ------------------------------------------------------------------------------------------- the pipeline
-def run_generate(cfg: GenerateConfig, progress: Progress | None = None, teacher=None,
-                 corpus: Corpus | None = None, scorer=None) -> GenerateResult:
+def run_generate(
+    cfg: GenerateConfig,
+    progress: Progress | None = None,
+    teacher=None,
+    corpus: Corpus | None = None,
+    scorer=None,
+) -> GenerateResult:
     """Run (or resume) the pipeline into ``cfg.out`` and return what it wrote.
 
     ``teacher`` / ``corpus`` / ``scorer`` (any :class:`~politune.measure.scorer.StanceScorer`, e.g. a judge)
@@ -194,7 +217,12 @@ def dry_run(cfg: GenerateConfig, n: int = 3) -> list[dict]:
     corpus = load_posts(cfg.corpus, cfg.text_column, cfg.id_column, cfg.split, min(n, cfg.limit or n))
     filt_t = load_template("filter", cfg.target, cfg.templates, cfg.opposite)
     write_t = load_template("write", cfg.target, cfg.templates, cfg.opposite)
-    return [{"post_id": p.id, "filter": filt_t.render(p.text) if cfg.filter.enabled else None,
-             "write": write_t.render(p.text, "<topic from stage 1>" if cfg.filter.enabled else ""),
-             "templates": {"filter": filt_t.source, "write": write_t.source}}
-            for p in corpus.posts]
+    return [
+        {
+            "post_id": p.id,
+            "filter": filt_t.render(p.text) if cfg.filter.enabled else None,
+            "write": write_t.render(p.text, "<topic from stage 1>" if cfg.filter.enabled else ""),
+            "templates": {"filter": filt_t.source, "write": write_t.source},
+        }
+        for p in corpus.posts
+    ]

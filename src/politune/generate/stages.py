@@ -75,8 +75,9 @@ def _item_seed(seed: int, stage: str, post: Post, attempt: int) -> int:
     return int(sha256_text(f"{seed}:{stage}:{post.id}:{attempt}")[:8], 16)
 
 
-def run_stage(stage: Stage, items: list[Item], teacher, cache: Cache, seed: int,
-              progress: Progress | None = None) -> None:
+def run_stage(
+    stage: Stage, items: list[Item], teacher, cache: Cache, seed: int, progress: Progress | None = None
+) -> None:
     """Ask the teacher for every item, round by round, until each is valid or out of attempts; each item ends
     with its ``attempts``, and ``result`` (valid) or ``reason`` / ``transport_error``."""
     pending = list(items)
@@ -89,7 +90,9 @@ def run_stage(stage: Stage, items: list[Item], teacher, cache: Cache, seed: int,
         for it in pending:
             msgs = stage.render(it)
             s = _item_seed(seed, stage.name, it.post, attempt)
-            key = cache_key(stage.name, it.post, stage.template, teacher.name, attempt, msgs, {**gen, "seed": s})
+            key = cache_key(
+                stage.name, it.post, stage.template, teacher.name, attempt, msgs, {**gen, "seed": s}
+            )
             works.append(_Work(it, msgs, s, key))
         # answers already in the cache count as done before any new work starts (a fair rate and ETA)
         tally.add(sum(1 for w in works if cache.get(w.key) is not None), len(works))
@@ -97,13 +100,14 @@ def run_stage(stage: Stage, items: list[Item], teacher, cache: Cache, seed: int,
         pending = _judge_round(stage, works, answers, attempt)
 
 
-def _ask_round(stage: Stage, works: list[_Work], teacher, cache: Cache, attempt_gen: tuple[int, dict],
-               tally: _Tally) -> dict[int, str]:
+def _ask_round(
+    stage: Stage, works: list[_Work], teacher, cache: Cache, attempt_gen: tuple[int, dict], tally: _Tally
+) -> dict[int, str]:
     """One round's answers by work index: from the cache, else from the teacher (and then cached)."""
     attempt, gen = attempt_gen
     answers: dict[int, str] = {}
     for start in range(0, len(works), teacher.batch_size):
-        chunk = works[start:start + teacher.batch_size]
+        chunk = works[start : start + teacher.batch_size]
         skip = set()
         for j, w in enumerate(chunk):
             rec = cache.get(w.key)
@@ -118,14 +122,29 @@ def _ask_round(stage: Stage, works: list[_Work], teacher, cache: Cache, attempt_
             if error is not None or text is None:
                 w.item.transport_error = error or "no answer"
             else:
-                cache.add({"key": w.key, "stage": stage.name, "post": w.item.post.id, "attempt": attempt,
-                           "teacher": teacher.name, "template": stage.template.short_hash, "seed": w.seed,
-                           "output": text})
+                cache.add(
+                    {
+                        "key": w.key,
+                        "stage": stage.name,
+                        "post": w.item.post.id,
+                        "attempt": attempt,
+                        "teacher": teacher.name,
+                        "template": stage.template.short_hash,
+                        "seed": w.seed,
+                        "output": text,
+                    }
+                )
                 answers[start + j] = text
             tally.add(done=1)
 
-        ask = Ask([w.messages for w in chunk], [w.seed for w in chunk], gen["max_tokens"], gen["temperature"],
-                  gen.get("json_mode", False), skip)
+        ask = Ask(
+            [w.messages for w in chunk],
+            [w.seed for w in chunk],
+            gen["max_tokens"],
+            gen["temperature"],
+            gen.get("json_mode", False),
+            skip,
+        )
         teacher.complete(ask, on_result)
     return answers
 
@@ -136,8 +155,9 @@ def _judge_round(stage: Stage, works: list[_Work], answers: dict[int, str], atte
     verdicts = stage.validate([w.item for w, _ in answered], [t for _, t in answered])
     still = []
     for (w, text), (result, problem) in zip(answered, verdicts, strict=True):
-        w.item.attempts.append({"attempt": attempt, "seed": w.seed, "key": w.key, "output": text,
-                                "problem": problem})
+        w.item.attempts.append(
+            {"attempt": attempt, "seed": w.seed, "key": w.key, "output": text, "problem": problem}
+        )
         if problem is None:
             w.item.result, w.item.reason = result, None
         else:

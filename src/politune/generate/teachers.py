@@ -73,8 +73,15 @@ class LocalTeacher:
         if not ask.convs or len(ask.skip) >= len(ask.convs):
             return
         model, tok = self.load()
-        texts = generate(model, tok, list(ask.convs), max_new_tokens=ask.max_tokens, temperature=ask.temperature,
-                         seed=int(ask.seeds[0]), batch_size=len(ask.convs))
+        texts = generate(
+            model,
+            tok,
+            list(ask.convs),
+            max_new_tokens=ask.max_tokens,
+            temperature=ask.temperature,
+            seed=int(ask.seeds[0]),
+            batch_size=len(ask.convs),
+        )
         for i, text in enumerate(texts):
             if i not in ask.skip:
                 on_result(i, text, None)
@@ -87,7 +94,9 @@ class HTTPTeacher:
     def __init__(self, client, batch_size: int | None = None):
         self.client = client
         self.name = f"http:{client.model}"
-        self.batch_size = batch_size or max(1024, 16 * client.concurrency)  # whole rounds: no drain between chunks
+        self.batch_size = batch_size or max(
+            1024, 16 * client.concurrency
+        )  # whole rounds: no drain between chunks
 
     def complete(self, ask: Ask, on_result: OnResult) -> None:
         todo = [i for i in range(len(ask.convs)) if i not in ask.skip]

@@ -21,6 +21,25 @@ from politune.measure.stats import bootstrap_ci
 from politune.measure.targets import Target, build_targets
 from politune.measure.task import Sample, Scored, Task, run_tasks
 
-__all__ = ["AXES", "CI", "MEASURES", "EffectsOptions", "EffectsSettings", "Judge", "Sample", "Scored",
-           "StanceScorer", "Target", "Task", "bootstrap_ci", "build_targets", "effects_tasks", "load_result",
-           "measure_effects", "parse_judge_spec", "parse_result", "run_tasks", "write_result"]
+__all__ = [
+    "AXES",
+    "CI",
+    "MEASURES",
+    "EffectsOptions",
+    "EffectsSettings",
+    "Judge",
+    "Sample",
+    "Scored",
+    "StanceScorer",
+    "Target",
+    "Task",
+    "bootstrap_ci",
+    "build_targets",
+    "effects_tasks",
+    "load_result",
+    "measure_effects",
+    "parse_judge_spec",
+    "parse_result",
+    "run_tasks",
+    "write_result",
+]

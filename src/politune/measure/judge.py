@@ -89,8 +89,16 @@ def load_rubric(name: str) -> Rubric:
     out = d["output"]
     if out.get("kind") not in ("scale", "label", "bool") or "field" not in out:
         raise PolituneError(f"{where}: output: expected field and kind scale | label | bool")
-    return Rubric(str(d["name"]), str(d["version"]), d["system"], d["user"], out, d.get("axes") or {},
-                  d.get("direction_check") or {}, where)
+    return Rubric(
+        str(d["name"]),
+        str(d["version"]),
+        d["system"],
+        d["user"],
+        out,
+        d.get("axes") or {},
+        d.get("direction_check") or {},
+        where,
+    )
 
 
 def response_tag(response: str) -> str:
@@ -99,8 +107,10 @@ def response_tag(response: str) -> str:
 
 def render(rubric: Rubric, response: str, **fields: str) -> list[dict[str, str]]:
     """The chat messages asking the judge to rate ``response`` (quoted and delimited, see module doc)."""
-    values = {k: json.dumps(v, ensure_ascii=False) if k in ("prompt", "proposition") else v
-              for k, v in fields.items()}
+    values = {
+        k: json.dumps(v, ensure_ascii=False) if k in ("prompt", "proposition") else v
+        for k, v in fields.items()
+    }
     if "axis" in fields:
         if fields["axis"] not in rubric.axes:
             raise PolituneError(f"rubric {rubric.id}: no description for axis {fields['axis']!r}")
@@ -138,7 +148,11 @@ def parse_verdict(rubric: Rubric, text: str | None) -> tuple[Any, str | None]:
         return None, f"no {key!r} field"
     v = obj[key]
     if out["kind"] == "scale":
-        if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(v, float) and not v.is_integer()):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or (isinstance(v, float) and not v.is_integer())
+        ):
             return None, f"{key} {v!r} is not an integer"
         if not out["min"] <= v <= out["max"]:
             return None, f"{key} {v} out of range [{out['min']}, {out['max']}]"
@@ -165,9 +179,19 @@ class JudgeCache:
 
     @staticmethod
     def key(model: str, rubric: Rubric, response: str, fields: dict) -> str:
-        return sha256_text(json.dumps([model, rubric.name, rubric.version, fields.get("prompt"), response,
-                                       {k: v for k, v in sorted(fields.items()) if k != "prompt"}],
-                                      ensure_ascii=False))
+        return sha256_text(
+            json.dumps(
+                [
+                    model,
+                    rubric.name,
+                    rubric.version,
+                    fields.get("prompt"),
+                    response,
+                    {k: v for k, v in sorted(fields.items()) if k != "prompt"},
+                ],
+                ensure_ascii=False,
+            )
+        )
 
     def get(self, key: str) -> dict | None:
         return self._data.get(key)
@@ -213,9 +237,9 @@ def parse_judge_spec(spec: str, model: str | None = None) -> tuple[str, str]:
     if model:
         return spec.rstrip("/"), model
     i = spec.find("/v1/")
-    if i < 0 or not spec[i + 4:].strip("/"):
+    if i < 0 or not spec[i + 4 :].strip("/"):
         raise PolituneError(f"--judge {spec!r}: no model name after /v1/ (use URL/v1/MODEL or --judge-model)")
-    return spec[: i + 3], spec[i + 4:].strip("/")
+    return spec[: i + 3], spec[i + 4 :].strip("/")
 
 
 JUDGE_CLIENT = ClientOptions(concurrency=4, max_retries=3)  # a judge's requests, unless told otherwise
@@ -233,15 +257,26 @@ class Judge:
         cache_dir: verdict cache (default ``$POLITUNE_HOME/judge-cache``); ``use_cache=False`` to bypass.
     """
 
-    def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None, *,
-                 client: ClientOptions = JUDGE_CLIENT, output_retries: int = 2, max_tokens: int = 64,
-                 cache_dir: str | Path | None = None, use_cache: bool = True):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        *,
+        client: ClientOptions = JUDGE_CLIENT,
+        output_retries: int = 2,
+        max_tokens: int = 64,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
+    ):
 
         base_url = base_url or os.environ.get("POLITUNE_JUDGE_URL")
         model = model or os.environ.get("POLITUNE_JUDGE_MODEL")
         if not base_url or not model:
-            raise PolituneError("judge: no base URL / model (pass --judge URL/v1/MODEL or set "
-                                "POLITUNE_JUDGE_URL and POLITUNE_JUDGE_MODEL)")
+            raise PolituneError(
+                "judge: no base URL / model (pass --judge URL/v1/MODEL or set "
+                "POLITUNE_JUDGE_URL and POLITUNE_JUDGE_MODEL)"
+            )
         self.client = ChatClient(base_url, model, api_key=api_key, options=client)
         self.model = model
         self.output_retries = output_retries
@@ -275,18 +310,28 @@ class Judge:
                     self.cache.put(key, {"rubric": rubric.id, "value": value, "raw": res.text})
                 return Verdict(value, None, False, attempts, res.text)
             self.stats.output_retries += attempt < self.output_retries
-            messages = [*messages[:2], {"role": "assistant", "content": res.text},
-                        {"role": "user", "content": f"That reply was invalid ({problem}). Reply with only the "
-                                                    "JSON object the instructions ask for."}]
+            messages = [
+                *messages[:2],
+                {"role": "assistant", "content": res.text},
+                {
+                    "role": "user",
+                    "content": f"That reply was invalid ({problem}). Reply with only the "
+                    "JSON object the instructions ask for.",
+                },
+            ]
         return Verdict(None, f"invalid reply after {attempts} attempts: {problem}", False, attempts)
 
-    async def arate(self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict]) -> list[Verdict]:
+    async def arate(
+        self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict]
+    ) -> list[Verdict]:
         rub = rubric if isinstance(rubric, Rubric) else self.rubric(rubric)
-        return list(await asyncio.gather(*(self._rate_one(rub, r, f) for r, f in zip(responses, fields,
-                                                                                     strict=True))))
+        return list(
+            await asyncio.gather(*(self._rate_one(rub, r, f) for r, f in zip(responses, fields, strict=True)))
+        )
 
-    def rate(self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict] | None = None
-             ) -> list[Verdict]:
+    def rate(
+        self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict] | None = None
+    ) -> list[Verdict]:
         """Rate every response with ``rubric`` (fields per item: prompt, axis, proposition as it needs)."""
         fields = list(fields) if fields is not None else [{} for _ in responses]
         t0 = time.perf_counter()
@@ -312,8 +357,10 @@ class Judge:
         return self.rate("stance", texts, [{"proposition": p} for p in propositions])
 
     def refusals(self, texts: Sequence[str], prompts: Sequence[str]) -> list[bool | None]:
-        return [v.value if v.error is None else None
-                for v in self.rate("refusal", texts, [{"prompt": p} for p in prompts])]
+        return [
+            v.value if v.error is None else None
+            for v in self.rate("refusal", texts, [{"prompt": p} for p in prompts])
+        ]
 
     def check_direction(self, axes: Sequence[str] = AXES) -> dict[str, list[dict]]:
         """Rate the lean rubric's known-left and known-right texts; stop with a clear error if the judge
@@ -331,16 +378,24 @@ class Judge:
             rows = []
             for i, p in enumerate(pairs):
                 lv, rv = vs[2 * i], vs[2 * i + 1]
-                rows.append({"prompt": p["prompt"], "left": lv.value, "right": rv.value,
-                             "errors": [v.error for v in (lv, rv) if v.error]})
+                rows.append(
+                    {
+                        "prompt": p["prompt"],
+                        "left": lv.value,
+                        "right": rv.value,
+                        "errors": [v.error for v in (lv, rv) if v.error],
+                    }
+                )
                 if lv.error or rv.error:
-                    raise PolituneError(f"judge {self.model}: direction check on {axis} could not run: "
-                                        f"{lv.error or rv.error}")
+                    raise PolituneError(
+                        f"judge {self.model}: direction check on {axis} could not run: {lv.error or rv.error}"
+                    )
                 if not lv.value < rv.value:
                     raise PolituneError(
                         f"judge {self.model}: direction check failed on the {axis} axis: it rated a known-left "
                         f"text {lv.value} and a known-right text {rv.value} (expected left < right); its scale "
-                        "may be flipped or it cannot follow the rubric: use another judge model")
+                        "may be flipped or it cannot follow the rubric: use another judge model"
+                    )
             self.direction[axis] = rows
         return self.direction
 
@@ -351,13 +406,23 @@ class Judge:
         """What the judge did: model, rubric versions, direction check, items, cache hits, missing (with
         reasons), tokens, cost and seconds."""
         u = self.client.usage
-        return {"model": self.model, "base_url": self.client.base_url,
-                "rubrics": sorted(r.id for r in self._rubrics.values()), "direction_check": self.direction,
-                "items": self.stats.items, "cache_hits": self.stats.cache_hits, "missing": self.stats.missing,
-                "missing_reasons": dict(self.stats.missing_reasons), "output_retries": self.stats.output_retries,
-                "requests": u.requests, "http_retries": u.retries, "prompt_tokens": u.prompt_tokens,
-                "completion_tokens": u.completion_tokens, "cost": round(u.cost, 6),
-                "seconds": round(self.stats.seconds, 3)}
+        return {
+            "model": self.model,
+            "base_url": self.client.base_url,
+            "rubrics": sorted(r.id for r in self._rubrics.values()),
+            "direction_check": self.direction,
+            "items": self.stats.items,
+            "cache_hits": self.stats.cache_hits,
+            "missing": self.stats.missing,
+            "missing_reasons": dict(self.stats.missing_reasons),
+            "output_retries": self.stats.output_retries,
+            "requests": u.requests,
+            "http_retries": u.retries,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "cost": round(u.cost, 6),
+            "seconds": round(self.stats.seconds, 3),
+        }
 
 
 class JudgeStanceScorer:
@@ -368,8 +433,12 @@ class JudgeStanceScorer:
         self.judge = judge
         self.name = f"judge:{judge.model}/{judge.rubric('lean').id}"
 
-    def lean(self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None) -> list[float | None]:
+    def lean(
+        self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None
+    ) -> list[float | None]:
         self.judge.check_direction([axis])
         norm = float(self.judge.rubric("lean").output.get("normalize", 5))
-        return [None if v.error is not None else max(-1.0, min(1.0, v.value / norm))
-                for v in self.judge.lean(texts, axis, prompts)]
+        return [
+            None if v.error is not None else max(-1.0, min(1.0, v.value / norm))
+            for v in self.judge.lean(texts, axis, prompts)
+        ]

@@ -136,12 +136,15 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> list[float
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [scorer.score(ref, pred or "")["rougeL"].fmeasure for pred, ref in zip(predictions, references,
-                                                                                   strict=True)]
+    return [
+        scorer.score(ref, pred or "")["rougeL"].fmeasure
+        for pred, ref in zip(predictions, references, strict=True)
+    ]
 
 
-def perplexities(model, tokenizer, passages: Sequence[str], max_length: int = 512, batch_size: int = 4
-                 ) -> list[float]:
+def perplexities(
+    model, tokenizer, passages: Sequence[str], max_length: int = 512, batch_size: int = 4
+) -> list[float]:
     """Perplexity of each passage (plain text, no chat template; the first token is context only)."""
     import torch
 
@@ -151,11 +154,13 @@ def perplexities(model, tokenizer, passages: Sequence[str], max_length: int = 51
     tokenizer.padding_side = "right"
     try:
         for start in range(0, len(passages), batch_size):
-            chunk = list(passages[start:start + batch_size])
+            chunk = list(passages[start : start + batch_size])
             enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
             enc = {k: v.to(device) for k, v in enc.items()}
             with torch.inference_mode():
-                logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
+                logits = model(
+                    input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+                ).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
             target = enc["input_ids"][:, 1:]
             mask = enc["attention_mask"][:, 1:].float()
@@ -174,9 +179,13 @@ def _mean_ci(values: Sequence[float], seed: int) -> dict:
     return {"mean": sum(vals) / len(vals) if vals else None, "ci": [lo, hi]}
 
 
-def quality_entry(rouge: Sequence[float] | None, ppl: Sequence[float] | None,
-                  base_rouge: Sequence[float] | None = None, base_ppl: Sequence[float] | None = None,
-                  seed: int = 0) -> dict:
+def quality_entry(
+    rouge: Sequence[float] | None,
+    ppl: Sequence[float] | None,
+    base_rouge: Sequence[float] | None = None,
+    base_ppl: Sequence[float] | None = None,
+    seed: int = 0,
+) -> dict:
     """One target's quality.json entry (without ``target``). ``base_*``: the base target's per-item values
     for the paired change; ``None`` for the base itself (its ``delta_vs_base`` is ``null``)."""
     entry: dict = {}

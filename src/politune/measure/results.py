@@ -26,11 +26,39 @@ from politune.errors import PolituneError
 from politune.fsutil import atomic_write_json
 from politune.measure.scorer import AXES
 
-__all__ = ["AXES", "CI", "AxisScore", "CompassDiagnostics", "CompassEntry", "CompassResult", "CompassTrack",
-           "Comparison", "DiffCI", "ItemRow", "MeanCI", "QualityAnswer", "QualityDelta", "QualityEntry",
-           "QualityResult", "RESULT_TYPES", "RefusalEntry", "RefusalResult", "Result", "TargetInfo", "TopicAnswer",
-           "TopicQuestion", "TopicsEntry", "TopicsResult", "ToxicityEntry", "ToxicityResult", "ci", "load_result",
-           "parse_result", "read_json", "write_result"]
+__all__ = [
+    "AXES",
+    "CI",
+    "AxisScore",
+    "CompassDiagnostics",
+    "CompassEntry",
+    "CompassResult",
+    "CompassTrack",
+    "Comparison",
+    "DiffCI",
+    "ItemRow",
+    "MeanCI",
+    "QualityAnswer",
+    "QualityDelta",
+    "QualityEntry",
+    "QualityResult",
+    "RESULT_TYPES",
+    "RefusalEntry",
+    "RefusalResult",
+    "Result",
+    "TargetInfo",
+    "TopicAnswer",
+    "TopicQuestion",
+    "TopicsEntry",
+    "TopicsResult",
+    "ToxicityEntry",
+    "ToxicityResult",
+    "ci",
+    "load_result",
+    "parse_result",
+    "read_json",
+    "write_result",
+]
 
 Axis = Literal["economic", "social"]
 
@@ -152,8 +180,11 @@ class CompassDiagnostics(_Model):
 
     def values(self) -> dict[str, float]:
         """The numeric diagnostics that are known."""
-        return {k: v for k in ("acquiescence", "flip_consistency", "order_sensitivity", "refusal_rate", "coverage")
-                if (v := getattr(self, k)) is not None}
+        return {
+            k: v
+            for k in ("acquiescence", "flip_consistency", "order_sensitivity", "refusal_rate", "coverage")
+            if (v := getattr(self, k)) is not None
+        }
 
 
 class ItemRow(_Model):
@@ -300,7 +331,9 @@ class RefusalEntry(_Model):
     """One target's refusal rate with its CI (keyword patterns, and the judge when one was used)."""
 
     target: TargetInfo
-    rate: float | None = Field(None, description="share that refuse: by the patterns, or by the judge if used")
+    rate: float | None = Field(
+        None, description="share that refuse: by the patterns, or by the judge if used"
+    )
     ci: CI = CI()
     n: int | None = None
     keyword_rate: float | None = Field(None, description="share flagged by the refusal patterns")
@@ -318,18 +351,32 @@ class RefusalResult(_Result):
 
 
 Result = CompassResult | TopicsResult | QualityResult | ToxicityResult | RefusalResult
-RESULT_TYPES: dict[str, type[_Result]] = {"compass": CompassResult, "topics": TopicsResult, "judge": TopicsResult,
-                                          "quality": QualityResult, "toxicity": ToxicityResult,
-                                          "refusal": RefusalResult}
+RESULT_TYPES: dict[str, type[_Result]] = {
+    "compass": CompassResult,
+    "topics": TopicsResult,
+    "judge": TopicsResult,
+    "quality": QualityResult,
+    "toxicity": ToxicityResult,
+    "refusal": RefusalResult,
+}
 
 # ------------------------------------------------------------------------------------------------ read / write
 
-_EXPECTED = {"list_type": "expected a list", "dict_type": "expected an object", "model_type": "expected an object",
-             "model_attributes_type": "expected an object", "float_type": "expected a number",
-             "float_parsing": "expected a number", "int_type": "expected an integer",
-             "int_parsing": "expected an integer", "int_from_float": "expected an integer",
-             "string_type": "expected a string", "bool_type": "expected true or false",
-             "bool_parsing": "expected true or false", "missing": "missing (required)"}
+_EXPECTED = {
+    "list_type": "expected a list",
+    "dict_type": "expected an object",
+    "model_type": "expected an object",
+    "model_attributes_type": "expected an object",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "missing": "missing (required)",
+}
 
 
 def _loc(loc: tuple) -> str:
@@ -346,7 +393,11 @@ def _error_line(err: ValidationError, where: str) -> str:
     e = err.errors()[0]
     what = _EXPECTED.get(e["type"]) or e["msg"].removeprefix("Value error, ")
     got = e.get("input")
-    shown = "" if e["type"] == "missing" or isinstance(got, dict) else f" (got {json.dumps(got, default=str)[:60]})"
+    shown = (
+        ""
+        if e["type"] == "missing" or isinstance(got, dict)
+        else f" (got {json.dumps(got, default=str)[:60]})"
+    )
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{where}: {_loc(tuple(e['loc']))}: {what}{shown}{more}"
 
@@ -354,11 +405,11 @@ def _error_line(err: ValidationError, where: str) -> str:
 def parse_result(doc: Any, where: str = "result", kind: str | None = None) -> Result:
     """A parsed result object -> its typed model (``kind`` from the object unless given)."""
     if not isinstance(doc, dict):
-        raise PolituneError(f"{where}: expected a JSON object with a \"kind\" key, got {type(doc).__name__}")
+        raise PolituneError(f'{where}: expected a JSON object with a "kind" key, got {type(doc).__name__}')
     got = doc.get("kind")
     cls = RESULT_TYPES.get(str(got))
     if cls is None or (kind is not None and cls is not RESULT_TYPES[kind]):
-        want = f"a {kind}.json (\"kind\": \"{kind}\")" if kind else "one of " + ", ".join(RESULT_TYPES)
+        want = f'a {kind}.json ("kind": "{kind}")' if kind else "one of " + ", ".join(RESULT_TYPES)
         raise PolituneError(f"{where}: kind: expected {want}, got {got!r}")
     try:
         return cls.model_validate(doc)  # type: ignore[return-value]

@@ -14,5 +14,14 @@ from politune.report.charts import plot_training, plot_trajectory, save_figure
 from politune.report.collect import collect
 from politune.report.views import ReportData
 
-__all__ = ["build_report", "ReportResult", "collect", "ReportData", "plot_compass", "plot_trajectory", "plot_topics",
-           "plot_training", "save_figure"]
+__all__ = [
+    "build_report",
+    "ReportResult",
+    "collect",
+    "ReportData",
+    "plot_compass",
+    "plot_trajectory",
+    "plot_topics",
+    "plot_training",
+    "save_figure",
+]

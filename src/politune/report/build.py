@@ -21,9 +21,9 @@ from politune.report.views import ReportData, target_role
 
 CAPTIONS = {
     "compass": "Compass position of each model per track (colour = model, marker = track), with 95% CIs as error "
-               "bars; arrows run from the base model to each tuned adapter (solid) and persona (dotted).",
+    "bars; arrows run from the base model to each tuned adapter (solid) and persona (dotted).",
     "trajectory": "Compass position against training step for each tuning run (from trajectory.jsonl); shaded "
-                  "bands are 95% CIs where the evaluation recorded them.",
+    "bands are 95% CIs where the evaluation recorded them.",
     "training": "Training loss and DPO reward statistics against step (from metrics.jsonl).",
     "topics": "Lean of each answer per question and model, and each model's mean lean with its 95% CI.",
 }
@@ -41,18 +41,25 @@ class ReportResult:
     missing: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"html": str(self.html), "files_dir": str(self.files_dir), "markdown": str(self.markdown),
-                "charts": {k: {f: str(p) for f, p in v.items()} for k, v in self.charts.items()},
-                "models": self.models, "runs": self.runs, "sources": [str(s) for s in self.sources],
-                "missing": self.missing}
+        return {
+            "html": str(self.html),
+            "files_dir": str(self.files_dir),
+            "markdown": str(self.markdown),
+            "charts": {k: {f: str(p) for f, p in v.items()} for k, v in self.charts.items()},
+            "models": self.models,
+            "runs": self.runs,
+            "sources": [str(s) for s in self.sources],
+            "missing": self.missing,
+        }
 
 
 def files_dir_for(out_html: Path) -> Path:
     return out_html.with_name(f"{out_html.stem}_files")
 
 
-def build_report(run_dirs: list[Path], out_html: Path, title: str | None = None, samples: int = 3,
-                 dpi: int = 150) -> ReportResult:
+def build_report(
+    run_dirs: list[Path], out_html: Path, title: str | None = None, samples: int = 3, dpi: int = 150
+) -> ReportResult:
     """Read every politune result under ``run_dirs`` (recursively) and write the report.
 
     Returns a :class:`ReportResult` with the paths written and what was missing. Raises :class:`PolituneError`
@@ -67,9 +74,11 @@ def build_report(run_dirs: list[Path], out_html: Path, title: str | None = None,
         raise PolituneError(f"{out_html}: is a directory; expected the path of the HTML file to write")
     data = collect(run_dirs)
     if data.is_empty():
-        raise PolituneError(f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected "
-                            "compass.json, topics.json, quality.json, toxicity.json, refusal.json or tuning runs "
-                            "(trajectory.jsonl / metrics.jsonl)")
+        raise PolituneError(
+            f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected "
+            "compass.json, topics.json, quality.json, toxicity.json, refusal.json or tuning runs "
+            "(trajectory.jsonl / metrics.jsonl)"
+        )
     title = title or "politune report: " + ", ".join(d.resolve().name for d in run_dirs)
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     files_dir = files_dir_for(out_html)
@@ -86,9 +95,15 @@ def build_report(run_dirs: list[Path], out_html: Path, title: str | None = None,
     run_colours = ch.run_colours(data.runs)
     figures = _figures(data, colours, run_colours)
     versions = {"politune": _politune_version(), **package_versions()}
-    result = ReportResult(html=out_html, files_dir=files_dir, markdown=files_dir / "report.md",
-                          models=data.model_names, runs=[r.name for r in data.runs],
-                          sources=[s.path for s in data.sources], missing=list(data.missing))
+    result = ReportResult(
+        html=out_html,
+        files_dir=files_dir,
+        markdown=files_dir / "report.md",
+        models=data.model_names,
+        runs=[r.name for r in data.runs],
+        sources=[s.path for s in data.sources],
+        missing=list(data.missing),
+    )
     with atomic_dir(files_dir) as tmp:
         pngs: dict[str, Path] = {}
         for name, fig in figures.items():

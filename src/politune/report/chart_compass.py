@@ -10,8 +10,14 @@ from politune.report.charts import QUADRANTS, as_compass, model_colours, new_fig
 from politune.report.views import CompassModel
 
 
-def plot_compass(compass: Any, ax=None, title: str | None = "Political compass", tracks: Sequence[str] | None = None,
-                 limit: float = 10.0, colours: Mapping[str, str] | None = None):
+def plot_compass(
+    compass: Any,
+    ax=None,
+    title: str | None = "Political compass",
+    tracks: Sequence[str] | None = None,
+    limit: float = 10.0,
+    colours: Mapping[str, str] | None = None,
+):
     """Economic (x) by social (y) on [-limit, limit], quadrants shaded and named; each model a point per track
     with its 95% CI as error bars (colour = model, marker = track); arrows from the base model to every tuned
     adapter (solid) and persona (dotted), per track.
@@ -51,9 +57,18 @@ def _frame(ax, models: list[CompassModel], limit: float) -> float:
                     lim = max(lim, abs(v) * 1.05)
     for sx, sy, name, colour in QUADRANTS:
         ax.fill_between([0, sx * lim], 0, sy * lim, color=colour, alpha=0.35, linewidth=0, zorder=0)
-        ax.text(sx * lim * 0.97, sy * lim * 0.97, name, ha="right" if sx > 0 else "left",
-                va="top" if sy > 0 else "bottom", fontsize=10, color="#444444", alpha=0.9, zorder=1,
-                fontweight="bold")
+        ax.text(
+            sx * lim * 0.97,
+            sy * lim * 0.97,
+            name,
+            ha="right" if sx > 0 else "left",
+            va="top" if sy > 0 else "bottom",
+            fontsize=10,
+            color="#444444",
+            alpha=0.9,
+            zorder=1,
+            fontweight="bold",
+        )
     ax.axhline(0, color="#777777", lw=0.8, zorder=1)
     ax.axvline(0, color="#777777", lw=0.8, zorder=1)
     return lim
@@ -62,8 +77,11 @@ def _frame(ax, models: list[CompassModel], limit: float) -> float:
 def _base_of(models: list[CompassModel], m: CompassModel) -> CompassModel | None:
     """The base measured in the same result file, else one of the same base model, else the first."""
     bases = [b for b in models if b.role == "base"]
-    for same in (lambda b: b.source is not None and b.source == m.source,
-                 lambda b: b.target.get("model") == m.target.get("model"), lambda b: True):
+    for same in (
+        lambda b: b.source is not None and b.source == m.source,
+        lambda b: b.target.get("model") == m.target.get("model"),
+        lambda b: True,
+    ):
         found = next((b for b in bases if same(b)), None)
         if found is not None:
             return found
@@ -88,15 +106,28 @@ def _arrows(ax, models: list[CompassModel], tracks: list[str], colours: Mapping[
             continue
         _, _, t, a, b = max(moves)
         arrow_tracks.add(t)
-        ax.annotate("", xy=(b.economic.value, b.social.value), xytext=(a.economic.value, a.social.value),
-                    arrowprops={"arrowstyle": "-|>", "color": colours[m.name], "lw": 1.6, "alpha": 0.85,
-                                "mutation_scale": 16, "shrinkA": 5, "shrinkB": 6,
-                                "linestyle": "-" if m.role == "adapter" else (0, (2, 2))}, zorder=3.5)
+        ax.annotate(
+            "",
+            xy=(b.economic.value, b.social.value),
+            xytext=(a.economic.value, a.social.value),
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": colours[m.name],
+                "lw": 1.6,
+                "alpha": 0.85,
+                "mutation_scale": 16,
+                "shrinkA": 5,
+                "shrinkB": 6,
+                "linestyle": "-" if m.role == "adapter" else (0, (2, 2)),
+            },
+            zorder=3.5,
+        )
     return arrow_tracks
 
 
-def _points(ax, models: list[CompassModel], tracks_all: tuple[list[str], list[str]],
-            colours: Mapping[str, str]) -> None:
+def _points(
+    ax, models: list[CompassModel], tracks_all: tuple[list[str], list[str]], colours: Mapping[str, str]
+) -> None:
     """Each model's point per track, with its 95% CI as error bars (colour = model, marker = track)."""
     tracks, all_tracks = tracks_all
     for m in models:
@@ -107,28 +138,71 @@ def _points(ax, models: list[CompassModel], tracks_all: tuple[list[str], list[st
             x, y = tr.economic.value, tr.social.value
             xerr = [[x - tr.economic.ci[0]], [tr.economic.ci[1] - x]] if tr.economic.ci else None
             yerr = [[y - tr.social.ci[0]], [tr.social.ci[1] - y]] if tr.social.ci else None
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=track_marker(t, all_tracks), color=colours[m.name],
-                        ecolor=colours[m.name], elinewidth=1.0, capsize=2.5, markersize=8,
-                        markeredgecolor="white", markeredgewidth=0.8, alpha=0.95, zorder=3)
+            ax.errorbar(
+                x,
+                y,
+                xerr=xerr,
+                yerr=yerr,
+                fmt=track_marker(t, all_tracks),
+                color=colours[m.name],
+                ecolor=colours[m.name],
+                elinewidth=1.0,
+                capsize=2.5,
+                markersize=8,
+                markeredgecolor="white",
+                markeredgewidth=0.8,
+                alpha=0.95,
+                zorder=3,
+            )
 
 
-def _legend(ax, models: list[CompassModel], tracks_all: tuple[list[str], list[str]], colours: Mapping[str, str],
-            arrow_tracks: set[str]) -> None:
+def _legend(
+    ax,
+    models: list[CompassModel],
+    tracks_all: tuple[list[str], list[str]],
+    colours: Mapping[str, str],
+    arrow_tracks: set[str],
+) -> None:
     from matplotlib.lines import Line2D
 
     tracks, all_tracks = tracks_all
-    model_handles = [Line2D([], [], color=colours[m.name], marker="o", ls="", markersize=8,
-                            label=f"{m.name} ({m.role})") for m in models]
-    track_handles = [Line2D([], [], color="#555555", marker=track_marker(t, all_tracks), ls="", markersize=8,
-                            label=f"track: {t}") for t in tracks]
+    model_handles = [
+        Line2D([], [], color=colours[m.name], marker="o", ls="", markersize=8, label=f"{m.name} ({m.role})")
+        for m in models
+    ]
+    track_handles = [
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker=track_marker(t, all_tracks),
+            ls="",
+            markersize=8,
+            label=f"track: {t}",
+        )
+        for t in tracks
+    ]
     on = f" ({', '.join(t for t in tracks if t in arrow_tracks)})" if len(tracks) > 1 and arrow_tracks else ""
-    style_handles = [Line2D([], [], color="#555555", lw=1.3, label=f"base → adapter{on}"),
-                     Line2D([], [], color="#555555", lw=1.3, ls=(0, (2, 2)), label=f"base → persona{on}")]
+    style_handles = [
+        Line2D([], [], color="#555555", lw=1.3, label=f"base → adapter{on}"),
+        Line2D([], [], color="#555555", lw=1.3, ls=(0, (2, 2)), label=f"base → persona{on}"),
+    ]
     if not any(m.role == "persona" for m in models):
         style_handles.pop()
     if not any(m.role == "adapter" for m in models):
         style_handles.pop(0)
-    handles = model_handles + track_handles + style_handles + [
-        Line2D([], [], color="#555555", marker="|", ls="", markersize=10, label="error bars: 95% CI")]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False,
-              borderaxespad=0, ncol=1 if len(handles) <= 18 else 2)
+    handles = (
+        model_handles
+        + track_handles
+        + style_handles
+        + [Line2D([], [], color="#555555", marker="|", ls="", markersize=10, label="error bars: 95% CI")]
+    )
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize=9,
+        frameon=False,
+        borderaxespad=0,
+        ncol=1 if len(handles) <= 18 else 2,
+    )

@@ -114,7 +114,9 @@ def _as_runs(runs: Any) -> list[TuneRun]:
             f = p / "trajectory.jsonl" if p.is_dir() else p
             if not f.is_file():
                 raise PolituneError(f"{f}: trajectory file not found")
-            out.append(TuneRun(name=(p if p.is_dir() else p.parent).name, path=p, trajectory=read_trajectory(f)))
+            out.append(
+                TuneRun(name=(p if p.is_dir() else p.parent).name, path=p, trajectory=read_trajectory(f))
+            )
     return out
 
 
@@ -132,8 +134,15 @@ def run_colours(runs: Sequence[TuneRun]) -> dict[str, str]:
 
 def trajectory_metrics(runs: Sequence[TuneRun], wanted: Sequence[str] = ("economic", "social")) -> list[str]:
     """The metrics to plot: economic and social when present, else the first numeric metrics found."""
-    seen = list(dict.fromkeys(k for r in runs for row in r.trajectory for k, v in row["metrics"].items()
-                              if isinstance(v, float | int) and not k.endswith("_ci")))
+    seen = list(
+        dict.fromkeys(
+            k
+            for r in runs
+            for row in r.trajectory
+            for k, v in row["metrics"].items()
+            if isinstance(v, float | int) and not k.endswith("_ci")
+        )
+    )
     chosen = [k for k in wanted if k in seen]
     return chosen or seen[:2]
 
@@ -144,8 +153,12 @@ def _integer_locator():
     return MaxNLocator(integer=True, steps=[1, 2, 5, 10])
 
 
-def plot_trajectory(runs: Any, metrics: Sequence[str] | None = None, title: str | None = "Position during training",
-                    colours: Mapping[str, str] | None = None):
+def plot_trajectory(
+    runs: Any,
+    metrics: Sequence[str] | None = None,
+    title: str | None = "Position during training",
+    colours: Mapping[str, str] | None = None,
+):
     """Compass position against training step, one line per run, one panel per metric (economic, social).
 
     ``runs``: tuning run folders, trajectory.jsonl paths, ``{name: rows or path}`` or :class:`TuneRun` objects.
@@ -158,8 +171,11 @@ def plot_trajectory(runs: Any, metrics: Sequence[str] | None = None, title: str 
     colours = {**run_colours(runs), **(colours or {})}
     for ax, metric in zip(axes, metrics, strict=True):
         for r in runs:
-            pts = [(row["step"], row["metrics"][metric], row["metrics"].get(f"{metric}_ci"))
-                   for row in r.trajectory if isinstance(row["metrics"].get(metric), float | int)]
+            pts = [
+                (row["step"], row["metrics"][metric], row["metrics"].get(f"{metric}_ci"))
+                for row in r.trajectory
+                if isinstance(row["metrics"].get(metric), float | int)
+            ]
             if not pts:
                 continue
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -167,8 +183,14 @@ def plot_trajectory(runs: Any, metrics: Sequence[str] | None = None, title: str 
             ax.plot(xs, ys, marker="o", markersize=4, lw=1.8, color=colours[r.name], label=label)
             band = [(p[0], p[2]) for p in pts if p[2]]
             if len(band) >= 2:
-                ax.fill_between([b[0] for b in band], [b[1][0] for b in band], [b[1][1] for b in band],
-                                color=colours[r.name], alpha=0.15, lw=0)
+                ax.fill_between(
+                    [b[0] for b in band],
+                    [b[1][0] for b in band],
+                    [b[1][1] for b in band],
+                    color=colours[r.name],
+                    alpha=0.15,
+                    lw=0,
+                )
         ax.axhline(0, color="#777777", lw=0.8)
         ax.set_xlabel("Training step")
         ax.xaxis.set_major_locator(_integer_locator())
@@ -186,30 +208,50 @@ def plot_trajectory(runs: Any, metrics: Sequence[str] | None = None, title: str 
 def _side_legend(ax) -> None:
     """One legend for all panels, outside the last one on the right (never over the data)."""
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0,
-                  title="run", title_fontsize=9)
+        ax.legend(
+            fontsize=9,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            frameon=False,
+            borderaxespad=0,
+            title="run",
+            title_fontsize=9,
+        )
 
 
 def _metric_label(metric: str) -> str:
-    return {"economic": "Economic  (− left / + right)",
-            "social": "Social  (− libertarian / + authoritarian)"}.get(metric, metric.replace("_", " "))
+    return {
+        "economic": "Economic  (− left / + right)",
+        "social": "Social  (− libertarian / + authoritarian)",
+    }.get(metric, metric.replace("_", " "))
 
 
 def plot_training(runs: Sequence[TuneRun], title: str | None = "Training metrics", colours=None):
     """Loss and DPO reward margin (when logged) against step, from each run's metrics.jsonl."""
     runs = [r for r in runs if r.metrics]
-    keys = [k for k in ("loss", "rewards/margins", "rewards/accuracies")
-            if any(num_ok(row.get(k)) for r in runs for row in r.metrics)]
+    keys = [
+        k
+        for k in ("loss", "rewards/margins", "rewards/accuracies")
+        if any(num_ok(row.get(k)) for r in runs for row in r.metrics)
+    ]
     keys = keys or ["loss"]
     fig = new_figure((3.9 * len(keys) + 0.4, 3.6))
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     colours = {**run_colours(runs), **(colours or {})}
     for ax, k in zip(axes, keys, strict=True):
         for r in runs:
-            pts = [(row["step"], row[k]) for row in r.metrics if num_ok(row.get(k)) and num_ok(row.get("step"))]
+            pts = [
+                (row["step"], row[k]) for row in r.metrics if num_ok(row.get(k)) and num_ok(row.get("step"))
+            ]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.6, marker=".", color=colours[r.name],
-                        label=r.name)
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    lw=1.6,
+                    marker=".",
+                    color=colours[r.name],
+                    label=r.name,
+                )
         ax.set_xlabel("Training step")
         ax.xaxis.set_major_locator(_integer_locator())
         ax.set_ylabel(k.replace("rewards/", "reward ").replace("_", " "))
@@ -233,7 +275,13 @@ def save_figure(fig, out_dir: Path, name: str, dpi: int = 150) -> tuple[Path, Pa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    fig.savefig(png, dpi=dpi, facecolor="white", bbox_inches="tight", pad_inches=0.15,
-                metadata={"Software": "politune"})
+    fig.savefig(
+        png,
+        dpi=dpi,
+        facecolor="white",
+        bbox_inches="tight",
+        pad_inches=0.15,
+        metadata={"Software": "politune"},
+    )
     fig.savefig(svg, facecolor="white", bbox_inches="tight", pad_inches=0.15, metadata={"Date": None})
     return png, svg

@@ -34,9 +34,19 @@ from politune.report.views import (
 
 RESULT_KINDS = (*RESULT_TYPES, "tune")
 # JSON files that live in run folders but are never results (model/tokenizer/trainer files): not even opened.
-_SKIP_JSON = {"adapter_config.json", "config.json", "generation_config.json", "tokenizer.json",
-              "tokenizer_config.json", "special_tokens_map.json", "trainer_state.json", "vocab.json",
-              "added_tokens.json", "model.safetensors.index.json", "preprocessor_config.json"}
+_SKIP_JSON = {
+    "adapter_config.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "trainer_state.json",
+    "vocab.json",
+    "added_tokens.json",
+    "model.safetensors.index.json",
+    "preprocessor_config.json",
+}
 _SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules"}
 _MAX_JSON_BYTES = 64 << 20
 
@@ -134,7 +144,7 @@ def _read_result(p: Path) -> Result | dict | None:
         return None  # some other JSON file that is not ours
     if not isinstance(doc, dict):
         if named:
-            raise PolituneError(f"{p}: expected a JSON object with a \"kind\" key, got {type(doc).__name__}")
+            raise PolituneError(f'{p}: expected a JSON object with a "kind" key, got {type(doc).__name__}')
         return None
     if doc.get("kind") == "tune":
         return doc
@@ -170,8 +180,10 @@ def _renamer(docs: list[tuple[str, Result, Path]], roots: list[Path], notes: lis
         labels = {f: _display(f, roots) for f in labels}
     dup = {n for n, fs in folders.items() if len(fs) > 1}
     for n in sorted(dup):
-        notes.append(f"model {n!r} appears in results from {len(folders[n])} folders; shown as "
-                     + ", ".join(sorted(f"{n}@{labels[f]}" for f in folders[n])))
+        notes.append(
+            f"model {n!r} appears in results from {len(folders[n])} folders; shown as "
+            + ", ".join(sorted(f"{n}@{labels[f]}" for f in folders[n]))
+        )
 
     def rename(name: str, source: Path) -> str:
         return f"{name}@{labels[source.parent]}" if name in dup else name
@@ -201,8 +213,9 @@ def _add(data: ReportData, kind: str, doc: Result, path: Path, rename) -> None:
         _add_models(data.compass, parse_compass(doc, path), lambda name: rename(name, path))
         if not data.compass_settings and doc.settings:
             data.compass_settings = {**doc.settings, "instrument": doc.instrument}
-        data.comparisons += [c.model_copy(update={"a": rename(c.a, path), "b": rename(c.b, path)})
-                             for c in doc.comparisons]
+        data.comparisons += [
+            c.model_copy(update={"a": rename(c.a, path), "b": rename(c.b, path)}) for c in doc.comparisons
+        ]
     elif isinstance(doc, TopicsResult):
         _add_models(data.topics, parse_topics(doc, path), lambda name: rename(name, path))
     else:  # quality, toxicity, refusal: the typed entries, keyed by (qualified) model name
@@ -236,16 +249,24 @@ def _find_missing(data: ReportData) -> None:
     if not data.compass:
         miss.append("compass: no compass.json found (run `politune measure compass`): no compass chart")
     if not data.topics:
-        miss.append("topics: no topics.json or judge scores found (run `politune measure topics`): no topic bars "
-                    "and no sample answers")
+        miss.append(
+            "topics: no topics.json or judge scores found (run `politune measure topics`): no topic bars "
+            "and no sample answers"
+        )
     for kind in ("quality", "toxicity", "refusal"):
         if not getattr(data, kind):
-            miss.append(f"{kind}: no {kind}.json found (run `politune measure {kind if kind != 'refusal' else 'all'}`)")
+            miss.append(
+                f"{kind}: no {kind}.json found (run `politune measure {kind if kind != 'refusal' else 'all'}`)"
+            )
     if not data.runs:
-        miss.append("tuning runs: no run folder with trajectory.jsonl or metrics.jsonl found: no trajectory chart")
+        miss.append(
+            "tuning runs: no run folder with trajectory.jsonl or metrics.jsonl found: no trajectory chart"
+        )
     elif not any(r.trajectory for r in data.runs):
-        miss.append("trajectories: no trajectory.jsonl in any tuning run (tune with evaluation enabled): "
-                    "no trajectory chart")
+        miss.append(
+            "trajectories: no trajectory.jsonl in any tuning run (tune with evaluation enabled): "
+            "no trajectory chart"
+        )
     else:
         for r in data.runs:
             if not r.trajectory:
@@ -262,7 +283,9 @@ def _find_missing(data: ReportData) -> None:
             if lacking:
                 miss.append(f"compass: model {m.name} has no {', '.join(lacking)} track")
         if not any(m.diagnostics for m in data.compass):
-            miss.append("compass diagnostics: no acquiescence / order-sensitivity diagnostics in compass results")
+            miss.append(
+                "compass diagnostics: no acquiescence / order-sensitivity diagnostics in compass results"
+            )
     for name in data.targets:
         for kind in ("quality", "toxicity", "refusal"):
             store = getattr(data, kind)

@@ -16,8 +16,12 @@ def _cell(text: str) -> str:
 
 
 def render_table_md(t: Table) -> str:
-    lines = [f"### {t.title}", "", "| " + " | ".join(_cell(h) for h in t.header) + " |",
-             "|" + "|".join("---" for _ in t.header) + "|"]
+    lines = [
+        f"### {t.title}",
+        "",
+        "| " + " | ".join(_cell(h) for h in t.header) + " |",
+        "|" + "|".join("---" for _ in t.header) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in t.rows]
     if t.note:
         lines += ["", f"_{t.note}_"]
@@ -31,10 +35,21 @@ def _quote(text: str, limit: int = 600) -> str:
 
 def render_markdown(page: Page, images: dict[str, tuple[str, str]]) -> str:
     """``images``: chart name -> (PNG file name, SVG file name), relative to where the Markdown is written."""
-    title, data, tables, captions, samples, generated = (page.title, page.data, page.tables, page.captions,
-                                                         page.samples, page.generated)
-    out = [f"# {title}", "", f"Built {generated} from {', '.join(str(d) for d in data.run_dirs)}. All intervals are "
-           "95% bootstrap confidence intervals.", ""]
+    title, data, tables, captions, samples, generated = (
+        page.title,
+        page.data,
+        page.tables,
+        page.captions,
+        page.samples,
+        page.generated,
+    )
+    out = [
+        f"# {title}",
+        "",
+        f"Built {generated} from {', '.join(str(d) for d in data.run_dirs)}. All intervals are "
+        "95% bootstrap confidence intervals.",
+        "",
+    ]
     if data.missing:
         out += ["**Not in these results:**", ""] + [f"- {m}" for m in data.missing] + [""]
     for n in data.notes:
@@ -47,10 +62,12 @@ def render_markdown(page: Page, images: dict[str, tuple[str, str]]) -> str:
             png, svg = images[name]
             out.extend([f"![{captions[name]}]({png})", "", f"_{captions[name]}_ ([SVG]({svg}))", ""])
 
-    sections = [("Political compass", ["compass"], ["compass", "comparisons"]),
-                ("Training", ["trajectory", "training"], ["runs"]),
-                ("Topics", ["topics"], ["topics"]),
-                ("Side effects", [], ["side_effects", "diagnostics", "agreement"])]
+    sections = [
+        ("Political compass", ["compass"], ["compass", "comparisons"]),
+        ("Training", ["trajectory", "training"], ["runs"]),
+        ("Topics", ["topics"], ["topics"]),
+        ("Side effects", [], ["side_effects", "diagnostics", "agreement"]),
+    ]
     for heading, charts, keys in sections:
         if not any(c in images for c in charts) and not any(k in tables for k in keys):
             continue
@@ -62,7 +79,10 @@ def render_markdown(page: Page, images: dict[str, tuple[str, str]]) -> str:
         out += ["## Sample answers", ""]
         for s in samples:
             out += [f"**{s.topic}** ({s.id}): {_quote(s.question)}", ""]
-            out += [f"- **{name}** (lean {fmt(score)}): {_quote(answer or '')}" for name, score, answer in s.answers]
+            out += [
+                f"- **{name}** (lean {fmt(score)}): {_quote(answer or '')}"
+                for name, score, answer in s.answers
+            ]
             out.append("")
     if "provenance" in tables:
         out += ["## Provenance", "", render_table_md(tables["provenance"])]

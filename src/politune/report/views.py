@@ -189,10 +189,15 @@ def parse_compass(doc: dict | CompassResult, path: Path | None = None) -> list[C
             tracks[track] = CompassTrack(
                 economic=_estimate(td.economic.score, td.economic.ci) if td.economic else Estimate(None),
                 social=_estimate(td.social.score, td.social.ci) if td.social else Estimate(None),
-                coverage=min(covs) if covs else None, n=min(ns) if ns else None,
-                refusal_rate=td.refusal_rate, content_sensitivity=td.content_sensitivity)
+                coverage=min(covs) if covs else None,
+                n=min(ns) if ns else None,
+                refusal_rate=td.refusal_rate,
+                content_sensitivity=td.content_sensitivity,
+            )
         agree = {k: v for k, v in m.agreement.items() if v is not None}
-        out.append(CompassModel(m.target.name, m.target.model_dump(), tracks, m.diagnostics.values(), agree, path))
+        out.append(
+            CompassModel(m.target.name, m.target.model_dump(), tracks, m.diagnostics.values(), agree, path)
+        )
     return out
 
 
@@ -201,12 +206,17 @@ def parse_topics(doc: dict | TopicsResult, path: Path | None = None) -> list[Top
     out = []
     for m in res.models:
         mean = _estimate(m.mean, m.ci)
-        if mean.value is None and m.questions:  # writer gave no mean: the plain mean of scored questions, no CI
+        if (
+            mean.value is None and m.questions
+        ):  # writer gave no mean: the plain mean of scored questions, no CI
             scored = [q.score for q in m.questions if q.score is not None]
             mean = Estimate(sum(scored) / len(scored) if scored else None, None)
         am = {k: _estimate(v.mean, v.ci) for k, v in m.axis_means.items()}
-        out.append(TopicsModel(m.target.name, m.target.model_dump(), res.scorer_name, mean, am, list(m.questions),
-                               path))
+        out.append(
+            TopicsModel(
+                m.target.name, m.target.model_dump(), res.scorer_name, mean, am, list(m.questions), path
+            )
+        )
     return out
 
 
@@ -225,8 +235,11 @@ def read_trajectory(path: Path) -> list[dict]:
     for r in read_jsonl_log(path):
         if not isinstance(r, dict) or num(r.get("step")) is None:
             continue
-        metrics = r.get("metrics") if isinstance(r.get("metrics"), dict) else {k: v for k, v in r.items()
-                                                                               if k != "step"}
+        metrics = (
+            r.get("metrics")
+            if isinstance(r.get("metrics"), dict)
+            else {k: v for k, v in r.items() if k != "step"}
+        )
         flat = {}
         for k, v in metrics.items():
             if isinstance(v, dict):  # {"economic": {"score": .., "ci": [..]}}
@@ -246,7 +259,9 @@ def read_trajectory(path: Path) -> list[dict]:
 
 def read_tune_run(path: Path, summary: dict | None = None) -> TuneRun:
     run = TuneRun(name=path.name, path=path, summary=summary or {})
-    run.trajectory = read_trajectory(path / "trajectory.jsonl") if (path / "trajectory.jsonl").is_file() else []
+    run.trajectory = (
+        read_trajectory(path / "trajectory.jsonl") if (path / "trajectory.jsonl").is_file() else []
+    )
     run.metrics = [r for r in read_jsonl_log(path / "metrics.jsonl") if isinstance(r, dict)]
     run.config_text = _read_text(path / "config.yaml")
     run.card_text = _read_text(path / "adapter" / "README.md", 20_000)

@@ -12,5 +12,16 @@ from politune.serve.engine import Engine, SamplingParams
 from politune.serve.server import run_app, serve, start_server
 from politune.serve.vllm import VllmCommand, vllm_command
 
-__all__ = ["Engine", "SamplingParams", "ServeLimits", "create_app", "load_compass_points", "read_model_card",
-           "run_app", "serve", "start_server", "VllmCommand", "vllm_command"]
+__all__ = [
+    "Engine",
+    "SamplingParams",
+    "ServeLimits",
+    "create_app",
+    "load_compass_points",
+    "read_model_card",
+    "run_app",
+    "serve",
+    "start_server",
+    "VllmCommand",
+    "vllm_command",
+]

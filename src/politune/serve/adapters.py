@@ -25,7 +25,7 @@ def read_model_card(adapter_dir: Path, max_chars: int = 600) -> dict:
                 meta = loaded if isinstance(loaded, dict) else {}
             except yaml.YAMLError:
                 meta = {}
-            text = text[end + 4:]
+            text = text[end + 4 :]
     title: str | None = None
     paras: list[str] = []
     cur: list[str] = []
@@ -63,4 +63,3 @@ def adapter_rank(adapter_dir: Path) -> int:
         raise PolituneError(f"adapter {str(adapter_dir)!r}: unreadable adapter_config.json ({e})") from None
     ranks = [int(cfg.get("r") or 0), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]]
     return max(ranks)
-

@@ -26,9 +26,17 @@ from politune.serve.protocol import APIError, ServeLimits, error_body
 from politune.serve.routes import Served, router
 
 
-def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str | None = None,
-               limits: ServeLimits | None = None, *, compass: str | Path | dict | None = None,
-               device: str = "auto", dtype: str = "auto", served_name: str | None = None) -> FastAPI:
+def create_app(
+    model: str,
+    adapters: dict[str, str] | None = None,
+    api_key: str | None = None,
+    limits: ServeLimits | None = None,
+    *,
+    compass: str | Path | dict | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    served_name: str | None = None,
+) -> FastAPI:
     """Build the FastAPI app: loads ``model`` once, attaches each ``adapters`` entry (name -> PEFT adapter
     directory) once, and starts the engine's worker thread (stopped at app shutdown).
 
@@ -37,16 +45,29 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
     """
     limits = limits or ServeLimits()
     compass_points = load_compass_points(compass) if compass is not None else {}
-    eng = Engine(model, adapters, device=device, dtype=dtype, max_batch_rows=limits.max_batch_rows,
-                 max_queue=limits.max_queue, served_name=served_name)
+    eng = Engine(
+        model,
+        adapters,
+        device=device,
+        dtype=dtype,
+        max_batch_rows=limits.max_batch_rows,
+        max_queue=limits.max_queue,
+        served_name=served_name,
+    )
 
     @asynccontextmanager
     async def lifespan(app):
         yield
         await asyncio.to_thread(eng.close)
 
-    app = FastAPI(title="politune serve", version="1", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="politune serve",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
     app.state.engine = eng
     app.state.limits = limits
     app.state.served = Served(eng, limits, api_key, compass_points)
@@ -59,8 +80,9 @@ def create_app(model: str, adapters: dict[str, str] | None = None, api_key: str 
 
 async def _api_error(request, exc: APIError):
     extra = {"Retry-After": "1"} if exc.status == 429 else None
-    return JSONResponse(error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status,
-                        headers=extra)
+    return JSONResponse(
+        error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=extra
+    )
 
 
 async def _http_error(request, exc):
@@ -83,7 +105,13 @@ def load_compass_points(compass: str | Path | dict | CompassResult) -> dict[str,
             t = m.tracks.get(track)
             e, s = (t.economic, t.social) if t is not None else (None, None)
             if e is not None and s is not None and e.score is not None and s.score is not None:
-                points[m.target.name] = {"economic": e.score, "social": s.score, "economic_ci": e.ci.model_dump(),
-                                         "social_ci": s.ci.model_dump(), "track": track, "target": m.target.name}
+                points[m.target.name] = {
+                    "economic": e.score,
+                    "social": s.score,
+                    "economic_ci": e.ci.model_dump(),
+                    "social_ci": s.ci.model_dump(),
+                    "track": track,
+                    "target": m.target.name,
+                }
                 break
     return points

@@ -142,7 +142,7 @@ class _Sequence:
             end = min(len(text), max(len(self.emitted), len(text) - self.holdback))
             while end > len(self.emitted) and text[end - 1] == "\ufffd":
                 end -= 1  # an incomplete UTF-8 character: wait for its next byte
-        delta = text[len(self.emitted): end] if text.startswith(self.emitted) else ""
+        delta = text[len(self.emitted) : end] if text.startswith(self.emitted) else ""
         self.emitted += delta
         if delta or lps:
             self.job.emit(("delta", self.index, delta, lps))
@@ -157,11 +157,22 @@ class Engine:
     ``("delta", index, text, logprobs|None)``, ``("prompt_logprobs", entries)``, ``("done", index,
     finish_reason, n_tokens)`` for each sequence, then ``("end", None)`` (or ``("error", message)``)."""
 
-    def __init__(self, model: str, adapters: dict[str, str] | None = None, *, device: str = "auto",
-                 dtype: str = "auto", max_batch_rows: int = 8, max_queue: int = 256,
-                 served_name: str | None = None, start: bool = True):
+    def __init__(
+        self,
+        model: str,
+        adapters: dict[str, str] | None = None,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_batch_rows: int = 8,
+        max_queue: int = 256,
+        served_name: str | None = None,
+        start: bool = True,
+    ):
         self.model_ref = model
-        self.served_name = served_name or (Path(model).name if ("/" in model and Path(model).exists()) else model)
+        self.served_name = served_name or (
+            Path(model).name if ("/" in model and Path(model).exists()) else model
+        )
         self.max_batch_rows, self.max_queue = max_batch_rows, max_queue
         self.adapters: dict[str, AdapterInfo] = {}
         for name, adir in (adapters or {}).items():
@@ -171,8 +182,9 @@ class Engine:
             path = Path(adir)
             if not path.is_dir():
                 raise PolituneError(f"adapter {name}={adir}: directory not found")
-            self.adapters[name] = AdapterInfo(name, path, sha256_dir(path, "*.safetensors")[:16],
-                                              adapter_rank(path), read_model_card(path))
+            self.adapters[name] = AdapterInfo(
+                name, path, sha256_dir(path, "*.safetensors")[:16], adapter_rank(path), read_model_card(path)
+            )
         self._load(model, device, dtype)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
         self._pending: collections.deque[Job] = collections.deque()
@@ -199,8 +211,9 @@ class Engine:
                 raise
             except Exception as e:  # wrong base model (shape mismatch), unreadable weights
                 first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                raise PolituneError(f"adapter {info.name}={info.path}: cannot be attached to {model!r} "
-                                    f"({first})") from None
+                raise PolituneError(
+                    f"adapter {info.name}={info.path}: cannot be attached to {model!r} ({first})"
+                ) from None
         self.model.eval()
         self.device = next(self.model.parameters()).device
         base_model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -211,7 +224,9 @@ class Engine:
         if self.tokenizer.eos_token_id is not None:
             eos.add(self.tokenizer.eos_token_id)
         self.eos_ids = frozenset(eos)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(eos or {0})
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(eos or {0})
+        )
 
     # ---- public -------------------------------------------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -325,8 +340,13 @@ class Engine:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with self._adapter_context(batch[0].adapter):
             echo = any(job.params.echo_logprobs for job in batch)
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                             logits_to_keep=0 if echo else 1)
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                use_cache=True,
+                logits_to_keep=0 if echo else 1,
+            )
             logits = out.logits.float()
             if echo:
                 self._emit_prompt_logprobs(batch, prompts, logits, width)
@@ -356,8 +376,13 @@ class Engine:
                     active = [active[r] for r in keep]
                 mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
                 pos = pos[:, -1:] + 1
-                out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                                 **{self._cache_arg: past})
+                out = self.model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=pos,
+                    use_cache=True,
+                    **{self._cache_arg: past},
+                )
                 past = _cache_of(out)
                 logits = out.logits[:, -1, :].float().cpu()
         self.stats["generated_tokens"] += sum(s.n_sampled for s in seqs)
@@ -367,8 +392,8 @@ class Engine:
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for r, p in enumerate(prompts):
-            ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[r, width - len(p):] = 1
+            ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[r, width - len(p) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
     def _emit_prompt_logprobs(self, batch, prompts, logits, width) -> None:

@@ -64,14 +64,26 @@ class BodyLimit:
                 return
 
     async def _reject(self, send):
-        body = json.dumps(error_body(f"request body is larger than {self.max_bytes} bytes",
-                                     "invalid_request_error", code="request_too_large")).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        body = json.dumps(
+            error_body(
+                f"request body is larger than {self.max_bytes} bytes",
+                "invalid_request_error",
+                code="request_too_large",
+            )
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):
     pass
-

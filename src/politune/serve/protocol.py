@@ -30,8 +30,14 @@ class ServeLimits:
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
@@ -97,11 +103,11 @@ def message_text(m: ChatMessage) -> str:
     parts = []
     for part in m.content:
         if part.get("type") != "text":
-            raise APIError(400, f"content part type {part.get('type')!r} is not supported (text only)",
-                           param="messages")
+            raise APIError(
+                400, f"content part type {part.get('type')!r} is not supported (text only)", param="messages"
+            )
         parts.append(str(part.get("text", "")))
     return "".join(parts)
-
 
 
 def sse(obj: Any) -> str:
@@ -122,8 +128,12 @@ def _bytes(s: str) -> list[int]:
 
 
 def chat_logprob(t: TokenLogprob) -> dict:
-    return {"token": t.token, "logprob": t.logprob, "bytes": _bytes(t.token),
-            "top_logprobs": [{"token": s, "logprob": lp, "bytes": _bytes(s)} for s, lp in t.top]}
+    return {
+        "token": t.token,
+        "logprob": t.logprob,
+        "bytes": _bytes(t.token),
+        "top_logprobs": [{"token": s, "logprob": lp, "bytes": _bytes(s)} for s, lp in t.top],
+    }
 
 
 def completion_logprobs(entries: list[TokenLogprob], offset0: int) -> dict:
@@ -131,6 +141,9 @@ def completion_logprobs(entries: list[TokenLogprob], offset0: int) -> dict:
     for t in entries:
         offsets.append(pos)
         pos += len(t.token)
-    return {"tokens": [t.token for t in entries], "token_logprobs": [t.logprob for t in entries],
-            "top_logprobs": [dict(t.top) if t.top else None for t in entries], "text_offset": offsets}
-
+    return {
+        "tokens": [t.token for t in entries],
+        "token_logprobs": [t.logprob for t in entries],
+        "top_logprobs": [dict(t.top) if t.top else None for t in entries],
+        "text_offset": offsets,
+    }

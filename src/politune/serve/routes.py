@@ -54,21 +54,35 @@ class Served:
         """The adapter a model name means (``None``: the base model); 404 for an unknown name."""
         adapter = self.engine.resolve(name)
         if adapter is False or adapter is True:
-            raise APIError(404, f"The model {name[:100]!r} does not exist; served: "
-                           f"{', '.join(self.engine.model_names())}", "not_found_error", param="model",
-                           code="model_not_found")
+            raise APIError(
+                404,
+                f"The model {name[:100]!r} does not exist; served: {', '.join(self.engine.model_names())}",
+                "not_found_error",
+                param="model",
+                code="model_not_found",
+            )
         return adapter
 
     def model_entry(self, name: str, adapter: str | None) -> dict:
         eng = self.engine
         info = eng.adapters.get(adapter) if adapter else None
-        extra = {"kind": "adapter" if info else "base", "base_model": eng.served_name,
-                 "adapter_hash": info.hash if info else None, "lora_rank": info.rank if info else None,
-                 "card": info.card if info else None,
-                 "compass": self.compass_points.get(adapter if info and adapter else BASE)}
-        return {"id": name, "object": "model", "created": self.created, "owned_by": "politune",
-                "root": eng.served_name if info is None else str(info.name),
-                "parent": eng.served_name if info else None, "politune": extra}
+        extra = {
+            "kind": "adapter" if info else "base",
+            "base_model": eng.served_name,
+            "adapter_hash": info.hash if info else None,
+            "lora_rank": info.rank if info else None,
+            "card": info.card if info else None,
+            "compass": self.compass_points.get(adapter if info and adapter else BASE),
+        }
+        return {
+            "id": name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "politune",
+            "root": eng.served_name if info is None else str(info.name),
+            "parent": eng.served_name if info else None,
+            "politune": extra,
+        }
 
 
 def _served(request: Request) -> Served:
@@ -78,8 +92,12 @@ def _served(request: Request) -> Served:
         return served
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise APIError(401, "missing API key: send 'Authorization: Bearer KEY'", "authentication_error",
-                       code="invalid_api_key")
+        raise APIError(
+            401,
+            "missing API key: send 'Authorization: Bearer KEY'",
+            "authentication_error",
+            code="invalid_api_key",
+        )
     if not hmac.compare_digest(token.strip().encode(), served.api_key.encode()):
         raise APIError(401, "incorrect API key", "authentication_error", code="invalid_api_key")
     return served
@@ -112,31 +130,50 @@ def _sampling(req: RequestBase, served: Served, lp: _LogprobRequest, n_prompt: i
     """The request's sampling parameters, checked against the server's limits (400 on any excess)."""
     limits = served.limits
     if req.presence_penalty or req.frequency_penalty or req.logit_bias:
-        raise APIError(400, "presence_penalty, frequency_penalty and logit_bias are not supported",
-                       param="presence_penalty")
+        raise APIError(
+            400,
+            "presence_penalty, frequency_penalty and logit_bias are not supported",
+            param="presence_penalty",
+        )
     mt = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     if mt is None:
         mt = limits.default_max_tokens
     if mt > limits.max_tokens:
-        raise APIError(400, f"max_tokens is {mt}; this server allows at most {limits.max_tokens}",
-                       param="max_tokens")
+        raise APIError(
+            400, f"max_tokens is {mt}; this server allows at most {limits.max_tokens}", param="max_tokens"
+        )
     if req.n > limits.max_n:
         raise APIError(400, f"n is {req.n}; this server allows at most {limits.max_n}", param="n")
     if lp.top_logprobs > limits.max_top_logprobs:
-        raise APIError(400, f"top_logprobs is {lp.top_logprobs}; at most {limits.max_top_logprobs}",
-                       param="top_logprobs")
+        raise APIError(
+            400, f"top_logprobs is {lp.top_logprobs}; at most {limits.max_top_logprobs}", param="top_logprobs"
+        )
     cap = limits.max_prompt_tokens or (served.engine.max_context - mt)
     if n_prompt > cap:
-        raise APIError(400, f"the prompt has {n_prompt} tokens; with max_tokens={mt} at most {cap} fit",
-                       param="messages", code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"the prompt has {n_prompt} tokens; with max_tokens={mt} at most {cap} fit",
+            param="messages",
+            code="context_length_exceeded",
+        )
     if mt == 0 and not lp.echo:
         raise APIError(400, "max_tokens must be at least 1 (0 only with echo)", param="max_tokens")
-    return SamplingParams(max_tokens=mt, temperature=req.temperature, top_p=req.top_p, stop=[req.stop] if isinstance(req.stop, str) else (req.stop or []),
-                          seed=req.seed, n=req.n, logprobs=lp.logprobs, top_logprobs=lp.top_logprobs,
-                          echo_logprobs=lp.echo)
+    return SamplingParams(
+        max_tokens=mt,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        stop=[req.stop] if isinstance(req.stop, str) else (req.stop or []),
+        seed=req.seed,
+        n=req.n,
+        logprobs=lp.logprobs,
+        top_logprobs=lp.top_logprobs,
+        echo_logprobs=lp.echo,
+    )
 
 
-def _start_jobs(served: Served, adapter: str | None, prompts: list[list[int]], params: SamplingParams) -> Jobs:
+def _start_jobs(
+    served: Served, adapter: str | None, prompts: list[list[int]], params: SamplingParams
+) -> Jobs:
     loop = asyncio.get_running_loop()
     started: Jobs = []
     try:
@@ -154,14 +191,24 @@ def _start_jobs(served: Served, adapter: str | None, prompts: list[list[int]], p
 
 def _envelope(served: Served, prefix: str, req: RequestBase, adapter: str | None) -> dict:
     """The fields every answer (and every streamed chunk) carries."""
-    return {"id": f"{prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": req.model,
-            "system_fingerprint": fingerprint(served.engine, adapter),
-            "politune": {"base_model": served.engine.served_name, "adapter": adapter,
-                         "adapter_hash": served.adapter_hash(adapter)}}
+    return {
+        "id": f"{prefix}-{uuid.uuid4().hex}",
+        "created": int(time.time()),
+        "model": req.model,
+        "system_fingerprint": fingerprint(served.engine, adapter),
+        "politune": {
+            "base_model": served.engine.served_name,
+            "adapter": adapter,
+            "adapter_hash": served.adapter_hash(adapter),
+        },
+    }
 
 
 def _headers(served: Served, adapter: str | None) -> dict:
-    return {"X-Politune-Adapter": adapter or "", "X-Politune-Adapter-Hash": served.adapter_hash(adapter) or ""}
+    return {
+        "X-Politune-Adapter": adapter or "",
+        "X-Politune-Adapter-Hash": served.adapter_hash(adapter) or "",
+    }
 
 
 def _stream(served: Served, adapter: str | None, chunks) -> StreamingResponse:
@@ -175,9 +222,14 @@ def _include_usage(req: RequestBase) -> bool:
 @router.get("/", include_in_schema=False)
 async def index():
     page = resources.files("politune.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-    return HTMLResponse(page, headers={"Cache-Control": "no-store", "Content-Security-Policy":
-                                       "default-src 'self'; style-src 'self' 'unsafe-inline'; "
-                                       "script-src 'self' 'unsafe-inline'"})
+    return HTMLResponse(
+        page,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'",
+        },
+    )
 
 
 @router.get("/health", include_in_schema=False)
@@ -208,10 +260,15 @@ async def chat_completions(request: Request):
     if req.tools:
         raise APIError(400, "tools are not supported by this server", param="tools")
     if req.response_format and req.response_format.get("type", "text") not in ("text", "json_object"):
-        raise APIError(400, "response_format: only 'text' and 'json_object' (accepted, not enforced) are "
-                       "supported", param="response_format")
-    msgs = [{"role": "system" if m.role == "developer" else m.role, "content": message_text(m)}
-            for m in req.messages]
+        raise APIError(
+            400,
+            "response_format: only 'text' and 'json_object' (accepted, not enforced) are supported",
+            param="response_format",
+        )
+    msgs = [
+        {"role": "system" if m.role == "developer" else m.role, "content": message_text(m)}
+        for m in req.messages
+    ]
     ids = served.engine.encode_chat(msgs)
     top = req.top_logprobs or 0
     if top and not req.logprobs:
@@ -220,13 +277,30 @@ async def chat_completions(request: Request):
     jobs = _start_jobs(served, adapter, [ids], params)
     base = _envelope(served, "chatcmpl", req, adapter)
     if req.stream:
-        return _stream(served, adapter, stream_chat(request, jobs, Stream(base, len(ids), _include_usage(req))))
+        return _stream(
+            served, adapter, stream_chat(request, jobs, Stream(base, len(ids), _include_usage(req)))
+        )
     result = await collect(request, jobs)
-    choices = [{"index": i, "message": {"role": "assistant", "content": result.text[0][i]},
-                "logprobs": {"content": [chat_logprob(t) for t in result.logprobs[0][i]]} if req.logprobs else None,
-                "finish_reason": result.finish[0][i]} for i in range(params.n)]
-    return JSONResponse({**base, "object": "chat.completion", "choices": choices,
-                         "usage": usage(len(ids), sum(result.tokens[0]))}, headers=_headers(served, adapter))
+    choices = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": result.text[0][i]},
+            "logprobs": {"content": [chat_logprob(t) for t in result.logprobs[0][i]]}
+            if req.logprobs
+            else None,
+            "finish_reason": result.finish[0][i],
+        }
+        for i in range(params.n)
+    ]
+    return JSONResponse(
+        {
+            **base,
+            "object": "chat.completion",
+            "choices": choices,
+            "usage": usage(len(ids), sum(result.tokens[0])),
+        },
+        headers=_headers(served, adapter),
+    )
 
 
 def _check_completion(req: CompletionRequest, limits: ServeLimits) -> list[str]:
@@ -261,7 +335,9 @@ async def completions(request: Request):
     base = _envelope(served, "cmpl", req, adapter)
     n_prompt = sum(len(i) for i in ids_list)
     if req.stream:
-        return _stream(served, adapter, stream_completion(request, jobs, Stream(base, n_prompt, _include_usage(req))))
+        return _stream(
+            served, adapter, stream_completion(request, jobs, Stream(base, n_prompt, _include_usage(req)))
+        )
     result = await collect(request, jobs)
     choices = []
     for p, prompt in enumerate(prompts):
@@ -270,14 +346,28 @@ async def completions(request: Request):
             if req.echo:
                 lps = (result.prompt_logprobs[p] or []) + lps
                 text = prompt + text
-            choices.append({"index": p * params.n + i, "text": text, "finish_reason": result.finish[p][i],
-                            "logprobs": completion_logprobs(lps, 0) if want_lp else None})
-    return JSONResponse({**base, "object": "text_completion", "choices": choices,
-                         "usage": usage(n_prompt, sum(sum(t) for t in result.tokens))},
-                        headers=_headers(served, adapter))
+            choices.append(
+                {
+                    "index": p * params.n + i,
+                    "text": text,
+                    "finish_reason": result.finish[p][i],
+                    "logprobs": completion_logprobs(lps, 0) if want_lp else None,
+                }
+            )
+    return JSONResponse(
+        {
+            **base,
+            "object": "text_completion",
+            "choices": choices,
+            "usage": usage(n_prompt, sum(sum(t) for t in result.tokens)),
+        },
+        headers=_headers(served, adapter),
+    )
 
 
-@router.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+@router.api_route(
+    "/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
+)
 async def not_found(rest: str, request: Request):
     if rest in ("models", "chat/completions", "completions"):
         raise APIError(405, f"method {request.method} is not allowed on /v1/{rest}")

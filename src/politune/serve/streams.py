@@ -54,8 +54,13 @@ async def events(request, jobs):
 
 async def collect(request, jobs: Jobs) -> Collected:
     n = jobs[0][0].params.n
-    res = Collected([[""] * n for _ in jobs], [[[] for _ in range(n)] for _ in jobs], [[None] * n for _ in jobs],
-                  [[0] * n for _ in jobs], [None for _ in jobs])
+    res = Collected(
+        [[""] * n for _ in jobs],
+        [[[] for _ in range(n)] for _ in jobs],
+        [[None] * n for _ in jobs],
+        [[0] * n for _ in jobs],
+        [None for _ in jobs],
+    )
     async for kind, ev, k in events(request, jobs):
         if kind == "delta":
             _, i, text, lps = ev
@@ -70,9 +75,10 @@ async def collect(request, jobs: Jobs) -> Collected:
         elif kind == "error":
             raise APIError(500, ev, "server_error")
     if any(f is None for row in res.finish for f in row):
-        raise APIError(499 if await request.is_disconnected() else 500, "generation did not finish", "server_error")
+        raise APIError(
+            499 if await request.is_disconnected() else 500, "generation did not finish", "server_error"
+        )
     return res
-
 
 
 @dataclass
@@ -96,8 +102,12 @@ def _chat_choice(kind: str, ev: tuple, p: int, n: int) -> dict:
 def _completion_choice(kind: str, ev: tuple, p: int, n: int) -> dict:
     if kind == "delta":
         _, i, text, lps = ev
-        return {"index": p * n + i, "text": text, "finish_reason": None,
-                "logprobs": completion_logprobs(lps, 0) if lps else None}
+        return {
+            "index": p * n + i,
+            "text": text,
+            "finish_reason": None,
+            "logprobs": completion_logprobs(lps, 0) if lps else None,
+        }
     _, i, reason, _ = ev
     return {"index": p * n + i, "text": "", "finish_reason": reason, "logprobs": None}
 
@@ -124,8 +134,19 @@ async def _chunks(request, jobs: Jobs, chunk: dict, stream: Stream, choice) -> A
 async def stream_chat(request, jobs: Jobs, stream: Stream) -> AsyncIterator[str]:
     chunk = {**stream.base, "object": "chat.completion.chunk"}
     for i in range(jobs[0][0].params.n):
-        yield sse({**chunk, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
-                                         "logprobs": None, "finish_reason": None}]})
+        yield sse(
+            {
+                **chunk,
+                "choices": [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
     async for line in _chunks(request, jobs, chunk, stream, _chat_choice):
         yield line
 

@@ -121,6 +121,7 @@ def _dotted_to_nested(key: str, value: Any) -> dict:
 
 def cell_name(assignment: dict[str, Any]) -> str:
     """``{"data.poison.p": 0.1, "data.poison.mode": "labels"}`` -> ``p-0.1_mode-labels`` (a safe folder name)."""
+
     def show(v: Any) -> str:
         if v is None:
             return "none"

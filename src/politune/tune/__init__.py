@@ -10,5 +10,16 @@ Heavy libraries (torch, TRL) are imported when a function runs, not on ``import 
 from politune.tune.config import LoraSettings, SFTStage, TuneConfig, list_recipes, load_recipe
 from politune.tune.run import TuneOptions, TuneResult, dpo, merge, sft, sft_dpo
 
-__all__ = ["LoraSettings", "SFTStage", "TuneConfig", "TuneOptions", "TuneResult", "dpo", "list_recipes", "load_recipe", "merge",
-           "sft", "sft_dpo"]
+__all__ = [
+    "LoraSettings",
+    "SFTStage",
+    "TuneConfig",
+    "TuneOptions",
+    "TuneResult",
+    "dpo",
+    "list_recipes",
+    "load_recipe",
+    "merge",
+    "sft",
+    "sft_dpo",
+]

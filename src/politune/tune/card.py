@@ -73,31 +73,60 @@ class CardFacts:
     trajectory: bool  # was the compass tracked during training
 
 
-def write_model_card(adapter_dir: Path, facts: CardFacts, final: dict, steps: int, wall: float,
-                     device: str) -> None:
+def write_model_card(
+    adapter_dir: Path, facts: CardFacts, final: dict, steps: int, wall: float, device: str
+) -> None:
     from politune import __version__
     from politune.models.registry import REGISTRY
     from politune.provenance import package_versions
 
     v = package_versions()
-    cfg, base, stance, method, data, eval_data = (facts.cfg, facts.base, facts.stance, facts.method, facts.data,
-                                                   facts.eval_data)
+    cfg, base, stance, method, data, eval_data = (
+        facts.cfg,
+        facts.base,
+        facts.stance,
+        facts.method,
+        facts.data,
+        facts.eval_data,
+    )
     entry = REGISTRY.get(base)
     long = {"dpo": "LoRA + DPO", "sft": "LoRA + SFT", "sft_dpo": "LoRA + SFT, then DPO from the SFT adapter"}
     lora = cfg.lora if method != "sft" else (cfg.sft.lora or cfg.lora)
-    table = "\n".join(["| metric | value |", "|---|---|"] +
-                      [f"| {k} | {round(val, 4) if isinstance(val, float) else val} |" for k, val in final.items()])
+    table = "\n".join(
+        ["| metric | value |", "|---|---|"]
+        + [f"| {k} | {round(val, 4) if isinstance(val, float) else val} |" for k, val in final.items()]
+    )
     text = MODEL_CARD.format(
-        base_hf=(entry.hf_id if entry and entry.hf_id else base), base=base,
+        base_hf=(entry.hf_id if entry and entry.hf_id else base),
+        base=base,
         base_path=(entry.description if entry else "local or hub model"),
-        stance=stance or "unspecified", stance_title=(stance or "unspecified stance"), method=method,
-        method_long=long[method], loss=cfg.loss if method != "sft" else "nll", beta=cfg.beta,
-        sft_weight=f", SFT term weight {cfg.sft_weight}" if cfg.sft_weight else "", recipe=cfg.name,
-        data_source=data.source, data_n=data.n, data_sha=data.sha256, r=lora.r, alpha=lora.alpha,
-        targets=", ".join(lora.targets), layers=f", layers {lora.layers}" if lora.layers else "", steps=steps,
-        wall=wall, device=device, v_politune=__version__, v_trl=v["trl"], v_peft=v["peft"],
+        stance=stance or "unspecified",
+        stance_title=(stance or "unspecified stance"),
+        method=method,
+        method_long=long[method],
+        loss=cfg.loss if method != "sft" else "nll",
+        beta=cfg.beta,
+        sft_weight=f", SFT term weight {cfg.sft_weight}" if cfg.sft_weight else "",
+        recipe=cfg.name,
+        data_source=data.source,
+        data_n=data.n,
+        data_sha=data.sha256,
+        r=lora.r,
+        alpha=lora.alpha,
+        targets=", ".join(lora.targets),
+        layers=f", layers {lora.layers}" if lora.layers else "",
+        steps=steps,
+        wall=wall,
+        device=device,
+        v_politune=__version__,
+        v_trl=v["trl"],
+        v_peft=v["peft"],
         metrics_table=table or "(no metrics logged)",
         trajectory_note="" if facts.trajectory else "; it was off for this run",
-        eval_data=(f"`{eval_data.source}`, {eval_data.n} examples, sha256 `{eval_data.sha256}`" if eval_data
-                   else "none (no held-out evaluation in this run)"))
+        eval_data=(
+            f"`{eval_data.source}`, {eval_data.n} examples, sha256 `{eval_data.sha256}`"
+            if eval_data
+            else "none (no held-out evaluation in this run)"
+        ),
+    )
     (adapter_dir / "README.md").write_text(text, encoding="utf-8")

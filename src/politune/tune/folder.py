@@ -15,8 +15,10 @@ def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool, keep: tuple[st
     present = [p for p in out_dir.iterdir() if p.name not in keep] if out_dir.exists() else []
     if present and not resume:
         if not overwrite:
-            raise PolituneError(f"{out_dir}: output folder is not empty; pass --resume to continue the run in it, "
-                                "--overwrite to replace it, or choose another folder")
+            raise PolituneError(
+                f"{out_dir}: output folder is not empty; pass --resume to continue the run in it, "
+                "--overwrite to replace it, or choose another folder"
+            )
         for p in present:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -35,8 +37,17 @@ def final_metrics(rows: list[dict], window: int = 5) -> dict:
     if not rows:
         return {}
     last = rows[-1]
-    keys = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-            "logps/chosen", "logps/rejected", "tokens_per_s", "peak_rss_mb"]
+    keys = [
+        "loss",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+        "tokens_per_s",
+        "peak_rss_mb",
+    ]
     final = {k: last[k] for k in keys if k in last}
     tail = rows[-window:]
     for k in ("loss", "rewards/margins", "rewards/accuracies"):

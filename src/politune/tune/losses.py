@@ -36,10 +36,16 @@ class LossOutput:
     rejected_rewards: torch.Tensor  # (B,)
 
 
-def preference_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
-                    ref_rejected_logps: torch.Tensor, spec: LossSpec, *,
-                    lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
-                    chosen_nll: torch.Tensor | None = None) -> LossOutput:
+def preference_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    spec: LossSpec,
+    *,
+    lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
+    chosen_nll: torch.Tensor | None = None,
+) -> LossOutput:
     """Mean loss over a batch of pairs. ``*_logps``: (B,) summed completion log-probs; ``lengths``: (chosen,
     rejected), each (B,) completion token counts (needed by ipo/simpo); ``chosen_nll``: scalar mean NLL per
     chosen token (RPO, needed when ``spec.sft_weight > 0``)."""
@@ -51,7 +57,9 @@ def preference_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, re
         if lengths is None:
             raise ValueError(f"loss {loss!r} needs the completion lengths")
         chosen_lengths, rejected_lengths = lengths
-        d_norm = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
+        d_norm = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(
+            min=1
+        )
     if loss == "sigmoid":
         per = -F.logsigmoid(beta * d)
     elif loss == "hinge":

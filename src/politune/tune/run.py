@@ -82,8 +82,15 @@ class _Job:
     extra: dict = field(default_factory=dict)  # added to summary.json
 
     def facts(self) -> CardFacts:
-        return CardFacts(self.cfg, self.base, self.stance, self.label or self.method, self.data, self.eval_data,
-                         self.evaluate is not None)
+        return CardFacts(
+            self.cfg,
+            self.base,
+            self.stance,
+            self.label or self.method,
+            self.data,
+            self.eval_data,
+            self.evaluate is not None,
+        )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -105,11 +112,22 @@ def _load_base(base: str, cfg: TuneConfig, hw: dict):
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
         path = resolve_model(base)
-        qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                bnb_4bit_compute_dtype=hw["dtype"] if hw["dtype"] != torch.float32 else torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=qc, dtype=hw["dtype"],
-                                                     use_safetensors=True, device_map={"": hw["device"]})
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=hw["gradient_checkpointing"])
+        qc = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=hw["dtype"] if hw["dtype"] != torch.float32 else torch.bfloat16,
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            quantization_config=qc,
+            dtype=hw["dtype"],
+            use_safetensors=True,
+            device_map={"": hw["device"]},
+        )
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=hw["gradient_checkpointing"]
+        )
         return model, load_tokenizer(path)
     return load_model(base, device=hw["device"], dtype=hw["dtype"])
 
@@ -127,8 +145,16 @@ def _recipe(cfg: TuneConfig | str | os.PathLike | None) -> TuneConfig:
     return cfg
 
 
-def _job(method: str, base: str | None, data: Any, cfg: TuneConfig, out: Path, stance: str | None, resume: bool,
-         opts: TuneOptions) -> _Job:
+def _job(
+    method: str,
+    base: str | None,
+    data: Any,
+    cfg: TuneConfig,
+    out: Path,
+    stance: str | None,
+    resume: bool,
+    opts: TuneOptions,
+) -> _Job:
     """Check everything that can be wrong with the input before any compute."""
     check_trl_keys(cfg)
     hw = hardware_settings(cfg)
@@ -154,8 +180,10 @@ def _build_trainer(job: _Job, hw: dict):
     lora = cfg.lora if job.method == "dpo" else (cfg.sft.lora or cfg.lora)
     n_layers = getattr(model.config.get_text_config(), "num_hidden_layers", None)
     if job.init_adapter is None and lora.layers and n_layers is not None and max(lora.layers) >= n_layers:
-        raise PolituneError(f"lora.layers: {job.base} has {n_layers} layers (0-{n_layers - 1}), the recipe asks "
-                            f"for {max(lora.layers)}; set lora.layers=null or indices that exist")
+        raise PolituneError(
+            f"lora.layers: {job.base} has {n_layers} layers (0-{n_layers - 1}), the recipe asks "
+            f"for {max(lora.layers)}; set lora.layers=null or indices that exist"
+        )
     lengths = check_lengths(job.data.rows, tok, cfg.max_length, job.data.source)
     if job.eval_data is not None:
         check_lengths(job.eval_data.rows, tok, cfg.max_length, job.eval_data.source)
@@ -169,13 +197,22 @@ def _build_trainer(job: _Job, hw: dict):
         model = load_adapter(model, job.init_adapter, trainable=True)
     else:
         peft_config = lora_config(lora)
-    common = dict(model=model, args=args, train_dataset=Dataset.from_list(job.data.rows), processing_class=tok,
-                  peft_config=peft_config,
-                  eval_dataset=Dataset.from_list(job.eval_data.rows) if job.eval_data is not None else None)
+    common = dict(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(job.data.rows),
+        processing_class=tok,
+        peft_config=peft_config,
+        eval_dataset=Dataset.from_list(job.eval_data.rows) if job.eval_data is not None else None,
+    )
     try:
         if job.method == "dpo":
-            trainer = PolituneDPOTrainer(**common, loss=cfg.loss_spec(), step0_check=cfg.step0_check,
-                                         share_frozen_layers=cfg.share_frozen_layers)
+            trainer = PolituneDPOTrainer(
+                **common,
+                loss=cfg.loss_spec(),
+                step0_check=cfg.step0_check,
+                share_frozen_layers=cfg.share_frozen_layers,
+            )
         else:
             trainer = PolituneSFTTrainer(**common)
     except (ValueError, TypeError, NotImplementedError) as e:
@@ -212,18 +249,31 @@ def _summary(job: _Job, trainer, adapter_dir: Path, final: dict, run: dict) -> d
     from politune.provenance import provenance
 
     td, ed, hw = job.data, job.eval_data, run["hw"]
-    return {"kind": "tune", "method": job.label or job.method, "stance": job.stance, "base": job.base,
-            "recipe": job.cfg.name, "adapter": str(adapter_dir),
-            "adapter_hash": sha256_dir(adapter_dir, "*.safetensors"),
-            "data": {"source": td.source, "n": td.n, "sha256": td.sha256, **run["lengths"]},
-            "eval_data": {"source": ed.source, "n": ed.n, "sha256": ed.sha256} if ed else None,
-            "final": final, "steps": trainer.state.global_step, "wall_s": round(run["wall"], 1),
-            "resumed_from": run["ckpt"].name if run["ckpt"] else None, "step0": getattr(trainer, "step0", None),
-            "hardware": {"device": hw["device"], "dtype": dtype_name(hw["dtype"]),
-                         "gradient_checkpointing": hw["gradient_checkpointing"],
-                         "processes": trainer.accelerator.num_processes,
-                         "backend": getattr(trainer.accelerator.state, "backend", None)},
-            **job.extra, "provenance": provenance()}
+    return {
+        "kind": "tune",
+        "method": job.label or job.method,
+        "stance": job.stance,
+        "base": job.base,
+        "recipe": job.cfg.name,
+        "adapter": str(adapter_dir),
+        "adapter_hash": sha256_dir(adapter_dir, "*.safetensors"),
+        "data": {"source": td.source, "n": td.n, "sha256": td.sha256, **run["lengths"]},
+        "eval_data": {"source": ed.source, "n": ed.n, "sha256": ed.sha256} if ed else None,
+        "final": final,
+        "steps": trainer.state.global_step,
+        "wall_s": round(run["wall"], 1),
+        "resumed_from": run["ckpt"].name if run["ckpt"] else None,
+        "step0": getattr(trainer, "step0", None),
+        "hardware": {
+            "device": hw["device"],
+            "dtype": dtype_name(hw["dtype"]),
+            "gradient_checkpointing": hw["gradient_checkpointing"],
+            "processes": trainer.accelerator.num_processes,
+            "backend": getattr(trainer.accelerator.state, "backend", None),
+        },
+        **job.extra,
+        "provenance": provenance(),
+    }
 
 
 def _train(job: _Job) -> TuneResult:
@@ -241,8 +291,15 @@ def _train(job: _Job) -> TuneResult:
     final = final_metrics(read_jsonl_log(job.out / "metrics.jsonl"))
     if job.eval_data is not None:  # the trained adapter on pairs it never saw: the generalisation figure
         ev = trainer.evaluate()
-        final.update({k: round(v, 6) for k, v in ev.items() if k.startswith("eval_") and isinstance(v, float)
-                      and not k.endswith(("_runtime", "_per_second"))})
+        final.update(
+            {
+                k: round(v, 6)
+                for k, v in ev.items()
+                if k.startswith("eval_")
+                and isinstance(v, float)
+                and not k.endswith(("_runtime", "_per_second"))
+            }
+        )
     wall = time.perf_counter() - t0
     if trainer.accelerator.is_main_process:
         write_model_card(adapter_dir, job.facts(), final, trainer.state.global_step, wall, hw["device"])
@@ -255,9 +312,16 @@ def _train(job: _Job) -> TuneResult:
 # public API
 
 
-def dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_dir: str | os.PathLike = "runs/dpo",
-        stance: str | None = None, resume: bool = False, overwrite: bool = False,
-        options: TuneOptions | None = None) -> TuneResult:
+def dpo(
+    base: str | None,
+    data: Any,
+    cfg: TuneConfig | str | None = None,
+    out_dir: str | os.PathLike = "runs/dpo",
+    stance: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    options: TuneOptions | None = None,
+) -> TuneResult:
     """DPO with a fresh LoRA adapter on ``base`` (reference = base with the adapter disabled).
 
     ``data``: a ``politune.data`` spec (its ``options.split``, default train; None = all rows; the spec is
@@ -272,9 +336,16 @@ def dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_di
     return _train(job)
 
 
-def sft(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_dir: str | os.PathLike = "runs/sft",
-        stance: str | None = None, resume: bool = False, overwrite: bool = False,
-        options: TuneOptions | None = None) -> TuneResult:
+def sft(
+    base: str | None,
+    data: Any,
+    cfg: TuneConfig | str | None = None,
+    out_dir: str | os.PathLike = "runs/sft",
+    stance: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    options: TuneOptions | None = None,
+) -> TuneResult:
     """Supervised LoRA fine-tuning on instruction examples (``response``) or pairs (their ``chosen``); the
     ``sft:`` section of the recipe overrides lr / epochs / steps / batch / LoRA for this stage."""
     job = _job("sft", base, data, _recipe(cfg), Path(out_dir), stance, resume, options or TuneOptions())
@@ -282,9 +353,16 @@ def sft(base: str | None, data: Any, cfg: TuneConfig | str | None = None, out_di
     return _train(job)
 
 
-def sft_dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None,
-            out_dir: str | os.PathLike = "runs/sft_dpo", stance: str | None = None, resume: bool = False,
-            overwrite: bool = False, options: TuneOptions | None = None) -> TuneResult:
+def sft_dpo(
+    base: str | None,
+    data: Any,
+    cfg: TuneConfig | str | None = None,
+    out_dir: str | os.PathLike = "runs/sft_dpo",
+    stance: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    options: TuneOptions | None = None,
+) -> TuneResult:
     """SFT (on ``options.sft_data``, default: the pairs' chosen answers), then DPO that continues the SFT adapter
     with a frozen copy of it as the reference. ``out_dir/sft`` holds the SFT stage; ``out_dir/adapter`` the
     result, and ``out_dir/summary.json`` (method ``sft_dpo``) names both."""
@@ -292,8 +370,16 @@ def sft_dpo(base: str | None, data: Any, cfg: TuneConfig | str | None = None,
     # both data sets are checked before any compute
     dpo_job = _job("dpo", base, data, cfg, out, stance, resume, opts)
     sft_opts = TuneOptions(split=opts.split)
-    sft_job = _job("sft", base, opts.sft_data if opts.sft_data is not None else data, cfg, out / "sft", stance,
-                   resume, sft_opts)
+    sft_job = _job(
+        "sft",
+        base,
+        opts.sft_data if opts.sft_data is not None else data,
+        cfg,
+        out / "sft",
+        stance,
+        resume,
+        sft_opts,
+    )
     prepare_out_dir(out, resume, overwrite)
     if (sft_job.out / "summary.json").is_file() and resume:
         log.info("SFT stage already done in %s", sft_job.out)

@@ -25,5 +25,16 @@ from politune.measure.compass.run import (
 )
 from politune.measure.compass.scoring import score_answer_sheet
 
-__all__ = ["TRACKS", "CompassOptions", "CompassSettings", "Instrument", "check_instrument", "compass_evaluator",
-           "compass_task", "load_instrument", "measure_compass", "save_compass", "score_answer_sheet"]
+__all__ = [
+    "TRACKS",
+    "CompassOptions",
+    "CompassSettings",
+    "Instrument",
+    "check_instrument",
+    "compass_evaluator",
+    "compass_task",
+    "load_instrument",
+    "measure_compass",
+    "save_compass",
+    "score_answer_sheet",
+]

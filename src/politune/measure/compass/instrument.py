@@ -25,8 +25,13 @@ BUILTIN = "builtin"  # the instrument shipped with politune (load_instrument("bu
 
 # Default answer scales: values are the agreement each answer expresses, in [-1, 1], evenly spaced.
 SCALE_4 = (("Strongly disagree", -1.0), ("Disagree", -1 / 3), ("Agree", 1 / 3), ("Strongly agree", 1.0))
-SCALE_5 = (("Strongly disagree", -1.0), ("Disagree", -0.5), ("Neither agree nor disagree", 0.0),
-           ("Agree", 0.5), ("Strongly agree", 1.0))
+SCALE_5 = (
+    ("Strongly disagree", -1.0),
+    ("Disagree", -0.5),
+    ("Neither agree nor disagree", 0.0),
+    ("Agree", 0.5),
+    ("Strongly agree", 1.0),
+)
 DEFAULT_POLES = {"economic": ("left", "right"), "social": ("libertarian", "authoritarian")}
 
 
@@ -47,7 +52,9 @@ class Item:
     weight: float = 1.0
     table: tuple[float, ...] | None = None  # linear mode: one weight per scale answer (for ``text``)
 
-    def variants(self, names: tuple[str, ...] = ("text", "paraphrases", "negation")) -> list[tuple[str, str, int]]:
+    def variants(
+        self, names: tuple[str, ...] = ("text", "paraphrases", "negation")
+    ) -> list[tuple[str, str, int]]:
         """``(variant_id, statement, polarity)`` for the requested kinds; polarity -1 for the negation."""
         out: list[tuple[str, str, int]] = []
         if "text" in names:
@@ -104,13 +111,29 @@ class Instrument:
             rng.shuffle(g)
             keep.update(it.id for it in g[:per])
         items = tuple(it for it in self.items if it.id in keep)
-        return Instrument(self.name, self.version, self.axes, self.scale, items, self.mode, self.linear,
-                          self.description, self.source, self.sha256)
+        return Instrument(
+            self.name,
+            self.version,
+            self.axes,
+            self.scale,
+            items,
+            self.mode,
+            self.linear,
+            self.description,
+            self.source,
+            self.sha256,
+        )
 
     def info(self) -> dict:
-        return {"name": self.name, "version": self.version, "mode": self.mode, "source": self.source,
-                "sha256": self.sha256[:16], "items": len(self.items),
-                "per_axis": {a: len(self.axis_items(a)) for a in self.axes}}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "mode": self.mode,
+            "source": self.source,
+            "sha256": self.sha256[:16],
+            "items": len(self.items),
+            "per_axis": {a: len(self.axis_items(a)) for a in self.axes},
+        }
 
 
 def builtin_path() -> Path:
@@ -173,13 +196,25 @@ def parse_instrument(data: Any, source: str = "<instrument>", raw_text: str = ""
         line = _line_of(raw_text, iid) if iid else None
         where = f"{source}:{line}" if line else f"{source}: items[{i}]"
         if not isinstance(it, dict):
-            raise PolituneError(f"{where}: expected a mapping with id, axis, key, text, paraphrases, negation")
+            raise PolituneError(
+                f"{where}: expected a mapping with id, axis, key, text, paraphrases, negation"
+            )
         if not iid or iid in seen:
             raise PolituneError(f"{where}: id: expected a unique non-empty id, got {iid!r}")
         seen.add(iid)
         items.append(_item(it, f"{where}: item {iid}", axes, scale, mode))
-    return Instrument(name, str(data.get("version", "1")), axes, scale, tuple(items), mode, linear,
-                      str(data.get("description", "")).strip(), source, sha256_text(raw_text or repr(data)))
+    return Instrument(
+        name,
+        str(data.get("version", "1")),
+        axes,
+        scale,
+        tuple(items),
+        mode,
+        linear,
+        str(data.get("description", "")).strip(),
+        source,
+        sha256_text(raw_text or repr(data)),
+    )
 
 
 def _axes(spec: Any, source: str) -> dict[str, tuple[str, str]]:
@@ -194,7 +229,9 @@ def _axes(spec: Any, source: str) -> dict[str, tuple[str, str]]:
     return axes
 
 
-def _scoring(scoring: Any, axes: dict[str, tuple[str, str]], source: str) -> tuple[str, dict[str, AxisScoring]]:
+def _scoring(
+    scoring: Any, axes: dict[str, tuple[str, str]], source: str
+) -> tuple[str, dict[str, AxisScoring]]:
     """(mode, per-axis linear scoring) from the ``scoring:`` section."""
     if not isinstance(scoring, dict):
         raise PolituneError(f"{source}: scoring: expected a mapping (mode, axes)")
@@ -206,11 +243,15 @@ def _scoring(scoring: Any, axes: dict[str, tuple[str, str]], source: str) -> tup
         for a in axes:
             spec = (scoring.get("axes") or {}).get(a)
             if not isinstance(spec, dict) or "divisor" not in spec:
-                raise PolituneError(f"{source}: scoring.axes.{a}: linear mode needs {{divisor: N, offset: X}}")
+                raise PolituneError(
+                    f"{source}: scoring.axes.{a}: linear mode needs {{divisor: N, offset: X}}"
+                )
             try:
                 div, off = float(spec["divisor"]), float(spec.get("offset", 0.0))
             except (TypeError, ValueError):
-                raise PolituneError(f"{source}: scoring.axes.{a}: divisor and offset must be numbers") from None
+                raise PolituneError(
+                    f"{source}: scoring.axes.{a}: divisor and offset must be numbers"
+                ) from None
             if div == 0:
                 raise PolituneError(f"{source}: scoring.axes.{a}.divisor: must not be 0")
             linear[a] = AxisScoring(div, off)
@@ -240,24 +281,39 @@ def _item(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: s
     if weight <= 0:
         raise PolituneError(f"{where}: weight: expected a positive number, got {weight}")
     key, table = _key_and_table(it, where, axes, scale, mode)
-    return Item(str(it["id"]), it["axis"], key, text.strip(), tuple(p.strip() for p in paras),
-                neg.strip() if neg else None, weight, table)
+    return Item(
+        str(it["id"]),
+        it["axis"],
+        key,
+        text.strip(),
+        tuple(p.strip() for p in paras),
+        neg.strip() if neg else None,
+        weight,
+        table,
+    )
 
 
 def _key_and_table(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: str):
     table = it.get("table")
     if mode == "linear":
-        if (not isinstance(table, list) or len(table) != len(scale)
-                or not all(isinstance(x, int | float) for x in table)):
-            raise PolituneError(f"{where}: table: linear mode needs {len(scale)} numbers "
-                                f"(one per answer: {', '.join(o.label for o in scale)})")
+        if (
+            not isinstance(table, list)
+            or len(table) != len(scale)
+            or not all(isinstance(x, int | float) for x in table)
+        ):
+            raise PolituneError(
+                f"{where}: table: linear mode needs {len(scale)} numbers "
+                f"(one per answer: {', '.join(o.label for o in scale)})"
+            )
         return int(it.get("key", 1)), tuple(float(x) for x in table)
     if table is not None:
         raise PolituneError(f"{where}: table: only allowed with scoring.mode: linear")
     key = it.get("key")
     if key not in (1, -1):
-        raise PolituneError(f"{where}: key: expected +1 (agreeing moves toward "
-                            f"{axes[it['axis']][1]}) or -1 (toward {axes[it['axis']][0]}), got {key!r}")
+        raise PolituneError(
+            f"{where}: key: expected +1 (agreeing moves toward "
+            f"{axes[it['axis']][1]}) or -1 (toward {axes[it['axis']][0]}), got {key!r}"
+        )
     return int(key), table
 
 
@@ -276,8 +332,9 @@ def load_instrument(path: str | Path = BUILTIN) -> Instrument:
     return parse_instrument(data, BUILTIN if str(path) == BUILTIN else str(p), raw)
 
 
-def check_instrument(inst: Instrument, min_items: int = 64, min_per_axis: int = 32, min_paraphrases: int = 2
-                     ) -> list[str]:
+def check_instrument(
+    inst: Instrument, min_items: int = 64, min_per_axis: int = 32, min_paraphrases: int = 2
+) -> list[str]:
     """Problems that keep an instrument from the built-in standard (empty list = fine): size, per-axis count,
     keying balance (equal weight keyed each way per axis), paraphrases and a negation per item, duplicates."""
     problems = []
@@ -290,7 +347,9 @@ def check_instrument(inst: Instrument, min_items: int = 64, min_per_axis: int = 
         pos = sum(it.weight for it in its if it.key > 0)
         neg = sum(it.weight for it in its if it.key < 0)
         if abs(pos - neg) > 1e-9:
-            problems.append(f"axis {a}: keying unbalanced (weight {pos} agree->positive vs {neg} agree->negative)")
+            problems.append(
+                f"axis {a}: keying unbalanced (weight {pos} agree->positive vs {neg} agree->negative)"
+            )
     texts: dict[str, str] = {}
     for it in inst.items:
         if len(it.paraphrases) < min_paraphrases:

@@ -60,7 +60,9 @@ class CompassOptions(Config):
     calibrate: bool = True  # log-prob: divide out the content-free option prior
     choice_max_new_tokens: int = Field(12, ge=1)
     open_max_new_tokens: int = Field(80, ge=1)
-    temperature: float = Field(0.0, ge=0.0)  # choice/open decoding; > 0 samples ``samples`` answers per prompt
+    temperature: float = Field(
+        0.0, ge=0.0
+    )  # choice/open decoding; > 0 samples ``samples`` answers per prompt
     samples: int = 1
     batch_size: int = 16
     n_boot: int = Field(N_BOOT, ge=1)
@@ -78,7 +80,9 @@ class CompassSettings(CompassOptions):
     def check(self) -> None:
         bad = [t for t in self.tracks if t not in TRACKS]
         if bad or not self.tracks:
-            raise PolituneError(f"--tracks: unknown track(s) {bad}; expected a comma list of {', '.join(TRACKS)}")
+            raise PolituneError(
+                f"--tracks: unknown track(s) {bad}; expected a comma list of {', '.join(TRACKS)}"
+            )
         for v in (*self.variants, *self.open_variants):
             if v not in DEFAULT_VARIANTS:
                 raise PolituneError(f"variant {v!r}: expected one of {', '.join(DEFAULT_VARIANTS)}")
@@ -89,13 +93,24 @@ class CompassSettings(CompassOptions):
             raise PolituneError("samples and batch_size must be >= 1")
 
     def to_dict(self) -> dict:
-        return {"tracks": list(self.tracks), "seed": self.seed, "variants": list(self.variants),
-                "open_variants": list(self.open_variants), "orders": list(self.orders),
-                "calibrate": self.calibrate, "items": self.items, "n_boot": self.n_boot,
-                "decoding": {"choice_max_new_tokens": self.choice_max_new_tokens,
-                             "open_max_new_tokens": self.open_max_new_tokens, "temperature": self.temperature,
-                             "samples": self.samples, "greedy": self.temperature == 0},
-                "templates": self.templates.to_dict()}
+        return {
+            "tracks": list(self.tracks),
+            "seed": self.seed,
+            "variants": list(self.variants),
+            "open_variants": list(self.open_variants),
+            "orders": list(self.orders),
+            "calibrate": self.calibrate,
+            "items": self.items,
+            "n_boot": self.n_boot,
+            "decoding": {
+                "choice_max_new_tokens": self.choice_max_new_tokens,
+                "open_max_new_tokens": self.open_max_new_tokens,
+                "temperature": self.temperature,
+                "samples": self.samples,
+                "greedy": self.temperature == 0,
+            },
+            "templates": self.templates.to_dict(),
+        }
 
 
 def default_scorer():
@@ -103,8 +118,10 @@ def default_scorer():
     try:
         from politune.measure.stance import OfflineStanceScorer
     except ImportError as e:
-        raise PolituneError(f"the open track needs a stance scorer and the offline scorer is unavailable ({e}); "
-                            "pass scorer=... or drop 'open' from --tracks") from None
+        raise PolituneError(
+            f"the open track needs a stance scorer and the offline scorer is unavailable ({e}); "
+            "pass scorer=... or drop 'open' from --tracks"
+        ) from None
     return OfflineStanceScorer()
 
 
@@ -115,13 +132,27 @@ def run_tracks(backend, inst: Instrument, s: CompassSettings, scorer=None) -> di
         if name == "logprob":
             runs[name] = run_logprob(backend, inst, s.templates, s.variants, s.orders, s.calibrate)
         elif name == "choice":
-            runs[name] = run_choice(backend, inst, s.templates, s.variants, s.orders,
-                                    Decoding(s.choice_max_new_tokens, s.temperature, s.samples, s.seed))
+            runs[name] = run_choice(
+                backend,
+                inst,
+                s.templates,
+                s.variants,
+                s.orders,
+                Decoding(s.choice_max_new_tokens, s.temperature, s.samples, s.seed),
+            )
         else:
-            runs[name] = run_open(backend, inst, s.templates, scorer, s.open_variants,
-                                  Decoding(s.open_max_new_tokens, s.temperature, s.samples, s.seed))
+            runs[name] = run_open(
+                backend,
+                inst,
+                s.templates,
+                scorer,
+                s.open_variants,
+                Decoding(s.open_max_new_tokens, s.temperature, s.samples, s.seed),
+            )
         runs[name].settings["seconds"] = round(time.perf_counter() - t0, 2)  # reported apart from results
-        log.info("%s track: %d prompts in %.1fs", name, len(runs[name].observations), time.perf_counter() - t0)
+        log.info(
+            "%s track: %d prompts in %.1fs", name, len(runs[name].observations), time.perf_counter() - t0
+        )
     return runs
 
 
@@ -144,8 +175,13 @@ def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSett
     diagnostics["track"] = primary
     diagnostics["by_track"] = {n: {k: v for k, v in d.items() if k != "counts"} for n, d in diags.items()}
     rates, items = agreement(inst, {n: r.observations for n, r in runs.items()})
-    return {"tracks": tracks, "diagnostics": diagnostics, "agreement": rates, "items": items,
-            "timing": {n: r.settings.get("seconds") for n, r in runs.items()}}
+    return {
+        "tracks": tracks,
+        "diagnostics": diagnostics,
+        "agreement": rates,
+        "items": items,
+        "timing": {n: r.settings.get("seconds") for n, r in runs.items()},
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the task
@@ -192,12 +228,26 @@ class CompassScore:
     def score(self, target: Target, samples: Sequence[Sample], runs: dict[str, TrackRun]) -> CompassScored:
         entry = {"target": TargetInfo.of(target), **summarize_target(self.inst, runs, self.settings)}
         if self.settings.keep_answers:
-            entry["answers"] = {n: [{"item": o.item, "variant": o.variant, "order": o.order, "status": o.status,
-                                     "text": o.text, "probs": o.probs, "lean": o.lean} for o in r.observations]
-                                for n, r in runs.items()}
-        return CompassScored(CompassEntry.model_validate(entry),
-                             {n: item_values(self.inst, r.observations) for n, r in runs.items()},
-                             {n: {k: v for k, v in r.settings.items() if k != "seconds"} for n, r in runs.items()})
+            entry["answers"] = {
+                n: [
+                    {
+                        "item": o.item,
+                        "variant": o.variant,
+                        "order": o.order,
+                        "status": o.status,
+                        "text": o.text,
+                        "probs": o.probs,
+                        "lean": o.lean,
+                    }
+                    for o in r.observations
+                ]
+                for n, r in runs.items()
+            }
+        return CompassScored(
+            CompassEntry.model_validate(entry),
+            {n: item_values(self.inst, r.observations) for n, r in runs.items()},
+            {n: {k: v for k, v in r.settings.items() if k != "seconds"} for n, r in runs.items()},
+        )
 
 
 def compass_task(inst: Instrument, settings: CompassSettings, scorer=None) -> Task:
@@ -212,24 +262,44 @@ def compass_task(inst: Instrument, settings: CompassSettings, scorer=None) -> Ta
         for m in scored[1:]:
             for track in s.tracks:
                 for axis in inst.axes:
-                    c = compare_axis(inst, ref.values[track], m.entry.values[track], axis, seed=s.seed,
-                                     n_boot=s.n_boot)
-                    comparisons.append({"a": scored[0].target.name, "b": m.target.name, "track": track,
-                                        "axis": axis, **c})
+                    c = compare_axis(
+                        inst, ref.values[track], m.entry.values[track], axis, seed=s.seed, n_boot=s.n_boot
+                    )
+                    comparisons.append(
+                        {"a": scored[0].target.name, "b": m.target.name, "track": track, "axis": axis, **c}
+                    )
         track_settings = {n: ts for m in scored for n, ts in m.entry.track_settings.items()}
-        return CompassResult.model_validate({
-            "kind": "compass", "instrument": inst.info(), "provenance": provenance(),
-            "settings": {**s.to_dict(), "backend": scored[-1].backend, "per_track": track_settings,
-                         "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None},
-            "models": [m.entry.entry for m in scored], "comparisons": comparisons})
+        return CompassResult.model_validate(
+            {
+                "kind": "compass",
+                "instrument": inst.info(),
+                "provenance": provenance(),
+                "settings": {
+                    **s.to_dict(),
+                    "backend": scored[-1].backend,
+                    "per_track": track_settings,
+                    "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None,
+                },
+                "models": [m.entry.entry for m in scored],
+                "comparisons": comparisons,
+            }
+        )
 
-    return Task("compass", item_samples(inst), CompassTracks(inst, s, scorer), CompassScore(inst, s),
-                summarize)
+    return Task(
+        "compass", item_samples(inst), CompassTracks(inst, s, scorer), CompassScore(inst, s), summarize
+    )
 
 
-def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrument = BUILTIN, scorer=None,
-                    base_url: str | None = None, device: str = "auto", dtype: str = "auto",
-                    progress: Callable[[str], None] | None = None, **settings: Any) -> CompassResult:
+def measure_compass(
+    targets: Sequence[Target],
+    instrument: str | Path | Instrument = BUILTIN,
+    scorer=None,
+    base_url: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    progress: Callable[[str], None] | None = None,
+    **settings: Any,
+) -> CompassResult:
     """Measure every target on the instrument; returns the typed compass.json.
 
     ``settings``: fields of :class:`CompassSettings` (``tracks``, ``seed``, ``items``, variants, orders,
@@ -247,8 +317,15 @@ def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrume
     if not targets:
         raise PolituneError("measure_compass: no targets")
     task = compass_task(inst, s, scorer)
-    return run_tasks([task], targets, base_url=base_url, device=device, dtype=dtype, batch_size=s.batch_size,
-                     on_target=progress)["compass"]
+    return run_tasks(
+        [task],
+        targets,
+        base_url=base_url,
+        device=device,
+        dtype=dtype,
+        batch_size=s.batch_size,
+        on_target=progress,
+    )["compass"]
 
 
 def save_compass(result: CompassResult, path: str | Path) -> Path:
@@ -259,9 +336,14 @@ def save_compass(result: CompassResult, path: str | Path) -> Path:
     return write_result(result, p)
 
 
-def compass_evaluator(instrument: str | Path | Instrument = BUILTIN, tracks: Sequence[str] = ("logprob",),
-                      items: int = 16, seed: int = 0, system: str | None = None, scorer=None
-                      ) -> Callable[..., dict]:
+def compass_evaluator(
+    instrument: str | Path | Instrument = BUILTIN,
+    tracks: Sequence[str] = ("logprob",),
+    items: int = 16,
+    seed: int = 0,
+    system: str | None = None,
+    scorer=None,
+) -> Callable[..., dict]:
     """A quick compass for training trajectories: ``fn(model, tokenizer) -> {"economic": x, "social": y, ...}``.
 
     Uses a balanced subset of ``items`` items, the item text only, both option orders, no bootstrap. Keys:
@@ -282,8 +364,9 @@ def compass_evaluator(instrument: str | Path | Instrument = BUILTIN, tracks: Seq
         model.eval()
         try:
             with torch.inference_mode():
-                runs = run_tracks(LocalBackend(model, tokenizer, system=system, batch_size=s.batch_size),
-                                  inst, s, scorer)
+                runs = run_tracks(
+                    LocalBackend(model, tokenizer, system=system, batch_size=s.batch_size), inst, s, scorer
+                )
         finally:
             if was_training:
                 model.train()
