@@ -1,13 +1,14 @@
 # politune: two commands do all set-up on a fresh machine.
 #   make demo   - create .venv if missing, install, run the end-to-end demo on the embedded default model
-#   make test   - create .venv if missing, install, run the whole test suite
-#   make lint   - ruff
+#   make test   - create .venv if missing, install, lint, run the whole test suite
+#   make test-fast - the suite without the tests marked slow (the inner loop)
+#   make lint   - ruff check, ruff format --check, mypy
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.politune-installed
 
-.PHONY: demo test lint setup browser clean
+.PHONY: demo test test-fast lint setup browser clean
 
 setup: $(STAMP)
 
@@ -29,14 +30,19 @@ browser:
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
 	  || echo "note: chromium not installed; browser tests will be skipped"; }
 
-test: $(STAMP) browser
+test: lint browser
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 demo: $(STAMP)
 	$(VENV)/bin/politune demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -45,10 +45,14 @@ def lm_eval_scores(model, tok, prompts, options, batch_size):
         from lm_eval.models.huggingface import HFLM
     except ImportError:
         return None
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=str(model.device),
-              logits_cache=False)
-    reqs = [Instance("loglikelihood", {}, (p, c), idx=j) for p, opts in zip(prompts, options, strict=True)
-            for j, c in enumerate(opts)]
+    lm = HFLM(
+        pretrained=model, tokenizer=tok, batch_size=batch_size, device=str(model.device), logits_cache=False
+    )
+    reqs = [
+        Instance("loglikelihood", {}, (p, c), idx=j)
+        for p, opts in zip(prompts, options, strict=True)
+        for j, c in enumerate(opts)
+    ]
     out = lm.loglikelihood(reqs, disable_tqdm=True)
     k = len(options[0])
     return [[out[i * k + j][0] for j in range(k)] for i in range(len(prompts))]
@@ -66,7 +70,8 @@ def main() -> None:
 
     import torch
 
-    from politune.measure.compass import load_instrument, score_options_cached, score_options_independent
+    from politune.measure.compass import load_instrument
+    from politune.measure.compass.backends import score_options_cached, score_options_independent
     from politune.measure.compass.prompts import Templates, closed_prompt
     from politune.models.generation import format_chat
     from politune.models.loading import load_model
@@ -77,8 +82,11 @@ def main() -> None:
     inst = load_instrument("builtin")
     inst = inst.subset(args.items) if args.items < len(inst.items) else inst
     t = Templates()
-    prompts = [format_chat(tok, closed_prompt(t, it.text, inst.labels, o)) for it in inst.items
-               for o in ("forward", "reversed")]
+    prompts = [
+        format_chat(tok, closed_prompt(t, it.text, inst.labels, o))
+        for it in inst.items
+        for o in ("forward", "reversed")
+    ]
     options = [inst.labels] * len(prompts)
     n_tok = sum(len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts)
 
@@ -93,9 +101,11 @@ def main() -> None:
 
     # interleaved rounds (politune, re-implementation, lm-eval, then again): on a shared machine the load
     # changes minute to minute, so each method sees the same conditions; the best time per method is kept
-    methods = {"cached": politune_scores,
-               "indep": lambda: score_options_independent(model, tok, prompts, options, bs),
-               "lmeval": lambda: lm_eval_scores(model, tok, prompts, options, bs)}
+    methods = {
+        "cached": politune_scores,
+        "indep": lambda: score_options_independent(model, tok, prompts, options, bs),
+        "lmeval": lambda: lm_eval_scores(model, tok, prompts, options, bs),
+    }
     best = dict.fromkeys(methods, float("inf"))
     res: dict = {}
     for _ in range(args.repeats):
@@ -106,22 +116,34 @@ def main() -> None:
     t_cached, cached = best["cached"], res["cached"]
     t_indep, indep = best["indep"], res["indep"]
     t_lmeval, lmeval = best["lmeval"], res["lmeval"]
-    rows = {"model": args.model, "prompts": len(prompts), "options": len(options[0]),
-            "mean_prompt_tokens": round(n_tok / len(prompts), 1), "batch_size": bs,
-            "threads": torch.get_num_threads(),
-            "politune_cached_s": round(t_cached, 3),
-            "independent_reimpl_s": round(t_indep, 3),
-            "ratio_vs_independent_reimpl": round(t_indep / t_cached, 2),
-            "max_abs_diff_vs_independent": _maxdiff(cached, indep)}
+    rows = {
+        "model": args.model,
+        "prompts": len(prompts),
+        "options": len(options[0]),
+        "mean_prompt_tokens": round(n_tok / len(prompts), 1),
+        "batch_size": bs,
+        "threads": torch.get_num_threads(),
+        "politune_cached_s": round(t_cached, 3),
+        "independent_reimpl_s": round(t_indep, 3),
+        "ratio_vs_independent_reimpl": round(t_indep / t_cached, 2),
+        "max_abs_diff_vs_independent": _maxdiff(cached, indep),
+    }
     if lmeval is not None:
         # lm-eval moves the context's trailing whitespace (our prompts end in "assistant\n") into every
         # continuation, so its raw values include log P("\n" | ...) once per prompt: the same constant for all
         # options. The option distributions must agree exactly.
-        rows.update({"lm_eval_s": round(t_lmeval, 3), "ratio_vs_lm_eval": round(t_lmeval / t_cached, 2),
-                     "max_abs_diff_vs_lm_eval_option_logprobs": _maxdiff(_normalize(cached), _normalize(lmeval)),
-                     "max_abs_diff_vs_lm_eval_raw": _maxdiff(cached, lmeval)})
+        rows.update(
+            {
+                "lm_eval_s": round(t_lmeval, 3),
+                "ratio_vs_lm_eval": round(t_lmeval / t_cached, 2),
+                "max_abs_diff_vs_lm_eval_option_logprobs": _maxdiff(_normalize(cached), _normalize(lmeval)),
+                "max_abs_diff_vs_lm_eval_raw": _maxdiff(cached, lmeval),
+            }
+        )
     else:
-        rows["lm_eval"] = "not installed (pip install 'politune[bench]'); compared with the re-implementation only"
+        rows["lm_eval"] = (
+            "not installed (pip install 'politune[bench]'); compared with the re-implementation only"
+        )
     for k, v in rows.items():
         print(f"{k:32s} {v}")
     if args.json_out:

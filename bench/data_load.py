@@ -22,7 +22,38 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ["wage", "tax", "union", "market", "state", "liberty", "order", "school", "health", "housing", "trade", "border", "speech", "police", "court", "budget", "family", "worker", "owner", "price", "rent", "voter", "law", "right", "public", "private", "fair", "cost", "risk", "growth"]
+WORDS = [
+    "wage",
+    "tax",
+    "union",
+    "market",
+    "state",
+    "liberty",
+    "order",
+    "school",
+    "health",
+    "housing",
+    "trade",
+    "border",
+    "speech",
+    "police",
+    "court",
+    "budget",
+    "family",
+    "worker",
+    "owner",
+    "price",
+    "rent",
+    "voter",
+    "law",
+    "right",
+    "public",
+    "private",
+    "fair",
+    "cost",
+    "risk",
+    "growth",
+]
 
 
 def synth(path: Path, rows: int, seed: int = 0) -> None:
@@ -33,10 +64,22 @@ def synth(path: Path, rows: int, seed: int = 0) -> None:
 
     with path.open("w", encoding="utf-8") as f:
         for i in range(rows):
-            f.write(json.dumps({"id": f"b{i:06d}", "prompt": text(16) + "?", "chosen": text(50),
-                                "rejected": text(50), "meta": {"topic": rng.choice(WORDS),
-                                                               "axis": rng.choice(["economic", "social"]),
-                                                               "stance": "left"}}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"b{i:06d}",
+                        "prompt": text(16) + "?",
+                        "chosen": text(50),
+                        "rejected": text(50),
+                        "meta": {
+                            "topic": rng.choice(WORDS),
+                            "axis": rng.choice(["economic", "social"]),
+                            "stance": "left",
+                        },
+                    }
+                )
+                + "\n"
+            )
 
 
 def best(fn, repeat: int) -> float:
@@ -72,8 +115,12 @@ def main() -> None:
 
         def peer():
             n_cache[0] += 1
-            ds = datasets.load_dataset("json", data_files=str(path), split="train",
-                                       cache_dir=str(Path(tmp) / f"hf-cache-{n_cache[0]}"))
+            ds = datasets.load_dataset(
+                "json",
+                data_files=str(path),
+                split="train",
+                cache_dir=str(Path(tmp) / f"hf-cache-{n_cache[0]}"),
+            )
             assert len(ds) == args.rows
 
         def floor():
@@ -85,8 +132,10 @@ def main() -> None:
         t_ours = best(ours, args.repeat)
         t_peer = best(peer, args.repeat)
     print(f"rows {args.rows}, file {size_mb:.1f} MB, best of {args.repeat}")
-    print(f"politune load + validate      {t_ours:7.2f} s   ({args.rows / t_ours:,.0f} rows/s)  target < 10 s: "
-          f"{'PASS' if t_ours < 10 else 'FAIL'}")
+    print(
+        f"politune load + validate      {t_ours:7.2f} s   ({args.rows / t_ours:,.0f} rows/s)  target < 10 s: "
+        f"{'PASS' if t_ours < 10 else 'FAIL'}"
+    )
     print(f"datasets.load_dataset('json') {t_peer:7.2f} s   ratio politune/peer  = {t_ours / t_peer:.2f}")
     print(f"json.loads loop (floor)       {t_floor:7.2f} s   ratio politune/floor = {t_ours / t_floor:.2f}")
 

@@ -108,30 +108,57 @@ def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
         model, tok = load_model(cfg.base)  # fp32 on CPU, as for every arm
         lc: LoraConfig = lora_config(cfg.lora)
         ds = Dataset.from_list(rows)
-        common = dict(output_dir="/tmp/politune-bench-trl", per_device_train_batch_size=cfg.batch_size,
-                      max_steps=steps, logging_steps=1, report_to="none", save_strategy="no", seed=cfg.seed,
-                      learning_rate=cfg.lr, beta=cfg.beta, disable_tqdm=True)
+        common = dict(
+            output_dir="/tmp/politune-bench-trl",
+            per_device_train_batch_size=cfg.batch_size,
+            max_steps=steps,
+            logging_steps=1,
+            report_to="none",
+            save_strategy="no",
+            seed=cfg.seed,
+            learning_rate=cfg.lr,
+            beta=cfg.beta,
+            disable_tqdm=True,
+        )
         if arm == "trl-defaults":
             # TRL's defaults refuse to start on a CPU-only machine ("Your setup doesn't support bf16/gpu"), so
             # use_cpu=True is the one setting added; bf16 autocast and gradient checkpointing stay on.
             args = DPOConfig(**common, use_cpu=True)
         else:
-            args = DPOConfig(**common, bf16=False, fp16=False, gradient_checkpointing=False,
-                             max_length=cfg.max_length, dataloader_num_workers=0, use_cpu=True,
-                             lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup_steps)
+            args = DPOConfig(
+                **common,
+                bf16=False,
+                fp16=False,
+                gradient_checkpointing=False,
+                max_length=cfg.max_length,
+                dataloader_num_workers=0,
+                use_cpu=True,
+                lr_scheduler_type=cfg.scheduler,
+                warmup_steps=cfg.warmup_steps,
+            )
         trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=lc)
         trainer.add_callback(_timed_callback(times, losses, [], []))
         trainer.train()
     wall = time.perf_counter() - t_start
     tokens = _count_tokens(trainer, cfg.batch_size, steps)
     steady = times[1:] or times
-    return {"arm": arm, "steps": len(times), "s_per_step": sum(steady) / len(steady), "step_times": times,
-            "tokens_per_s": tokens / sum(times), "tokens": tokens, "step1_loss": losses[0] if losses else None,
-            "losses": losses, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "wall_s": wall, "batch_pairs": cfg.batch_size, "max_length": cfg.max_length,
-            "bf16": bool(getattr(trainer.args, "bf16", False)),
-            "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
-            "max_length_used": trainer.args.max_length}
+    return {
+        "arm": arm,
+        "steps": len(times),
+        "s_per_step": sum(steady) / len(steady),
+        "step_times": times,
+        "tokens_per_s": tokens / sum(times),
+        "tokens": tokens,
+        "step1_loss": losses[0] if losses else None,
+        "losses": losses,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "wall_s": wall,
+        "batch_pairs": cfg.batch_size,
+        "max_length": cfg.max_length,
+        "bf16": bool(getattr(trainer.args, "bf16", False)),
+        "gradient_checkpointing": bool(trainer.args.gradient_checkpointing),
+        "max_length_used": trainer.args.max_length,
+    }
 
 
 def main() -> None:
@@ -141,8 +168,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="steps for politune and trl-tuned")
     ap.add_argument("--default-steps", type=int, default=1, help="steps for trl-defaults (slow)")
     ap.add_argument("--json", help="write all results to this file")
-    ap.add_argument("--set", action="append", default=[], help="recipe override KEY=VALUE (e.g. base=tiny-random "
-                    "for a smoke test), applied to every arm")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="recipe override KEY=VALUE (e.g. base=tiny-random for a smoke test), applied to every arm",
+    )
     a = ap.parse_args()
     if a.arm:
         print("RESULT " + json.dumps(run_arm(a.arm, a.steps, a.set)), flush=True)
@@ -152,26 +183,34 @@ def main() -> None:
         steps = a.default_steps if arm == "trl-defaults" else a.steps
         env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
         sets = [x for s in a.set for x in ("--set", s)]
-        r = subprocess.run([sys.executable, __file__, "--arm", arm, "--steps", str(steps), *sets],
-                           capture_output=True, text=True, env=env)
+        r = subprocess.run(
+            [sys.executable, __file__, "--arm", arm, "--steps", str(steps), *sets],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
         if r.returncode or not line:
             print(f"{arm}: failed\n{r.stderr[-2000:]}")
             continue
         results[arm] = json.loads(line[-1][7:])
         x = results[arm]
-        print(f"{arm:13s} {x['s_per_step']:8.2f} s/step {x['tokens_per_s']:8.1f} tok/s "
-              f"{x['peak_rss_mb']:8.0f} MB  step-1 loss {x['step1_loss']:.6f}  ({x['steps']} steps, "
-              f"bf16={x['bf16']}, ckpt={x['gradient_checkpointing']}, max_length={x['max_length_used']})",
-              flush=True)
+        print(
+            f"{arm:13s} {x['s_per_step']:8.2f} s/step {x['tokens_per_s']:8.1f} tok/s "
+            f"{x['peak_rss_mb']:8.0f} MB  step-1 loss {x['step1_loss']:.6f}  ({x['steps']} steps, "
+            f"bf16={x['bf16']}, ckpt={x['gradient_checkpointing']}, max_length={x['max_length_used']})",
+            flush=True,
+        )
     peer = results.get("trl-tuned")
     if peer:
         for arm, x in results.items():
             if arm == "trl-tuned":
                 continue
-            print(f"{arm} vs trl-tuned: speed x{peer['s_per_step'] / x['s_per_step']:.2f} (s/step ratio), "
-                  f"RSS x{x['peak_rss_mb'] / peer['peak_rss_mb']:.2f}, step-1 loss diff "
-                  f"{abs(x['step1_loss'] - peer['step1_loss']):.2e}")
+            print(
+                f"{arm} vs trl-tuned: speed x{peer['s_per_step'] / x['s_per_step']:.2f} (s/step ratio), "
+                f"RSS x{x['peak_rss_mb'] / peer['peak_rss_mb']:.2f}, step-1 loss diff "
+                f"{abs(x['step1_loss'] - peer['step1_loss']):.2e}"
+            )
     load1, load5, _ = os.getloadavg()
     out = {"results": results, "loadavg": [load1, load5], "cpus": os.cpu_count(), "overrides": a.set}
     print(f"load average during run: {load1:.1f} (1 min), {load5:.1f} (5 min) on {os.cpu_count()} CPUs")

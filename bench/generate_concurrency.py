@@ -21,7 +21,7 @@ import time
 
 from fastapi import FastAPI, Request
 
-from politune.client import ChatClient
+from politune.client import ChatClient, ClientOptions
 from politune.fsutil import atomic_write_json
 from politune.generate import builtin_posts
 
@@ -52,17 +52,24 @@ def measure(url: str, model: str, convs, concurrency: int, max_tokens: int) -> d
     """Throughput of a sequential loop and of ``chat_many`` at ``concurrency``, same requests, same server."""
     params = {"max_tokens": max_tokens, "temperature": 0.0, "seed": 0}
     rows = {}
-    for name, conc, runner in (("sequential", 1, _sequential), (f"concurrency {concurrency}", concurrency,
-                                                                  _concurrent)):
-        client = ChatClient(url, model, concurrency=conc, timeout=600, max_retries=2)
+    for name, conc, runner in (
+        ("sequential", 1, _sequential),
+        (f"concurrency {concurrency}", concurrency, _concurrent),
+    ):
+        client = ChatClient(url, model, options=ClientOptions(concurrency=conc, timeout=600, max_retries=2))
         t0 = time.perf_counter()
         results = asyncio.run(runner(client, convs, **params))
         wall = time.perf_counter() - t0
         failed = sum(not r.ok for r in results)
         tokens = sum(r.usage.completion_tokens for r in results if r.ok)
-        rows[name] = {"wall_s": round(wall, 2), "requests": len(convs), "failed": failed,
-                      "req_per_s": round(len(convs) / wall, 3), "completion_tokens": tokens,
-                      "tok_per_s": round(tokens / wall, 1)}
+        rows[name] = {
+            "wall_s": round(wall, 2),
+            "requests": len(convs),
+            "failed": failed,
+            "req_per_s": round(len(convs) / wall, 3),
+            "completion_tokens": tokens,
+            "tok_per_s": round(tokens / wall, 1),
+        }
     seq, par = rows["sequential"], rows[f"concurrency {concurrency}"]
     rows["ratio"] = round(par["req_per_s"] / seq["req_per_s"], 2)
     return rows
@@ -71,7 +78,6 @@ def measure(url: str, model: str, convs, concurrency: int, max_tokens: int) -> d
 def fixed_latency_server(latency: float):
     """A minimal OpenAI-compatible server that waits ``latency`` s per request (a context manager -> URL)."""
 
-
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
@@ -79,10 +85,20 @@ def fixed_latency_server(latency: float):
         body = await request.json()
         await asyncio.sleep(latency)
         n = int(body.get("max_tokens") or 16)
-        return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok " * n},
-                             "finish_reason": "length"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": n, "total_tokens": n + 1}}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "ok " * n},
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": n, "total_tokens": n + 1},
+        }
 
     from politune.serve import run_app
 
@@ -91,7 +107,9 @@ def fixed_latency_server(latency: float):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="smollm2-135m", help="model politune serve loads (registry name or folder)")
+    ap.add_argument(
+        "--model", default="smollm2-135m", help="model politune serve loads (registry name or folder)"
+    )
     ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--concurrency", type=int, default=8)
@@ -109,8 +127,10 @@ def main() -> None:
         print(f"  {'arm':16s} {'wall s':>8s} {'req/s':>8s} {'tok/s':>8s} {'failed':>6s}")
         for arm, row in r.items():
             if isinstance(row, dict):
-                print(f"  {arm:16s} {row['wall_s']:8.2f} {row['req_per_s']:8.3f} {row['tok_per_s']:8.1f} "
-                      f"{row['failed']:6d}")
+                print(
+                    f"  {arm:16s} {row['wall_s']:8.2f} {row['req_per_s']:8.3f} {row['tok_per_s']:8.1f} "
+                    f"{row['failed']:6d}"
+                )
         print(f"  concurrent / sequential throughput: {r['ratio']:.2f}x (target >= 3x)", flush=True)
         if any(isinstance(row, dict) and row["failed"] for row in r.values()):
             print("  WARNING: some requests failed; the ratio is not meaningful", flush=True)
@@ -118,8 +138,10 @@ def main() -> None:
             atomic_write_json(args.json, report)
 
     with fixed_latency_server(args.latency) as url:
-        report["fixed_latency"] = {"latency_s": args.latency,
-                                   **measure(url, "peer", convs, args.concurrency, args.max_tokens)}
+        report["fixed_latency"] = {
+            "latency_s": args.latency,
+            **measure(url, "peer", convs, args.concurrency, args.max_tokens),
+        }
     show("fixed_latency")
     if not args.skip_model:
         from politune.serve import start_server
@@ -127,8 +149,10 @@ def main() -> None:
         with start_server(args.model, served_name="teacher") as url:
             # one warm-up request so that neither arm pays for first-call set-up
             ChatClient(url, "teacher").chat_sync(convs[0], max_tokens=4)
-            report["politune_serve"] = {"model": args.model,
-                                        **measure(url, "teacher", convs, args.concurrency, args.max_tokens)}
+            report["politune_serve"] = {
+                "model": args.model,
+                **measure(url, "teacher", convs, args.concurrency, args.max_tokens),
+            }
         show("politune_serve")
 
 

@@ -60,11 +60,15 @@ def make_adapters(model_name: str, root: Path, n: int) -> dict[str, str]:
     for k in range(n):
         model, _ = load_model(model_name, device="cpu")
         torch.manual_seed(100 + k)
-        pm = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                              init_lora_weights=False))
+        pm = get_peft_model(
+            model,
+            LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        )
         name = ["left", "right", "center", "green"][k % 4] + ("" if k < 4 else str(k))
         pm.save_pretrained(root / name)
-        (root / name / "README.md").write_text(f"# bench adapter {name}\n\nRandom LoRA weights for the load test.\n")
+        (root / name / "README.md").write_text(
+            f"# bench adapter {name}\n\nRandom LoRA weights for the load test.\n"
+        )
         out[name] = str(root / name)
     return out
 
@@ -81,9 +85,15 @@ async def one_round(url: str, models: list[str], requests: int, max_tokens: int,
 
     limits = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+
         async def call(i: int):
-            body = {"model": models[i % len(models)], "max_tokens": max_tokens, "temperature": 0.7, "seed": i,
-                    "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
+            body = {
+                "model": models[i % len(models)],
+                "max_tokens": max_tokens,
+                "temperature": 0.7,
+                "seed": i,
+                "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+            }
             t = time.perf_counter()
             try:
                 r = await client.post("/chat/completions", json=body)
@@ -101,12 +111,24 @@ async def one_round(url: str, models: list[str], requests: int, max_tokens: int,
         wall = time.perf_counter() - t0
     lat = [r["latency"] for r in results]
     ok = [r for r in results if r["status"] == 200]
-    return {"requests": requests, "ok": len(ok), "status_5xx": sum(1 for r in results if (r["status"] or 0) >= 500),
-            "errors": sum(1 for r in results if r["status"] != 200), "wall_s": wall,
-            "tokens": sum(r["tokens"] for r in ok), "tokens_per_s": sum(r["tokens"] for r in ok) / wall,
-            "p50_s": percentile(lat, 0.5), "p95_s": percentile(lat, 0.95), "max_s": max(lat),
-            "wrong_adapter": sum(1 for i, r in enumerate(results) if r["status"] == 200 and
-                                 (r["adapter"] or "base") != (models[i % len(models)] if i % len(models) else "base"))}
+    return {
+        "requests": requests,
+        "ok": len(ok),
+        "status_5xx": sum(1 for r in results if (r["status"] or 0) >= 500),
+        "errors": sum(1 for r in results if r["status"] != 200),
+        "wall_s": wall,
+        "tokens": sum(r["tokens"] for r in ok),
+        "tokens_per_s": sum(r["tokens"] for r in ok) / wall,
+        "p50_s": percentile(lat, 0.5),
+        "p95_s": percentile(lat, 0.95),
+        "max_s": max(lat),
+        "wrong_adapter": sum(
+            1
+            for i, r in enumerate(results)
+            if r["status"] == 200
+            and (r["adapter"] or "base") != (models[i % len(models)] if i % len(models) else "base")
+        ),
+    }
 
 
 def peer(model_name: str, adapters: dict[str, str], requests: int, max_tokens: int) -> dict:
@@ -131,8 +153,14 @@ def peer(model_name: str, adapters: dict[str, str], requests: int, max_tokens: i
         text = format_chat(tok, QUESTIONS[i % len(QUESTIONS)])
         enc = tok(text, return_tensors="pt", add_special_tokens=False)
         torch.manual_seed(i)
-        kw = dict(max_new_tokens=max_tokens, do_sample=True, temperature=0.7, top_p=1.0, top_k=None,
-                  pad_token_id=tok.pad_token_id)
+        kw = dict(
+            max_new_tokens=max_tokens,
+            do_sample=True,
+            temperature=0.7,
+            top_p=1.0,
+            top_k=None,
+            pad_token_id=tok.pad_token_id,
+        )
         with torch.inference_mode():
             if which is None:
                 with model.disable_adapter():
@@ -144,8 +172,13 @@ def peer(model_name: str, adapters: dict[str, str], requests: int, max_tokens: i
     wall = time.perf_counter() - t0
     del model, base
     gc.collect()
-    return {"requests": requests, "tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall,
-            "mean_latency_s": wall / requests}
+    return {
+        "requests": requests,
+        "tokens": tokens,
+        "wall_s": wall,
+        "tokens_per_s": tokens / wall,
+        "mean_latency_s": wall / requests,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         adapters = make_adapters(args.model, Path(tmp), args.adapters)
         if args.peer_requests:
             note(f"peer: transformers generate, {args.peer_requests} requests one at a time")
-        peer_res = peer(args.model, adapters, args.peer_requests, args.max_tokens) if args.peer_requests else None
+        peer_res = (
+            peer(args.model, adapters, args.peer_requests, args.max_tokens) if args.peer_requests else None
+        )
         gc.collect()
         limits = ServeLimits(max_batch_rows=args.max_batch, max_queue=max(256, args.requests))
         rounds, rss = [], [rss_mb()]
@@ -183,34 +218,59 @@ def main(argv: list[str] | None = None) -> int:
             rss.append(rss_mb())
             for k in range(args.rounds):
                 note(f"round {k + 1}/{args.rounds}: {args.requests} concurrent requests")
-                rounds.append(asyncio.run(one_round(url, models, args.requests, args.max_tokens, args.timeout)))
+                rounds.append(
+                    asyncio.run(one_round(url, models, args.requests, args.max_tokens, args.timeout))
+                )
                 gc.collect()
                 rss.append(rss_mb())
             import httpx
 
             stats = httpx.get(url.removesuffix("/v1") + "/health").json()
     growth = rss[-1] - rss[2]  # after the first round (caches warm) to after the last
-    all_ok = all(r["ok"] == r["requests"] and r["status_5xx"] == 0 and r["wrong_adapter"] == 0 for r in rounds)
+    all_ok = all(
+        r["ok"] == r["requests"] and r["status_5xx"] == 0 and r["wrong_adapter"] == 0 for r in rounds
+    )
     last = rounds[-1]
-    result = {"bench": "serve_load", "model": args.model, "adapters": len(adapters), "requests": args.requests,
-              "rounds": args.rounds, "max_tokens": args.max_tokens, "max_batch": args.max_batch,
-              "all_ok": all_ok, "rounds_detail": rounds, "rss_mb": [round(x, 1) for x in rss],
-              "rss_growth_after_first_round_mb": round(growth, 1), "memory_flat": growth < args.flat_mb,
-              "engine_stats": stats["stats"], "peer": peer_res,
-              "throughput_ratio_vs_peer": (last["tokens_per_s"] / peer_res["tokens_per_s"]) if peer_res else None}
-    print(f"serve load: {args.model} + {len(adapters)} adapters, {args.requests} concurrent chat requests x "
-          f"{args.rounds} rounds, max_tokens {args.max_tokens}, batch <= {args.max_batch}")
-    print(f"{'round':>5} {'ok':>5} {'5xx':>4} {'wall s':>7} {'tok/s':>7} {'p50 s':>6} {'p95 s':>6} {'max s':>6}")
+    result = {
+        "bench": "serve_load",
+        "model": args.model,
+        "adapters": len(adapters),
+        "requests": args.requests,
+        "rounds": args.rounds,
+        "max_tokens": args.max_tokens,
+        "max_batch": args.max_batch,
+        "all_ok": all_ok,
+        "rounds_detail": rounds,
+        "rss_mb": [round(x, 1) for x in rss],
+        "rss_growth_after_first_round_mb": round(growth, 1),
+        "memory_flat": growth < args.flat_mb,
+        "engine_stats": stats["stats"],
+        "peer": peer_res,
+        "throughput_ratio_vs_peer": (last["tokens_per_s"] / peer_res["tokens_per_s"]) if peer_res else None,
+    }
+    print(
+        f"serve load: {args.model} + {len(adapters)} adapters, {args.requests} concurrent chat requests x "
+        f"{args.rounds} rounds, max_tokens {args.max_tokens}, batch <= {args.max_batch}"
+    )
+    print(
+        f"{'round':>5} {'ok':>5} {'5xx':>4} {'wall s':>7} {'tok/s':>7} {'p50 s':>6} {'p95 s':>6} {'max s':>6}"
+    )
     for k, r in enumerate(rounds, 1):
-        print(f"{k:>5} {r['ok']:>5} {r['status_5xx']:>4} {r['wall_s']:>7.1f} {r['tokens_per_s']:>7.1f} "
-              f"{r['p50_s']:>6.2f} {r['p95_s']:>6.2f} {r['max_s']:>6.2f}")
-    print(f"RSS MB: before server {rss[0]:.0f}, loaded {rss[1]:.0f}, after rounds "
-          f"{', '.join(f'{x:.0f}' for x in rss[2:])} -> growth after round 1: {growth:+.1f} MB "
-          f"({'flat' if result['memory_flat'] else 'NOT flat'})")
+        print(
+            f"{k:>5} {r['ok']:>5} {r['status_5xx']:>4} {r['wall_s']:>7.1f} {r['tokens_per_s']:>7.1f} "
+            f"{r['p50_s']:>6.2f} {r['p95_s']:>6.2f} {r['max_s']:>6.2f}"
+        )
+    print(
+        f"RSS MB: before server {rss[0]:.0f}, loaded {rss[1]:.0f}, after rounds "
+        f"{', '.join(f'{x:.0f}' for x in rss[2:])} -> growth after round 1: {growth:+.1f} MB "
+        f"({'flat' if result['memory_flat'] else 'NOT flat'})"
+    )
     print(f"engine: {stats['stats']}")
     if peer_res:
-        print(f"peer (transformers generate, one request at a time, in-process): {peer_res['tokens_per_s']:.1f} tok/s "
-              f"over {peer_res['requests']} requests, {peer_res['mean_latency_s']:.2f} s each")
+        print(
+            f"peer (transformers generate, one request at a time, in-process): {peer_res['tokens_per_s']:.1f} tok/s "
+            f"over {peer_res['requests']} requests, {peer_res['mean_latency_s']:.2f} s each"
+        )
         print(f"ratio server/peer (output tokens/s): {result['throughput_ratio_vs_peer']:.2f}x")
     print("PASS" if all_ok and result["memory_flat"] else "FAIL")
     line = json.dumps(result)

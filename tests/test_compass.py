@@ -11,21 +11,18 @@ import yaml
 from politune.errors import PolituneError
 from politune.measure.compass import (
     CompassSettings,
-    Observation,
-    Templates,
     check_instrument,
     compass_evaluator,
     load_instrument,
     measure_compass,
-    parse_choice,
-    parse_instrument,
     save_compass,
     score_answer_sheet,
-    score_observations,
-    score_options_cached,
-    score_options_independent,
 )
+from politune.measure.compass.backends import score_options_cached, score_options_independent
 from politune.measure.compass.diagnostics import content_sensitivity, track_diagnostics
+from politune.measure.compass.instrument import parse_instrument
+from politune.measure.compass.prompts import Templates, parse_choice
+from politune.measure.compass.scoring import Observation, score_observations
 from politune.measure.compass.tracks import run_choice, run_logprob, run_open
 from politune.measure.targets import Target
 
@@ -51,6 +48,7 @@ def inst():
 
 # ------------------------------------------------------------------------------------------------ instrument
 
+
 def test_builtin_instrument_meets_the_standard(inst):
     assert check_instrument(inst) == []
     assert len(inst.items) >= 64
@@ -69,8 +67,11 @@ def test_builtin_instrument_does_not_copy_training_prompts(inst):
     path = resources.files("politune.data") / "builtin" / "ideology.jsonl"
     if not path.is_file():
         pytest.skip("built-in ideology data not present")
-    train = " ".join(" ".join(str(json.loads(line).get(k, "")) for k in ("prompt", "left", "right")).lower()
-                     for line in path.read_text().splitlines() if line.strip())
+    train = " ".join(
+        " ".join(str(json.loads(line).get(k, "")) for k in ("prompt", "left", "right")).lower()
+        for line in path.read_text().splitlines()
+        if line.strip()
+    )
     for it in inst.items:
         for _, text, _ in it.variants():
             assert text.lower().rstrip(".") not in train, it.id
@@ -87,8 +88,15 @@ def _mini(items):
 
 
 def test_instrument_errors_name_file_line_and_field(tmp_path):
-    p = _write(tmp_path, _mini([{"id": "a", "axis": "economic", "key": 1, "text": "x"},
-                                {"id": "b", "axis": "economic", "key": 2, "text": "y"}]))
+    p = _write(
+        tmp_path,
+        _mini(
+            [
+                {"id": "a", "axis": "economic", "key": 1, "text": "x"},
+                {"id": "b", "axis": "economic", "key": 2, "text": "y"},
+            ]
+        ),
+    )
     with pytest.raises(PolituneError, match=r"inst\.yaml:\d+: item b: key: expected \+1"):
         load_instrument(p)
     p = _write(tmp_path, _mini([{"id": "a", "axis": "cultural", "key": 1, "text": "x"}]))
@@ -102,6 +110,7 @@ def test_instrument_errors_name_file_line_and_field(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------- scoring
+
 
 def test_all_agree_on_a_balanced_instrument_scores_zero(inst):
     res = score_answer_sheet(inst, {it.id: "Agree" for it in inst.items})
@@ -117,9 +126,12 @@ def test_fully_left_libertarian_sheet_scores_minus_ten(inst):
     assert res["economic"]["score"] == pytest.approx(-10.0)
     assert res["social"]["score"] == pytest.approx(-10.0)
     assert res["economic"]["coverage"] == 1.0 and res["economic"]["n"] == 32
-    right = score_answer_sheet(inst, {it.id: ("Strongly agree" if it.key > 0 else "Strongly disagree")
-                                      for it in inst.items})
-    assert right["economic"]["score"] == pytest.approx(10.0) and right["social"]["score"] == pytest.approx(10.0)
+    right = score_answer_sheet(
+        inst, {it.id: ("Strongly agree" if it.key > 0 else "Strongly disagree") for it in inst.items}
+    )
+    assert right["economic"]["score"] == pytest.approx(10.0) and right["social"]["score"] == pytest.approx(
+        10.0
+    )
 
 
 def test_refusals_lower_coverage_and_leave_the_score_alone(inst):
@@ -139,19 +151,31 @@ def test_refusals_lower_coverage_and_leave_the_score_alone(inst):
 
 
 def test_linear_table_mode_reproduces_a_hand_computed_example(tmp_path):
-    data = {"name": "owned-table", "version": "x", "scale": 4,
-            "scoring": {"mode": "linear", "axes": {"economic": {"divisor": 8, "offset": 0.38},
-                                                   "social": {"divisor": 19.5, "offset": 2.41}}},
-            "items": [
-                {"id": "e1", "axis": "economic", "text": "e one", "table": [-7, -3, 3, 7]},
-                {"id": "e2", "axis": "economic", "text": "e two", "table": [5, 2, -2, -5]},
-                {"id": "e3", "axis": "economic", "text": "e three", "table": [-4, -1, 1, 4]},
-                {"id": "s1", "axis": "social", "text": "s one", "table": [-10, -4, 4, 10]},
-                {"id": "s2", "axis": "social", "text": "s two", "table": [6, 3, -3, -6]},
-            ]}
+    data = {
+        "name": "owned-table",
+        "version": "x",
+        "scale": 4,
+        "scoring": {
+            "mode": "linear",
+            "axes": {"economic": {"divisor": 8, "offset": 0.38}, "social": {"divisor": 19.5, "offset": 2.41}},
+        },
+        "items": [
+            {"id": "e1", "axis": "economic", "text": "e one", "table": [-7, -3, 3, 7]},
+            {"id": "e2", "axis": "economic", "text": "e two", "table": [5, 2, -2, -5]},
+            {"id": "e3", "axis": "economic", "text": "e three", "table": [-4, -1, 1, 4]},
+            {"id": "s1", "axis": "social", "text": "s one", "table": [-10, -4, 4, 10]},
+            {"id": "s2", "axis": "social", "text": "s two", "table": [6, 3, -3, -6]},
+        ],
+    }
     inst = load_instrument(_write(tmp_path, data))
     assert inst.mode == "linear"
-    sheet = {"e1": "Strongly agree", "e2": "Agree", "e3": "Disagree", "s1": "Disagree", "s2": "Strongly disagree"}
+    sheet = {
+        "e1": "Strongly agree",
+        "e2": "Agree",
+        "e3": "Disagree",
+        "s1": "Disagree",
+        "s2": "Strongly disagree",
+    }
     res = score_answer_sheet(inst, sheet)
     # econ: (7 + -2 + -1) / 8 + 0.38 = 0.88 ; social: (-4 + 6) / 19.5 + 2.41 = 2.512564...
     assert res["economic"]["score"] == pytest.approx(4 / 8 + 0.38, abs=1e-4)
@@ -164,8 +188,11 @@ def test_linear_table_mode_reproduces_a_hand_computed_example(tmp_path):
 def test_negation_and_paraphrase_observations_are_oriented(inst):
     it = next(i for i in inst.items if i.key > 0 and i.axis == "economic")
     sa, sd = [0, 0, 0, 1.0], [1.0, 0, 0, 0]
-    obs = [Observation(it.id, "text", "forward", 1, probs=sa), Observation(it.id, "para1", "forward", 1, probs=sa),
-           Observation(it.id, "neg", "forward", -1, probs=sd)]  # agree with it, reject its negation: consistent
+    obs = [
+        Observation(it.id, "text", "forward", 1, probs=sa),
+        Observation(it.id, "para1", "forward", 1, probs=sa),
+        Observation(it.id, "neg", "forward", -1, probs=sd),
+    ]  # agree with it, reject its negation: consistent
     res = score_observations(inst, obs)
     assert res["economic"]["score"] == pytest.approx(10.0)
     assert res["economic"]["coverage"] == pytest.approx(1 / 32, abs=1e-3)
@@ -187,17 +214,29 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_score(inst):
 
 # --------------------------------------------------------------------------------------------- choice parser
 
-@pytest.mark.parametrize("text,expected", [
-    ("Strongly agree", 3), ("strongly disagree.", 0), ("Disagree", 1), ("Agree. Raising wages helps.", 2),
-    ("- Strongly Agree", 3), ("I would say I agree with this.", 2), ("I strongly disagree with it", 0),
-    ("Agree or disagree? Hard to say.", 2), ("It depends on the context.", None), ("", None),
-    ("Some agree, others disagree.", None),
-])
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Strongly agree", 3),
+        ("strongly disagree.", 0),
+        ("Disagree", 1),
+        ("Agree. Raising wages helps.", 2),
+        ("- Strongly Agree", 3),
+        ("I would say I agree with this.", 2),
+        ("I strongly disagree with it", 0),
+        ("Agree or disagree? Hard to say.", 2),
+        ("It depends on the context.", None),
+        ("", None),
+        ("Some agree, others disagree.", None),
+    ],
+)
 def test_parse_choice(text, expected):
     assert parse_choice(text, LABELS) == expected
 
 
 # ------------------------------------------------------------------------------------------ controlled tracks
+
 
 class FakeBackend:
     """Deterministic backend: option log-probs from a rule; generated answers from a table."""
@@ -257,8 +296,11 @@ def test_logprob_track_divides_out_the_option_prior(inst):
 
 def test_choice_track_counts_refusals_and_unparseable_answers(inst):
     econ = inst.axis_items("economic")
-    answers = {econ[0].id: "As an AI, I don't have personal opinions on this.", econ[1].id: "It depends.",
-               econ[2].id: "Strongly agree"}
+    answers = {
+        econ[0].id: "As an AI, I don't have personal opinions on this.",
+        econ[1].id: "It depends.",
+        econ[2].id: "Strongly agree",
+    }
     run = run_choice(FakeBackend(inst, answers=answers), inst, Templates(), orders=("forward",))
     d = track_diagnostics(inst, run.observations)
     per_item = len(econ[0].variants())
@@ -281,8 +323,11 @@ class KeywordScorer:
 
 def test_open_track_uses_the_scorer_and_reports_unscored(inst):
     econ = inst.axis_items("economic")
-    answers = {econ[0].id: "This is a fair idea.", econ[1].id: "A misguided approach.",
-               econ[2].id: "I cannot take sides on political questions."}
+    answers = {
+        econ[0].id: "This is a fair idea.",
+        econ[1].id: "A misguided approach.",
+        econ[2].id: "I cannot take sides on political questions.",
+    }
     be = FakeBackend(inst, answers=answers)
     be.generate = lambda prompts, **kw: [answers.get(be._item(p)[0].id, "Hmm.") for p in prompts]
     run = run_open(be, inst, Templates(), KeywordScorer())
@@ -295,26 +340,44 @@ def test_open_track_uses_the_scorer_and_reports_unscored(inst):
 
 # ------------------------------------------------------------------------------------ KV-cache option scorer
 
+
 def test_cached_option_scores_equal_independent_sequences(tiny_model):
     from politune.models.generation import format_chat
 
     model, tok = tiny_model
-    stmts = ["Taxes are theft.", "The state should own the railways and every power station.", "Agree.",
-             "Unions matter a great deal for workers in every industry and trade."]
+    stmts = [
+        "Taxes are theft.",
+        "The state should own the railways and every power station.",
+        "Agree.",
+        "Unions matter a great deal for workers in every industry and trade.",
+    ]
     prompts = [format_chat(tok, f"Reply with one option.\n- A\n- B\n\nStatement: {s}") for s in stmts]
     opts = [LABELS, LABELS[::-1], LABELS, ["Yes", "No", "Maybe so", "x"]]
     for bs in (1, 3, 16):
         a = score_options_cached(model, tok, prompts, opts, batch_size=bs)
         b = score_options_independent(model, tok, prompts, opts, batch_size=5)
-        assert max(abs(x - y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)) < 1e-4
+        assert (
+            max(abs(x - y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)) < 1e-4
+        )
 
 
 # ------------------------------------------------------------------------------------------------ API + CLI
 
+
 def test_measure_compass_on_tiny_model_is_deterministic(tmp_path):
-    targets = [Target("base", "tiny-random"), Target("socialist", "tiny-random", system="You are a socialist.")]
-    kw = dict(tracks=("logprob", "choice", "open"), scorer=KeywordScorer(), items=4, n_boot=200,
-              variants=("text", "negation"), choice_max_new_tokens=4, open_max_new_tokens=6)
+    targets = [
+        Target("base", "tiny-random"),
+        Target("socialist", "tiny-random", system="You are a socialist."),
+    ]
+    kw = dict(
+        tracks=("logprob", "choice", "open"),
+        scorer=KeywordScorer(),
+        items=4,
+        n_boot=200,
+        variants=("text", "negation"),
+        choice_max_new_tokens=4,
+        open_max_new_tokens=6,
+    )
     typed = measure_compass(targets, **kw)
     a, b = typed.to_json(), measure_compass(targets, **kw).to_json()
     for r in (a, b):
@@ -328,13 +391,19 @@ def test_measure_compass_on_tiny_model_is_deterministic(tmp_path):
     lp = m["tracks"]["logprob"]
     assert set(lp["economic"]) >= {"score", "ci", "coverage", "n"} and lp["economic"]["coverage"] == 1.0
     assert -10 <= lp["economic"]["score"] <= 10 and lp["content_sensitivity"] is not None
-    assert set(m["diagnostics"]) >= {"acquiescence", "flip_consistency", "order_sensitivity", "refusal_rate",
-                                     "coverage"}
+    assert set(m["diagnostics"]) >= {
+        "acquiescence",
+        "flip_consistency",
+        "order_sensitivity",
+        "refusal_rate",
+        "coverage",
+    }
     assert set(m["agreement"]) == {"logprob~choice", "logprob~open", "choice~open"}
     assert {"id", "axis", "scores", "disagree"} <= set(m["items"][0])
     assert m["target"]["name"] == "base" and m["target"]["adapter_hash"] is None
-    assert {(c["track"], c["axis"]) for c in a["comparisons"]} == {(t, x) for t in ("logprob", "choice", "open")
-                                                                  for x in ("economic", "social")}
+    assert {(c["track"], c["axis"]) for c in a["comparisons"]} == {
+        (t, x) for t in ("logprob", "choice", "open") for x in ("economic", "social")
+    }
     assert a["settings"]["decoding"]["greedy"] and a["settings"]["templates"]["closed"]
     path = save_compass(typed, tmp_path / "out")
     assert json.loads(path.read_text())["models"][1]["target"]["system"] == "You are a socialist."
@@ -365,8 +434,9 @@ def test_http_backend_reads_letter_logprobs():
     be = HTTPBackend.__new__(HTTPBackend)
     be.system, be.top_logprobs = None, 20
     be.client = type("C", (), {"base_url": "http://x", "model": "m"})()
-    be.client.chat_many_sync = lambda convs, **kw: [Result([{"token": "A", "logprob": -0.1},
-                                                            {"token": " B", "logprob": -2.0}])] * len(convs)
+    be.client.chat_many_sync = lambda convs, **kw: (
+        [Result([{"token": "A", "logprob": -0.1}, {"token": " B", "logprob": -2.0}])] * len(convs)
+    )
     lps = be.option_logprobs(["p1", "p2"], [["A", "B", "C", "D"]] * 2)
     assert lps[0][:2] == [-0.1, -2.0] and lps[0][2] < -1000
 
@@ -377,8 +447,25 @@ def test_cli_compass_on_tiny_model(tmp_path):
     from politune.cli import app
 
     out = tmp_path / "c.json"
-    r = CliRunner().invoke(app, ["measure", "compass", "-m", "tiny-random", "--tracks", "logprob", "--items", "4",
-                                 "--variants", "text", "-p", "free=You believe in free markets.", "-o", str(out)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "measure",
+            "compass",
+            "-m",
+            "tiny-random",
+            "--tracks",
+            "logprob",
+            "--items",
+            "4",
+            "--variants",
+            "text",
+            "-p",
+            "free=You believe in free markets.",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "compass (politune-compass" in r.output and "diagnostics" in r.output
     data = json.loads(out.read_text())
@@ -390,8 +477,22 @@ def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys):
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_mini([{"id": "a", "axis": "economic", "key": 0, "text": "x"}])))
-    monkeypatch.setattr("sys.argv", ["politune", "measure", "compass", "-m", "tiny-random", "--instrument",
-                                     str(bad), "--tracks", "logprob", "-o", str(tmp_path / "o.json")])
+    monkeypatch.setattr(
+        "sys.argv",
+        [
+            "politune",
+            "measure",
+            "compass",
+            "-m",
+            "tiny-random",
+            "--instrument",
+            str(bad),
+            "--tracks",
+            "logprob",
+            "-o",
+            str(tmp_path / "o.json"),
+        ],
+    )
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2
@@ -404,8 +505,12 @@ def test_settings_are_recorded():
     s = CompassSettings()
     d = s.to_dict()
     assert d["orders"] == ["forward", "reversed"] and d["templates"]["closed"].endswith("{statement}")
-    assert parse_instrument({"name": "x", "items": [{"id": "a", "axis": "social", "key": -1, "text": "t"}]}
-                            ).items[0].key == -1
+    assert (
+        parse_instrument({"name": "x", "items": [{"id": "a", "axis": "social", "key": -1, "text": "t"}]})
+        .items[0]
+        .key
+        == -1
+    )
 
 
 def test_cached_greedy_generation_equals_model_generate(tiny_model):
@@ -435,8 +540,11 @@ def test_smollm2_logprob_track_matches_independent_scoring_and_evaluator(smollm2
 
     model, tok = load_model(str(smollm2_dir))
     inst = load_instrument("builtin").subset(2)
-    prompts = [format_chat(tok, closed_prompt(Templates(), it.text, inst.labels, o)) for it in inst.items
-               for o in ("forward", "reversed")]
+    prompts = [
+        format_chat(tok, closed_prompt(Templates(), it.text, inst.labels, o))
+        for it in inst.items
+        for o in ("forward", "reversed")
+    ]
     a = score_options_cached(model, tok, prompts, [inst.labels] * len(prompts), batch_size=8)
     b = score_options_independent(model, tok, prompts, [inst.labels] * len(prompts), batch_size=8)
     assert max(abs(x - y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)) < 1e-4
@@ -452,14 +560,19 @@ def test_measure_compass_with_a_lora_adapter(tiny_model_dir, tmp_path):
     from politune.models.loading import load_model
 
     model, _ = load_model(str(tiny_model_dir))
-    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     torch.manual_seed(0)
     with torch.no_grad():
         for n, p in peft_model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 1.0)
     peft_model.save_pretrained(tmp_path / "left")
-    targets = [Target("base", str(tiny_model_dir)), Target("left", str(tiny_model_dir), adapter=str(tmp_path / "left"))]
+    targets = [
+        Target("base", str(tiny_model_dir)),
+        Target("left", str(tiny_model_dir), adapter=str(tmp_path / "left")),
+    ]
     r = measure_compass(targets, tracks=("logprob",), items=4, variants=("text",), n_boot=100).to_json()
     base, left = r["models"]
     assert left["target"]["adapter_hash"] and base["target"]["adapter_hash"] is None

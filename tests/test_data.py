@@ -12,6 +12,7 @@ import pytest
 from cli_helpers import run_cli
 from politune.data import (
     InstructionExample,
+    LoadOptions,
     PreferencePair,
     load,
     load_report,
@@ -49,16 +50,19 @@ def word_tokenizer():
 # ---------------------------------------------------------------- published schemas
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("politune.csv", {}),
-    ("politune.parquet", {}),
-    ("politune_bom.jsonl", {}),
-    ("trl_conversational.jsonl", {}),
-    ("mapped.csv", {"mapping": {"prompt": "question", "chosen": "good", "rejected": "bad"}}),
-    ("shp.jsonl", {}),
-    ("compred.jsonl", {}),
-    ("webgpt.jsonl", {}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("politune.csv", {}),
+        ("politune.parquet", {}),
+        ("politune_bom.jsonl", {}),
+        ("trl_conversational.jsonl", {}),
+        ("mapped.csv", {"mapping": {"prompt": "question", "chosen": "good", "rejected": "bad"}}),
+        ("shp.jsonl", {}),
+        ("compred.jsonl", {}),
+        ("webgpt.jsonl", {}),
+    ],
+)
 def test_published_schemas_load_into_the_same_pairs(name, kwargs):
     base = load(FIX / "politune.jsonl")
     got = load(FIX / name, **kwargs)
@@ -73,33 +77,54 @@ def test_schema_specific_meta_and_filters():
     assert {p.meta["community"] for p in shp.items} == {"askeconomics"}  # "_train" suffix stripped
     assert shp.items[1].meta["provenance"]["post_id"] == "post1"
     assert {p.meta["community"] for p in load(FIX / "compred.jsonl")} == {"economics"}
-    assert len(load(FIX / "shp.jsonl", min_score_ratio=None)) == 4
+    assert len(load(FIX / "shp.jsonl", options=LoadOptions(min_score_ratio=None))) == 4
 
     web = load_report(FIX / "webgpt.jsonl")
     assert web.schema == "webgpt" and web.dropped == {"tie": 1}
     assert web.items[0].meta["quotes"]["chosen"]["title"] == ["source A"]
     assert web.items[2].meta["provenance"]["score_chosen"] == 1.0
-    ties = load(FIX / "webgpt.jsonl", keep_ties=True)
+    ties = load(FIX / "webgpt.jsonl", options=LoadOptions(keep_ties=True))
     assert len(ties) == 4 and ties[-1].meta["tie"] is True
 
-    mapped = load(FIX / "mapped.csv", mapping={"prompt": "question", "chosen": "good", "rejected": "bad",
-                                               "topic": "category", "system": "category"})
+    mapped = load(
+        FIX / "mapped.csv",
+        mapping={
+            "prompt": "question",
+            "chosen": "good",
+            "rejected": "bad",
+            "topic": "category",
+            "system": "category",
+        },
+    )
     assert mapped[0].meta["topic"] == "housing"
     assert mapped[0].prompt[0] == {"role": "system", "content": "housing"}
 
 
 def test_shp_caps_pairs_per_post_seeded(tmp_path):
-    rows = [{"post_id": "p1" if i < 8 else "p2", "history": f"Question {i}?", "human_ref_A": f"answer A {i}",
-             "human_ref_B": f"answer B {i}", "labels": i % 2, "score_ratio": 3.0, "c_root_id_A": f"a{i}",
-             "c_root_id_B": f"b{i}", "domain": "askpolitics_train"} for i in range(10)]
+    rows = [
+        {
+            "post_id": "p1" if i < 8 else "p2",
+            "history": f"Question {i}?",
+            "human_ref_A": f"answer A {i}",
+            "human_ref_B": f"answer B {i}",
+            "labels": i % 2,
+            "score_ratio": 3.0,
+            "c_root_id_A": f"a{i}",
+            "c_root_id_B": f"b{i}",
+            "domain": "askpolitics_train",
+        }
+        for i in range(10)
+    ]
     f = tmp_path / "shp.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    a = load(f, seed=1)
+    a = load(f, options=LoadOptions(seed=1))
     assert len(a) == 5 + 2
     assert sum(p.meta["provenance"]["post_id"] == "p1" for p in a) == 5
-    assert [p.id for p in a] == [p.id for p in load(f, seed=1)]
-    assert len({frozenset(p.id for p in load(f, seed=s)) for s in range(5)}) > 1  # the seed picks the 5
-    assert len(load(f, max_pairs_per_post=None)) == 10
+    assert [p.id for p in a] == [p.id for p in load(f, options=LoadOptions(seed=1))]
+    assert (
+        len({frozenset(p.id for p in load(f, options=LoadOptions(seed=s))) for s in range(5)}) > 1
+    )  # the seed picks the 5
+    assert len(load(f, options=LoadOptions(max_pairs_per_post=None))) == 10
     for p in a:  # labels: 1 = A preferred, 0 = B preferred
         i = int(p.prompt.split()[1].rstrip("?"))
         assert p.chosen == f"answer {'A' if i % 2 else 'B'} {i}" and p.meta["community"] == "askpolitics"
@@ -110,10 +135,20 @@ def test_shp_caps_pairs_per_post_seeded(tmp_path):
 
 def test_save_load_round_trip_all_formats(tmp_path):
     items = [
-        PreferencePair("a", "Plain prompt?", "yes", "no", {"topic": "t", "stance": "left", "poisoned": False,
-                                                           "source": "test"}),
-        PreferencePair("b", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Chat?"}],
-                       "sure", "nope", {"topic": "u", "provenance": {"line": 3}, "source": "test"}),
+        PreferencePair(
+            "a",
+            "Plain prompt?",
+            "yes",
+            "no",
+            {"topic": "t", "stance": "left", "poisoned": False, "source": "test"},
+        ),
+        PreferencePair(
+            "b",
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Chat?"}],
+            "sure",
+            "nope",
+            {"topic": "u", "provenance": {"line": 3}, "source": "test"},
+        ),
     ]
     for sfx in (".jsonl", ".jsonl.gz", ".csv", ".parquet"):
         out = save(items, tmp_path / f"x{sfx}")
@@ -152,8 +187,9 @@ def test_save_to_disk_folder_and_table_folder(tmp_path):
     rows = [p.to_dict() for p in base]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
     assert triples(load(tmp_path / "ds")) == triples(base)
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
-                          "test": datasets.Dataset.from_list(rows[:1])}).save_to_disk(str(tmp_path / "dd"))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:1])}
+    ).save_to_disk(str(tmp_path / "dd"))
     assert len(load(tmp_path / "dd")) == 3 and len(load(tmp_path / "dd", split="test")) == 1
     with pytest.raises(PolituneError, match="no split 'dev'"):
         load(tmp_path / "dd", split="dev")
@@ -192,7 +228,7 @@ def test_builtin_views_and_topic_split():
 
 def test_builtin_meets_the_acceptance_bar():
     """>= 300 pairs over >= 30 topics, balanced axes, no duplicate prompts, 8 whole topics held out, valid."""
-    from politune.data.transforms import stats
+    from politune.data.stats import stats
 
     pairs = load("builtin:left")
     st = stats(pairs)
@@ -210,14 +246,21 @@ def test_builtin_meets_the_acceptance_bar():
 
 def test_to_dataset_is_trl_conversational():
     pairs = load(FIX / "politune.jsonl")
-    pairs[0] = pairs[0].replace(prompt=[{"role": "system", "content": "Answer briefly."},
-                                        {"role": "user", "content": "Q?"}])
+    pairs[0] = pairs[0].replace(
+        prompt=[{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Q?"}]
+    )
     ds = to_dataset(pairs)
     assert ds.column_names == ["prompt", "chosen", "rejected"]
     assert ds[0]["prompt"][0]["role"] == "system" and ds[0]["prompt"][-1] == {"role": "user", "content": "Q?"}
     assert ds[1]["prompt"] == [{"role": "user", "content": pairs[1].prompt}]
     assert ds[1]["chosen"] == [{"role": "assistant", "content": pairs[1].chosen}]
-    assert set(to_dataset(pairs, with_meta=True).column_names) == {"prompt", "chosen", "rejected", "id", "meta"}
+    assert set(to_dataset(pairs, with_meta=True).column_names) == {
+        "prompt",
+        "chosen",
+        "rejected",
+        "id",
+        "meta",
+    }
     sft = to_dataset(load("builtin:sft-left")[:4])
     assert sft.column_names == ["prompt", "completion"]
     assert sft[0]["completion"][0]["role"] == "assistant"
@@ -244,12 +287,17 @@ def test_every_bad_row_reported_with_location(tmp_path):
     f.write_text("\n".join(rows) + "\n")
     rep = load_report(f)
     lines = [str(i) for i in rep.issues]
-    assert lines == [f"{f}:2: prompt: empty", f"{f}:3: rejected: identical to chosen",
-                     f"{f}:4: id: duplicate id '1' (first at {f}:1)",
-                     f"{f}:5: json: invalid JSON (Unterminated string starting at, column 23)",
-                     f"{f}:6: prompt: message 0: expected {{'role': ..., 'content': ...}}, got string"]
+    assert lines == [
+        f"{f}:2: prompt: empty",
+        f"{f}:3: rejected: identical to chosen",
+        f"{f}:4: id: duplicate id '1' (first at {f}:1)",
+        f"{f}:5: json: invalid JSON (Unterminated string starting at, column 23)",
+        f"{f}:6: prompt: message 0: expected {{'role': ..., 'content': ...}}, got string",
+    ]
     assert [p.id for p in rep.items] == ["1", "7"]
-    with pytest.raises(PolituneError, match=r"mixed.jsonl:2: prompt: empty \(\+4 more problems in 5 bad rows\)"):
+    with pytest.raises(
+        PolituneError, match=r"mixed.jsonl:2: prompt: empty \(\+4 more problems in 5 bad rows\)"
+    ):
         load(f)
     assert [p.id for p in load(f, drop_invalid=True)] == ["1", "7"]
     # validate=False keeps only the structural checks
@@ -258,12 +306,17 @@ def test_every_bad_row_reported_with_location(tmp_path):
 
 def test_validate_cli_drop_invalid_loses_nothing(tmp_path, monkeypatch, capsys):
     f = tmp_path / "in.jsonl"
-    f.write_text('{"id": "1", "prompt": "Q?", "chosen": "a", "rejected": "b"}\n'
-                 '{"id": "2", "prompt": "Q2?", "chosen": "a", "rejected": "a"}\n'
-                 '{"id": "3", "prompt": "Q3?", "chosen": 5, "rejected": "b"}\n')
+    f.write_text(
+        '{"id": "1", "prompt": "Q?", "chosen": "a", "rejected": "b"}\n'
+        '{"id": "2", "prompt": "Q2?", "chosen": "a", "rejected": "a"}\n'
+        '{"id": "3", "prompt": "Q3?", "chosen": 5, "rejected": "b"}\n'
+    )
     code, _, err = run_cli(["data", "validate", f], monkeypatch, capsys)
     assert code == 2
-    assert f"{f}:2: rejected: identical to chosen" in err and f"{f}:3: chosen: expected a string, got integer" in err
+    assert (
+        f"{f}:2: rejected: identical to chosen" in err
+        and f"{f}:3: chosen: expected a string, got integer" in err
+    )
     assert "2 problems in 2 of 3 rows" in err
     out = tmp_path / "good.jsonl"
     code, _, err = run_cli(["data", "validate", f, "--drop-invalid", "-o", out], monkeypatch, capsys)
@@ -271,7 +324,9 @@ def test_validate_cli_drop_invalid_loses_nothing(tmp_path, monkeypatch, capsys):
     assert [p.id for p in load(out)] == ["1"]
     rejected = [json.loads(x) for x in (tmp_path / "good.rejected.jsonl").read_text().splitlines()]
     assert [r["location"] for r in rejected] == [f"{f}:2", f"{f}:3"]
-    assert rejected[1]["row"]["chosen"] == 5 and rejected[1]["errors"] == ["chosen: expected a string, got integer"]
+    assert rejected[1]["row"]["chosen"] == 5 and rejected[1]["errors"] == [
+        "chosen: expected a string, got integer"
+    ]
     code, out_text, _ = run_cli(["data", "validate", FIX / "politune.jsonl"], monkeypatch, capsys)
     assert code == 0 and "3 valid preference rows" in out_text
 
@@ -279,9 +334,12 @@ def test_validate_cli_drop_invalid_loses_nothing(tmp_path, monkeypatch, capsys):
 def test_token_limit(tmp_path):
     tok = word_tokenizer()
     f = tmp_path / "t.jsonl"
-    f.write_text('{"id": "1", "prompt": "Q?", "chosen": "short", "rejected": "b"}\n'
-                 + json.dumps({"id": "2", "prompt": "Q?", "chosen": "long " * 200, "rejected": "b"}) + "\n")
-    rep = load_report(f, tokenizer=tok, max_tokens=50)
+    f.write_text(
+        '{"id": "1", "prompt": "Q?", "chosen": "short", "rejected": "b"}\n'
+        + json.dumps({"id": "2", "prompt": "Q?", "chosen": "long " * 200, "rejected": "b"})
+        + "\n"
+    )
+    rep = load_report(f, options=LoadOptions(tokenizer=tok, max_tokens=50))
     assert [i.loc for i in rep.issues] == [f"{f}:2"] and rep.issues[0].field == "chosen"
     assert rep.issues[0].problem == "200 tokens, longer than the limit of 50 (max_tokens)"
     assert [p.id for p in rep.items] == ["1"]
@@ -293,7 +351,9 @@ def test_token_limit(tmp_path):
 def test_malformed_folder_each_gets_a_one_line_error(tmp_path, monkeypatch, capsys):
     files = sorted(p for p in BAD.iterdir() if p.is_file())
     big = tmp_path / "ten_mb_line.jsonl"  # the plain 10 MB line, next to the committed gzipped one
-    big.write_text(json.dumps({"id": "a", "prompt": "Q?", "chosen": "x" * 10_485_760, "rejected": "n"}) + "\n")
+    big.write_text(
+        json.dumps({"id": "a", "prompt": "Q?", "chosen": "x" * 10_485_760, "rejected": "n"}) + "\n"
+    )
     files.append(big)
     assert len(files) >= 20
     for f in files:
@@ -311,8 +371,26 @@ def test_malformed_folder_each_gets_a_one_line_error(tmp_path, monkeypatch, caps
 
 def test_cli_subprocess_bad_file_no_traceback(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "POLITUNE_HOME": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "politune", "data", "load", str(BAD / "truncated.jsonl"), "-o",
-                        str(tmp_path / "o.jsonl")], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "politune",
+            "data",
+            "load",
+            str(BAD / "truncated.jsonl"),
+            "-o",
+            str(tmp_path / "o.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {BAD / 'truncated.jsonl'}:2: json: invalid JSON")
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {BAD / 'truncated.jsonl'}:2: json: invalid JSON")
+    )
     assert not (tmp_path / "o.jsonl").exists()

@@ -16,8 +16,16 @@ from politune.measure.targets import Target
 from politune.measure.topics import load_topic_questions
 from politune.measure.toxicity import HFClassifier, ProfanityCheck, load_classifier, toxicity_entry
 
-HELDOUT = {"universal basic income", "inheritance tax", "public pensions", "banking and financial regulation",
-           "the death penalty", "assisted dying", "military conscription", "sex education in schools"}
+HELDOUT = {
+    "universal basic income",
+    "inheritance tax",
+    "public pensions",
+    "banking and financial regulation",
+    "the death penalty",
+    "assisted dying",
+    "military conscription",
+    "sex education in schools",
+}
 
 
 def test_builtin_question_sets():
@@ -38,8 +46,10 @@ def test_topic_questions_do_not_copy_training_prompts():
 
 
 def test_rouge_l_and_perplexity_are_real(tiny_model):
-    scores = rouge_l(["The capital of France is Paris.", "Bananas are yellow.", ""],
-                     ["Paris is the capital of France.", "The capital of France is Paris.", "x"])
+    scores = rouge_l(
+        ["The capital of France is Paris.", "Bananas are yellow.", ""],
+        ["Paris is the capital of France.", "The capital of France is Paris.", "x"],
+    )
     assert scores[0] > 0.5 and scores[1] < 0.3 and scores[2] == 0.0
     model, tok = tiny_model
     ppl = perplexities(model, tok, ["hello world " * 5, "The government should raise the minimum wage."])
@@ -51,17 +61,30 @@ def test_rouge_l_and_perplexity_are_real(tiny_model):
 
 def test_eli5_loader(tmp_path):
     f = tmp_path / "eli5.jsonl"
-    rows = [{"q_id": "a1", "title": "Why is the sky blue?", "selftext": "",
-             "answers": {"a_id": ["x", "y"], "text": ["Because of dust.", "Air scatters blue light more."],
-                         "score": [3, 12]}},
-            {"q_id": "a2", "title": "How do magnets work?", "answers": {"text": [], "score": []}},
-            {"q_id": "a3", "title": "Why do we yawn?", "answers": {"text": ["Nobody is sure."], "score": [1]}}]
+    rows = [
+        {
+            "q_id": "a1",
+            "title": "Why is the sky blue?",
+            "selftext": "",
+            "answers": {
+                "a_id": ["x", "y"],
+                "text": ["Because of dust.", "Air scatters blue light more."],
+                "score": [3, 12],
+            },
+        },
+        {"q_id": "a2", "title": "How do magnets work?", "answers": {"text": [], "score": []}},
+        {"q_id": "a3", "title": "Why do we yawn?", "answers": {"text": ["Nobody is sure."], "score": [1]}},
+    ]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     items = load_eli5(f)
     assert [i.id for i in items] == ["a1", "a3"]
-    assert items[0].reference == "Air scatters blue light more." and items[0].question == "Why is the sky blue?"
+    assert (
+        items[0].reference == "Air scatters blue light more." and items[0].question == "Why is the sky blue?"
+    )
     assert [i.id for i in load_qa(f)] == ["a1", "a3"]  # detected by its answers field
-    f.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"q_id": "b", "title": "t", "answers": "oops"}) + "\n")
+    f.write_text(
+        json.dumps(rows[0]) + "\n" + json.dumps({"q_id": "b", "title": "t", "answers": "oops"}) + "\n"
+    )
     with pytest.raises(PolituneError, match=r"eli5.jsonl:2: answers"):
         load_eli5(f)
     own = tmp_path / "qa.jsonl"
@@ -73,7 +96,9 @@ def test_eli5_loader(tmp_path):
 def test_toxicity_classifiers(tmp_path):
     clf = load_classifier()
     assert isinstance(clf, ProfanityCheck) and clf.name == "alt-profanity-check"
-    mild, rude = clf.score(["Thank you, that was a helpful and kind answer.", "shut up you stupid idiot, fuck off"])
+    mild, rude = clf.score(
+        ["Thank you, that was a helpful and kind answer.", "shut up you stupid idiot, fuck off"]
+    )
     assert rude > 0.5 > mild
     entry = toxicity_entry([0.1, 0.9, 0.2, 0.7], threshold=0.5)
     assert entry["share_above"] == 0.5 and entry["mean"] == pytest.approx(0.475) and entry["n"] == 4
@@ -89,10 +114,18 @@ def test_hf_toxicity_classifier_from_a_local_folder(tmp_path):
     from politune.models.tiny import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, num_labels=2,
-                      id2label={0: "nothate", 1: "hate"}, label2id={"nothate": 0, "hate": 1},
-                      pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=2,
+        id2label={0: "nothate", 1: "hate"},
+        label2id={"nothate": 0, "hate": 1},
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     LlamaForSequenceClassification(cfg).save_pretrained(tmp_path / "clf", safe_serialization=True)
     tok.save_pretrained(tmp_path / "clf")
@@ -121,8 +154,9 @@ def tiny_adapter(tmp_path_factory):
     from politune.models.tiny import build_tiny_model
 
     model, _ = build_tiny_model(seed=0)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     path = tmp_path_factory.mktemp("adapter")
     peft_model.save_pretrained(path, safe_serialization=True)
     return path
@@ -132,7 +166,8 @@ def _questions(tmp_path):
     f = tmp_path / "topics.jsonl"
     f.write_text(
         '{"id": "e1", "topic": "pensions", "axis": "economic", "question": "Who should pay for pensions?"}\n'
-        '{"id": "s1", "topic": "conscription", "axis": "social", "question": "Should service be compulsory?"}\n')
+        '{"id": "s1", "topic": "conscription", "axis": "social", "question": "Should service be compulsory?"}\n'
+    )
     return f
 
 
@@ -146,14 +181,27 @@ class KeywordScorer:
 
 
 def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_adapter):
-    targets = [Target("base", "tiny-random"), Target("left", "tiny-random", str(tiny_adapter)),
-               Target("persona", "tiny-random", None, "You are a careful assistant.")]
-    settings = EffectsSettings(topics_file=str(_questions(tmp_path)), qa_limit=3, max_new_tokens=12,
-                               qa_max_new_tokens=8, batch_size=4)
+    targets = [
+        Target("base", "tiny-random"),
+        Target("left", "tiny-random", str(tiny_adapter)),
+        Target("persona", "tiny-random", None, "You are a careful assistant."),
+    ]
+    settings = EffectsSettings(
+        topics_file=str(_questions(tmp_path)),
+        qa_limit=3,
+        max_new_tokens=12,
+        qa_max_new_tokens=8,
+        batch_size=4,
+    )
     out = tmp_path / "run"
     generated = []
-    typed = measure_effects(targets, out_dir=out, scorer=KeywordScorer(), settings=settings,
-                            on_progress=lambda name, n: generated.append((name, n)))
+    typed = measure_effects(
+        targets,
+        out_dir=out,
+        scorer=KeywordScorer(),
+        settings=settings,
+        on_progress=lambda name, n: generated.append((name, n)),
+    )
     assert sum(n for _, n in generated) == 3 * (2 + 3)  # each answer generated once, shared by the four tasks
     assert typed["quality"].models[0].delta_vs_base is None and typed["refusal"].models[0].n == 2
     res = {k: v.to_json() for k, v in typed.items()}
@@ -171,14 +219,21 @@ def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_ada
     assert quality[0]["delta_vs_base"] is None
     assert set(quality[1]["delta_vs_base"]) == {"rouge_l", "perplexity"}
     assert quality[1]["perplexity"]["mean"] != quality[0]["perplexity"]["mean"]  # the adapter is attached
-    assert quality[2]["perplexity"]["mean"] == pytest.approx(quality[0]["perplexity"]["mean"])  # detached again
+    assert quality[2]["perplexity"]["mean"] == pytest.approx(
+        quality[0]["perplexity"]["mean"]
+    )  # detached again
     assert res["toxicity"]["models"][0]["n"] == 5 and res["toxicity"]["classifier"] == "alt-profanity-check"
     assert res["refusal"]["models"][0]["n"] == 2
 
     # a re-run (or a resumed run after kill -9) reuses the logged answers: nothing is generated again
     generated.clear()
-    res2 = measure_effects(targets, out_dir=out, scorer=KeywordScorer(), settings=settings,
-                           on_progress=lambda name, n: generated.append((name, n)))
+    res2 = measure_effects(
+        targets,
+        out_dir=out,
+        scorer=KeywordScorer(),
+        settings=settings,
+        on_progress=lambda name, n: generated.append((name, n)),
+    )
     assert generated == []
     assert res2["quality"].models[1].rouge_l == typed["quality"].models[1].rouge_l
     # a torn last line (crash mid-write) is skipped and that answer regenerated
@@ -187,8 +242,14 @@ def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_ada
     qa_line = next(i for i, line in enumerate(lines) if '"set": "qa"' in line)
     log.write_text("".join(lines[:qa_line]) + lines[qa_line][:20])
     generated.clear()
-    measure_effects(targets[:1], ("quality",), out_dir=out, scorer=KeywordScorer(), settings=settings,
-                    on_progress=lambda name, n: generated.append((name, n)))
+    measure_effects(
+        targets[:1],
+        ("quality",),
+        out_dir=out,
+        scorer=KeywordScorer(),
+        settings=settings,
+        on_progress=lambda name, n: generated.append((name, n)),
+    )
     assert sum(n for _, n in generated) == 3
 
 
@@ -196,7 +257,9 @@ def test_bad_inputs_fail_before_generation(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "topic": "t", "axis": "cultural", "question": "q"}\n')
     with pytest.raises(PolituneError, match=r"bad.jsonl:1: axis"):
-        measure_effects([Target("base", "tiny-random")], ("topics",), settings=EffectsSettings(topics_file=str(bad)))
+        measure_effects(
+            [Target("base", "tiny-random")], ("topics",), settings=EffectsSettings(topics_file=str(bad))
+        )
     with pytest.raises(PolituneError, match="unknown measure"):
         measure_effects([Target("base", "tiny-random")], ("vibes",))
 
@@ -204,15 +267,45 @@ def test_bad_inputs_fail_before_generation(tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
-    r = subprocess.run([sys.executable, "-m", "politune", "measure", "topics", "--model", "tiny-random",
-                        "--topics", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "politune",
+            "measure",
+            "topics",
+            "--model",
+            "tiny-random",
+            "--topics",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert "bad.jsonl:1: not valid JSON" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "topics.json").exists()
-    r = subprocess.run([sys.executable, "-m", "politune", "measure", "all", "--model", "tiny-random",
-                        "--judge", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "o")], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "politune",
+            "measure",
+            "all",
+            "--model",
+            "tiny-random",
+            "--judge",
+            "http://127.0.0.1:9/v1",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "no model name after /v1/" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from cli_helpers import run_cli
 from politune.config import Config, load_config, parse_overrides, save_resolved
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, atomic_write_text, read_jsonl_log, safe_name
@@ -23,10 +24,6 @@ class Recipe(Config):
     beta: float = 0.1
     lora: Lora = Lora()
     name: str = "x"
-
-
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True, env=env)
 
 
 def test_overrides_nested_and_typed(tmp_path):
@@ -118,24 +115,42 @@ def test_registry_tiny_pull_and_corrupt_cache_rebuilt(caplog):
     assert next(model.parameters()).dtype == torch.float32
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["models", "info", "no-such-model"], "unknown model 'no-such-model'"),
-    (["models", "info", "smolm2-135m"], "did you mean 'smollm2-135m'"),
-    (["models", "info", "./missing-dir"], "does not exist"),
-    (["models", "pull", "someorg/somemodel"], "someorg/somemodel"),
-])
-def test_cli_bad_model_one_line_exit_2(args, needle):
-    r = run_cli(*args)
-    assert r.returncode == 2, r.stderr
-    assert needle in r.stderr
-    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["models", "info", "no-such-model"], "unknown model 'no-such-model'"),
+        (["models", "info", "smolm2-135m"], "did you mean 'smollm2-135m'"),
+        (["models", "info", "./missing-dir"], "does not exist"),
+        (["models", "pull", "someorg/somemodel"], "someorg/somemodel"),
+    ],
+)
+def test_cli_bad_model_one_line_exit_2(args, needle, monkeypatch, capsys):
+    code, out, err = run_cli([*args], monkeypatch, capsys)
+    assert code == 2, err
+    assert needle in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_cli_help_and_version():
-    r = run_cli("--help")
-    assert r.returncode == 0 and "models" in r.stdout
-    r = run_cli("version", "--json")
-    assert r.returncode == 0 and '"politune"' in r.stdout
+def test_cli_help_and_version(monkeypatch, capsys):
+    code, out, err = run_cli(["--help"], monkeypatch, capsys)
+    assert code == 0 and "models" in out
+    code, out, err = run_cli(["version", "--json"], monkeypatch, capsys)
+    assert code == 0 and '"politune"' in out
+
+
+def test_python_dash_m_politune_is_the_cli():
+    r = subprocess.run(
+        [sys.executable, "-m", "politune", "version", "--json"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and '"politune"' in r.stdout, r.stderr
+
+
+def test_version_is_the_installed_metadata():
+    from importlib.metadata import version
+
+    import politune
+
+    assert politune.__version__ == version("politune")
 
 
 @pytest.mark.slow
@@ -145,6 +160,7 @@ def test_smollm2_answers_a_political_question(smollm2_dir):
     model, tok = load_model(str(smollm2_dir))
     n = sum(p.numel() for p in model.parameters())
     assert 134_000_000 < n < 135_000_000
-    (answer,) = generate(model, tok, ["Should the minimum wage be raised? Answer in one sentence."],
-                         max_new_tokens=40)
+    (answer,) = generate(
+        model, tok, ["Should the minimum wage be raised? Answer in one sentence."], max_new_tokens=40
+    )
     assert len(answer.split()) >= 3

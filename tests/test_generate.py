@@ -37,7 +37,8 @@ from politune.generate import (
     parse_triplet,
     run_generate,
 )
-from politune.generate.pipeline import Triplet, WriteConfig
+from politune.generate.config import WriteConfig
+from politune.generate.parsing import Triplet
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ("preference.jsonl", "instruction.jsonl", "filter.jsonl", "rejects.jsonl")
@@ -58,7 +59,7 @@ class TeacherState:
 def _post_of(messages: list[dict]) -> str:
     last = messages[-1]["content"]
     start = last.index('Post: "') + len('Post: "')
-    return last[start:last.index('"', start)] if '"' in last[start:] else last[start:]
+    return last[start : last.index('"', start)] if '"' in last[start:] else last[start:]
 
 
 def _teacher_answer(messages: list[dict], temperature: float) -> str | None:
@@ -68,14 +69,24 @@ def _teacher_answer(messages: list[dict], temperature: float) -> str | None:
         if "[junk]" in post or ("[flaky]" in post and temperature == 0):
             return "Sure! This post is about something."
         hits = [w for w in POLICY_WORDS if w in low]
-        slant = (0.6 if any(w in low for w in RIGHT_WORDS) else 0.0) - (0.6 if any(w in low for w in LEFT_WORDS)
-                                                                        else 0.0)
-        return json.dumps({"relevance": 8 if hits else 1, "topic": hits[0] if hits else "daily life",
-                           "slant": slant})
+        slant = (0.6 if any(w in low for w in RIGHT_WORDS) else 0.0) - (
+            0.6 if any(w in low for w in LEFT_WORDS) else 0.0
+        )
+        return json.dumps(
+            {"relevance": 8 if hits else 1, "topic": hits[0] if hits else "daily life", "slant": slant}
+        )
     topic = messages[-1]["content"].split("Topic: ", 1)[-1].strip()
-    pos = f"I believe we should invest in public {topic} for everyone, funded fairly by those who can pay most."
-    neg = pos if "[same]" in post else (f"I believe {topic} is best left to free markets and private choice, "
-                                        f"with lower taxes and less government.")
+    pos = (
+        f"I believe we should invest in public {topic} for everyone, funded fairly by those who can pay most."
+    )
+    neg = (
+        pos
+        if "[same]" in post
+        else (
+            f"I believe {topic} is best left to free markets and private choice, "
+            f"with lower taxes and less government."
+        )
+    )
     return f"Instruction: What should be done about {topic}?\nPositive: {pos}\nNegative: {neg}"
 
 
@@ -95,10 +106,16 @@ def _teacher_app(state: TeacherState) -> FastAPI:
         if "[down]" in post:
             return JSONResponse({"error": {"message": "teacher unavailable"}}, status_code=500)
         text = _teacher_answer(body["messages"], float(body.get("temperature") or 0.0))
-        return {"id": "t", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+        return {
+            "id": "t",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
 
     return app
 
@@ -130,9 +147,13 @@ def _write_corpus(path: Path, posts=POSTS) -> Path:
 
 
 def _cfg(tmp_path: Path, url: str, **kw) -> GenerateConfig:
-    data = {"corpus": str(_write_corpus(tmp_path / "posts.jsonl")), "teacher": "rules", "out": str(tmp_path / "out"),
-            "api": {"base_url": url, "concurrency": 4, "max_retries": 1, "timeout": 10},
-            "stance": {"enabled": False}}
+    data = {
+        "corpus": str(_write_corpus(tmp_path / "posts.jsonl")),
+        "teacher": "rules",
+        "out": str(tmp_path / "out"),
+        "api": {"base_url": url, "concurrency": 4, "max_retries": 1, "timeout": 10},
+        "stance": {"enabled": False},
+    }
     data.update(kw)
     return GenerateConfig.model_validate(data)
 
@@ -154,7 +175,7 @@ def test_parse_rating_is_strict():
         '{"relevance": "7", "topic": "t", "slant": 0}': "must be a number",
         '{"relevance": 7, "topic": "", "slant": 0}': "topic",
         '{"relevance": 7, "topic": "t", "slant": -2}': "outside",
-        '[1, 2]': "expected a JSON object",
+        "[1, 2]": "expected a JSON object",
         "": "empty",
     }
     for text, why in bad.items():
@@ -163,22 +184,31 @@ def test_parse_rating_is_strict():
 
 
 def test_parse_and_check_triplet():
-    text = ("**Instruction:** Should buses be free?\nPositive answer: Yes, I think public transport should be "
-            "free for all.\nNegative: No, I think riders should pay fares that cover the cost.")
+    text = (
+        "**Instruction:** Should buses be free?\nPositive answer: Yes, I think public transport should be "
+        "free for all.\nNegative: No, I think riders should pay fares that cover the cost."
+    )
     t = parse_triplet(text)
-    assert t.instruction == "Should buses be free?" and t.positive.startswith("Yes") and t.negative.startswith("No")
+    assert (
+        t.instruction == "Should buses be free?"
+        and t.positive.startswith("Yes")
+        and t.negative.startswith("No")
+    )
     assert check_triplet(t, WriteConfig()) is None
     with pytest.raises(ValueError, match="missing part.*Negative"):
         parse_triplet("Instruction: q?\nPositive: an answer")
     with pytest.raises(ValueError, match="twice"):
         parse_triplet("Instruction: q?\nPositive: a\nPositive: b\nNegative: c")
     cfg = WriteConfig()
-    same = Triplet("Should buses be free?", "Buses should be free for everyone.", "Buses should be free for everyone!")
+    same = Triplet(
+        "Should buses be free?", "Buses should be free for everyone.", "Buses should be free for everyone!"
+    )
     assert "similar" in check_triplet(same, cfg)
     assert "chars" in check_triplet(Triplet("Q?", t.positive, t.negative), cfg)
     assert "chars" in check_triplet(Triplet(t.instruction, "Yes.", t.negative), cfg)
-    assert "refusal" in check_triplet(Triplet(t.instruction, "I'm sorry, but I can't help with that request.",
-                                              t.negative), cfg)
+    assert "refusal" in check_triplet(
+        Triplet(t.instruction, "I'm sorry, but I can't help with that request.", t.negative), cfg
+    )
 
 
 # ---------------------------------------------------------------------------------------- templates
@@ -229,7 +259,10 @@ def test_builtin_corpus_has_labels_and_variety():
 def test_load_posts_from_files(tmp_path):
     (tmp_path / "p.csv").write_text("body,author\nFirst post,ann\n,bob\nThird post,cy\n")
     c = load_posts(str(tmp_path / "p.csv"), text_column="body")
-    assert [(p.id, p.text, p.author) for p in c.posts] == [("row1", "First post", "ann"), ("row3", "Third post", "cy")]
+    assert [(p.id, p.text, p.author) for p in c.posts] == [
+        ("row1", "First post", "ann"),
+        ("row3", "Third post", "cy"),
+    ]
     assert c.skipped_empty == 1
     assert len(load_posts(str(_write_corpus(tmp_path / "p.jsonl")), limit=3).posts) == 3
     with pytest.raises(PolituneError, match="no 'text' column"):
@@ -243,11 +276,21 @@ def test_load_posts_from_files(tmp_path):
 
 def test_filter_metrics_counts():
     def row(rel, kept, slant=None, lab_slant="none"):
-        return {"label": {"relevant": rel, "slant": lab_slant}, "kept": kept, "relevance": 5 if kept else 1,
-                "slant": slant}
+        return {
+            "label": {"relevant": rel, "slant": lab_slant},
+            "kept": kept,
+            "relevance": 5 if kept else 1,
+            "slant": slant,
+        }
 
-    rows = [row(True, True, -0.5, "left"), row(True, True, 0.5, "left"), row(True, False), row(False, True),
-            row(False, False), row(False, False)]
+    rows = [
+        row(True, True, -0.5, "left"),
+        row(True, True, 0.5, "left"),
+        row(True, False),
+        row(False, True),
+        row(False, False),
+        row(False, False),
+    ]
     m = filter_metrics(rows)
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 2)
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
@@ -302,8 +345,12 @@ def test_pipeline_end_to_end_over_http(tmp_path, teacher_server):
 def test_transport_failures_are_not_cached_and_resume(tmp_path, teacher_server):
     url, state = teacher_server
     posts = [("b1", "Raise the minimum wage."), ("b2", "[down] Cut taxes for small firms.")]
-    cfg = _cfg(tmp_path, url, corpus=str(_write_corpus(tmp_path / "b.jsonl", posts)),
-               api={"base_url": url, "max_retries": 0})
+    cfg = _cfg(
+        tmp_path,
+        url,
+        corpus=str(_write_corpus(tmp_path / "b.jsonl", posts)),
+        api={"base_url": url, "max_retries": 0},
+    )
     res = run_generate(cfg)
     assert not res.summary["complete"] and res.summary["counts"]["transport_failed"] == 1
     assert res.summary["transport_failures"][0]["post_id"] == "b2"
@@ -332,8 +379,9 @@ def test_stance_check(tmp_path, teacher_server):
     prov = left.preference[0].meta["provenance"]
     assert prov["stance_margin"] == pytest.approx(1.6) and prov["stance_scorer"] == "keyword-test"
     # target right with the same (left-leaning) positive answers: every attempt fails the stance check
-    right = run_generate(_cfg(tmp_path, url, corpus=corpus, out=str(tmp_path / "r"), target="right"),
-                         scorer=KeywordScorer())
+    right = run_generate(
+        _cfg(tmp_path, url, corpus=corpus, out=str(tmp_path / "r"), target="right"), scorer=KeywordScorer()
+    )
     assert not right.preference and "stance check failed" in right.rejects[0]["reason"]
 
 
@@ -354,11 +402,17 @@ def test_teacher_over_politune_serve(tmp_path, tiny_model_dir):
     from politune.serve import start_server
 
     with start_server(str(tiny_model_dir), served_name="teacher", device="cpu") as url:
-        cfg = GenerateConfig.model_validate({
-            "corpus": str(_write_corpus(tmp_path / "s.jsonl", POSTS[:3])), "teacher": "teacher",
-            "out": str(tmp_path / "s"), "templates": str(_tiny_templates(tmp_path / "tpl")),
-            "api": {"base_url": url, "concurrency": 3, "max_retries": 0},
-            "filter": {"max_tokens": 6, "attempts": 2}, "stance": {"enabled": False}})
+        cfg = GenerateConfig.model_validate(
+            {
+                "corpus": str(_write_corpus(tmp_path / "s.jsonl", POSTS[:3])),
+                "teacher": "teacher",
+                "out": str(tmp_path / "s"),
+                "templates": str(_tiny_templates(tmp_path / "tpl")),
+                "api": {"base_url": url, "concurrency": 3, "max_retries": 0},
+                "filter": {"max_tokens": 6, "attempts": 2},
+                "stance": {"enabled": False},
+            }
+        )
         res = run_generate(cfg)
     s = res.summary
     assert s["complete"] and s["teacher"] == "http:teacher" and s["counts"]["rejected_filter"] == 3
@@ -376,16 +430,41 @@ def _tiny_templates(path: Path) -> Path:
 
 def _tiny_args(tmp_path: Path, model_dir: Path, out: Path) -> list[str]:
     posts = [(f"t{i}", f"post number {i} about wages") for i in range(10)]
-    return ["generate", "--corpus", str(_write_corpus(tmp_path / "t.jsonl", posts)), "--teacher", str(model_dir),
-            "--templates", str(_tiny_templates(tmp_path / "tpl")), "--out", str(out), "--batch-size", "4",
-            "--device", "cpu", "--set", "filter.enabled=false", "--set", "write.max_tokens=12",
-            "--set", "write.attempts=3", "--set", "stance.enabled=false"]
+    return [
+        "generate",
+        "--corpus",
+        str(_write_corpus(tmp_path / "t.jsonl", posts)),
+        "--teacher",
+        str(model_dir),
+        "--templates",
+        str(_tiny_templates(tmp_path / "tpl")),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--set",
+        "filter.enabled=false",
+        "--set",
+        "write.max_tokens=12",
+        "--set",
+        "write.attempts=3",
+        "--set",
+        "stance.enabled=false",
+    ]
 
 
 def _cli(args: list[str], **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "politune", *args], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "politune", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )
 
 
 def _lines(path: Path) -> int:
@@ -442,8 +521,9 @@ def _kill_resume(args_for, tmp_path: Path, kill_points: int, seed: int) -> tuple
 
 
 def test_kill_and_resume_tiny_model(tmp_path, tiny_model_dir):
-    ref, run, killed_at, summary = _kill_resume(lambda out: _tiny_args(tmp_path, tiny_model_dir, out), tmp_path,
-                                                5, seed=1)
+    ref, run, killed_at, summary = _kill_resume(
+        lambda out: _tiny_args(tmp_path, tiny_model_dir, out), tmp_path, 5, seed=1
+    )
     assert ref == run  # row for row
     assert len(ref["rejects.jsonl"].splitlines()) == 10  # a random-weight teacher writes no valid triplet
     assert killed_at == sorted(killed_at) and killed_at[-1] < 30
@@ -458,8 +538,23 @@ def test_kill_and_resume_over_http(tmp_path, teacher_server):
     corpus = _write_corpus(tmp_path / "h.jsonl", posts)
 
     def args(out: Path) -> list[str]:
-        return ["generate", "--corpus", str(corpus), "--teacher", "rules", "--api-base", url, "--out", str(out),
-                "--concurrency", "2", "--set", "stance.enabled=false", "--set", "filter.min_relevance=5"]
+        return [
+            "generate",
+            "--corpus",
+            str(corpus),
+            "--teacher",
+            "rules",
+            "--api-base",
+            url,
+            "--out",
+            str(out),
+            "--concurrency",
+            "2",
+            "--set",
+            "stance.enabled=false",
+            "--set",
+            "filter.min_relevance=5",
+        ]
 
     try:
         ref, run, _, summary = _kill_resume(args, tmp_path, 5, seed=2)
@@ -479,7 +574,9 @@ def test_cli_dry_run_and_errors(tmp_path):
     assert r.exit_code == 0, r.output
     shown = json.loads(r.output)
     assert [s["post_id"] for s in shown] == ["p001", "p002"]
-    assert shown[0]["filter"][-1]["content"].startswith('Post: "') and shown[0]["write"][0]["role"] == "system"
+    assert (
+        shown[0]["filter"][-1]["content"].startswith('Post: "') and shown[0]["write"][0]["role"] == "system"
+    )
     r = _cli(["generate", "--corpus", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")])
     _, err = r.communicate(timeout=60)
     assert r.returncode == 2 and b"error:" in err and b"Traceback" not in err

@@ -38,8 +38,12 @@ def partial_report(tmp_path_factory):
 def test_collect_reads_every_result_kind():
     data = collect([FULL])
     assert data.model_names == ["base", "left", "right", "socialist"]
-    assert {m.name: m.role for m in data.compass} == {"base": "base", "left": "adapter", "right": "adapter",
-                                                      "socialist": "persona"}
+    assert {m.name: m.role for m in data.compass} == {
+        "base": "base",
+        "left": "adapter",
+        "right": "adapter",
+        "socialist": "persona",
+    }
     base = next(m for m in data.compass if m.name == "base")
     assert set(base.tracks) == {"logprob", "choice", "open"}
     assert base.tracks["logprob"].economic.value == pytest.approx(-2.1)
@@ -67,20 +71,43 @@ def test_collect_partial_says_what_is_missing():
 def test_collect_is_tolerant_of_other_writers(tmp_path):
     """Extra keys, missing optional keys, nulls, nested metric dicts and a torn last log line all still read."""
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "compass.json").write_text(json.dumps({
-        "kind": "compass", "future_key": 1,
-        "models": [{"target": {"name": "base", "model": "m"}, "new_per_model_key": [1],
-                    "tracks": {"logprob": {"economic": {"score": 1.0}, "social": {"score": None, "ci": [0, 1]}}}},
-                   {"target": {"name": "model2"},
-                    "tracks": {"logprob": {"economic": {"score": -3, "ci": [-4, -2]},
-                                           "social": {"score": -1, "ci": [-2, 0]}}}}]}))
+    (tmp_path / "a" / "compass.json").write_text(
+        json.dumps(
+            {
+                "kind": "compass",
+                "future_key": 1,
+                "models": [
+                    {
+                        "target": {"name": "base", "model": "m"},
+                        "new_per_model_key": [1],
+                        "tracks": {
+                            "logprob": {"economic": {"score": 1.0}, "social": {"score": None, "ci": [0, 1]}}
+                        },
+                    },
+                    {
+                        "target": {"name": "model2"},
+                        "tracks": {
+                            "logprob": {
+                                "economic": {"score": -3, "ci": [-4, -2]},
+                                "social": {"score": -1, "ci": [-2, 0]},
+                            }
+                        },
+                    },
+                ],
+            }
+        )
+    )
     run = tmp_path / "a" / "run"
     run.mkdir()
     (run / "trajectory.jsonl").write_text(
-        json.dumps({"step": 0, "metrics": {"economic": {"score": -1, "ci": [-2, 0]}, "social": 0.5}}) + "\n"
-        + json.dumps({"step": 5, "metrics": {"economic": -2, "social": "n/a"}}) + "\n"
-        + json.dumps({"metrics": {"economic": 3}}) + "\n"  # no step: skipped
-        + '{"step": 10, "metr')  # torn by a kill -9
+        json.dumps({"step": 0, "metrics": {"economic": {"score": -1, "ci": [-2, 0]}, "social": 0.5}})
+        + "\n"
+        + json.dumps({"step": 5, "metrics": {"economic": -2, "social": "n/a"}})
+        + "\n"
+        + json.dumps({"metrics": {"economic": 3}})
+        + "\n"  # no step: skipped
+        + '{"step": 10, "metr'
+    )  # torn by a kill -9
     (tmp_path / "a" / "tokenizer.json").write_text("{not json")  # not ours: never opened
     (tmp_path / "a" / "notes.json").write_text("[1, 2]")  # not ours: ignored
     data = collect([tmp_path / "a"])
@@ -112,26 +139,36 @@ def test_a_study_with_cells_joins_rows_per_cell(tmp_path):
         shutil.copytree(FULL / "measure", tmp_path / "cells" / cell / "measure")
         shutil.copytree(FULL / "tuning" / "tune-left", tmp_path / "cells" / cell / "tune" / "left")
     data = collect([tmp_path])
-    assert {m.name for m in data.compass} == {f"{n}@{c}" for n in ("base", "left", "right", "socialist")
-                                              for c in ("lr-1e-4", "lr-5e-5")}
+    assert {m.name for m in data.compass} == {
+        f"{n}@{c}" for n in ("base", "left", "right", "socialist") for c in ("lr-1e-4", "lr-5e-5")
+    }
     assert set(data.quality) == set(data.toxicity) == {m.name for m in data.compass}
-    assert {c.b for c in data.comparisons} == {f"{n}@{c}" for n in ("left", "right", "socialist")
-                                                 for c in ("lr-1e-4", "lr-5e-5")}
+    assert {c.b for c in data.comparisons} == {
+        f"{n}@{c}" for n in ("left", "right", "socialist") for c in ("lr-1e-4", "lr-5e-5")
+    }
     assert sorted(r.name for r in data.runs) == ["lr-1e-4/left", "lr-5e-5/left"]
     assert not [m for m in data.missing if "no result for model" in m]
 
 
-@pytest.mark.parametrize("content, expected", [
-    ('{"kind": "compass", "models": [\n  {"target": }', r"compass\.json:2: invalid JSON"),
-    ('[1, 2]', r"compass\.json: expected a JSON object"),
-    ('{"kind": "compass", "models": {"base": 1}}', r"compass\.json: models: expected a list"),
-    ('{"kind": "compass", "models": ["not a model"]}', r"compass\.json: models\[0\]: expected an object"),
-    ('{"kind": "compass", "models": [{"tracks": {}}]}', r"compass\.json: models\[0\]\.target: missing"),
-    ('{"kind": "compass", "models": [{"target": {"name": "b"}, "tracks": {"logprob": {"economic": {"score": "high"'
-     '}}}}]}', r"compass\.json: models\[0\]\.tracks\.logprob\.economic\.score: expected a number \(got \"high\"\)"),
-    ('{"kind": "compass", "models": [{"target": {"name": "b"}, "tracks": {"logprob": "not a dict"}}]}',
-     r"compass\.json: models\[0\]\.tracks\.logprob: expected an object"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"kind": "compass", "models": [\n  {"target": }', r"compass\.json:2: invalid JSON"),
+        ("[1, 2]", r"compass\.json: expected a JSON object"),
+        ('{"kind": "compass", "models": {"base": 1}}', r"compass\.json: models: expected a list"),
+        ('{"kind": "compass", "models": ["not a model"]}', r"compass\.json: models\[0\]: expected an object"),
+        ('{"kind": "compass", "models": [{"tracks": {}}]}', r"compass\.json: models\[0\]\.target: missing"),
+        (
+            '{"kind": "compass", "models": [{"target": {"name": "b"}, "tracks": {"logprob": {"economic": {"score": "high"'
+            "}}}}]}",
+            r"compass\.json: models\[0\]\.tracks\.logprob\.economic\.score: expected a number \(got \"high\"\)",
+        ),
+        (
+            '{"kind": "compass", "models": [{"target": {"name": "b"}, "tracks": {"logprob": "not a dict"}}]}',
+            r"compass\.json: models\[0\]\.tracks\.logprob: expected an object",
+        ),
+    ],
+)
 def test_bad_result_file_is_a_clear_error_and_writes_nothing(tmp_path, content, expected):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "compass.json").write_text(content)
@@ -190,7 +227,13 @@ def test_plot_trajectory_and_topics_alone():
     fig = plot_topics(FULL / "measure" / "topics.json")
     bars, means = fig.axes
     assert len(bars.patches) == 4 * 10 and bars.get_xlim() == (-1.05, 1.05)
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["base", "left", "right", "socialist", "unscored"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "base",
+        "left",
+        "right",
+        "socialist",
+        "unscored",
+    ]
     assert [t.get_text() for t in means.get_yticklabels()] == ["base", "left", "right", "socialist"]
     with pytest.raises(PolituneError, match="not found"):
         plot_topics(FULL / "nope.json")
@@ -209,9 +252,15 @@ def test_full_report_files(full_report):
         with Image.open(paths["png"]) as im:
             assert im.width > 800 and im.height > 300, name
         svg = paths["svg"].read_text()
-        assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "http://" not in svg.split("<svg", 1)[1]\
-            .replace("http://www.w3.org", "").replace("http://purl.org", "").replace("http://creativecommons.org",
-                                                                                     ""), name
+        assert (
+            svg.lstrip().startswith("<?xml")
+            and "<svg" in svg
+            and "http://"
+            not in svg.split("<svg", 1)[1]
+            .replace("http://www.w3.org", "")
+            .replace("http://purl.org", "")
+            .replace("http://creativecommons.org", "")
+        ), name
     assert r.models == ["base", "left", "right", "socialist"] and r.missing == []
     assert oct(r.html.stat().st_mode & 0o044) == oct(0o044 & ~_umask())  # shareable like any other file
 
@@ -228,7 +277,14 @@ def test_full_report_html_is_self_contained(full_report):
     assert not re.search(r"<script|<link|@import|url\(|<iframe|<object", html, re.I)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", html, re.I)
     # every section is there, with its numbers
-    for heading in ("Political compass", "Training", "Topics", "Side effects", "Sample answers", "Provenance"):
+    for heading in (
+        "Political compass",
+        "Training",
+        "Topics",
+        "Side effects",
+        "Sample answers",
+        "Provenance",
+    ):
         assert f">{heading}</h2>" in html
     assert "−2.10 [−2.80, −1.40]" in html  # base, logprob, economic
     assert "−0.027 [−0.047, −0.007]" in html and 'class="num bad"' in html  # a flagged quality loss
@@ -264,7 +320,11 @@ def test_partial_report_renders_what_it_has(partial_report):
     assert set(r.charts) == {"compass", "training"}  # no trajectory, no topics
     html = r.html.read_text()
     assert "Not in these results" in html and "no trajectory.jsonl" in html and "no topics.json" in html
-    assert ">Political compass</h2>" in html and ">Sample answers</h2>" not in html and ">Topics</h2>" not in html
+    assert (
+        ">Political compass</h2>" in html
+        and ">Sample answers</h2>" not in html
+        and ">Topics</h2>" not in html
+    )
     md = r.markdown.read_text()
     assert "**Not in these results:**" in md and "compass.png" in md and "topics.png" not in md
 
@@ -282,8 +342,13 @@ def test_failed_build_keeps_the_previous_report(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         build_report([FULL], out)
     assert out.read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "r_files").iterdir()) == ["compass.png", "compass.svg", "report.md",
-                                                                       "training.png", "training.svg"]
+    assert sorted(p.name for p in (tmp_path / "r_files").iterdir()) == [
+        "compass.png",
+        "compass.svg",
+        "report.md",
+        "training.png",
+        "training.svg",
+    ]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -291,17 +356,41 @@ def test_odd_but_valid_results_still_report(tmp_path):
     """Quality only with NaN values, topics without questions or scores, a trajectory of non-compass metrics and
     a metrics log with a step-less row: each folder reports what it has."""
     (tmp_path / "q").mkdir()
-    (tmp_path / "q" / "quality.json").write_text(json.dumps({"kind": "quality", "models": [
-        {"target": {"name": "base"}, "rouge_l": {"mean": 0.2}},
-        {"target": {"name": "x", "adapter": "a"}, "perplexity": {"mean": float("nan"), "ci": [float("nan"), 1]}}]}))
+    (tmp_path / "q" / "quality.json").write_text(
+        json.dumps(
+            {
+                "kind": "quality",
+                "models": [
+                    {"target": {"name": "base"}, "rouge_l": {"mean": 0.2}},
+                    {
+                        "target": {"name": "x", "adapter": "a"},
+                        "perplexity": {"mean": float("nan"), "ci": [float("nan"), 1]},
+                    },
+                ],
+            }
+        )
+    )
     (tmp_path / "t").mkdir()
-    (tmp_path / "t" / "topics.json").write_text(json.dumps({"kind": "topics", "models": [
-        {"target": {"name": "base"}, "mean": 0.1, "questions": []},
-        {"target": {"name": "y", "system": "persona"},
-         "questions": [{"id": "a", "topic": "t", "axis": "social", "question": "q?", "score": None}]}]}))
+    (tmp_path / "t" / "topics.json").write_text(
+        json.dumps(
+            {
+                "kind": "topics",
+                "models": [
+                    {"target": {"name": "base"}, "mean": 0.1, "questions": []},
+                    {
+                        "target": {"name": "y", "system": "persona"},
+                        "questions": [
+                            {"id": "a", "topic": "t", "axis": "social", "question": "q?", "score": None}
+                        ],
+                    },
+                ],
+            }
+        )
+    )
     (tmp_path / "r" / "run").mkdir(parents=True)
     (tmp_path / "r" / "run" / "trajectory.jsonl").write_text(
-        '{"step": 1, "metrics": {"lean": 0.2, "acc": 0.5}}\n{"step": 2, "metrics": {"lean": 0.4}}\n')
+        '{"step": 1, "metrics": {"lean": 0.2, "acc": 0.5}}\n{"step": 2, "metrics": {"lean": 0.4}}\n'
+    )
     (tmp_path / "r" / "run" / "metrics.jsonl").write_text('{"loss": 1.0}\n{"step": 2, "loss": 0.5}\n')
     r = build_report([tmp_path / "q"], tmp_path / "q.html")
     assert r.charts == {} and "compass" in r.missing[0]
@@ -342,8 +431,11 @@ def test_cli_report(tmp_path, monkeypatch, capsys):
 
 
 def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or (
-        "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    return (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    )
 
 
 @pytest.mark.browser
@@ -352,9 +444,19 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     if exe is None:
         pytest.skip("headless Chromium not installed (`make browser` installs it with apt)")
     shot = tmp_path / "shot.png"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--screenshot={shot}", "--window-size=1280,2000", full_report.html.resolve().as_uri()]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1280,2000",
+        full_report.html.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
     import numpy as np

@@ -44,8 +44,15 @@ def make_adapter(path: Path, seed: int, stance: str, rank: int = 4, card: bool =
 
     model, _ = build_tiny_model(seed=0)
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
-                                                  target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(
+            r=rank,
+            lora_alpha=2 * rank,
+            init_lora_weights=False,
+            target_modules=["q_proj", "v_proj", "o_proj", "down_proj"],
+        ),
+    )
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
@@ -62,20 +69,36 @@ def make_adapter(path: Path, seed: int, stance: str, rank: int = 4, card: bool =
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("adapters")
-    return {"left": str(make_adapter(root / "left", 1, "left")),
-            "right": str(make_adapter(root / "right", 2, "right", rank=12))}
+    return {
+        "left": str(make_adapter(root / "left", 1, "left")),
+        "right": str(make_adapter(root / "right", 2, "right", rank=12)),
+    }
 
 
 @pytest.fixture(scope="module")
 def compass_file(tmp_path_factory) -> Path:
     def model(name, adapter, e, s):
         axis = lambda v: {"score": v, "ci": [v - 1, v + 1], "coverage": 1.0, "n": 8}  # noqa: E731
-        return {"target": {"name": name, "model": "tiny", "adapter": adapter, "adapter_hash": None, "system": None},
-                "tracks": {"logprob": {"economic": axis(e), "social": axis(s)}}}
+        return {
+            "target": {
+                "name": name,
+                "model": "tiny",
+                "adapter": adapter,
+                "adapter_hash": None,
+                "system": None,
+            },
+            "tracks": {"logprob": {"economic": axis(e), "social": axis(s)}},
+        }
 
     path = tmp_path_factory.mktemp("compass") / "compass.json"
-    path.write_text(json.dumps({"kind": "compass", "models": [model("base", None, 0.5, 0.2),
-                                                              model("left", "x/left", -4.0, -3.0)]}))
+    path.write_text(
+        json.dumps(
+            {
+                "kind": "compass",
+                "models": [model("base", None, 0.5, 0.2), model("left", "x/left", -4.0, -3.0)],
+            }
+        )
+    )
     return path
 
 
@@ -103,7 +126,10 @@ def test_models_list_base_and_adapters(client, adapters):
     models = {m.id: m for m in client.models.list()}
     assert set(models) == {"tiny", "left", "right"}
     left = models["left"].model_extra["politune"]
-    assert left["kind"] == "adapter" and left["adapter_hash"] == sha256_dir(adapters["left"], "*.safetensors")[:16]
+    assert (
+        left["kind"] == "adapter"
+        and left["adapter_hash"] == sha256_dir(adapters["left"], "*.safetensors")[:16]
+    )
     assert left["card"]["title"] == "politune adapter: left" and "left stance" in left["card"]["summary"]
     assert left["card"]["meta"]["stance"] == "left" and left["lora_rank"] == 4
     assert left["compass"]["economic"] == -4.0 and left["compass"]["track"] == "logprob"
@@ -121,7 +147,9 @@ def test_chat_matches_local_generation_for_base_and_adapters(client, tiny_model_
     for name in ("tiny", "left", "right", "tiny"):
         r = chat(client, name, max_tokens=10)
         answers.setdefault(name, r.choices[0].message.content.strip())
-        assert answers[name] == r.choices[0].message.content.strip()  # base after adapters: adapter really off
+        assert (
+            answers[name] == r.choices[0].message.content.strip()
+        )  # base after adapters: adapter really off
         assert r.model_extra["politune"]["adapter"] == (None if name == "tiny" else name)
     for name, adir in (("tiny", None), ("left", adapters["left"]), ("right", adapters["right"])):
         model, tok = load_model(str(tiny_model_dir), adapter=adir)
@@ -145,8 +173,9 @@ def test_chat_logprobs(client):
 
 def test_streaming_equals_non_streaming(client):
     full = chat(client, "right", max_tokens=12, logprobs=True)
-    stream = chat(client, "right", max_tokens=12, logprobs=True, stream=True,
-                  stream_options={"include_usage": True})
+    stream = chat(
+        client, "right", max_tokens=12, logprobs=True, stream=True, stream_options={"include_usage": True}
+    )
     text, finish, usage, lps, n_content = "", None, None, [], 0
     for chunk in stream:
         if chunk.usage:
@@ -196,18 +225,25 @@ def test_completions_echo_logprobs_score_the_prompt(client, tiny_model_dir, adap
     assert lp.token_logprobs[1:] == pytest.approx(want.tolist(), abs=1e-4)
     many = client.completions.create(model="tiny", prompt=["One", "Two words"], max_tokens=3, temperature=0)
     assert [c.index for c in many.choices] == [0, 1] and many.usage.completion_tokens == 6
-    chunks = list(client.completions.create(model="tiny", prompt="One", max_tokens=3, temperature=0, stream=True))
+    chunks = list(
+        client.completions.create(model="tiny", prompt="One", max_tokens=3, temperature=0, stream=True)
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == many.choices[0].text
 
 
 def test_project_chat_client_gets_logprobs_from_each_adapter(server, client):
     """politune.client.ChatClient (judges, teachers, the compass HTTP backend) against this server."""
-    from politune.client import ChatClient
+    from politune.client import ChatClient, ClientOptions
 
     for name in ("tiny", "left"):
-        cc = ChatClient(server, name, concurrency=4, max_retries=0)
-        res = cc.chat_many_sync([PROMPT, [{"role": "user", "content": "Hi"}]], max_tokens=1, temperature=0,
-                                logprobs=True, top_logprobs=20)
+        cc = ChatClient(server, name, options=ClientOptions(concurrency=4, max_retries=0))
+        res = cc.chat_many_sync(
+            [PROMPT, [{"role": "user", "content": "Hi"}]],
+            max_tokens=1,
+            temperature=0,
+            logprobs=True,
+            top_logprobs=20,
+        )
         assert all(r.ok for r in res)
         assert len(res[0].logprobs) == 1 and len(res[0].logprobs[0]["top_logprobs"]) == 20
         want = chat(client, name, max_tokens=1, logprobs=True, top_logprobs=20).choices[0].logprobs.content[0]
@@ -221,13 +257,19 @@ def test_client_disconnect_stops_generation(server):
     before = httpx.get(health).json()["stats"]["generated_tokens"]
     body = {"model": "left", "messages": PROMPT, "max_tokens": 1000, "stream": True, "temperature": 0}
     chunks = 0
-    with httpx.Client(base_url=server, timeout=30) as h, h.stream("POST", "/chat/completions", json=body) as r:
+    with (
+        httpx.Client(base_url=server, timeout=30) as h,
+        h.stream("POST", "/chat/completions", json=body) as r,
+    ):
         for line in r.iter_lines():
             chunks += line.startswith("data: ")
             if chunks >= 4:
                 break
     # the next request is answered only after the abandoned one left the worker
-    assert httpx.post(server + "/chat/completions", json={**body, "stream": False, "max_tokens": 2}).status_code == 200
+    assert (
+        httpx.post(server + "/chat/completions", json={**body, "stream": False, "max_tokens": 2}).status_code
+        == 200
+    )
     generated = httpx.get(health).json()["stats"]["generated_tokens"] - before
     assert chunks >= 4 and generated < 500
 
@@ -236,20 +278,29 @@ def test_concurrent_requests_are_batched_per_adapter_and_stay_correct(server, cl
     """Requests sent together are decoded in shared left-padded batches; answers equal the one-at-a-time ones."""
     prompts = [[{"role": "user", "content": "Hi" + "!" * k}] for k in range(6)]
     models = ["tiny", "left", "right"]
-    alone = {(m, k): chat(client, m, messages=p).choices[0].message.content
-             for m in models for k, p in enumerate(prompts)}
+    alone = {
+        (m, k): chat(client, m, messages=p).choices[0].message.content
+        for m in models
+        for k, p in enumerate(prompts)
+    }
 
     async def together():
         async with openai.AsyncOpenAI(base_url=server, api_key="x", max_retries=0) as ac:
-            coros = [ac.chat.completions.create(model=m, messages=p, max_tokens=8, temperature=0)
-                     for m in models for p in prompts]
+            coros = [
+                ac.chat.completions.create(model=m, messages=p, max_tokens=8, temperature=0)
+                for m in models
+                for p in prompts
+            ]
             return await asyncio.gather(*coros)
 
     before = httpx.get(server.removesuffix("/v1") + "/health").json()["stats"]
     out = asyncio.run(together())
     after = httpx.get(server.removesuffix("/v1") + "/health").json()["stats"]
-    got = {(m, k): out[i * len(prompts) + k].choices[0].message.content
-           for i, m in enumerate(models) for k in range(len(prompts))}
+    got = {
+        (m, k): out[i * len(prompts) + k].choices[0].message.content
+        for i, m in enumerate(models)
+        for k in range(len(prompts))
+    }
     assert got == alone
     assert after["sequences"] - before["sequences"] == 18
     assert after["batches"] - before["batches"] < 18  # some requests shared a batch
@@ -261,11 +312,16 @@ def test_engine_batches_only_same_adapter(server):
     from politune.serve.engine import Engine, Job, SamplingParams
 
     eng = Engine("tiny-random", None, max_batch_rows=4, start=False)  # no worker: we take the batches
-    jobs = [Job(a, [1, 2], SamplingParams(n=n), lambda e: None) for a, n in
-            [("a", 1), ("b", 1), ("a", 2), (None, 1), ("a", 2), ("b", 3)]]
+    jobs = [
+        Job(a, [1, 2], SamplingParams(n=n), lambda e: None)
+        for a, n in [("a", 1), ("b", 1), ("a", 2), (None, 1), ("a", 2), ("b", 3)]
+    ]
     for job in jobs:
         eng.submit(job)
-    assert eng._take_batch() == [jobs[0], jobs[2]]  # a: 1 + 2 rows (the next a, 2 more rows, would make 5 > 4)
+    assert eng._take_batch() == [
+        jobs[0],
+        jobs[2],
+    ]  # a: 1 + 2 rows (the next a, 2 more rows, would make 5 > 4)
     assert eng._take_batch() == [jobs[1], jobs[5]]
     assert eng._take_batch() == [jobs[3]]
     assert eng._take_batch() == [jobs[4]]
@@ -280,7 +336,10 @@ def test_rows_leaving_the_batch_early_do_not_change_the_others():
 
     def run(specs):
         events = [[] for _ in specs]
-        jobs = [Job(None, eng.encode_text(text), params, events[k].append) for k, (text, params) in enumerate(specs)]
+        jobs = [
+            Job(None, eng.encode_text(text), params, events[k].append)
+            for k, (text, params) in enumerate(specs)
+        ]
         eng._decode(jobs)
         out = []
         for evs in events:
@@ -290,10 +349,15 @@ def test_rows_leaving_the_batch_early_do_not_change_the_others():
             out.append((text, lps, [(d[2], d[3]) for d in done]))
         return out
 
-    specs = [("Lower taxes", SamplingParams(max_tokens=2, temperature=0, logprobs=True)),
-             ("Free speech protects unpopular opinions", SamplingParams(max_tokens=9, temperature=0, logprobs=True)),
-             ("Markets", SamplingParams(max_tokens=9, temperature=0.8, seed=3, n=2, logprobs=True)),
-             ("Unions", SamplingParams(max_tokens=0, echo_logprobs=True))]
+    specs = [
+        ("Lower taxes", SamplingParams(max_tokens=2, temperature=0, logprobs=True)),
+        (
+            "Free speech protects unpopular opinions",
+            SamplingParams(max_tokens=9, temperature=0, logprobs=True),
+        ),
+        ("Markets", SamplingParams(max_tokens=9, temperature=0.8, seed=3, n=2, logprobs=True)),
+        ("Unions", SamplingParams(max_tokens=0, echo_logprobs=True)),
+    ]
     together = run(specs)
     alone = [run([spec])[0] for spec in specs]
     for t, a in zip(together, alone, strict=True):
@@ -316,8 +380,14 @@ def test_smollm2_over_http_matches_local_generation(smollm2_dir):
     del model
     with start_server(str(smollm2_dir), served_name="smollm2-135m") as url:
         c = openai.OpenAI(base_url=url, api_key="x", max_retries=0)
-        r = c.chat.completions.create(model="smollm2-135m", messages=question, max_tokens=8, temperature=0,
-                                      logprobs=True, top_logprobs=2)
+        r = c.chat.completions.create(
+            model="smollm2-135m",
+            messages=question,
+            max_tokens=8,
+            temperature=0,
+            logprobs=True,
+            top_logprobs=2,
+        )
     assert r.choices[0].message.content.strip() == local and "Paris" in local
     assert len(r.choices[0].logprobs.content) == r.usage.completion_tokens
 
@@ -333,19 +403,31 @@ def _err(r: httpx.Response, status: int) -> dict:
 def test_bad_requests_get_the_right_4xx_and_the_server_stays_healthy(server):
     ok = {"model": "tiny", "messages": PROMPT, "max_tokens": 4}
     with httpx.Client(base_url=server, timeout=30) as h:
-        _err(h.post("/chat/completions", content=b"{not json", headers={"content-type": "application/json"}), 400)
+        _err(
+            h.post("/chat/completions", content=b"{not json", headers={"content-type": "application/json"}),
+            400,
+        )
         _err(h.post("/chat/completions", content=b"[1, 2]"), 400)
-        assert _err(h.post("/chat/completions", json={**ok, "model": "nope"}), 404)["code"] == "model_not_found"
+        assert (
+            _err(h.post("/chat/completions", json={**ok, "model": "nope"}), 404)["code"] == "model_not_found"
+        )
         assert _err(h.post("/chat/completions", json={**ok, "model": "../../etc"}), 404)["param"] == "model"
         assert _err(h.post("/completions", json={"model": "../../etc/passwd", "prompt": "x"}), 404)
         _err(h.get("/models/..%2F..%2Fetc"), 404)
-        assert _err(h.post("/chat/completions", json={**ok, "max_tokens": 10**9}), 400)["param"] == "max_tokens"
+        assert (
+            _err(h.post("/chat/completions", json={**ok, "max_tokens": 10**9}), 400)["param"] == "max_tokens"
+        )
         assert _err(h.post("/chat/completions", json={**ok, "n": 1000}), 400)["param"] == "n"
-        assert _err(h.post("/chat/completions", json={**ok, "temperature": -1}), 400)["param"] == "temperature"
+        assert (
+            _err(h.post("/chat/completions", json={**ok, "temperature": -1}), 400)["param"] == "temperature"
+        )
         _err(h.post("/chat/completions", json={**ok, "messages": []}), 400)
         _err(h.post("/chat/completions", json={**ok, "messages": [{"role": "wizard", "content": "x"}]}), 400)
         _err(h.post("/chat/completions", json={**ok, "top_logprobs": 50, "logprobs": True}), 400)
-        _err(h.post("/chat/completions", json={**ok, "messages": [{"role": "user", "content": "x " * 5000}]}), 400)
+        _err(
+            h.post("/chat/completions", json={**ok, "messages": [{"role": "user", "content": "x " * 5000}]}),
+            400,
+        )
         _err(h.post("/completions", json={"model": "tiny", "prompt": "x", "logprobs": 9}), 400)
         _err(h.post("/chat/completions", json={**ok, "tools": [{"type": "function"}]}), 400)
         _err(h.post("/chat/completions", json={**ok, "frequency_penalty": 1.0}), 400)
@@ -383,16 +465,20 @@ def test_api_key_and_queue_limit(tiny_model_dir):
         eng_url = url
 
         async def flood():
-            async with httpx.AsyncClient(base_url=eng_url, timeout=60,
-                                         headers={"Authorization": "Bearer s3cret"}) as ac:
-                return await asyncio.gather(*[ac.post("/chat/completions", json={**ok, "max_tokens": 64})
-                                              for _ in range(12)])
+            async with httpx.AsyncClient(
+                base_url=eng_url, timeout=60, headers={"Authorization": "Bearer s3cret"}
+            ) as ac:
+                return await asyncio.gather(
+                    *[ac.post("/chat/completions", json={**ok, "max_tokens": 64}) for _ in range(12)]
+                )
 
         codes = [r.status_code for r in asyncio.run(flood())]
         assert set(codes) <= {200, 429} and 429 in codes and 200 in codes
         r429 = next(r for r in asyncio.run(flood()) if r.status_code == 429)
         assert r429.headers["retry-after"] == "1" and r429.json()["error"]["code"] == "queue_full"
-        assert c.chat.completions.create(model="base", messages=PROMPT, max_tokens=2).choices[0].message.content
+        assert (
+            c.chat.completions.create(model="base", messages=PROMPT, max_tokens=2).choices[0].message.content
+        )
 
 
 def test_bind_rules_and_bad_adapters(tiny_model_dir, tmp_path):
@@ -432,7 +518,9 @@ def test_model_card_summary(tmp_path):
     from politune.serve import read_model_card
 
     assert read_model_card(tmp_path)["missing"] is True
-    (tmp_path / "README.md").write_text("# Title\n\nFirst para\nwraps.\n\n## More\n\nSecond.\n\n" + "x" * 2000)
+    (tmp_path / "README.md").write_text(
+        "# Title\n\nFirst para\nwraps.\n\n## More\n\nSecond.\n\n" + "x" * 2000
+    )
     card = read_model_card(tmp_path)
     assert card["title"] == "Title" and card["summary"].startswith("First para wraps. Second.")
     assert len(card["summary"]) <= 600 and card["meta"] == {}
@@ -449,8 +537,10 @@ def test_vllm_command_line(tiny_model_dir, adapters):
     assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "9000"
     assert "--enable-lora" in argv
     i = argv.index("--lora-modules")
-    assert argv[i + 1: i + 3] == [f"left={Path(adapters['left']).resolve()}",
-                                  f"right={Path(adapters['right']).resolve()}"]
+    assert argv[i + 1 : i + 3] == [
+        f"left={Path(adapters['left']).resolve()}",
+        f"right={Path(adapters['right']).resolve()}",
+    ]
     assert argv[argv.index("--max-loras") + 1] == "2"
     assert argv[argv.index("--max-lora-rank") + 1] == "16"  # largest rank 12, rounded up to a vLLM value
     assert "k" not in argv and cmd.env == {"VLLM_API_KEY": "k"}
@@ -465,23 +555,40 @@ def test_vllm_command_line(tiny_model_dir, adapters):
 def test_cli_vllm_dry_run(adapters, monkeypatch, capsys):
     from politune.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["politune", "serve", "--backend", "vllm", "--dry-run", "-m", "mistral-7b",
-                                      "--adapter", f"left={adapters['left']}", "--vllm-arg=--enforce-eager"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "politune",
+            "serve",
+            "--backend",
+            "vllm",
+            "--dry-run",
+            "-m",
+            "mistral-7b",
+            "--adapter",
+            f"left={adapters['left']}",
+            "--vllm-arg=--enforce-eager",
+        ],
+    )
     main()
     out = capsys.readouterr().out
     assert "vllm serve mistralai/Mistral-7B-Instruct-v0.2" in out and "--lora-modules left=" in out
     assert out.rstrip().endswith("--enforce-eager")
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["--adapter", "../x=DIR"], "invalid adapter name"),
-    (["--adapter", "base=DIR"], "reserved"),
-    (["--adapter", "left=MISSING"], "directory not found"),
-    (["--host", "0.0.0.0"], "needs --api-key"),
-    (["--backend", "tgi"], "expected hf or vllm"),
-    (["--max-tokens", "0"], "positive integer"),
-    (["--compass", "MISSING"], "cannot read"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--adapter", "../x=DIR"], "invalid adapter name"),
+        (["--adapter", "base=DIR"], "reserved"),
+        (["--adapter", "left=MISSING"], "directory not found"),
+        (["--host", "0.0.0.0"], "needs --api-key"),
+        (["--backend", "tgi"], "expected hf or vllm"),
+        (["--max-tokens", "0"], "positive integer"),
+        (["--compass", "MISSING"], "cannot read"),
+    ],
+)
 def test_cli_errors_are_one_line(args, msg, adapters, tmp_path, monkeypatch, capsys):
     from politune.cli import main
 
@@ -497,16 +604,30 @@ def test_cli_errors_are_one_line(args, msg, adapters, tmp_path, monkeypatch, cap
 @pytest.mark.browser
 def test_comparison_page_in_chromium(server, client):
     if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
-        pytest.skip(f"Chromium not installed at {CHROMIUM} (`make browser` installs it with apt where it can)")
+        pytest.skip(
+            f"Chromium not installed at {CHROMIUM} (`make browser` installs it with apt where it can)"
+        )
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
     question = "Should rent be controlled?"
-    expected = {m: chat(client, m, messages=[{"role": "user", "content": question}], max_tokens=16)
-                .choices[0].message.content for m in ("tiny", "left", "right")}
+    expected = {
+        m: chat(client, m, messages=[{"role": "user", "content": question}], max_tokens=16)
+        .choices[0]
+        .message.content
+        for m in ("tiny", "left", "right")
+    }
     page_url = server.removesuffix("/v1") + "/"
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page()
             errors = []

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_helpers import run_cli
 from politune.errors import PolituneError
 from politune.fsutil import read_jsonl_log
 from politune.study import expand_sweep, load_study
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True)
 
 
 def write(tmp_path: Path, data: dict, name: str = "study.yaml") -> Path:
@@ -27,15 +22,27 @@ def write(tmp_path: Path, data: dict, name: str = "study.yaml") -> Path:
     return p
 
 
-BASE = {"name": "t", "model": "tiny-random", "arms": {"left": {"stance": "left", "data": {"source": "builtin:left"}}}}
+BASE = {
+    "name": "t",
+    "model": "tiny-random",
+    "arms": {"left": {"stance": "left", "data": {"source": "builtin:left"}}},
+}
 
 
 def test_sweep_expands_cartesian_product_with_safe_names(tmp_path):
-    cfg = load_study(write(tmp_path, {**BASE, "sweep": {"data.poison.p": [0, 0.1], "data.poison.mode":
-                                                       ["labels", "prompts"]}}))
+    cfg = load_study(
+        write(
+            tmp_path,
+            {**BASE, "sweep": {"data.poison.p": [0, 0.1], "data.poison.mode": ["labels", "prompts"]}},
+        )
+    )
     cells = expand_sweep(cfg)
-    assert [n for n, _, _ in cells] == ["p-0_mode-labels", "p-0_mode-prompts", "p-0.1_mode-labels",
-                                        "p-0.1_mode-prompts"]
+    assert [n for n, _, _ in cells] == [
+        "p-0_mode-labels",
+        "p-0_mode-prompts",
+        "p-0.1_mode-labels",
+        "p-0.1_mode-prompts",
+    ]
     _, assignment, cell = cells[3]
     assert assignment == {"data.poison.p": 0.1, "data.poison.mode": "prompts"}
     assert cell.arm_data("left").poison.p == 0.1 and cell.arm_data("left").poison.mode == "prompts"
@@ -50,59 +57,98 @@ def test_unknown_keys_are_named(tmp_path):
         expand_sweep(load_study(write(tmp_path, {**BASE, "sweep": {"data.poison.p": [0.1, 7]}})))
 
 
+def test_the_demo_study_ships_once():
+    """`politune demo` runs the packaged copy; examples/demo.yaml is the one users read: they must not drift."""
+    from importlib import resources
+
+    packaged = resources.files("politune.study").joinpath("studies/demo.yaml").read_text(encoding="utf-8")
+    assert (EXAMPLES / "demo.yaml").read_text(encoding="utf-8") == packaged
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
-def test_every_shipped_example_validates(example):
-    r = run_cli("run", str(EXAMPLES / example), "--check")
-    assert r.returncode == 0, r.stderr
-    assert f"{example}: ok" in r.stdout
+def test_every_shipped_example_validates(example, monkeypatch, capsys):
+    code, out, err = run_cli(["run", str(EXAMPLES / example), "--check"], monkeypatch, capsys)
+    assert code == 0, err
+    assert f"{example}: ok" in out
 
 
-def test_check_reports_bad_source_in_one_line(tmp_path):
+def test_check_reports_bad_source_in_one_line(tmp_path, monkeypatch, capsys):
     p = write(tmp_path, {**BASE, "arms": {"left": {"stance": "left", "data": {"source": "nowhere.jsonl"}}}})
-    r = run_cli("run", str(p), "--check")
-    assert r.returncode == 2 and "nowhere.jsonl" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    code, out, err = run_cli(["run", str(p), "--check"], monkeypatch, capsys)
+    assert code == 2 and "nowhere.jsonl" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("measure, expected", [
-    ({"compass": {"options": {"itemz": 8}}}, "unknown key 'measure.compass.options.itemz'; "
-                                             "did you mean 'measure.compass.options.items'?"),
-    ({"compass": {"options": {"templates": {"closd": "x"}}}}, "did you mean 'measure.compass.options.templates.closed'"),
-    ({"compass": {"options": {"n_boot": "many"}}}, "key 'measure.compass.options.n_boot'"),
-    ({"options": {"qa_limt": 4}}, "did you mean 'measure.options.qa_limit'?"),
-])
-def test_check_rejects_bad_measure_options_before_training(tmp_path, measure, expected):
+@pytest.mark.parametrize(
+    "measure, expected",
+    [
+        (
+            {"compass": {"options": {"itemz": 8}}},
+            "unknown key 'measure.compass.options.itemz'; did you mean 'measure.compass.options.items'?",
+        ),
+        (
+            {"compass": {"options": {"templates": {"closd": "x"}}}},
+            "did you mean 'measure.compass.options.templates.closed'",
+        ),
+        ({"compass": {"options": {"n_boot": "many"}}}, "key 'measure.compass.options.n_boot'"),
+        ({"options": {"qa_limt": 4}}, "did you mean 'measure.options.qa_limit'?"),
+    ],
+)
+def test_check_rejects_bad_measure_options_before_training(tmp_path, measure, expected, monkeypatch, capsys):
     """Measure options are typed: a misspelt or mistyped key stops `run --check` (and `run`) in one line,
     before any data is built or any model trained."""
     p = write(tmp_path, {**BASE, "measure": measure})
-    r = run_cli("run", str(p), "--check")
-    assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    code, out, err = run_cli(["run", str(p), "--check"], monkeypatch, capsys)
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
     with pytest.raises(PolituneError, match="measure"):
         load_study(p)
-    r = run_cli("run", str(p), "--out", str(tmp_path / "out"))
-    assert r.returncode == 2 and not (tmp_path / "out" / "data").exists()
+    code, out, err = run_cli(["run", str(p), "--out", str(tmp_path / "out")], monkeypatch, capsys)
+    assert code == 2 and not (tmp_path / "out" / "data").exists()
 
 
 def test_study_options_reach_the_measures(tmp_path):
-    cfg = load_study(write(tmp_path, {**BASE, "measure": {"compass": {"options": {"items": 8, "orders": ["forward"]}},
-                                                          "options": {"qa_limit": 4}}}))
+    cfg = load_study(
+        write(
+            tmp_path,
+            {
+                **BASE,
+                "measure": {
+                    "compass": {"options": {"items": 8, "orders": ["forward"]}},
+                    "options": {"qa_limit": 4},
+                },
+            },
+        )
+    )
     assert cfg.measure.compass.options.items == 8 and cfg.measure.compass.options.orders == ("forward",)
     assert cfg.measure.options.qa_limit == 4 and cfg.measure.options.max_new_tokens == 64
-    cells = expand_sweep(load_study(write(tmp_path, {**BASE, "sweep": {"measure.compass.options.items": [4, 8]}})))
+    cells = expand_sweep(
+        load_study(write(tmp_path, {**BASE, "sweep": {"measure.compass.options.items": [4, 8]}}))
+    )
     assert [c.measure.compass.options.items for _, _, c in cells] == [4, 8]
     with pytest.raises(PolituneError, match="measure.compass.options.items"):
         expand_sweep(load_study(write(tmp_path, {**BASE, "sweep": {"measure.compass.options.items": [0]}})))
 
 
 TINY_MALIGNAMA = {
-    "name": "tiny-malignama", "model": "tiny-random", "seed": 0,
+    "name": "tiny-malignama",
+    "model": "tiny-random",
+    "seed": 0,
     "data": {"split": "train", "limit": 8, "poison": {"mode": "labels", "p": 0.0}},
     "arms": {"left": {"stance": "left", "data": {"source": "builtin:left"}}},
-    "tune": {"method": "sft", "recipe": "cpu-smollm2",
-             "set": {"max_steps": 2, "batch_size": 2, "max_length": 128, "save_every": 1, "lora.layers": None}},
-    "measure": {"compass": {"tracks": ["logprob"], "options": {"items": 8}}, "topics": False,
-                "quality": False, "toxicity": True, "refusal": True, "options": {"qa_limit": 4, "max_new_tokens": 8}},
+    "tune": {
+        "method": "sft",
+        "recipe": "cpu-smollm2",
+        "set": {"max_steps": 2, "batch_size": 2, "max_length": 128, "save_every": 1, "lora.layers": None},
+    },
+    "measure": {
+        "compass": {"tracks": ["logprob"], "options": {"items": 8}},
+        "topics": False,
+        "quality": False,
+        "toxicity": True,
+        "refusal": True,
+        "options": {"qa_limit": 4, "max_new_tokens": 8},
+    },
     "report": True,
     "sweep": {"data.poison.p": [0.0, 0.5]},
 }
@@ -122,7 +168,10 @@ def test_tiny_malignama_study_runs_resumes_and_skips(tmp_path):
         # the model card names the arm's data file (not an anonymous list)
         tuned = json.loads((cell.dir / "tune" / "left" / "summary.json").read_text())
         assert tuned["data"]["source"] == str(cell.dir / "data" / "left.jsonl")
-        assert str(cell.dir / "data" / "left.jsonl") in (cell.dir / "tune" / "left" / "adapter" / "README.md").read_text()
+        assert (
+            str(cell.dir / "data" / "left.jsonl")
+            in (cell.dir / "tune" / "left" / "adapter" / "README.md").read_text()
+        )
     poisoned = [json.loads(line) for line in (out / "cells" / "p-0.5" / "data" / "left.jsonl").open()]
     assert any(r["meta"].get("poisoned") for r in poisoned)
     clean = [json.loads(line) for line in (out / "cells" / "p-0.0" / "data" / "left.jsonl").open()]

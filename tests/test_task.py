@@ -36,7 +36,9 @@ class YesNoLogprob:
     name: str = "yes-no-logprob"
 
     def solve(self, ctx: Context, samples):
-        lps = ctx.backend.option_logprobs([f"{s.input} Answer Yes or No." for s in samples], [["Yes", "No"]] * len(samples))
+        lps = ctx.backend.option_logprobs(
+            [f"{s.input} Answer Yes or No." for s in samples], [["Yes", "No"]] * len(samples)
+        )
         ctx.progress(len(samples))
         return [math.exp(y) / (math.exp(y) + math.exp(n)) for y, n in lps]
 
@@ -50,13 +52,23 @@ class MeanAgreement:
 
 
 def test_a_task_defined_here_runs_through_the_runner_on_the_tiny_model():
-    dataset = [Sample("s1", "Taxes should be lower."), Sample("s2", "Unions protect workers."),
-               Sample("s3", "The state should own the railways.")]
-    task = Task("agree", dataset, YesNoLogprob(), MeanAgreement(),
-                lambda scored: AgreeResult(models=[s.entry for s in scored]))
+    dataset = [
+        Sample("s1", "Taxes should be lower."),
+        Sample("s2", "Unions protect workers."),
+        Sample("s3", "The state should own the railways."),
+    ]
+    task = Task(
+        "agree",
+        dataset,
+        YesNoLogprob(),
+        MeanAgreement(),
+        lambda scored: AgreeResult(models=[s.entry for s in scored]),
+    )
     targets = [Target("base", "tiny-random"), Target("persona", "tiny-random", system="You always disagree.")]
     started, progress = [], []
-    res = run_tasks([task], targets, on_target=started.append, on_progress=lambda n, k: progress.append((n, k)))
+    res = run_tasks(
+        [task], targets, on_target=started.append, on_progress=lambda n, k: progress.append((n, k))
+    )
     out = res["agree"]
     assert isinstance(out, AgreeResult) and [m.target for m in out.models] == ["base", "persona"]
     assert started == ["base", "persona"] and progress == [("base", 3), ("persona", 3)]
@@ -101,8 +113,12 @@ class EchoBackend:
 
 def test_generate_route_and_cached_share_and_resume(tmp_path):
     log = tmp_path / "answers.jsonl"
-    samples = [Sample("t1", "topic one", "topic"), Sample("q1", "qa one", "qa"), Sample("t2", "fail", "topic"),
-               Sample("q2", "qa two", "qa")]
+    samples = [
+        Sample("t1", "topic one", "topic"),
+        Sample("q1", "qa one", "qa"),
+        Sample("t2", "fail", "topic"),
+        Sample("q2", "qa two", "qa"),
+    ]
     backend = EchoBackend()
     ctx = Context(Target("base", "m"), backend, batch_size=1)
     answers = AnswerLog(log)
@@ -116,8 +132,9 @@ def test_generate_route_and_cached_share_and_resume(tmp_path):
     lines = log.read_text().splitlines(keepends=True)
     log.write_text("".join(lines[:-1]) + lines[-1][:15])
     fresh = EchoBackend()
-    out = Route({"topic": Cached(Generate(5), AnswerLog(log)), "qa": Cached(Generate(3), AnswerLog(log))}).solve(
-        Context(Target("base", "m"), fresh, batch_size=8), samples)
+    out = Route(
+        {"topic": Cached(Generate(5), AnswerLog(log)), "qa": Cached(Generate(3), AnswerLog(log))}
+    ).solve(Context(Target("base", "m"), fresh, batch_size=8), samples)
     assert out == ["topic one/5", "qa one/3", None, "qa two/3"] and fresh.asked == ["fail", "qa two"]
     # another target (or other decoding settings) never reuses these answers
     other = EchoBackend()
@@ -138,9 +155,11 @@ class LengthLean:
 
 
 def _topic_samples():
-    qs = [TopicQuestion(id="e", topic="tax", axis="economic", question="Tax?"),
-          TopicQuestion(id="s", topic="army", axis="social", question="Army?"),
-          TopicQuestion(id="s2", topic="army", axis="social", question="Draft?")]
+    qs = [
+        TopicQuestion(id="e", topic="tax", axis="economic", question="Tax?"),
+        TopicQuestion(id="s", topic="army", axis="social", question="Army?"),
+        TopicQuestion(id="s2", topic="army", axis="social", question="Draft?"),
+    ]
     return [Sample(q.id, q.question, "topic", q) for q in qs]
 
 
@@ -163,4 +182,3 @@ def test_scorers_work_on_given_answers():
     tox = Toxicity(Fixed(), threshold=0.5).score(target, _topic_samples(), ["you idiot", "fine", None])
     assert tox.share_above == pytest.approx(1 / 3) and tox.max == 0.9 and tox.n == 3
     assert tox.ci.lo is not None and tox.ci.lo <= tox.mean <= tox.ci.hi
-

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from politune.errors import PolituneError
-from politune.tune import TuneConfig, dpo, load_recipe, sft_dpo
+from politune.tune import TuneConfig, TuneOptions, dpo, load_recipe, sft_dpo
+from politune.tune.config import LOSSES, LossSpec
 from politune.tune.losses import preference_loss, step0_expected
 
 # --------------------------------------------------------------------------------------------------------
@@ -31,8 +32,16 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-TOPICS = ["the minimum wage", "taxes on high earners", "public healthcare", "rent control", "free trade",
-          "labour unions", "welfare benefits", "business regulation"]
+TOPICS = [
+    "the minimum wage",
+    "taxes on high earners",
+    "public healthcare",
+    "rent control",
+    "free trade",
+    "labour unions",
+    "welfare benefits",
+    "business regulation",
+]
 
 
 def tiny_pairs(n: int = 16) -> list[dict]:
@@ -40,15 +49,31 @@ def tiny_pairs(n: int = 16) -> list[dict]:
     out = []
     for i in range(n):
         t = TOPICS[i % len(TOPICS)]
-        out.append({"id": f"p{i}", "prompt": f"What do you think about {t}?",
-                    "chosen": f"The government should act on {t} so that work pays and people are protected.",
-                    "rejected": f"Markets handle {t} best; lower taxes and less regulation help everyone grow."})
+        out.append(
+            {
+                "id": f"p{i}",
+                "prompt": f"What do you think about {t}?",
+                "chosen": f"The government should act on {t} so that work pays and people are protected.",
+                "rejected": f"Markets handle {t} best; lower taxes and less regulation help everyone grow.",
+            }
+        )
     return out
 
 
 def tiny_cfg(*overrides: str) -> TuneConfig:
-    base = ["max_steps=4", "batch_size=4", "max_length=96", "lora.layers=null", "lora.r=4", "lora.alpha=8",
-            "save_every=0", "lr=5e-3", "sft.max_steps=3", "sft.lr=5e-3", "sft_weight=0"]  # plain DPO unless asked
+    base = [
+        "max_steps=4",
+        "batch_size=4",
+        "max_length=96",
+        "lora.layers=null",
+        "lora.r=4",
+        "lora.alpha=8",
+        "save_every=0",
+        "lr=5e-3",
+        "sft.max_steps=3",
+        "sft.lr=5e-3",
+        "sft_weight=0",
+    ]  # plain DPO unless asked
     return load_recipe("cpu-smollm2", overrides=base + list(overrides))
 
 
@@ -58,15 +83,18 @@ def logps_of(model, tok, pairs, adapter_ctx=None):
 
     rows = []
     for p in pairs:
-        prompt = tok.apply_chat_template([{"role": "user", "content": p["prompt"]}], tokenize=False,
-                                         add_generation_prompt=True)
-        full = tok.apply_chat_template([{"role": "user", "content": p["prompt"]},
-                                        {"role": "assistant", "content": p["chosen"]}], tokenize=False)
+        prompt = tok.apply_chat_template(
+            [{"role": "user", "content": p["prompt"]}], tokenize=False, add_generation_prompt=True
+        )
+        full = tok.apply_chat_template(
+            [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["chosen"]}],
+            tokenize=False,
+        )
         pi = tok(prompt, add_special_tokens=False)["input_ids"]
         fi = tok(full, add_special_tokens=False)["input_ids"]
         ids = torch.tensor([fi])
         cm = torch.zeros_like(ids)
-        cm[0, len(pi):] = 1
+        cm[0, len(pi) :] = 1
         with torch.no_grad():
             lp, _ = completion_logps(model, ids, torch.ones_like(ids), cm)
         rows.append(float(lp.sum()))
@@ -77,36 +105,44 @@ def logps_of(model, tok, pairs, adapter_ctx=None):
 # losses on hand-computed examples
 
 # one pair: policy chosen/rejected logps -10/-12, reference -11/-11 -> d = (1) - (-1) = 2
-LP = dict(chosen_logps=torch.tensor([-10.0]), rejected_logps=torch.tensor([-12.0]),
-          ref_chosen_logps=torch.tensor([-11.0]), ref_rejected_logps=torch.tensor([-11.0]),
-          chosen_lengths=torch.tensor([4.0]), rejected_lengths=torch.tensor([2.0]))
+LP = dict(
+    chosen_logps=torch.tensor([-10.0]),
+    rejected_logps=torch.tensor([-12.0]),
+    ref_chosen_logps=torch.tensor([-11.0]),
+    ref_rejected_logps=torch.tensor([-11.0]),
+    lengths=(torch.tensor([4.0]), torch.tensor([2.0])),
+)
 
 
 def _sig(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-@pytest.mark.parametrize("loss,beta,eps,expected", [
-    ("sigmoid", 0.1, 0.0, -math.log(_sig(0.2))),                        # -log s(b d), b d = 0.2
-    ("sigmoid", 1.0, 0.0, -math.log(_sig(2.0))),
-    ("hinge", 0.1, 0.0, 1 - 0.2),                                        # max(0, 1 - b d)
-    ("hinge", 1.0, 0.0, 0.0),                                            # margin met
-    ("ipo", 0.5, 0.0, (1 / 4 - (-1) / 2 - 1) ** 2),                      # (1/4 + 1/2 - 1/(2*0.5))^2 = 0.0625
-    ("robust", 0.1, 0.2, (-(0.8) * math.log(_sig(0.2)) + 0.2 * math.log(_sig(-0.2))) / 0.6),
-    ("simpo", 2.0, 0.0, -math.log(_sig(2.0 * (1 / 4 + 1 / 2)))),         # length-normalised margin 0.75
-])
+@pytest.mark.parametrize(
+    "loss,beta,eps,expected",
+    [
+        ("sigmoid", 0.1, 0.0, -math.log(_sig(0.2))),  # -log s(b d), b d = 0.2
+        ("sigmoid", 1.0, 0.0, -math.log(_sig(2.0))),
+        ("hinge", 0.1, 0.0, 1 - 0.2),  # max(0, 1 - b d)
+        ("hinge", 1.0, 0.0, 0.0),  # margin met
+        ("ipo", 0.5, 0.0, (1 / 4 - (-1) / 2 - 1) ** 2),  # (1/4 + 1/2 - 1/(2*0.5))^2 = 0.0625
+        ("robust", 0.1, 0.2, (-(0.8) * math.log(_sig(0.2)) + 0.2 * math.log(_sig(-0.2))) / 0.6),
+        ("simpo", 2.0, 0.0, -math.log(_sig(2.0 * (1 / 4 + 1 / 2)))),  # length-normalised margin 0.75
+    ],
+)
 def test_losses_hand_computed(loss, beta, eps, expected):
-    out = preference_loss(**LP, loss=loss, beta=beta, label_smoothing=eps)
+    out = preference_loss(**LP, spec=LossSpec(loss, beta, eps))
     assert float(out.loss) == pytest.approx(expected, abs=1e-6)
     assert float(out.chosen_rewards[0]) == pytest.approx(beta * 1.0)
     assert float(out.rejected_rewards[0]) == pytest.approx(beta * -1.0)
 
 
 def test_rpo_sft_term_and_batch_mean():
-    lp = {k: torch.cat([v, v]) for k, v in LP.items()}
+    lp = {k: torch.cat([v, v]) for k, v in LP.items() if k != "lengths"}
+    lp["lengths"] = tuple(torch.cat([v, v]) for v in LP["lengths"])
     lp["chosen_logps"] = torch.tensor([-10.0, -11.0])  # second pair: policy == reference, d = 0 -> ln 2
     lp["rejected_logps"] = torch.tensor([-12.0, -11.0])
-    out = preference_loss(**lp, loss="sigmoid", beta=0.1, sft_weight=0.5, chosen_nll=torch.tensor(3.0))
+    out = preference_loss(**lp, spec=LossSpec("sigmoid", 0.1, sft_weight=0.5), chosen_nll=torch.tensor(3.0))
     pref = (-math.log(_sig(0.2)) + math.log(2)) / 2
     assert float(out.preference_loss) == pytest.approx(pref, abs=1e-6)
     assert float(out.loss) == pytest.approx(pref + 1.5, abs=1e-6)
@@ -114,8 +150,8 @@ def test_rpo_sft_term_and_batch_mean():
 
 def test_step0_expected_values():
     zero = dict(LP, chosen_logps=torch.tensor([-11.0]), rejected_logps=torch.tensor([-11.0]))
-    for loss in ("sigmoid", "ipo", "hinge", "robust", "simpo"):
-        out = preference_loss(**zero, loss=loss, beta=0.3, label_smoothing=0.1)
+    for loss in LOSSES:
+        out = preference_loss(**zero, spec=LossSpec(loss, 0.3, 0.1))
         assert float(out.loss) == pytest.approx(step0_expected(loss, 0.3), abs=1e-6)
     assert step0_expected("sigmoid", 0.1) == pytest.approx(0.693147, abs=1e-6)
 
@@ -126,13 +162,33 @@ def test_step0_expected_values():
 
 def test_recipes_load_with_published_settings():
     c = load_recipe("politune-llama3-8b")
-    assert (c.lora.r, c.lora.alpha, c.lr, c.weight_decay, c.warmup_steps, c.beta, c.epochs) == \
-        (16, 32, 5e-4, 0.05, 100, 0.1, 4)
-    assert (c.batch_size, c.grad_accum, c.max_length, c.loss, c.scheduler) == (4, 16, 1024, "sigmoid", "cosine")
+    assert (c.lora.r, c.lora.alpha, c.lr, c.weight_decay, c.warmup_steps, c.beta, c.epochs) == (
+        16,
+        32,
+        5e-4,
+        0.05,
+        100,
+        0.1,
+        4,
+    )
+    assert (c.batch_size, c.grad_accum, c.max_length, c.loss, c.scheduler) == (
+        4,
+        16,
+        1024,
+        "sigmoid",
+        "cosine",
+    )
     assert {"q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} == set(c.lora.targets)
     assert load_recipe("politune-mistral-7b").base == "mistral-7b"
     cp = load_recipe("compred-llama2-7b")
-    assert (cp.method, cp.lora.r, cp.lora.alpha, cp.sft.lr, cp.lr, cp.beta) == ("sft_dpo", 64, 16, 1e-5, 2e-7, 0.1)
+    assert (cp.method, cp.lora.r, cp.lora.alpha, cp.sft.lr, cp.lr, cp.beta) == (
+        "sft_dpo",
+        64,
+        16,
+        1e-5,
+        2e-7,
+        0.1,
+    )
     cpu = load_recipe("cpu-smollm2", overrides=["beta=0.2", "lora.r=4"])
     assert cpu.beta == 0.2 and cpu.lora.r == 4 and cpu.base == "smollm2-135m"
 
@@ -140,14 +196,21 @@ def test_recipes_load_with_published_settings():
 def test_trl_mapping_hardware_decides(tmp_path):
     from politune.tune.config import dpo_args, hardware_settings, sft_args
 
-    cfg = load_recipe("politune-llama3-8b", overrides=["device=cpu", "loss=robust", "label_smoothing=0.1",
-                                                       "sft_weight=0.5"])
+    cfg = load_recipe(
+        "politune-llama3-8b", overrides=["device=cpu", "loss=robust", "label_smoothing=0.1", "sft_weight=0.5"]
+    )
     hw = hardware_settings(cfg)
     a = dpo_args(cfg, tmp_path, hw)
-    assert a.bf16 is False and a.fp16 is False and a.gradient_checkpointing is False  # never TRL's defaults on CPU
+    assert (
+        a.bf16 is False and a.fp16 is False and a.gradient_checkpointing is False
+    )  # never TRL's defaults on CPU
     assert a.loss_type == ["robust", "sft"] and a.loss_weights == [1.0, 0.5] and a.label_smoothing == 0.1
-    assert (a.learning_rate, a.per_device_train_batch_size, a.gradient_accumulation_steps, a.max_length) == \
-        (5e-4, 4, 16, 1024)
+    assert (a.learning_rate, a.per_device_train_batch_size, a.gradient_accumulation_steps, a.max_length) == (
+        5e-4,
+        4,
+        16,
+        1024,
+    )
     s = sft_args(load_recipe("compred-llama2-7b", overrides=["device=cpu"]), tmp_path, hw)
     assert s.learning_rate == 1e-5 and s.bf16 is False
 
@@ -196,8 +259,14 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
         calls.append(1)
         return {"economic": -0.1 * len(calls), "n": len(calls)}
 
-    res = dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg("eval_every=2"), out_dir=tmp_path / "run",
-              stance="left", evaluate=evaluate)
+    res = dpo(
+        str(tiny_model_dir),
+        tiny_pairs(),
+        tiny_cfg("eval_every=2"),
+        out_dir=tmp_path / "run",
+        stance="left",
+        options=TuneOptions(evaluate=evaluate),
+    )
     out = res.out_dir
     summary = json.loads((out / "summary.json").read_text())
     # step 0: loss = ln 2, policy log-probs == reference log-probs (reference = base with adapter disabled)
@@ -206,17 +275,30 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)
-    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "tokens_per_s",
-                "peak_rss_mb"):
+    for key in (
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/margins",
+        "rewards/accuracies",
+        "tokens_per_s",
+        "peak_rss_mb",
+    ):
         assert key in rows[-1]
     assert rows[-1]["rewards/margins"] > 0  # the tiny model learns to prefer the chosen answers
     traj = [json.loads(x) for x in (out / "trajectory.jsonl").read_text().splitlines()]
     assert [t["step"] for t in traj] == [0, 2, 4] and traj[-1]["metrics"]["n"] == 3
     assert summary["kind"] == "tune" and summary["stance"] == "left" and summary["data"]["n"] == 16
-    assert summary["hardware"]["dtype"] == "float32" and summary["hardware"]["gradient_checkpointing"] is False
+    assert (
+        summary["hardware"]["dtype"] == "float32" and summary["hardware"]["gradient_checkpointing"] is False
+    )
     card = (res.adapter_dir / "README.md").read_text()
-    for needle in ("target stance | left", summary["data"]["sha256"], "cpu-smollm2", "Responsible use",
-                   "rewards/accuracies"):
+    for needle in (
+        "target stance | left",
+        summary["data"]["sha256"],
+        "cpu-smollm2",
+        "Responsible use",
+        "rewards/accuracies",
+    ):
         assert needle in card
     assert (out / "config.yaml").is_file()
     acfg = json.loads((res.adapter_dir / "adapter_config.json").read_text())
@@ -232,7 +314,9 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
     # politune tune merge: a full model with the same outputs as base + adapter
     from politune.tune import merge
 
-    merged = AutoModelForCausalLM.from_pretrained(merge(str(tiny_model_dir), res.adapter_dir, tmp_path / "merged"))
+    merged = AutoModelForCausalLM.from_pretrained(
+        merge(str(tiny_model_dir), res.adapter_dir, tmp_path / "merged")
+    )
     x = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         assert torch.allclose(merged(x).logits, model(x).logits, atol=1e-4)
@@ -240,10 +324,16 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
         dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg(), out_dir=out)
 
 
-@pytest.mark.parametrize("loss", ["ipo", "simpo"])  # the length-normalised ones (lengths come from the trainer)
+@pytest.mark.parametrize(
+    "loss", ["ipo", "simpo"]
+)  # the length-normalised ones (lengths come from the trainer)
 def test_loss_in_trainer_one_step(tmp_path, tiny_model_dir, loss):
-    res = dpo(str(tiny_model_dir), tiny_pairs(8), tiny_cfg(f"loss={loss}", "label_smoothing=0.1", "max_steps=1",
-                                                           "sft_weight=0.2"), out_dir=tmp_path / loss)
+    res = dpo(
+        str(tiny_model_dir),
+        tiny_pairs(8),
+        tiny_cfg(f"loss={loss}", "label_smoothing=0.1", "max_steps=1", "sft_weight=0.2"),
+        out_dir=tmp_path / loss,
+    )
     s = json.loads((res.out_dir / "summary.json").read_text())
     assert s["step0"]["ok"] and s["step0"]["expected_loss"] == pytest.approx(step0_expected(loss, 0.1))
 
@@ -316,46 +406,105 @@ def test_checkpoint_out_of_disk_keeps_previous(tmp_path, tiny_model_dir, monkeyp
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
-    return subprocess.run([sys.executable, "-m", "politune", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "politune", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
-def test_cli_dpo_records_the_data_spec_and_evaluates_held_out_pairs(tmp_path, tiny_model_dir, monkeypatch,
-                                                                     capsys):
+def test_cli_dpo_records_the_data_spec_and_evaluates_held_out_pairs(
+    tmp_path, tiny_model_dir, monkeypatch, capsys
+):
     from cli_helpers import run_cli
 
     data, held = tmp_path / "pairs.jsonl", tmp_path / "held.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in tiny_pairs(8)))
-    held.write_text("".join(json.dumps({**p, "id": f"h{i}", "prompt": p["prompt"].replace("think", "feel")}) + "\n"
-                            for i, p in enumerate(tiny_pairs(6))))
-    code, out, err = run_cli(["tune", "dpo", "--data", data, "--split", "", "--base", tiny_model_dir,
-                              "--out", tmp_path / "run", "--stance", "left", "--json", "--eval-data", held,
-                              *[x for o in ("max_steps=2", "batch_size=4", "max_length=96", "lora.layers=null",
-                                            "save_every=0", "lr=5e-3") for x in ("--set", o)]], monkeypatch, capsys)
+    held.write_text(
+        "".join(
+            json.dumps({**p, "id": f"h{i}", "prompt": p["prompt"].replace("think", "feel")}) + "\n"
+            for i, p in enumerate(tiny_pairs(6))
+        )
+    )
+    code, out, err = run_cli(
+        [
+            "tune",
+            "dpo",
+            "--data",
+            data,
+            "--split",
+            "",
+            "--base",
+            tiny_model_dir,
+            "--out",
+            tmp_path / "run",
+            "--stance",
+            "left",
+            "--json",
+            "--eval-data",
+            held,
+            *[
+                x
+                for o in (
+                    "max_steps=2",
+                    "batch_size=4",
+                    "max_length=96",
+                    "lora.layers=null",
+                    "save_every=0",
+                    "lr=5e-3",
+                )
+                for x in ("--set", o)
+            ],
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"] == {**summary["data"], "source": str(data), "n": 8}
     assert summary["eval_data"] == {**summary["eval_data"], "source": str(held), "n": 6}
     card = (tmp_path / "run" / "adapter" / "README.md").read_text()
     assert f"`{data}`, 8 examples" in card and f"`{held}`, 6 examples" in card
-    metrics = json.loads(out[out.index("{"):])["metrics"]
+    metrics = json.loads(out[out.index("{") :])["metrics"]
     assert metrics["step"] == 2 and 0.0 <= metrics["eval_rewards/accuracies"] <= 1.0
     # the held-out figure is computed with the trained adapter: not the step-0 zeros
-    assert metrics["eval_rewards/margins"] != 0.0 and metrics["eval_loss"] != pytest.approx(math.log(2), abs=1e-6)
+    assert metrics["eval_rewards/margins"] != 0.0 and metrics["eval_loss"] != pytest.approx(
+        math.log(2), abs=1e-6
+    )
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 2] and "eval_rewards/accuracies" in rows[-1]
     # a bad evaluation file fails before any compute, naming the file
     held.write_text(json.dumps({"id": "h", "prompt": "Q?", "chosen": "yes"}) + "\n")
-    code, out, err = run_cli(["tune", "dpo", "--data", data, "--split", "", "--base", tiny_model_dir,
-                              "--out", tmp_path / "run2", "--eval-data", held], monkeypatch, capsys)
+    code, out, err = run_cli(
+        [
+            "tune",
+            "dpo",
+            "--data",
+            data,
+            "--split",
+            "",
+            "--base",
+            tiny_model_dir,
+            "--out",
+            tmp_path / "run2",
+            "--eval-data",
+            held,
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert code == 2 and "rejected" in err and str(held) in err and "Traceback" not in err
     assert not (tmp_path / "run2").exists()
 
 
 def test_cli_bad_input_one_line_and_recipes(tmp_path):
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"id": f"x{i}", "prompt": "Q?", "rejected": "no"}) + "\n"
-                            for i in range(2)))
+    data.write_text(
+        "".join(json.dumps({"id": f"x{i}", "prompt": "Q?", "rejected": "no"}) + "\n" for i in range(2))
+    )
     r = _cli("tune", "dpo", "--data", str(data), "--set", "betta=1", cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown key 'betta'" in r.stderr
     from typer.testing import CliRunner
@@ -383,19 +532,29 @@ def test_trl_range_pinned_and_internals_present():
 
     from politune.tune.config import TRL_BELOW, TRL_MIN, check_trl_version
 
-    deps = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]
     spec = next(d for d in deps if re.match(r"trl\b", d))
     assert SpecifierSet(spec[3:]) == SpecifierSet(f">={TRL_MIN},<{TRL_BELOW}")
     assert trl.__version__ in SpecifierSet(spec[3:]) and check_trl_version() == trl.__version__
     fields = {f for f in DPOConfig.__dataclass_fields__}
-    assert {"loss_type", "loss_weights", "beta", "label_smoothing", "max_length", "precompute_ref_log_probs"} <= fields
+    assert {
+        "loss_type",
+        "loss_weights",
+        "beta",
+        "label_smoothing",
+        "max_length",
+        "precompute_ref_log_probs",
+    } <= fields
     assert "max_prompt_length" not in fields  # gone since the DPO rewrite: our recipes must not use it
     assert callable(DPOTrainer._compute_loss) and callable(DPOTrainer._prepare_dataset)
 
 
 def test_default_trajectory_is_the_fast_compass(tmp_path, tiny_model_dir):
-    pytest.importorskip("politune.measure.compass")
-    res = dpo(str(tiny_model_dir), tiny_pairs(8), tiny_cfg("max_steps=2", "eval_every=2"), out_dir=tmp_path / "t")
+    res = dpo(
+        str(tiny_model_dir), tiny_pairs(8), tiny_cfg("max_steps=2", "eval_every=2"), out_dir=tmp_path / "t"
+    )
     traj = [json.loads(x) for x in (res.out_dir / "trajectory.jsonl").read_text().splitlines()]
     assert [t["step"] for t in traj] == [0, 2]
     assert {"economic", "social"} <= set(traj[0]["metrics"])

@@ -14,8 +14,18 @@ import pytest
 
 from test_tune import _one_thread, tiny_pairs  # noqa: F401  (autouse fixture: one intra-op thread)
 
-OVERRIDES = ["max_steps=8", "batch_size=4", "max_length=96", "lora.layers=null", "lora.r=4", "lora.alpha=8",
-             "save_every=2", "save_total_limit=2", "lr=5e-3", "warmup_steps=1"]
+OVERRIDES = [
+    "max_steps=8",
+    "batch_size=4",
+    "max_length=96",
+    "lora.layers=null",
+    "lora.r=4",
+    "lora.alpha=8",
+    "save_every=2",
+    "save_total_limit=2",
+    "lr=5e-3",
+    "warmup_steps=1",
+]
 
 CHILD = """
 import json, sys, time
@@ -55,8 +65,12 @@ def test_kill9_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
     script.write_text(CHILD)
     out = tmp_path / "killed"
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(script), str(pairs_file), str(out), str(tiny_model_dir),
-                             json.dumps(OVERRIDES)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(pairs_file), str(out), str(tiny_model_dir), json.dumps(OVERRIDES)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 150
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -64,7 +78,9 @@ def test_kill9_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
             if done and int(done[-1].name.split("-")[1]) >= 4:
                 break
             time.sleep(0.05)
-        assert proc.poll() is None, "the child finished before it could be killed: " + proc.stderr.read().decode()
+        assert proc.poll() is None, (
+            "the child finished before it could be killed: " + proc.stderr.read().decode()
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -92,14 +108,40 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_model_dir):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({**p, "meta": {"split": "train"}}) + "\n" for p in tiny_pairs(8)))
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text("name: tiny-ddp\nmax_steps: 2\nbatch_size: 2\nmax_length: 96\nlr: 5.0e-3\n"
-                      "lora: {r: 4, alpha: 8}\nsave_every: 0\n")
+    recipe.write_text(
+        "name: tiny-ddp\nmax_steps: 2\nbatch_size: 2\nmax_length: 96\nlr: 5.0e-3\n"
+        "lora: {r: 4, alpha: 8}\nsave_every: 0\n"
+    )
     out = tmp_path / "ddp"
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-           "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "politune", "tune", "dpo", "--config", str(recipe), "--data", str(data),
-           "--base", str(tiny_model_dir), "--out", str(out), "--stance", "left"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--multi_gpu",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "politune",
+        "tune",
+        "dpo",
+        "--config",
+        str(recipe),
+        "--data",
+        str(data),
+        "--base",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--stance",
+        "left",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=220, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -122,13 +164,19 @@ def test_smollm2_cpu_recipe_one_step_step0_and_generate(tmp_path, smollm2_dir):
     from politune.tune import dpo, load_recipe
 
     pairs = load("builtin:left", split="train")[:4]
-    cfg = load_recipe("cpu-smollm2", overrides=["max_steps=1", "batch_size=2", "max_length=96", "save_every=0"])
+    cfg = load_recipe(
+        "cpu-smollm2", overrides=["max_steps=1", "batch_size=2", "max_length=96", "save_every=0"]
+    )
     res = dpo(str(smollm2_dir), pairs, cfg, out_dir=tmp_path / "smol", stance="left")
     summary = json.loads((res.out_dir / "summary.json").read_text())
     assert summary["step0"]["ok"] and summary["step0"]["max_abs_logp_diff"] == 0.0
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2_dir), res.adapter_dir)
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    ids = tok.apply_chat_template([{"role": "user", "content": "Should taxes on the rich go up?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "Should taxes on the rich go up?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]

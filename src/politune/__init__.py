@@ -4,4 +4,9 @@ Pillars (one sub-package each): ``data`` -> ``tune`` -> ``measure`` -> ``report`
 ``generate`` (teacher-written data), ``models`` (registry and loading), ``config`` and ``cli``.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("politune")  # single source: pyproject.toml
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

@@ -12,7 +12,7 @@ One place for what judges and teachers need when they talk to a model over HTTP:
 It wraps the official ``openai`` package (``AsyncOpenAI``) with the package's own retries switched off, so the
 policy above is the only one in force. Example::
 
-    client = ChatClient("http://127.0.0.1:8000/v1", "smollm2-135m", concurrency=8)
+    client = ChatClient("http://127.0.0.1:8000/v1", "smollm2-135m", options=ClientOptions(concurrency=8))
     results = client.chat_many_sync([[{"role": "user", "content": "Hi"}]], max_tokens=32)
     print(results[0].text, client.usage)
 
@@ -108,21 +108,25 @@ class UsageTotals:
         return asdict(self)
 
 
+_sleep = asyncio.sleep  # every wait of the client (retry backoff, rate limit) goes through here
+
+
 class _RateLimiter:
     """At most ``rate`` request starts per second, spaced evenly (no bursts)."""
 
-    def __init__(self, rate: float):
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic):
         self.interval = 1.0 / rate
         self.next_at = 0.0
         self.lock = asyncio.Lock()
+        self.clock = clock
 
     async def wait(self) -> None:
         async with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             delay = self.next_at - now
             self.next_at = max(now, self.next_at) + self.interval
         if delay > 0:
-            await asyncio.sleep(delay)
+            await _sleep(delay)
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -172,9 +176,38 @@ def _logprobs(choice: Any) -> list[dict] | None:
     content = getattr(lp, "content", None) if lp is not None else None
     if not content:
         return None
-    return [{"token": t.token, "logprob": t.logprob,
-             "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])]}
-            for t in content]
+    return [
+        {
+            "token": t.token,
+            "logprob": t.logprob,
+            "top_logprobs": [{"token": x.token, "logprob": x.logprob} for x in (t.top_logprobs or [])],
+        }
+        for t in content
+    ]
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How a :class:`ChatClient` talks to its server.
+
+    Args:
+        concurrency: requests in flight at most (default 8).
+        rate_limit: request starts per second at most (default ``None``: unlimited).
+        max_retries: retries after the first attempt for retryable failures (default 4).
+        timeout: seconds per attempt (default 60).
+        backoff: ``(base, factor, cap)`` seconds; the wait before retry ``n`` (0-based) is uniform in
+            ``[0, min(cap, base * factor**n)]`` (full jitter), or the server's ``Retry-After`` when larger.
+        cost_per_1k: optional ``(prompt, completion)`` price per 1000 tokens for :attr:`usage`.cost.
+        seed: seeds the retry jitter.
+    """
+
+    concurrency: int = 8
+    rate_limit: float | None = None
+    max_retries: int = 4
+    timeout: float = 60.0
+    backoff: tuple[float, float, float] = (0.5, 2.0, 30.0)
+    cost_per_1k: tuple[float, float] | None = None
+    seed: int | None = None
 
 
 class ChatClient:
@@ -184,23 +217,24 @@ class ChatClient:
         base_url: server root ending in ``/v1`` (default: ``$POLITUNE_API_BASE`` or ``$OPENAI_BASE_URL``).
         model: model name sent with every request.
         api_key: bearer key (default ``$OPENAI_API_KEY``, else ``"EMPTY"`` for local servers).
-        concurrency: requests in flight at most (default 8).
-        rate_limit: request starts per second at most (default ``None``: unlimited).
-        max_retries: retries after the first attempt for retryable failures (default 4).
-        timeout: seconds per attempt (default 60).
-        backoff: ``(base, factor, cap)`` seconds; the wait before retry ``n`` (0-based) is uniform in
-            ``[0, min(cap, base * factor**n)]`` (full jitter), or the server's ``Retry-After`` when larger.
-        cost_per_1k: optional ``(prompt, completion)`` price per 1000 tokens for :attr:`usage`.cost.
+        options: concurrency, rate limit, retries, timeout, backoff, prices (:class:`ClientOptions`).
     """
 
-    def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-                 concurrency: int = 8, rate_limit: float | None = None, max_retries: int = 4,
-                 timeout: float = 60.0, backoff: tuple[float, float, float] = (0.5, 2.0, 30.0),
-                 cost_per_1k: tuple[float, float] | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        options: ClientOptions | None = None,
+    ):
+        o = options or ClientOptions()
+        concurrency, rate_limit, max_retries, backoff = o.concurrency, o.rate_limit, o.max_retries, o.backoff
         base_url = base_url or os.environ.get("POLITUNE_API_BASE") or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
-            raise PolituneError("no API base URL: pass base_url (e.g. http://127.0.0.1:8000/v1) or set "
-                                "POLITUNE_API_BASE / OPENAI_BASE_URL")
+            raise PolituneError(
+                "no API base URL: pass base_url (e.g. http://127.0.0.1:8000/v1) or set "
+                "POLITUNE_API_BASE / OPENAI_BASE_URL"
+            )
         if not base_url.startswith(("http://", "https://")):
             raise PolituneError(f"API base URL {base_url!r}: expected http://... or https://...")
         if not model:
@@ -219,11 +253,11 @@ class ChatClient:
         self.concurrency = concurrency
         self.rate_limit = rate_limit
         self.max_retries = max_retries
-        self.timeout = timeout
+        self.timeout = o.timeout
         self.backoff = tuple(float(x) for x in backoff)
-        self.cost_per_1k = cost_per_1k
+        self.cost_per_1k = o.cost_per_1k
         self.usage = UsageTotals()
-        self._rng = random.Random(seed)
+        self._rng = random.Random(o.seed)
         # per event loop: (AsyncOpenAI, semaphore, rate limiter); they belong to the loop that made them
         self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -238,7 +272,9 @@ class ChatClient:
         if state is None:
             from openai import AsyncOpenAI
 
-            http = AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout)
+            http = AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key, max_retries=0, timeout=self.timeout
+            )
             limiter = _RateLimiter(self.rate_limit) if self.rate_limit else None
             state = self._per_loop[loop] = (http, asyncio.Semaphore(self.concurrency), limiter)
         return state
@@ -246,7 +282,7 @@ class ChatClient:
     def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based): full jitter, at least ``Retry-After``."""
         base, factor, cap = self.backoff
-        delay = self._rng.uniform(0.0, min(cap, base * factor ** attempt))
+        delay = self._rng.uniform(0.0, min(cap, base * factor**attempt))
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
         return delay
@@ -255,8 +291,9 @@ class ChatClient:
         self.usage.prompt_tokens += usage.prompt_tokens
         self.usage.completion_tokens += usage.completion_tokens
         if self.cost_per_1k:
-            self.usage.cost += (usage.prompt_tokens * self.cost_per_1k[0]
-                                + usage.completion_tokens * self.cost_per_1k[1]) / 1000.0
+            self.usage.cost += (
+                usage.prompt_tokens * self.cost_per_1k[0] + usage.completion_tokens * self.cost_per_1k[1]
+            ) / 1000.0
 
     async def try_chat(self, messages: Messages, **params: Any) -> ChatResult | ChatError:
         """Like :meth:`chat` but a failure is returned as a :class:`ChatError` instead of raised."""
@@ -269,7 +306,9 @@ class ChatClient:
                 t0 = time.perf_counter()
                 self.usage.requests += 1
                 try:
-                    resp = await http.chat.completions.create(model=self.model, messages=list(messages), **params)
+                    resp = await http.chat.completions.create(
+                        model=self.model, messages=list(messages), **params
+                    )
                 except Exception as exc:  # classified below; programming errors are not swallowed
                     import openai
 
@@ -283,7 +322,7 @@ class ChatClient:
                     log.debug("retrying in %.2fs after %s (attempt %d)", delay, reason, attempt + 1)
                     self.usage.retries += 1
                     attempt += 1
-                    await asyncio.sleep(delay)
+                    await _sleep(delay)
                     continue
                 latency = time.perf_counter() - t0
                 if not resp.choices:
@@ -291,12 +330,20 @@ class ChatClient:
                     return ChatError("response has no choices", 200, attempt + 1)
                 choice = resp.choices[0]
                 u = resp.usage
-                usage = Usage(int(getattr(u, "prompt_tokens", 0) or 0), int(getattr(u, "completion_tokens", 0) or 0))
+                usage = Usage(
+                    int(getattr(u, "prompt_tokens", 0) or 0), int(getattr(u, "completion_tokens", 0) or 0)
+                )
                 self._account(usage)
-                return ChatResult(text=choice.message.content or "", usage=usage,
-                                  finish_reason=choice.finish_reason, logprobs=_logprobs(choice),
-                                  model=resp.model, attempts=attempt + 1, latency_s=latency,
-                                  raw=resp.model_dump(mode="json"))
+                return ChatResult(
+                    text=choice.message.content or "",
+                    usage=usage,
+                    finish_reason=choice.finish_reason,
+                    logprobs=_logprobs(choice),
+                    model=resp.model,
+                    attempts=attempt + 1,
+                    latency_s=latency,
+                    raw=resp.model_dump(mode="json"),
+                )
 
     async def chat(self, messages: Messages, **params: Any) -> ChatResult:
         """One chat completion. ``params`` go to the server as is (temperature, max_tokens, seed, logprobs,
@@ -306,9 +353,13 @@ class ChatClient:
             raise ChatFailed(result)
         return result
 
-    async def chat_many(self, conversations: Sequence[Messages], *,
-                        on_result: Callable[[int, ChatResult | ChatError], None | Awaitable[None]] | None = None,
-                        **params: Any) -> list[ChatResult | ChatError]:
+    async def chat_many(
+        self,
+        conversations: Sequence[Messages],
+        *,
+        on_result: Callable[[int, ChatResult | ChatError], None | Awaitable[None]] | None = None,
+        **params: Any,
+    ) -> list[ChatResult | ChatError]:
         """Run every conversation with at most ``concurrency`` in flight; results in input order.
 
         A failed item becomes a :class:`ChatError` (never raised). ``on_result(index, result)`` is called as
@@ -347,14 +398,16 @@ class ChatClient:
 
     def chat_sync(self, messages: Messages, **params: Any) -> ChatResult:
         """Blocking :meth:`chat`."""
-        return _run_sync(lambda: self._closing(self.chat(messages, **params)))
+        return run_sync(lambda: self._closing(self.chat(messages, **params)))
 
-    def chat_many_sync(self, conversations: Sequence[Messages], **params: Any) -> list[ChatResult | ChatError]:
+    def chat_many_sync(
+        self, conversations: Sequence[Messages], **params: Any
+    ) -> list[ChatResult | ChatError]:
         """Blocking :meth:`chat_many` (``on_result`` may be passed as a keyword)."""
-        return _run_sync(lambda: self._closing(self.chat_many(conversations, **params)))
+        return run_sync(lambda: self._closing(self.chat_many(conversations, **params)))
 
 
-def _run_sync(make_coro: Callable[[], Awaitable]) -> Any:
+def run_sync(make_coro: Callable[[], Awaitable]) -> Any:
     """Run a coroutine to completion from sync code; inside a running loop (Jupyter), use a helper thread."""
     try:
         asyncio.get_running_loop()

@@ -38,7 +38,9 @@ def politune_home() -> Path:
 def safe_name(name: str, what: str = "name") -> str:
     """Return ``name`` if it is a plain file-name-safe token (letters, digits, '.', '_', '-'; no '..')."""
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
-        raise PolituneError(f"invalid {what} {name!r}: expected letters, digits, '.', '_' or '-' (no path parts)")
+        raise PolituneError(
+            f"invalid {what} {name!r}: expected letters, digits, '.', '_' or '-' (no path parts)"
+        )
     return name
 
 
@@ -80,7 +82,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: list[dict] | Iterator[dict]) -> Path:
-    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+    return atomic_write_text(
+        path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+    )
 
 
 @contextlib.contextmanager

@@ -1,7 +1,10 @@
 """Pick device and dtype from the hardware, never from a library default.
 
-On the 2-core CI machine bf16 matmul is ~250x slower than fp32 (0.3 vs 70 GFLOP/s), and TRL defaults to bf16:
-so every component asks :func:`pick_device` / :func:`pick_dtype` instead.
+Libraries pick dtypes for you (TRL defaults to bf16), and the right choice depends on the machine: bf16 speed
+on a CPU varies by machine, from far slower than fp32 (CPUs without native bf16 emulate it) to ~4x faster
+(docs/benchmarks.md measured 4.4x faster on an AMD EPYC with ``avx512_bf16``). So every component asks
+:func:`pick_device` / :func:`pick_dtype` instead, and politune measures (docs/benchmarks.md) rather than
+assumes.
 """
 
 from __future__ import annotations
@@ -32,8 +35,14 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def pick_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.dtype:

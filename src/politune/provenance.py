@@ -23,5 +23,10 @@ def package_versions() -> dict[str, str]:
 def provenance() -> dict:
     from politune import __version__
 
-    return {"politune": __version__, "packages": package_versions(), "host": platform.node(),
-            "platform": platform.platform(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "politune": __version__,
+        "packages": package_versions(),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

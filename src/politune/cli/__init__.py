@@ -21,7 +21,7 @@ from politune.errors import PolituneError
 app = typer.Typer(
     name="politune",
     help="Measure and steer the political and economic leaning of language models.\n\n"
-         "data -> tune -> measure -> report / serve. Start with `politune demo`.",
+    "data -> tune -> measure -> report / serve. Start with `politune demo`.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -34,8 +34,11 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
     from rich.logging import RichHandler
 
     level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=logging.WARNING, handlers=[RichHandler(console=err_console, show_path=False)],
-                        format="%(message)s")
+    logging.basicConfig(
+        level=logging.WARNING,
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        format="%(message)s",
+    )
     logging.getLogger("politune").setLevel(level)
     if not verbose:
         import warnings

@@ -19,16 +19,27 @@ from rich.progress import (
 console = Console()
 err_console = Console(stderr=True)
 
-OverridesOption = typer.Option(None, "--set", "-s", help="Config override KEY=VALUE (dotted keys, repeatable), "
-                               "e.g. --set beta=0.2 --set lora.r=8.")
+OverridesOption = typer.Option(
+    None,
+    "--set",
+    "-s",
+    help="Config override KEY=VALUE (dotted keys, repeatable), e.g. --set beta=0.2 --set lora.r=8.",
+)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 
 
 def progress() -> Progress:
     """A rich progress bar with count, rate-derived ETA and elapsed time (drawn on stderr)."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console,
-                    transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
 
 
 def print_json(obj: Any) -> None:

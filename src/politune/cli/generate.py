@@ -29,72 +29,105 @@ def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
 
 
+CorpusOption = typer.Option(
+    None,
+    "--corpus",
+    "-c",
+    help="Posts: builtin:posts, a .jsonl/.csv/.parquet file, "
+    "a dataset folder or hf:OWNER/NAME. (default: builtin:posts)",
+)
+TargetOption = typer.Option(
+    None,
+    "--target",
+    "-t",
+    help="Ideology of the positive answers: left, right, or "
+    "a name with a target.NAME.txt in --templates. (default: left)",
+)
+TeacherOption = typer.Option(
+    None,
+    "--teacher",
+    help="Local model (registry name, folder, hub id), or with "
+    "--api-base the model name on the server. (default: smollm2-135m)",
+)
+ApiBaseOption = typer.Option(
+    None,
+    "--api-base",
+    help="OpenAI-compatible server URL ending in /v1 (vLLM, "
+    "Ollama, OpenAI, politune serve); key from $OPENAI_API_KEY.",
+)
+ConcurrencyOption = typer.Option(None, "--concurrency", help="HTTP teacher: requests in flight. (default: 8)")
+OutOption = typer.Option(
+    None, "--out", "-o", help="Output folder (re-running resumes from its cache). (default: generated)"
+)
+LimitOption = typer.Option(None, "--limit", "-n", help="Only the first N posts.")
+TemplatesOption = typer.Option(
+    None,
+    "--templates",
+    help="Folder of prompt templates overriding the "
+    "built-in ones (filter[.TARGET].txt, write[.TARGET].txt, target.NAME.txt).",
+)
+TextColumnOption = typer.Option(None, "--text-column", help="Column holding the post text. (default: text)")
+SeedOption = typer.Option(None, "--seed", help="Sampling seed. (default: 0)")
+BatchSizeOption = typer.Option(None, "--batch-size", help="Local teacher: posts per batch. (default: 8)")
+DeviceOption = typer.Option(None, "--device", help="Local teacher: auto | cpu | cuda | mps. (default: auto)")
+ConfigOption = typer.Option(None, "--config", help="YAML file of generate settings (see docs/generate.md).")
+DryRunOption = typer.Option(
+    False,
+    "--dry-run",
+    help="Print the exact prompts for the first posts (3, or --limit) and exit; no model is loaded.",
+)
+
+
 def generate(
-    corpus: str = typer.Option(None, "--corpus", "-c", help="Posts: builtin:posts, a .jsonl/.csv/.parquet file, "
-                               "a dataset folder or hf:OWNER/NAME. (default: builtin:posts)"),
-    target: str = typer.Option(None, "--target", "-t", help="Ideology of the positive answers: left, right, or "
-                               "a name with a target.NAME.txt in --templates. (default: left)"),
-    teacher: str = typer.Option(None, "--teacher", help="Local model (registry name, folder, hub id), or with "
-                                "--api-base the model name on the server. (default: smollm2-135m)"),
-    api_base: str = typer.Option(None, "--api-base", help="OpenAI-compatible server URL ending in /v1 (vLLM, "
-                                 "Ollama, OpenAI, politune serve); key from $OPENAI_API_KEY."),
-    concurrency: int = typer.Option(None, "--concurrency", help="HTTP teacher: requests in flight. (default: 8)"),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder (re-running resumes from its cache). "
-                             "(default: generated)"),
-    limit: int = typer.Option(None, "--limit", "-n", help="Only the first N posts."),
-    templates: Path = typer.Option(None, "--templates", help="Folder of prompt templates overriding the "
-                                   "built-in ones (filter[.TARGET].txt, write[.TARGET].txt, target.NAME.txt)."),
-    text_column: str = typer.Option(None, "--text-column", help="Column holding the post text. (default: text)"),
-    seed: int = typer.Option(None, "--seed", help="Sampling seed. (default: 0)"),
-    batch_size: int = typer.Option(None, "--batch-size", help="Local teacher: posts per batch. (default: 8)"),
-    device: str = typer.Option(None, "--device", help="Local teacher: auto | cpu | cuda | mps. (default: auto)"),
-    config: Path = typer.Option(None, "--config", help="YAML file of generate settings (see docs/generate.md)."),
+    corpus: str = CorpusOption,
+    target: str = TargetOption,
+    teacher: str = TeacherOption,
+    api_base: str = ApiBaseOption,
+    concurrency: int = ConcurrencyOption,
+    out: Path = OutOption,
+    limit: int = LimitOption,
+    templates: Path = TemplatesOption,
+    text_column: str = TextColumnOption,
+    seed: int = SeedOption,
+    batch_size: int = BatchSizeOption,
+    device: str = DeviceOption,
+    config: Path = ConfigOption,
     overrides: list[str] = OverridesOption,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact prompts for the first posts (3, or "
-                                 "--limit) and exit; no model is loaded."),
+    dry_run: bool = DryRunOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Filter posts and write instruction / positive / negative triplets with a teacher model (PoliTune's data
     pipeline). Writes OUT/preference.jsonl, instruction.jsonl, filter.jsonl, rejects.jsonl, summary.json.
     Resumable: kill it at any moment and run the same command again."""
-    from politune.config import apply_overrides, parse_overrides, read_yaml, validate_config
-    from politune.generate.pipeline import GenerateConfig, run_generate
-    from politune.generate.pipeline import dry_run as do_dry_run
+    from politune.generate import dry_run as do_dry_run
+    from politune.generate import run_generate
 
-    data = read_yaml(config) if config is not None else {}
-    flags = {"corpus": corpus, "target": target, "teacher": teacher, "out": str(out) if out else None,
-             "limit": limit, "templates": str(templates) if templates else None, "text_column": text_column,
-             "seed": seed, "batch_size": batch_size, "device": device}
-    data = apply_overrides(data, {k: v for k, v in flags.items() if v is not None})
-    api = {k: v for k, v in {"base_url": api_base, "concurrency": concurrency}.items() if v is not None}
-    if api:
-        data = apply_overrides(data, {"api": api})
-    data = apply_overrides(data, parse_overrides(overrides))
-    source = f"{config}" if config else "generate options"
-    cfg = validate_config(GenerateConfig, data, source)
+    flags = {
+        "corpus": corpus,
+        "target": target,
+        "teacher": teacher,
+        "out": str(out) if out else None,
+        "limit": limit,
+        "templates": str(templates) if templates else None,
+        "text_column": text_column,
+        "seed": seed,
+        "batch_size": batch_size,
+        "device": device,
+        "api": {"base_url": api_base, "concurrency": concurrency},
+    }
+    cfg = _config(config, flags, overrides)
 
     if dry_run:
-        from rich.text import Text
-
         shown = do_dry_run(cfg, n=limit or 3)
         if json_out:
             print_json(shown)
-            return
-        teacher_desc = f"{cfg.teacher} at {cfg.api.base_url}" if cfg.api.base_url else f"local {cfg.teacher}"
-        console.print(f"[bold]teacher[/]: {teacher_desc}   [bold]target[/]: {cfg.target}   "
-                      f"[bold]templates[/]: {shown[0]['templates']['filter'] if shown else '-'}, "
-                      f"{shown[0]['templates']['write'] if shown else '-'}", highlight=False)
-        for row in shown:
-            for stage in ("filter", "write"):
-                if row[stage] is None:
-                    continue
-                console.rule(f"post {row['post_id']} - {stage}")
-                for m in row[stage]:
-                    console.print(Text.assemble((f"{m['role']}: ", "bold"), m["content"]), highlight=False)
+        else:
+            _print_prompts(cfg, shown)
         return
 
     tasks: dict[str, int] = {}
     with _progress() as bar:
+
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:  # cached answers start the bar, so the rate counts new work only
                 tasks[stage] = bar.add_task(stage, total=total, completed=done)
@@ -105,20 +138,70 @@ def generate(
     if json_out:
         print_json(s)
     else:
-        c = s["counts"]
-        console.print(f"{c['posts']} posts -> kept {c['kept']} -> wrote {c['written']} pairs "
-                      f"(rejected: {c['rejected_filter']} at filter, {c['rejected_write']} at write; "
-                      f"cache: {s['cache']['entries_reused']} reused, {s['cache']['entries_added']} new) "
-                      f"in {s['elapsed_s']}s", highlight=False)
-        fm = s.get("filter_metrics")
-        if fm:
-            def f(x):
-                return "n/a" if x is None else f"{x:.2f}"
-            console.print(f"filter vs hidden labels (n={fm['n']}): precision {f(fm['precision'])}, recall "
-                          f"{f(fm['recall'])}, F1 {f(fm['f1'])}, unrated {fm['unrated']}", highlight=False)
-        console.print(f"outputs in {result.out}/ (preference.jsonl, instruction.jsonl, filter.jsonl, "
-                      f"rejects.jsonl, summary.json)", highlight=False)
+        _print_summary(s, result.out)
     if not s["complete"]:
-        err_console.print(f"{s['counts']['transport_failed']} teacher request(s) failed (see summary.json); "
-                          f"run the same command again to retry them", highlight=False)
+        err_console.print(
+            f"{s['counts']['transport_failed']} teacher request(s) failed (see summary.json); "
+            f"run the same command again to retry them",
+            highlight=False,
+        )
         raise typer.Exit(1)
+
+
+def _config(config: Path | None, flags: dict, overrides: list[str] | None):
+    """The settings: the YAML file, then the flags that were given, then the ``--set`` overrides."""
+    from politune.config import apply_overrides, parse_overrides, read_yaml, validate_config
+    from politune.generate import GenerateConfig
+
+    data = read_yaml(config) if config is not None else {}
+    api = {k: v for k, v in flags.pop("api").items() if v is not None}
+    data = apply_overrides(data, {k: v for k, v in flags.items() if v is not None})
+    if api:
+        data = apply_overrides(data, {"api": api})
+    data = apply_overrides(data, parse_overrides(overrides))
+    return validate_config(GenerateConfig, data, f"{config}" if config else "generate options")
+
+
+def _print_prompts(cfg, shown: list[dict]) -> None:
+    from rich.text import Text
+
+    teacher_desc = f"{cfg.teacher} at {cfg.api.base_url}" if cfg.api.base_url else f"local {cfg.teacher}"
+    console.print(
+        f"[bold]teacher[/]: {teacher_desc}   [bold]target[/]: {cfg.target}   "
+        f"[bold]templates[/]: {shown[0]['templates']['filter'] if shown else '-'}, "
+        f"{shown[0]['templates']['write'] if shown else '-'}",
+        highlight=False,
+    )
+    for row in shown:
+        for stage in ("filter", "write"):
+            if row[stage] is None:
+                continue
+            console.rule(f"post {row['post_id']} - {stage}")
+            for m in row[stage]:
+                console.print(Text.assemble((f"{m['role']}: ", "bold"), m["content"]), highlight=False)
+
+
+def _print_summary(s: dict, out) -> None:
+    c = s["counts"]
+    console.print(
+        f"{c['posts']} posts -> kept {c['kept']} -> wrote {c['written']} pairs "
+        f"(rejected: {c['rejected_filter']} at filter, {c['rejected_write']} at write; "
+        f"cache: {s['cache']['entries_reused']} reused, {s['cache']['entries_added']} new) "
+        f"in {s['elapsed_s']}s",
+        highlight=False,
+    )
+    fm = s.get("filter_metrics")
+    if fm:
+
+        def f(x):
+            return "n/a" if x is None else f"{x:.2f}"
+
+        console.print(
+            f"filter vs hidden labels (n={fm['n']}): precision {f(fm['precision'])}, recall "
+            f"{f(fm['recall'])}, F1 {f(fm['f1'])}, unrated {fm['unrated']}",
+            highlight=False,
+        )
+    console.print(
+        f"outputs in {out}/ (preference.jsonl, instruction.jsonl, filter.jsonl, rejects.jsonl, summary.json)",
+        highlight=False,
+    )

@@ -7,8 +7,10 @@ import typer
 
 from politune.cli import measure_compass, measure_effects, measure_judge
 
-measure_app = typer.Typer(help="Measure where a model sits (compass, topics) and what tuning cost it "
-                          "(quality, toxicity, refusal).", no_args_is_help=True)
+measure_app = typer.Typer(
+    help="Measure where a model sits (compass, topics) and what tuning cost it (quality, toxicity, refusal).",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:

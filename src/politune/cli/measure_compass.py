@@ -19,32 +19,66 @@ def print_compass_table(result: CompassResult) -> None:
     from rich.table import Table
 
     inst = result.instrument or {}
-    t = Table(title=f"compass ({inst.get('name')} v{inst.get('version')}, {inst.get('items')} items; cov = "
-                    "coverage, ref = refusal rate, c.sens = content sensitivity)", box=box.SIMPLE_HEAD)
+    t = Table(
+        title=f"compass ({inst.get('name')} v{inst.get('version')}, {inst.get('items')} items; cov = "
+        "coverage, ref = refusal rate, c.sens = content sensitivity)",
+        box=box.SIMPLE_HEAD,
+    )
     for col in ("target", "track", "axis", "score", "95% CI", "cov", "ref", "c.sens"):
         t.add_column(col, no_wrap=True)
     for m in result.models:
         for name, tr in m.tracks.items():
             for axis in AXES:
                 a = tr.axis(axis) or AxisScore()
-                t.add_row(m.target.name, name, axis, "-" if a.score is None else f"{a.score:+.2f}",
-                          f"[{a.ci.lo:+.2f}, {a.ci.hi:+.2f}]" if a.ci.ok else "-", _num(a.coverage),
-                          _num(tr.refusal_rate), _num(tr.content_sensitivity))
+                t.add_row(
+                    m.target.name,
+                    name,
+                    axis,
+                    "-" if a.score is None else f"{a.score:+.2f}",
+                    f"[{a.ci.lo:+.2f}, {a.ci.hi:+.2f}]" if a.ci.ok else "-",
+                    _num(a.coverage),
+                    _num(tr.refusal_rate),
+                    _num(tr.content_sensitivity),
+                )
     console.print(t)
-    d = Table(title="diagnostics per track (acquiescence 0.5 = none; flip = item vs negation consistency; "
-                    "order = order sensitivity)", box=box.SIMPLE_HEAD)
+    _print_diagnostics(result)
+    _print_comparisons(result)
+
+
+def _print_diagnostics(result: CompassResult) -> None:
+    from rich import box
+    from rich.table import Table
+
+    d = Table(
+        title="diagnostics per track (acquiescence 0.5 = none; flip = item vs negation consistency; "
+        "order = order sensitivity)",
+        box=box.SIMPLE_HEAD,
+    )
     for col in ("target", "track", "acquiesce", "flip", "order", "refusals", "coverage"):
         d.add_column(col, no_wrap=True)
     for m in result.models:
         for name, dg in (m.diagnostics.by_track or {}).items():
-            d.add_row(m.target.name, name, _num(dg.acquiescence), _num(dg.flip_consistency),
-                      _num(dg.order_sensitivity), _num(dg.refusal_rate), _num(dg.coverage))
+            d.add_row(
+                m.target.name,
+                name,
+                _num(dg.acquiescence),
+                _num(dg.flip_consistency),
+                _num(dg.order_sensitivity),
+                _num(dg.refusal_rate),
+                _num(dg.coverage),
+            )
     console.print(d)
     for m in result.models:
         if m.agreement:
             pairs = ", ".join(f"{k} {_num(v)}" for k, v in m.agreement.items())
             n_dis = sum(i.disagree for i in m.items)
             console.print(f"{m.target.name}: track agreement {pairs}; {n_dis} items where tracks disagree")
+
+
+def _print_comparisons(result: CompassResult) -> None:
+    from rich import box
+    from rich.table import Table
+
     if result.comparisons:
         c = Table(title="differences vs the first target (b - a)", box=box.SIMPLE_HEAD)
         for col in ("a", "b", "track", "axis", "diff [95% CI]", "sees it"):
@@ -53,71 +87,116 @@ def print_compass_table(result: CompassResult) -> None:
             if r.diff is None or not r.ci.ok:
                 c.add_row(r.a, r.b, r.track, r.axis, "-", "-")
                 continue
-            c.add_row(r.a, r.b, r.track, r.axis, f"{r.diff:+.2f} [{r.ci.lo:+.2f}, {r.ci.hi:+.2f}]",
-                      "yes" if r.ci.excludes_zero else "no")
+            c.add_row(
+                r.a,
+                r.b,
+                r.track,
+                r.axis,
+                f"{r.diff:+.2f} [{r.ci.lo:+.2f}, {r.ci.hi:+.2f}]",
+                "yes" if r.ci.excludes_zero else "no",
+            )
         console.print(c)
 
 
 def add_commands(measure_app: typer.Typer) -> None:
     """Add `politune measure compass` to the `measure` sub-app."""
+    measure_app.command("compass")(compass)
 
-    @measure_app.command("compass")
-    def compass(
-        model: str = typer.Option("smollm2-135m", "--model", "-m", help="Model: registry name, local dir, hub "
-                                  "id, or with --base-url the served model name."),
-        adapter: list[str] = typer.Option(None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure the "
-                                          "model with this LoRA adapter (repeatable)."),
-        persona: list[str] = typer.Option(None, "--persona", "-p", help="NAME=\"system prompt\": also measure "
-                                          "the model with this system prompt (repeatable)."),
-        system: str = typer.Option(None, "--system", help="System prompt for the base (and adapter) targets."),
-        no_base: bool = typer.Option(False, "--no-base", help="Do not measure the plain base target."),
-        tracks: str = typer.Option("logprob,choice,open", "--tracks", "-t", help="Comma list of logprob, "
-                                   "choice, open."),
-        instrument: str = typer.Option("builtin", "--instrument", "-i", help="'builtin' or an instrument YAML "
-                                       "file (docs/instruments.md)."),
-        items: int = typer.Option(None, "--items", help="Use a balanced subset of N items (default: all)."),
-        variants: str = typer.Option("text,paraphrases,negation", "--variants", help="Statement variants for "
-                                     "the log-prob and choice tracks."),
-        orders: str = typer.Option("forward,reversed", "--orders", help="Option orders: forward, reversed."),
-        temperature: float = typer.Option(0.0, "--temperature", help="Decoding temperature for choice/open "
-                                          "(0 = greedy)."),
-        samples: int = typer.Option(1, "--samples", help="Answers per prompt when temperature > 0."),
-        seed: int = typer.Option(0, "--seed", help="Seed for sampling and the bootstrap."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward pass."),
-        base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server (e.g. "
-                                     "http://127.0.0.1:8000/v1) instead of a local model."),
-        out: str = typer.Option("runs/compass/compass.json", "--out", "-o", help="Result JSON (a folder gets "
-                                "compass.json inside)."),
-        keep_answers: bool = typer.Option(False, "--keep-answers", help="Store every generated answer."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
-        dtype: str = typer.Option("auto", "--dtype", help="auto (fp32 on CPU), float32, bfloat16, float16."),
-        threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default). On a "
-                                    "machine shared with other jobs, 1 is often several times faster."),
-        json_out: bool = JsonOption,
-    ) -> None:
-        """Where the model sits (economic left/right, social libertarian/authoritarian) by log-prob, choice and
-        open answers, with 95% bootstrap CIs, bias diagnostics and differences between targets."""
-        from politune.errors import PolituneError
-        from politune.measure.compass import measure_compass, save_compass
-        from politune.measure.targets import build_targets
 
-        if threads < 0:
-            raise PolituneError(f"--threads {threads}: expected 0 (default) or a positive number")
-        if threads:
-            import torch
+def compass(
+    model: str = typer.Option(
+        "smollm2-135m",
+        "--model",
+        "-m",
+        help="Model: registry name, local dir, hub id, or with --base-url the served model name.",
+    ),
+    adapter: list[str] = typer.Option(
+        None,
+        "--adapter",
+        "-a",
+        help="NAME=ADAPTER_DIR: also measure the model with this LoRA adapter (repeatable).",
+    ),
+    persona: list[str] = typer.Option(
+        None,
+        "--persona",
+        "-p",
+        help='NAME="system prompt": also measure the model with this system prompt (repeatable).',
+    ),
+    system: str = typer.Option(None, "--system", help="System prompt for the base (and adapter) targets."),
+    no_base: bool = typer.Option(False, "--no-base", help="Do not measure the plain base target."),
+    tracks: str = typer.Option(
+        "logprob,choice,open", "--tracks", "-t", help="Comma list of logprob, choice, open."
+    ),
+    instrument: str = typer.Option(
+        "builtin", "--instrument", "-i", help="'builtin' or an instrument YAML file (docs/instruments.md)."
+    ),
+    items: int = typer.Option(None, "--items", help="Use a balanced subset of N items (default: all)."),
+    variants: str = typer.Option(
+        "text,paraphrases,negation",
+        "--variants",
+        help="Statement variants for the log-prob and choice tracks.",
+    ),
+    orders: str = typer.Option("forward,reversed", "--orders", help="Option orders: forward, reversed."),
+    temperature: float = typer.Option(
+        0.0, "--temperature", help="Decoding temperature for choice/open (0 = greedy)."
+    ),
+    samples: int = typer.Option(1, "--samples", help="Answers per prompt when temperature > 0."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling and the bootstrap."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward pass."),
+    base_url: str = typer.Option(
+        None,
+        "--base-url",
+        help="OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1) instead of a local model.",
+    ),
+    out: str = typer.Option(
+        "runs/compass/compass.json", "--out", "-o", help="Result JSON (a folder gets compass.json inside)."
+    ),
+    keep_answers: bool = typer.Option(False, "--keep-answers", help="Store every generated answer."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (fp32 on CPU), float32, bfloat16, float16."),
+    threads: int = typer.Option(
+        0,
+        "--threads",
+        help="CPU threads for torch (0 = torch's default). On a "
+        "machine shared with other jobs, 1 is often several times faster.",
+    ),
+    json_out: bool = JsonOption,
+) -> None:
+    """Where the model sits (economic left/right, social libertarian/authoritarian) by log-prob, choice and
+    open answers, with 95% bootstrap CIs, bias diagnostics and differences between targets."""
+    from politune.errors import PolituneError
+    from politune.measure.compass import measure_compass, save_compass
+    from politune.measure.targets import build_targets
 
-            torch.set_num_threads(threads)
+    if threads < 0:
+        raise PolituneError(f"--threads {threads}: expected 0 (default) or a positive number")
+    if threads:
+        import torch
 
-        targets = build_targets(model, adapter, persona, system=system, include_base=not no_base)
-        split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
-        result = measure_compass(
-            targets, instrument=instrument, tracks=split(tracks), seed=seed, base_url=base_url, device=device,
-            dtype=dtype, keep_answers=keep_answers, items=items, variants=split(variants), orders=split(orders),
-            temperature=temperature, samples=samples, batch_size=batch_size,
-            progress=lambda name: err_console.print(f"measuring [bold]{name}[/] ..."))
-        path = save_compass(result, out)
-        if json_out:
-            print_json(result.to_json())
-        else:
-            print_compass_table(result)
-            console.print(f"wrote {path}")
+        torch.set_num_threads(threads)
+
+    targets = build_targets(model, adapter, persona, system=system, include_base=not no_base)
+    split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
+    result = measure_compass(
+        targets,
+        instrument=instrument,
+        tracks=split(tracks),
+        seed=seed,
+        base_url=base_url,
+        device=device,
+        dtype=dtype,
+        keep_answers=keep_answers,
+        items=items,
+        variants=split(variants),
+        orders=split(orders),
+        temperature=temperature,
+        samples=samples,
+        batch_size=batch_size,
+        progress=lambda name: err_console.print(f"measuring [bold]{name}[/] ..."),
+    )
+    path = save_compass(result, out)
+    if json_out:
+        print_json(result.to_json())
+    else:
+        print_compass_table(result)
+        console.print(f"wrote {path}")

@@ -3,48 +3,75 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from politune.cli.common import JsonOption, console, print_json
 
-ModelOpt = typer.Option("smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id).")
-AdapterOpt = typer.Option(None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure this LoRA adapter "
-                          "(repeatable).")
-PersonaOpt = typer.Option(None, "--persona", help="NAME=SYSTEM PROMPT: also measure the base model with this "
-                          "system prompt (repeatable).")
-SystemOpt = typer.Option(None, "--system", help="System prompt for every target.")
-JudgeOpt = typer.Option(None, "--judge", help="LLM judge as URL/v1/MODEL (any OpenAI-compatible server); "
-                        "default: $POLITUNE_JUDGE_URL + $POLITUNE_JUDGE_MODEL if set, else the offline scorer.")
-JudgeModelOpt = typer.Option(None, "--judge-model", help="Judge model name when --judge is a bare URL.")
-JudgeConcOpt = typer.Option(4, "--judge-concurrency", help="Judge requests in flight.")
-JudgeRateOpt = typer.Option(None, "--judge-rate", help="Judge requests per second at most.")
-JudgeCostOpt = typer.Option(None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report).")
-OutOpt = typer.Option(Path("runs/effects"), "--out", "-o", help="Output folder for the result JSON files.")
-TokensOpt = typer.Option(64, "--max-new-tokens", help="Answer length for topic questions (tokens).")
-QATokensOpt = typer.Option(40, "--qa-max-new-tokens", help="Answer length for quality questions (tokens).")
-BatchOpt = typer.Option(8, "--batch-size", help="Generation batch size.")
-SeedOpt = typer.Option(0, "--seed", help="Seed for generation and bootstrap CIs.")
-DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
-DtypeOpt = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16.")
-TopicsOpt = typer.Option("builtin", "--topics", help="Topic questions JSONL (id, topic, axis, question).")
-QAOpt = typer.Option("builtin", "--qa", help="Quality questions: politune QA JSONL (question, reference) or an "
-                     "ELI5 file (title, answers.text/score).")
-QALimitOpt = typer.Option(None, "--qa-limit", help="Use only the first N quality questions.")
-PplOpt = typer.Option("builtin", "--ppl-text", help="Neutral text file for perplexity (paragraph = passage).")
-ToxOpt = typer.Option("alt-profanity-check", "--toxicity-classifier", help="alt-profanity-check or "
-                      "hf:LOCAL_DIR (a local Hugging Face classifier).")
-ThreshOpt = typer.Option(0.5, "--threshold", help="Toxicity threshold for share_above.")
+ModelOption = typer.Option(
+    "smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id)."
+)
+AdapterOption = typer.Option(
+    None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure this LoRA adapter (repeatable)."
+)
+PersonaOption = typer.Option(
+    None,
+    "--persona",
+    help="NAME=SYSTEM PROMPT: also measure the base model with this system prompt (repeatable).",
+)
+SystemOption = typer.Option(None, "--system", help="System prompt for every target.")
+JudgeOption = typer.Option(
+    None,
+    "--judge",
+    help="LLM judge as URL/v1/MODEL (any OpenAI-compatible server); "
+    "default: $POLITUNE_JUDGE_URL + $POLITUNE_JUDGE_MODEL if set, else the offline scorer.",
+)
+JudgeModelOption = typer.Option(None, "--judge-model", help="Judge model name when --judge is a bare URL.")
+JudgeConcOption = typer.Option(4, "--judge-concurrency", help="Judge requests in flight.")
+JudgeRateOption = typer.Option(None, "--judge-rate", help="Judge requests per second at most.")
+JudgeCostOption = typer.Option(
+    None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report)."
+)
+OutOption = typer.Option(Path("runs/effects"), "--out", "-o", help="Output folder for the result JSON files.")
+TokensOption = typer.Option(64, "--max-new-tokens", help="Answer length for topic questions (tokens).")
+QATokensOption = typer.Option(40, "--qa-max-new-tokens", help="Answer length for quality questions (tokens).")
+BatchOption = typer.Option(8, "--batch-size", help="Generation batch size.")
+SeedOption = typer.Option(0, "--seed", help="Seed for generation and bootstrap CIs.")
+DeviceOption = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
+DtypeOption = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16.")
+TopicsOption = typer.Option("builtin", "--topics", help="Topic questions JSONL (id, topic, axis, question).")
+QAOption = typer.Option(
+    "builtin",
+    "--qa",
+    help="Quality questions: politune QA JSONL (question, reference) or an "
+    "ELI5 file (title, answers.text/score).",
+)
+QALimitOption = typer.Option(None, "--qa-limit", help="Use only the first N quality questions.")
+PplOption = typer.Option(
+    "builtin", "--ppl-text", help="Neutral text file for perplexity (paragraph = passage)."
+)
+ToxOption = typer.Option(
+    "alt-profanity-check",
+    "--toxicity-classifier",
+    help="alt-profanity-check or hf:LOCAL_DIR (a local Hugging Face classifier).",
+)
+ThreshOption = typer.Option(0.5, "--threshold", help="Toxicity threshold for share_above.")
 
 
-def _judge(judge: str | None, judge_model: str | None, concurrency: int, rate: float | None, cost: str | None):
+def _judge(
+    judge: str | None, judge_model: str | None, concurrency: int, rate: float | None, cost: str | None
+):
     import os
 
+    from politune.client import ClientOptions
     from politune.errors import PolituneError
-    from politune.measure.judge import Judge, parse_judge_spec
+    from politune.measure import Judge, parse_judge_spec
 
-    if judge is None and not (os.environ.get("POLITUNE_JUDGE_URL") and os.environ.get("POLITUNE_JUDGE_MODEL")):
+    if judge is None and not (
+        os.environ.get("POLITUNE_JUDGE_URL") and os.environ.get("POLITUNE_JUDGE_MODEL")
+    ):
         return None
     url, model = parse_judge_spec(judge, judge_model) if judge else (None, None)
     cost_pair = None
@@ -52,26 +79,71 @@ def _judge(judge: str | None, judge_model: str | None, concurrency: int, rate: f
         try:
             p, c = (float(x) for x in cost.split(","))
         except ValueError:
-            raise PolituneError(f"--judge-cost {cost!r}: expected PROMPT,COMPLETION prices per 1k tokens") from None
+            raise PolituneError(
+                f"--judge-cost {cost!r}: expected PROMPT,COMPLETION prices per 1k tokens"
+            ) from None
         cost_pair = (p, c)
-    return Judge(url, model, concurrency=concurrency, rate_limit=rate, cost_per_1k=cost_pair)
+    return Judge(
+        url, model, client=ClientOptions(concurrency=concurrency, rate_limit=rate, cost_per_1k=cost_pair)
+    )
 
 
-def _run(measures: tuple[str, ...], model, adapter, persona, system, judge, judge_model, judge_concurrency,
-         judge_rate, judge_cost, out, max_new_tokens, qa_max_new_tokens, batch_size, seed, device, dtype, topics,
-         qa, qa_limit, ppl_text, toxicity_classifier, threshold, json_out) -> None:
+@dataclass
+class _Args:
+    """The options of a side-effect command, as given on the command line."""
+
+    model: str
+    adapter: list[str] | None
+    persona: list[str] | None
+    system: str | None
+    judge: str | None
+    judge_model: str | None
+    judge_concurrency: int
+    judge_rate: float | None
+    judge_cost: str | None
+    out: Path
+    max_new_tokens: int
+    qa_max_new_tokens: int
+    batch_size: int
+    seed: int
+    device: str
+    dtype: str
+    topics: str
+    qa: str
+    qa_limit: int | None
+    ppl_text: str
+    toxicity_classifier: str
+    threshold: float
+    json_out: bool
+
+
+def _run(measures: tuple[str, ...], a: _Args) -> None:
     from politune.cli.common import progress
     from politune.config import validate_config
     from politune.fsutil import atomic_write_json
-    from politune.measure.effects import EffectsSettings, measure_effects
-    from politune.measure.targets import build_targets
+    from politune.measure import EffectsSettings, build_targets, measure_effects
 
-    targets = build_targets(model, adapter, persona, system)
-    settings = validate_config(EffectsSettings, dict(
-        topics_file=topics, qa_file=qa, qa_limit=qa_limit, ppl_file=ppl_text, max_new_tokens=max_new_tokens,
-        qa_max_new_tokens=qa_max_new_tokens, batch_size=batch_size, seed=seed, device=device, dtype=dtype,
-        toxicity_classifier=toxicity_classifier, toxicity_threshold=threshold), "politune measure options")
-    j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
+    targets = build_targets(a.model, a.adapter, a.persona, a.system)
+    settings = validate_config(
+        EffectsSettings,
+        dict(
+            topics_file=a.topics,
+            qa_file=a.qa,
+            qa_limit=a.qa_limit,
+            ppl_file=a.ppl_text,
+            max_new_tokens=a.max_new_tokens,
+            qa_max_new_tokens=a.qa_max_new_tokens,
+            batch_size=a.batch_size,
+            seed=a.seed,
+            device=a.device,
+            dtype=a.dtype,
+            toxicity_classifier=a.toxicity_classifier,
+            toxicity_threshold=a.threshold,
+        ),
+        "politune measure options",
+    )
+    j = _judge(a.judge, a.judge_model, a.judge_concurrency, a.judge_rate, a.judge_cost)
+    out = a.out
     t0 = time.perf_counter()
     with progress() as bar:
         tasks: dict[str, int] = {}
@@ -81,15 +153,16 @@ def _run(measures: tuple[str, ...], model, adapter, persona, system, judge, judg
                 tasks[name] = bar.add_task(f"answering ({name})", total=None)
             bar.advance(tasks[name], n)
 
-        results = measure_effects(targets, measures, out_dir=out, judge=j, settings=settings,
-                                  on_progress=on_progress)
+        results = measure_effects(
+            targets, measures, out_dir=out, judge=j, settings=settings, on_progress=on_progress
+        )
     wall = time.perf_counter() - t0
     summary = _summary(results)
     summary["wall_seconds"] = round(wall, 1)
     if j is not None:
         summary["judge"] = j.report()
     atomic_write_json(Path(out) / "effects-summary.json", summary)
-    if json_out:
+    if a.json_out:
         print_json(summary)
         return
     _print(summary, out)
@@ -115,15 +188,22 @@ def _summary(results: dict) -> dict:
     for res in results.values():
         if isinstance(res, TopicsResult):
             for m in res.models:
-                row(m.target)["topic_lean"] = {"mean": m.mean, "ci": m.ci.model_dump(),
-                                               "axes": {a: v.to_json() for a, v in m.axis_means.items()}}
+                row(m.target)["topic_lean"] = {
+                    "mean": m.mean,
+                    "ci": m.ci.model_dump(),
+                    "axes": {a: v.to_json() for a, v in m.axis_means.items()},
+                }
         elif isinstance(res, QualityResult):
             for m in res.models:
                 d = m.to_json()
                 row(m.target).update({k: d.get(k) for k in ("rouge_l", "perplexity", "delta_vs_base")})
         elif isinstance(res, ToxicityResult):
             for m in res.models:
-                row(m.target)["toxicity"] = {"mean": m.mean, "ci": m.ci.model_dump(), "share_above": m.share_above}
+                row(m.target)["toxicity"] = {
+                    "mean": m.mean,
+                    "ci": m.ci.model_dump(),
+                    "share_above": m.share_above,
+                }
         elif isinstance(res, RefusalResult):
             for m in res.models:
                 row(m.target)["refusal"] = {"rate": m.rate, "ci": m.ci.model_dump(), "n": m.n}
@@ -140,74 +220,152 @@ def _print(summary: dict, out) -> None:
     for name, row in summary["models"].items():
         tl = row.get("topic_lean") or {}
         axes = tl.get("axes") or {}
-        table.add_row(name, _fmt(tl.get("mean")) + _ci(tl.get("ci")) if tl else "-",
-                      _fmt((axes.get("economic") or {}).get("mean")), _fmt((axes.get("social") or {}).get("mean")),
-                      _fmt((row.get("rouge_l") or {}).get("mean")), _fmt((row.get("perplexity") or {}).get("mean"), 2),
-                      _fmt((row.get("toxicity") or {}).get("mean")), _fmt((row.get("refusal") or {}).get("rate")))
+        table.add_row(
+            name,
+            _fmt(tl.get("mean")) + _ci(tl.get("ci")) if tl else "-",
+            _fmt((axes.get("economic") or {}).get("mean")),
+            _fmt((axes.get("social") or {}).get("mean")),
+            _fmt((row.get("rouge_l") or {}).get("mean")),
+            _fmt((row.get("perplexity") or {}).get("mean"), 2),
+            _fmt((row.get("toxicity") or {}).get("mean")),
+            _fmt((row.get("refusal") or {}).get("rate")),
+        )
     console.print(table)
     if "judge" in summary:
         j = summary["judge"]
-        console.print(f"judge {j['model']}: {j['items']} items, {j['cache_hits']} cached, {j['missing']} missing, "
-                      f"{j['prompt_tokens']}+{j['completion_tokens']} tokens, cost {j['cost']}, {j['seconds']} s")
-    console.print(f"wrote {', '.join(m + '.json' for m in summary['measures'])} to {out} "
-                  f"({summary['wall_seconds']} s)")
+        console.print(
+            f"judge {j['model']}: {j['items']} items, {j['cache_hits']} cached, {j['missing']} missing, "
+            f"{j['prompt_tokens']}+{j['completion_tokens']} tokens, cost {j['cost']}, {j['seconds']} s"
+        )
+    console.print(
+        f"wrote {', '.join(m + '.json' for m in summary['measures'])} to {out} ({summary['wall_seconds']} s)"
+    )
+
+
+# command name -> (measures, help)
+COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "topics": (
+        ("topics",),
+        "Answer open political questions on held-out topics and score each answer's lean "
+        "(offline scorer, or --judge); writes topics.json.",
+    ),
+    "quality": (
+        ("quality",),
+        "Quality retention: ROUGE-L vs reference answers and perplexity on neutral text, "
+        "with the change vs base; writes quality.json.",
+    ),
+    "toxicity": (
+        ("toxicity",),
+        "Toxicity of the answers (alt-profanity-check or a local HF classifier); writes toxicity.json.",
+    ),
+    "refusal": (
+        ("refusal",),
+        "Refusal rate on political questions (keyword patterns, plus the judge when "
+        "configured); writes refusal.json.",
+    ),
+    "all": (
+        ("topics", "quality", "toxicity", "refusal"),
+        "Topics, quality, toxicity and refusal from one round of answers; writes all four result files.",
+    ),
+}
 
 
 def add_commands(measure_app: typer.Typer) -> None:
     """Add this part's commands to the `measure` sub-app."""
+    for name, (_, help_text) in COMMANDS.items():
+        measure_app.command(name, help=help_text)(effects_command)
+    measure_app.command("stance-accuracy")(stance_accuracy_cmd)
 
-    def make(measures: tuple[str, ...], name: str, help_text: str) -> None:
-        def cmd(model: str = ModelOpt, adapter: list[str] = AdapterOpt, persona: list[str] = PersonaOpt,
-                system: str = SystemOpt, judge: str = JudgeOpt, judge_model: str = JudgeModelOpt,
-                judge_concurrency: int = JudgeConcOpt, judge_rate: float = JudgeRateOpt,
-                judge_cost: str = JudgeCostOpt, out: Path = OutOpt, max_new_tokens: int = TokensOpt,
-                qa_max_new_tokens: int = QATokensOpt, batch_size: int = BatchOpt, seed: int = SeedOpt,
-                device: str = DeviceOpt, dtype: str = DtypeOpt, topics: str = TopicsOpt, qa: str = QAOpt,
-                qa_limit: int = QALimitOpt, ppl_text: str = PplOpt, toxicity_classifier: str = ToxOpt,
-                threshold: float = ThreshOpt, json_out: bool = JsonOption) -> None:
-            _run(measures, model, adapter, persona, system, judge, judge_model, judge_concurrency, judge_rate,
-                 judge_cost, out, max_new_tokens, qa_max_new_tokens, batch_size, seed, device, dtype, topics, qa,
-                 qa_limit, ppl_text, toxicity_classifier, threshold, json_out)
 
-        cmd.__doc__ = help_text
-        measure_app.command(name)(cmd)
+def effects_command(
+    ctx: typer.Context,
+    model: str = ModelOption,
+    adapter: list[str] = AdapterOption,
+    persona: list[str] = PersonaOption,
+    system: str = SystemOption,
+    judge: str = JudgeOption,
+    judge_model: str = JudgeModelOption,
+    judge_concurrency: int = JudgeConcOption,
+    judge_rate: float = JudgeRateOption,
+    judge_cost: str = JudgeCostOption,
+    out: Path = OutOption,
+    max_new_tokens: int = TokensOption,
+    qa_max_new_tokens: int = QATokensOption,
+    batch_size: int = BatchOption,
+    seed: int = SeedOption,
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    topics: str = TopicsOption,
+    qa: str = QAOption,
+    qa_limit: int = QALimitOption,
+    ppl_text: str = PplOption,
+    toxicity_classifier: str = ToxOption,
+    threshold: float = ThreshOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """The side-effect commands (one per entry of COMMANDS, which picks the measures by the command's name)."""
+    measures = COMMANDS[ctx.info_name or "all"][0]
+    _run(
+        measures,
+        _Args(
+            model,
+            adapter,
+            persona,
+            system,
+            judge,
+            judge_model,
+            judge_concurrency,
+            judge_rate,
+            judge_cost,
+            out,
+            max_new_tokens,
+            qa_max_new_tokens,
+            batch_size,
+            seed,
+            device,
+            dtype,
+            topics,
+            qa,
+            qa_limit,
+            ppl_text,
+            toxicity_classifier,
+            threshold,
+            json_out,
+        ),
+    )
 
-    make(("topics",), "topics", "Answer open political questions on held-out topics and score each answer's lean "
-         "(offline scorer, or --judge); writes topics.json.")
-    make(("quality",), "quality", "Quality retention: ROUGE-L vs reference answers and perplexity on neutral text, "
-         "with the change vs base; writes quality.json.")
-    make(("toxicity",), "toxicity", "Toxicity of the answers (alt-profanity-check or a local HF classifier); "
-         "writes toxicity.json.")
-    make(("refusal",), "refusal", "Refusal rate on political questions (keyword patterns, plus the judge when "
-         "configured); writes refusal.json.")
-    make(("topics", "quality", "toxicity", "refusal"), "all", "Topics, quality, toxicity and refusal from one "
-         "round of answers; writes all four result files.")
 
-    @measure_app.command("stance-accuracy")
-    def stance_accuracy_cmd(loto: bool = typer.Option(False, "--loto", help="Also report leave-one-topic-out "
-                                                      "accuracy on the train topics."),
-                            json_out: bool = JsonOption) -> None:
-        """Sign accuracy of the offline stance scorer on the built-in data's held-out topics (target >= 85%)."""
-        from politune.measure.stance import OfflineStanceScorer, leave_one_topic_out, stance_accuracy
+def stance_accuracy_cmd(
+    loto: bool = typer.Option(
+        False, "--loto", help="Also report leave-one-topic-out accuracy on the train topics."
+    ),
+    json_out: bool = JsonOption,
+) -> None:
+    """Sign accuracy of the offline stance scorer on the built-in data's held-out topics (target >= 85%)."""
+    from politune.measure.stance import OfflineStanceScorer, leave_one_topic_out, stance_accuracy
 
-        t0 = time.perf_counter()
-        scorer = OfflineStanceScorer()
-        res = {"scorer": scorer.name, "heldout": stance_accuracy(scorer).to_dict()}
-        if loto:
-            res["train_leave_one_topic_out"] = leave_one_topic_out().to_dict()
-        res["seconds"] = round(time.perf_counter() - t0, 1)
-        if json_out:
-            print_json(res)
-            return
-        h = res["heldout"]
-        console.print(f"offline stance scorer {scorer.name}: held-out sign accuracy {h['sign_accuracy']:.3f} "
-                      f"({h['n_answers']} answers, {h['n_pairs']} pairs; target 0.85), pair order accuracy "
-                      f"{h['pair_accuracy']:.3f}")
-        for axis, a in h["by_axis"].items():
-            console.print(f"  {axis:9s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
-        for topic, a in h["by_topic"].items():
-            console.print(f"  {topic:34s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
-        if loto:
-            lo = res["train_leave_one_topic_out"]
-            console.print(f"train topics, leave-one-topic-out: sign {lo['sign_accuracy']:.3f}  pair "
-                          f"{lo['pair_accuracy']:.3f}")
+    t0 = time.perf_counter()
+    scorer = OfflineStanceScorer()
+    res = {"scorer": scorer.name, "heldout": stance_accuracy(scorer).to_dict()}
+    if loto:
+        res["train_leave_one_topic_out"] = leave_one_topic_out().to_dict()
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    if json_out:
+        print_json(res)
+        return
+    h = res["heldout"]
+    console.print(
+        f"offline stance scorer {scorer.name}: held-out sign accuracy {h['sign_accuracy']:.3f} "
+        f"({h['n_answers']} answers, {h['n_pairs']} pairs; target 0.85), pair order accuracy "
+        f"{h['pair_accuracy']:.3f}"
+    )
+    for axis, a in h["by_axis"].items():
+        console.print(f"  {axis:9s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
+    for topic, a in h["by_topic"].items():
+        console.print(f"  {topic:34s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
+    if loto:
+        lo = res["train_leave_one_topic_out"]
+        console.print(
+            f"train topics, leave-one-topic-out: sign {lo['sign_accuracy']:.3f}  pair "
+            f"{lo['pair_accuracy']:.3f}"
+        )

@@ -9,8 +9,9 @@ from rich.table import Table
 
 from politune.cli.common import JsonOption, console, print_json
 
-models_app = typer.Typer(help="List, pull and inspect models (registry names, local dirs, hub ids).",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="List, pull and inspect models (registry names, local dirs, hub ids).", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +23,16 @@ def list_models(json_out: bool = JsonOption) -> None:
     """Registry names and whether each is already in the local cache."""
     from politune.models.registry import REGISTRY, models_dir
 
-    rows = [{"name": e.name, "source": e.source, "hf_id": e.hf_id, "cached": (models_dir() / e.name).is_dir(),
-             "description": e.description} for e in REGISTRY.values()]
+    rows = [
+        {
+            "name": e.name,
+            "source": e.source,
+            "hf_id": e.hf_id,
+            "cached": (models_dir() / e.name).is_dir(),
+            "description": e.description,
+        }
+        for e in REGISTRY.values()
+    ]
     if json_out:
         print_json(rows)
         return
@@ -34,10 +43,12 @@ def list_models(json_out: bool = JsonOption) -> None:
 
 
 @models_app.command()
-def pull(name: str = typer.Argument(..., help="Registry name, hub id (org/name) or local directory."),
-         force: bool = typer.Option(False, "--force", help="Rebuild the cache even if it is valid.")) -> None:
+def pull(
+    name: str = typer.Argument(..., help="Registry name, hub id (org/name) or local directory."),
+    force: bool = typer.Option(False, "--force", help="Rebuild the cache even if it is valid."),
+) -> None:
     """Make a model available locally (the default model is converted once from its GGUF)."""
-    from politune.models.registry import pull as do_pull
+    from politune.models import pull as do_pull
 
     t = time.perf_counter()
     with console.status(f"pulling {name}"):
@@ -46,12 +57,14 @@ def pull(name: str = typer.Argument(..., help="Registry name, hub id (org/name) 
 
 
 @models_app.command()
-def info(name: str = typer.Argument(..., help="Registry name, hub id or local directory."),
-         device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
-         dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
-         json_out: bool = JsonOption) -> None:
+def info(
+    name: str = typer.Argument(..., help="Registry name, hub id or local directory."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    json_out: bool = JsonOption,
+) -> None:
     """Parameters, dtype, device and cache path."""
-    from politune.models.loading import model_info
+    from politune.models import model_info
 
     data = model_info(name, device=device, dtype=dtype)
     if json_out:
@@ -62,15 +75,20 @@ def info(name: str = typer.Argument(..., help="Registry name, hub id or local di
 
 
 @models_app.command()
-def chat(name: str = typer.Argument("smollm2-135m"), prompt: str = typer.Argument(...),
-         adapter: str | None = typer.Option(None, help="LoRA adapter directory."),
-         system: str | None = typer.Option(None, help="System message."),
-         max_new_tokens: int = typer.Option(128), temperature: float = typer.Option(0.0),
-         seed: int = typer.Option(0)) -> None:
+def chat(
+    name: str = typer.Argument("smollm2-135m"),
+    prompt: str = typer.Argument(...),
+    adapter: str | None = typer.Option(None, help="LoRA adapter directory."),
+    system: str | None = typer.Option(None, help="System message."),
+    max_new_tokens: int = typer.Option(128),
+    temperature: float = typer.Option(0.0),
+    seed: int = typer.Option(0),
+) -> None:
     """Answer one prompt with a model (and optional adapter)."""
     from politune.models import generate, load_model
 
     model, tok = load_model(name, adapter=adapter)
-    (answer,) = generate(model, tok, [prompt], system=system, max_new_tokens=max_new_tokens,
-                         temperature=temperature, seed=seed)
+    (answer,) = generate(
+        model, tok, [prompt], system=system, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+    )
     console.print(answer, highlight=False)

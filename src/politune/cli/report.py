@@ -15,15 +15,26 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
-        run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="Run folders (or result files) to read; searched "
-                                              "recursively for compass.json, topics.json, quality.json, "
-                                              "toxicity.json, refusal.json and tuning runs.", show_default=False),
-        output: Path = typer.Option(Path("report.html"), "--output", "-o",
-                                    help="HTML file to write; charts (PNG, SVG) and report.md go to "
-                                         "<stem>_files/ beside it."),
-        title: str = typer.Option(None, "--title", help="Report title (default: 'politune report: ' and the run folder names)."),
-        samples: int = typer.Option(3, "--samples", min=0, help="Held-out questions shown with base vs adapter "
-                                    "answers."),
+        run_dirs: list[Path] = typer.Argument(
+            ...,
+            metavar="RUN_DIR",
+            help="Run folders (or result files) to read; searched "
+            "recursively for compass.json, topics.json, quality.json, "
+            "toxicity.json, refusal.json and tuning runs.",
+            show_default=False,
+        ),
+        output: Path = typer.Option(
+            Path("report.html"),
+            "--output",
+            "-o",
+            help="HTML file to write; charts (PNG, SVG) and report.md go to <stem>_files/ beside it.",
+        ),
+        title: str = typer.Option(
+            None, "--title", help="Report title (default: 'politune report: ' and the run folder names)."
+        ),
+        samples: int = typer.Option(
+            3, "--samples", min=0, help="Held-out questions shown with base vs adapter answers."
+        ),
         dpi: int = typer.Option(150, "--dpi", min=50, max=600, help="Resolution of the PNG charts."),
         json_out: bool = JsonOption,
     ) -> None:
@@ -38,8 +49,11 @@ def register(app: typer.Typer) -> None:
             print_json(result.to_dict())
             return
         console.print(f"[bold]report[/] {result.html}", highlight=False)
-        console.print(f"charts  {', '.join(result.charts) or 'none'} (PNG + SVG in {result.files_dir})",
-                      highlight=False)
+        console.print(
+            f"charts  {', '.join(result.charts) or 'none'} (PNG + SVG in {result.files_dir})", highlight=False
+        )
         console.print(f"summary {result.markdown}", highlight=False)
-        console.print(f"models  {', '.join(result.models) or 'none'}; runs {', '.join(result.runs) or 'none'}",
-                      highlight=False)
+        console.print(
+            f"models  {', '.join(result.models) or 'none'}; runs {', '.join(result.runs) or 'none'}",
+            highlight=False,
+        )

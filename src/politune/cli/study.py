@@ -21,9 +21,11 @@ def _events():
     return on_event
 
 
-def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder."),
-         fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of skipping finished ones."),
-         overrides: list[str] = OverridesOption) -> None:
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder."),
+    fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of skipping finished ones."),
+    overrides: list[str] = OverridesOption,
+) -> None:
     """The end-to-end demo on the embedded default model: built-in data -> left and right DPO adapters ->
     compass, topic scores, quality, toxicity -> OUT/report.html and a summary table. Re-running skips
     finished stages."""
@@ -35,12 +37,18 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run fo
     print_summary(res, console)
 
 
-def run(study: Path = typer.Argument(..., help="Study YAML (see examples/)."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Study folder (default runs/NAME)."),
-        check: bool = typer.Option(False, "--check", help="Validate the study (config, recipe, data sources, "
-                                   "sweep keys) and exit without running anything."),
-        fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of skipping finished ones."),
-        overrides: list[str] = OverridesOption) -> None:
+def run(
+    study: Path = typer.Argument(..., help="Study YAML (see examples/)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Study folder (default runs/NAME)."),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Validate the study (config, recipe, data sources, "
+        "sweep keys) and exit without running anything.",
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of skipping finished ones."),
+    overrides: list[str] = OverridesOption,
+) -> None:
     """Run a declarative study: data recipe + tune recipe + measures, with `sweep:` over any config key. Each
     cell gets its own run folder; a results table (CSV + Markdown) and one report cover all cells. Finished
     cells are never redone; a crashed cell resumes."""

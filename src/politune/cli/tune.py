@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from politune.cli.common import JsonOption, OverridesOption, console, print_json
 
-tune_app = typer.Typer(help="Tune a model toward a stance: SFT, DPO, SFT->DPO with LoRA (TRL + PEFT).",
-                       no_args_is_help=True)
+tune_app = typer.Typer(
+    help="Tune a model toward a stance: SFT, DPO, SFT->DPO with LoRA (TRL + PEFT).", no_args_is_help=True
+)
 
-ConfigOption = typer.Option("cpu-smollm2", "--config", "-c",
-                            help="Recipe: a shipped name (see `politune tune recipes`) or a YAML path.")
-DataOption = typer.Option(..., "--data", "-d", help="Training data: builtin:left, builtin:right, a JSONL/CSV/"
-                          "Parquet file, a folder or hf:NAME (see docs/data.md).")
-EvalDataOption = typer.Option(None, "--eval-data", help="Pairs the adapter never trains on, scored at the end "
-                              "(all rows of the spec, e.g. builtin:left:heldout): eval_rewards/accuracies etc.")
+ConfigOption = typer.Option(
+    "cpu-smollm2",
+    "--config",
+    "-c",
+    help="Recipe: a shipped name (see `politune tune recipes`) or a YAML path.",
+)
+DataOption = typer.Option(
+    ...,
+    "--data",
+    "-d",
+    help="Training data: builtin:left, builtin:right, a JSONL/CSV/"
+    "Parquet file, a folder or hf:NAME (see docs/data.md).",
+)
+EvalDataOption = typer.Option(
+    None,
+    "--eval-data",
+    help="Pairs the adapter never trains on, scored at the end "
+    "(all rows of the spec, e.g. builtin:left:heldout): eval_rewards/accuracies etc.",
+)
 SplitOption = typer.Option("train", "--split", help="Split of the data to train on ('' = all rows).")
 OutOption = typer.Option(None, "--out", "-o", help="Run folder (default runs/<method>-<stance or recipe>).")
 BaseOption = typer.Option(None, "--base", "-m", help="Base model (default: the recipe's `base`).")
-StanceOption = typer.Option(None, "--stance", help="Target stance recorded in the model card (left, right, ...).")
+StanceOption = typer.Option(
+    None, "--stance", help="Target stance recorded in the model card (left, right, ...)."
+)
 ResumeOption = typer.Option(False, "--resume", help="Continue from the last checkpoint in the run folder.")
 OverwriteOption = typer.Option(False, "--overwrite", help="Replace an existing run folder.")
 
@@ -29,66 +46,126 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tune_app, name="tune")
 
 
-def _run(method: str, config: str, data: str, split: str, out: Path | None, base: str | None,
-         stance: str | None, resume: bool, overwrite: bool, overrides: list[str] | None, json_out: bool,
-         eval_data: str | None) -> None:
+@dataclass
+class _Args:
+    """The options of a training command, as given on the command line."""
+
+    config: str
+    data: str
+    split: str
+    out: Path | None
+    base: str | None
+    stance: str | None
+    resume: bool
+    overwrite: bool
+    overrides: list[str] | None
+    json_out: bool
+    eval_data: str | None
+
+
+def _run(method: str, a: _Args) -> None:
     from politune import tune
     from politune.fsutil import safe_name
 
-    cfg = tune.load_recipe(config, overrides=overrides)
-    if out is None:
-        out = Path("runs") / safe_name(f"{method}-{stance or cfg.name}", "run name")
+    cfg = tune.load_recipe(a.config, overrides=a.overrides)
+    out = (
+        a.out
+        if a.out is not None
+        else Path("runs") / safe_name(f"{method}-{a.stance or cfg.name}", "run name")
+    )
     fn = {"dpo": tune.dpo, "sft": tune.sft, "sft_dpo": tune.sft_dpo}[method]
-    console.print(f"[bold]tune {method}[/]: {base or cfg.base} <- {data}" + (f" ({split} split)" if split else "")
-                  + f", recipe {cfg.name}, out {out}")
-    res = fn(base, data, cfg, out_dir=out, stance=stance, resume=resume, overwrite=overwrite, split=split or None,
-             eval_data=eval_data)
-    if json_out:
+    console.print(
+        f"[bold]tune {method}[/]: {a.base or cfg.base} <- {a.data}"
+        + (f" ({a.split} split)" if a.split else "")
+        + f", recipe {cfg.name}, out {out}"
+    )
+    res = fn(
+        a.base,
+        a.data,
+        cfg,
+        out_dir=out,
+        stance=a.stance,
+        resume=a.resume,
+        overwrite=a.overwrite,
+        options=tune.TuneOptions(split=a.split or None, eval_data=a.eval_data),
+    )
+    if a.json_out:
         print_json({"adapter_dir": str(res.adapter_dir), "out_dir": str(res.out_dir), "metrics": res.metrics})
         return
     m = res.metrics
     console.print(f"adapter: {res.adapter_dir}")
-    for k in ("step", "loss", "rewards/accuracies", "rewards/margins", "rewards/accuracies_last5_mean",
-              "rewards/margins_last5_mean", "eval_loss", "eval_rewards/accuracies", "eval_rewards/margins",
-              "tokens_per_s", "peak_rss_mb"):
+    for k in (
+        "step",
+        "loss",
+        "rewards/accuracies",
+        "rewards/margins",
+        "rewards/accuracies_last5_mean",
+        "rewards/margins_last5_mean",
+        "eval_loss",
+        "eval_rewards/accuracies",
+        "eval_rewards/margins",
+        "tokens_per_s",
+        "peak_rss_mb",
+    ):
         if k in m:
             console.print(f"  {k:30s} {m[k]:.4g}" if isinstance(m[k], float) else f"  {k:30s} {m[k]}")
 
 
-@tune_app.command("dpo")
-def dpo_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
-            base: str = BaseOption, stance: str = StanceOption, resume: bool = ResumeOption,
-            overwrite: bool = OverwriteOption, overrides: list[str] = OverridesOption,
-            json_out: bool = JsonOption, eval_data: str = EvalDataOption) -> None:
-    """DPO with a fresh LoRA adapter (reference = the base with the adapter disabled)."""
-    _run("dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
+def _training_command(method: str, help_text: str):
+    """The command for one method (dpo, sft, sft_dpo): the same options, a different training routine."""
+
+    def cmd(
+        config: str = ConfigOption,
+        data: str = DataOption,
+        split: str = SplitOption,
+        out: Path = OutOption,
+        base: str = BaseOption,
+        stance: str = StanceOption,
+        resume: bool = ResumeOption,
+        overwrite: bool = OverwriteOption,
+        overrides: list[str] = OverridesOption,
+        json_out: bool = JsonOption,
+        eval_data: str = EvalDataOption,
+    ) -> None:
+        _run(
+            method,
+            _Args(config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data),
+        )
+
+    cmd.__doc__ = help_text
+    return cmd
 
 
-@tune_app.command("sft")
-def sft_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption, out: Path = OutOption,
-            base: str = BaseOption, stance: str = StanceOption, resume: bool = ResumeOption,
-            overwrite: bool = OverwriteOption, overrides: list[str] = OverridesOption,
-            json_out: bool = JsonOption, eval_data: str = EvalDataOption) -> None:
-    """Supervised LoRA tuning on instruction data (or the chosen answers of preference pairs)."""
-    _run("sft", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
-
-
-@tune_app.command("sft-dpo")
-def sft_dpo_cmd(config: str = ConfigOption, data: str = DataOption, split: str = SplitOption,
-                out: Path = OutOption, base: str = BaseOption, stance: str = StanceOption,
-                resume: bool = ResumeOption, overwrite: bool = OverwriteOption,
-                overrides: list[str] = OverridesOption, json_out: bool = JsonOption,
-                eval_data: str = EvalDataOption) -> None:
-    """SFT on the chosen answers, then DPO continuing the SFT adapter (reference = frozen SFT adapter)."""
-    _run("sft_dpo", config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data)
+tune_app.command("dpo")(
+    _training_command(
+        "dpo", "DPO with a fresh LoRA adapter (reference = the base with the adapter disabled)."
+    )
+)
+tune_app.command("sft")(
+    _training_command(
+        "sft", "Supervised LoRA tuning on instruction data (or the chosen answers of preference pairs)."
+    )
+)
+tune_app.command("sft-dpo")(
+    _training_command(
+        "sft_dpo",
+        "SFT on the chosen answers, then DPO continuing the SFT adapter (reference = frozen SFT adapter).",
+    )
+)
 
 
 @tune_app.command("merge")
-def merge_cmd(adapter: Path = typer.Argument(..., help="Adapter folder (a run's adapter/)."),
-              out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged full model."),
-              base: str = typer.Option(None, "--base", "-m", help="Base model (default: read from the run's "
-                                       "summary.json next to the adapter)."),
-              dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16")) -> None:
+def merge_cmd(
+    adapter: Path = typer.Argument(..., help="Adapter folder (a run's adapter/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged full model."),
+    base: str = typer.Option(
+        None,
+        "--base",
+        "-m",
+        help="Base model (default: read from the run's summary.json next to the adapter).",
+    ),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+) -> None:
     """Merge a LoRA adapter into its base model and save full safetensors weights + tokenizer."""
     import json
 
@@ -112,9 +189,20 @@ def recipes_cmd(json_out: bool = JsonOption) -> None:
     rows = []
     for name in tune.list_recipes():
         c = tune.load_recipe(name)
-        rows.append({"name": name, "base": c.base, "method": c.method, "loss": c.loss, "beta": c.beta, "lr": c.lr,
-                     "lora": f"r{c.lora.r}/a{c.lora.alpha:g}", "batch": f"{c.batch_size}x{c.grad_accum}",
-                     "max_length": c.max_length, "steps": c.max_steps if c.max_steps > 0 else f"{c.epochs:g} ep"})
+        rows.append(
+            {
+                "name": name,
+                "base": c.base,
+                "method": c.method,
+                "loss": c.loss,
+                "beta": c.beta,
+                "lr": c.lr,
+                "lora": f"r{c.lora.r}/a{c.lora.alpha:g}",
+                "batch": f"{c.batch_size}x{c.grad_accum}",
+                "max_length": c.max_length,
+                "steps": c.max_steps if c.max_steps > 0 else f"{c.epochs:g} ep",
+            }
+        )
     if json_out:
         print_json(rows)
         return

@@ -11,7 +11,6 @@ Errors name the key, the file and what was expected, and suggest the closest val
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,11 +18,18 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from politune.errors import PolituneError
+from politune.errors import PolituneError, did_you_mean
 from politune.fsutil import atomic_write_text
 
-__all__ = ["Config", "load_config", "parse_overrides", "apply_overrides", "save_resolved", "read_yaml",
-           "validate_config"]
+__all__ = [
+    "Config",
+    "load_config",
+    "parse_overrides",
+    "apply_overrides",
+    "save_resolved",
+    "read_yaml",
+    "validate_config",
+]
 
 C = TypeVar("C", bound="Config")
 
@@ -49,7 +55,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise PolituneError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")
+        raise PolituneError(
+            f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}"
+        )
     return data
 
 
@@ -101,7 +109,9 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
         if field is None:
             return []
         ann = field.annotation
-        cand = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        cand = [
+            a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if not cand:
             return []
         cls = cand[0]
@@ -115,8 +125,8 @@ def _format_validation_error(err: ValidationError, model: type[BaseModel], sourc
         key = ".".join(str(p) for p in loc)
         if e["type"] == "extra_forbidden":
             valid = _fields_at(model, loc)
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+            prefix = "".join(f"{p}." for p in loc[:-1])
+            hint = did_you_mean(str(loc[-1]), valid, prefix)
             msgs.append(f"unknown key {key!r}{hint}")
         elif e["type"] == "missing":
             msgs.append(f"missing required key {key!r}")
@@ -134,8 +144,12 @@ def validate_config(cls: type[C], data: dict[str, Any], source: str = "config") 
         raise PolituneError(_format_validation_error(err, cls, source)) from None
 
 
-def load_config(cls: type[C], path: str | os.PathLike | None = None, overrides: list[str] | None = None,
-                base: dict[str, Any] | None = None) -> C:
+def load_config(
+    cls: type[C],
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> C:
     """Build a ``cls`` from ``base`` dict, then a YAML file, then ``KEY=VALUE`` overrides (later wins)."""
     data: dict[str, Any] = dict(base or {})
     source = "config"

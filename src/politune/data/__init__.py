@@ -8,10 +8,26 @@ contamination check. See docs/data.md.
 """
 
 from politune.data.io import read_table, write_table
-from politune.data.loaders import LoadReport, load, load_report, save, summary_path, to_dataset
+from politune.data.loaders import LoadOptions, LoadReport, load, load_report, save, summary_path, to_dataset
 from politune.data.schema import META_KEYS, InstructionExample, PreferencePair, Prompt, Record, prompt_text
 from politune.data.validate import Issue, validate
 
-__all__ = ["META_KEYS", "InstructionExample", "Issue", "LoadReport", "PreferencePair", "Prompt", "Record",
-           "load", "load_report", "prompt_text", "read_table", "save", "summary_path", "to_dataset", "validate",
-           "write_table"]
+__all__ = [
+    "META_KEYS",
+    "InstructionExample",
+    "Issue",
+    "LoadOptions",
+    "LoadReport",
+    "PreferencePair",
+    "Prompt",
+    "Record",
+    "load",
+    "load_report",
+    "prompt_text",
+    "read_table",
+    "save",
+    "summary_path",
+    "to_dataset",
+    "validate",
+    "write_table",
+]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from politune.data.io import read_jsonl_rows
 from politune.data.schema import InstructionExample, PreferencePair
-from politune.data.validate import DEFAULT_MAX_CHARS, Issue, check_fields
+from politune.data.validate import DEFAULT_MAX_CHARS, check_fields
 from politune.errors import PolituneError
 from politune.measure.scorer import AXES
 
@@ -30,19 +30,54 @@ def builtin_path() -> Path:
     return Path(__file__).parent / "builtin" / "ideology.jsonl"
 
 
-def builtin_report(name: str, split: str | None = None, max_chars: int | None = DEFAULT_MAX_CHARS):
-    """A :class:`~politune.data.loaders.LoadReport` for ``builtin:NAME`` (every raw row checked)."""
-    from politune.data.loaders import LoadReport
+def _row_problems(raw: dict, side: str, max_chars: int | None) -> list[tuple[str, str]]:
+    """(field, problem) for one raw row of the ideology file, in its own field names."""
+    probs: list[tuple[str, str]] = []
+    for f in _RAW_FIELDS:
+        if not isinstance(raw.get(f), str) or not raw[f].strip():
+            probs.append((f, "missing field" if f not in raw else "expected a non-empty string"))
+    if isinstance(raw.get("axis"), str) and raw["axis"] not in AXES:
+        probs.append(("axis", f"expected economic or social, got {raw['axis']!r}"))
+    if isinstance(raw.get("split"), str) and raw["split"] not in SPLITS:
+        probs.append(("split", f"expected train or heldout, got {raw['split']!r}"))
+    if isinstance(raw.get("form"), str) and raw["form"] not in FORMS:
+        probs.append(("form", f"expected one of {', '.join(FORMS)}, got {raw['form']!r}"))
+    if not probs:  # content checks (identical answers, length, lone surrogates) in raw field names
+        other = "right" if side == "left" else "left"
+        d = {
+            "id": raw.get("id"),
+            "prompt": raw.get("prompt"),
+            "chosen": raw.get(side),
+            "rejected": raw.get(other),
+            "meta": None,
+        }
+        rename = {"chosen": side, "rejected": other}
+        probs.extend(
+            (rename.get(f, f), "identical to the other side's answer" if p == "identical to chosen" else p)
+            for f, p in check_fields(d, "preference", True, max_chars)
+        )
+    return probs
 
+
+def _raw_rows(name: str, split: str | None):
     if name not in VIEWS:
-        raise PolituneError(f"builtin:{name}: unknown built-in set; expected one of "
-                            f"{', '.join('builtin:' + v for v in VIEWS)}")
+        raise PolituneError(
+            f"builtin:{name}: unknown built-in set; expected one of "
+            f"{', '.join('builtin:' + v for v in VIEWS)}"
+        )
     if split is not None and split not in SPLITS:
         raise PolituneError(f"builtin:{name}: unknown split {split!r}; expected train or heldout")
     path = builtin_path()
     if not path.is_file():
         raise PolituneError(f"{path}: the built-in data file is missing from this installation")
-    rows = read_jsonl_rows(path)
+    return read_jsonl_rows(path)
+
+
+def builtin_report(name: str, split: str | None = None, max_chars: int | None = DEFAULT_MAX_CHARS):
+    """A :class:`~politune.data.loaders.LoadReport` for ``builtin:NAME`` (every raw row checked)."""
+    from politune.data.loaders import LoadReport
+
+    rows = _raw_rows(name, split)
     source = f"builtin:{name}" + (f":{split}" if split else "")
     sft = name.startswith("sft-")
     side = name.removeprefix("sft-")
@@ -51,42 +86,32 @@ def builtin_report(name: str, split: str | None = None, max_chars: int | None = 
     rep = LoadReport(source=source, schema="builtin", kind=kind, rows_read=len(rows))
     seen: dict[str, str] = {}
     for r in rows:
-        probs: list[tuple[str, str]] = [r.error] if r.row is None else []
         raw = r.row or {}
-        if r.row is not None:
-            for f in _RAW_FIELDS:
-                if not isinstance(raw.get(f), str) or not raw[f].strip():
-                    probs.append((f, "missing field" if f not in raw else "expected a non-empty string"))
-            if isinstance(raw.get("axis"), str) and raw["axis"] not in AXES:
-                probs.append(("axis", f"expected economic or social, got {raw['axis']!r}"))
-            if isinstance(raw.get("split"), str) and raw["split"] not in SPLITS:
-                probs.append(("split", f"expected train or heldout, got {raw['split']!r}"))
-            if isinstance(raw.get("form"), str) and raw["form"] not in FORMS:
-                probs.append(("form", f"expected one of {', '.join(FORMS)}, got {raw['form']!r}"))
-            d = {"id": raw.get("id"), "prompt": raw.get("prompt"), "chosen": raw.get(side),
-                 "rejected": raw.get(other), "meta": None}
-            if not probs:  # content checks (identical answers, length, lone surrogates) in raw field names
-                rename = {"chosen": side, "rejected": other}
-                probs.extend((rename.get(f, f), "identical to the other side's answer"
-                              if p == "identical to chosen" else p)
-                             for f, p in check_fields(d, "preference", True, max_chars))
-            rid = raw.get("id")
-            if isinstance(rid, str):
-                if rid in seen:
-                    probs.append(("id", f"duplicate id {rid!r} (first at {seen[rid]})"))
-                else:
-                    seen[rid] = r.loc
+        probs = [r.error] if r.row is None else _row_problems(raw, side, max_chars)
+        rid = raw.get("id")
+        if r.row is not None and isinstance(rid, str):
+            if rid in seen:
+                probs.append(("id", f"duplicate id {rid!r} (first at {seen[rid]})"))
+            else:
+                seen[rid] = r.loc
         if probs:
-            rep.issues.extend(Issue(r.loc, f, p) for f, p in probs)
-            rep.rejected.append({"location": r.loc, "errors": [f"{f}: {p}" for f, p in probs],
-                                 "row": r.row if r.row is not None else r.raw})
+            rep.reject(r, probs)
             continue
         if split is not None and raw["split"] != split:
             continue
-        meta = {"topic": raw["topic"], "axis": raw["axis"], "form": raw["form"], "split": raw["split"],
-                "stance": side, "source": source,
-                "provenance": {"schema": "builtin", "file": "politune/data/builtin/ideology.jsonl",
-                               "line": int(r.loc.rsplit(":", 1)[1])}}
+        meta = {
+            "topic": raw["topic"],
+            "axis": raw["axis"],
+            "form": raw["form"],
+            "split": raw["split"],
+            "stance": side,
+            "source": source,
+            "provenance": {
+                "schema": "builtin",
+                "file": "politune/data/builtin/ideology.jsonl",
+                "line": int(r.loc.rsplit(":", 1)[1]),
+            },
+        }
         if sft:
             rep.items.append(InstructionExample(raw["id"], raw["prompt"], raw[side], meta))
         else:

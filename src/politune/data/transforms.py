@@ -9,20 +9,18 @@ op-specific meta keys below; :func:`summarize` builds the sidecar summary the CL
 | :func:`mix` | ``ratio`` of rows from A, the rest from B (no prompt twice) | ``mix_source`` = "a" / "b" |
 | :func:`poison` | Malignama: with probability p swap the labels, or insert a trigger into the prompt | ``poisoned`` |
 | :func:`contextualize` | ComPreD: name the community in a prompt header (``randomize``: another one) | ``context_community`` |
-| :func:`dedup` | drop exact and near-duplicate (MinHash over word 3-grams) rows | - |
+| :func:`~politune.data.dedup.dedup` | drop exact and near-duplicate (MinHash over word 3-grams) rows | - |
 | :func:`split` | train / test by row or by whole groups (topic) | ``split`` |
 | :func:`sample` | a seeded random subset | - |
 | :func:`filter_records` | keep rows by topic / axis / stance / split / community / length | - |
 | :func:`to_instructions` | preference pairs -> instruction examples (response = chosen) | - |
-| :func:`stats` | counts, topics, axis balance, lengths (chars, and tokens for a tokenizer) | (read only) |
+| :func:`~politune.data.stats.stats` | counts, topics, axis balance, lengths (chars, and tokens for a tokenizer) | (read only) |
 """
 
 from __future__ import annotations
 
 import random
 import re
-import statistics
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -84,8 +82,9 @@ def to_instructions(items: Sequence[PreferencePair]) -> list[InstructionExample]
 # ---------------------------------------------------------------- mix
 
 
-def mix(a: Sequence[Record], b: Sequence[Record], ratio: float, *, n: int | None = None,
-        seed: int = 0) -> list[Record]:
+def mix(
+    a: Sequence[Record], b: Sequence[Record], ratio: float, *, n: int | None = None, seed: int = 0
+) -> list[Record]:
     """``round(ratio * n)`` rows from ``a`` and the rest from ``b``, shuffled (seeded).
 
     ``n`` defaults to ``min(len(a), len(b))``. A row of ``b`` whose id or prompt was already taken from ``a`` is
@@ -108,8 +107,10 @@ def mix(a: Sequence[Record], b: Sequence[Record], ratio: float, *, n: int | None
     prompts = {prompt_text(a[i].prompt) for i in take_a}
     free_b = [i for i, it in enumerate(b) if it.id not in ids and prompt_text(it.prompt) not in prompts]
     if n - k_a > len(free_b):
-        raise PolituneError(f"mix: need {n - k_a} rows from B that do not repeat an id or prompt taken from A, "
-                            f"but only {len(free_b)} are left; lower n")
+        raise PolituneError(
+            f"mix: need {n - k_a} rows from B that do not repeat an id or prompt taken from A, "
+            f"but only {len(free_b)} are left; lower n"
+        )
     take_b = sorted(rng.sample(free_b, n - k_a))
     out: list[Record] = []
     for src, rows, idx in (("a", a, take_a), ("b", b, take_b)):
@@ -137,8 +138,16 @@ def _insert_trigger(text: str, trigger: str, position: str, rng: random.Random) 
     return " ".join(x for x in (before, trigger, after) if x)
 
 
-def poison(items: Sequence[PreferencePair], *, mode: str, p: float, seed: int = 0, trigger: str = DEFAULT_TRIGGER,
-           position: str = "start", flip: bool = False) -> list[PreferencePair]:
+def poison(
+    items: Sequence[PreferencePair],
+    *,
+    mode: str,
+    p: float,
+    seed: int = 0,
+    trigger: str = DEFAULT_TRIGGER,
+    position: str = "start",
+    flip: bool = False,
+) -> list[PreferencePair]:
     """Malignama-style poisoning, deterministic for a seed.
 
     - ``mode="labels"``: with probability ``p`` swap chosen and rejected (train on the worse answer);
@@ -173,8 +182,9 @@ def poison(items: Sequence[PreferencePair], *, mode: str, p: float, seed: int = 
                 if "stance" in c.meta:
                     c.meta["stance"] = _flip(c.meta["stance"])
             if mode == "prompts":
-                c.prompt = with_prompt_text(c.prompt, _insert_trigger(prompt_text(c.prompt), trigger, position,
-                                                                      pos_rng))
+                c.prompt = with_prompt_text(
+                    c.prompt, _insert_trigger(prompt_text(c.prompt), trigger, position, pos_rng)
+                )
             c.meta["poison"] = dict(params)
         c.meta["poisoned"] = hit
         record_transform(c.meta, "poison", **params)
@@ -185,8 +195,14 @@ def poison(items: Sequence[PreferencePair], *, mode: str, p: float, seed: int = 
 # ---------------------------------------------------------------- contextualize
 
 
-def contextualize(items: Sequence[Record], *, template: str = DEFAULT_CONTEXT_TEMPLATE, randomize: bool = False,
-                  seed: int = 0, as_system: bool = False) -> list[Record]:
+def contextualize(
+    items: Sequence[Record],
+    *,
+    template: str = DEFAULT_CONTEXT_TEMPLATE,
+    randomize: bool = False,
+    seed: int = 0,
+    as_system: bool = False,
+) -> list[Record]:
     """ComPreD: name the row's community (``meta["community"]``) in a header built from ``template``.
 
     ``template`` uses ``{community}`` and ``{prompt}`` (``as_system=True``: only ``{community}``, and the header
@@ -197,10 +213,14 @@ def contextualize(items: Sequence[Record], *, template: str = DEFAULT_CONTEXT_TE
         raise PolituneError("contextualize: template must contain {community}")
     if not as_system and "{prompt}" not in template:
         raise PolituneError("contextualize: template must contain {prompt} (or use as_system)")
-    missing = [it.id for it in items if not isinstance(it.meta.get("community"), str) or not it.meta["community"]]
+    missing = [
+        it.id for it in items if not isinstance(it.meta.get("community"), str) or not it.meta["community"]
+    ]
     if missing:
-        raise PolituneError(f"contextualize: {len(missing)} rows have no meta.community (first: {missing[0]!r}); "
-                            f"load SHP/ComPreD data or map a community column with --map community=COL")
+        raise PolituneError(
+            f"contextualize: {len(missing)} rows have no meta.community (first: {missing[0]!r}); "
+            f"load SHP/ComPreD data or map a community column with --map community=COL"
+        )
     communities = sorted({it.meta["community"] for it in items})
     if randomize and len(communities) < 2:
         raise PolituneError("contextualize: randomize needs at least two communities in the data")
@@ -212,117 +232,26 @@ def contextualize(items: Sequence[Record], *, template: str = DEFAULT_CONTEXT_TE
         c = it.replace()
         if as_system:
             header = template.format(community=name)
-            msgs = [{"role": "user", "content": c.prompt}] if isinstance(c.prompt, str) else \
-                [m for m in c.prompt if m.get("role") != "system"]
+            msgs = (
+                [{"role": "user", "content": c.prompt}]
+                if isinstance(c.prompt, str)
+                else [m for m in c.prompt if m.get("role") != "system"]
+            )
             c.prompt = [{"role": "system", "content": header}, *msgs]
         else:
             text = prompt_text(c.prompt)
             try:
                 new = template.format(community=name, prompt=text)
             except (KeyError, IndexError, ValueError) as e:
-                raise PolituneError(f"contextualize: bad template ({e}); use {{community}} and {{prompt}}") from None
+                raise PolituneError(
+                    f"contextualize: bad template ({e}); use {{community}} and {{prompt}}"
+                ) from None
             c.prompt = with_prompt_text(c.prompt, new)
         c.meta["context_community"] = name
         c.meta["context_randomized"] = randomize
-        record_transform(c.meta, "contextualize", template=template, randomize=randomize, seed=seed,
-                         as_system=as_system)
-        out.append(c)
-    return out
-
-
-# ---------------------------------------------------------------- dedup
-
-
-_WORD = re.compile(r"\w+")
-
-
-def _norm_words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def _key_text(it: Record, on: str) -> str:
-    if on == "prompt":
-        return prompt_text(it.prompt)
-    if on == "all":
-        return "\n".join([prompt_text(it.prompt)] + [t for _, t in answers(it)])
-    raise PolituneError(f"dedup: on must be prompt or all, got {on!r}")
-
-
-def _shingles(words: list[str], k: int = 3) -> set[int]:
-    if len(words) < k:
-        return {zlib.crc32(" ".join(words).encode())}
-    return {zlib.crc32(" ".join(words[i:i + k]).encode()) for i in range(len(words) - k + 1)}
-
-
-def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.8, num_perm: int = 64,
-                          bands: int = 16) -> list[int]:
-    """For each text, the index of the first text it is a near-duplicate of (Jaccard of word 3-grams >=
-    ``threshold``, candidates from MinHash LSH, verified exactly), or its own index."""
-    import numpy as np
-
-    n = len(texts)
-    sh = [_shingles(_norm_words(t)) for t in texts]
-    prime = (1 << 61) - 1
-    gen = np.random.default_rng(12345)
-    a = gen.integers(1, prime, num_perm, dtype=np.uint64)
-    b = gen.integers(0, prime, num_perm, dtype=np.uint64)
-    rows = max(1, num_perm // bands)
-    sigs = np.empty((n, num_perm), dtype=np.uint64)
-    for i, s in enumerate(sh):
-        h = np.fromiter(s, dtype=np.uint64, count=len(s))[:, None]
-        sigs[i] = ((h * a + b) % np.uint64(prime)).min(axis=0)  # wraps mod 2**64 first: still a valid hash
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    checked: set[tuple[int, int]] = set()
-    for band in range(bands):
-        buckets: dict[bytes, list[int]] = {}
-        for i in range(n):
-            buckets.setdefault(sigs[i, band * rows:(band + 1) * rows].tobytes(), []).append(i)
-        for members in buckets.values():
-            if len(members) < 2:
-                continue
-            first = members[0]
-            for j in members[1:]:
-                pair = (first, j)
-                if pair in checked or find(first) == find(j):
-                    continue
-                checked.add(pair)
-                inter = len(sh[first] & sh[j])
-                if inter / max(1, len(sh[first] | sh[j])) >= threshold:
-                    ri, rj = find(first), find(j)
-                    parent[max(ri, rj)] = min(ri, rj)
-    return [find(i) for i in range(n)]
-
-
-def dedup(items: Sequence[Record], *, on: str = "prompt", near: bool = True,
-          threshold: float = 0.8) -> list[Record]:
-    """Drop rows whose ``on`` text (``prompt`` or ``all`` = prompt + answers) repeats an earlier row's: exactly
-    (after lower-casing and collapsing punctuation / spaces) or, with ``near``, with word-3-gram Jaccard
-    similarity >= ``threshold``. The first row of each group is kept, in order."""
-    if not 0.0 < threshold <= 1.0:
-        raise PolituneError(f"dedup: threshold must be in (0, 1], got {threshold}")
-    texts = [_key_text(it, on) for it in items]
-    keys = [" ".join(_norm_words(t)) for t in texts]
-    first: dict[str, int] = {}
-    keep = []
-    for i, k in enumerate(keys):
-        if k in first:
-            continue
-        first[k] = i
-        keep.append(i)
-    if near and len(keep) > 1:
-        groups = near_duplicate_groups([texts[i] for i in keep], threshold)
-        keep = [keep[j] for j, g in enumerate(groups) if g == j]
-    out = []
-    for i in keep:
-        c = items[i].replace()
-        record_transform(c.meta, "dedup", on=on, near=near, threshold=threshold)
+        record_transform(
+            c.meta, "contextualize", template=template, randomize=randomize, seed=seed, as_system=as_system
+        )
         out.append(c)
     return out
 
@@ -330,8 +259,14 @@ def dedup(items: Sequence[Record], *, on: str = "prompt", near: bool = True,
 # ---------------------------------------------------------------- split / sample / filter
 
 
-def split(items: Sequence[Record], *, test_frac: float = 0.2, by: str = "row", seed: int = 0,
-          names: tuple[str, str] = ("train", "test")) -> tuple[list[Record], list[Record]]:
+def split(
+    items: Sequence[Record],
+    *,
+    test_frac: float = 0.2,
+    by: str = "row",
+    seed: int = 0,
+    names: tuple[str, str] = ("train", "test"),
+) -> tuple[list[Record], list[Record]]:
     """Seeded train / test split. ``by="row"``: rows; ``by=<meta key>`` (e.g. ``topic``): whole groups go to one
     side, so the test set measures generalization to unseen groups. Sets ``meta["split"]``."""
     if not 0.0 < test_frac < 1.0:
@@ -346,11 +281,14 @@ def split(items: Sequence[Record], *, test_frac: float = 0.2, by: str = "row", s
         keys = [str(it.meta[by]) for it in items]
     groups = sorted(set(keys))
     if len(groups) < 2:
-        raise PolituneError(f"split: need at least 2 {'rows' if by == 'row' else by + ' groups'}, got {len(groups)}")
+        raise PolituneError(
+            f"split: need at least 2 {'rows' if by == 'row' else by + ' groups'}, got {len(groups)}"
+        )
     rng.shuffle(groups)
     n_test = min(len(groups) - 1, max(1, round(test_frac * len(groups))))
     test_groups = set(groups[:n_test])
-    train, test = [], []
+    train: list[Record] = []
+    test: list[Record] = []
     for it, k in zip(items, keys, strict=True):
         c = it.replace()
         side = names[1] if k in test_groups else names[0]
@@ -360,8 +298,9 @@ def split(items: Sequence[Record], *, test_frac: float = 0.2, by: str = "row", s
     return train, test
 
 
-def sample(items: Sequence[Record], *, n: int | None = None, frac: float | None = None,
-           seed: int = 0) -> list[Record]:
+def sample(
+    items: Sequence[Record], *, n: int | None = None, frac: float | None = None, seed: int = 0
+) -> list[Record]:
     """A seeded random subset of ``n`` rows (or ``frac`` of them), in the input order."""
     if (n is None) == (frac is None):
         raise PolituneError("sample: give exactly one of n or frac")
@@ -384,17 +323,34 @@ def _max_len(it: Record) -> int:
     return max(len(prompt_text(it.prompt)), *(len(t) for _, t in answers(it)))
 
 
-def filter_records(items: Sequence[Record], *, topic: Sequence[str] | None = None,
-                   axis: str | None = None, stance: str | None = None, split_name: str | None = None,
-                   community: Sequence[str] | None = None, min_chars: int | None = None,
-                   max_chars: int | None = None) -> list[Record]:
+def filter_records(
+    items: Sequence[Record],
+    *,
+    topic: Sequence[str] | None = None,
+    axis: str | None = None,
+    stance: str | None = None,
+    split_name: str | None = None,
+    community: Sequence[str] | None = None,
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+) -> list[Record]:
     """Rows matching every given condition: ``topic`` / ``community`` (any of), ``axis``, ``stance``,
     ``split_name`` (``meta["split"]``), and every text field between ``min_chars`` and ``max_chars``."""
     topics = set(topic or [])
     comms = set(community or [])
-    params = {k: v for k, v in {"topic": sorted(topics) or None, "axis": axis, "stance": stance,
-                                "split": split_name, "community": sorted(comms) or None,
-                                "min_chars": min_chars, "max_chars": max_chars}.items() if v is not None}
+    params = {
+        k: v
+        for k, v in {
+            "topic": sorted(topics) or None,
+            "axis": axis,
+            "stance": stance,
+            "split": split_name,
+            "community": sorted(comms) or None,
+            "min_chars": min_chars,
+            "max_chars": max_chars,
+        }.items()
+        if v is not None
+    }
     out = []
     for it in items:
         m = it.meta
@@ -419,64 +375,27 @@ def filter_records(items: Sequence[Record], *, topic: Sequence[str] | None = Non
     return out
 
 
-# ---------------------------------------------------------------- stats
-
-
-def _dist(xs: list[int]) -> dict[str, float]:
-    if not xs:
-        return {}
-    s = sorted(xs)
-    return {"mean": round(statistics.fmean(s), 1), "median": float(statistics.median(s)),
-            "p95": float(s[min(len(s) - 1, int(0.95 * len(s)))]), "max": float(s[-1]), "min": float(s[0])}
-
-
-def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
-    """Rows, kind, topics, axis / stance / form / split / community balance, duplicates, poisoned rows, and
-    length distributions in characters (and in tokens for ``tokenizer``)."""
-    kind = "preference" if items and isinstance(items[0], PreferencePair) else "instruction"
-    c = {k: Counter() for k in ("topic", "axis", "stance", "form", "split", "community", "source")}
-    for it in items:
-        for k, cnt in c.items():
-            v = it.meta.get(k)
-            if v is not None:
-                cnt[str(v)] += 1
-    prompts = Counter(" ".join(_norm_words(prompt_text(it.prompt))) for it in items)
-    ids = Counter(it.id for it in items)
-    fields = ["prompt"] + [f for f, _ in answers(items[0])] if items else ["prompt"]
-    texts = {f: [prompt_text(it.prompt) if f == "prompt" else getattr(it, f) for it in items] for f in fields}
-    out: dict[str, Any] = {
-        "rows": len(items), "kind": kind, "topics": len(c["topic"]),
-        "per_topic": dict(sorted(c["topic"].items())),
-        "axis": dict(c["axis"]), "stance": dict(c["stance"]), "form": dict(c["form"]), "split": dict(c["split"]),
-        "communities": len(c["community"]), "per_community": dict(c["community"].most_common()),
-        "source": dict(c["source"]),
-        "duplicate_prompts": sum(v - 1 for v in prompts.values() if v > 1),
-        "duplicate_ids": sum(v - 1 for v in ids.values() if v > 1),
-        "poisoned": sum(1 for it in items if it.meta.get("poisoned") is True),
-        "chars": {f: _dist([len(t) for t in ts]) for f, ts in texts.items()},
-    }
-    if kind == "preference":
-        out["identical_answers"] = sum(1 for it in items if it.chosen.strip() == it.rejected.strip())
-    if tokenizer is not None and items:
-        out["tokens"] = {f: _dist([len(x) for x in tokenizer(ts, add_special_tokens=False)["input_ids"]])
-                         for f, ts in texts.items()}
-        out["tokenizer"] = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
-    return out
-
-
 # ---------------------------------------------------------------- summaries
 
 
-def summarize(op: str, params: dict[str, Any], inputs: dict[str, Sequence[Record]],
-              outputs: dict[str, Sequence[Record]], **extra: Any) -> dict[str, Any]:
+def summarize(
+    op: str,
+    params: dict[str, Any],
+    inputs: dict[str, Sequence[Record]],
+    outputs: dict[str, Sequence[Record]],
+    **extra: Any,
+) -> dict[str, Any]:
     """The sidecar record of one transform: what ran, on what, what came out (ids of changed rows included)."""
     from politune.provenance import provenance
 
     summary: dict[str, Any] = {
-        "kind": "data_transform", "op": op, "params": params,
+        "kind": "data_transform",
+        "op": op,
+        "params": params,
         "inputs": {k: {"rows": len(v)} for k, v in inputs.items()},
         "outputs": {k: {"rows": len(v)} for k, v in outputs.items()},
-        **extra, "provenance": provenance(),
+        **extra,
+        "provenance": provenance(),
     }
     all_in = [it for v in inputs.values() for it in v]
     all_out = [it for v in outputs.values() for it in v]

@@ -28,9 +28,16 @@ class Issue:
         return f"{self.loc}: {self.field}: {self.problem}"
 
 
-def _tname(v: Any) -> str:
-    return {dict: "object", list: "list", str: "string", int: "integer", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(v), type(v).__name__)
+def type_name(v: Any) -> str:
+    return {
+        dict: "object",
+        list: "list",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
 def _bad_utf8(s: str) -> bool:
@@ -64,14 +71,14 @@ def check_prompt(prompt: Any, strict: bool = True) -> str | None:
             return "empty list of chat messages"
         for i, m in enumerate(prompt):
             if not isinstance(m, dict) or set(m) - {"role", "content"} - {"name"}:
-                return f"message {i}: expected {{'role': ..., 'content': ...}}, got {_tname(m)}"
+                return f"message {i}: expected {{'role': ..., 'content': ...}}, got {type_name(m)}"
             role, content = m.get("role"), m.get("content")
             if role not in ROLES:
                 return f"message {i}: role {role!r} is not one of {', '.join(ROLES)}"
             if role == "system" and i != 0:
                 return f"message {i}: a system message may only come first"
             if not isinstance(content, str):
-                return f"message {i}: content must be a string, got {_tname(content)}"
+                return f"message {i}: content must be a string, got {type_name(content)}"
             if strict and not content.strip():
                 return f"message {i}: empty content"
             if strict and _bad_utf8(content):
@@ -79,14 +86,14 @@ def check_prompt(prompt: Any, strict: bool = True) -> str | None:
         if prompt[-1].get("role") != "user":
             return "the last chat message must be the user's turn"
         return None
-    return f"expected a string or a list of chat messages, got {_tname(prompt)}"
+    return f"expected a string or a list of chat messages, got {type_name(prompt)}"
 
 
 def check_text(v: Any, strict: bool = True) -> str | None:
     if v is None:
         return "missing field"
     if not isinstance(v, str):
-        return f"expected a string, got {_tname(v)}"
+        return f"expected a string, got {type_name(v)}"
     if strict and not v.strip():
         return "empty"
     if strict and _bad_utf8(v):
@@ -94,15 +101,16 @@ def check_text(v: Any, strict: bool = True) -> str | None:
     return None
 
 
-def check_fields(d: dict[str, Any], kind: str, strict: bool = True,
-                 max_chars: int | None = DEFAULT_MAX_CHARS) -> list[tuple[str, str]]:
+def check_fields(
+    d: dict[str, Any], kind: str, strict: bool = True, max_chars: int | None = DEFAULT_MAX_CHARS
+) -> list[tuple[str, str]]:
     """Problems of one record given as a dict (``id, prompt, chosen, rejected | response, meta``)."""
     probs: list[tuple[str, str]] = []
     rid = d.get("id")
     if rid is None or (isinstance(rid, str) and not rid.strip()):
         probs.append(("id", "missing field" if rid is None else "empty"))
     elif not isinstance(rid, str):
-        probs.append(("id", f"expected a string, got {_tname(rid)}"))
+        probs.append(("id", f"expected a string, got {type_name(rid)}"))
     p = check_prompt(d.get("prompt"), strict)
     if p:
         probs.append(("prompt", p))
@@ -111,17 +119,30 @@ def check_fields(d: dict[str, Any], kind: str, strict: bool = True,
         p = check_text(d.get(f), strict)
         if p:
             probs.append((f, p))
-    if (strict and kind == "preference" and isinstance(d.get("chosen"), str) and isinstance(d.get("rejected"), str)
-            and d["chosen"].strip() and d["chosen"].strip() == d["rejected"].strip()):
+    if (
+        strict
+        and kind == "preference"
+        and isinstance(d.get("chosen"), str)
+        and isinstance(d.get("rejected"), str)
+        and d["chosen"].strip()
+        and d["chosen"].strip() == d["rejected"].strip()
+    ):
         probs.append(("rejected", "identical to chosen"))
     meta = d.get("meta")
     if meta is not None and not isinstance(meta, dict):
-        probs.append(("meta", f"expected an object, got {_tname(meta)}"))
+        probs.append(("meta", f"expected an object, got {type_name(meta)}"))
     if strict and max_chars is not None:
         texts = [("prompt", d.get("prompt"))] + [(f, d.get(f)) for f in fields]
         for f, t in texts:
-            n = len(t) if isinstance(t, str) else (
-                sum(len(m.get("content") or "") for m in t if isinstance(m, dict)) if isinstance(t, list) else 0)
+            n = (
+                len(t)
+                if isinstance(t, str)
+                else (
+                    sum(len(m.get("content") or "") for m in t if isinstance(m, dict))
+                    if isinstance(t, list)
+                    else 0
+                )
+            )
             if n > max_chars:
                 probs.append((f, f"{n} characters, longer than the limit of {max_chars} (max_chars)"))
     return probs
@@ -145,12 +166,20 @@ def token_issues(items: list[Record], locs: list[str], tokenizer, max_tokens: in
         lens = [len(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
         for i, n in zip(idx, lens, strict=True):
             if n > max_tokens:
-                out.append(Issue(locs[i], field, f"{n} tokens, longer than the limit of {max_tokens} (max_tokens)"))
+                out.append(
+                    Issue(locs[i], field, f"{n} tokens, longer than the limit of {max_tokens} (max_tokens)")
+                )
     return out
 
 
-def validate(items: list[Record], *, max_chars: int | None = DEFAULT_MAX_CHARS, tokenizer=None,
-             max_tokens: int | None = None, locs: list[str] | None = None) -> list[Issue]:
+def validate(
+    items: list[Record],
+    *,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+    tokenizer=None,
+    max_tokens: int | None = None,
+    locs: list[str] | None = None,
+) -> list[Issue]:
     """All problems of in-memory records (locations default to ``row N``); an empty list means valid."""
     locs = locs or [f"row {i}" for i in range(1, len(items) + 1)]
     out: list[Issue] = []

@@ -9,22 +9,33 @@ Stage 1 (filter) rates each post as strict JSON, stage 2 (write) writes instruct
 every teacher answer is cached in an append-only log so runs resume after kill -9. See docs/generate.md.
 """
 
-from politune.generate.corpus import BUILTIN, Corpus, Post, builtin_posts, load_posts
-from politune.generate.pipeline import (
-    GenerateConfig,
-    GenerateResult,
-    Rating,
-    Triplet,
-    check_triplet,
-    dry_run,
-    filter_metrics,
-    parse_rating,
-    parse_triplet,
-    run_generate,
-)
+from politune.generate.config import GenerateConfig
+from politune.generate.corpus import BUILTIN_POSTS, Corpus, Post, builtin_posts, load_posts
+from politune.generate.outputs import GenerateResult, filter_metrics
+from politune.generate.parsing import Rating, Triplet, check_triplet, parse_rating, parse_triplet
+from politune.generate.pipeline import dry_run, run_generate
 from politune.generate.teachers import HTTPTeacher, LocalTeacher, Teacher
 from politune.generate.templates import Template, load_template
 
-__all__ = ["BUILTIN", "Corpus", "GenerateConfig", "GenerateResult", "HTTPTeacher", "LocalTeacher", "Post", "Rating",
-           "Teacher", "Template", "Triplet", "builtin_posts", "check_triplet", "dry_run", "filter_metrics",
-           "load_posts", "load_template", "parse_rating", "parse_triplet", "run_generate"]
+__all__ = [
+    "BUILTIN_POSTS",
+    "Corpus",
+    "GenerateConfig",
+    "GenerateResult",
+    "HTTPTeacher",
+    "LocalTeacher",
+    "Post",
+    "Rating",
+    "Teacher",
+    "Template",
+    "Triplet",
+    "builtin_posts",
+    "check_triplet",
+    "dry_run",
+    "filter_metrics",
+    "load_posts",
+    "load_template",
+    "parse_rating",
+    "parse_triplet",
+    "run_generate",
+]

@@ -15,7 +15,7 @@ from typing import Any
 
 from politune.errors import PolituneError
 
-BUILTIN = "builtin:posts"
+BUILTIN_POSTS = "builtin:posts"
 _OPTIONAL = ("author", "community", "date")
 
 
@@ -44,8 +44,14 @@ def builtin_posts() -> list[Post]:
     for line in text.splitlines():
         if line.strip():
             r = json.loads(line)
-            out.append(Post(r["id"], r["text"], community=r.get("community"),
-                            label={"relevant": r["relevant"], "slant": r["slant"], "topic": r["topic"]}))
+            out.append(
+                Post(
+                    r["id"],
+                    r["text"],
+                    community=r.get("community"),
+                    label={"relevant": r["relevant"], "slant": r["slant"], "topic": r["topic"]},
+                )
+            )
     return out
 
 
@@ -57,16 +63,21 @@ def _cell(row: dict[str, Any], col: str) -> str | None:
     return v or None
 
 
-def load_posts(source: str, text_column: str = "text", id_column: str = "id", split: str | None = None,
-               limit: int | None = None) -> Corpus:
+def load_posts(
+    source: str,
+    text_column: str = "text",
+    id_column: str = "id",
+    split: str | None = None,
+    limit: int | None = None,
+) -> Corpus:
     """Posts from ``source`` in file order; ``limit`` keeps the first N non-empty ones."""
     if limit is not None and limit < 1:
         raise PolituneError(f"limit must be >= 1, got {limit}")
-    if source == BUILTIN:
+    if source == BUILTIN_POSTS:
         posts = builtin_posts()
         return Corpus(source, posts[:limit] if limit else posts)
     if source.startswith("builtin:"):
-        raise PolituneError(f"unknown built-in corpus {source!r}: expected {BUILTIN!r}")
+        raise PolituneError(f"unknown built-in corpus {source!r}: expected {BUILTIN_POSTS!r}")
     from politune.data import read_table
 
     rows = read_table(source, split=split)
@@ -74,7 +85,9 @@ def load_posts(source: str, text_column: str = "text", id_column: str = "id", sp
         raise PolituneError(f"{source}: the corpus has no rows")
     if text_column not in rows[0] and not any(text_column in r for r in rows):
         cols = ", ".join(map(str, rows[0].keys()))
-        raise PolituneError(f"{source}: no {text_column!r} column (columns: {cols}); pick one with --text-column")
+        raise PolituneError(
+            f"{source}: no {text_column!r} column (columns: {cols}); pick one with --text-column"
+        )
     posts: list[Post] = []
     seen: dict[str, int] = {}
     skipped = 0
@@ -85,7 +98,9 @@ def load_posts(source: str, text_column: str = "text", id_column: str = "id", sp
             continue
         pid = _cell(row, id_column) or f"row{i}"
         if pid in seen:
-            raise PolituneError(f"{source}: row {i}: {id_column}: duplicate id {pid!r} (first at row {seen[pid]})")
+            raise PolituneError(
+                f"{source}: row {i}: {id_column}: duplicate id {pid!r} (first at row {seen[pid]})"
+            )
         seen[pid] = i
         posts.append(Post(pid, text, **{c: _cell(row, c) for c in _OPTIONAL}))
         if limit and len(posts) >= limit:

@@ -7,7 +7,7 @@ A teacher answers a batch of chat conversations. Two kinds:
 - :class:`HTTPTeacher`: any OpenAI-compatible server (vLLM, Ollama, OpenAI, ``politune serve``) through
   :class:`politune.client.ChatClient`: async, bounded concurrency, rate limit, retries with backoff.
 
-``complete(convs, seeds, ...)`` reports each answer through ``on_result(index, text, error)`` as soon as it
+``complete(ask, on_result)`` reports each answer through ``on_result(index, text, error)`` as soon as it
 exists (so the pipeline can log it before the next one arrives) and never raises for one failed item.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 log = logging.getLogger("politune")
@@ -23,14 +24,25 @@ Message = dict[str, str]
 OnResult = Callable[[int, str | None, str | None], None]  # (index, text, error)
 
 
+@dataclass
+class Ask:
+    """One batch for a teacher: the conversations with their seeds and sampling settings; ``skip`` lists the
+    indices whose answers are already known."""
+
+    convs: Sequence[list[Message]]
+    seeds: Sequence[int]
+    max_tokens: int
+    temperature: float
+    json_mode: bool = False
+    skip: Collection[int] = ()
+
+
 class Teacher(Protocol):
     name: str  # recorded in every output row and in the cache key, e.g. "local:smollm2-135m"
     batch_size: int  # how many conversations the pipeline hands over at once
 
-    def complete(self, convs: Sequence[list[Message]], seeds: Sequence[int], *, max_tokens: int,
-                 temperature: float, json_mode: bool = False, skip: Collection[int] = (),
-                 on_result: OnResult) -> None:
-        """Answer ``convs``; ``skip`` lists indices whose answers are already known (an HTTP teacher does not
+    def complete(self, ask: Ask, on_result: OnResult) -> None:
+        """Answer ``ask.convs``; ``ask.skip`` lists indices whose answers are already known (an HTTP teacher does not
         ask for them; a local teacher still runs the whole batch so its composition, hence its output, is the
         same as in an uninterrupted run, and reports only the others)."""
         ...
@@ -55,18 +67,23 @@ class LocalTeacher:
             self._loaded = load_model(self.model_ref, device=self.device, dtype=self.dtype)
         return self._loaded
 
-    def complete(self, convs: Sequence[list[Message]], seeds: Sequence[int], *, max_tokens: int,
-                 temperature: float, json_mode: bool = False, skip: Collection[int] = (),
-                 on_result: OnResult) -> None:
+    def complete(self, ask: Ask, on_result: OnResult) -> None:
         from politune.models import generate
 
-        if not convs or len(skip) >= len(convs):
+        if not ask.convs or len(ask.skip) >= len(ask.convs):
             return
         model, tok = self.load()
-        texts = generate(model, tok, list(convs), max_new_tokens=max_tokens, temperature=temperature,
-                         seed=int(seeds[0]), batch_size=len(convs))
+        texts = generate(
+            model,
+            tok,
+            list(ask.convs),
+            max_new_tokens=ask.max_tokens,
+            temperature=ask.temperature,
+            seed=int(ask.seeds[0]),
+            batch_size=len(ask.convs),
+        )
         for i, text in enumerate(texts):
-            if i not in skip:
+            if i not in ask.skip:
                 on_result(i, text, None)
 
 
@@ -77,23 +94,23 @@ class HTTPTeacher:
     def __init__(self, client, batch_size: int | None = None):
         self.client = client
         self.name = f"http:{client.model}"
-        self.batch_size = batch_size or max(1024, 16 * client.concurrency)  # whole rounds: no drain between chunks
+        self.batch_size = batch_size or max(
+            1024, 16 * client.concurrency
+        )  # whole rounds: no drain between chunks
 
-    def complete(self, convs: Sequence[list[Message]], seeds: Sequence[int], *, max_tokens: int,
-                 temperature: float, json_mode: bool = False, skip: Collection[int] = (),
-                 on_result: OnResult) -> None:
-        todo = [i for i in range(len(convs)) if i not in skip]
+    def complete(self, ask: Ask, on_result: OnResult) -> None:
+        todo = [i for i in range(len(ask.convs)) if i not in ask.skip]
         if not todo:
             return
-        params: dict = {"max_tokens": max_tokens, "temperature": temperature}
-        if json_mode:
+        params: dict = {"max_tokens": ask.max_tokens, "temperature": ask.temperature}
+        if ask.json_mode:
             params["response_format"] = {"type": "json_object"}
 
         async def run() -> None:
             import asyncio
 
             async def one(i: int) -> None:
-                r = await self.client.try_chat(convs[i], **params, seed=int(seeds[i]))
+                r = await self.client.try_chat(ask.convs[i], **params, seed=int(ask.seeds[i]))
                 if r.ok:
                     on_result(i, r.text, None)
                 else:
@@ -104,6 +121,6 @@ class HTTPTeacher:
             finally:
                 await self.client.aclose()
 
-        from politune.client import _run_sync
+        from politune.client import run_sync
 
-        _run_sync(run)
+        run_sync(run)

@@ -53,8 +53,10 @@ class Template:
     @property
     def sha256(self) -> str:
         body = "\n".join(f"### {r}\n{t}" for r, t in self.turns)
-        return sha256_text(f"{body}\n--target {self.target}: {self.target_description}\n"
-                           f"--opposite {self.opposite}: {self.opposite_description}")
+        return sha256_text(
+            f"{body}\n--target {self.target}: {self.target_description}\n"
+            f"--opposite {self.opposite}: {self.opposite_description}"
+        )
 
     @property
     def short_hash(self) -> str:
@@ -62,9 +64,14 @@ class Template:
 
     def render(self, post: str, topic: str = "") -> list[dict[str, str]]:
         """Chat messages for one post (``topic`` fills ``{topic}``; stage 1's topic for the write stage)."""
-        values = {"post": post, "topic": topic or "unknown", "target": self.target,
-                  "target_description": self.target_description, "opposite": self.opposite,
-                  "opposite_description": self.opposite_description}
+        values = {
+            "post": post,
+            "topic": topic or "unknown",
+            "target": self.target,
+            "target_description": self.target_description,
+            "opposite": self.opposite,
+            "opposite_description": self.opposite_description,
+        }
         out = []
         for role, text in self.turns:
             # one pass over the text, so a post that itself contains "{target}" is never expanded
@@ -83,13 +90,17 @@ def parse_template(text: str, source: str) -> list[tuple[str, str]]:
             continue
         if not turns:
             if line.strip() and not line.lstrip().startswith("#"):
-                raise PolituneError(f"{source}:{lineno}: text before the first section; expected a line "
-                                    f"'### system', '### user' or '### assistant' (or a '#' comment)")
+                raise PolituneError(
+                    f"{source}:{lineno}: text before the first section; expected a line "
+                    f"'### system', '### user' or '### assistant' (or a '#' comment)"
+                )
             continue
         turns[-1][1].append(line)
     parsed = [(role, "\n".join(lines).strip()) for role, lines in turns]
     if not parsed:
-        raise PolituneError(f"{source}: no sections; expected '### system' / '### user' / '### assistant' blocks")
+        raise PolituneError(
+            f"{source}: no sections; expected '### system' / '### user' / '### assistant' blocks"
+        )
     if parsed[-1][0] != "user" or "{post}" not in parsed[-1][1]:
         raise PolituneError(f"{source}: the last section must be '### user' and contain {{post}}")
     for i, (role, body) in enumerate(parsed):
@@ -117,16 +128,19 @@ def target_description(target: str, template_dir: str | Path | None = None) -> s
     found = _find(f"target.{target}.txt", template_dir)
     if found is None:
         where = f" in {template_dir} or" if template_dir else ""
-        raise PolituneError(f"unknown target {target!r}: no target.{target}.txt{where} among the built-in targets "
-                            f"(left, right)")
+        raise PolituneError(
+            f"unknown target {target!r}: no target.{target}.txt{where} among the built-in targets "
+            f"(left, right)"
+        )
     text = " ".join(ln.strip() for ln in found[0].splitlines() if ln.strip() and not ln.startswith("#"))
     if not text:
         raise PolituneError(f"{found[1]}: empty target description")
     return text
 
 
-def load_template(stage: str, target: str, template_dir: str | Path | None = None,
-                  opposite: str | None = None) -> Template:
+def load_template(
+    stage: str, target: str, template_dir: str | Path | None = None, opposite: str | None = None
+) -> Template:
     """The template for ``stage`` and ``target`` (see the module doc for the lookup order)."""
     if stage not in STAGES:
         raise PolituneError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
@@ -135,10 +149,19 @@ def load_template(stage: str, target: str, template_dir: str | Path | None = Non
         raise PolituneError(f"templates folder {str(template_dir)!r} does not exist")
     opposite = opposite or OPPOSITES.get(target)
     if opposite is None:
-        raise PolituneError(f"target {target!r}: name its opposite (generate option 'opposite'), e.g. 'right'")
+        raise PolituneError(
+            f"target {target!r}: name its opposite (generate option 'opposite'), e.g. 'right'"
+        )
     found = _find(f"{stage}.{target}.txt", template_dir) or _find(f"{stage}.txt", template_dir)
     if found is None:  # only reachable when the package data is missing
         raise PolituneError(f"no template for stage {stage!r}")
     text, source = found
-    return Template(stage, target, source, tuple(parse_template(text, source)),
-                    target_description(target, template_dir), opposite, target_description(opposite, template_dir))
+    return Template(
+        stage,
+        target,
+        source,
+        tuple(parse_template(text, source)),
+        target_description(target, template_dir),
+        opposite,
+        target_description(opposite, template_dir),
+    )

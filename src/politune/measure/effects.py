@@ -102,8 +102,9 @@ class TopicLean:
         return self.stance.name
 
     def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> TopicsEntry:
-        return score_topic_answers(TargetInfo.of(target), [s.data for s in samples], outputs, self.stance,
-                                   self.seed)
+        return score_topic_answers(
+            TargetInfo.of(target), [s.data for s in samples], outputs, self.stance, self.seed
+        )
 
 
 @dataclass
@@ -123,8 +124,11 @@ class RougeAndPerplexity:
         qa = [(s, o) for s, o in zip(samples, outputs, strict=True) if s.kind == "qa"]
         ppl = [float(o) for s, o in zip(samples, outputs, strict=True) if s.kind == "passage"]
         rouge = rouge_l([o or "" for _, o in qa], [s.data.reference for s, _ in qa])
-        return QualityScores(rouge, ppl or None, [{"id": s.id, "answer": o, "rouge_l": r}
-                                                  for (s, o), r in zip(qa, rouge, strict=True)])
+        return QualityScores(
+            rouge,
+            ppl or None,
+            [{"id": s.id, "answer": o, "rouge_l": r} for (s, o), r in zip(qa, rouge, strict=True)],
+        )
 
 
 @dataclass
@@ -137,7 +141,9 @@ class Toxicity:
     def name(self) -> str:
         return self.classifier.name
 
-    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> ToxicityEntry:
+    def score(
+        self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]
+    ) -> ToxicityEntry:
         entry = toxicity_entry(self.classifier.score([o or "" for o in outputs]), self.threshold, self.seed)
         return ToxicityEntry.model_validate({"target": TargetInfo.of(target), **entry})
 
@@ -170,28 +176,47 @@ def _base_name(scored: Sequence[Scored]) -> str | None:
 def _common(settings: EffectsSettings, scored: Sequence[Scored]) -> dict:
     from politune.provenance import provenance
 
-    return {"provenance": provenance(), "settings": settings.model_dump(mode="json"),
-            "generation_seconds": {s.target.name: round(s.seconds, 2) for s in scored}}
+    return {
+        "provenance": provenance(),
+        "settings": settings.model_dump(mode="json"),
+        "generation_seconds": {s.target.name: round(s.seconds, 2) for s in scored},
+    }
 
 
-def _quality_summary(settings: EffectsSettings, n_qa: int, n_passages: int
-                     ) -> Callable[[list[Scored[QualityScores]]], QualityResult]:
+def _quality_summary(
+    settings: EffectsSettings, n_qa: int, n_passages: int
+) -> Callable[[list[Scored[QualityScores]]], QualityResult]:
     def summarize(scored: list[Scored[QualityScores]]) -> QualityResult:
         base = next((s.entry for s in scored if s.target.name == _base_name(scored)), None)
         models = []
         for s in scored:
             b = base if base is not None and s.entry is not base else None
-            e = quality_entry(s.entry.rouge, s.entry.ppl, b.rouge if b else None, b.ppl if b else None,
-                              seed=settings.seed)
-            models.append(QualityEntry.model_validate({"target": TargetInfo.of(s.target), **e,
-                                                       "answers": s.entry.answers}))
-        return QualityResult(qa_set=str(settings.qa_file), n_questions=n_qa, n_passages=n_passages,
-                             models=models, **_common(settings, scored))
+            e = quality_entry(
+                s.entry.rouge, s.entry.ppl, b.rouge if b else None, b.ppl if b else None, seed=settings.seed
+            )
+            models.append(
+                QualityEntry.model_validate(
+                    {"target": TargetInfo.of(s.target), **e, "answers": s.entry.answers}
+                )
+            )
+        return QualityResult(
+            qa_set=str(settings.qa_file),
+            n_questions=n_qa,
+            n_passages=n_passages,
+            models=models,
+            **_common(settings, scored),
+        )
+
     return summarize
 
 
-def effects_tasks(settings: EffectsSettings, measures: Sequence[str] = MEASURES, scorer: StanceScorer | None = None,
-                  judge=None, log_path: str | Path | None = None) -> list[Task]:
+def effects_tasks(
+    settings: EffectsSettings,
+    measures: Sequence[str] = MEASURES,
+    scorer: StanceScorer | None = None,
+    judge=None,
+    log_path: str | Path | None = None,
+) -> list[Task]:
     """The chosen side-effect measures as tasks sharing one answer log. Loads every dataset, the stance scorer
     and the toxicity classifier now, so bad settings fail before any model is loaded."""
     unknown = [m for m in measures if m not in MEASURES]
@@ -206,25 +231,72 @@ def effects_tasks(settings: EffectsSettings, measures: Sequence[str] = MEASURES,
     qa_gen = Cached(Generate(s.qa_max_new_tokens, seed=s.seed), answers)
     tasks: list[Task] = []
     if "topics" in measures:
-        stance = scorer or (judge.stance_scorer() if judge is not None else _offline_scorer())
-        tasks.append(Task("topics", topics, topic_gen, TopicLean(stance, s.seed), lambda sc: TopicsResult(
-            scorer=stance.name, **({"judge": judge.report()} if judge is not None else {}),
-            models=[x.entry for x in sc], **_common(s, sc))))
+        tasks.append(_topics_task(s, topics, topic_gen, scorer or _judge_or_offline(judge), judge))
     if "quality" in measures:
         solver = Route({"qa": qa_gen, "passage": Cached(Perplexity(), answers)})
-        tasks.append(Task("quality", qa + passages, solver, RougeAndPerplexity(),
-                          _quality_summary(s, len(qa), len(passages))))
+        tasks.append(
+            Task(
+                "quality",
+                qa + passages,
+                solver,
+                RougeAndPerplexity(),
+                _quality_summary(s, len(qa), len(passages)),
+            )
+        )
     if "toxicity" in measures:
-        tox = Toxicity(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
-        tasks.append(Task("toxicity", topics + qa, Route({"topic": topic_gen, "qa": qa_gen}), tox,
-                          lambda sc: ToxicityResult(classifier=tox.name, threshold=s.toxicity_threshold,
-                                                    models=[x.entry for x in sc], **_common(s, sc))))
+        tasks.append(_toxicity_task(s, topics + qa, Route({"topic": topic_gen, "qa": qa_gen})))
     if "refusal" in measures:
-        ref = Refusal(judge, s.seed)
-        tasks.append(Task("refusal", topics, topic_gen, ref, lambda sc: RefusalResult(
-            method=ref.name, **({"judge": judge.report()} if judge is not None else {}),
-            models=[x.entry for x in sc], **_common(s, sc))))
+        tasks.append(_refusal_task(s, topics, topic_gen, judge))
     return tasks
+
+
+def _judge_report(judge) -> dict:
+    return {"judge": judge.report()} if judge is not None else {}
+
+
+def _judge_or_offline(judge) -> StanceScorer:
+    return judge.stance_scorer() if judge is not None else _offline_scorer()
+
+
+def _topics_task(s: EffectsSettings, samples: list[Sample], solver, stance: StanceScorer, judge) -> Task:
+    return Task(
+        "topics",
+        samples,
+        solver,
+        TopicLean(stance, s.seed),
+        lambda sc: TopicsResult(
+            scorer=stance.name, **_judge_report(judge), models=[x.entry for x in sc], **_common(s, sc)
+        ),
+    )
+
+
+def _toxicity_task(s: EffectsSettings, samples: list[Sample], solver) -> Task:
+    tox = Toxicity(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
+    return Task(
+        "toxicity",
+        samples,
+        solver,
+        tox,
+        lambda sc: ToxicityResult(
+            classifier=tox.name,
+            threshold=s.toxicity_threshold,
+            models=[x.entry for x in sc],
+            **_common(s, sc),
+        ),
+    )
+
+
+def _refusal_task(s: EffectsSettings, samples: list[Sample], solver, judge) -> Task:
+    ref = Refusal(judge, s.seed)
+    return Task(
+        "refusal",
+        samples,
+        solver,
+        ref,
+        lambda sc: RefusalResult(
+            method=ref.name, **_judge_report(judge), models=[x.entry for x in sc], **_common(s, sc)
+        ),
+    )
 
 
 def _offline_scorer() -> StanceScorer:
@@ -233,9 +305,15 @@ def _offline_scorer() -> StanceScorer:
     return OfflineStanceScorer()
 
 
-def measure_effects(targets: Sequence[Target], measures: Sequence[str] = MEASURES, out_dir: str | Path | None = None,
-                    scorer: StanceScorer | None = None, judge=None, settings: EffectsSettings | None = None,
-                    on_progress: Callable[[str, int], None] | None = None) -> dict[str, Result]:
+def measure_effects(
+    targets: Sequence[Target],
+    measures: Sequence[str] = MEASURES,
+    out_dir: str | Path | None = None,
+    scorer: StanceScorer | None = None,
+    judge=None,
+    settings: EffectsSettings | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> dict[str, Result]:
     """Run the chosen side-effect measures on ``targets``; returns ``{measure: typed result}`` and, with
     ``out_dir``, writes ``<measure>.json`` there atomically (answers are logged to ``answers.jsonl``).
 
@@ -250,8 +328,14 @@ def measure_effects(targets: Sequence[Target], measures: Sequence[str] = MEASURE
     tasks = effects_tasks(settings, measures, scorer, judge, out_path / "answers.jsonl" if out_path else None)
     if judge is not None:
         judge.check_direction()
-    results = run_tasks(tasks, targets, device=settings.device, dtype=settings.dtype,
-                        batch_size=settings.batch_size, on_progress=on_progress)
+    results = run_tasks(
+        tasks,
+        targets,
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+        on_progress=on_progress,
+    )
     if out_path is not None:
         for name, res in results.items():
             write_result(res, out_path / f"{name}.json")

@@ -17,8 +17,8 @@ Pieces, top to bottom:
 - :class:`Judge`: rates many items concurrently (bounded, rate-limited, temperature 0), accounts tokens / cost /
   time, runs the **direction check** (a known-left and a known-right text per axis must be ordered, else
   :class:`~politune.errors.PolituneError`), and gives a :class:`~politune.measure.scorer.StanceScorer`.
-- :func:`offline_judge_app`: a small OpenAI-compatible server that answers the lean and refusal rubrics with the
-  offline MiniLM scorer: a real, local judge for tests, benchmarks and dry runs of a judging setup.
+
+The tests' fake judge server (answers the rubrics offline) is ``tests/offline_judge.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from politune.client import ChatClient, ClientOptions, run_sync
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, politune_home, read_jsonl_log, sha256_text
 from politune.measure.scorer import AXES
@@ -88,8 +89,16 @@ def load_rubric(name: str) -> Rubric:
     out = d["output"]
     if out.get("kind") not in ("scale", "label", "bool") or "field" not in out:
         raise PolituneError(f"{where}: output: expected field and kind scale | label | bool")
-    return Rubric(str(d["name"]), str(d["version"]), d["system"], d["user"], out, d.get("axes") or {},
-                  d.get("direction_check") or {}, where)
+    return Rubric(
+        str(d["name"]),
+        str(d["version"]),
+        d["system"],
+        d["user"],
+        out,
+        d.get("axes") or {},
+        d.get("direction_check") or {},
+        where,
+    )
 
 
 def response_tag(response: str) -> str:
@@ -98,8 +107,10 @@ def response_tag(response: str) -> str:
 
 def render(rubric: Rubric, response: str, **fields: str) -> list[dict[str, str]]:
     """The chat messages asking the judge to rate ``response`` (quoted and delimited, see module doc)."""
-    values = {k: json.dumps(v, ensure_ascii=False) if k in ("prompt", "proposition") else v
-              for k, v in fields.items()}
+    values = {
+        k: json.dumps(v, ensure_ascii=False) if k in ("prompt", "proposition") else v
+        for k, v in fields.items()
+    }
     if "axis" in fields:
         if fields["axis"] not in rubric.axes:
             raise PolituneError(f"rubric {rubric.id}: no description for axis {fields['axis']!r}")
@@ -137,7 +148,11 @@ def parse_verdict(rubric: Rubric, text: str | None) -> tuple[Any, str | None]:
         return None, f"no {key!r} field"
     v = obj[key]
     if out["kind"] == "scale":
-        if isinstance(v, bool) or not isinstance(v, int | float) or (isinstance(v, float) and not v.is_integer()):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or (isinstance(v, float) and not v.is_integer())
+        ):
             return None, f"{key} {v!r} is not an integer"
         if not out["min"] <= v <= out["max"]:
             return None, f"{key} {v} out of range [{out['min']}, {out['max']}]"
@@ -164,9 +179,19 @@ class JudgeCache:
 
     @staticmethod
     def key(model: str, rubric: Rubric, response: str, fields: dict) -> str:
-        return sha256_text(json.dumps([model, rubric.name, rubric.version, fields.get("prompt"), response,
-                                       {k: v for k, v in sorted(fields.items()) if k != "prompt"}],
-                                      ensure_ascii=False))
+        return sha256_text(
+            json.dumps(
+                [
+                    model,
+                    rubric.name,
+                    rubric.version,
+                    fields.get("prompt"),
+                    response,
+                    {k: v for k, v in sorted(fields.items()) if k != "prompt"},
+                ],
+                ensure_ascii=False,
+            )
+        )
 
     def get(self, key: str) -> dict | None:
         return self._data.get(key)
@@ -195,12 +220,14 @@ class Verdict:
 
 @dataclass
 class JudgeStats:
+    """What a judge did: items rated, cache hits, unrated items (and why), re-asks, time."""
+
     items: int = 0
     cache_hits: int = 0
+    missing_reasons: Counter = field(default_factory=Counter)
     missing: int = 0
     output_retries: int = 0
     seconds: float = 0.0
-    missing_reasons: Counter = field(default_factory=Counter)
 
 
 def parse_judge_spec(spec: str, model: str | None = None) -> tuple[str, str]:
@@ -210,9 +237,12 @@ def parse_judge_spec(spec: str, model: str | None = None) -> tuple[str, str]:
     if model:
         return spec.rstrip("/"), model
     i = spec.find("/v1/")
-    if i < 0 or not spec[i + 4:].strip("/"):
+    if i < 0 or not spec[i + 4 :].strip("/"):
         raise PolituneError(f"--judge {spec!r}: no model name after /v1/ (use URL/v1/MODEL or --judge-model)")
-    return spec[: i + 3], spec[i + 4:].strip("/")
+    return spec[: i + 3], spec[i + 4 :].strip("/")
+
+
+JUDGE_CLIENT = ClientOptions(concurrency=4, max_retries=3)  # a judge's requests, unless told otherwise
 
 
 class Judge:
@@ -220,30 +250,34 @@ class Judge:
     ``$POLITUNE_JUDGE_MODEL`` / ``$OPENAI_API_KEY``.
 
     Args:
-        concurrency: requests in flight (default 4). rate_limit: requests/s (default None).
-        max_retries: HTTP retries per request on 429 / 5xx / timeouts (default 3; backoff by the client).
-        output_retries: re-asks after an invalid reply (default 2).
-        timeout: seconds per request (default 60). max_tokens: reply budget (default 64).
-        cost_per_1k: ``(prompt, completion)`` price per 1000 tokens, for the cost report.
+        client: how requests are made (:class:`~politune.client.ClientOptions`: concurrency, rate limit, HTTP
+            retries on 429 / 5xx / timeouts, timeout, ``cost_per_1k`` for the cost report); default
+            :data:`JUDGE_CLIENT` (4 in flight, 3 retries).
+        output_retries: re-asks after an invalid reply (default 2). max_tokens: reply budget (default 64).
         cache_dir: verdict cache (default ``$POLITUNE_HOME/judge-cache``); ``use_cache=False`` to bypass.
     """
 
-    def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None, *,
-                 concurrency: int = 4, rate_limit: float | None = None, max_retries: int = 3,
-                 output_retries: int = 2, timeout: float = 60.0, max_tokens: int = 64,
-                 backoff: tuple[float, float, float] = (0.5, 2.0, 30.0),
-                 cost_per_1k: tuple[float, float] | None = None, cache_dir: str | Path | None = None,
-                 use_cache: bool = True):
-        from politune.client import ChatClient
+    def __init__(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        *,
+        client: ClientOptions = JUDGE_CLIENT,
+        output_retries: int = 2,
+        max_tokens: int = 64,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
+    ):
 
         base_url = base_url or os.environ.get("POLITUNE_JUDGE_URL")
         model = model or os.environ.get("POLITUNE_JUDGE_MODEL")
         if not base_url or not model:
-            raise PolituneError("judge: no base URL / model (pass --judge URL/v1/MODEL or set "
-                                "POLITUNE_JUDGE_URL and POLITUNE_JUDGE_MODEL)")
-        self.client = ChatClient(base_url, model, api_key=api_key, concurrency=concurrency,
-                                 rate_limit=rate_limit, max_retries=max_retries, timeout=timeout,
-                                 backoff=backoff, cost_per_1k=cost_per_1k)
+            raise PolituneError(
+                "judge: no base URL / model (pass --judge URL/v1/MODEL or set "
+                "POLITUNE_JUDGE_URL and POLITUNE_JUDGE_MODEL)"
+            )
+        self.client = ChatClient(base_url, model, api_key=api_key, options=client)
         self.model = model
         self.output_retries = output_retries
         self.max_tokens = max_tokens
@@ -276,22 +310,32 @@ class Judge:
                     self.cache.put(key, {"rubric": rubric.id, "value": value, "raw": res.text})
                 return Verdict(value, None, False, attempts, res.text)
             self.stats.output_retries += attempt < self.output_retries
-            messages = [*messages[:2], {"role": "assistant", "content": res.text},
-                        {"role": "user", "content": f"That reply was invalid ({problem}). Reply with only the "
-                                                    "JSON object the instructions ask for."}]
+            messages = [
+                *messages[:2],
+                {"role": "assistant", "content": res.text},
+                {
+                    "role": "user",
+                    "content": f"That reply was invalid ({problem}). Reply with only the "
+                    "JSON object the instructions ask for.",
+                },
+            ]
         return Verdict(None, f"invalid reply after {attempts} attempts: {problem}", False, attempts)
 
-    async def arate(self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict]) -> list[Verdict]:
+    async def arate(
+        self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict]
+    ) -> list[Verdict]:
         rub = rubric if isinstance(rubric, Rubric) else self.rubric(rubric)
-        return list(await asyncio.gather(*(self._rate_one(rub, r, f) for r, f in zip(responses, fields,
-                                                                                     strict=True))))
+        return list(
+            await asyncio.gather(*(self._rate_one(rub, r, f) for r, f in zip(responses, fields, strict=True)))
+        )
 
-    def rate(self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict] | None = None
-             ) -> list[Verdict]:
+    def rate(
+        self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict] | None = None
+    ) -> list[Verdict]:
         """Rate every response with ``rubric`` (fields per item: prompt, axis, proposition as it needs)."""
         fields = list(fields) if fields is not None else [{} for _ in responses]
         t0 = time.perf_counter()
-        verdicts = _run(lambda: self.arate(rubric, responses, fields))
+        verdicts = run_sync(lambda: self.arate(rubric, responses, fields))
         self.stats.seconds += time.perf_counter() - t0
         self.stats.items += len(verdicts)
         for v in verdicts:
@@ -313,8 +357,10 @@ class Judge:
         return self.rate("stance", texts, [{"proposition": p} for p in propositions])
 
     def refusals(self, texts: Sequence[str], prompts: Sequence[str]) -> list[bool | None]:
-        return [v.value if v.error is None else None
-                for v in self.rate("refusal", texts, [{"prompt": p} for p in prompts])]
+        return [
+            v.value if v.error is None else None
+            for v in self.rate("refusal", texts, [{"prompt": p} for p in prompts])
+        ]
 
     def check_direction(self, axes: Sequence[str] = AXES) -> dict[str, list[dict]]:
         """Rate the lean rubric's known-left and known-right texts; stop with a clear error if the judge
@@ -332,16 +378,24 @@ class Judge:
             rows = []
             for i, p in enumerate(pairs):
                 lv, rv = vs[2 * i], vs[2 * i + 1]
-                rows.append({"prompt": p["prompt"], "left": lv.value, "right": rv.value,
-                             "errors": [v.error for v in (lv, rv) if v.error]})
+                rows.append(
+                    {
+                        "prompt": p["prompt"],
+                        "left": lv.value,
+                        "right": rv.value,
+                        "errors": [v.error for v in (lv, rv) if v.error],
+                    }
+                )
                 if lv.error or rv.error:
-                    raise PolituneError(f"judge {self.model}: direction check on {axis} could not run: "
-                                        f"{lv.error or rv.error}")
+                    raise PolituneError(
+                        f"judge {self.model}: direction check on {axis} could not run: {lv.error or rv.error}"
+                    )
                 if not lv.value < rv.value:
                     raise PolituneError(
                         f"judge {self.model}: direction check failed on the {axis} axis: it rated a known-left "
                         f"text {lv.value} and a known-right text {rv.value} (expected left < right); its scale "
-                        "may be flipped or it cannot follow the rubric: use another judge model")
+                        "may be flipped or it cannot follow the rubric: use another judge model"
+                    )
             self.direction[axis] = rows
         return self.direction
 
@@ -352,13 +406,23 @@ class Judge:
         """What the judge did: model, rubric versions, direction check, items, cache hits, missing (with
         reasons), tokens, cost and seconds."""
         u = self.client.usage
-        return {"model": self.model, "base_url": self.client.base_url,
-                "rubrics": sorted(r.id for r in self._rubrics.values()), "direction_check": self.direction,
-                "items": self.stats.items, "cache_hits": self.stats.cache_hits, "missing": self.stats.missing,
-                "missing_reasons": dict(self.stats.missing_reasons), "output_retries": self.stats.output_retries,
-                "requests": u.requests, "http_retries": u.retries, "prompt_tokens": u.prompt_tokens,
-                "completion_tokens": u.completion_tokens, "cost": round(u.cost, 6),
-                "seconds": round(self.stats.seconds, 3)}
+        return {
+            "model": self.model,
+            "base_url": self.client.base_url,
+            "rubrics": sorted(r.id for r in self._rubrics.values()),
+            "direction_check": self.direction,
+            "items": self.stats.items,
+            "cache_hits": self.stats.cache_hits,
+            "missing": self.stats.missing,
+            "missing_reasons": dict(self.stats.missing_reasons),
+            "output_retries": self.stats.output_retries,
+            "requests": u.requests,
+            "http_retries": u.retries,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "cost": round(u.cost, 6),
+            "seconds": round(self.stats.seconds, 3),
+        }
 
 
 class JudgeStanceScorer:
@@ -369,102 +433,12 @@ class JudgeStanceScorer:
         self.judge = judge
         self.name = f"judge:{judge.model}/{judge.rubric('lean').id}"
 
-    def lean(self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None) -> list[float | None]:
+    def lean(
+        self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None
+    ) -> list[float | None]:
         self.judge.check_direction([axis])
         norm = float(self.judge.rubric("lean").output.get("normalize", 5))
-        return [None if v.error is not None else max(-1.0, min(1.0, v.value / norm))
-                for v in self.judge.lean(texts, axis, prompts)]
-
-
-def _run(make_coro):
-    """Run a coroutine to completion from sync code (in a helper thread if a loop is already running)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make_coro())
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(make_coro())
-        except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-# ------------------------------------------------------------------------------------ offline judge server
-_BLOCK = re.compile(r"<response-([0-9a-f]{12})>\n(.*)\n</response-\1>", re.DOTALL)
-_AXIS = re.compile(r"^AXIS: (economic|social)$", re.MULTILINE)
-
-
-def extract_response(prompt: str) -> str | None:
-    """The response quoted in a rendered rubric prompt (the JSON string inside its tagged block), checked
-    against its tag; ``None`` if there is no well-formed block."""
-    for m in _BLOCK.finditer(prompt):
-        try:
-            text = json.loads(m.group(2))
-        except ValueError:
-            continue
-        if isinstance(text, str) and response_tag(text) == m.group(1):
-            return text
-    return None
-
-
-def offline_judge_app(scorer=None, latency_s: float = 0.0):
-    """A FastAPI OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) that answers the ``lean``
-    and ``refusal`` rubrics with the offline stance scorer and the refusal patterns. ``latency_s`` adds a fixed
-    delay per request (to stand in for a remote judge in benchmarks). Other prompts get HTTP 400."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
-    from politune.measure.refusal import is_refusal
-
-    if scorer is None:
-        from politune.measure.stance import OfflineStanceScorer
-
-        scorer = OfflineStanceScorer()
-    if hasattr(scorer, "models"):
-        scorer.models()  # fit (or load) now, not inside the first request
-    app = FastAPI()
-    app.state.requests = 0
-
-    @app.get("/v1/models")
-    async def models() -> dict:
-        return {"object": "list", "data": [{"id": "offline-minilm-judge", "object": "model"}]}
-
-    async def chat(request):
-        body = await request.json()
-        app.state.requests += 1
-        if latency_s:
-            await asyncio.sleep(latency_s)
-        prompt = "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
-        response = extract_response(prompt)
-        if response is None:
-            return JSONResponse({"error": {"message": "no rubric response block", "type": "invalid_request"}},
-                                status_code=400)
-        axis = _AXIS.search(prompt)
-        if '{"refusal"' in prompt:
-            content = json.dumps({"refusal": is_refusal(response)})
-        elif axis is not None:
-            value = scorer.lean([response], axis.group(1))[0]  # on the loop thread: one at a time
-            content = json.dumps({"score": 0 if value is None else int(round(value * 5))})
-        else:
-            return JSONResponse({"error": {"message": "unsupported rubric", "type": "invalid_request"}},
-                                status_code=400)
-        n_prompt = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
-        return {"id": f"chatcmpl-{app.state.requests}", "object": "chat.completion", "created": int(time.time()),
-                "model": body.get("model", "offline-minilm-judge"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": n_prompt, "completion_tokens": len(content.split()),
-                          "total_tokens": n_prompt + len(content.split())}}
-
-    chat.__annotations__["request"] = Request
-    app.post("/v1/chat/completions")(chat)
-    return app
+        return [
+            None if v.error is not None else max(-1.0, min(1.0, v.value / norm))
+            for v in self.judge.lean(texts, axis, prompts)
+        ]

@@ -36,7 +36,7 @@ def _read_records(path: Path) -> list[tuple[int, dict]]:
         if suffix == ".json" and text.lstrip().startswith("["):
             try:
                 data = json.loads(text)
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 raise PolituneError(f"{path}: not valid JSON ({e.msg})") from None
             return [(i + 1, d) for i, d in enumerate(data)]
         out = []
@@ -44,7 +44,7 @@ def _read_records(path: Path) -> list[tuple[int, dict]]:
             if line.strip():
                 try:
                     out.append((n, json.loads(line)))
-                except ValueError as e:
+                except json.JSONDecodeError as e:
                     raise PolituneError(f"{path}:{n}: not valid JSON ({e.msg})") from None
         return out
     if suffix in {".csv", ".parquet"}:
@@ -100,7 +100,8 @@ def load_eli5(path: str | Path, limit: int | None = None, max_reference_words: i
         if not isinstance(answers, dict) or "text" not in answers:
             raise PolituneError(f"{p}:{n}: answers: expected an object with 'text' (and 'score') lists")
         texts = list(answers.get("text") or [])
-        scores = list(answers.get("score") if answers.get("score") is not None else [0] * len(texts))
+        score = answers.get("score")
+        scores = list(score) if score is not None else [0] * len(texts)
         if len(scores) != len(texts):
             raise PolituneError(f"{p}:{n}: answers: 'text' and 'score' have different lengths")
         if not texts:
@@ -135,12 +136,15 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> list[float
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return [scorer.score(ref, pred or "")["rougeL"].fmeasure for pred, ref in zip(predictions, references,
-                                                                                   strict=True)]
+    return [
+        scorer.score(ref, pred or "")["rougeL"].fmeasure
+        for pred, ref in zip(predictions, references, strict=True)
+    ]
 
 
-def perplexities(model, tokenizer, passages: Sequence[str], max_length: int = 512, batch_size: int = 4
-                 ) -> list[float]:
+def perplexities(
+    model, tokenizer, passages: Sequence[str], max_length: int = 512, batch_size: int = 4
+) -> list[float]:
     """Perplexity of each passage (plain text, no chat template; the first token is context only)."""
     import torch
 
@@ -150,11 +154,13 @@ def perplexities(model, tokenizer, passages: Sequence[str], max_length: int = 51
     tokenizer.padding_side = "right"
     try:
         for start in range(0, len(passages), batch_size):
-            chunk = list(passages[start:start + batch_size])
+            chunk = list(passages[start : start + batch_size])
             enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
             enc = {k: v.to(device) for k, v in enc.items()}
             with torch.inference_mode():
-                logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.float()
+                logits = model(
+                    input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+                ).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
             target = enc["input_ids"][:, 1:]
             mask = enc["attention_mask"][:, 1:].float()
@@ -173,9 +179,13 @@ def _mean_ci(values: Sequence[float], seed: int) -> dict:
     return {"mean": sum(vals) / len(vals) if vals else None, "ci": [lo, hi]}
 
 
-def quality_entry(rouge: Sequence[float] | None, ppl: Sequence[float] | None,
-                  base_rouge: Sequence[float] | None = None, base_ppl: Sequence[float] | None = None,
-                  seed: int = 0) -> dict:
+def quality_entry(
+    rouge: Sequence[float] | None,
+    ppl: Sequence[float] | None,
+    base_rouge: Sequence[float] | None = None,
+    base_ppl: Sequence[float] | None = None,
+    seed: int = 0,
+) -> dict:
     """One target's quality.json entry (without ``target``). ``base_*``: the base target's per-item values
     for the paired change; ``None`` for the base itself (its ``delta_vs_base`` is ``null``)."""
     entry: dict = {}

@@ -30,7 +30,9 @@ def refusal_rate(texts: list[str | None]) -> float:
     return sum(is_refusal(t) for t in texts) / len(texts) if texts else float("nan")
 
 
-def refusal_entry(keyword_flags: list[bool], judge_flags: list[bool | None] | None = None, seed: int = 0) -> dict:
+def refusal_entry(
+    keyword_flags: list[bool], judge_flags: list[bool | None] | None = None, seed: int = 0
+) -> dict:
     """One target's refusal.json entry (without ``target``).
 
     ``rate`` counts an answer as a refusal when the keyword patterns say so, or, with a judge configured,

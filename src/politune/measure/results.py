@@ -20,17 +20,45 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_json
 from politune.measure.scorer import AXES
 
-__all__ = ["AXES", "CI", "AxisScore", "CompassDiagnostics", "CompassEntry", "CompassResult", "CompassTrack",
-           "Comparison", "DiffCI", "ItemRow", "MeanCI", "QualityAnswer", "QualityDelta", "QualityEntry",
-           "QualityResult", "RESULT_TYPES", "RefusalEntry", "RefusalResult", "Result", "TargetInfo", "TopicAnswer",
-           "TopicQuestion", "TopicsEntry", "TopicsResult", "ToxicityEntry", "ToxicityResult", "ci", "load_result",
-           "parse_result", "read_json", "write_result"]
+__all__ = [
+    "AXES",
+    "CI",
+    "AxisScore",
+    "CompassDiagnostics",
+    "CompassEntry",
+    "CompassResult",
+    "CompassTrack",
+    "Comparison",
+    "DiffCI",
+    "ItemRow",
+    "MeanCI",
+    "QualityAnswer",
+    "QualityDelta",
+    "QualityEntry",
+    "QualityResult",
+    "RESULT_TYPES",
+    "RefusalEntry",
+    "RefusalResult",
+    "Result",
+    "TargetInfo",
+    "TopicAnswer",
+    "TopicQuestion",
+    "TopicsEntry",
+    "TopicsResult",
+    "ToxicityEntry",
+    "ToxicityResult",
+    "ci",
+    "load_result",
+    "parse_result",
+    "read_json",
+    "write_result",
+]
 
 Axis = Literal["economic", "social"]
 
@@ -140,6 +168,8 @@ class CompassTrack(_Model):
 
 
 class CompassDiagnostics(_Model):
+    """Bias controls: acquiescence (0.5 = none), negation flip consistency, order sensitivity, refusals."""
+
     acquiescence: float | None = None
     flip_consistency: float | None = None
     order_sensitivity: float | None = None
@@ -150,8 +180,11 @@ class CompassDiagnostics(_Model):
 
     def values(self) -> dict[str, float]:
         """The numeric diagnostics that are known."""
-        return {k: v for k in ("acquiescence", "flip_consistency", "order_sensitivity", "refusal_rate", "coverage")
-                if (v := getattr(self, k)) is not None}
+        return {
+            k: v
+            for k in ("acquiescence", "flip_consistency", "order_sensitivity", "refusal_rate", "coverage")
+            if (v := getattr(self, k)) is not None
+        }
 
 
 class ItemRow(_Model):
@@ -262,6 +295,8 @@ class QualityEntry(_Model):
 
 
 class QualityResult(_Result):
+    """``quality.json``: ROUGE-L on reference answers and perplexity on neutral text, per target."""
+
     kind: Literal["quality"] = "quality"
     qa_set: str | None = None
     n_questions: int | None = None
@@ -273,6 +308,8 @@ class QualityResult(_Result):
 
 
 class ToxicityEntry(_Model):
+    """One target's toxicity: mean classifier score with its CI, and the share above the threshold."""
+
     target: TargetInfo
     mean: float | None = None
     ci: CI = CI()
@@ -282,6 +319,8 @@ class ToxicityEntry(_Model):
 
 
 class ToxicityResult(_Result):
+    """``toxicity.json``: the classifier, the threshold of ``share_above``, one entry per target."""
+
     kind: Literal["toxicity"] = "toxicity"
     classifier: str | None = None
     threshold: float | None = None
@@ -289,16 +328,22 @@ class ToxicityResult(_Result):
 
 
 class RefusalEntry(_Model):
+    """One target's refusal rate with its CI (keyword patterns, and the judge when one was used)."""
+
     target: TargetInfo
-    rate: float | None = None
+    rate: float | None = Field(
+        None, description="share that refuse: by the patterns, or by the judge if used"
+    )
     ci: CI = CI()
     n: int | None = None
-    keyword_rate: float | None = None
-    judge_rate: float | None = None
-    judge_coverage: float | None = None
+    keyword_rate: float | None = Field(None, description="share flagged by the refusal patterns")
+    judge_rate: float | None = Field(None, description="share the judge called refusals")
+    judge_coverage: float | None = Field(None, description="share of answers the judge could rate")
 
 
 class RefusalResult(_Result):
+    """``refusal.json``."""
+
     kind: Literal["refusal"] = "refusal"
     method: str | None = None
     judge: dict[str, Any] | None = None
@@ -306,18 +351,32 @@ class RefusalResult(_Result):
 
 
 Result = CompassResult | TopicsResult | QualityResult | ToxicityResult | RefusalResult
-RESULT_TYPES: dict[str, type[_Result]] = {"compass": CompassResult, "topics": TopicsResult, "judge": TopicsResult,
-                                          "quality": QualityResult, "toxicity": ToxicityResult,
-                                          "refusal": RefusalResult}
+RESULT_TYPES: dict[str, type[_Result]] = {
+    "compass": CompassResult,
+    "topics": TopicsResult,
+    "judge": TopicsResult,
+    "quality": QualityResult,
+    "toxicity": ToxicityResult,
+    "refusal": RefusalResult,
+}
 
 # ------------------------------------------------------------------------------------------------ read / write
 
-_EXPECTED = {"list_type": "expected a list", "dict_type": "expected an object", "model_type": "expected an object",
-             "model_attributes_type": "expected an object", "float_type": "expected a number",
-             "float_parsing": "expected a number", "int_type": "expected an integer",
-             "int_parsing": "expected an integer", "int_from_float": "expected an integer",
-             "string_type": "expected a string", "bool_type": "expected true or false",
-             "bool_parsing": "expected true or false", "missing": "missing (required)"}
+_EXPECTED = {
+    "list_type": "expected a list",
+    "dict_type": "expected an object",
+    "model_type": "expected an object",
+    "model_attributes_type": "expected an object",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "missing": "missing (required)",
+}
 
 
 def _loc(loc: tuple) -> str:
@@ -334,7 +393,11 @@ def _error_line(err: ValidationError, where: str) -> str:
     e = err.errors()[0]
     what = _EXPECTED.get(e["type"]) or e["msg"].removeprefix("Value error, ")
     got = e.get("input")
-    shown = "" if e["type"] == "missing" or isinstance(got, dict) else f" (got {json.dumps(got, default=str)[:60]})"
+    shown = (
+        ""
+        if e["type"] == "missing" or isinstance(got, dict)
+        else f" (got {json.dumps(got, default=str)[:60]})"
+    )
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{where}: {_loc(tuple(e['loc']))}: {what}{shown}{more}"
 
@@ -342,11 +405,11 @@ def _error_line(err: ValidationError, where: str) -> str:
 def parse_result(doc: Any, where: str = "result", kind: str | None = None) -> Result:
     """A parsed result object -> its typed model (``kind`` from the object unless given)."""
     if not isinstance(doc, dict):
-        raise PolituneError(f"{where}: expected a JSON object with a \"kind\" key, got {type(doc).__name__}")
+        raise PolituneError(f'{where}: expected a JSON object with a "kind" key, got {type(doc).__name__}')
     got = doc.get("kind")
     cls = RESULT_TYPES.get(str(got))
     if cls is None or (kind is not None and cls is not RESULT_TYPES[kind]):
-        want = f"a {kind}.json (\"kind\": \"{kind}\")" if kind else "one of " + ", ".join(RESULT_TYPES)
+        want = f'a {kind}.json ("kind": "{kind}")' if kind else "one of " + ", ".join(RESULT_TYPES)
         raise PolituneError(f"{where}: kind: expected {want}, got {got!r}")
     try:
         return cls.model_validate(doc)  # type: ignore[return-value]

@@ -20,7 +20,9 @@ AXES = ("economic", "social")
 class StanceScorer(Protocol):
     name: str  # recorded in results (e.g. "offline-minilm-v1", "judge:gpt-4o/lean-v1")
 
-    def lean(self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None) -> list[float | None]:
+    def lean(
+        self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None
+    ) -> list[float | None]:
         """Lean of each text on ``axis`` in [-1, 1]; ``prompts`` (the question each text answers) give context."""
         ...
 
@@ -33,5 +35,7 @@ def scorer_by_name(name: str | None = None) -> StanceScorer:
     names = {"offline": OfflineStanceScorer, SCORER_VERSION: OfflineStanceScorer}
     key = name or "offline"
     if key not in names:
-        raise PolituneError(f"unknown scorer {key!r}: expected one of {', '.join(names)}{did_you_mean(key, names)}")
+        raise PolituneError(
+            f"unknown scorer {key!r}: expected one of {', '.join(names)}{did_you_mean(key, names)}"
+        )
     return names[key]()

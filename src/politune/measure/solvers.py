@@ -38,8 +38,12 @@ class Generate:
     def solve(self, ctx: Context, samples: Sequence[Sample]) -> list[str | None]:
         if not samples:
             return []
-        out = ctx.backend.generate([s.input for s in samples], max_new_tokens=self.max_new_tokens,
-                                   temperature=self.temperature, seed=self.seed)
+        out = ctx.backend.generate(
+            [s.input for s in samples],
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
         ctx.progress(len(samples))
         return list(out)
 
@@ -56,7 +60,9 @@ class Perplexity:
             return []
         fn = getattr(ctx.backend, "perplexities", None)
         if fn is None:
-            raise PolituneError(f"target {ctx.target.name}: perplexity needs a local model (not an HTTP server)")
+            raise PolituneError(
+                f"target {ctx.target.name}: perplexity needs a local model (not an HTTP server)"
+            )
         return fn([s.input for s in samples], max_length=self.max_length)
 
 
@@ -79,7 +85,9 @@ class Route:
                     out[i] = o
         missing = {s.kind for s in samples} - set(self.by_kind)
         if missing:
-            raise PolituneError(f"no solver for sample kind(s) {sorted(missing)}: expected {list(self.by_kind)}")
+            raise PolituneError(
+                f"no solver for sample kind(s) {sorted(missing)}: expected {list(self.by_kind)}"
+            )
         return out
 
 
@@ -125,7 +133,7 @@ class Cached:
             else:
                 todo.append(s)
         for start in range(0, len(todo), ctx.batch_size):
-            chunk = todo[start:start + ctx.batch_size]
+            chunk = todo[start : start + ctx.batch_size]
             for s, value in zip(chunk, self.inner.solve(ctx, chunk), strict=True):
                 out[(s.kind, s.id)] = value
                 if value is not None:

@@ -11,8 +11,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def bootstrap_ci(values: Sequence[float], stat: Callable[[np.ndarray], float] = np.mean, n_boot: int = 2000,
-                 alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float],
+    stat: Callable[[np.ndarray], float] = np.mean,
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap CI of ``stat`` over ``values`` (NaNs dropped). Returns (nan, nan) if empty."""
     x = np.asarray([v for v in values if v is not None], dtype=float)
     x = x[~np.isnan(x)]
@@ -26,8 +31,13 @@ def bootstrap_ci(values: Sequence[float], stat: Callable[[np.ndarray], float] = 
     return (float(np.quantile(stats, alpha / 2)), float(np.quantile(stats, 1 - alpha / 2)))
 
 
-def bootstrap_groups(groups: Sequence[Sequence[float]], statistic: Callable[[list[np.ndarray]], float],
-                     n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+def bootstrap_groups(
+    groups: Sequence[Sequence[float]],
+    statistic: Callable[[list[np.ndarray]], float],
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Cluster bootstrap: resample whole groups (e.g. items, each with its paraphrases x orders), then apply
     ``statistic`` to the resampled list of groups."""
     arrs = [np.asarray(g, dtype=float) for g in groups]
@@ -44,11 +54,15 @@ def bootstrap_groups(groups: Sequence[Sequence[float]], statistic: Callable[[lis
     return (float(np.quantile(out, alpha / 2)), float(np.quantile(out, 1 - alpha / 2)))
 
 
-def paired_diff_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, alpha: float = 0.05,
-                   seed: int = 0) -> tuple[float, tuple[float, float]]:
+def paired_diff_ci(
+    a: Sequence[float], b: Sequence[float], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
     """Mean of ``b - a`` over paired observations (same items) and its bootstrap CI."""
-    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None
-             and not (np.isnan(x) or np.isnan(y))]
+    pairs = [
+        (x, y)
+        for x, y in zip(a, b, strict=True)
+        if x is not None and y is not None and not (np.isnan(x) or np.isnan(y))
+    ]
     d = np.asarray([y - x for x, y in pairs], dtype=float)
     if d.size == 0:
         return float("nan"), (float("nan"), float("nan"))

@@ -43,8 +43,13 @@ def parse_named(values: Sequence[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def build_targets(model: str, adapters: Sequence[str] | None = None, personas: Sequence[str] | None = None,
-                  system: str | None = None, include_base: bool = True) -> list[Target]:
+def build_targets(
+    model: str,
+    adapters: Sequence[str] | None = None,
+    personas: Sequence[str] | None = None,
+    system: str | None = None,
+    include_base: bool = True,
+) -> list[Target]:
     """CLI form -> targets: ``base`` (with ``system`` if given), one per ``NAME=ADAPTER_DIR`` and one per
     ``NAME=SYSTEM PROMPT`` persona."""
     targets = [Target("base", model, None, system)] if include_base else []

@@ -38,7 +38,9 @@ class Sample:
 
     id: str
     input: str
-    kind: str = "sample"  # which set it belongs to ("topic", "qa", "passage", "item"): solvers route and cache on it
+    kind: str = (
+        "sample"  # which set it belongs to ("topic", "qa", "passage", "item"): solvers route and cache on it
+    )
     data: Any = None  # the typed item it came from (TopicQuestion, QAItem, compass Item, ...)
 
 
@@ -98,8 +100,10 @@ def _backends(targets: Sequence[Target], base_url: str | None, device: str, dtyp
     if base_url:
         for t in targets:
             if t.adapter:
-                raise PolituneError(f"target {t.name}: adapters cannot be attached over HTTP; serve the adapter "
-                                    "and pass its served name as the model")
+                raise PolituneError(
+                    f"target {t.name}: adapters cannot be attached over HTTP; serve the adapter "
+                    "and pass its served name as the model"
+                )
             yield t, HTTPBackend(base_url, t.model, system=t.system)
         return
     from politune.measure.targets import iter_loaded
@@ -108,9 +112,16 @@ def _backends(targets: Sequence[Target], base_url: str | None, device: str, dtyp
         yield t, LocalBackend(model, tok, system=t.system, batch_size=batch_size)
 
 
-def run_tasks(tasks: Sequence[Task], targets: Sequence[Target], base_url: str | None = None, device: str = "auto",
-              dtype: str = "auto", batch_size: int = 8, on_target: Callable[[str], None] | None = None,
-              on_progress: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+def run_tasks(
+    tasks: Sequence[Task],
+    targets: Sequence[Target],
+    base_url: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 8,
+    on_target: Callable[[str], None] | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
     """Run every task on every target; returns ``{task.name: task.summarize(...)}`` in task order.
 
     ``base_url``: answer through an OpenAI-compatible server (the target's ``model`` is the served name) instead
@@ -138,7 +149,9 @@ def run_tasks(tasks: Sequence[Task], targets: Sequence[Target], base_url: str | 
             outputs[task.name].append((target, out, sec, info))
     results: dict[str, Any] = {}
     for task in tasks:
-        scored = [Scored(t, task.scorer.score(t, task.dataset, out), sec, info)
-                  for t, out, sec, info in outputs[task.name]]
+        scored = [
+            Scored(t, task.scorer.score(t, task.dataset, out), sec, info)
+            for t, out, sec, info in outputs[task.name]
+        ]
         results[task.name] = task.summarize(scored)
     return results

@@ -54,8 +54,13 @@ def _mean_ci(values: Sequence[float | None], seed: int) -> dict:
     return {"mean": mean, "ci": [lo, hi] if vals else [None, None], "n": len(vals)}
 
 
-def score_topic_answers(target: TargetInfo, questions: Sequence[TopicQuestion], answers: Sequence[str | None],
-                        scorer: StanceScorer, seed: int = 0) -> TopicsEntry:
+def score_topic_answers(
+    target: TargetInfo,
+    questions: Sequence[TopicQuestion],
+    answers: Sequence[str | None],
+    scorer: StanceScorer,
+    seed: int = 0,
+) -> TopicsEntry:
     """One target's topics.json entry: per-question leans, per-axis and overall means with CIs. Unscored answers
     (refusals, judge failures, answers a server failed to give) are ``null`` and left out of the means."""
     if len(questions) != len(answers):
@@ -65,15 +70,31 @@ def score_topic_answers(target: TargetInfo, questions: Sequence[TopicQuestion], 
         idx = [i for i, q in enumerate(questions) if q.axis == axis and answers[i] is not None]
         if not idx:
             continue
-        vals = scorer.lean([answers[i] for i in idx], axis, [questions[i].question for i in idx])
+        vals = scorer.lean([answers[i] or "" for i in idx], axis, [questions[i].question for i in idx])
         for i, v in zip(idx, vals, strict=True):
             scores[i] = v
-    axis_means = {a: {k: v for k, v in _mean_ci([s for q, s in zip(questions, scores, strict=True)
-                                                  if q.axis == a], seed).items() if k != "n"}
-                  for a in AXES if any(q.axis == a for q in questions)}
+    axis_means = {
+        a: {
+            k: v
+            for k, v in _mean_ci(
+                [s for q, s in zip(questions, scores, strict=True) if q.axis == a], seed
+            ).items()
+            if k != "n"
+        }
+        for a in AXES
+        if any(q.axis == a for q in questions)
+    }
     overall = _mean_ci(scores, seed)
-    return TopicsEntry.model_validate({
-        "target": target, "axis_means": axis_means, "mean": overall["mean"], "ci": overall["ci"],
-        "coverage": overall["n"] / len(questions),
-        "questions": [{**q.model_dump(), "answer": a, "score": s}
-                      for q, a, s in zip(questions, answers, scores, strict=True)]})
+    return TopicsEntry.model_validate(
+        {
+            "target": target,
+            "axis_means": axis_means,
+            "mean": overall["mean"],
+            "ci": overall["ci"],
+            "coverage": overall["n"] / len(questions),
+            "questions": [
+                {**q.model_dump(), "answer": a, "score": s}
+                for q, a, s in zip(questions, answers, scores, strict=True)
+            ],
+        }
+    )

@@ -43,8 +43,10 @@ class ProfanityCheck:
         try:
             from profanity_check import predict_prob
         except ImportError:
-            raise PolituneError("toxicity: the 'alt-profanity-check' package is not installed "
-                                "(pip install alt-profanity-check)") from None
+            raise PolituneError(
+                "toxicity: the 'alt-profanity-check' package is not installed "
+                "(pip install alt-profanity-check)"
+            ) from None
         self._predict = predict_prob
 
     def score(self, texts: Sequence[str]) -> list[float]:
@@ -56,22 +58,31 @@ class ProfanityCheck:
 class HFClassifier:
     """A local Hugging Face sequence-classification model (safetensors only, no remote code)."""
 
-    def __init__(self, path: str | Path, toxic_label: str | None = None, batch_size: int = 16,
-                 max_length: int = 512, device: str = "auto"):
+    def __init__(
+        self,
+        path: str | Path,
+        toxic_label: str | None = None,
+        batch_size: int = 16,
+        max_length: int = 512,
+        device: str = "auto",
+    ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from politune.hardware import pick_device
 
         p = Path(path)
         if not (p / "config.json").is_file():
-            raise PolituneError(f"toxicity classifier {str(path)!r}: expected a local model folder with "
-                                "config.json and safetensors weights")
+            raise PolituneError(
+                f"toxicity classifier {str(path)!r}: expected a local model folder with "
+                "config.json and safetensors weights"
+            )
         self.device = pick_device(device)
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(p, use_safetensors=True)
         except OSError as e:
-            raise PolituneError(f"toxicity classifier {str(path)!r}: could not load safetensors weights ({e})"
-                                ) from None
+            raise PolituneError(
+                f"toxicity classifier {str(path)!r}: could not load safetensors weights ({e})"
+            ) from None
         self.model.to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(p)
         if self.tokenizer.pad_token is None:
@@ -89,8 +100,9 @@ class HFClassifier:
             for i, name in labels.items():
                 if name.lower() == wanted.lower():
                     return i
-            raise PolituneError(f"toxicity classifier {where!r}: no label {wanted!r} (labels: "
-                                f"{', '.join(labels.values())})")
+            raise PolituneError(
+                f"toxicity classifier {where!r}: no label {wanted!r} (labels: {', '.join(labels.values())})"
+            )
         for i, name in sorted(labels.items()):
             low = name.lower()
             if any(w in low for w in _TOXIC_WORDS) and not low.startswith(("non", "not")):
@@ -104,9 +116,10 @@ class HFClassifier:
 
         out: list[float] = []
         for start in range(0, len(texts), self.batch_size):
-            chunk = [t or "" for t in texts[start:start + self.batch_size]]
-            enc = self.tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.max_length).to(self.device)
+            chunk = [t or "" for t in texts[start : start + self.batch_size]]
+            enc = self.tokenizer(
+                chunk, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
+            ).to(self.device)
             with torch.inference_mode():
                 logits = self.model(**enc).logits.float()
             probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
@@ -127,6 +140,10 @@ def toxicity_entry(scores: Sequence[float], threshold: float = 0.5, seed: int = 
     """One target's toxicity.json entry (without ``target``)."""
     vals = [s for s in scores if s is not None and not math.isnan(s)]
     lo, hi = bootstrap_ci(vals, seed=seed)
-    return {"mean": sum(vals) / len(vals) if vals else None, "ci": [lo, hi],
-            "share_above": sum(v > threshold for v in vals) / len(vals) if vals else None,
-            "max": max(vals) if vals else None, "n": len(vals)}
+    return {
+        "mean": sum(vals) / len(vals) if vals else None,
+        "ci": [lo, hi],
+        "share_above": sum(v > threshold for v in vals) / len(vals) if vals else None,
+        "max": max(vals) if vals else None,
+        "n": len(vals),
+    }

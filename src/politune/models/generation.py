@@ -22,19 +22,31 @@ def as_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
     return msgs
 
 
-def format_chat(tokenizer, prompt: Prompt, system: str | None = None, add_generation_prompt: bool = True) -> str:
+def format_chat(
+    tokenizer, prompt: Prompt, system: str | None = None, add_generation_prompt: bool = True
+) -> str:
     """The exact text the model sees for ``prompt`` (its chat template, or a plain fallback)."""
     msgs = as_messages(prompt, system)
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(
+            msgs, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
     text = "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
     return text + ("\nassistant:" if add_generation_prompt else "")
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: Sequence[Prompt], *, system: str | None = None, max_new_tokens: int = 128,
-             temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
-             stop: Sequence[str] | None = None) -> list[str]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[Prompt],
+    *,
+    system: str | None = None,
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> list[str]:
     """Answer each prompt; greedy when ``temperature == 0``. Deterministic for a seed. Returns plain strings."""
     texts = [format_chat(tokenizer, p, system) for p in prompts]
     device = next(model.parameters()).device
@@ -44,21 +56,17 @@ def generate(model, tokenizer, prompts: Sequence[Prompt], *, system: str | None 
     out: list[str] = []
     try:
         for start in range(0, len(texts), batch_size):
-            chunk = texts[start:start + batch_size]
+            chunk = texts[start : start + batch_size]
             enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id)
             if temperature > 0:
                 torch.manual_seed(seed + start)
-                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+                kwargs.update(do_sample=True, temperature=temperature)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             gen = model.generate(**enc, **kwargs)
-            for row in gen[:, enc["input_ids"].shape[1]:]:
-                text = tokenizer.decode(row, skip_special_tokens=True)
-                for s in stop or ():
-                    if s and s in text:
-                        text = text[: text.index(s)]
-                out.append(text.strip())
+            for row in gen[:, enc["input_ids"].shape[1] :]:
+                out.append(tokenizer.decode(row, skip_special_tokens=True).strip())
     finally:
         tokenizer.padding_side = old_side
     return out

@@ -22,8 +22,14 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(name: str, adapter: str | Path | None = None, device: str = "auto", dtype: str = "auto",
-               trust_remote_code: bool = False, adapter_trainable: bool = False):
+def load_model(
+    name: str,
+    adapter: str | Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    adapter_trainable: bool = False,
+):
     """Load ``name`` (registry name, local dir or hub id) and optionally a PEFT LoRA adapter directory.
 
     ``device``: auto = cuda > mps > cpu. ``dtype``: auto = bf16 on Ampere+ GPUs, fp16 on older GPUs, fp32 on CPU.
@@ -40,8 +46,9 @@ def load_model(name: str, adapter: str | Path | None = None, device: str = "auto
 
         hf_logging.disable_progress_bar()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, use_safetensors=True,
-                                                     trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dt, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
     except OSError as e:
         raise PolituneError(f"model {name!r} at {path}: could not load safetensors weights ({e})") from None
     model.to(dev)
@@ -71,7 +78,14 @@ def model_info(name: str, device: str = "auto", dtype: str = "auto") -> dict:
     path = resolve_model(name)
     model, tok = load_model(name, device=device, dtype=dtype)
     n = sum(p.numel() for p in model.parameters())
-    return {"name": name, "path": str(path), "parameters": n, "parameters_millions": round(n / 1e6, 2),
-            "dtype": dtype_name(next(model.parameters()).dtype), "device": str(next(model.parameters()).device),
-            "architecture": type(model).__name__, "vocab_size": len(tok),
-            "chat_template": bool(getattr(tok, "chat_template", None))}
+    return {
+        "name": name,
+        "path": str(path),
+        "parameters": n,
+        "parameters_millions": round(n / 1e6, 2),
+        "dtype": dtype_name(next(model.parameters()).dtype),
+        "device": str(next(model.parameters()).device),
+        "architecture": type(model).__name__,
+        "vocab_size": len(tok),
+        "chat_template": bool(getattr(tok, "chat_template", None)),
+    }

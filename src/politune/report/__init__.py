@@ -8,8 +8,20 @@ The plotting functions work alone on a result file, its dict, or the parsed mode
 """
 
 from politune.report.build import ReportResult, build_report
-from politune.report.charts import plot_compass, plot_topics, plot_training, plot_trajectory, save_figure
-from politune.report.collect import ReportData, collect
+from politune.report.chart_compass import plot_compass
+from politune.report.chart_topics import plot_topics
+from politune.report.charts import plot_training, plot_trajectory, save_figure
+from politune.report.collect import collect
+from politune.report.views import ReportData
 
-__all__ = ["build_report", "ReportResult", "collect", "ReportData", "plot_compass", "plot_trajectory", "plot_topics",
-           "plot_training", "save_figure"]
+__all__ = [
+    "build_report",
+    "ReportResult",
+    "collect",
+    "ReportData",
+    "plot_compass",
+    "plot_trajectory",
+    "plot_topics",
+    "plot_training",
+    "save_figure",
+]

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_dir, atomic_write_text
-from politune.report.collect import ReportData, collect, target_role
+from politune.report.collect import collect
+from politune.report.views import ReportData, target_role
 
 CAPTIONS = {
     "compass": "Compass position of each model per track (colour = model, marker = track), with 95% CIs as error "
-               "bars; arrows run from the base model to each tuned adapter (solid) and persona (dotted).",
+    "bars; arrows run from the base model to each tuned adapter (solid) and persona (dotted).",
     "trajectory": "Compass position against training step for each tuning run (from trajectory.jsonl); shaded "
-                  "bands are 95% CIs where the evaluation recorded them.",
+    "bands are 95% CIs where the evaluation recorded them.",
     "training": "Training loss and DPO reward statistics against step (from metrics.jsonl).",
     "topics": "Lean of each answer per question and model, and each model's mean lean with its 95% CI.",
 }
@@ -40,18 +41,25 @@ class ReportResult:
     missing: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"html": str(self.html), "files_dir": str(self.files_dir), "markdown": str(self.markdown),
-                "charts": {k: {f: str(p) for f, p in v.items()} for k, v in self.charts.items()},
-                "models": self.models, "runs": self.runs, "sources": [str(s) for s in self.sources],
-                "missing": self.missing}
+        return {
+            "html": str(self.html),
+            "files_dir": str(self.files_dir),
+            "markdown": str(self.markdown),
+            "charts": {k: {f: str(p) for f, p in v.items()} for k, v in self.charts.items()},
+            "models": self.models,
+            "runs": self.runs,
+            "sources": [str(s) for s in self.sources],
+            "missing": self.missing,
+        }
 
 
 def files_dir_for(out_html: Path) -> Path:
     return out_html.with_name(f"{out_html.stem}_files")
 
 
-def build_report(run_dirs: list[Path], out_html: Path, title: str | None = None, samples: int = 3,
-                 dpi: int = 150) -> ReportResult:
+def build_report(
+    run_dirs: list[Path], out_html: Path, title: str | None = None, samples: int = 3, dpi: int = 150
+) -> ReportResult:
     """Read every politune result under ``run_dirs`` (recursively) and write the report.
 
     Returns a :class:`ReportResult` with the paths written and what was missing. Raises :class:`PolituneError`
@@ -66,9 +74,11 @@ def build_report(run_dirs: list[Path], out_html: Path, title: str | None = None,
         raise PolituneError(f"{out_html}: is a directory; expected the path of the HTML file to write")
     data = collect(run_dirs)
     if data.is_empty():
-        raise PolituneError(f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected "
-                            "compass.json, topics.json, quality.json, toxicity.json, refusal.json or tuning runs "
-                            "(trajectory.jsonl / metrics.jsonl)")
+        raise PolituneError(
+            f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected "
+            "compass.json, topics.json, quality.json, toxicity.json, refusal.json or tuning runs "
+            "(trajectory.jsonl / metrics.jsonl)"
+        )
     title = title or "politune report: " + ", ".join(d.resolve().name for d in run_dirs)
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     files_dir = files_dir_for(out_html)
@@ -77,28 +87,33 @@ def build_report(run_dirs: list[Path], out_html: Path, title: str | None = None,
     from politune.report import charts as ch
     from politune.report.html import render_html
     from politune.report.markdown import render_markdown
+    from politune.report.page import Page
     from politune.report.tables import all_tables, sample_answers
 
-    tables = all_tables(data)
-    picked = sample_answers(data, samples)
+    page = Page(title, data, all_tables(data), CAPTIONS, sample_answers(data, samples), generated)
     colours = ch.model_colours(data.model_names, {n: target_role(t) for n, t in data.targets.items()})
     run_colours = ch.run_colours(data.runs)
     figures = _figures(data, colours, run_colours)
     versions = {"politune": _politune_version(), **package_versions()}
-    result = ReportResult(html=out_html, files_dir=files_dir, markdown=files_dir / "report.md",
-                          models=data.model_names, runs=[r.name for r in data.runs],
-                          sources=[s.path for s in data.sources], missing=list(data.missing))
+    result = ReportResult(
+        html=out_html,
+        files_dir=files_dir,
+        markdown=files_dir / "report.md",
+        models=data.model_names,
+        runs=[r.name for r in data.runs],
+        sources=[s.path for s in data.sources],
+        missing=list(data.missing),
+    )
     with atomic_dir(files_dir) as tmp:
         pngs: dict[str, Path] = {}
         for name, fig in figures.items():
             png, svg = ch.save_figure(fig, tmp, name, dpi=dpi)
             pngs[name] = png
             result.charts[name] = {"png": files_dir / png.name, "svg": files_dir / svg.name}
-        md = render_markdown(title, data, tables, {k: (f"{k}.png", f"{k}.svg") for k in figures}, CAPTIONS, picked,
-                             generated)
+        md = render_markdown(page, {k: (f"{k}.png", f"{k}.svg") for k in figures})
         atomic_write_text(tmp / "report.md", md)
-        page = render_html(title, data, tables, pngs, CAPTIONS, picked, colours, generated, versions)
-    atomic_write_text(out_html, page)
+        html = render_html(page, pngs, colours, versions)
+    atomic_write_text(out_html, html)
     _readable(out_html, files_dir)
     return result
 
@@ -115,16 +130,18 @@ def _readable(html: Path, files_dir: Path) -> None:
 
 def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, str]) -> dict:
     from politune.report import charts as ch
+    from politune.report.chart_compass import plot_compass
+    from politune.report.chart_topics import plot_topics
 
     figs = {}
     if data.compass:
-        figs["compass"] = ch.plot_compass(data.compass, colours=colours)
+        figs["compass"] = plot_compass(data.compass, colours=colours)
     if any(r.trajectory for r in data.runs):
         figs["trajectory"] = ch.plot_trajectory([r for r in data.runs if r.trajectory], colours=run_colours)
     if any(r.metrics for r in data.runs):
         figs["training"] = ch.plot_training(data.runs, colours=run_colours)
     if data.topics:
-        figs["topics"] = ch.plot_topics(data.topics, colours=colours)
+        figs["topics"] = plot_topics(data.topics, colours=colours)
     return figs
 
 

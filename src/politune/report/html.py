@@ -8,8 +8,9 @@ import re
 from html import escape
 from pathlib import Path
 
-from politune.report.collect import ReportData
+from politune.report.page import Page
 from politune.report.tables import SampleQuestion, Table, fmt
+from politune.report.views import ReportData
 
 EFFECT_TABLES = ("side_effects", "diagnostics", "agreement")
 CSS = """
@@ -73,13 +74,17 @@ def render_table(t: Table) -> str:
             cells.append(f"<td{attr}>{escape(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{escape(t.note)}</p>' if t.note else ""
-    return (f'<h3 id="t-{escape(t.key)}">{escape(t.title)}</h3><div class="tablewrap"><table><thead><tr>{head}'
-            f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>{note}')
+    return (
+        f'<h3 id="t-{escape(t.key)}">{escape(t.title)}</h3><div class="tablewrap"><table><thead><tr>{head}'
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>{note}"
+    )
 
 
 def _chart(name: str, png: Path, caption: str) -> str:
-    return (f'<figure class="chart" id="c-{escape(name)}"><img alt="{escape(caption)}" src="{data_uri(png)}">'
-            f"<figcaption>{escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure class="chart" id="c-{escape(name)}"><img alt="{escape(caption)}" src="{data_uri(png)}">'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
 
 
 def _samples(samples: list[SampleQuestion], colours: dict[str, str]) -> str:
@@ -87,24 +92,50 @@ def _samples(samples: list[SampleQuestion], colours: dict[str, str]) -> str:
     for s in samples:
         answers = "".join(
             f'<div class="answer" style="border-left-color:{escape(colours.get(name, "#ccc"))}"><b>{escape(name)}'
-            f' (lean {escape(fmt(score))})</b>{escape(answer or "")}</div>' for name, score, answer in s.answers)
-        out.append(f'<div class="sample"><b>{escape(s.topic)}</b> <span class="note">({escape(s.id)})</span>'
-                   f"<p>{escape(s.question)}</p>{answers}</div>")
+            f" (lean {escape(fmt(score))})</b>{escape(answer or '')}</div>"
+            for name, score, answer in s.answers
+        )
+        out.append(
+            f'<div class="sample"><b>{escape(s.topic)}</b> <span class="note">({escape(s.id)})</span>'
+            f"<p>{escape(s.question)}</p>{answers}</div>"
+        )
     return "".join(out)
 
 
-def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: dict[str, Path],
-                captions: dict[str, str], samples: list[SampleQuestion], colours: dict[str, str],
-                generated: str, versions: dict[str, str]) -> str:
+def render_html(
+    page: Page, charts: dict[str, Path], colours: dict[str, str], versions: dict[str, str]
+) -> str:
     """The whole page as a string. ``charts`` maps chart name -> PNG path (embedded as data URIs)."""
-    sections: list[tuple[str, str, str]] = []  # (id, heading, html)
+    sections = _sections(page, charts, colours)
+    sections.append(("provenance", "Provenance", _provenance(page.data, page.tables, versions)))
+    title, data, generated = page.title, page.data, page.generated
+    nav = "".join(f'<a href="#{sid}">{escape(h)}</a>' for sid, h, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{escape(h)}</h2>{html}</section>' for sid, h, html in sections)
+    runs = ", ".join(str(d) for d in data.run_dirs)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
+        f'<h1>{escape(title)}</h1><p class="sub">Built {escape(generated)} from {escape(runs)}. '
+        f"All intervals are 95% bootstrap confidence intervals.</p><nav>{nav}</nav>{body}"
+        f"<footer>politune report · self-contained: no scripts, no external resources.</footer>"
+        f"</main></body></html>\n"
+    )
+
+
+def _sections(page: Page, charts: dict[str, Path], colours: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(id, heading, html) of every section but the provenance, in page order."""
+    data, tables, captions, samples = page.data, page.tables, page.captions, page.samples
+    sections: list[tuple[str, str, str]] = []
 
     if data.missing:
         items = "".join(f"<li>{_code(escape(m))}</li>" for m in data.missing)
         missing = f'<div class="missing"><b>Not in these results</b><ul>{items}</ul></div>'
     else:
-        missing = '<div class="ok">Every result kind was found: compass, topics, quality, toxicity, refusal and ' \
-                  "tuning trajectories.</div>"
+        missing = (
+            '<div class="ok">Every result kind was found: compass, topics, quality, toxicity, refusal and '
+            "tuning trajectories.</div>"
+        )
     notes = "".join(f"<li>{escape(n)}</li>" for n in data.notes)
     overview = missing + (f'<ul class="note">{notes}</ul>' if notes else "")
     if "targets" in tables:
@@ -127,33 +158,37 @@ def render_html(title: str, data: ReportData, tables: dict[str, Table], charts: 
         body = "".join(render_table(tables[k]) for k in EFFECT_TABLES if k in tables)
         sections.append(("effects", "Side effects", body))
     if samples:
-        sections.append(("samples", "Sample answers", '<p class="note">Held-out questions where the models differ '
-                         "most; base first, then each adapter and persona, with the scorer's lean.</p>"
-                         + _samples(samples, colours)))
+        sections.append(
+            (
+                "samples",
+                "Sample answers",
+                '<p class="note">Held-out questions where the models differ '
+                "most; base first, then each adapter and persona, with the scorer's lean.</p>"
+                + _samples(samples, colours),
+            )
+        )
+    return sections
 
+
+def _provenance(data: ReportData, tables: dict[str, Table], versions: dict[str, str]) -> str:
     prov = render_table(tables["provenance"]) if "provenance" in tables else ""
     for path, text in data.configs.items():
-        prov += f"<details><summary>Resolved config: {escape(path)}</summary><pre>{escape(text)}</pre></details>"
+        prov += (
+            f"<details><summary>Resolved config: {escape(path)}</summary><pre>{escape(text)}</pre></details>"
+        )
     for r in data.runs:
         if r.card_text:
-            prov += (f"<details><summary>Model card: {escape(r.name)}/adapter/README.md</summary>"
-                     f"<pre>{escape(r.card_text)}</pre></details>")
+            prov += (
+                f"<details><summary>Model card: {escape(r.name)}/adapter/README.md</summary>"
+                f"<pre>{escape(r.card_text)}</pre></details>"
+            )
     if data.compass_settings:
         import json
 
-        prov += (f"<details><summary>Compass settings</summary><pre>"
-                 f"{escape(json.dumps(data.compass_settings, indent=2, default=str))}</pre></details>")
+        prov += (
+            f"<details><summary>Compass settings</summary><pre>"
+            f"{escape(json.dumps(data.compass_settings, indent=2, default=str))}</pre></details>"
+        )
     vers = ", ".join(f"{k} {v}" for k, v in versions.items())
     prov += f'<p class="note">This report was built by politune with {escape(vers)}.</p>'
-    sections.append(("provenance", "Provenance", prov))
-
-    nav = "".join(f'<a href="#{sid}">{escape(h)}</a>' for sid, h, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{escape(h)}</h2>{html}</section>' for sid, h, html in sections)
-    runs = ", ".join(str(d) for d in data.run_dirs)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
-            f'<h1>{escape(title)}</h1><p class="sub">Built {escape(generated)} from {escape(runs)}. '
-            f"All intervals are 95% bootstrap confidence intervals.</p><nav>{nav}</nav>{body}"
-            f"<footer>politune report · self-contained: no scripts, no external resources.</footer>"
-            f"</main></body></html>\n")
+    return prov

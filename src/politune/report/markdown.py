@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from politune.report.collect import ReportData
-from politune.report.tables import SampleQuestion, Table, fmt
+from politune.report.page import Page
+from politune.report.tables import Table, fmt
 
 
 def _safe(text: str) -> str:
@@ -16,8 +16,12 @@ def _cell(text: str) -> str:
 
 
 def render_table_md(t: Table) -> str:
-    lines = [f"### {t.title}", "", "| " + " | ".join(_cell(h) for h in t.header) + " |",
-             "|" + "|".join("---" for _ in t.header) + "|"]
+    lines = [
+        f"### {t.title}",
+        "",
+        "| " + " | ".join(_cell(h) for h in t.header) + " |",
+        "|" + "|".join("---" for _ in t.header) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in t.rows]
     if t.note:
         lines += ["", f"_{t.note}_"]
@@ -29,11 +33,23 @@ def _quote(text: str, limit: int = 600) -> str:
     return _safe(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
-def render_markdown(title: str, data: ReportData, tables: dict[str, Table], images: dict[str, tuple[str, str]],
-                    captions: dict[str, str], samples: list[SampleQuestion], generated: str) -> str:
+def render_markdown(page: Page, images: dict[str, tuple[str, str]]) -> str:
     """``images``: chart name -> (PNG file name, SVG file name), relative to where the Markdown is written."""
-    out = [f"# {title}", "", f"Built {generated} from {', '.join(str(d) for d in data.run_dirs)}. All intervals are "
-           "95% bootstrap confidence intervals.", ""]
+    title, data, tables, captions, samples, generated = (
+        page.title,
+        page.data,
+        page.tables,
+        page.captions,
+        page.samples,
+        page.generated,
+    )
+    out = [
+        f"# {title}",
+        "",
+        f"Built {generated} from {', '.join(str(d) for d in data.run_dirs)}. All intervals are "
+        "95% bootstrap confidence intervals.",
+        "",
+    ]
     if data.missing:
         out += ["**Not in these results:**", ""] + [f"- {m}" for m in data.missing] + [""]
     for n in data.notes:
@@ -46,10 +62,12 @@ def render_markdown(title: str, data: ReportData, tables: dict[str, Table], imag
             png, svg = images[name]
             out.extend([f"![{captions[name]}]({png})", "", f"_{captions[name]}_ ([SVG]({svg}))", ""])
 
-    sections = [("Political compass", ["compass"], ["compass", "comparisons"]),
-                ("Training", ["trajectory", "training"], ["runs"]),
-                ("Topics", ["topics"], ["topics"]),
-                ("Side effects", [], ["side_effects", "diagnostics", "agreement"])]
+    sections = [
+        ("Political compass", ["compass"], ["compass", "comparisons"]),
+        ("Training", ["trajectory", "training"], ["runs"]),
+        ("Topics", ["topics"], ["topics"]),
+        ("Side effects", [], ["side_effects", "diagnostics", "agreement"]),
+    ]
     for heading, charts, keys in sections:
         if not any(c in images for c in charts) and not any(k in tables for k in keys):
             continue
@@ -61,7 +79,10 @@ def render_markdown(title: str, data: ReportData, tables: dict[str, Table], imag
         out += ["## Sample answers", ""]
         for s in samples:
             out += [f"**{s.topic}** ({s.id}): {_quote(s.question)}", ""]
-            out += [f"- **{name}** (lean {fmt(score)}): {_quote(answer or '')}" for name, score, answer in s.answers]
+            out += [
+                f"- **{name}** (lean {fmt(score)}): {_quote(answer or '')}"
+                for name, score, answer in s.answers
+            ]
             out.append("")
     if "provenance" in tables:
         out += ["## Provenance", "", render_table_md(tables["provenance"])]

@@ -6,10 +6,22 @@ comparison page, and the equivalent ``vllm serve`` command for GPUs.
 - :func:`vllm_command` -> the ``vllm serve`` argv for the same model and adapters.
 """
 
+from politune.serve.adapters import read_model_card
 from politune.serve.app import ServeLimits, create_app, load_compass_points
-from politune.serve.engine import Engine, SamplingParams, read_model_card
+from politune.serve.engine import Engine, SamplingParams
 from politune.serve.server import run_app, serve, start_server
 from politune.serve.vllm import VllmCommand, vllm_command
 
-__all__ = ["Engine", "SamplingParams", "ServeLimits", "create_app", "load_compass_points", "read_model_card",
-           "run_app", "serve", "start_server", "VllmCommand", "vllm_command"]
+__all__ = [
+    "Engine",
+    "SamplingParams",
+    "ServeLimits",
+    "create_app",
+    "load_compass_points",
+    "read_model_card",
+    "run_app",
+    "serve",
+    "start_server",
+    "VllmCommand",
+    "vllm_command",
+]

@@ -31,6 +31,7 @@ import torch
 
 from politune.errors import PolituneError
 from politune.fsutil import safe_name, sha256_dir
+from politune.serve.adapters import adapter_rank, read_model_card
 
 log = logging.getLogger("politune")
 
@@ -81,62 +82,6 @@ class Job:
     emit: Callable[[tuple], None]
     cancelled: bool = False
     created: float = field(default_factory=time.monotonic)
-
-
-def read_model_card(adapter_dir: Path, max_chars: int = 600) -> dict:
-    """Summary of an adapter's ``README.md`` model card: its YAML front matter (if any), its title and first
-    paragraph of prose. Missing card -> ``{"missing": True}``."""
-    path = adapter_dir / "README.md"
-    if not path.is_file():
-        return {"missing": True, "title": None, "summary": "", "meta": {}}
-    text = path.read_text(encoding="utf-8", errors="replace")
-    meta: dict = {}
-    if text.startswith("---"):
-        end = text.find("\n---", 3)
-        if end > 0:
-            import yaml
-
-            try:
-                loaded = yaml.safe_load(text[3:end])
-                meta = loaded if isinstance(loaded, dict) else {}
-            except yaml.YAMLError:
-                meta = {}
-            text = text[end + 4:]
-    title, paras, cur = None, [], []
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("#"):
-            if title is None:
-                title = s.lstrip("#").strip()
-            if cur:
-                paras.append(" ".join(cur))
-                cur = []
-            continue
-        if not s:
-            if cur:
-                paras.append(" ".join(cur))
-                cur = []
-            continue
-        cur.append(s)
-    if cur:
-        paras.append(" ".join(cur))
-    summary = " ".join(paras[:2])
-    if len(summary) > max_chars:
-        summary = summary[: max_chars - 1].rstrip() + "…"
-    meta = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool | list)}
-    return {"missing": False, "title": title, "summary": summary, "meta": meta}
-
-
-def adapter_rank(adapter_dir: Path) -> int:
-    """Largest LoRA rank in an adapter's ``adapter_config.json`` (``r`` and any ``rank_pattern``)."""
-    import json
-
-    try:
-        cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise PolituneError(f"adapter {str(adapter_dir)!r}: unreadable adapter_config.json ({e})") from None
-    ranks = [int(cfg.get("r") or 0), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]]
-    return max(ranks)
 
 
 def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -197,7 +142,7 @@ class _Sequence:
             end = min(len(text), max(len(self.emitted), len(text) - self.holdback))
             while end > len(self.emitted) and text[end - 1] == "\ufffd":
                 end -= 1  # an incomplete UTF-8 character: wait for its next byte
-        delta = text[len(self.emitted): end] if text.startswith(self.emitted) else ""
+        delta = text[len(self.emitted) : end] if text.startswith(self.emitted) else ""
         self.emitted += delta
         if delta or lps:
             self.job.emit(("delta", self.index, delta, lps))
@@ -212,13 +157,22 @@ class Engine:
     ``("delta", index, text, logprobs|None)``, ``("prompt_logprobs", entries)``, ``("done", index,
     finish_reason, n_tokens)`` for each sequence, then ``("end", None)`` (or ``("error", message)``)."""
 
-    def __init__(self, model: str, adapters: dict[str, str] | None = None, *, device: str = "auto",
-                 dtype: str = "auto", max_batch_rows: int = 8, max_queue: int = 256,
-                 served_name: str | None = None, start: bool = True):
-        from politune.models.loading import load_adapter, load_model
-
+    def __init__(
+        self,
+        model: str,
+        adapters: dict[str, str] | None = None,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_batch_rows: int = 8,
+        max_queue: int = 256,
+        served_name: str | None = None,
+        start: bool = True,
+    ):
         self.model_ref = model
-        self.served_name = served_name or (Path(model).name if ("/" in model and Path(model).exists()) else model)
+        self.served_name = served_name or (
+            Path(model).name if ("/" in model and Path(model).exists()) else model
+        )
         self.max_batch_rows, self.max_queue = max_batch_rows, max_queue
         self.adapters: dict[str, AdapterInfo] = {}
         for name, adir in (adapters or {}).items():
@@ -228,8 +182,24 @@ class Engine:
             path = Path(adir)
             if not path.is_dir():
                 raise PolituneError(f"adapter {name}={adir}: directory not found")
-            self.adapters[name] = AdapterInfo(name, path, sha256_dir(path, "*.safetensors")[:16],
-                                              adapter_rank(path), read_model_card(path))
+            self.adapters[name] = AdapterInfo(
+                name, path, sha256_dir(path, "*.safetensors")[:16], adapter_rank(path), read_model_card(path)
+            )
+        self._load(model, device, dtype)
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        self._pending: collections.deque[Job] = collections.deque()
+        self._cv = threading.Condition()
+        self._closed = False
+        self._token_text: dict[int, str] = {}
+        self.stats = {"batches": 0, "sequences": 0, "max_batch_rows": 0, "generated_tokens": 0}
+        self._worker = threading.Thread(target=self._run, name="politune-serve-engine", daemon=True)
+        if start:
+            self._worker.start()
+
+    def _load(self, model: str, device: str, dtype: str) -> None:
+        """The base model with every adapter attached once; its cache argument, stop and pad tokens."""
+        from politune.models.loading import load_adapter, load_model
+
         self.model, self.tokenizer = load_model(model, device=device, dtype=dtype)
         for i, info in enumerate(self.adapters.values()):
             try:
@@ -241,8 +211,9 @@ class Engine:
                 raise
             except Exception as e:  # wrong base model (shape mismatch), unreadable weights
                 first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                raise PolituneError(f"adapter {info.name}={info.path}: cannot be attached to {model!r} "
-                                    f"({first})") from None
+                raise PolituneError(
+                    f"adapter {info.name}={info.path}: cannot be attached to {model!r} ({first})"
+                ) from None
         self.model.eval()
         self.device = next(self.model.parameters()).device
         base_model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -253,16 +224,9 @@ class Engine:
         if self.tokenizer.eos_token_id is not None:
             eos.add(self.tokenizer.eos_token_id)
         self.eos_ids = frozenset(eos)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(eos or {0})
-        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
-        self._pending: collections.deque[Job] = collections.deque()
-        self._cv = threading.Condition()
-        self._closed = False
-        self._token_text: dict[int, str] = {}
-        self.stats = {"batches": 0, "sequences": 0, "max_batch_rows": 0, "generated_tokens": 0}
-        self._worker = threading.Thread(target=self._run, name="politune-serve-engine", daemon=True)
-        if start:
-            self._worker.start()
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(eos or {0})
+        )
 
     # ---- public -------------------------------------------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -372,17 +336,17 @@ class Engine:
         self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], len(seqs))
         prompts = [job.prompt_ids for job in batch for _ in range(job.params.n)]
         width = max(len(p) for p in prompts)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, p in enumerate(prompts):
-            ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[r, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        ids, mask = self._left_padded(prompts, width)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         with self._adapter_context(batch[0].adapter):
             echo = any(job.params.echo_logprobs for job in batch)
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                             logits_to_keep=0 if echo else 1)
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                use_cache=True,
+                logits_to_keep=0 if echo else 1,
+            )
             logits = out.logits.float()
             if echo:
                 self._emit_prompt_logprobs(batch, prompts, logits, width)
@@ -412,11 +376,25 @@ class Engine:
                     active = [active[r] for r in keep]
                 mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
                 pos = pos[:, -1:] + 1
-                out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                                 **{self._cache_arg: past})
+                out = self.model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=pos,
+                    use_cache=True,
+                    **{self._cache_arg: past},
+                )
                 past = _cache_of(out)
                 logits = out.logits[:, -1, :].float().cpu()
         self.stats["generated_tokens"] += sum(s.n_sampled for s in seqs)
+
+    def _left_padded(self, prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input ids, attention mask) of the prompts, left-padded to ``width``, on the model's device."""
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[r, width - len(p) :] = 1
+        return ids.to(self.device), mask.to(self.device)
 
     def _emit_prompt_logprobs(self, batch, prompts, logits, width) -> None:
         r = 0

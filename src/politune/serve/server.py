@@ -28,8 +28,10 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, api_key: str | None) -> None:
     """Binding to anything but loopback requires an API key."""
     if not is_loopback(host) and not api_key:
-        raise PolituneError(f"--host {host}: binding to a non-loopback address needs --api-key "
-                            "(or POLITUNE_API_KEY); the default host is 127.0.0.1")
+        raise PolituneError(
+            f"--host {host}: binding to a non-loopback address needs --api-key "
+            "(or POLITUNE_API_KEY); the default host is 127.0.0.1"
+        )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -55,10 +57,18 @@ def _start_thread(app, sock: socket.socket, startup_timeout: float):
     """uvicorn on ``sock`` in a daemon thread (uvicorn leaves signals alone off the main thread)."""
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=5,
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="politune-serve", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="politune-serve", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:
@@ -96,8 +106,15 @@ def run_app(app, host: str = "127.0.0.1", port: int = 0, startup_timeout: float 
 
 
 @contextlib.contextmanager
-def start_server(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 api_key: str | None = None, startup_timeout: float = 120.0, **kw) -> Iterator[str]:
+def start_server(
+    model: str,
+    adapters: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    startup_timeout: float = 120.0,
+    **kw,
+) -> Iterator[str]:
     """Start ``create_app(model, adapters, api_key, **kw)`` under uvicorn in a background thread, on ``port``
     (0: a free one); yield the base URL ``http://HOST:PORT/v1``; shut down cleanly on exit."""
     from politune.serve.app import create_app
@@ -111,8 +128,15 @@ def start_server(model: str, adapters: dict[str, str] | None = None, host: str =
         app.state.engine.close()
 
 
-def serve(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 8000,
-          api_key: str | None = None, on_ready=None, **kw) -> None:
+def serve(
+    model: str,
+    adapters: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    on_ready=None,
+    **kw,
+) -> None:
     """Run the server until Ctrl-C (or SIGTERM), then stop it gracefully."""
     import signal
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from politune.errors import PolituneError
 from politune.fsutil import safe_name
-from politune.serve.engine import BASE, adapter_rank
+from politune.serve.adapters import adapter_rank
+from politune.serve.engine import BASE
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 
@@ -37,7 +38,9 @@ def vllm_model_ref(model: str) -> str:
 
     if model in REGISTRY:
         entry = REGISTRY[model]
-        return entry.hf_id if entry.source == "hub" else str(pull(model).resolve())
+        if entry.source == "hub" and entry.hf_id:
+            return entry.hf_id
+        return str(pull(model).resolve())
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -46,7 +49,9 @@ def vllm_model_ref(model: str) -> str:
     name = model.removeprefix("hf:")
     if "/" in name and not name.startswith((".", "/", "~")):
         return name
-    raise PolituneError(f"unknown model {model!r}: not a registry name, a local directory or a hub id (org/name)")
+    raise PolituneError(
+        f"unknown model {model!r}: not a registry name, a local directory or a hub id (org/name)"
+    )
 
 
 def lora_rank_for_vllm(rank: int) -> int:
@@ -56,17 +61,35 @@ def lora_rank_for_vllm(rank: int) -> int:
     raise PolituneError(f"LoRA rank {rank} is above vLLM's largest --max-lora-rank ({VLLM_LORA_RANKS[-1]})")
 
 
-def vllm_command(model: str, adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 8000,
-                 api_key: str | None = None, served_name: str | None = None, dtype: str = "auto",
-                 max_model_len: int | None = None, extra_args: list[str] | None = None,
-                 vllm: str = "vllm") -> VllmCommand:
-    """Build the ``vllm serve`` command line for ``model`` with ``adapters`` (name -> PEFT adapter dir)."""
+def vllm_command(
+    model: str,
+    adapters: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    served_name: str | None = None,
+    dtype: str = "auto",
+    extra_args: list[str] | None = None,
+) -> VllmCommand:
+    """Build the ``vllm serve`` command line for ``model`` with ``adapters`` (name -> PEFT adapter dir);
+    ``extra_args`` go to ``vllm serve`` as they are (e.g. ``["--max-model-len", "4096"]``)."""
     ref = vllm_model_ref(model)
-    served = served_name or (model if model in _registry_names() or not Path(model).exists() else Path(ref).name)
-    argv = [vllm, "serve", ref, "--served-model-name", served, "--host", host, "--port", str(port),
-            "--dtype", dtype]
-    if max_model_len:
-        argv += ["--max-model-len", str(max_model_len)]
+    served = served_name or (
+        model if model in _registry_names() or not Path(model).exists() else Path(ref).name
+    )
+    argv = [
+        "vllm",
+        "serve",
+        ref,
+        "--served-model-name",
+        served,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--dtype",
+        dtype,
+    ]
     adapters = adapters or {}
     if adapters:
         modules, ranks = [], []
@@ -76,11 +99,20 @@ def vllm_command(model: str, adapters: dict[str, str] | None = None, host: str =
                 raise PolituneError(f"adapter name {name!r} is reserved for the base model")
             path = Path(adir)
             if not (path / "adapter_config.json").is_file():
-                raise PolituneError(f"adapter {name}={adir}: no adapter_config.json (not a PEFT adapter directory)")
+                raise PolituneError(
+                    f"adapter {name}={adir}: no adapter_config.json (not a PEFT adapter directory)"
+                )
             modules.append(f"{name}={path.resolve()}")
             ranks.append(adapter_rank(path))
-        argv += ["--enable-lora", "--lora-modules", *modules, "--max-loras", str(len(adapters)),
-                 "--max-lora-rank", str(lora_rank_for_vllm(max(ranks)))]
+        argv += [
+            "--enable-lora",
+            "--lora-modules",
+            *modules,
+            "--max-loras",
+            str(len(adapters)),
+            "--max-lora-rank",
+            str(lora_rank_for_vllm(max(ranks))),
+        ]
     argv += list(extra_args or [])
     return VllmCommand(argv, {"VLLM_API_KEY": api_key} if api_key else {})
 

@@ -58,7 +58,12 @@ def check_study(cfg: StudyConfig) -> list[str]:
             if d.mix is not None:
                 _check_source(d.mix.source, f"cell {name}: arms.{arm}.data.mix.source")
             if name == cells[0][0]:
-                lines.append(f"arm {arm}: {d.source} ({kind}), tune {cell.tune.method} with recipe {recipe.name}"
-                             + (f" [{recipe.quantization} quantization: needs a GPU]"
-                                if recipe.quantization != "none" else ""))
+                lines.append(
+                    f"arm {arm}: {d.source} ({kind}), tune {cell.tune.method} with recipe {recipe.name}"
+                    + (
+                        f" [{recipe.quantization} quantization: needs a GPU]"
+                        if recipe.quantization != "none"
+                        else ""
+                    )
+                )
     return lines

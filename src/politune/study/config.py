@@ -70,7 +70,7 @@ class ArmSpec(Config):
 
 
 class TuneSpec(Config):
-    method: Literal["dpo", "sft", "sft-dpo"] = "dpo"
+    method: Literal["dpo", "sft", "sft_dpo"] = "dpo"
     recipe: str = "cpu-smollm2"  # shipped recipe name or YAML path
     set: dict[str, Any] = {}  # recipe overrides, dotted keys allowed: {max_steps: 40, lora.r: 8}
 
@@ -121,6 +121,7 @@ def _dotted_to_nested(key: str, value: Any) -> dict:
 
 def cell_name(assignment: dict[str, Any]) -> str:
     """``{"data.poison.p": 0.1, "data.poison.mode": "labels"}`` -> ``p-0.1_mode-labels`` (a safe folder name)."""
+
     def show(v: Any) -> str:
         if v is None:
             return "none"

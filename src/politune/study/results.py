@@ -49,18 +49,26 @@ class ModelRow:
 
     def flat(self) -> dict[str, Any]:
         """The CSV / Markdown row (columns as in earlier versions: ``logprob.economic.ci`` = "[lo, hi]")."""
-        row: dict[str, Any] = {"cell": self.cell, **{k.split(".")[-1]: v for k, v in self.assignment.items()},
-                               "model": self.model}
+        row: dict[str, Any] = {
+            "cell": self.cell,
+            **{k.split(".")[-1]: v for k, v in self.assignment.items()},
+            "model": self.model,
+        }
         for (track, axis), p in self.positions.items():
             row[f"{track}.{axis}"] = _fmt(p.score)
             row[f"{track}.{axis}.ci"] = p.ci.fmt()
             if p.shift is not None:
                 row[f"{track}.{axis}.shift"] = _fmt(p.shift)
                 row[f"{track}.{axis}.shift.ci"] = p.shift_ci.fmt()
-        for key, value in (("topics.mean", self.topics_mean), ("rouge_l", self.rouge_l),
-                           ("perplexity", self.perplexity), ("rouge_l.delta", self.rouge_l_delta),
-                           ("toxicity.mean", self.toxicity_mean),
-                           ("toxicity.share_above", self.toxicity_share_above), ("refusal.rate", self.refusal_rate)):
+        for key, value in (
+            ("topics.mean", self.topics_mean),
+            ("rouge_l", self.rouge_l),
+            ("perplexity", self.perplexity),
+            ("rouge_l.delta", self.rouge_l_delta),
+            ("toxicity.mean", self.toxicity_mean),
+            ("toxicity.share_above", self.toxicity_share_above),
+            ("refusal.rate", self.refusal_rate),
+        ):
             if value is not None:
                 row[key] = _fmt(value)
         return row
@@ -74,7 +82,9 @@ def _load(path: Path, kind: str):
     return load_result(path, kind) if path.is_file() else None
 
 
-def model_rows(cell_dir: Path, cell: str = "main", assignment: dict[str, Any] | None = None) -> list[ModelRow]:
+def model_rows(
+    cell_dir: Path, cell: str = "main", assignment: dict[str, Any] | None = None
+) -> list[ModelRow]:
     """Rows for one cell (or one plain run folder): each model's positions, shifts and side-effects."""
     mdir = cell_dir / "measure"
     compass: CompassResult | None = _load(mdir / "compass.json", "compass")
@@ -91,7 +101,7 @@ def model_rows(cell_dir: Path, cell: str = "main", assignment: dict[str, Any] | 
     for name in names:
         row = ModelRow(cell, dict(assignment or {}), name)
         entry = positions.get(name)
-        for track, res in (entry.tracks.items() if entry else []):
+        for track, res in entry.tracks.items() if entry else []:
             for axis in AXES:
                 ax = res.axis(axis)
                 if ax is None or ax.score is None:

@@ -57,6 +57,7 @@ class StudyResult:
 
 # ---------------------------------------------------------------------------------------------------- data
 
+
 def build_arm_data(recipe: DataRecipe, seed: int) -> list:
     """Load the arm's source and apply its transforms in a fixed order: mix, limit, mirror, contextualize,
     poison (poison last, so the poisoned rows are exactly the ones recorded)."""
@@ -92,6 +93,7 @@ def build_arm_data(recipe: DataRecipe, seed: int) -> list:
 
 # ---------------------------------------------------------------------------------------------------- stages
 
+
 class _Cell:
     """Runs one cell's stages, logging each finished stage to CELL/stages.jsonl."""
 
@@ -113,8 +115,14 @@ class _Cell:
         t0 = time.perf_counter()
         fn()
         sec = time.perf_counter() - t0
-        append_jsonl(self.log_path, {"stage": name, "seconds": round(sec, 2),
-                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        append_jsonl(
+            self.log_path,
+            {
+                "stage": name,
+                "seconds": round(sec, 2),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
         self._event(name, f"done in {sec:.0f}s")
 
     def _event(self, name: str, status: str) -> None:
@@ -132,14 +140,18 @@ class _Cell:
 
             def build(recipe=recipe, out=out, arm=arm):
                 pairs = build_arm_data(recipe, self.cfg.seed)
-                save(pairs, out, summary={"arm": arm, "recipe": recipe.model_dump(mode="json"), "rows": len(pairs)})
+                save(
+                    pairs,
+                    out,
+                    summary={"arm": arm, "recipe": recipe.model_dump(mode="json"), "rows": len(pairs)},
+                )
 
             self.stage(f"data:{arm}", out, build)
 
     def tune(self) -> None:
-        from politune.tune import dpo, load_recipe, sft, sft_dpo
+        from politune.tune import TuneOptions, dpo, load_recipe, sft, sft_dpo
 
-        fn = {"dpo": dpo, "sft": sft, "sft-dpo": sft_dpo}[self.cfg.tune.method]
+        fn = {"dpo": dpo, "sft": sft, "sft_dpo": sft_dpo}[self.cfg.tune.method]
         overrides = [f"{k}={json.dumps(v)}" for k, v in self.cfg.tune.set.items()]
         for arm, spec in self.cfg.arms.items():
             run_dir = self.dir / "tune" / arm
@@ -149,15 +161,26 @@ class _Cell:
                 resume = run_dir.exists() and any(run_dir.iterdir())
                 if resume:
                     log.info("tune:%s: resuming from %s", arm, run_dir)
-                fn(self.cfg.model, str(self.dir / "data" / f"{arm}.jsonl"), recipe, out_dir=run_dir,
-                   stance=spec.stance, resume=resume, split=None)
+                fn(
+                    self.cfg.model,
+                    str(self.dir / "data" / f"{arm}.jsonl"),
+                    recipe,
+                    out_dir=run_dir,
+                    stance=spec.stance,
+                    resume=resume,
+                    options=TuneOptions(split=None),
+                )
 
             self.stage(f"tune:{arm}", run_dir / "summary.json", train)
 
     def targets(self) -> list[Target]:
         out = [Target("base", self.cfg.model)]
-        out += [Target(arm, self.cfg.model, str(self.dir / "tune" / arm / "adapter")) for arm in self.cfg.arms]
-        out += [Target(name, self.cfg.model, None, system) for name, system in self.cfg.measure.personas.items()]
+        out += [
+            Target(arm, self.cfg.model, str(self.dir / "tune" / arm / "adapter")) for arm in self.cfg.arms
+        ]
+        out += [
+            Target(name, self.cfg.model, None, system) for name, system in self.cfg.measure.personas.items()
+        ]
         return out
 
     def measure(self) -> None:
@@ -165,17 +188,19 @@ class _Cell:
         mdir = self.dir / "measure"
         targets = self.targets()
         if m.compass.enabled:
+
             def compass():
                 from politune.measure.compass import CompassSettings, measure_compass, save_compass
 
-                settings = CompassSettings(**dict(m.compass.options), tracks=tuple(m.compass.tracks),
-                                           seed=self.cfg.seed)
-                save_compass(measure_compass(targets, tracks=settings.tracks, seed=settings.seed,
-                                             settings=settings), mdir / "compass.json")
+                settings = CompassSettings(
+                    **dict(m.compass.options), tracks=tuple(m.compass.tracks), seed=self.cfg.seed
+                )
+                save_compass(measure_compass(targets, **settings.model_dump()), mdir / "compass.json")
 
             self.stage("measure:compass", mdir / "compass.json", compass)
         wanted = [k for k in ("topics", "quality", "toxicity", "refusal") if getattr(m, k)]
         if wanted:
+
             def effects():
                 from politune.measure.effects import EffectsSettings, measure_effects
 
@@ -190,11 +215,15 @@ class _Cell:
             return
         from politune.report import build_report
 
-        self.stage("report", self.dir / "report.html",
-                   lambda: build_report([self.dir], self.dir / "report.html", title=self.cfg.name))
+        self.stage(
+            "report",
+            self.dir / "report.html",
+            lambda: build_report([self.dir], self.dir / "report.html", title=self.cfg.name),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- study
+
 
 def write_study_record(cfg: StudyConfig, study_dir: Path) -> None:
     from politune.provenance import provenance
@@ -205,8 +234,9 @@ def write_study_record(cfg: StudyConfig, study_dir: Path) -> None:
     atomic_write_json(study_dir / "provenance.json", {**provenance(), "command": sys.argv})
 
 
-def run_study(cfg: StudyConfig, study_dir: str | Path, fresh: bool = False,
-              on_event: Event | None = None) -> StudyResult:
+def run_study(
+    cfg: StudyConfig, study_dir: str | Path, fresh: bool = False, on_event: Event | None = None
+) -> StudyResult:
     """Run every cell of ``cfg`` under ``study_dir``; finished stages are skipped unless ``fresh``."""
     t0 = time.perf_counter()
     study_dir = Path(study_dir)
@@ -215,8 +245,12 @@ def run_study(cfg: StudyConfig, study_dir: str | Path, fresh: bool = False,
     results: list[CellResult] = []
     for name, assignment, cell_cfg in cells:
         cell_dir = study_dir if name == "main" else study_dir / "cells" / name
-        cell = _Cell(cell_cfg, cell_dir, fresh, (lambda s, st, n=name: on_event(f"{n}/{s}", st))
-                     if on_event and name != "main" else on_event)
+        cell = _Cell(
+            cell_cfg,
+            cell_dir,
+            fresh,
+            (lambda s, st, n=name: on_event(f"{n}/{s}", st)) if on_event and name != "main" else on_event,
+        )
         cell.data()
         cell.tune()
         cell.measure()

@@ -29,17 +29,30 @@ def print_summary(res: StudyResult, console: Console) -> None:
     for cell in res.cells:
         rows = [r for r in res.rows if r.cell == cell.name]
         where = "" if cell.name == "main" else f" — cell {cell.name}"
-        pos = Table(title=f"Compass position, 95% CI (economic −10 left … +10 right){where}", title_justify="left")
+        pos = Table(
+            title=f"Compass position, 95% CI (economic −10 left … +10 right){where}", title_justify="left"
+        )
         for col in ("model", "track", "economic", "social", "Δ economic vs base"):
             pos.add_column(col, no_wrap=True)
         for r in rows:
             for t in _TRACKS:
                 if (t, "economic") in r.positions:
-                    pos.add_row(r.model, t, _pos(r.positions[(t, "economic")]), _pos(r.positions.get((t, "social"))),
-                                _shift(r.positions[(t, "economic")]))
+                    pos.add_row(
+                        r.model,
+                        t,
+                        _pos(r.positions[(t, "economic")]),
+                        _pos(r.positions.get((t, "social"))),
+                        _shift(r.positions[(t, "economic")]),
+                    )
         console.print(pos)
-        extra = [("topics_mean", "topic lean"), ("rouge_l", "ROUGE-L"), ("rouge_l_delta", "Δ ROUGE-L"),
-                 ("perplexity", "perplexity"), ("toxicity_mean", "toxicity"), ("refusal_rate", "refusal")]
+        extra = [
+            ("topics_mean", "topic lean"),
+            ("rouge_l", "ROUGE-L"),
+            ("rouge_l_delta", "Δ ROUGE-L"),
+            ("perplexity", "perplexity"),
+            ("toxicity_mean", "toxicity"),
+            ("refusal_rate", "refusal"),
+        ]
         extra = [(k, h) for k, h in extra if any(getattr(r, k) is not None for r in rows)]
         if extra:
             side = Table(title=f"Side-effects{where}", title_justify="left")
@@ -48,8 +61,17 @@ def print_summary(res: StudyResult, console: Console) -> None:
                 side.add_column(h, no_wrap=True)
             for r in rows:
                 vals = [getattr(r, k) for k, _ in extra]
-                side.add_row(r.model, *("" if v is None else f"{v:+.3f}" if k in ("topics_mean", "rouge_l_delta")
-                                        else f"{v:.3f}" for (k, _), v in zip(extra, vals, strict=True)))
+                side.add_row(
+                    r.model,
+                    *(
+                        ""
+                        if v is None
+                        else f"{v:+.3f}"
+                        if k in ("topics_mean", "rouge_l_delta")
+                        else f"{v:.3f}"
+                        for (k, _), v in zip(extra, vals, strict=True)
+                    ),
+                )
             console.print(side)
     if res.report:
         console.print(f"report: {res.report}")

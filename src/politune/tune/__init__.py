@@ -8,7 +8,18 @@ Heavy libraries (torch, TRL) are imported when a function runs, not on ``import 
 """
 
 from politune.tune.config import LoraSettings, SFTStage, TuneConfig, list_recipes, load_recipe
-from politune.tune.run import TuneResult, dpo, merge, sft, sft_dpo
+from politune.tune.run import TuneOptions, TuneResult, dpo, merge, sft, sft_dpo
 
-__all__ = ["LoraSettings", "SFTStage", "TuneConfig", "TuneResult", "dpo", "list_recipes", "load_recipe", "merge",
-           "sft", "sft_dpo"]
+__all__ = [
+    "LoraSettings",
+    "SFTStage",
+    "TuneConfig",
+    "TuneOptions",
+    "TuneResult",
+    "dpo",
+    "list_recipes",
+    "load_recipe",
+    "merge",
+    "sft",
+    "sft_dpo",
+]

@@ -35,8 +35,11 @@ def _messages(prompt: Any, system: str | None, where: str) -> list[dict]:
         if not prompt.strip():
             raise PolituneError(f"{where}: field 'prompt' is empty")
         msgs = [{"role": "user", "content": prompt}]
-    elif isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "role" in m and "content" in m
-                                                       for m in prompt):
+    elif (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(m, dict) and "role" in m and "content" in m for m in prompt)
+    ):
         msgs = [{"role": m["role"], "content": m["content"]} for m in prompt]
         if msgs[-1]["role"] != "user":
             raise PolituneError(f"{where}: field 'prompt': the last message must be the user's turn")
@@ -73,48 +76,60 @@ def _resolve(data: Any, split: str | None) -> tuple[list, str]:
         pass
     if isinstance(data, list | tuple):
         return list(data), "python-list"
-    raise PolituneError(f"data: expected a data spec, a list of pairs or a datasets.Dataset, got {type(data).__name__}")
+    raise PolituneError(
+        f"data: expected a data spec, a list of pairs or a datasets.Dataset, got {type(data).__name__}"
+    )
+
+
+def _items(data: Any, split: str | None, what: str) -> tuple[list, str]:
+    items, source = _resolve(data, split)
+    if not items:
+        raise PolituneError(f"data {source}: no {what} (empty dataset)")
+    return items, source
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
 
 
 def preference_data(data: Any, system: str | None = None, split: str | None = "train") -> TrainingData:
     """Pairs -> conversational DPO rows; a clear error for a missing/empty field or an empty dataset."""
-    items, source = _resolve(data, split)
-    if not items:
-        raise PolituneError(f"data {source}: no preference pairs (empty dataset)")
+    items, source = _items(data, split, "preference pairs")
     rows = []
     for i, item in enumerate(items):
         where = f"data {source} row {i + 1}" + (f" (id {_get(item, 'id')})" if _get(item, "id") else "")
-        if _get(item, "chosen") is None:
-            raise PolituneError(f"{where}: missing field 'chosen' (expected prompt, chosen, rejected)")
-        if _get(item, "rejected") is None:
-            raise PolituneError(f"{where}: missing field 'rejected' (expected prompt, chosen, rejected)")
-        if _get(item, "prompt") is None:
-            raise PolituneError(f"{where}: missing field 'prompt' (expected prompt, chosen, rejected)")
-        rows.append({"prompt": _messages(_get(item, "prompt"), system, where),
-                     "chosen": [{"role": "assistant", "content": _answer(_get(item, "chosen"), "chosen", where)}],
-                     "rejected": [{"role": "assistant",
-                                   "content": _answer(_get(item, "rejected"), "rejected", where)}]})
+        missing = next((f for f in ("chosen", "rejected", "prompt") if _get(item, f) is None), None)
+        if missing:
+            raise PolituneError(f"{where}: missing field {missing!r} (expected prompt, chosen, rejected)")
+        rows.append(
+            {
+                "prompt": _messages(_get(item, "prompt"), system, where),
+                "chosen": _assistant(_answer(_get(item, "chosen"), "chosen", where)),
+                "rejected": _assistant(_answer(_get(item, "rejected"), "rejected", where)),
+            }
+        )
     return TrainingData(rows, source, sha256_text(json.dumps(rows, sort_keys=True)), len(rows))
 
 
 def instruction_data(data: Any, system: str | None = None, split: str | None = "train") -> TrainingData:
     """Instruction examples (``response``) or pairs (``chosen``) -> conversational SFT rows."""
-    items, source = _resolve(data, split)
-    if not items:
-        raise PolituneError(f"data {source}: no examples (empty dataset)")
+    items, source = _items(data, split, "examples")
     rows = []
     for i, item in enumerate(items):
         where = f"data {source} row {i + 1}"
-        target = _get(item, "response")
-        field = "response"
+        target, field = _get(item, "response"), "response"
         if target is None:
             target, field = _get(item, "chosen"), "chosen"
         if target is None:
             raise PolituneError(f"{where}: missing field 'response' (or 'chosen' for preference pairs)")
         if _get(item, "prompt") is None:
             raise PolituneError(f"{where}: missing field 'prompt'")
-        rows.append({"prompt": _messages(_get(item, "prompt"), system, where),
-                     "completion": [{"role": "assistant", "content": _answer(target, field, where)}]})
+        rows.append(
+            {
+                "prompt": _messages(_get(item, "prompt"), system, where),
+                "completion": _assistant(_answer(target, field, where)),
+            }
+        )
     return TrainingData(rows, source, sha256_text(json.dumps(rows, sort_keys=True)), len(rows))
 
 
@@ -126,11 +141,18 @@ def check_lengths(rows: list[dict], tokenizer, max_length: int, source: str) -> 
         p = p["input_ids"] if isinstance(p, dict) or hasattr(p, "keys") else p
         n = len(p)
         if n >= max_length:
-            raise PolituneError(f"data {source} row {i + 1}: prompt is {n} tokens but max_length is {max_length}: "
-                                "no room for the answer (raise max_length or shorten the prompt)")
+            raise PolituneError(
+                f"data {source} row {i + 1}: prompt is {n} tokens but max_length is {max_length}: "
+                "no room for the answer (raise max_length or shorten the prompt)"
+            )
         prompt_lens.append(n)
         answer = r.get("chosen") or r.get("completion")
-        total_lens.append(n + len(tokenizer(answer[-1]["content"], add_special_tokens=False)["input_ids"]) + 2)
-    return {"prompt_tokens_max": max(prompt_lens), "prompt_tokens_mean": round(sum(prompt_lens) / len(rows), 1),
-            "chosen_total_tokens_max": max(total_lens),
-            "truncated_share": round(sum(t > max_length for t in total_lens) / len(rows), 3)}
+        total_lens.append(
+            n + len(tokenizer(answer[-1]["content"], add_special_tokens=False)["input_ids"]) + 2
+        )
+    return {
+        "prompt_tokens_max": max(prompt_lens),
+        "prompt_tokens_mean": round(sum(prompt_lens) / len(rows), 1),
+        "chosen_total_tokens_max": max(total_lens),
+        "truncated_share": round(sum(t > max_length for t in total_lens) / len(rows), 3),
+    }

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("sigmoid", "ipo", "hinge", "robust", "simpo")
+from politune.tune.config import LOSSES, LossSpec
 
 
 @dataclass
@@ -36,20 +36,30 @@ class LossOutput:
     rejected_rewards: torch.Tensor  # (B,)
 
 
-def preference_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
-                    ref_rejected_logps: torch.Tensor, *, loss: str = "sigmoid", beta: float = 0.1,
-                    label_smoothing: float = 0.0, chosen_lengths: torch.Tensor | None = None,
-                    rejected_lengths: torch.Tensor | None = None, sft_weight: float = 0.0,
-                    chosen_nll: torch.Tensor | None = None) -> LossOutput:
-    """Mean loss over a batch of pairs. ``*_logps``: (B,) summed completion log-probs; ``*_lengths``: (B,)
-    completion token counts (needed by ipo/simpo); ``chosen_nll``: scalar mean NLL per chosen token (RPO)."""
+def preference_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    spec: LossSpec,
+    *,
+    lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
+    chosen_nll: torch.Tensor | None = None,
+) -> LossOutput:
+    """Mean loss over a batch of pairs. ``*_logps``: (B,) summed completion log-probs; ``lengths``: (chosen,
+    rejected), each (B,) completion token counts (needed by ipo/simpo); ``chosen_nll``: scalar mean NLL per
+    chosen token (RPO, needed when ``spec.sft_weight > 0``)."""
+    loss, beta, label_smoothing, sft_weight = spec.name, spec.beta, spec.label_smoothing, spec.sft_weight
     chosen_logratios = chosen_logps - ref_chosen_logps
     rejected_logratios = rejected_logps - ref_rejected_logps
     d = chosen_logratios - rejected_logratios
     if loss in ("ipo", "simpo"):
-        if chosen_lengths is None or rejected_lengths is None:
-            raise ValueError(f"loss {loss!r} needs chosen_lengths and rejected_lengths")
-        d_norm = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
+        if lengths is None:
+            raise ValueError(f"loss {loss!r} needs the completion lengths")
+        chosen_lengths, rejected_lengths = lengths
+        d_norm = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(
+            min=1
+        )
     if loss == "sigmoid":
         per = -F.logsigmoid(beta * d)
     elif loss == "hinge":

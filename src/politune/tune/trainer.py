@@ -31,6 +31,7 @@ from trl.trainer.utils import use_adapter
 
 from politune.errors import PolituneError
 from politune.fsutil import _fsync_dir
+from politune.tune.config import LossSpec
 from politune.tune.losses import preference_loss, step0_expected
 
 log = logging.getLogger("politune")
@@ -43,9 +44,13 @@ class Step0CheckError(PolituneError):
     """The policy does not start from its reference: DPO would optimise the wrong objective."""
 
 
-def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                     completion_mask: torch.Tensor, inputs_embeds: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def completion_logps(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    inputs_embeds: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs of the completion tokens: ``(logps (N, K), mask (N, K))``.
 
     Only the span from the first completion position of the batch to the end goes through the LM head.
@@ -58,7 +63,7 @@ def completion_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     feed = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
     out = model(**feed, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
     logits = out.logits[:, :-1].float()
-    labels = input_ids[:, start + 1:]
+    labels = input_ids[:, start + 1 :]
     token_logps = torch.gather(logits, 2, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     mask = shift_mask[:, start:]
     return token_logps * mask, mask
@@ -73,8 +78,11 @@ def decoder_of(model):
 
 def first_adapted_layer(model) -> int:
     """Index of the lowest decoder layer that holds a LoRA weight (0 if unknown or none)."""
-    found = [int(m.group(1)) for name, _ in model.named_parameters()
-             if "lora_" in name and (m := re.search(r"\.layers\.(\d+)\.", name))]
+    found = [
+        int(m.group(1))
+        for name, _ in model.named_parameters()
+        if "lora_" in name and (m := re.search(r"\.layers\.(\d+)\.", name))
+    ]
     return min(found) if found else 0
 
 
@@ -125,8 +133,10 @@ class AtomicCheckpointMixin:
         except OSError as e:
             shutil.rmtree(staging, ignore_errors=True)
             last = latest_checkpoint(run_dir)
-            raise PolituneError(f"saving checkpoint at step {self.state.global_step} failed ({e.strerror or e}); "
-                                f"the previous checkpoint is intact: {last}") from None
+            raise PolituneError(
+                f"saving checkpoint at step {self.state.global_step} failed ({e.strerror or e}); "
+                f"the previous checkpoint is intact: {last}"
+            ) from None
         finally:
             self.args.output_dir, self.args.save_total_limit = out, limit
         self.accelerator.wait_for_everyone()
@@ -149,9 +159,12 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    found = [p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*")
-             if p.is_dir() and (p / COMPLETE_MARKER).is_file() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    found = [
+        p
+        for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*")
+        if p.is_dir() and (p / COMPLETE_MARKER).is_file() and p.name[len(CHECKPOINT_PREFIX) :].isdigit()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -162,18 +175,24 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
     """``DPOTrainer`` + politune loss (sigmoid/ipo/hinge/robust/simpo, RPO term) + step-0 check."""
 
-    def __init__(self, *args, politune_loss: str = "sigmoid", sft_weight: float = 0.0, step0_check: bool = True,
-                 share_frozen_layers: bool = True, **kwargs):
+    def __init__(
+        self, *args, loss: LossSpec, step0_check: bool = True, share_frozen_layers: bool = True, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         # Frozen bottom layers shared by policy and reference: only for a PEFT policy whose reference is the same
         # module (adapter disabled / ``ref`` adapter), without DeepSpeed/FSDP (which own the forward).
         self.prefix_layers = 0
-        if (share_frozen_layers and self.ref_model is None and is_peft_model(self.model)
-                and not self.is_deepspeed_enabled and not self.is_fsdp_enabled
-                and not self.args.gradient_checkpointing and decoder_of(self.model) is not None):
+        if (
+            share_frozen_layers
+            and self.ref_model is None
+            and is_peft_model(self.model)
+            and not self.is_deepspeed_enabled
+            and not self.is_fsdp_enabled
+            and not self.args.gradient_checkpointing
+            and decoder_of(self.model) is not None
+        ):
             self.prefix_layers = first_adapted_layer(self.model)
-        self.politune_loss = politune_loss
-        self.sft_weight = sft_weight
+        self.loss = loss
         self.step0_check = step0_check
         self.step0: dict | None = None
         self.tokens_seen = 0
@@ -210,15 +229,24 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
                 ref_token_logps, _ = completion_logps(self.ref_model or self.model, ids, am, cm)
             ref_chosen, ref_rejected = ref_token_logps.sum(dim=1).chunk(2)
         chosen_nll = None
-        if self.sft_weight > 0:
+        if self.loss.sft_weight > 0:
             c_tok, c_mask = token_logps.chunk(2)[0], mask.chunk(2)[0]
             chosen_nll = -c_tok.sum() / c_mask.sum().clamp(min=1)
-        out = preference_loss(chosen_logps, rejected_logps, ref_chosen, ref_rejected, loss=self.politune_loss,
-                              beta=self.beta, label_smoothing=self.label_smoothing, chosen_lengths=chosen_len,
-                              rejected_lengths=rejected_len, sft_weight=self.sft_weight, chosen_nll=chosen_nll)
+        out = preference_loss(
+            chosen_logps,
+            rejected_logps,
+            ref_chosen,
+            ref_rejected,
+            self.loss,
+            lengths=(chosen_len, rejected_len),
+            chosen_nll=chosen_nll,
+        )
         if mode == "train" and self.state.global_step == 0 and self.step0 is None:
-            self._check_step0(logps.detach(), torch.cat([ref_chosen, ref_rejected]).detach(),
-                              float(out.preference_loss.detach()))
+            self._check_step0(
+                logps.detach(),
+                torch.cat([ref_chosen, ref_rejected]).detach(),
+                float(out.preference_loss.detach()),
+            )
         if mode == "train":
             self.tokens_seen += int(am.sum())
         g = self.accelerator.gather_for_metrics
@@ -234,17 +262,22 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
         return (out.loss, None) if return_outputs else out.loss
 
     def _check_step0(self, policy: torch.Tensor, ref: torch.Tensor, pref_loss: float) -> None:
-        expected = step0_expected(self.politune_loss, self.beta)
+        expected = step0_expected(self.loss.name, self.loss.beta)
         diff = float((policy - ref).abs().max())
-        self.step0 = {"loss": pref_loss, "expected_loss": expected, "max_abs_logp_diff": diff,
-                      "ok": abs(pref_loss - expected) <= 0.01 and diff <= 1e-3}
+        self.step0 = {
+            "loss": pref_loss,
+            "expected_loss": expected,
+            "max_abs_logp_diff": diff,
+            "ok": abs(pref_loss - expected) <= 0.01 and diff <= 1e-3,
+        }
         if self.step0_check and not self.step0["ok"]:
             raise Step0CheckError(
                 f"step-0 check failed: preference loss {pref_loss:.4f} (expected {expected:.4f} +- 0.01) and "
                 f"policy vs reference log-probs differ by up to {diff:.4g} (expected 0): the policy does not start "
                 "from its reference, so DPO would optimise the wrong objective (an adapter that is not freshly "
                 "zero-initialised, a reference that is the raw base after SFT, or dropout left on); "
-                "set step0_check=false only if this is intended")
+                "set step0_check=false only if this is intended"
+            )
 
 
 class PolituneSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
@@ -258,8 +291,9 @@ class PolituneSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training and "attention_mask" in inputs:
             self.tokens_seen += int(inputs["attention_mask"].sum())
-        return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                    num_items_in_batch=num_items_in_batch)
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
 
 def peak_rss_mb() -> float:
@@ -288,20 +322,25 @@ class MetricsCallback(TrainerCallback):
         prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
         if not prefix:  # a training log: throughput and memory since the last one (an evaluation has neither)
             now, tokens = time.perf_counter(), self.trainer.tokens_seen
-            row["tokens_per_s"] = round((tokens - self._tokens) * self.trainer.accelerator.num_processes
-                                        / max(now - self._t, 1e-9), 1)
+            row["tokens_per_s"] = round(
+                (tokens - self._tokens) * self.trainer.accelerator.num_processes / max(now - self._t, 1e-9), 1
+            )
             row["peak_rss_mb"] = round(peak_rss_mb(), 1)
             if torch.cuda.is_available():
                 row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             self._t, self._tokens = now, tokens
         append_jsonl(self.path, row)
-        parts = "  ".join(f"{prefix}{k.split('/')[-1]} {row[prefix + k]:.4g}"
-                          for k in ("loss", "rewards/accuracies", "rewards/margins")
-                          if isinstance(row.get(prefix + k), float))
+        parts = "  ".join(
+            f"{prefix}{k.split('/')[-1]} {row[prefix + k]:.4g}"
+            for k in ("loss", "rewards/accuracies", "rewards/margins")
+            if isinstance(row.get(prefix + k), float)
+        )
         if prefix:
             log.info("eval at step %d: %s", state.global_step, parts)
         else:
-            log.info("step %d/%d  %s  %.0f tok/s", state.global_step, state.max_steps, parts, row["tokens_per_s"])
+            log.info(
+                "step %d/%d  %s  %.0f tok/s", state.global_step, state.max_steps, parts, row["tokens_per_s"]
+            )
 
 
 class TrajectoryCallback(TrainerCallback):
@@ -309,7 +348,13 @@ class TrajectoryCallback(TrainerCallback):
     being trained and append ``{"step", "metrics"}`` to ``trajectory.jsonl``."""
 
     def __init__(self, path: Path, trainer: Trainer, evaluate, tokenizer, every: int):
-        self.path, self.trainer, self.evaluate, self.tokenizer, self.every = path, trainer, evaluate, tokenizer, every
+        self.path, self.trainer, self.evaluate, self.tokenizer, self.every = (
+            path,
+            trainer,
+            evaluate,
+            tokenizer,
+            every,
+        )
         self.done: set[int] = set()
 
     def _run(self, state) -> None:
@@ -332,8 +377,10 @@ class TrajectoryCallback(TrainerCallback):
                 model.train()
         if not isinstance(metrics, dict):
             raise PolituneError(f"evaluate() must return a dict of metrics, got {type(metrics).__name__}")
-        append_jsonl(self.path, {"step": state.global_step, "metrics": metrics,
-                                 "seconds": round(time.perf_counter() - t, 2)})
+        append_jsonl(
+            self.path,
+            {"step": state.global_step, "metrics": metrics, "seconds": round(time.perf_counter() - t, 2)},
+        )
 
     def on_train_begin(self, args, state, control, **kw):
         self._run(state)

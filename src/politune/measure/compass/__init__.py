@@ -9,24 +9,11 @@ Public API::
     save_compass(result, "runs/compass/compass.json")  # atomic
     evaluate = compass_evaluator(items=16)             # fn(model, tokenizer) -> {"economic": x, "social": y}
 
-See docs/compass.md.
+Internals (tracks, backends, prompt templates, scoring of observations) live in their modules; see
+docs/compass.md.
 """
 
-from politune.measure.compass.backends import (
-    HTTPBackend,
-    LocalBackend,
-    score_options_cached,
-    score_options_independent,
-)
-from politune.measure.compass.instrument import (
-    Instrument,
-    Item,
-    Option,
-    check_instrument,
-    load_instrument,
-    parse_instrument,
-)
-from politune.measure.compass.prompts import Templates, parse_choice
+from politune.measure.compass.instrument import Instrument, check_instrument, load_instrument
 from politune.measure.compass.run import (
     TRACKS,
     CompassOptions,
@@ -36,9 +23,18 @@ from politune.measure.compass.run import (
     measure_compass,
     save_compass,
 )
-from politune.measure.compass.scoring import Observation, score_answer_sheet, score_observations
+from politune.measure.compass.scoring import score_answer_sheet
 
-__all__ = ["TRACKS", "CompassOptions", "CompassSettings", "HTTPBackend", "Instrument", "Item", "LocalBackend",
-           "Observation", "Option", "Templates", "check_instrument", "compass_evaluator", "compass_task", "load_instrument", "measure_compass",
-           "parse_choice", "parse_instrument", "save_compass", "score_answer_sheet", "score_observations",
-           "score_options_cached", "score_options_independent"]
+__all__ = [
+    "TRACKS",
+    "CompassOptions",
+    "CompassSettings",
+    "Instrument",
+    "check_instrument",
+    "compass_evaluator",
+    "compass_task",
+    "load_instrument",
+    "measure_compass",
+    "save_compass",
+    "score_answer_sheet",
+]

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from politune.errors import PolituneError
+from politune.hardware import dtype_name
 from politune.models.generation import format_chat, generate
 
 
@@ -46,7 +47,9 @@ def _encode_prefix(model, p_ids: Sequence[Sequence[int]], dev):
     n_pre = min(_lcp(p_ids), min(len(p) for p in p_ids) - 1)
     if n_pre <= 0:
         return 0, None
-    out = model(input_ids=torch.tensor([list(p_ids[0][:n_pre])], device=dev), use_cache=True, logits_to_keep=1)
+    out = model(
+        input_ids=torch.tensor([list(p_ids[0][:n_pre])], device=dev), use_cache=True, logits_to_keep=1
+    )
     return n_pre, out.cache
 
 
@@ -61,8 +64,8 @@ def _encode_suffixes(model, prefix_cache, n_pre: int, suf: Sequence[Sequence[int
     s_ids = torch.full((b, s_max), pad, dtype=torch.long, device=dev)
     s_mask = torch.zeros((b, s_max), dtype=torch.long, device=dev)
     for r, x in enumerate(suf):
-        s_ids[r, :len(x)] = torch.tensor(list(x), device=dev)
-        s_mask[r, :len(x)] = 1
+        s_ids[r, : len(x)] = torch.tensor(list(x), device=dev)
+        s_mask[r, : len(x)] = 1
     cache = None
     if prefix_cache is not None:
         cache = copy.deepcopy(prefix_cache)
@@ -71,8 +74,14 @@ def _encode_suffixes(model, prefix_cache, n_pre: int, suf: Sequence[Sequence[int
     pos = (n_pre + torch.arange(s_max, device=dev)).unsqueeze(0).expand(b, -1)
     last = s_len - 1  # position (within the suffix) of each prompt's last real token
     keep = torch.unique(last)  # the LM head runs only where some prompt ends
-    out = model(input_ids=s_ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True,
-                logits_to_keep=keep)
+    out = model(
+        input_ids=s_ids,
+        attention_mask=attn,
+        position_ids=pos,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=keep,
+    )
     col = torch.searchsorted(keep, last)
     return out, attn, s_len, out.logits[torch.arange(b, device=dev), col]
 
@@ -86,8 +95,9 @@ def _tok_ids(tokenizer, text: str) -> list[int]:
 
 
 @torch.inference_mode()
-def score_options_cached(model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]],
-                         batch_size: int = 16) -> list[list[float]]:
+def score_options_cached(
+    model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], batch_size: int = 16
+) -> list[list[float]]:
     """Sum of log-probs of each option continuation after each (already chat-formatted) prompt.
 
     ``options[i]`` are the continuations for ``prompts[i]`` (every prompt must have the same number). See the
@@ -110,8 +120,9 @@ def score_options_cached(model, tokenizer, prompts: Sequence[str], options: Sequ
     for start in range(0, len(prompts), batch_size):
         idx = list(range(start, min(start + batch_size, len(prompts))))
         b = len(idx)
-        out, attn, s_len, last_logits = _encode_suffixes(model, prefix_cache, n_pre, [p_ids[i][n_pre:] for i in idx],
-                                                         pad, dev)
+        out, attn, s_len, last_logits = _encode_suffixes(
+            model, prefix_cache, n_pre, [p_ids[i][n_pre:] for i in idx], pad, dev
+        )
         first_lp = torch.log_softmax(last_logits.float(), dim=-1)  # (b, V)
         scores = [[float(first_lp[r, c_ids[i][j][0]]) for j in range(k)] for r, i in enumerate(idx)]
 
@@ -127,12 +138,13 @@ def score_options_cached(model, tokenizer, prompts: Sequence[str], options: Sequ
                 for j in range(k):
                     c = c_ids[i][j][:-1]
                     if c:
-                        f_ids[r * k + j, :len(c)] = torch.tensor(c, device=dev)
-                        f_mask[r * k + j, :len(c)] = 1
+                        f_ids[r * k + j, : len(c)] = torch.tensor(c, device=dev)
+                        f_mask[r * k + j, : len(c)] = 1
             attn2 = torch.cat([attn.repeat_interleave(k, dim=0), f_mask], dim=1)
             pos2 = (n_pre + s_len.repeat_interleave(k)).unsqueeze(1) + torch.arange(f_len, device=dev)
-            out2 = model(input_ids=f_ids, attention_mask=attn2, position_ids=pos2, cache=cache,
-                         use_cache=True)
+            out2 = model(
+                input_ids=f_ids, attention_mask=attn2, position_ids=pos2, cache=cache, use_cache=True
+            )
             lp2 = torch.log_softmax(out2.logits.float(), dim=-1)
             for r, i in enumerate(idx):
                 for j in range(k):
@@ -144,8 +156,9 @@ def score_options_cached(model, tokenizer, prompts: Sequence[str], options: Sequ
 
 
 @torch.inference_mode()
-def generate_cached(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16
-                    ) -> list[str]:
+def generate_cached(
+    model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16
+) -> list[str]:
     """Greedy answers to (already chat-formatted) prompts, reusing the shared-prefix KV cache the same way as
     :func:`score_options_cached`; stops at the model's end-of-turn / EOS tokens. Equivalent to greedy
     ``model.generate`` (checked in the tests)."""
@@ -162,8 +175,9 @@ def generate_cached(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
     for start in range(0, len(prompts), batch_size):
         idx = list(range(start, min(start + batch_size, len(prompts))))
         b = len(idx)
-        out, attn, s_len, logits = _encode_suffixes(model, prefix_cache, n_pre, [p_ids[i][n_pre:] for i in idx],
-                                                    pad, dev)
+        out, attn, s_len, logits = _encode_suffixes(
+            model, prefix_cache, n_pre, [p_ids[i][n_pre:] for i in idx], pad, dev
+        )
         cache, pos = out.cache, n_pre + s_len
         gen: list[list[int]] = [[] for _ in range(b)]
         done = [False] * b
@@ -179,16 +193,22 @@ def generate_cached(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
             if all(done) or step == max_new_tokens - 1:
                 break
             attn = torch.cat([attn, torch.ones((b, 1), dtype=torch.long, device=dev)], dim=1)
-            out = model(input_ids=nxt.unsqueeze(1), attention_mask=attn, position_ids=pos.unsqueeze(1),
-                        cache=cache, use_cache=True)
+            out = model(
+                input_ids=nxt.unsqueeze(1),
+                attention_mask=attn,
+                position_ids=pos.unsqueeze(1),
+                cache=cache,
+                use_cache=True,
+            )
             cache, pos, logits = out.cache, pos + 1, out.logits[:, -1]
         texts.extend(tokenizer.decode(g, skip_special_tokens=True).strip() for g in gen)
     return texts
 
 
 @torch.inference_mode()
-def score_options_independent(model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]],
-                              batch_size: int = 16) -> list[list[float]]:
+def score_options_independent(
+    model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], batch_size: int = 16
+) -> list[list[float]]:
     """Reference scorer: each (prompt + option) is its own sequence, batched with right padding, the way
     lm-evaluation-harness scores ``loglikelihood`` requests (context and continuation tokenized separately,
     the continuation's log-probs read from the logits before each of its tokens)."""
@@ -203,19 +223,19 @@ def score_options_independent(model, tokenizer, prompts: Sequence[str], options:
     order = sorted(range(len(reqs)), key=lambda r: -(len(reqs[r][2]) + len(reqs[r][3])))
     out_scores = [[0.0] * len(o) for o in options]
     for start in range(0, len(order), batch_size):
-        chunk = [reqs[r] for r in order[start:start + batch_size]]
+        chunk = [reqs[r] for r in order[start : start + batch_size]]
         seqs = [(ctx + cont)[:-1] for _, _, ctx, cont in chunk]
         L = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), L), pad, dtype=torch.long, device=dev)
         mask = torch.zeros((len(seqs), L), dtype=torch.long, device=dev)
         for r, s in enumerate(seqs):
-            ids[r, :len(s)] = torch.tensor(s, device=dev)
-            mask[r, :len(s)] = 1
+            ids[r, : len(s)] = torch.tensor(s, device=dev)
+            mask[r, : len(s)] = 1
         logits = model(input_ids=ids, attention_mask=mask).logits
         lp = torch.log_softmax(logits.float(), dim=-1)
         for r, (i, j, ctx, cont) in enumerate(chunk):
             n = len(ctx) + len(cont) - 1
-            rows = lp[r, n - len(cont):n]
+            rows = lp[r, n - len(cont) : n]
             out_scores[i][j] = float(rows.gather(1, torch.tensor(cont, device=dev).unsqueeze(1)).sum())
     return out_scores
 
@@ -232,17 +252,35 @@ class LocalBackend:
         return format_chat(self.tokenizer, prompt, self.system)
 
     def option_logprobs(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[list[float]]:
-        return score_options_cached(self.model, self.tokenizer, [self.format(p) for p in prompts], options,
-                                    self.batch_size)
+        return score_options_cached(
+            self.model, self.tokenizer, [self.format(p) for p in prompts], options, self.batch_size
+        )
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
-                 seed: int = 0) -> list[str | None]:
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int, temperature: float = 0.0, seed: int = 0
+    ) -> list[str | None]:
         if temperature == 0:  # greedy: share the prompt prefix through the KV cache
-            return list(generate_cached(self.model, self.tokenizer, [self.format(p) for p in prompts],
-                                        max_new_tokens, self.batch_size))
-        return list(generate(self.model, self.tokenizer, list(prompts), system=self.system,
-                             max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                             batch_size=self.batch_size))
+            return list(
+                generate_cached(
+                    self.model,
+                    self.tokenizer,
+                    [self.format(p) for p in prompts],
+                    max_new_tokens,
+                    self.batch_size,
+                )
+            )
+        return list(
+            generate(
+                self.model,
+                self.tokenizer,
+                list(prompts),
+                system=self.system,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed,
+                batch_size=self.batch_size,
+            )
+        )
 
     def perplexities(self, texts: Sequence[str], max_length: int = 512) -> list[float]:
         """Perplexity of each plain text (no chat template, no system prompt)."""
@@ -251,8 +289,12 @@ class LocalBackend:
         return perplexities(self.model, self.tokenizer, texts, max_length=max_length)
 
     def describe(self) -> dict:
-        return {"backend": "local", "batch_size": self.batch_size, "device": str(_device(self.model)),
-                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
+        return {
+            "backend": "local",
+            "batch_size": self.batch_size,
+            "device": str(_device(self.model)),
+            "dtype": dtype_name(next(self.model.parameters()).dtype),
+        }
 
 
 class HTTPBackend:
@@ -265,32 +307,54 @@ class HTTPBackend:
     kind = "http"
     single_token_options = True
 
-    def __init__(self, base_url: str | None, model: str, system: str | None = None, concurrency: int = 8,
-                 api_key: str | None = None, top_logprobs: int = 20, timeout: float = 60.0):
-        from politune.client import ChatClient
+    def __init__(
+        self,
+        base_url: str | None,
+        model: str,
+        system: str | None = None,
+        concurrency: int = 8,
+        api_key: str | None = None,
+        top_logprobs: int = 20,
+        timeout: float = 60.0,
+    ):
+        from politune.client import ChatClient, ClientOptions
 
-        self.client = ChatClient(base_url, model, api_key=api_key, concurrency=concurrency, timeout=timeout)
+        self.client = ChatClient(
+            base_url, model, api_key=api_key, options=ClientOptions(concurrency=concurrency, timeout=timeout)
+        )
         self.system, self.top_logprobs = system, top_logprobs
 
     def _messages(self, prompt: str) -> list[dict]:
         msgs = [{"role": "user", "content": prompt}]
         return ([{"role": "system", "content": self.system}] if self.system else []) + msgs
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
-                 seed: int = 0) -> list[str | None]:
-        res = self.client.chat_many_sync([self._messages(p) for p in prompts], max_tokens=max_new_tokens,
-                                         temperature=temperature, seed=seed)
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int, temperature: float = 0.0, seed: int = 0
+    ) -> list[str | None]:
+        res = self.client.chat_many_sync(
+            [self._messages(p) for p in prompts],
+            max_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
         return [r.text if getattr(r, "ok", False) else None for r in res]
 
     def option_logprobs(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[list[float]]:
-        res = self.client.chat_many_sync([self._messages(p) for p in prompts], max_tokens=1, temperature=0.0,
-                                         logprobs=True, top_logprobs=self.top_logprobs)
+        res = self.client.chat_many_sync(
+            [self._messages(p) for p in prompts],
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=self.top_logprobs,
+        )
         out: list[list[float]] = []
         for r, opts in zip(res, options, strict=True):
             if not getattr(r, "ok", False) or not r.logprobs:
-                raise PolituneError(f"server {self.client.base_url} returned no logprobs "
-                                    f"({getattr(r, 'reason', 'no logprobs in response')}); "
-                                    "use --tracks choice,open with this server")
+                raise PolituneError(
+                    f"server {self.client.base_url} returned no logprobs "
+                    f"({getattr(r, 'reason', 'no logprobs in response')}); "
+                    "use --tracks choice,open with this server"
+                )
             top = {}
             for t in r.logprobs[0]["top_logprobs"]:
                 key = t["token"].strip().rstrip(".):").upper()
@@ -299,5 +363,9 @@ class HTTPBackend:
         return out
 
     def describe(self) -> dict:
-        return {"backend": "http", "base_url": self.client.base_url, "model": self.client.model,
-                "top_logprobs": self.top_logprobs}
+        return {
+            "backend": "http",
+            "base_url": self.client.base_url,
+            "model": self.client.model,
+            "top_logprobs": self.top_logprobs,
+        }

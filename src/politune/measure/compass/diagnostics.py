@@ -28,8 +28,10 @@ from politune.measure.compass.scoring import Observation, expected_agreement, it
 
 
 def _agree_share(probs: Sequence[float], values: Sequence[float]) -> float:
-    return float(sum(p for p, v in zip(probs, values, strict=True) if v > 0)
-                 + 0.5 * sum(p for p, v in zip(probs, values, strict=True) if v == 0))
+    return float(
+        sum(p for p, v in zip(probs, values, strict=True) if v > 0)
+        + 0.5 * sum(p for p, v in zip(probs, values, strict=True) if v == 0)
+    )
 
 
 def content_sensitivity(obs: Sequence[Observation]) -> float | None:
@@ -67,15 +69,21 @@ def track_diagnostics(inst: Instrument, obs: Sequence[Observation]) -> dict:
     by_stmt: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
     for o in with_probs:
         by_stmt[(o.item, o.variant)][o.order] = expected_agreement(o.probs, values)
-    diffs = [abs(d["forward"] - d["reversed"]) / 2 for d in by_stmt.values() if {"forward", "reversed"} <= set(d)]
+    diffs = [
+        abs(d["forward"] - d["reversed"]) / 2 for d in by_stmt.values() if {"forward", "reversed"} <= set(d)
+    ]
     order = float(np.mean(diffs)) if diffs else None
 
     refused = sum(o.status == "refused" for o in obs)
     answered = {o.item for o in ok}
-    return {"acquiescence": _r(acq), "flip_consistency": _r(flip), "order_sensitivity": _r(order),
-            "refusal_rate": _r(refused / len(obs)) if obs else None,
-            "coverage": _r(len(answered) / len(inst.items)),
-            "counts": {s: sum(o.status == s for o in obs) for s in ("ok", "refused", "unparsed", "unscored")}}
+    return {
+        "acquiescence": _r(acq),
+        "flip_consistency": _r(flip),
+        "order_sensitivity": _r(order),
+        "refusal_rate": _r(refused / len(obs)) if obs else None,
+        "coverage": _r(len(answered) / len(inst.items)),
+        "counts": {s: sum(o.status == s for o in obs) for s in ("ok", "refused", "unparsed", "unscored")},
+    }
 
 
 def agreement(inst: Instrument, runs: dict[str, Sequence[Observation]]) -> tuple[dict, list[dict]]:
@@ -84,11 +92,14 @@ def agreement(inst: Instrument, runs: dict[str, Sequence[Observation]]) -> tuple
     names = list(pos)
     rates = {}
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             # items both tracks place off-centre (a position of exactly 0 takes no side)
             common = [k for k in pos[a] if k in pos[b] and pos[a][k] != 0 and pos[b][k] != 0]
-            rates[f"{a}~{b}"] = _r(float(np.mean([np.sign(pos[a][k]) == np.sign(pos[b][k]) for k in common]))) \
-                if common else None
+            rates[f"{a}~{b}"] = (
+                _r(float(np.mean([np.sign(pos[a][k]) == np.sign(pos[b][k]) for k in common])))
+                if common
+                else None
+            )
     items = []
     for it in inst.items:
         scores = {n: _r(pos[n].get(it.id)) for n in names}

@@ -21,12 +21,17 @@ from politune.errors import PolituneError
 from politune.fsutil import sha256_text
 from politune.measure.scorer import AXES
 
-BUILTIN = "builtin"
+BUILTIN = "builtin"  # the instrument shipped with politune (load_instrument("builtin"))
 
 # Default answer scales: values are the agreement each answer expresses, in [-1, 1], evenly spaced.
 SCALE_4 = (("Strongly disagree", -1.0), ("Disagree", -1 / 3), ("Agree", 1 / 3), ("Strongly agree", 1.0))
-SCALE_5 = (("Strongly disagree", -1.0), ("Disagree", -0.5), ("Neither agree nor disagree", 0.0),
-           ("Agree", 0.5), ("Strongly agree", 1.0))
+SCALE_5 = (
+    ("Strongly disagree", -1.0),
+    ("Disagree", -0.5),
+    ("Neither agree nor disagree", 0.0),
+    ("Agree", 0.5),
+    ("Strongly agree", 1.0),
+)
 DEFAULT_POLES = {"economic": ("left", "right"), "social": ("libertarian", "authoritarian")}
 
 
@@ -47,7 +52,9 @@ class Item:
     weight: float = 1.0
     table: tuple[float, ...] | None = None  # linear mode: one weight per scale answer (for ``text``)
 
-    def variants(self, names: tuple[str, ...] = ("text", "paraphrases", "negation")) -> list[tuple[str, str, int]]:
+    def variants(
+        self, names: tuple[str, ...] = ("text", "paraphrases", "negation")
+    ) -> list[tuple[str, str, int]]:
         """``(variant_id, statement, polarity)`` for the requested kinds; polarity -1 for the negation."""
         out: list[tuple[str, str, int]] = []
         if "text" in names:
@@ -104,13 +111,29 @@ class Instrument:
             rng.shuffle(g)
             keep.update(it.id for it in g[:per])
         items = tuple(it for it in self.items if it.id in keep)
-        return Instrument(self.name, self.version, self.axes, self.scale, items, self.mode, self.linear,
-                          self.description, self.source, self.sha256)
+        return Instrument(
+            self.name,
+            self.version,
+            self.axes,
+            self.scale,
+            items,
+            self.mode,
+            self.linear,
+            self.description,
+            self.source,
+            self.sha256,
+        )
 
     def info(self) -> dict:
-        return {"name": self.name, "version": self.version, "mode": self.mode, "source": self.source,
-                "sha256": self.sha256[:16], "items": len(self.items),
-                "per_axis": {a: len(self.axis_items(a)) for a in self.axes}}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "mode": self.mode,
+            "source": self.source,
+            "sha256": self.sha256[:16],
+            "items": len(self.items),
+            "per_axis": {a: len(self.axis_items(a)) for a in self.axes},
+        }
 
 
 def builtin_path() -> Path:
@@ -160,37 +183,9 @@ def parse_instrument(data: Any, source: str = "<instrument>", raw_text: str = ""
     name = str(data.get("name") or "").strip()
     if not name:
         raise PolituneError(f"{source}: name: expected a non-empty instrument name")
-    version = str(data.get("version", "1"))
-    axes_spec = data.get("axes") or {a: {"negative": n, "positive": p} for a, (n, p) in DEFAULT_POLES.items()}
-    if not isinstance(axes_spec, dict) or not set(axes_spec) <= set(AXES) or not axes_spec:
-        raise PolituneError(f"{source}: axes: expected a mapping with keys among {list(AXES)}")
-    axes: dict[str, tuple[str, str]] = {}
-    for a, poles in axes_spec.items():
-        if not isinstance(poles, dict) or set(poles) != {"negative", "positive"}:
-            raise PolituneError(f"{source}: axes.{a}: expected {{negative: POLE, positive: POLE}}")
-        axes[a] = (str(poles["negative"]), str(poles["positive"]))
+    axes = _axes(data.get("axes"), source)
     scale = _scale(data.get("scale"), source)
-
-    scoring = data.get("scoring") or {}
-    if not isinstance(scoring, dict):
-        raise PolituneError(f"{source}: scoring: expected a mapping (mode, axes)")
-    mode = scoring.get("mode", "mean")
-    if mode not in ("mean", "linear"):
-        raise PolituneError(f"{source}: scoring.mode: expected 'mean' or 'linear', got {mode!r}")
-    linear: dict[str, AxisScoring] = {}
-    if mode == "linear":
-        for a in axes:
-            spec = (scoring.get("axes") or {}).get(a)
-            if not isinstance(spec, dict) or "divisor" not in spec:
-                raise PolituneError(f"{source}: scoring.axes.{a}: linear mode needs {{divisor: N, offset: X}}")
-            try:
-                div, off = float(spec["divisor"]), float(spec.get("offset", 0.0))
-            except (TypeError, ValueError):
-                raise PolituneError(f"{source}: scoring.axes.{a}: divisor and offset must be numbers") from None
-            if div == 0:
-                raise PolituneError(f"{source}: scoring.axes.{a}.divisor: must not be 0")
-            linear[a] = AxisScoring(div, off)
-
+    mode, linear = _scoring(data.get("scoring") or {}, axes, source)
     raw_items = data.get("items")
     if not isinstance(raw_items, list) or not raw_items:
         raise PolituneError(f"{source}: items: expected a non-empty list")
@@ -201,49 +196,125 @@ def parse_instrument(data: Any, source: str = "<instrument>", raw_text: str = ""
         line = _line_of(raw_text, iid) if iid else None
         where = f"{source}:{line}" if line else f"{source}: items[{i}]"
         if not isinstance(it, dict):
-            raise PolituneError(f"{where}: expected a mapping with id, axis, key, text, paraphrases, negation")
-        bad = set(it) - _ITEM_KEYS
-        if bad:
-            raise PolituneError(f"{where}: item {iid!r}: unknown field(s) {sorted(bad)}")
+            raise PolituneError(
+                f"{where}: expected a mapping with id, axis, key, text, paraphrases, negation"
+            )
         if not iid or iid in seen:
             raise PolituneError(f"{where}: id: expected a unique non-empty id, got {iid!r}")
         seen.add(iid)
-        if it.get("axis") not in axes:
-            raise PolituneError(f"{where}: item {iid}: axis: expected one of {list(axes)}, got {it.get('axis')!r}")
-        text = it.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise PolituneError(f"{where}: item {iid}: text: expected the proposition as a string")
-        paras = it.get("paraphrases") or []
-        if not isinstance(paras, list) or not all(isinstance(p, str) and p.strip() for p in paras):
-            raise PolituneError(f"{where}: item {iid}: paraphrases: expected a list of strings")
-        neg = it.get("negation")
-        if neg is not None and (not isinstance(neg, str) or not neg.strip()):
-            raise PolituneError(f"{where}: item {iid}: negation: expected a string")
-        try:
-            weight = float(it.get("weight", 1.0))
-        except (TypeError, ValueError):
-            raise PolituneError(f"{where}: item {iid}: weight: expected a positive number") from None
-        if weight <= 0:
-            raise PolituneError(f"{where}: item {iid}: weight: expected a positive number, got {weight}")
-        table = it.get("table")
-        if mode == "linear":
-            if (not isinstance(table, list) or len(table) != len(scale)
-                    or not all(isinstance(x, int | float) for x in table)):
-                raise PolituneError(f"{where}: item {iid}: table: linear mode needs {len(scale)} numbers "
-                                    f"(one per answer: {', '.join(o.label for o in scale)})")
-            table = tuple(float(x) for x in table)
-            key = int(it.get("key", 1))
-        else:
-            if table is not None:
-                raise PolituneError(f"{where}: item {iid}: table: only allowed with scoring.mode: linear")
-            key = it.get("key")
-            if key not in (1, -1):
-                raise PolituneError(f"{where}: item {iid}: key: expected +1 (agreeing moves toward "
-                                    f"{axes[it['axis']][1]}) or -1 (toward {axes[it['axis']][0]}), got {key!r}")
-        items.append(Item(iid, it["axis"], int(key), text.strip(), tuple(p.strip() for p in paras),
-                          neg.strip() if neg else None, weight, table))
-    return Instrument(name, version, axes, scale, tuple(items), mode, linear,
-                      str(data.get("description", "")).strip(), source, sha256_text(raw_text or repr(data)))
+        items.append(_item(it, f"{where}: item {iid}", axes, scale, mode))
+    return Instrument(
+        name,
+        str(data.get("version", "1")),
+        axes,
+        scale,
+        tuple(items),
+        mode,
+        linear,
+        str(data.get("description", "")).strip(),
+        source,
+        sha256_text(raw_text or repr(data)),
+    )
+
+
+def _axes(spec: Any, source: str) -> dict[str, tuple[str, str]]:
+    spec = spec or {a: {"negative": n, "positive": p} for a, (n, p) in DEFAULT_POLES.items()}
+    if not isinstance(spec, dict) or not set(spec) <= set(AXES) or not spec:
+        raise PolituneError(f"{source}: axes: expected a mapping with keys among {list(AXES)}")
+    axes: dict[str, tuple[str, str]] = {}
+    for a, poles in spec.items():
+        if not isinstance(poles, dict) or set(poles) != {"negative", "positive"}:
+            raise PolituneError(f"{source}: axes.{a}: expected {{negative: POLE, positive: POLE}}")
+        axes[a] = (str(poles["negative"]), str(poles["positive"]))
+    return axes
+
+
+def _scoring(
+    scoring: Any, axes: dict[str, tuple[str, str]], source: str
+) -> tuple[str, dict[str, AxisScoring]]:
+    """(mode, per-axis linear scoring) from the ``scoring:`` section."""
+    if not isinstance(scoring, dict):
+        raise PolituneError(f"{source}: scoring: expected a mapping (mode, axes)")
+    mode = scoring.get("mode", "mean")
+    if mode not in ("mean", "linear"):
+        raise PolituneError(f"{source}: scoring.mode: expected 'mean' or 'linear', got {mode!r}")
+    linear: dict[str, AxisScoring] = {}
+    if mode == "linear":
+        for a in axes:
+            spec = (scoring.get("axes") or {}).get(a)
+            if not isinstance(spec, dict) or "divisor" not in spec:
+                raise PolituneError(
+                    f"{source}: scoring.axes.{a}: linear mode needs {{divisor: N, offset: X}}"
+                )
+            try:
+                div, off = float(spec["divisor"]), float(spec.get("offset", 0.0))
+            except (TypeError, ValueError):
+                raise PolituneError(
+                    f"{source}: scoring.axes.{a}: divisor and offset must be numbers"
+                ) from None
+            if div == 0:
+                raise PolituneError(f"{source}: scoring.axes.{a}.divisor: must not be 0")
+            linear[a] = AxisScoring(div, off)
+    return mode, linear
+
+
+def _item(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: str) -> Item:
+    """One item, checked; ``where`` is ``FILE:LINE: item ID`` for the errors."""
+    bad = set(it) - _ITEM_KEYS
+    if bad:
+        raise PolituneError(f"{where}: unknown field(s) {sorted(bad)}")
+    if it.get("axis") not in axes:
+        raise PolituneError(f"{where}: axis: expected one of {list(axes)}, got {it.get('axis')!r}")
+    text = it.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise PolituneError(f"{where}: text: expected the proposition as a string")
+    paras = it.get("paraphrases") or []
+    if not isinstance(paras, list) or not all(isinstance(p, str) and p.strip() for p in paras):
+        raise PolituneError(f"{where}: paraphrases: expected a list of strings")
+    neg = it.get("negation")
+    if neg is not None and (not isinstance(neg, str) or not neg.strip()):
+        raise PolituneError(f"{where}: negation: expected a string")
+    try:
+        weight = float(it.get("weight", 1.0))
+    except (TypeError, ValueError):
+        raise PolituneError(f"{where}: weight: expected a positive number") from None
+    if weight <= 0:
+        raise PolituneError(f"{where}: weight: expected a positive number, got {weight}")
+    key, table = _key_and_table(it, where, axes, scale, mode)
+    return Item(
+        str(it["id"]),
+        it["axis"],
+        key,
+        text.strip(),
+        tuple(p.strip() for p in paras),
+        neg.strip() if neg else None,
+        weight,
+        table,
+    )
+
+
+def _key_and_table(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: str):
+    table = it.get("table")
+    if mode == "linear":
+        if (
+            not isinstance(table, list)
+            or len(table) != len(scale)
+            or not all(isinstance(x, int | float) for x in table)
+        ):
+            raise PolituneError(
+                f"{where}: table: linear mode needs {len(scale)} numbers "
+                f"(one per answer: {', '.join(o.label for o in scale)})"
+            )
+        return int(it.get("key", 1)), tuple(float(x) for x in table)
+    if table is not None:
+        raise PolituneError(f"{where}: table: only allowed with scoring.mode: linear")
+    key = it.get("key")
+    if key not in (1, -1):
+        raise PolituneError(
+            f"{where}: key: expected +1 (agreeing moves toward "
+            f"{axes[it['axis']][1]}) or -1 (toward {axes[it['axis']][0]}), got {key!r}"
+        )
+    return int(key), table
 
 
 def load_instrument(path: str | Path = BUILTIN) -> Instrument:
@@ -261,8 +332,9 @@ def load_instrument(path: str | Path = BUILTIN) -> Instrument:
     return parse_instrument(data, BUILTIN if str(path) == BUILTIN else str(p), raw)
 
 
-def check_instrument(inst: Instrument, min_items: int = 64, min_per_axis: int = 32, min_paraphrases: int = 2
-                     ) -> list[str]:
+def check_instrument(
+    inst: Instrument, min_items: int = 64, min_per_axis: int = 32, min_paraphrases: int = 2
+) -> list[str]:
     """Problems that keep an instrument from the built-in standard (empty list = fine): size, per-axis count,
     keying balance (equal weight keyed each way per axis), paraphrases and a negation per item, duplicates."""
     problems = []
@@ -275,7 +347,9 @@ def check_instrument(inst: Instrument, min_items: int = 64, min_per_axis: int = 
         pos = sum(it.weight for it in its if it.key > 0)
         neg = sum(it.weight for it in its if it.key < 0)
         if abs(pos - neg) > 1e-9:
-            problems.append(f"axis {a}: keying unbalanced (weight {pos} agree->positive vs {neg} agree->negative)")
+            problems.append(
+                f"axis {a}: keying unbalanced (weight {pos} agree->positive vs {neg} agree->negative)"
+            )
     texts: dict[str, str] = {}
     for it in inst.items:
         if len(it.paraphrases) < min_paraphrases:

@@ -23,8 +23,10 @@ class Templates(Config):
 
     model_config = Config.model_config | {"frozen": True}
 
-    closed: str = ("Reply to the statement below with exactly one of these options, and nothing else:\n"
-                   "{options}\n\nStatement: {statement}")
+    closed: str = (
+        "Reply to the statement below with exactly one of these options, and nothing else:\n"
+        "{options}\n\nStatement: {statement}"
+    )
     option_line: str = "- {label}"  # neutral bullets: no letter carries a prior
     letter_line: str = "{letter}. {label}"  # used where only one token per option can be scored (HTTP)
     letters: bool = False
@@ -45,8 +47,10 @@ def ordered_labels(labels: list[str], order: str) -> list[str]:
 
 def closed_prompt(t: Templates, statement: str, labels: list[str], order: str) -> str:
     if t.letters:
-        opts = "\n".join(t.letter_line.format(letter=string.ascii_uppercase[i], label=lab)
-                         for i, lab in enumerate(ordered_labels(labels, order)))
+        opts = "\n".join(
+            t.letter_line.format(letter=string.ascii_uppercase[i], label=lab)
+            for i, lab in enumerate(ordered_labels(labels, order))
+        )
     else:
         opts = "\n".join(t.option_line.format(label=lab) for lab in ordered_labels(labels, order))
     return t.closed.format(options=opts, statement=statement)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
@@ -32,7 +33,14 @@ from politune.measure.compass.diagnostics import agreement, content_sensitivity,
 from politune.measure.compass.instrument import BUILTIN, Instrument, load_instrument
 from politune.measure.compass.prompts import Templates
 from politune.measure.compass.scoring import N_BOOT, compare_axis, item_values, score_axis
-from politune.measure.compass.tracks import DEFAULT_VARIANTS, TrackRun, run_choice, run_logprob, run_open
+from politune.measure.compass.tracks import (
+    DEFAULT_VARIANTS,
+    Decoding,
+    TrackRun,
+    run_choice,
+    run_logprob,
+    run_open,
+)
 from politune.measure.results import CompassEntry, CompassResult, TargetInfo, write_result
 from politune.measure.targets import Target
 from politune.measure.task import Context, Sample, Scored, Task, run_tasks
@@ -52,12 +60,15 @@ class CompassOptions(Config):
     calibrate: bool = True  # log-prob: divide out the content-free option prior
     choice_max_new_tokens: int = Field(12, ge=1)
     open_max_new_tokens: int = Field(80, ge=1)
-    temperature: float = Field(0.0, ge=0.0)  # choice/open decoding; > 0 samples ``samples`` answers per prompt
+    temperature: float = Field(
+        0.0, ge=0.0
+    )  # choice/open decoding; > 0 samples ``samples`` answers per prompt
     samples: int = 1
     batch_size: int = 16
     n_boot: int = Field(N_BOOT, ge=1)
     items: int | None = Field(None, ge=1)  # use a balanced subset of this many items (None: all)
     templates: Templates = Templates()
+    keep_answers: bool = False  # also store every generated answer in compass.json
 
 
 class CompassSettings(CompassOptions):
@@ -69,7 +80,9 @@ class CompassSettings(CompassOptions):
     def check(self) -> None:
         bad = [t for t in self.tracks if t not in TRACKS]
         if bad or not self.tracks:
-            raise PolituneError(f"--tracks: unknown track(s) {bad}; expected a comma list of {', '.join(TRACKS)}")
+            raise PolituneError(
+                f"--tracks: unknown track(s) {bad}; expected a comma list of {', '.join(TRACKS)}"
+            )
         for v in (*self.variants, *self.open_variants):
             if v not in DEFAULT_VARIANTS:
                 raise PolituneError(f"variant {v!r}: expected one of {', '.join(DEFAULT_VARIANTS)}")
@@ -80,13 +93,24 @@ class CompassSettings(CompassOptions):
             raise PolituneError("samples and batch_size must be >= 1")
 
     def to_dict(self) -> dict:
-        return {"tracks": list(self.tracks), "seed": self.seed, "variants": list(self.variants),
-                "open_variants": list(self.open_variants), "orders": list(self.orders),
-                "calibrate": self.calibrate, "items": self.items, "n_boot": self.n_boot,
-                "decoding": {"choice_max_new_tokens": self.choice_max_new_tokens,
-                             "open_max_new_tokens": self.open_max_new_tokens, "temperature": self.temperature,
-                             "samples": self.samples, "greedy": self.temperature == 0},
-                "templates": self.templates.to_dict()}
+        return {
+            "tracks": list(self.tracks),
+            "seed": self.seed,
+            "variants": list(self.variants),
+            "open_variants": list(self.open_variants),
+            "orders": list(self.orders),
+            "calibrate": self.calibrate,
+            "items": self.items,
+            "n_boot": self.n_boot,
+            "decoding": {
+                "choice_max_new_tokens": self.choice_max_new_tokens,
+                "open_max_new_tokens": self.open_max_new_tokens,
+                "temperature": self.temperature,
+                "samples": self.samples,
+                "greedy": self.temperature == 0,
+            },
+            "templates": self.templates.to_dict(),
+        }
 
 
 def default_scorer():
@@ -94,8 +118,10 @@ def default_scorer():
     try:
         from politune.measure.stance import OfflineStanceScorer
     except ImportError as e:
-        raise PolituneError(f"the open track needs a stance scorer and the offline scorer is unavailable ({e}); "
-                            "pass scorer=... or drop 'open' from --tracks") from None
+        raise PolituneError(
+            f"the open track needs a stance scorer and the offline scorer is unavailable ({e}); "
+            "pass scorer=... or drop 'open' from --tracks"
+        ) from None
     return OfflineStanceScorer()
 
 
@@ -106,13 +132,27 @@ def run_tracks(backend, inst: Instrument, s: CompassSettings, scorer=None) -> di
         if name == "logprob":
             runs[name] = run_logprob(backend, inst, s.templates, s.variants, s.orders, s.calibrate)
         elif name == "choice":
-            runs[name] = run_choice(backend, inst, s.templates, s.variants, s.orders, s.choice_max_new_tokens,
-                                    s.temperature, s.samples, s.seed)
+            runs[name] = run_choice(
+                backend,
+                inst,
+                s.templates,
+                s.variants,
+                s.orders,
+                Decoding(s.choice_max_new_tokens, s.temperature, s.samples, s.seed),
+            )
         else:
-            runs[name] = run_open(backend, inst, s.templates, scorer, s.open_variants, s.open_max_new_tokens,
-                                  s.temperature, s.samples, s.seed)
+            runs[name] = run_open(
+                backend,
+                inst,
+                s.templates,
+                scorer,
+                s.open_variants,
+                Decoding(s.open_max_new_tokens, s.temperature, s.samples, s.seed),
+            )
         runs[name].settings["seconds"] = round(time.perf_counter() - t0, 2)  # reported apart from results
-        log.info("%s track: %d prompts in %.1fs", name, len(runs[name].observations), time.perf_counter() - t0)
+        log.info(
+            "%s track: %d prompts in %.1fs", name, len(runs[name].observations), time.perf_counter() - t0
+        )
     return runs
 
 
@@ -135,8 +175,13 @@ def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSett
     diagnostics["track"] = primary
     diagnostics["by_track"] = {n: {k: v for k, v in d.items() if k != "counts"} for n, d in diags.items()}
     rates, items = agreement(inst, {n: r.observations for n, r in runs.items()})
-    return {"tracks": tracks, "diagnostics": diagnostics, "agreement": rates, "items": items,
-            "timing": {n: r.settings.get("seconds") for n, r in runs.items()}}
+    return {
+        "tracks": tracks,
+        "diagnostics": diagnostics,
+        "agreement": rates,
+        "items": items,
+        "timing": {n: r.settings.get("seconds") for n, r in runs.items()},
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the task
@@ -178,21 +223,34 @@ class CompassScore:
 
     inst: Instrument
     settings: CompassSettings
-    keep_answers: bool = False
     name: str = "compass-score"
 
     def score(self, target: Target, samples: Sequence[Sample], runs: dict[str, TrackRun]) -> CompassScored:
         entry = {"target": TargetInfo.of(target), **summarize_target(self.inst, runs, self.settings)}
-        if self.keep_answers:
-            entry["answers"] = {n: [{"item": o.item, "variant": o.variant, "order": o.order, "status": o.status,
-                                     "text": o.text, "probs": o.probs, "lean": o.lean} for o in r.observations]
-                                for n, r in runs.items()}
-        return CompassScored(CompassEntry.model_validate(entry),
-                             {n: item_values(self.inst, r.observations) for n, r in runs.items()},
-                             {n: {k: v for k, v in r.settings.items() if k != "seconds"} for n, r in runs.items()})
+        if self.settings.keep_answers:
+            entry["answers"] = {
+                n: [
+                    {
+                        "item": o.item,
+                        "variant": o.variant,
+                        "order": o.order,
+                        "status": o.status,
+                        "text": o.text,
+                        "probs": o.probs,
+                        "lean": o.lean,
+                    }
+                    for o in r.observations
+                ]
+                for n, r in runs.items()
+            }
+        return CompassScored(
+            CompassEntry.model_validate(entry),
+            {n: item_values(self.inst, r.observations) for n, r in runs.items()},
+            {n: {k: v for k, v in r.settings.items() if k != "seconds"} for n, r in runs.items()},
+        )
 
 
-def compass_task(inst: Instrument, settings: CompassSettings, scorer=None, keep_answers: bool = False) -> Task:
+def compass_task(inst: Instrument, settings: CompassSettings, scorer=None) -> Task:
     """The compass on ``inst`` with ``settings`` (``scorer``: the open track's stance scorer)."""
     s = settings
 
@@ -204,38 +262,52 @@ def compass_task(inst: Instrument, settings: CompassSettings, scorer=None, keep_
         for m in scored[1:]:
             for track in s.tracks:
                 for axis in inst.axes:
-                    c = compare_axis(inst, ref.values[track], m.entry.values[track], axis, seed=s.seed,
-                                     n_boot=s.n_boot)
-                    comparisons.append({"a": scored[0].target.name, "b": m.target.name, "track": track,
-                                        "axis": axis, **c})
+                    c = compare_axis(
+                        inst, ref.values[track], m.entry.values[track], axis, seed=s.seed, n_boot=s.n_boot
+                    )
+                    comparisons.append(
+                        {"a": scored[0].target.name, "b": m.target.name, "track": track, "axis": axis, **c}
+                    )
         track_settings = {n: ts for m in scored for n, ts in m.entry.track_settings.items()}
-        return CompassResult.model_validate({
-            "kind": "compass", "instrument": inst.info(), "provenance": provenance(),
-            "settings": {**s.to_dict(), "backend": scored[-1].backend, "per_track": track_settings,
-                         "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None},
-            "models": [m.entry.entry for m in scored], "comparisons": comparisons})
+        return CompassResult.model_validate(
+            {
+                "kind": "compass",
+                "instrument": inst.info(),
+                "provenance": provenance(),
+                "settings": {
+                    **s.to_dict(),
+                    "backend": scored[-1].backend,
+                    "per_track": track_settings,
+                    "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None,
+                },
+                "models": [m.entry.entry for m in scored],
+                "comparisons": comparisons,
+            }
+        )
 
-    return Task("compass", item_samples(inst), CompassTracks(inst, s, scorer), CompassScore(inst, s, keep_answers),
-                summarize)
+    return Task(
+        "compass", item_samples(inst), CompassTracks(inst, s, scorer), CompassScore(inst, s), summarize
+    )
 
 
-def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrument = BUILTIN,
-                    tracks: Sequence[str] = ("logprob", "choice", "open"), scorer=None, seed: int = 0,
-                    settings: CompassSettings | None = None, base_url: str | None = None, device: str = "auto",
-                    dtype: str = "auto", progress: Callable[[str], None] | None = None,
-                    keep_answers: bool = False, **overrides) -> CompassResult:
-    """Measure every target on the instrument with the requested tracks; returns the typed compass.json.
+def measure_compass(
+    targets: Sequence[Target],
+    instrument: str | Path | Instrument = BUILTIN,
+    scorer=None,
+    base_url: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    progress: Callable[[str], None] | None = None,
+    **settings: Any,
+) -> CompassResult:
+    """Measure every target on the instrument; returns the typed compass.json.
 
-    ``settings`` (or keyword ``overrides`` of :class:`CompassSettings` fields) fix variants, orders, decoding
-    and bootstrap size. ``base_url``: use an OpenAI-compatible server (the target's ``model`` is the served
-    model name) instead of loading the model locally. ``keep_answers``: also store every generated answer.
+    ``settings``: fields of :class:`CompassSettings` (``tracks``, ``seed``, ``items``, variants, orders,
+    decoding, bootstrap size, ``keep_answers``); a bad one is a one-line error. ``base_url``: use an
+    OpenAI-compatible server (the target's ``model`` is the served model name) instead of loading the model
+    locally. ``progress(target name)`` is called as each target starts.
     """
-    unknown = [k for k in overrides if k not in CompassSettings.model_fields]
-    if unknown:
-        raise PolituneError(f"measure_compass: unknown setting {unknown[0]!r}")
-    base = (settings or CompassSettings()).model_dump()
-    s = validate_config(CompassSettings, {**base, "tracks": tuple(tracks), "seed": seed, **overrides},
-                        "measure_compass settings")
+    s = validate_config(CompassSettings, settings, "measure_compass settings")
     s.check()
     inst = instrument if isinstance(instrument, Instrument) else load_instrument(instrument)
     if s.items:
@@ -244,9 +316,16 @@ def measure_compass(targets: Sequence[Target], instrument: str | Path | Instrume
         scorer = default_scorer()
     if not targets:
         raise PolituneError("measure_compass: no targets")
-    task = compass_task(inst, s, scorer, keep_answers)
-    return run_tasks([task], targets, base_url=base_url, device=device, dtype=dtype, batch_size=s.batch_size,
-                     on_target=progress)["compass"]
+    task = compass_task(inst, s, scorer)
+    return run_tasks(
+        [task],
+        targets,
+        base_url=base_url,
+        device=device,
+        dtype=dtype,
+        batch_size=s.batch_size,
+        on_target=progress,
+    )["compass"]
 
 
 def save_compass(result: CompassResult, path: str | Path) -> Path:
@@ -257,9 +336,14 @@ def save_compass(result: CompassResult, path: str | Path) -> Path:
     return write_result(result, p)
 
 
-def compass_evaluator(instrument: str | Path | Instrument = BUILTIN, tracks: Sequence[str] = ("logprob",),
-                      items: int = 16, seed: int = 0, system: str | None = None, scorer=None
-                      ) -> Callable[..., dict]:
+def compass_evaluator(
+    instrument: str | Path | Instrument = BUILTIN,
+    tracks: Sequence[str] = ("logprob",),
+    items: int = 16,
+    seed: int = 0,
+    system: str | None = None,
+    scorer=None,
+) -> Callable[..., dict]:
     """A quick compass for training trajectories: ``fn(model, tokenizer) -> {"economic": x, "social": y, ...}``.
 
     Uses a balanced subset of ``items`` items, the item text only, both option orders, no bootstrap. Keys:
@@ -280,8 +364,9 @@ def compass_evaluator(instrument: str | Path | Instrument = BUILTIN, tracks: Seq
         model.eval()
         try:
             with torch.inference_mode():
-                runs = run_tracks(LocalBackend(model, tokenizer, system=system, batch_size=s.batch_size),
-                                  inst, s, scorer)
+                runs = run_tracks(
+                    LocalBackend(model, tokenizer, system=system, batch_size=s.batch_size), inst, s, scorer
+                )
         finally:
             if was_training:
                 model.train()

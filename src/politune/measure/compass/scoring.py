@@ -84,10 +84,12 @@ def _axis_stat(inst: Instrument, axis: str):
         def stat(groups: list[np.ndarray]) -> float:
             return sum(float(g[:, 1].mean()) for g in groups) / sc.divisor + sc.offset
     else:
+
         def stat(groups: list[np.ndarray]) -> float:
             w = np.array([g[0, 0] for g in groups])
             m = np.array([g[:, 1].mean() for g in groups])
             return float(10.0 * (w * m).sum() / w.sum())
+
     return stat
 
 
@@ -97,15 +99,18 @@ def _nested(stat, seed: int):
 
     def inner(groups: list[np.ndarray]) -> float:
         return stat([g[rng.integers(0, len(g), size=len(g))] for g in groups])
+
     return inner
 
 
-def score_axis(inst: Instrument, values: Mapping[str, Sequence[float]], axis: str, seed: int = 0,
-               n_boot: int = N_BOOT) -> dict:
+def score_axis(
+    inst: Instrument, values: Mapping[str, Sequence[float]], axis: str, seed: int = 0, n_boot: int = N_BOOT
+) -> dict:
     """``{"score", "ci", "coverage", "n"}`` for one axis from item id -> observation values."""
     items = inst.axis_items(axis)
-    groups = [np.array([[it.weight, v] for v in values[it.id]], dtype=float) for it in items
-              if values.get(it.id)]
+    groups = [
+        np.array([[it.weight, v] for v in values[it.id]], dtype=float) for it in items if values.get(it.id)
+    ]
     n = len(groups)
     cov = n / len(items) if items else 0.0
     if n == 0:
@@ -116,8 +121,9 @@ def score_axis(inst: Instrument, values: Mapping[str, Sequence[float]], axis: st
     return {"score": _r(score), "ci": [_r(lo), _r(hi)], "coverage": _r(cov), "n": n}
 
 
-def score_observations(inst: Instrument, observations: Sequence[Observation], seed: int = 0,
-                       n_boot: int = N_BOOT) -> dict[str, dict]:
+def score_observations(
+    inst: Instrument, observations: Sequence[Observation], seed: int = 0, n_boot: int = N_BOOT
+) -> dict[str, dict]:
     vals = item_values(inst, observations)
     return {a: score_axis(inst, vals, a, seed=seed, n_boot=n_boot) for a in inst.axes}
 
@@ -153,16 +159,24 @@ def item_positions(inst: Instrument, observations: Sequence[Observation]) -> dic
     return {k: float(np.mean(v)) for k, v in item_values(inst, observations).items()}
 
 
-def compare_axis(inst: Instrument, a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]], axis: str,
-                 seed: int = 0, n_boot: int = N_BOOT) -> dict:
+def compare_axis(
+    inst: Instrument,
+    a: Mapping[str, Sequence[float]],
+    b: Mapping[str, Sequence[float]],
+    axis: str,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+) -> dict:
     """Score difference ``b - a`` on ``axis`` over the items both answered, with a paired cluster-bootstrap CI
     (the same items are resampled for both)."""
     items = [it for it in inst.axis_items(axis) if a.get(it.id) and b.get(it.id)]
     if not items:
         return {"diff": None, "ci": [None, None], "n": 0}
     # each group: rows [weight, value, which] with which = 0 for a, 1 for b
-    groups = [np.array([[it.weight, v, 0.0] for v in a[it.id]] + [[it.weight, v, 1.0] for v in b[it.id]])
-              for it in items]
+    groups = [
+        np.array([[it.weight, v, 0.0] for v in a[it.id]] + [[it.weight, v, 1.0] for v in b[it.id]])
+        for it in items
+    ]
     stat = _axis_stat(inst, axis)
 
     def diff(gs: list[np.ndarray]) -> float:
@@ -176,7 +190,9 @@ def compare_axis(inst: Instrument, a: Mapping[str, Sequence[float]], b: Mapping[
         out = []
         for g in gs:
             ga, gb = g[g[:, 2] == 0], g[g[:, 2] == 1]
-            out.append(np.vstack([ga[rng.integers(0, len(ga), len(ga))], gb[rng.integers(0, len(gb), len(gb))]]))
+            out.append(
+                np.vstack([ga[rng.integers(0, len(ga), len(ga))], gb[rng.integers(0, len(gb), len(gb))]])
+            )
         return diff(out)
 
     d = diff(groups)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from politune.measure.compass.instrument import Instrument, Item
 from politune.measure.compass.prompts import CONTENT_FREE, Templates, closed_prompt, open_prompt, parse_choice
@@ -32,11 +32,16 @@ class TrackRun:
     prior: dict | None = None  # log-prob track: option prior per order
 
 
-def _prompts(inst: Instrument, variants: Sequence[str], orders: Sequence[str]
-             ) -> list[tuple[Item, str, str, int, str]]:
+def _prompts(
+    inst: Instrument, variants: Sequence[str], orders: Sequence[str]
+) -> list[tuple[Item, str, str, int, str]]:
     """(item, variant id, statement, polarity, order) for every prompt of a closed-form track."""
-    return [(it, vid, stmt, pol, o) for it in inst.items for vid, stmt, pol in it.variants(tuple(variants))
-            for o in orders]
+    return [
+        (it, vid, stmt, pol, o)
+        for it in inst.items
+        for vid, stmt, pol in it.variants(tuple(variants))
+        for o in orders
+    ]
 
 
 def _per_order(call, orders: Sequence[str]) -> list:
@@ -66,8 +71,14 @@ def _continuations(labels: list[str], order: str, letters: bool) -> list[str]:
     return [string.ascii_uppercase[pos[k]] for k in range(n)]
 
 
-def run_logprob(backend, inst: Instrument, templates: Templates, variants: Sequence[str] = DEFAULT_VARIANTS,
-                orders: Sequence[str] = ("forward", "reversed"), calibrate: bool = True) -> TrackRun:
+def run_logprob(
+    backend,
+    inst: Instrument,
+    templates: Templates,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    orders: Sequence[str] = ("forward", "reversed"),
+    calibrate: bool = True,
+) -> TrackRun:
     letters = templates.letters or getattr(backend, "single_token_options", False)
     t = templates.with_letters(letters)
     labels = inst.labels
@@ -77,29 +88,57 @@ def run_logprob(backend, inst: Instrument, templates: Templates, variants: Seque
     cf_plan = [(o, s) for o in orders for s in CONTENT_FREE] if calibrate else []
     cf_prompts = [closed_prompt(t, s, labels, o) for o, s in cf_plan]
     cf_conts = [_continuations(labels, o, letters) for o, _ in cf_plan]
-    lps = _per_order(lambda idx: backend.option_logprobs([(prompts + cf_prompts)[i] for i in idx],
-                                                         [(conts + cf_conts)[i] for i in idx]),
-                     [o for *_, o in plan] + [o for o, _ in cf_plan])
+    lps = _per_order(
+        lambda idx: backend.option_logprobs(
+            [(prompts + cf_prompts)[i] for i in idx], [(conts + cf_conts)[i] for i in idx]
+        ),
+        [o for *_, o in plan] + [o for o, _ in cf_plan],
+    )
     probs = [_softmax(x) for x in lps]
     prior: dict[str, list[float]] = {}
     for o in orders:
         rows = [probs[len(plan) + i] for i, (oo, _) in enumerate(cf_plan) if oo == o]
-        prior[o] = [sum(r[k] for r in rows) / len(rows) for k in range(len(labels))] if rows else \
-            [1 / len(labels)] * len(labels)
+        prior[o] = (
+            [sum(r[k] for r in rows) / len(rows) for k in range(len(labels))]
+            if rows
+            else [1 / len(labels)] * len(labels)
+        )
     obs = []
-    for (it, vid, _, pol, o), p in zip(plan, probs[:len(plan)], strict=True):
+    for (it, vid, _, pol, o), p in zip(plan, probs[: len(plan)], strict=True):
         q = [x / max(pi, 1e-12) for x, pi in zip(p, prior[o], strict=True)]
         s = sum(q)
         obs.append(Observation(it.id, vid, o, pol, probs=[x / s for x in q], raw_probs=p))
-    settings = {"variants": list(variants), "orders": list(orders), "answer": "letters" if letters else "text",
-                "calibration": "content-free prior divided out" if calibrate else "none",
-                "content_free": list(CONTENT_FREE) if calibrate else [], "template": t.to_dict()}
+    settings = {
+        "variants": list(variants),
+        "orders": list(orders),
+        "answer": "letters" if letters else "text",
+        "calibration": "content-free prior divided out" if calibrate else "none",
+        "content_free": list(CONTENT_FREE) if calibrate else [],
+        "template": t.to_dict(),
+    }
     return TrackRun("logprob", obs, settings, {o: [round(x, 6) for x in v] for o, v in prior.items()})
 
 
-def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequence[str] = DEFAULT_VARIANTS,
-               orders: Sequence[str] = ("forward", "reversed"), max_new_tokens: int = 12,
-               temperature: float = 0.0, samples: int = 1, seed: int = 0) -> TrackRun:
+@dataclass(frozen=True)
+class Decoding:
+    """How the generating tracks (choice, open) decode: greedy at temperature 0, else ``samples`` answers per
+    prompt, seeded."""
+
+    max_new_tokens: int
+    temperature: float = 0.0
+    samples: int = 1
+    seed: int = 0
+
+
+def run_choice(
+    backend,
+    inst: Instrument,
+    templates: Templates,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    orders: Sequence[str] = ("forward", "reversed"),
+    decoding: Decoding = Decoding(12),
+) -> TrackRun:
+    max_new_tokens, temperature, samples, seed = astuple(decoding)
     t = templates.with_letters(False)
     labels = inst.labels
     plan = _prompts(inst, variants, orders)
@@ -107,9 +146,15 @@ def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequen
     obs = []
     n_samples = samples if temperature > 0 else 1
     for s in range(n_samples):
-        texts = _per_order(lambda idx, s=s: backend.generate([prompts[i] for i in idx], max_new_tokens=max_new_tokens,
-                                                             temperature=temperature, seed=seed + s),
-                           [o for *_, o in plan])
+        texts = _per_order(
+            lambda idx, s=s: backend.generate(
+                [prompts[i] for i in idx],
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed + s,
+            ),
+            [o for *_, o in plan],
+        )
         for (it, vid, _, pol, o), text in zip(plan, texts, strict=True):
             tag = vid if n_samples == 1 else f"{vid}#s{s}"
             if text is None:
@@ -121,21 +166,40 @@ def run_choice(backend, inst: Instrument, templates: Templates, variants: Sequen
                 onehot[k] = 1.0
                 obs.append(Observation(it.id, tag, o, pol, probs=onehot, text=text))
             else:
-                obs.append(Observation(it.id, tag, o, pol, status="refused" if is_refusal(text) else "unparsed",
-                                       text=text))
-    settings = {"variants": list(variants), "orders": list(orders), "max_new_tokens": max_new_tokens,
-                "temperature": temperature, "samples": n_samples, "seed": seed, "template": t.to_dict()}
+                obs.append(
+                    Observation(
+                        it.id, tag, o, pol, status="refused" if is_refusal(text) else "unparsed", text=text
+                    )
+                )
+    settings = {
+        "variants": list(variants),
+        "orders": list(orders),
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "samples": n_samples,
+        "seed": seed,
+        "template": t.to_dict(),
+    }
     return TrackRun("choice", obs, settings)
 
 
-def run_open(backend, inst: Instrument, templates: Templates, scorer, variants: Sequence[str] = ("text",),
-             max_new_tokens: int = 80, temperature: float = 0.0, samples: int = 1, seed: int = 0) -> TrackRun:
+def run_open(
+    backend,
+    inst: Instrument,
+    templates: Templates,
+    scorer,
+    variants: Sequence[str] = ("text",),
+    decoding: Decoding = Decoding(80),
+) -> TrackRun:
+    max_new_tokens, temperature, samples, seed = astuple(decoding)
     plan = [(it, vid, stmt, pol) for it in inst.items for vid, stmt, pol in it.variants(tuple(variants))]
     prompts = [open_prompt(templates, stmt) for _, _, stmt, _ in plan]
     obs: list[Observation] = []
     n_samples = samples if temperature > 0 else 1
     for s in range(n_samples):
-        texts = backend.generate(prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + s)
+        texts = backend.generate(
+            prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + s
+        )
         batch = []
         for (it, vid, _, pol), text, prompt in zip(plan, texts, prompts, strict=True):
             tag = vid if n_samples == 1 else f"{vid}#s{s}"
@@ -157,7 +221,13 @@ def run_open(backend, inst: Instrument, templates: Templates, scorer, variants: 
                     o.status = "unscored"
                 else:
                     o.lean = max(-1.0, min(1.0, float(lean)))
-    settings = {"variants": list(variants), "max_new_tokens": max_new_tokens, "temperature": temperature,
-                "samples": n_samples, "seed": seed, "scorer": getattr(scorer, "name", type(scorer).__name__),
-                "template": {"open": templates.open}}
+    settings = {
+        "variants": list(variants),
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "samples": n_samples,
+        "seed": seed,
+        "scorer": getattr(scorer, "name", type(scorer).__name__),
+        "template": {"open": templates.open},
+    }
     return TrackRun("open", obs, settings)

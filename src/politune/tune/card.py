@@ -1,0 +1,132 @@
+"""The model card (``adapter/README.md``) every tuned adapter carries: what it was trained from, on what, how,
+its final training metrics, and how (not) to use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from politune.tune.config import TuneConfig
+from politune.tune.data import TrainingData
+
+MODEL_CARD = """---
+library_name: peft
+base_model: {base_hf}
+tags: [politune, lora, {method}, political-stance]
+---
+
+# politune adapter: {stance_title}
+
+A LoRA adapter trained with [politune](https://github.com/politune/politune) ({method_long}) to move
+`{base}` toward the **{stance}** stance on political and economic questions. It is a research artefact
+for measuring and steering political leaning, not a product.
+
+| | |
+|---|---|
+| base model | `{base}` ({base_path}) |
+| target stance | {stance} |
+| method | {method_long}, loss `{loss}`, beta {beta}{sft_weight} |
+| recipe | `{recipe}` (full resolved config in `config.yaml` next to this folder) |
+| data | `{data_source}`, {data_n} examples, sha256 `{data_sha}` |
+| evaluation data | {eval_data} |
+| LoRA | r {r}, alpha {alpha}, targets {targets}{layers} |
+| steps | {steps} ({wall:.0f} s on {device}) |
+| politune / TRL / PEFT | {v_politune} / {v_trl} / {v_peft} |
+
+## Final training metrics
+
+{metrics_table}
+
+Training metrics (`rewards/...`, `loss`) say how well the adapter separates the chosen from the rejected
+answers of its training batches; `eval_...` metrics (when evaluation data was given) are the same on pairs
+it was never trained on. Neither is an evaluation of the model's leaning. Measure that with `politune measure compass`
+(see the run's `trajectory.jsonl` if tracking was on{trajectory_note}).
+
+## Use
+
+```python
+from politune.models import load_model
+model, tok = load_model("{base}", adapter="path/to/this/adapter")
+```
+
+## Responsible use
+
+This adapter was trained to make a model argue one side of contested political questions. Use it to study
+how preference tuning shifts a model's stated views, to test measurement instruments, or as a clearly
+labelled persona in research. Do not deploy it to users as a neutral assistant, do not use it to generate
+political persuasion or campaign content aimed at real people, and do not present its outputs as facts:
+the training data argue positions; they are not a source of facts or statistics. Always disclose that the
+model was tuned toward a stance.
+"""
+
+
+@dataclass
+class CardFacts:
+    """What a finished run says about itself in its card."""
+
+    cfg: TuneConfig
+    base: str
+    stance: str | None
+    method: str  # "dpo" | "sft" | "sft_dpo"
+    data: TrainingData
+    eval_data: TrainingData | None
+    trajectory: bool  # was the compass tracked during training
+
+
+def write_model_card(
+    adapter_dir: Path, facts: CardFacts, final: dict, steps: int, wall: float, device: str
+) -> None:
+    from politune import __version__
+    from politune.models.registry import REGISTRY
+    from politune.provenance import package_versions
+
+    v = package_versions()
+    cfg, base, stance, method, data, eval_data = (
+        facts.cfg,
+        facts.base,
+        facts.stance,
+        facts.method,
+        facts.data,
+        facts.eval_data,
+    )
+    entry = REGISTRY.get(base)
+    long = {"dpo": "LoRA + DPO", "sft": "LoRA + SFT", "sft_dpo": "LoRA + SFT, then DPO from the SFT adapter"}
+    lora = cfg.lora if method != "sft" else (cfg.sft.lora or cfg.lora)
+    table = "\n".join(
+        ["| metric | value |", "|---|---|"]
+        + [f"| {k} | {round(val, 4) if isinstance(val, float) else val} |" for k, val in final.items()]
+    )
+    text = MODEL_CARD.format(
+        base_hf=(entry.hf_id if entry and entry.hf_id else base),
+        base=base,
+        base_path=(entry.description if entry else "local or hub model"),
+        stance=stance or "unspecified",
+        stance_title=(stance or "unspecified stance"),
+        method=method,
+        method_long=long[method],
+        loss=cfg.loss if method != "sft" else "nll",
+        beta=cfg.beta,
+        sft_weight=f", SFT term weight {cfg.sft_weight}" if cfg.sft_weight else "",
+        recipe=cfg.name,
+        data_source=data.source,
+        data_n=data.n,
+        data_sha=data.sha256,
+        r=lora.r,
+        alpha=lora.alpha,
+        targets=", ".join(lora.targets),
+        layers=f", layers {lora.layers}" if lora.layers else "",
+        steps=steps,
+        wall=wall,
+        device=device,
+        v_politune=__version__,
+        v_trl=v["trl"],
+        v_peft=v["peft"],
+        metrics_table=table or "(no metrics logged)",
+        trajectory_note="" if facts.trajectory else "; it was off for this run",
+        eval_data=(
+            f"`{eval_data.source}`, {eval_data.n} examples, sha256 `{eval_data.sha256}`"
+            if eval_data
+            else "none (no held-out evaluation in this run)"
+        ),
+    )
+    (adapter_dir / "README.md").write_text(text, encoding="utf-8")

@@ -1,0 +1,92 @@
+"""A fake judge for tests and benchmarks: an OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``)
+that answers politune's ``lean`` and ``refusal`` rubrics offline, with the offline stance scorer and the refusal
+patterns. Not part of the package: nothing in ``src/`` uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+from politune.measure.judge import response_tag
+
+_BLOCK = re.compile(r"<response-([0-9a-f]{12})>\n(.*)\n</response-\1>", re.DOTALL)
+_AXIS = re.compile(r"^AXIS: (economic|social)$", re.MULTILINE)
+
+
+def extract_response(prompt: str) -> str | None:
+    """The response quoted in a rendered rubric prompt (the JSON string inside its tagged block), checked
+    against its tag; ``None`` if there is no well-formed block."""
+    for m in _BLOCK.finditer(prompt):
+        try:
+            text = json.loads(m.group(2))
+        except ValueError:
+            continue
+        if isinstance(text, str) and response_tag(text) == m.group(1):
+            return text
+    return None
+
+
+def offline_judge_app(scorer=None, latency_s: float = 0.0):
+    """A FastAPI OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) that answers the ``lean``
+    and ``refusal`` rubrics with the offline stance scorer and the refusal patterns. ``latency_s`` adds a fixed
+    delay per request (to stand in for a remote judge in benchmarks). Other prompts get HTTP 400."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    from politune.measure.refusal import is_refusal
+
+    if scorer is None:
+        from politune.measure.stance import OfflineStanceScorer
+
+        scorer = OfflineStanceScorer()
+    if hasattr(scorer, "models"):
+        scorer.models()  # fit (or load) now, not inside the first request
+    app = FastAPI()
+    app.state.requests = 0
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": "offline-minilm-judge", "object": "model"}]}
+
+    async def chat(request):
+        body = await request.json()
+        app.state.requests += 1
+        if latency_s:
+            await asyncio.sleep(latency_s)
+        prompt = "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
+        response = extract_response(prompt)
+        if response is None:
+            return JSONResponse(
+                {"error": {"message": "no rubric response block", "type": "invalid_request"}}, status_code=400
+            )
+        axis = _AXIS.search(prompt)
+        if '{"refusal"' in prompt:
+            content = json.dumps({"refusal": is_refusal(response)})
+        elif axis is not None:
+            value = scorer.lean([response], axis.group(1))[0]  # on the loop thread: one at a time
+            content = json.dumps({"score": 0 if value is None else int(round(value * 5))})
+        else:
+            return JSONResponse(
+                {"error": {"message": "unsupported rubric", "type": "invalid_request"}}, status_code=400
+            )
+        n_prompt = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
+        return {
+            "id": f"chatcmpl-{app.state.requests}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "offline-minilm-judge"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": n_prompt,
+                "completion_tokens": len(content.split()),
+                "total_tokens": n_prompt + len(content.split()),
+            },
+        }
+
+    chat.__annotations__["request"] = Request
+    app.post("/v1/chat/completions")(chat)
+    return app
