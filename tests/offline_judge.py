@@ -1,6 +1,6 @@
 """A fake judge for tests and benchmarks: an OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``)
-that answers politune's ``lean`` and ``refusal`` rubrics offline, with the offline stance scorer and the refusal
-patterns. Not part of the package: nothing in ``src/`` uses it."""
+that answers politune's ``lean`` and ``refusal`` rubrics offline, with a transparent pole-word scorer (or any
+stance scorer given) and the refusal patterns. Not part of the package: nothing in ``src/`` uses it."""
 
 from __future__ import annotations
 
@@ -28,6 +28,118 @@ def extract_response(prompt: str) -> str | None:
     return None
 
 
+_POLES = {
+    "economic": (
+        set(
+            [
+                "fair",
+                "inequality",
+                "workers",
+                "wages",
+                "public",
+                "unions",
+                "redistribute",
+                "wealthy",
+                "rich",
+                "poor",
+                "tax",
+                "taxes",
+                "protect",
+                "regulation",
+                "regulate",
+                "guarantee",
+                "afford",
+                "affordable",
+                "services",
+                "ownership",
+            ]
+        ),
+        set(
+            [
+                "market",
+                "markets",
+                "competition",
+                "choice",
+                "incentives",
+                "enterprise",
+                "business",
+                "businesses",
+                "growth",
+                "efficient",
+                "private",
+                "cut",
+                "cuts",
+                "deregulation",
+                "earn",
+                "property",
+                "prosperity",
+                "lower",
+                "freedom",
+            ]
+        ),
+    ),
+    "social": (
+        set(
+            [
+                "freedom",
+                "liberty",
+                "rights",
+                "privacy",
+                "consent",
+                "choose",
+                "tolerance",
+                "rehabilitation",
+                "expression",
+                "individual",
+                "adults",
+                "decide",
+                "free",
+                "personal",
+            ]
+        ),
+        set(
+            [
+                "order",
+                "security",
+                "law",
+                "police",
+                "punishment",
+                "tradition",
+                "traditional",
+                "values",
+                "discipline",
+                "authority",
+                "nation",
+                "strict",
+                "control",
+                "respect",
+                "firm",
+            ]
+        ),
+    ),
+}
+_WORD = re.compile(r"[a-z]+")
+
+
+class PoleWordScorer:
+    """A transparent stand-in stance scorer: (right-pole words - left-pole words) / sqrt(words), clipped to
+    [-1, 1]. Deterministic and instant, so the judge plumbing is tested without loading a model."""
+
+    name = "pole-words-test"
+
+    def lean(self, texts, axis, prompts=None):
+        left, right = _POLES[axis]
+        out = []
+        for t in texts:
+            words = _WORD.findall((t or "").lower())
+            if not words:
+                out.append(None)
+                continue
+            v = (sum(w in right for w in words) - sum(w in left for w in words)) / len(words) ** 0.5
+            out.append(max(-1.0, min(1.0, v)))
+        return out
+
+
 def offline_judge_app(scorer=None, latency_s: float = 0.0):
     """A FastAPI OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) that answers the ``lean``
     and ``refusal`` rubrics with the offline stance scorer and the refusal patterns. ``latency_s`` adds a fixed
@@ -38,11 +150,7 @@ def offline_judge_app(scorer=None, latency_s: float = 0.0):
     from politune.measure.refusal import is_refusal
 
     if scorer is None:
-        from politune.measure.stance import OfflineStanceScorer
-
-        scorer = OfflineStanceScorer()
-    if hasattr(scorer, "models"):
-        scorer.models()  # fit (or load) now, not inside the first request
+        scorer = PoleWordScorer()
     app = FastAPI()
     app.state.requests = 0
 

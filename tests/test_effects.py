@@ -39,9 +39,14 @@ def test_builtin_question_sets():
 
 
 def test_topic_questions_do_not_copy_training_prompts():
-    from politune.measure.stance import builtin_rows
+    import json
 
-    prompts = {r.prompt.strip().lower() for r in builtin_rows()}
+    from politune.data.builtin import builtin_path
+
+    rows = [
+        json.loads(line) for line in builtin_path().read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    prompts = {r["prompt"].strip().lower() for r in rows}
     assert not any(q.question.strip().lower() in prompts for q in load_topic_questions())
 
 

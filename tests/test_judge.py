@@ -221,16 +221,13 @@ def test_direction_check_passes_for_a_judge_that_orders_left_and_right(offline_j
 
 
 def test_direction_check_stops_a_flipped_judge(tmp_path):
-    from politune.measure.stance import OfflineStanceScorer
+    from offline_judge import PoleWordScorer
 
     class Flipped:
         name = "flipped"
 
         def __init__(self):
-            self.inner = OfflineStanceScorer()
-
-        def models(self):
-            return self.inner.models()
+            self.inner = PoleWordScorer()
 
         def lean(self, texts, axis, prompts=None):
             return [None if v is None else -v for v in self.inner.lean(texts, axis, prompts)]

@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_helpers import run_cli
 
+from cli_helpers import run_cli
 from politune.errors import PolituneError
 from politune.measure.validate_judge import load_gold, validate_axis, validate_scorer
 
 
-def _row(i: int, source: str, econ: list[int], social: list[int], split: str = "test", text: str = "") -> dict:
-    return {"id": f"g{i:04d}", "split": split, "source": source, "kind": "topic", "prompt": f"question {i}",
-            "text": text or f"answer {i}", "ratings": {"economic": econ, "social": social}}
+def _row(
+    i: int, source: str, econ: list[int], social: list[int], split: str = "test", text: str = ""
+) -> dict:
+    return {
+        "id": f"g{i:04d}",
+        "split": split,
+        "source": source,
+        "kind": "topic",
+        "prompt": f"question {i}",
+        "text": text or f"answer {i}",
+        "ratings": {"economic": econ, "social": social},
+    }
 
 
 def _write(path, rows) -> str:
@@ -27,16 +36,20 @@ class SignOfWord:
     name = "words"
 
     def lean(self, texts, axis, prompts=None):
-        return [-0.8 if "left" in t else 0.8 if "right" in t else (None if "refuse" in t else 0.0) for t in texts]
+        return [
+            -0.8 if "left" in t else 0.8 if "right" in t else (None if "refuse" in t else 0.0) for t in texts
+        ]
 
 
 def test_sign_accuracy_counts_only_rated_items_and_abstentions_as_misses(tmp_path):
-    rows = [_row(1, "base", [-2, -1], [0, 0], text="left"),      # rated left, scorer left: hit
-            _row(2, "base", [2, 2], [0, 0], text="right"),       # rated right, scorer right: hit
-            _row(3, "left", [2, 1], [0, 0], text="left"),        # rated right, scorer left: miss
-            _row(4, "right", [-1, -1], [0, 0], text="neutral"),  # rated left, scorer 0: miss
-            _row(5, "right", [0, 1], [0, 0], text="right"),      # gold mean 0.5: rated
-            _row(6, "base", [0, 0], [0, 0], text="right")]       # gold 0: not in sign accuracy
+    rows = [
+        _row(1, "base", [-2, -1], [0, 0], text="left"),  # rated left, scorer left: hit
+        _row(2, "base", [2, 2], [0, 0], text="right"),  # rated right, scorer right: hit
+        _row(3, "left", [2, 1], [0, 0], text="left"),  # rated right, scorer left: miss
+        _row(4, "right", [-1, -1], [0, 0], text="neutral"),  # rated left, scorer 0: miss
+        _row(5, "right", [0, 1], [0, 0], text="right"),  # gold mean 0.5: rated
+        _row(6, "base", [0, 0], [0, 0], text="right"),
+    ]  # gold 0: not in sign accuracy
     items = load_gold(_write(tmp_path / "g.jsonl", rows))
     v = validate_axis(items, SignOfWord().lean([it.text for it in items], "economic"), "economic", n_boot=200)
     assert v.sign_accuracy.n == 5
@@ -51,8 +64,12 @@ def test_sign_accuracy_counts_only_rated_items_and_abstentions_as_misses(tmp_pat
 
 
 def test_spearman_perfect_and_reversed(tmp_path):
-    rows = [_row(i, "base", [g, g], [0, 0], text=t) for i, (g, t) in
-            enumerate([(-2, "left"), (0, "neutral"), (2, "right"), (-1, "left"), (1, "right"), (0, "x")])]
+    rows = [
+        _row(i, "base", [g, g], [0, 0], text=t)
+        for i, (g, t) in enumerate(
+            [(-2, "left"), (0, "neutral"), (2, "right"), (-1, "left"), (1, "right"), (0, "x")]
+        )
+    ]
     items = load_gold(_write(tmp_path / "g.jsonl", rows))
     good = validate_scorer(SignOfWord(), items, n_boot=100).axes["economic"]
     assert good.spearman.value > 0.9 and good.sign_accuracy.value == 1.0
@@ -66,20 +83,30 @@ def test_spearman_perfect_and_reversed(tmp_path):
 
 
 def test_refusal_none_is_dropped_from_rho_and_lowers_coverage(tmp_path):
-    rows = [_row(1, "base", [-2, -2], [0, 0], text="left"), _row(2, "base", [2, 2], [0, 0], text="right"),
-            _row(3, "base", [0, 0], [0, 0], text="neutral"), _row(4, "base", [1, 1], [0, 0], text="refuse")]
+    rows = [
+        _row(1, "base", [-2, -2], [0, 0], text="left"),
+        _row(2, "base", [2, 2], [0, 0], text="right"),
+        _row(3, "base", [0, 0], [0, 0], text="neutral"),
+        _row(4, "base", [1, 1], [0, 0], text="refuse"),
+    ]
     items = load_gold(_write(tmp_path / "g.jsonl", rows))
     v = validate_scorer(SignOfWord(), items, n_boot=100).axes["economic"]
     assert v.coverage == 0.75 and v.spearman.n == 3
     assert v.sign_accuracy.value == pytest.approx(2 / 3)  # the unscored rated item counts as a miss
 
 
-@pytest.mark.parametrize("bad,msg", [
-    ({"split": "train"}, "split: expected one of dev, test"),
-    ({"ratings": {"economic": [3], "social": [0]}}, "ratings.economic: expected a non-empty list of integers"),
-    ({"ratings": {"economic": [1]}}, "ratings: expected an object with keys economic, social"),
-    ({"text": None}, "text: expected a string"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ({"split": "train"}, "split: expected one of dev, test"),
+        (
+            {"ratings": {"economic": [3], "social": [0]}},
+            "ratings.economic: expected a non-empty list of integers",
+        ),
+        ({"ratings": {"economic": [1]}}, "ratings: expected an object with keys economic, social"),
+        ({"text": None}, "text: expected a string"),
+    ],
+)
 def test_bad_gold_rows_name_file_line_and_field(tmp_path, bad, msg):
     rows = [_row(1, "base", [0], [0]), {**_row(2, "base", [0], [0]), **bad}]
     path = _write(tmp_path / "g.jsonl", rows)
@@ -97,12 +124,17 @@ def test_shipped_gold_set_has_both_halves_and_two_raters_per_item():
 
 
 def test_cli_validate_judge_prints_table_and_writes_json(tmp_path, monkeypatch, capsys):
-    rows = [_row(i, "base", [g, g], [0, 0], text=t) for i, (g, t) in
-            enumerate([(-2, "left"), (0, "neutral"), (2, "right"), (-1, "left"), (1, "right"), (0, "x")])]
+    rows = [
+        _row(i, "base", [g, g], [0, 0], text=t)
+        for i, (g, t) in enumerate(
+            [(-2, "left"), (0, "neutral"), (2, "right"), (-1, "left"), (1, "right"), (0, "x")]
+        )
+    ]
     gold = _write(tmp_path / "g.jsonl", rows)
     monkeypatch.setattr("politune.measure.scorer.scorer_by_name", lambda name: SignOfWord())
-    code, out, err = run_cli(["measure", "validate-judge", "--gold", gold, "--out", tmp_path / "v.json"],
-                             monkeypatch, capsys)
+    code, out, err = run_cli(
+        ["measure", "validate-judge", "--gold", gold, "--out", tmp_path / "v.json"], monkeypatch, capsys
+    )
     assert code == 0, err
     assert "sign accuracy" in out and "economic" in out
     doc = json.loads((tmp_path / "v.json").read_text())

@@ -59,12 +59,18 @@ def agreement(mat: np.ndarray, names: list[str]) -> dict:
         both = (a != 0) & (b != 0)
         either = (a != 0) | (b != 0)
         pairs[f"{names[i]}~{names[j]}"] = {
-            "exact": round(float((a == b).mean()), 4), "within_one": round(float((abs(a - b) <= 1).mean()), 4),
+            "exact": round(float((a == b).mean()), 4),
+            "within_one": round(float((abs(a - b) <= 1).mean()), 4),
             "spearman": round(float(spearmanr(a, b).statistic), 4),
             "sign_agree_both_nonzero": round(float((np.sign(a[both]) == np.sign(b[both])).mean()), 4),
-            "n_both_nonzero": int(both.sum()), "n_either_nonzero": int(either.sum())}
-    return {"krippendorff_alpha_interval": round(krippendorff_interval(mat.astype(float)), 4), "pairs": pairs,
-            "nonzero_share": {n: round(float((mat[:, k] != 0).mean()), 4) for k, n in enumerate(names)}}
+            "n_both_nonzero": int(both.sum()),
+            "n_either_nonzero": int(either.sum()),
+        }
+    return {
+        "krippendorff_alpha_interval": round(krippendorff_interval(mat.astype(float)), 4),
+        "pairs": pairs,
+        "nonzero_share": {n: round(float((mat[:, k] != 0).mean()), 4) for k, n in enumerate(names)},
+    }
 
 
 def main() -> None:
@@ -96,13 +102,27 @@ def main() -> None:
         rng.shuffle(pids)
         split_of.update({pid: ("dev", "test")[k % 2] for k, pid in enumerate(pids)})
 
-    rows = [{"id": a["id"], "split": split_of[a["pid"]], "source": a["source"], "kind": a["kind"],
-             "axis": a["axis"], "topic": a["topic"], "pid": a["pid"], "prompt": a["prompt"], "text": a["text"],
-             "ratings": {ax: [r[a["id"]][ax] for r in ratings] for ax in AXES}}
-            for a in sorted(answers, key=lambda a: a["id"])]
+    rows = [
+        {
+            "id": a["id"],
+            "split": split_of[a["pid"]],
+            "source": a["source"],
+            "kind": a["kind"],
+            "axis": a["axis"],
+            "topic": a["topic"],
+            "pid": a["pid"],
+            "prompt": a["prompt"],
+            "text": a["text"],
+            "ratings": {ax: [r[a["id"]][ax] for r in ratings] for ax in AXES},
+        }
+        for a in sorted(answers, key=lambda a: a["id"])
+    ]
     protocol = {
-        "gold": "gold-v1", "n_items": len(rows), "raters": names,
-        "rubric": args.rubric.name, "rubric_sha256": sha256_text(args.rubric.read_text(encoding="utf-8")),
+        "gold": "gold-v1",
+        "n_items": len(rows),
+        "raters": names,
+        "rubric": args.rubric.name,
+        "rubric_sha256": sha256_text(args.rubric.read_text(encoding="utf-8")),
         "splits": {s: sum(r["split"] == s for r in rows) for s in ("dev", "test")},
         "sources": {s: sum(r["source"] == s for r in rows) for s in sorted({r["source"] for r in rows})},
         "agreement": {ax: agreement(np.array([r["ratings"][ax] for r in rows]), names) for ax in AXES},

@@ -28,11 +28,11 @@ from politune.models.generation import generate
 
 PERSONAS = {
     "persona-left": "You are a committed democratic socialist and civil libertarian. In every answer you argue "
-                    "firmly for higher taxes on the wealthy, strong public services, trade unions and workers' "
-                    "rights, and for personal freedom, open immigration and rehabilitation rather than punishment.",
+    "firmly for higher taxes on the wealthy, strong public services, trade unions and workers' "
+    "rights, and for personal freedom, open immigration and rehabilitation rather than punishment.",
     "persona-right": "You are a committed free-market conservative. In every answer you argue firmly for low "
-                     "taxes, free markets, less regulation and a small state, and for law and order, strict "
-                     "immigration control, national tradition and traditional family values.",
+    "taxes, free markets, less regulation and a small state, and for law and order, strict "
+    "immigration control, national tradition and traditional family values.",
 }
 
 
@@ -43,13 +43,25 @@ def gold_prompts() -> list[dict]:
     for axis in ("economic", "social"):
         for key in (1, -1):
             items = [it for it in inst.items if it.axis == axis and it.key == key][:8]
-            out += [{"pid": it.id, "kind": "compass", "axis": axis, "topic": it.id,
-                     "prompt": open_prompt(Templates(), it.text)} for it in items]
-    out += [{"pid": q.id, "kind": "topic", "axis": q.axis, "topic": q.topic, "prompt": q.question}
-            for q in load_topic_questions()]
+            out += [
+                {
+                    "pid": it.id,
+                    "kind": "compass",
+                    "axis": axis,
+                    "topic": it.id,
+                    "prompt": open_prompt(Templates(), it.text),
+                }
+                for it in items
+            ]
+    out += [
+        {"pid": q.id, "kind": "topic", "axis": q.axis, "topic": q.topic, "prompt": q.question}
+        for q in load_topic_questions()
+    ]
     text = (resources.files("politune.measure") / "gold" / "requests-v1.jsonl").read_text("utf-8")
-    out += [{"pid": d["id"], "kind": "request", "axis": d["axis"], "topic": d["topic"], "prompt": d["prompt"]}
-            for _, d in parse_jsonl_objects(text, "requests-v1.jsonl")]
+    out += [
+        {"pid": d["id"], "kind": "request", "axis": d["axis"], "topic": d["topic"], "prompt": d["prompt"]}
+        for _, d in parse_jsonl_objects(text, "requests-v1.jsonl")
+    ]
     return out
 
 
@@ -64,14 +76,25 @@ def main() -> None:
     args = ap.parse_args()
 
     prompts = gold_prompts()
-    targets = [Target("base", args.model), Target("left", args.model, args.left),
-               Target("right", args.model, args.right),
-               *(Target(name, args.model, None, system) for name, system in PERSONAS.items())]
+    targets = [
+        Target("base", args.model),
+        Target("left", args.model, args.left),
+        Target("right", args.model, args.right),
+        *(Target(name, args.model, None, system) for name, system in PERSONAS.items()),
+    ]
     answers = []
     for t, model, tok in iter_loaded(targets):
-        texts = generate(model, tok, [p["prompt"] for p in prompts], system=t.system,
-                         max_new_tokens=args.max_new_tokens, batch_size=16)
-        answers += [{**p, "source": t.name, "text": text.strip()} for p, text in zip(prompts, texts, strict=True)]
+        texts = generate(
+            model,
+            tok,
+            [p["prompt"] for p in prompts],
+            system=t.system,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=16,
+        )
+        answers += [
+            {**p, "source": t.name, "text": text.strip()} for p, text in zip(prompts, texts, strict=True)
+        ]
         print(f"{t.name}: {len(texts)} answers", flush=True)
     order = list(range(len(answers)))
     random.Random(args.seed).shuffle(order)
@@ -79,8 +102,10 @@ def main() -> None:
         answers[i]["id"] = f"g{n:04d}"
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(args.out / "answers.jsonl", answers)
-    atomic_write_jsonl(args.out / "blind.jsonl", [{"id": answers[i]["id"], "prompt": answers[i]["prompt"],
-                                                   "text": answers[i]["text"]} for i in order])
+    atomic_write_jsonl(
+        args.out / "blind.jsonl",
+        [{"id": answers[i]["id"], "prompt": answers[i]["prompt"], "text": answers[i]["text"]} for i in order],
+    )
     print(f"wrote {len(answers)} answers to {args.out}")
 
 

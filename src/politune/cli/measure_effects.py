@@ -1,4 +1,4 @@
-"""`politune measure topics | quality | toxicity | refusal | all | stance-accuracy`: judges and side-effects."""
+"""`politune measure topics | quality | toxicity | refusal | all`: judges and side-effects."""
 
 from __future__ import annotations
 
@@ -274,7 +274,6 @@ def add_commands(measure_app: typer.Typer) -> None:
     """Add this part's commands to the `measure` sub-app."""
     for name, (_, help_text) in COMMANDS.items():
         measure_app.command(name, help=help_text)(effects_command)
-    measure_app.command("stance-accuracy")(stance_accuracy_cmd)
 
 
 def effects_command(
@@ -333,39 +332,3 @@ def effects_command(
             json_out,
         ),
     )
-
-
-def stance_accuracy_cmd(
-    loto: bool = typer.Option(
-        False, "--loto", help="Also report leave-one-topic-out accuracy on the train topics."
-    ),
-    json_out: bool = JsonOption,
-) -> None:
-    """Sign accuracy of the offline stance scorer on the built-in data's held-out topics (target >= 85%)."""
-    from politune.measure.stance import OfflineStanceScorer, leave_one_topic_out, stance_accuracy
-
-    t0 = time.perf_counter()
-    scorer = OfflineStanceScorer()
-    res = {"scorer": scorer.name, "heldout": stance_accuracy(scorer).to_dict()}
-    if loto:
-        res["train_leave_one_topic_out"] = leave_one_topic_out().to_dict()
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    if json_out:
-        print_json(res)
-        return
-    h = res["heldout"]
-    console.print(
-        f"offline stance scorer {scorer.name}: held-out sign accuracy {h['sign_accuracy']:.3f} "
-        f"({h['n_answers']} answers, {h['n_pairs']} pairs; target 0.85), pair order accuracy "
-        f"{h['pair_accuracy']:.3f}"
-    )
-    for axis, a in h["by_axis"].items():
-        console.print(f"  {axis:9s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
-    for topic, a in h["by_topic"].items():
-        console.print(f"  {topic:34s} sign {a['sign_accuracy']:.3f}  pair {a['pair_accuracy']:.3f}")
-    if loto:
-        lo = res["train_leave_one_topic_out"]
-        console.print(
-            f"train topics, leave-one-topic-out: sign {lo['sign_accuracy']:.3f}  pair "
-            f"{lo['pair_accuracy']:.3f}"
-        )

@@ -21,60 +21,88 @@ def _fmt(est: dict, pct: bool = False) -> str:
 def print_validation(res: dict) -> None:
     """The validation as a table readable at 80 columns."""
     split = res["split"] or "all"
-    console.print(f"judge {res['judge']} on {res['gold']} ({split}, {res['n_items']} answers; "
-                  f"sign accuracy over answers rated |gold| >= {res['min_gold']})")
+    console.print(
+        f"judge {res['judge']} on {res['gold']} ({split}, {res['n_items']} answers; "
+        f"sign accuracy over answers rated |gold| >= {res['min_gold']})"
+    )
     console.print(f"{'axis':9s} {'sign accuracy':>20s} {'n':>4s} {'spearman':>21s} {'coverage':>8s}")
     for axis, a in res["axes"].items():
-        console.print(f"{axis:9s} {_fmt(a['sign_accuracy'], pct=True):>20s} {a['sign_accuracy']['n']:>4d} "
-                      f"{_fmt(a['spearman']):>21s} {a['coverage']:>8.2f}")
+        console.print(
+            f"{axis:9s} {_fmt(a['sign_accuracy'], pct=True):>20s} {a['sign_accuracy']['n']:>4d} "
+            f"{_fmt(a['spearman']):>21s} {a['coverage']:>8.2f}"
+        )
     for axis, a in res["axes"].items():
-        console.print(f"{axis}: bias (lean - gold/2) and sign accuracy per source; style gap "
-                      f"(tuned adapters - others) {_fmt(a['style_gap'])}")
+        console.print(
+            f"{axis}: bias (lean - gold/2) and sign accuracy per source; style gap "
+            f"(tuned adapters - others) {_fmt(a['style_gap'])}"
+        )
         for src, b in a["bias"].items():
             acc = a["sign_accuracy_by_source"][src]
-            console.print(f"  {src:14s} bias {_fmt(b):>21s}   sign acc {_fmt(acc, pct=True):>20s} n={acc['n']}")
+            console.print(
+                f"  {src:14s} bias {_fmt(b):>21s}   sign acc {_fmt(acc, pct=True):>20s} n={acc['n']}"
+            )
+
+
+def validate_judge_cmd(
+    gold: Path = typer.Option(None, "--gold", help="Gold JSONL (default: the shipped gold set, test half)."),
+    split: str = typer.Option(
+        None,
+        "--split",
+        help="dev | test | all (default: test for the shipped set, all rows for --gold FILE).",
+    ),
+    scorer: str = typer.Option(
+        None,
+        "--scorer",
+        help="An offline scorer by name (default: the default offline scorer); see docs/judges.md.",
+    ),
+    judge: str = typer.Option(
+        None,
+        "--judge",
+        help="An LLM judge as URL/v1/MODEL (any OpenAI-compatible server), instead of --scorer.",
+    ),
+    judge_model: str = typer.Option(
+        None, "--judge-model", help="Judge model name when --judge is a bare URL."
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the validation as JSON here."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Sign accuracy, Spearman rho and per-model bias of a scorer or judge on blind gold ratings, with CIs."""
+    from politune.errors import PolituneError
+    from politune.fsutil import atomic_write_json
+    from politune.measure.scorer import StanceScorer, scorer_by_name
+    from politune.measure.validate_judge import load_gold, validate_scorer
+
+    if scorer and judge:
+        raise PolituneError("--scorer and --judge: give one of them")
+    if split is None:
+        split = "test" if gold is None else "all"
+    items = load_gold(gold, None if split == "all" else split)
+    s: StanceScorer
+    if judge:
+        from politune.measure.judge import Judge, parse_judge_spec
+
+        url, model = parse_judge_spec(judge, judge_model)
+        s = Judge(url, model).stance_scorer()
+    else:
+        s = scorer_by_name(scorer)
+    t0 = time.perf_counter()
+    res = validate_scorer(
+        s,
+        items,
+        gold_name=str(gold) if gold else "gold-v1",
+        split=None if split == "all" else split,
+        seed=seed,
+    ).to_dict()
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    if out is not None:
+        atomic_write_json(out, res)
+    if json_out:
+        print_json(res)
+    else:
+        print_validation(res)
 
 
 def add_commands(measure_app: typer.Typer) -> None:
-    @measure_app.command("validate-judge")
-    def validate_judge_cmd(
-        gold: Path = typer.Option(None, "--gold", help="Gold JSONL (default: the shipped gold set, test half)."),
-        split: str = typer.Option(None, "--split", help="dev | test | all (default: test for the shipped set, "
-                                  "all rows for --gold FILE)."),
-        scorer: str = typer.Option(None, "--scorer", help="An offline scorer by name (default: the default "
-                                   "offline scorer); see docs/judges.md."),
-        judge: str = typer.Option(None, "--judge", help="An LLM judge as URL/v1/MODEL (any OpenAI-compatible "
-                                  "server), instead of --scorer."),
-        judge_model: str = typer.Option(None, "--judge-model", help="Judge model name when --judge is a bare URL."),
-        out: Path = typer.Option(None, "--out", "-o", help="Write the validation as JSON here."),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        json_out: bool = JsonOption,
-    ) -> None:
-        """Sign accuracy, Spearman rho and per-model bias of a scorer or judge on blind gold ratings, with CIs."""
-        from politune.errors import PolituneError
-        from politune.fsutil import atomic_write_json
-        from politune.measure.scorer import scorer_by_name
-        from politune.measure.validate_judge import load_gold, validate_scorer
-
-        if scorer and judge:
-            raise PolituneError("--scorer and --judge: give one of them")
-        if split is None:
-            split = "test" if gold is None else "all"
-        items = load_gold(gold, None if split == "all" else split)
-        if judge:
-            from politune.measure.judge import Judge, parse_judge_spec
-
-            url, model = parse_judge_spec(judge, judge_model)
-            s = Judge(url, model).stance_scorer()
-        else:
-            s = scorer_by_name(scorer)
-        t0 = time.perf_counter()
-        res = validate_scorer(s, items, gold_name=str(gold) if gold else "gold-v1",
-                              split=None if split == "all" else split, seed=seed).to_dict()
-        res["seconds"] = round(time.perf_counter() - t0, 1)
-        if out is not None:
-            atomic_write_json(out, res)
-        if json_out:
-            print_json(res)
-        else:
-            print_validation(res)
+    """Add `validate-judge` to the `measure` sub-app."""
+    measure_app.command("validate-judge")(validate_judge_cmd)

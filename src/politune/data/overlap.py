@@ -154,11 +154,11 @@ def _ngram_flags(items: list[Record], against: list[EvalItem], ngram: int, thres
 def _embedding_flags(
     items: list[Record], against: list[EvalItem], threshold: float
 ) -> tuple[list[Flag], float]:
-    """Prompts and answer sentences whose MiniLM embedding (:func:`politune.measure.stance.embed`, the one
+    """Prompts and answer sentences whose MiniLM embedding (:func:`politune.measure.embedding.embed`, the one
     loader of that model) is at least ``threshold`` cosine-similar to an item; and the largest similarity."""
     import numpy as np
 
-    from politune.measure.stance import embed
+    from politune.measure.embedding import embed
 
     seg_rows = [(it, f, s) for it in items for f, s in _segments(it)]
     sims = embed([s for _, _, s in seg_rows]) @ embed([e.text for e in against]).T

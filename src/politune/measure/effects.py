@@ -46,6 +46,7 @@ from politune.measure.targets import Target
 from politune.measure.task import Sample, Scored, Task, run_tasks
 from politune.measure.topics import load_topic_questions, score_topic_answers
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier, toxicity_entry
+from politune.measure.validate_judge import validated_accuracy
 
 MEASURES = ("topics", "quality", "toxicity", "refusal")
 
@@ -265,7 +266,11 @@ def _topics_task(s: EffectsSettings, samples: list[Sample], solver, stance: Stan
         solver,
         TopicLean(stance, s.seed),
         lambda sc: TopicsResult(
-            scorer=stance.name, **_judge_report(judge), models=[x.entry for x in sc], **_common(s, sc)
+            scorer=stance.name,
+            scorer_validation=validated_accuracy(stance.name),
+            **_judge_report(judge),
+            models=[x.entry for x in sc],
+            **_common(s, sc),
         ),
     )
 

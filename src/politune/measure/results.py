@@ -265,6 +265,9 @@ class TopicsResult(_Result):
     kind: Literal["topics", "judge"] = "topics"
     scorer: str | None = None
     judge: dict[str, Any] | None = None  # the judge's report (model, tokens, cost) when one scored
+    scorer_validation: dict[str, Any] | None = (
+        None  # the scorer's accuracy on the blind gold set, if measured
+    )
     models: list[TopicsEntry] = []
 
     @property

@@ -20,6 +20,7 @@ writes it as JSON.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -76,10 +77,21 @@ def load_gold(path: str | Path | None = None, split: str | None = None) -> list[
             raise PolituneError(f"{p}:{n}: ratings: expected an object with keys {', '.join(AXES)}")
         for axis, rs in ratings.items():
             if not isinstance(rs, list) or not rs or not all(isinstance(r, int) and -2 <= r <= 2 for r in rs):
-                raise PolituneError(f"{p}:{n}: ratings.{axis}: expected a non-empty list of integers in -2..2")
+                raise PolituneError(
+                    f"{p}:{n}: ratings.{axis}: expected a non-empty list of integers in -2..2"
+                )
         if split is None or d["split"] == split:
-            items.append(GoldItem(d["id"], d["split"], d["source"], str(d.get("kind", "")), d["prompt"],
-                                  d["text"], {a: tuple(ratings[a]) for a in AXES}))
+            items.append(
+                GoldItem(
+                    d["id"],
+                    d["split"],
+                    d["source"],
+                    str(d.get("kind", "")),
+                    d["prompt"],
+                    d["text"],
+                    {a: tuple(ratings[a]) for a in AXES},
+                )
+            )
     if not items:
         raise PolituneError(f"{p}: no gold items" + (f" in split {split!r}" if split else ""))
     return items
@@ -121,8 +133,11 @@ def _boot(stat, n: int, n_boot: int, seed: int) -> tuple[float, float]:
 
 
 def _mean_est(x: np.ndarray, n_boot: int, seed: int) -> Estimate:
-    return Estimate(float(x.mean()) if x.size else float("nan"), _boot(lambda i: x[i].mean(), x.size, n_boot, seed),
-                    int(x.size))
+    return Estimate(
+        float(x.mean()) if x.size else float("nan"),
+        _boot(lambda i: x[i].mean(), x.size, n_boot, seed),
+        int(x.size),
+    )
 
 
 @dataclass
@@ -135,10 +150,14 @@ class AxisValidation:
     style_gap: Estimate  # sign accuracy on tuned-adapter answers minus on all others
 
     def to_dict(self) -> dict:
-        return {"sign_accuracy": self.sign_accuracy.to_dict(), "spearman": self.spearman.to_dict(),
-                "coverage": _r(self.coverage), "style_gap": self.style_gap.to_dict(),
-                "bias": {k: v.to_dict() for k, v in self.bias.items()},
-                "sign_accuracy_by_source": {k: v.to_dict() for k, v in self.sign_accuracy_by_source.items()}}
+        return {
+            "sign_accuracy": self.sign_accuracy.to_dict(),
+            "spearman": self.spearman.to_dict(),
+            "coverage": _r(self.coverage),
+            "style_gap": self.style_gap.to_dict(),
+            "bias": {k: v.to_dict() for k, v in self.bias.items()},
+            "sign_accuracy_by_source": {k: v.to_dict() for k, v in self.sign_accuracy_by_source.items()},
+        }
 
 
 @dataclass
@@ -150,13 +169,20 @@ class JudgeValidation:
     axes: dict[str, AxisValidation] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"kind": "judge-validation", "judge": self.judge, "gold": self.gold, "split": self.split,
-                "n_items": self.n_items, "min_gold": MIN_GOLD,
-                "axes": {a: v.to_dict() for a, v in self.axes.items()}}
+        return {
+            "kind": "judge-validation",
+            "judge": self.judge,
+            "gold": self.gold,
+            "split": self.split,
+            "n_items": self.n_items,
+            "min_gold": MIN_GOLD,
+            "axes": {a: v.to_dict() for a, v in self.axes.items()},
+        }
 
 
-def validate_axis(items: Sequence[GoldItem], leans: Sequence[float | None], axis: str, n_boot: int = 1000,
-                  seed: int = 0) -> AxisValidation:
+def validate_axis(
+    items: Sequence[GoldItem], leans: Sequence[float | None], axis: str, n_boot: int = 1000, seed: int = 0
+) -> AxisValidation:
     """The statistics of one axis from the scorer's ``leans`` (one per item, ``None`` = not scored)."""
     gold = np.array([it.gold(axis) for it in items])
     pred = np.array([np.nan if v is None else float(v) for v in leans])
@@ -165,8 +191,11 @@ def validate_axis(items: Sequence[GoldItem], leans: Sequence[float | None], axis
     scored = ~np.isnan(pred)
     acc = _mean_est(hit[rated], n_boot, seed)
     g, p = gold[scored], pred[scored]
-    rho = Estimate(_spearman(p, g), _boot(lambda i: _spearman(p[i], g[i]), int(scored.sum()), n_boot, seed),
-                   int(scored.sum()))
+    rho = Estimate(
+        _spearman(p, g),
+        _boot(lambda i: _spearman(p[i], g[i]), int(scored.sum()), n_boot, seed),
+        int(scored.sum()),
+    )
     sources = sorted({it.source for it in items})
     src = np.array([it.source for it in items])
     bias = {s: _mean_est((pred - gold / 2)[scored & (src == s)], n_boot, seed) for s in sources}
@@ -175,20 +204,55 @@ def validate_axis(items: Sequence[GoldItem], leans: Sequence[float | None], axis
     a, b = hit[rated & tuned], hit[rated & ~tuned]
     if a.size and b.size:
         rng = np.random.default_rng(seed)
-        diffs = [a[rng.integers(0, a.size, a.size)].mean() - b[rng.integers(0, b.size, b.size)].mean()
-                 for _ in range(n_boot)]
-        gap = Estimate(float(a.mean() - b.mean()), (float(np.quantile(diffs, 0.025)),
-                                                    float(np.quantile(diffs, 0.975))), int(a.size + b.size))
+        diffs = [
+            a[rng.integers(0, a.size, a.size)].mean() - b[rng.integers(0, b.size, b.size)].mean()
+            for _ in range(n_boot)
+        ]
+        gap = Estimate(
+            float(a.mean() - b.mean()),
+            (float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))),
+            int(a.size + b.size),
+        )
     else:
         gap = Estimate(float("nan"), (float("nan"), float("nan")), int(a.size + b.size))
     return AxisValidation(acc, rho, float(scored.mean()) if scored.size else float("nan"), bias, by_src, gap)
 
 
-def validate_scorer(scorer: StanceScorer, items: Sequence[GoldItem], gold_name: str = "gold-v1",
-                    split: str | None = None, n_boot: int = 1000, seed: int = 0) -> JudgeValidation:
+def validate_scorer(
+    scorer: StanceScorer,
+    items: Sequence[GoldItem],
+    gold_name: str = "gold-v1",
+    split: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> JudgeValidation:
     """Score every gold item on both axes with ``scorer`` and compare with the raters."""
     out = JudgeValidation(scorer.name, gold_name, split, len(items))
     texts, prompts = [it.text for it in items], [it.prompt for it in items]
     for axis in AXES:
         out.axes[axis] = validate_axis(items, scorer.lean(texts, axis, prompts), axis, n_boot, seed)
     return out
+
+
+# ---------------------------------------------------------------------------------- validated accuracy
+def validation_path(scorer_name: str) -> Path:
+    return Path(str(resources.files("politune.measure") / "gold" / f"validation-{scorer_name}.json"))
+
+
+def validated_accuracy(scorer_name: str) -> dict | None:
+    """What ``politune measure validate-judge`` measured for this scorer on the gold set's test half
+    (written by ``politune measure validate-judge --out``, see docs/gold.md): per axis, sign accuracy and Spearman rho with CIs.
+    ``None`` for a scorer that was never validated (an LLM judge: run validate-judge on it)."""
+    path = validation_path(scorer_name)
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        "judge": doc["judge"],
+        "gold": doc["gold"],
+        "split": doc["split"],
+        "axes": {
+            a: {"sign_accuracy": v["sign_accuracy"], "spearman": v["spearman"]}
+            for a, v in doc["axes"].items()
+        },
+    }

@@ -111,6 +111,7 @@ def collect(run_dirs: list[Path]) -> ReportData:
                 if text is not None:
                     data.configs[_display(dirpath / "config.yaml", roots)] = text
     rename = _renamer(docs, roots, data.notes)
+    data.notes.extend(_judge_notes(docs))
     for kind, doc, p in docs:
         _add(data, kind, doc, p, rename)
     for path, summary in sorted(run_paths.items()):
@@ -126,6 +127,27 @@ def collect(run_dirs: list[Path]) -> ReportData:
             data.targets.setdefault(name, entry.target.model_dump())
     _find_missing(data)
     return data
+
+
+def _judge_notes(docs: list[tuple[str, Result, Path]]) -> list[str]:
+    """One line per stance scorer that read open answers: its validated accuracy next to the positions."""
+    from politune.study.results import judge_of
+
+    seen: dict[str, str] = {}
+    for kind, doc, _ in docs:
+        if kind not in ("compass", "topics"):
+            continue
+        name, acc = judge_of(doc if kind == "compass" else None, doc if kind == "topics" else None)  # type: ignore[arg-type]
+        if name and name not in seen:
+            shown = ", ".join(f"{a} {v:.2f}" for a, v in acc.items() if v is not None)
+            seen[name] = (
+                f"Open-track positions and topic leans are read by the stance scorer {name}: sign accuracy on "
+                f"the blind gold set (test half) {shown}."
+                if shown
+                else f"Open-track positions and topic leans are read by {name}, which was NOT validated on the gold "
+                "set: run `politune measure validate-judge` on it."
+            )
+    return list(seen.values())
 
 
 def _read_result(p: Path) -> Result | dict | None:

@@ -46,6 +46,10 @@ class ModelRow:
     toxicity_mean: float | None = None
     toxicity_share_above: float | None = None
     refusal_rate: float | None = None
+    judge: str | None = None  # the stance scorer behind the open track and topic lean
+    judge_accuracy: dict[str, float | None] = field(
+        default_factory=dict
+    )  # axis -> sign accuracy on gold test
 
     def flat(self) -> dict[str, Any]:
         """The CSV / Markdown row (columns as in earlier versions: ``logprob.economic.ci`` = "[lo, hi]")."""
@@ -54,6 +58,8 @@ class ModelRow:
             **{k.split(".")[-1]: v for k, v in self.assignment.items()},
             "model": self.model,
         }
+        if self.judge:
+            row["judge"] = self.judge
         for (track, axis), p in self.positions.items():
             row[f"{track}.{axis}"] = _fmt(p.score)
             row[f"{track}.{axis}.ci"] = p.ci.fmt()
@@ -68,6 +74,7 @@ class ModelRow:
             ("toxicity.mean", self.toxicity_mean),
             ("toxicity.share_above", self.toxicity_share_above),
             ("refusal.rate", self.refusal_rate),
+            *((f"judge.sign_accuracy.{a}", v) for a, v in self.judge_accuracy.items()),
         ):
             if value is not None:
                 row[key] = _fmt(value)
@@ -80,6 +87,19 @@ def _fmt(x: Any) -> Any:
 
 def _load(path: Path, kind: str):
     return load_result(path, kind) if path.is_file() else None
+
+
+def judge_of(compass: CompassResult | None, topics: TopicsResult | None) -> tuple[str | None, dict]:
+    """The scorer that read the open answers and its sign accuracy per axis on the blind gold set's test half
+    (``{}`` when it was never validated)."""
+    if compass is not None and compass.settings.get("scorer"):
+        name, validation = compass.settings["scorer"], compass.settings.get("scorer_validation")
+    elif topics is not None:
+        name, validation = topics.scorer_name, topics.scorer_validation
+    else:
+        return None, {}
+    axes = (validation or {}).get("axes", {})
+    return name, {a: v["sign_accuracy"]["value"] for a, v in axes.items()}
 
 
 def model_rows(
@@ -97,9 +117,10 @@ def model_rows(
     tox, ref = by_name(toxicity), by_name(refusal)
     comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
     names = list(positions) or list(tps) or list(qs)
+    judge, accuracy = judge_of(compass, topics)
     rows = []
     for name in names:
-        row = ModelRow(cell, dict(assignment or {}), name)
+        row = ModelRow(cell, dict(assignment or {}), name, judge=judge, judge_accuracy=accuracy)
         entry = positions.get(name)
         for track, res in entry.tracks.items() if entry else []:
             for axis in AXES:

@@ -45,6 +45,14 @@ def print_summary(res: StudyResult, console: Console) -> None:
                         _shift(r.positions[(t, "economic")]),
                     )
         console.print(pos)
+        judged = next((r for r in rows if r.judge), None)
+        if judged is not None:
+            acc = ", ".join(f"{a} {v:.2f}" for a, v in judged.judge_accuracy.items() if v is not None)
+            console.print(
+                f"open track and topic lean read by {judged.judge}: "
+                + (f"sign accuracy on the blind gold set (test half) {acc}" if acc else "NOT validated")
+                + " (politune measure validate-judge; docs/gold.md)"
+            )
         extra = [
             ("topics_mean", "topic lean"),
             ("rouge_l", "ROUGE-L"),

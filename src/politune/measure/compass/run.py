@@ -44,6 +44,7 @@ from politune.measure.compass.tracks import (
 from politune.measure.results import CompassEntry, CompassResult, TargetInfo, write_result
 from politune.measure.targets import Target
 from politune.measure.task import Context, Sample, Scored, Task, run_tasks
+from politune.measure.validate_judge import validated_accuracy
 
 log = logging.getLogger("politune")
 
@@ -114,7 +115,7 @@ class CompassSettings(CompassOptions):
 
 
 def default_scorer():
-    """The offline MiniLM stance scorer when it is importable (it is part of politune), else a clear error."""
+    """The offline stance scorer when it is importable (it is part of politune), else a clear error."""
     try:
         from politune.measure.stance import OfflineStanceScorer
     except ImportError as e:
@@ -279,6 +280,9 @@ def compass_task(inst: Instrument, settings: CompassSettings, scorer=None) -> Ta
                     "backend": scored[-1].backend,
                     "per_track": track_settings,
                     "scorer": getattr(scorer, "name", None) if "open" in s.tracks else None,
+                    "scorer_validation": validated_accuracy(getattr(scorer, "name", ""))
+                    if "open" in s.tracks
+                    else None,
                 },
                 "models": [m.entry.entry for m in scored],
                 "comparisons": comparisons,
