@@ -18,7 +18,7 @@ AXES = ("economic", "social")
 
 @runtime_checkable
 class StanceScorer(Protocol):
-    name: str  # recorded in results (e.g. "offline-minilm-v1", "judge:gpt-4o/lean-v1")
+    name: str  # recorded in results (e.g. "offline-probe-v1", "judge:gpt-4o/lean-v1")
 
     def lean(
         self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None
