@@ -146,3 +146,35 @@ def test_cli_validate_judge_bad_gold_is_one_line(tmp_path, monkeypatch, capsys):
     path.write_text('{"id": "x"}\n')
     code, out, err = run_cli(["measure", "validate-judge", "--gold", path], monkeypatch, capsys)
     assert code == 2 and "g.jsonl:1: split: expected a string" in err and "Traceback" not in err
+
+
+def test_validation_note_states_accuracy_or_warns():
+    from politune.measure.validate_judge import validated_accuracy, validation_note
+
+    shipped = validated_accuracy("offline-probe-v1")
+    assert (
+        shipped is not None and shipped["split"] == "test" and set(shipped["axes"]) == {"economic", "social"}
+    )
+    note = validation_note("offline-probe-v1", shipped)
+    econ = shipped["axes"]["economic"]["sign_accuracy"]["value"]
+    assert f"economic {econ:.2f}" in note and "test half" in note
+    assert validated_accuracy("judge:some-llm/lean-v1") is None
+    assert "NOT validated" in validation_note("judge:some-llm/lean-v1", None)
+
+
+@pytest.mark.slow
+def test_shipped_validation_is_what_validate_judge_measures(smollm2_dir, monkeypatch, tmp_path, capsys):
+    """validation-offline-probe-v1.json (quoted by every report) is reproduced by the command, not typed in."""
+    from politune.measure import stance
+    from politune.measure.validate_judge import validation_path
+
+    monkeypatch.setattr(stance, "ENCODER", str(smollm2_dir))
+    code, out, err = run_cli(["measure", "validate-judge", "--out", tmp_path / "v.json"], monkeypatch, capsys)
+    assert code == 0, err
+    fresh = json.loads((tmp_path / "v.json").read_text())
+    shipped = json.loads(validation_path("offline-probe-v1").read_text())
+    for axis in ("economic", "social"):
+        for key in ("sign_accuracy", "spearman"):
+            assert fresh["axes"][axis][key]["value"] == pytest.approx(
+                shipped["axes"][axis][key]["value"], abs=1e-3
+            )

@@ -41,6 +41,13 @@ def print_compass_table(result: CompassResult) -> None:
                     _num(tr.content_sensitivity),
                 )
     console.print(t)
+    if result.settings.get("scorer"):
+        from politune.measure.validate_judge import validation_note
+
+        console.print(
+            "open track: "
+            + validation_note(result.settings["scorer"], result.settings.get("scorer_validation"))
+        )
     _print_diagnostics(result)
     _print_comparisons(result)
 

@@ -187,6 +187,7 @@ def _summary(results: dict) -> dict:
 
     for res in results.values():
         if isinstance(res, TopicsResult):
+            out["scorer"] = {"name": res.scorer_name, "validation": res.scorer_validation}
             for m in res.models:
                 row(m.target)["topic_lean"] = {
                     "mean": m.mean,
@@ -231,6 +232,11 @@ def _print(summary: dict, out) -> None:
             _fmt((row.get("refusal") or {}).get("rate")),
         )
     console.print(table)
+    if "scorer" in summary:
+        from politune.measure.validate_judge import validation_note
+
+        sc = summary["scorer"]
+        console.print("topic " + validation_note(sc["name"], sc["validation"]))
     if "judge" in summary:
         j = summary["judge"]
         console.print(

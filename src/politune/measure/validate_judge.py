@@ -256,3 +256,22 @@ def validated_accuracy(scorer_name: str) -> dict | None:
             for a, v in doc["axes"].items()
         },
     }
+
+
+def validation_note(scorer_name: str, validation: dict | None) -> str:
+    """One line to print next to the positions a scorer produced: its validated accuracy, or a warning."""
+    axes = (validation or {}).get("axes", {})
+    shown = ", ".join(
+        f"{a} {v['sign_accuracy']['value']:.2f}"
+        for a, v in axes.items()
+        if v["sign_accuracy"].get("value") is not None
+    )
+    if not shown:
+        return (
+            f"leans read by {scorer_name}, NOT validated on the blind gold set: run `politune measure "
+            "validate-judge` on it (docs/gold.md)"
+        )
+    return (
+        f"leans read by {scorer_name}: sign accuracy on the blind gold set (test half) {shown} "
+        "(`politune measure validate-judge`, docs/gold.md)"
+    )

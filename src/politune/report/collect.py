@@ -131,22 +131,19 @@ def collect(run_dirs: list[Path]) -> ReportData:
 
 def _judge_notes(docs: list[tuple[str, Result, Path]]) -> list[str]:
     """One line per stance scorer that read open answers: its validated accuracy next to the positions."""
+    from politune.measure.validate_judge import validation_note
     from politune.study.results import judge_of
 
     seen: dict[str, str] = {}
     for kind, doc, _ in docs:
-        if kind not in ("compass", "topics"):
+        if kind == "compass":
+            name, validation = judge_of(doc, None)  # type: ignore[arg-type]
+        elif kind == "topics":
+            name, validation = judge_of(None, doc)  # type: ignore[arg-type]
+        else:
             continue
-        name, acc = judge_of(doc if kind == "compass" else None, doc if kind == "topics" else None)  # type: ignore[arg-type]
         if name and name not in seen:
-            shown = ", ".join(f"{a} {v:.2f}" for a, v in acc.items() if v is not None)
-            seen[name] = (
-                f"Open-track positions and topic leans are read by the stance scorer {name}: sign accuracy on "
-                f"the blind gold set (test half) {shown}."
-                if shown
-                else f"Open-track positions and topic leans are read by {name}, which was NOT validated on the gold "
-                "set: run `politune measure validate-judge` on it."
-            )
+            seen[name] = "Open-track positions and topic " + validation_note(name, validation) + "."
     return list(seen.values())
 
 

@@ -50,6 +50,7 @@ class ModelRow:
     judge_accuracy: dict[str, float | None] = field(
         default_factory=dict
     )  # axis -> sign accuracy on gold test
+    judge_validation: dict[str, Any] | None = None  # the scorer's validation record (validate_judge)
 
     def flat(self) -> dict[str, Any]:
         """The CSV / Markdown row (columns as in earlier versions: ``logprob.economic.ci`` = "[lo, hi]")."""
@@ -89,17 +90,18 @@ def _load(path: Path, kind: str):
     return load_result(path, kind) if path.is_file() else None
 
 
-def judge_of(compass: CompassResult | None, topics: TopicsResult | None) -> tuple[str | None, dict]:
-    """The scorer that read the open answers and its sign accuracy per axis on the blind gold set's test half
-    (``{}`` when it was never validated)."""
+def judge_of(
+    compass: CompassResult | None, topics: TopicsResult | None
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The scorer that read the open answers and its validation record on the blind gold set's test half
+    (``None`` when it was never validated)."""
     if compass is not None and compass.settings.get("scorer"):
         name, validation = compass.settings["scorer"], compass.settings.get("scorer_validation")
     elif topics is not None:
         name, validation = topics.scorer_name, topics.scorer_validation
     else:
-        return None, {}
-    axes = (validation or {}).get("axes", {})
-    return name, {a: v["sign_accuracy"]["value"] for a, v in axes.items()}
+        return None, None
+    return name, validation
 
 
 def model_rows(
@@ -117,10 +119,18 @@ def model_rows(
     tox, ref = by_name(toxicity), by_name(refusal)
     comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
     names = list(positions) or list(tps) or list(qs)
-    judge, accuracy = judge_of(compass, topics)
+    judge, validation = judge_of(compass, topics)
+    accuracy = {a: v["sign_accuracy"]["value"] for a, v in (validation or {}).get("axes", {}).items()}
     rows = []
     for name in names:
-        row = ModelRow(cell, dict(assignment or {}), name, judge=judge, judge_accuracy=accuracy)
+        row = ModelRow(
+            cell,
+            dict(assignment or {}),
+            name,
+            judge=judge,
+            judge_accuracy=accuracy,
+            judge_validation=validation,
+        )
         entry = positions.get(name)
         for track, res in entry.tracks.items() if entry else []:
             for axis in AXES:

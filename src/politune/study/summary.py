@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from politune.measure.results import CI
+from politune.measure.validate_judge import validation_note
 from politune.study.results import Position
 from politune.study.runner import StudyResult
 
@@ -46,13 +47,8 @@ def print_summary(res: StudyResult, console: Console) -> None:
                     )
         console.print(pos)
         judged = next((r for r in rows if r.judge), None)
-        if judged is not None:
-            acc = ", ".join(f"{a} {v:.2f}" for a, v in judged.judge_accuracy.items() if v is not None)
-            console.print(
-                f"open track and topic lean read by {judged.judge}: "
-                + (f"sign accuracy on the blind gold set (test half) {acc}" if acc else "NOT validated")
-                + " (politune measure validate-judge; docs/gold.md)"
-            )
+        if judged is not None and judged.judge is not None:
+            console.print("open track and topic " + validation_note(judged.judge, judged.judge_validation))
         extra = [
             ("topics_mean", "topic lean"),
             ("rouge_l", "ROUGE-L"),
