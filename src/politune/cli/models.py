@@ -7,7 +7,7 @@ import time
 import typer
 from rich.table import Table
 
-from politune.cli.common import JsonOption, console, print_json
+from politune.cli.common import DeviceOption, DtypeOption, JsonOption, console, print_json
 
 models_app = typer.Typer(
     help="List, pull and inspect models (registry names, local dirs, hub ids).", no_args_is_help=True
@@ -59,8 +59,8 @@ def pull(
 @models_app.command()
 def info(
     name: str = typer.Argument(..., help="Registry name, hub id or local directory."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Parameters, dtype, device and cache path."""

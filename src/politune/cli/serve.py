@@ -8,7 +8,7 @@ import shutil
 
 import typer
 
-from politune.cli.common import console, err_console
+from politune.cli.common import DeviceOption, DtypeOption, console, err_console
 from politune.errors import PolituneError
 
 
@@ -49,8 +49,8 @@ def serve(
         "--served-name",
         help="Name of the base model in /v1/models (default: --model; 'base' always works too).",
     ),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
     max_tokens: int = typer.Option(1024, "--max-tokens", help="Largest max_tokens a request may ask for."),
     max_n: int = typer.Option(8, "--max-n", help="Largest n (choices per request)."),
     max_queue: int = typer.Option(256, "--max-queue", help="Requests that may wait; more get 429."),

@@ -8,6 +8,8 @@ import typer
 
 from politune.cli.common import OverridesOption, console, err_console
 
+FreshOption = typer.Option(False, "--fresh", help="Redo every stage instead of skipping finished ones.")
+
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
@@ -23,7 +25,7 @@ def _events():
 
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder."),
-    fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of skipping finished ones."),
+    fresh: bool = FreshOption,
     overrides: list[str] = OverridesOption,
 ) -> None:
     """The end-to-end demo on the embedded default model: built-in data -> left and right DPO adapters ->
@@ -46,7 +48,7 @@ def run(
         help="Validate the study (config, recipe, data sources, "
         "sweep keys) and exit without running anything.",
     ),
-    fresh: bool = typer.Option(False, "--fresh", help="Redo every stage instead of skipping finished ones."),
+    fresh: bool = FreshOption,
     overrides: list[str] = OverridesOption,
 ) -> None:
     """Run a declarative study: data recipe + tune recipe + measures, with `sweep:` over any config key. Each

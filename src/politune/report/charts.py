@@ -147,6 +147,16 @@ def trajectory_metrics(runs: Sequence[TuneRun], wanted: Sequence[str] = ("econom
     return chosen or seen[:2]
 
 
+def _run_panels(
+    runs: Sequence[TuneRun], n: int, panel: tuple[float, float], colours: Mapping[str, str] | None
+):
+    """A figure of ``n`` panels side by side (each ``panel`` inches), its axes, and each run's colour
+    (``colours`` overriding :func:`run_colours`)."""
+    fig = new_figure((panel[0] * n + 0.4, panel[1]))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    return fig, axes, {**run_colours(runs), **(colours or {})}
+
+
 def _integer_locator():
     from matplotlib.ticker import MaxNLocator
 
@@ -166,9 +176,7 @@ def plot_trajectory(
     """
     runs = [r for r in _as_runs(runs) if r.trajectory]
     metrics = list(metrics or trajectory_metrics(runs)) or ["economic"]
-    fig = new_figure((5.2 * len(metrics) + 0.4, 4.4))
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    colours = {**run_colours(runs), **(colours or {})}
+    fig, axes, colours = _run_panels(runs, len(metrics), (5.2, 4.4), colours)
     for ax, metric in zip(axes, metrics, strict=True):
         for r in runs:
             pts = [
@@ -235,9 +243,7 @@ def plot_training(runs: Sequence[TuneRun], title: str | None = "Training metrics
         if any(num_ok(row.get(k)) for r in runs for row in r.metrics)
     ]
     keys = keys or ["loss"]
-    fig = new_figure((3.9 * len(keys) + 0.4, 3.6))
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    colours = {**run_colours(runs), **(colours or {})}
+    fig, axes, colours = _run_panels(runs, len(keys), (3.9, 3.6), colours)
     for ax, k in zip(axes, keys, strict=True):
         for r in runs:
             pts = [

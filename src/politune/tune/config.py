@@ -316,6 +316,17 @@ def _common_args(
     )
 
 
+def _trl_config(cls, label: str, cfg: TuneConfig, kw: dict[str, Any]):
+    """``cls(**kw)`` plus the recipe's ``trl:`` entries that ``cls`` knows; TRL's refusal as a PolituneError."""
+    extra = {k: v for k, v in cfg.trl.items() if k in _field_names(cls)}
+    try:
+        return cls(**kw, **extra)
+    except (ValueError, TypeError) as e:
+        raise PolituneError(
+            f"recipe {cfg.name}: TRL rejected the {label} settings: {str(e).splitlines()[0]}"
+        ) from None
+
+
 def dpo_args(cfg: TuneConfig, out_dir: Path, hw: dict):
     from trl import DPOConfig
 
@@ -336,13 +347,7 @@ def dpo_args(cfg: TuneConfig, out_dir: Path, hw: dict):
         grad_accum=cfg.grad_accum,
     )
     kw.update(beta=spec.beta, loss_type=loss_type, loss_weights=weights, label_smoothing=spec.label_smoothing)
-    extra = {k: v for k, v in cfg.trl.items() if k in _field_names(DPOConfig)}
-    try:
-        return DPOConfig(**kw, **extra)
-    except (ValueError, TypeError) as e:
-        raise PolituneError(
-            f"recipe {cfg.name}: TRL rejected the DPO settings: {str(e).splitlines()[0]}"
-        ) from None
+    return _trl_config(DPOConfig, "DPO", cfg, kw)
 
 
 def sft_args(cfg: TuneConfig, out_dir: Path, hw: dict):
@@ -360,13 +365,7 @@ def sft_args(cfg: TuneConfig, out_dir: Path, hw: dict):
         grad_accum=s.grad_accum or cfg.grad_accum,
     )
     kw.update(completion_only_loss=True, packing=False)
-    extra = {k: v for k, v in cfg.trl.items() if k in _field_names(SFTConfig)}
-    try:
-        return SFTConfig(**kw, **extra)
-    except (ValueError, TypeError) as e:
-        raise PolituneError(
-            f"recipe {cfg.name}: TRL rejected the SFT settings: {str(e).splitlines()[0]}"
-        ) from None
+    return _trl_config(SFTConfig, "SFT", cfg, kw)
 
 
 def lora_config(lora: LoraSettings):
