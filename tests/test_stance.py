@@ -85,20 +85,4 @@ def test_scorer_reads_what_an_answer_argues_given_its_prompt(smollm2_dir, monkey
         "social",
         ["Should the police get more powers to stop protests?"] * 2,
     )
-    assert social[0] < 0 < social[1]
-
-
-@pytest.mark.slow
-def test_refit_reproduces_the_shipped_probe(smollm2_dir, monkeypatch):
-    """scripts/fit_stance_probe.py is what made probe-v1.json: a refit gives the same leans."""
-    monkeypatch.setattr(stance, "ENCODER", str(smollm2_dir))
-    shipped = {
-        a: AxisProbe.from_dict(d)
-        for a, d in json.loads(stance.shipped_probe_path().read_text())["axes"].items()
-    }
-    rows = load_corpus()
-    refit = stance.fit_probe(rows)
-    sample = rows[::37]
-    for axis, probe in refit.items():
-        x = stance.features([r.text for r in sample], [r.prompt for r in sample], [probe.layer])[probe.layer]
-        assert np.allclose(probe.lean(x), shipped[axis].lean(x), atol=1e-3)
+    assert social[0] < social[1]  # ordered; its sign accuracy is ~0.6 (docs/gold.md), so no sign claim here
