@@ -17,8 +17,8 @@ How it works (readable top to bottom):
    numbers in docs/gold.md and in every result through :func:`validated_accuracy`).
 
 The fitted probe ships as ``measure/corpus/probe-v1.json`` (a few hundred kB, tied to the corpus by its
-SHA-256), so scoring needs no fitting. ``fit_probe()`` reproduces it from the corpus in ~2 min on 2 CPU
-cores (``scripts/fit_stance_probe.py``; a slow test checks a refit gives the same leans). A corpus other than
+SHA-256), so scoring needs no fitting. ``fit_probe()`` reproduces it from the corpus in ~4 min on 2 CPU
+cores (``scripts/fit_stance_probe.py``; a test checks the shipped file belongs to the shipped corpus). A corpus other than
 the shipped one is fitted on first use and cached in ``$POLITUNE_HOME/stance/``.
 """
 
