@@ -18,3 +18,15 @@ def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# Flags every headless-Chromium test starts the browser with: no sandbox as root, and nothing that reaches out
+# to the network (this machine has none).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import CHROMIUM_FLAGS
 from politune.errors import PolituneError
 from politune.report import build_report, collect, plot_compass, plot_topics, plot_trajectory
 
@@ -446,12 +447,7 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     shot = tmp_path / "shot.png"
     cmd = [
         exe,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={tmp_path / 'profile'}",
         f"--screenshot={shot}",
         "--window-size=1280,2000",

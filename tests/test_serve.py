@@ -16,6 +16,7 @@ import openai
 import pytest
 import torch
 
+from cli_helpers import CHROMIUM_FLAGS
 from politune.errors import PolituneError
 from politune.fsutil import sha256_dir
 
@@ -619,14 +620,7 @@ def test_comparison_page_in_chromium(server, client):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
+            args=CHROMIUM_FLAGS,
         )
         try:
             page = browser.new_page()
