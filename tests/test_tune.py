@@ -429,38 +429,14 @@ def test_cli_dpo_records_the_data_spec_and_evaluates_held_out_pairs(
             for i, p in enumerate(tiny_pairs(6))
         )
     )
-    code, out, err = run_cli(
-        [
-            "tune",
-            "dpo",
-            "--data",
-            data,
-            "--split",
-            "",
-            "--base",
-            tiny_model_dir,
-            "--out",
-            tmp_path / "run",
-            "--stance",
-            "left",
-            "--json",
-            "--eval-data",
-            held,
-            *[
-                x
-                for o in (
-                    "max_steps=2",
-                    "batch_size=4",
-                    "max_length=96",
-                    "lora.layers=null",
-                    "save_every=0",
-                    "lr=5e-3",
-                )
-                for x in ("--set", o)
-            ],
-        ],
-        monkeypatch,
-        capsys,
+
+    def dpo(out_dir, *extra):
+        args = ["tune", "dpo", "--data", data, "--split", "", "--base", tiny_model_dir, "--out", out_dir]
+        return run_cli([*args, *extra, "--eval-data", held], monkeypatch, capsys)
+
+    sets = ["max_steps=2", "batch_size=4", "max_length=96", "lora.layers=null", "save_every=0", "lr=5e-3"]
+    code, out, err = dpo(
+        tmp_path / "run", "--stance", "left", "--json", *[x for o in sets for x in ("--set", o)]
     )
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -478,24 +454,7 @@ def test_cli_dpo_records_the_data_spec_and_evaluates_held_out_pairs(
     assert [r["step"] for r in rows] == [1, 2, 2] and "eval_rewards/accuracies" in rows[-1]
     # a bad evaluation file fails before any compute, naming the file
     held.write_text(json.dumps({"id": "h", "prompt": "Q?", "chosen": "yes"}) + "\n")
-    code, out, err = run_cli(
-        [
-            "tune",
-            "dpo",
-            "--data",
-            data,
-            "--split",
-            "",
-            "--base",
-            tiny_model_dir,
-            "--out",
-            tmp_path / "run2",
-            "--eval-data",
-            held,
-        ],
-        monkeypatch,
-        capsys,
-    )
+    code, out, err = dpo(tmp_path / "run2")
     assert code == 2 and "rejected" in err and str(held) in err and "Traceback" not in err
     assert not (tmp_path / "run2").exists()
 
