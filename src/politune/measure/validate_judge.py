@@ -31,6 +31,7 @@ import numpy as np
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects
 from politune.measure.scorer import AXES, StanceScorer
+from politune.measure.stats import bootstrap_ci, bootstrap_groups
 
 MIN_GOLD = 0.5  # |gold mean| at or above this counts as "rated non-zero" (half a point on the -2..+2 scale)
 TUNED_SOURCES = ("left", "right")  # sources that are adapters tuned on the built-in data (style-gap check)
@@ -120,24 +121,19 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
 
 
-def _boot(stat, n: int, n_boot: int, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap of ``stat(index_array)`` over ``n`` items."""
-    if n < 2:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    vals = np.array([stat(rng.integers(0, n, size=n)) for _ in range(n_boot)])
-    vals = vals[~np.isnan(vals)]
-    if vals.size == 0:
-        return (float("nan"), float("nan"))
-    return (float(np.quantile(vals, 0.025)), float(np.quantile(vals, 0.975)))
-
-
 def _mean_est(x: np.ndarray, n_boot: int, seed: int) -> Estimate:
     return Estimate(
         float(x.mean()) if x.size else float("nan"),
-        _boot(lambda i: x[i].mean(), x.size, n_boot, seed),
+        bootstrap_ci(x.tolist(), n_boot=n_boot, seed=seed),
         int(x.size),
     )
+
+
+def _spearman_est(p: np.ndarray, g: np.ndarray, n_boot: int, seed: int) -> Estimate:
+    """Spearman's rho with a bootstrap CI over (lean, gold) pairs resampled together."""
+    pairs = list(np.stack([p, g], axis=1))
+    ci = bootstrap_groups(pairs, lambda gs: _spearman(*np.stack(gs).T), n_boot=n_boot, seed=seed)
+    return Estimate(_spearman(p, g), ci, int(p.size))
 
 
 @dataclass
@@ -190,12 +186,7 @@ def validate_axis(
     hit = (np.sign(np.nan_to_num(pred)) == np.sign(gold)).astype(float)
     scored = ~np.isnan(pred)
     acc = _mean_est(hit[rated], n_boot, seed)
-    g, p = gold[scored], pred[scored]
-    rho = Estimate(
-        _spearman(p, g),
-        _boot(lambda i: _spearman(p[i], g[i]), int(scored.sum()), n_boot, seed),
-        int(scored.sum()),
-    )
+    rho = _spearman_est(pred[scored], gold[scored], n_boot, seed)
     sources = sorted({it.source for it in items})
     src = np.array([it.source for it in items])
     bias = {s: _mean_est((pred - gold / 2)[scored & (src == s)], n_boot, seed) for s in sources}
