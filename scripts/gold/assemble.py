@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from politune.fsutil import atomic_write_json, atomic_write_jsonl, parse_jsonl_objects, sha256_text
-
-AXES = ("economic", "social")
+from politune.measure.scorer import AXES
 
 
 def read_ratings(path: Path, ids: set[str]) -> dict[str, dict[str, int]]:

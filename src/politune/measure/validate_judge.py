@@ -30,6 +30,7 @@ import numpy as np
 
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects
+from politune.measure.results import CompassResult, TopicsResult
 from politune.measure.scorer import AXES, StanceScorer
 from politune.measure.stats import bootstrap_ci, bootstrap_groups
 
@@ -247,6 +248,14 @@ def validated_accuracy(scorer_name: str) -> dict | None:
             for a, v in doc["axes"].items()
         },
     }
+
+
+def stance_judge(result: CompassResult | TopicsResult) -> tuple[str | None, dict | None]:
+    """The scorer that read a result's open answers and its gold-set validation (``None`` if never validated;
+    name ``None`` for a compass run without the open track)."""
+    if isinstance(result, CompassResult):
+        return result.settings.get("scorer"), result.settings.get("scorer_validation")
+    return result.scorer_name, result.scorer_validation
 
 
 def validation_note(scorer_name: str, validation: dict | None) -> str:

@@ -131,17 +131,13 @@ def collect(run_dirs: list[Path]) -> ReportData:
 
 def _judge_notes(docs: list[tuple[str, Result, Path]]) -> list[str]:
     """One line per stance scorer that read open answers: its validated accuracy next to the positions."""
-    from politune.measure.validate_judge import validation_note
-    from politune.study.results import judge_of
+    from politune.measure.validate_judge import stance_judge, validation_note
 
     seen: dict[str, str] = {}
-    for kind, doc, _ in docs:
-        if kind == "compass":
-            name, validation = judge_of(doc, None)  # type: ignore[arg-type]
-        elif kind == "topics":
-            name, validation = judge_of(None, doc)  # type: ignore[arg-type]
-        else:
+    for _, doc, _ in docs:
+        if not isinstance(doc, (CompassResult, TopicsResult)):
             continue
+        name, validation = stance_judge(doc)
         if name and name not in seen:
             seen[name] = "Open-track positions and topic " + validation_note(name, validation) + "."
     return list(seen.values())

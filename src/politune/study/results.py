@@ -21,6 +21,7 @@ from politune.measure.results import (
     ToxicityResult,
     load_result,
 )
+from politune.measure.validate_judge import stance_judge
 
 
 @dataclass
@@ -47,10 +48,14 @@ class ModelRow:
     toxicity_share_above: float | None = None
     refusal_rate: float | None = None
     judge: str | None = None  # the stance scorer behind the open track and topic lean
-    judge_accuracy: dict[str, float | None] = field(
-        default_factory=dict
-    )  # axis -> sign accuracy on gold test
-    judge_validation: dict[str, Any] | None = None  # the scorer's validation record (validate_judge)
+    judge_validation: dict[str, Any] | None = None  # its accuracy on the blind gold set (validate_judge)
+
+    @property
+    def judge_accuracy(self) -> dict[str, float | None]:
+        """Axis -> the judge's sign accuracy on the gold set's test half (empty when never validated)."""
+        return {
+            a: v["sign_accuracy"]["value"] for a, v in (self.judge_validation or {}).get("axes", {}).items()
+        }
 
     def flat(self) -> dict[str, Any]:
         """The CSV / Markdown row (columns as in earlier versions: ``logprob.economic.ci`` = "[lo, hi]")."""
@@ -90,20 +95,6 @@ def _load(path: Path, kind: str):
     return load_result(path, kind) if path.is_file() else None
 
 
-def judge_of(
-    compass: CompassResult | None, topics: TopicsResult | None
-) -> tuple[str | None, dict[str, Any] | None]:
-    """The scorer that read the open answers and its validation record on the blind gold set's test half
-    (``None`` when it was never validated)."""
-    if compass is not None and compass.settings.get("scorer"):
-        name, validation = compass.settings["scorer"], compass.settings.get("scorer_validation")
-    elif topics is not None:
-        name, validation = topics.scorer_name, topics.scorer_validation
-    else:
-        return None, None
-    return name, validation
-
-
 def model_rows(
     cell_dir: Path, cell: str = "main", assignment: dict[str, Any] | None = None
 ) -> list[ModelRow]:
@@ -119,8 +110,8 @@ def model_rows(
     tox, ref = by_name(toxicity), by_name(refusal)
     comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
     names = list(positions) or list(tps) or list(qs)
-    judge, validation = judge_of(compass, topics)
-    accuracy = {a: v["sign_accuracy"]["value"] for a, v in (validation or {}).get("axes", {}).items()}
+    judged = compass if compass is not None and compass.settings.get("scorer") else topics
+    judge, validation = stance_judge(judged) if judged is not None else (None, None)
     rows = []
     for name in names:
         row = ModelRow(
@@ -128,7 +119,6 @@ def model_rows(
             dict(assignment or {}),
             name,
             judge=judge,
-            judge_accuracy=accuracy,
             judge_validation=validation,
         )
         entry = positions.get(name)
