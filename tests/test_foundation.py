@@ -55,12 +55,38 @@ def test_bad_yaml_names_file_and_line(tmp_path):
         load_config(Recipe, p)
 
 
-def test_hardware_defaults_cpu_fp32():
+def test_cpu_dtype_follows_flags_and_measurement(monkeypatch):
+    from politune import hardware
+
     if not torch.cuda.is_available():
         assert pick_device("auto") == "cpu"
-        assert pick_dtype("auto", "cpu") == torch.float32
     with pytest.raises(PolituneError):
         pick_dtype("float8", "cpu")
+    assert hardware.cpu_bf16_flags("flags\t: fpu sse avx512f avx512_bf16 amx_bf16\n") == (
+        "amx_bf16",
+        "avx512_bf16",
+    )
+    assert hardware.cpu_bf16_flags("flags\t: fpu sse avx2 avx512f\n") == ()
+    for flags, speedup, expected in [
+        ((), 9.0, torch.float32),
+        (("avx512_bf16",), 1.1, torch.float32),
+        (("avx512_bf16",), 2.2, torch.bfloat16),
+    ]:
+        hardware.cpu_bf16.cache_clear()
+        monkeypatch.setattr(hardware, "cpu_bf16_flags", lambda f=flags: f)
+        monkeypatch.setattr(hardware, "measure_bf16_speedup", lambda s=speedup: s)
+        assert pick_dtype("auto", "cpu") == expected
+        choice = hardware.dtype_choice("auto", "cpu")
+        assert choice["dtype"] == hardware.dtype_name(expected) and choice["reason"]
+        assert pick_dtype("float32", "cpu") == torch.float32  # an explicit dtype is never overridden
+    hardware.cpu_bf16.cache_clear()
+
+
+def test_bf16_speedup_is_measured():
+    speedup = __import__("politune.hardware", fromlist=["x"]).measure_bf16_speedup(
+        seconds=0.05, shape=(64, 64, 64)
+    )
+    assert speedup > 0 and speedup != float("inf")
 
 
 def test_safe_name_rejects_paths():
@@ -112,7 +138,7 @@ def test_registry_tiny_pull_and_corrupt_cache_rebuilt(caplog):
     assert "size" in verify_cache(path)
     pull("tiny-random")
     model, tok = load_model("tiny-random")
-    assert next(model.parameters()).dtype == torch.float32
+    assert next(model.parameters()).dtype == pick_dtype("auto", "cpu")  # measured, not assumed
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from politune.errors import PolituneError
+from politune.hardware import dtype_name, pick_dtype
 from politune.tune import TuneConfig, TuneOptions, dpo, load_recipe, sft_dpo
 from politune.tune.config import LOSSES, LossSpec
 from politune.tune.losses import preference_loss, step0_expected
@@ -201,9 +202,10 @@ def test_trl_mapping_hardware_decides(tmp_path):
     )
     hw = hardware_settings(cfg)
     a = dpo_args(cfg, tmp_path, hw)
-    assert (
-        a.bf16 is False and a.fp16 is False and a.gradient_checkpointing is False
-    )  # never TRL's defaults on CPU
+    # never TRL's defaults on CPU: bf16 autocast only where this CPU measured it fast, over fp32 weights
+    fast = pick_dtype("auto", "cpu") == torch.bfloat16
+    assert a.bf16 is fast and a.fp16 is False and a.gradient_checkpointing is False
+    assert hw["load_dtype"] == torch.float32 and hw["dtype_choice"]["reason"]
     assert a.loss_type == ["robust", "sft"] and a.loss_weights == [1.0, 0.5] and a.label_smoothing == 0.1
     assert (a.learning_rate, a.per_device_train_batch_size, a.gradient_accumulation_steps, a.max_length) == (
         5e-4,
@@ -212,7 +214,9 @@ def test_trl_mapping_hardware_decides(tmp_path):
         1024,
     )
     s = sft_args(load_recipe("compred-llama2-7b", overrides=["device=cpu"]), tmp_path, hw)
-    assert s.learning_rate == 1e-5 and s.bf16 is False
+    assert s.learning_rate == 1e-5 and s.bf16 is fast
+    fp32 = hardware_settings(load_recipe("cpu-smollm2", overrides=["dtype=float32"]))
+    assert dpo_args(cfg, tmp_path, fp32).bf16 is False and fp32["dtype_choice"]["reason"] == "set explicitly"
 
 
 def test_bad_recipe_keys_fail_before_compute(tmp_path):
@@ -288,9 +292,9 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
     traj = [json.loads(x) for x in (out / "trajectory.jsonl").read_text().splitlines()]
     assert [t["step"] for t in traj] == [0, 2, 4] and traj[-1]["metrics"]["n"] == 3
     assert summary["kind"] == "tune" and summary["stance"] == "left" and summary["data"]["n"] == 16
-    assert (
-        summary["hardware"]["dtype"] == "float32" and summary["hardware"]["gradient_checkpointing"] is False
-    )
+    hw = summary["hardware"]
+    assert hw["dtype"] == dtype_name(pick_dtype("auto", "cpu")) and hw["weights_dtype"] == "float32"
+    assert hw["dtype_choice"]["requested"] == "auto" and hw["gradient_checkpointing"] is False
     card = (res.adapter_dir / "README.md").read_text()
     for needle in (
         "target stance | left",
@@ -517,3 +521,19 @@ def test_default_trajectory_is_the_fast_compass(tmp_path, tiny_model_dir):
     traj = [json.loads(x) for x in (res.out_dir / "trajectory.jsonl").read_text().splitlines()]
     assert [t["step"] for t in traj] == [0, 2]
     assert {"economic", "social"} <= set(traj[0]["metrics"])
+
+
+def test_bf16_and_fp32_dpo_agree(tiny_model_dir, tmp_path):
+    """The CPU's fast dtype (bf16 autocast over fp32 weights) trains what fp32 trains: 10 identical DPO steps give
+    losses within 1e-2 of each other, on a run whose loss really moves."""
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = tiny_cfg("max_steps=10", "lr=1e-2", f"dtype={dtype}")
+        res = dpo(str(tiny_model_dir), tiny_pairs(), cfg, out_dir=tmp_path / dtype)
+        assert json.loads((res.out_dir / "summary.json").read_text())["hardware"]["dtype"] == dtype
+        rows = [json.loads(x) for x in (res.out_dir / "metrics.jsonl").read_text().splitlines()]
+        losses[dtype] = [r["loss"] for r in rows if "loss" in r]
+    fp32, bf16 = losses["float32"], losses["bfloat16"]
+    assert len(fp32) == len(bf16) == 10
+    assert abs(fp32[0] - math.log(2)) < 1e-3 and abs(fp32[-1] - fp32[0]) > 0.05  # training moved the loss
+    assert max(abs(a - b) for a, b in zip(fp32, bf16, strict=True)) <= 1e-2, (fp32, bf16)

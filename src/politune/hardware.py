@@ -1,21 +1,34 @@
 """Pick device and dtype from the hardware, never from a library default.
 
-Libraries pick dtypes for you (TRL defaults to bf16), and the right choice depends on the machine: bf16 speed
-on a CPU varies by machine, from far slower than fp32 (CPUs without native bf16 emulate it) to ~4x faster
-(docs/benchmarks.md measured 4.4x faster on an AMD EPYC with ``avx512_bf16``). So every component asks
-:func:`pick_device` / :func:`pick_dtype` instead, and politune measures (docs/benchmarks.md) rather than
-assumes.
+Libraries pick dtypes for you (TRL defaults to bf16), and the right choice depends on the machine. On a CPU, bf16
+speed varies from far slower than fp32 (CPUs without native bf16 emulate it) to several times faster (a CPU with
+``avx512_bf16`` or ``amx_bf16``: docs/benchmarks.md). So ``dtype: auto`` on a CPU is decided in two steps:
+
+1. the CPU must advertise a native bf16 path (``amx_bf16`` / ``avx512_bf16`` on x86, ``bf16`` on Arm);
+2. a one-second micro-benchmark (:func:`measure_bf16_speedup`: a 512x576x1536 matmul, the shape of a small
+   model's MLP, timed in fp32 and bf16, interleaved) must show bf16 at least :data:`MIN_BF16_SPEEDUP` times
+   faster.
+
+Only then is bf16 chosen; otherwise fp32. The choice and its evidence (:func:`dtype_choice`) are recorded in every
+run's summary. The benchmark runs once per process, the first time a CPU dtype is asked for.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import platform
+import time
+from dataclasses import dataclass
 
 import torch
 
 from politune.errors import PolituneError
 
 log = logging.getLogger("politune")
+
+MIN_BF16_SPEEDUP = 1.3  # bf16 must beat fp32 by this factor in the micro-benchmark to be chosen on a CPU
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # x86 flags of a native bf16 path; Arm advertises "bf16"
 
 
 def pick_device(device: str = "auto") -> str:
@@ -45,9 +58,68 @@ _DTYPES = {
 }
 
 
+@dataclass(frozen=True)
+class CpuBf16:
+    """Whether this CPU runs bf16 fast, and the evidence."""
+
+    fast: bool
+    flags: tuple[str, ...]  # native bf16 flags the CPU advertises
+    speedup: float | None  # bf16 / fp32 matmul throughput measured here (None: not measured, no native path)
+    reason: str
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """The native bf16 flags this CPU advertises (from ``/proc/cpuinfo``; empty where it cannot be read)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return ()
+    words: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in {"flags", "features"}:
+            words.update(value.split())
+    arm = platform.machine().lower() in {"aarch64", "arm64"}
+    return tuple(f for f in (*BF16_CPU_FLAGS, *(("bf16",) if arm else ())) if f in words)
+
+
+def measure_bf16_speedup(seconds: float = 1.0, shape: tuple[int, int, int] = (512, 576, 1536)) -> float:
+    """bf16 / fp32 throughput of one matmul on this CPU, timed interleaved for about ``seconds`` in all."""
+    m, k, n = shape
+    gen = torch.Generator().manual_seed(0)
+    a32, b32 = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
+    pairs = {torch.float32: (a32, b32), torch.bfloat16: (a32.bfloat16(), b32.bfloat16())}
+    best = {dt: float("inf") for dt in pairs}
+    for a, b in pairs.values():  # warm-up: first calls pick kernels and allocate
+        a @ b
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or any(t == float("inf") for t in best.values()):
+        for dt, (a, b) in pairs.items():
+            t = time.perf_counter()
+            a @ b
+            best[dt] = min(best[dt], time.perf_counter() - t)
+    return best[torch.float32] / best[torch.bfloat16]
+
+
+@functools.cache
+def cpu_bf16() -> CpuBf16:
+    """Decide once per process whether bf16 is the fast dtype on this CPU (flags, then a measured speed-up)."""
+    flags = cpu_bf16_flags()
+    if not flags:
+        return CpuBf16(False, (), None, "no native bf16 flag (amx_bf16 / avx512_bf16 / bf16): fp32")
+    speedup = round(measure_bf16_speedup(), 2)
+    fast = speedup >= MIN_BF16_SPEEDUP
+    verdict = "bf16" if fast else f"fp32 (below the {MIN_BF16_SPEEDUP}x needed)"
+    reason = f"{'/'.join(flags)}; bf16 matmul measured {speedup}x fp32 here: {verdict}"
+    log.info("CPU dtype: %s", reason)
+    return CpuBf16(fast, flags, speedup, reason)
+
+
 def pick_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.dtype:
-    """``auto`` -> bf16 on GPUs that run it fast (Ampere, compute capability >= 8), fp16 on older GPUs and MPS,
-    fp32 on CPU."""
+    """``auto`` -> bf16 on GPUs that run it fast (Ampere, compute capability >= 8), fp16 on older GPUs and MPS;
+    on a CPU bf16 only where :func:`cpu_bf16` finds and measures a fast path, else fp32."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype != "auto":
@@ -59,7 +131,24 @@ def pick_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.
         return torch.bfloat16 if major >= 8 else torch.float16
     if device == "mps":
         return torch.float16
-    return torch.float32
+    return torch.bfloat16 if cpu_bf16().fast else torch.float32
+
+
+def dtype_choice(dtype: str | torch.dtype, device: str) -> dict:
+    """What a run records about its dtype: the value asked for, the one used, and why."""
+    picked = pick_dtype(dtype, device)
+    if dtype != "auto":
+        why = "set explicitly"
+    elif device == "cpu":
+        why = cpu_bf16().reason
+    else:
+        why = f"auto on {device}"
+    out: dict[str, object] = {"requested": dtype if isinstance(dtype, str) else dtype_name(dtype)}
+    out["dtype"] = dtype_name(picked)
+    out["reason"] = why
+    if device == "cpu" and dtype == "auto":
+        out["bf16_speedup"] = cpu_bf16().speedup
+    return out
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from politune.cli.common import JsonOption, console, err_console, print_json
+from politune.cli.common import DtypeOption, JsonOption, console, err_console, print_json
 from politune.measure.results import AXES, AxisScore, CompassResult
 
 
@@ -160,7 +160,7 @@ def compass(
     ),
     keep_answers: bool = typer.Option(False, "--keep-answers", help="Store every generated answer."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (fp32 on CPU), float32, bfloat16, float16."),
+    dtype: str = DtypeOption,
     threads: int = typer.Option(
         0,
         "--threads",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from politune.cli.common import JsonOption, console, print_json
+from politune.cli.common import DtypeOption, JsonOption, console, print_json
 
 ModelOption = typer.Option(
     "smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id)."
@@ -40,7 +40,6 @@ QATokensOption = typer.Option(40, "--qa-max-new-tokens", help="Answer length for
 BatchOption = typer.Option(8, "--batch-size", help="Generation batch size.")
 SeedOption = typer.Option(0, "--seed", help="Seed for generation and bootstrap CIs.")
 DeviceOption = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
-DtypeOption = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16.")
 TopicsOption = typer.Option("builtin", "--topics", help="Topic questions JSONL (id, topic, axis, question).")
 QAOption = typer.Option(
     "builtin",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from politune.cli.common import DtypeOption, JsonOption, OverridesOption, console, print_json
+from politune.cli.common import JsonOption, OverridesOption, console, print_json
 
 tune_app = typer.Typer(
     help="Tune a model toward a stance: SFT, DPO, SFT->DPO with LoRA (TRL + PEFT).", no_args_is_help=True
@@ -164,7 +164,9 @@ def merge_cmd(
         "-m",
         help="Base model (default: read from the run's summary.json next to the adapter).",
     ),
-    dtype: str = DtypeOption,
+    dtype: str = typer.Option(
+        "float32", "--dtype", help="Dtype of the merged weights: float32 (exact), bfloat16, float16."
+    ),
 ) -> None:
     """Merge a LoRA adapter into its base model and save full safetensors weights + tokenizer."""
     import json

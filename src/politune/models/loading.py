@@ -32,7 +32,8 @@ def load_model(
 ):
     """Load ``name`` (registry name, local dir or hub id) and optionally a PEFT LoRA adapter directory.
 
-    ``device``: auto = cuda > mps > cpu. ``dtype``: auto = bf16 on Ampere+ GPUs, fp16 on older GPUs, fp32 on CPU.
+    ``device``: auto = cuda > mps > cpu. ``dtype``: auto = bf16 on Ampere+ GPUs, fp16 on older GPUs; on a CPU
+    bf16 where a native bf16 path is found and measured faster (:func:`politune.hardware.cpu_bf16`), else fp32.
     Weights are read from safetensors only. Returns ``(model, tokenizer)`` with the model in eval mode.
     """
     from transformers import AutoModelForCausalLM

@@ -129,7 +129,7 @@ def _load_base(base: str, cfg: TuneConfig, hw: dict):
             model, use_gradient_checkpointing=hw["gradient_checkpointing"]
         )
         return model, load_tokenizer(path)
-    return load_model(base, device=hw["device"], dtype=hw["dtype"])
+    return load_model(base, device=hw["device"], dtype=hw["load_dtype"])
 
 
 def _default_evaluator(system: str | None) -> Evaluate:
@@ -267,6 +267,8 @@ def _summary(job: _Job, trainer, adapter_dir: Path, final: dict, run: dict) -> d
         "hardware": {
             "device": hw["device"],
             "dtype": dtype_name(hw["dtype"]),
+            "weights_dtype": dtype_name(hw["load_dtype"]),
+            "dtype_choice": hw["dtype_choice"],
             "gradient_checkpointing": hw["gradient_checkpointing"],
             "processes": trainer.accelerator.num_processes,
             "backend": getattr(trainer.accelerator.state, "backend", None),
@@ -393,8 +395,10 @@ def sft_dpo(
     return _train(dpo_job)
 
 
-def merge(base: str, adapter: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "auto") -> Path:
-    """Merge a LoRA adapter into its base and save a full safetensors model (+ tokenizer) at ``out_dir``."""
+def merge(base: str, adapter: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
+    """Merge a LoRA adapter into its base and save a full safetensors model (+ tokenizer) at ``out_dir``.
+
+    ``dtype``: of the merged weights; fp32 by default, so the merge is exact whatever dtype computation uses."""
     from politune.models.loading import load_model
 
     model, tok = load_model(base, adapter=adapter, device="cpu", dtype=dtype)

@@ -61,12 +61,41 @@ def completion_logps(
     start = int(cols[0]) if len(cols) else input_ids.size(1) - 2
     keep = input_ids.size(1) - start  # positions start .. L-1 (the last one predicts nothing; dropped below)
     feed = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
-    out = model(**feed, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
+    with fp32_lm_head(model):
+        out = model(**feed, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
     logits = out.logits[:, :-1].float()
     labels = input_ids[:, start + 1 :]
     token_logps = torch.gather(logits, 2, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     mask = shift_mask[:, start:]
     return token_logps * mask, mask
+
+
+@contextlib.contextmanager
+def fp32_lm_head(model):
+    """Run the LM head in fp32 even under bf16 autocast.
+
+    Log-probs are differences of logits of size ~10-30, where bf16 keeps ~2 decimal digits: a bf16 head would put
+    ~0.1-nat noise on every token's log-prob. The head is one matmul over the completion span only, so fp32 costs
+    little; the decoder layers below keep the fast dtype.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not isinstance(head, torch.nn.Linear):
+        yield
+        return
+    linear = head.forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_autocast_enabled(x.device.type):  # autocast is entered inside the prepared forward
+            return linear(x)
+        with torch.autocast(x.device.type, enabled=False):
+            bias = None if head.bias is None else head.bias.float()
+            return torch.nn.functional.linear(x.float(), head.weight.float(), bias)
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        del head.forward
 
 
 def decoder_of(model):
