@@ -250,7 +250,8 @@ class Engine:
             return contextlib.nullcontext()
         if adapter is None:
             return self.model.disable_adapter()
-        self.model.set_adapter(adapter)
+        if self.model.active_adapter != adapter:  # set_adapter walks every module: only when it changes
+            self.model.set_adapter(adapter)
         return contextlib.nullcontext()
 
     def forward(self, ids, mask, pos, cache, names: list[str], logits_to_keep: int = 1) -> Any:
