@@ -399,6 +399,26 @@ def test_requests_join_mid_decode_and_cancelled_rows_leave(mixed_engine):
     assert eng.batcher.rows is None
 
 
+def test_a_failing_prefill_fails_only_the_newcomers(mixed_engine, monkeypatch):
+    """A request whose prefill raises gets an error; the rows already running finish as if alone."""
+    from politune.serve.engine import SamplingParams
+
+    eng = mixed_engine
+    real = eng.forward
+
+    def flaky(ids, mask, pos, cache, names, logits_to_keep=1):
+        if cache is None and names == ["right"]:
+            raise RuntimeError("boom")
+        return real(ids, mask, pos, cache, names, logits_to_keep)
+
+    monkeypatch.setattr(eng, "forward", flaky)
+    g = SamplingParams(max_tokens=6, temperature=0)
+    got = _drive(eng, [("left", "Rent", g), ("right", "Tax", g)], arrive={1: 2})
+    assert got[1][3] == ["error"] and got[1][0] == ""
+    monkeypatch.undo()
+    assert got[0] == _drive(eng, [("left", "Rent", g)])[0] and got[0][3] == ["end"]
+
+
 def test_kv_cache_merge_pads_and_trims(mixed_engine):
     """White-box: merging left-pads the narrower cache and mask; once the wide row leaves, the unused columns
     are cut, so the cache is as wide as the longest live row."""

@@ -175,9 +175,14 @@ class ContinuousBatcher:
             self.mergeable = False
         if self.rows is None:
             self.rows = new
-        else:
+            return
+        try:
             self.rows = merge(self.rows, new)
-            self.engine.stats["joins"] += 1
+        except Exception as e:  # the newcomers hear it here; the running batch is failed by run()
+            for job in jobs:
+                job.emit(("error", f"generation failed: {type(e).__name__}: {e}"))
+            raise
+        self.engine.stats["joins"] += 1
 
     def _prefill(self, jobs: list[Job]) -> Rows | None:
         """The newcomers' prompts in one forward pass; echo log-probs emitted; their rows (without the ones
