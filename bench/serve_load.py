@@ -4,8 +4,9 @@ current one (``continuous``: requests join and leave the batch at every step, ad
 both in the same run.
 
 Loopback only and bounded: the script starts one server per scheduler itself on 127.0.0.1 (free ports) in this
-process, sends ``--requests`` chat requests at once (round-robin over base + adapters, ``--max-tokens`` each,
-temperature 0.7, a seed each) and checks that every one succeeds with no 5xx and is answered by the adapter it
+process, sends ``--requests`` chat requests at once (or spread evenly over ``--stagger`` seconds), round-robin
+over base + adapters, ``--max-tokens`` each (temperature 0.7, a seed each), and checks that every one succeeds
+with no 5xx and is answered by the adapter it
 named. It repeats the round ``--rounds`` times per scheduler, interleaved (static, continuous, static, ...) so
 that load from other processes hits both alike, and reads the process RSS after each pair of rounds: memory is
 "flat" when the later rounds grow RSS by less than ``--flat-mb``. Ratios (continuous / static) compare the
@@ -98,7 +99,9 @@ def request_lengths(requests: int, lo: int, hi: int) -> list[int]:
     return [round(math.exp(rng.uniform(math.log(lo), math.log(hi)))) for _ in range(requests)]
 
 
-async def one_round(url: str, models: list[str], lengths: list[int], timeout: float) -> dict:
+async def one_round(
+    url: str, models: list[str], lengths: list[int], timeout: float, stagger: float = 0.0
+) -> dict:
     import httpx
 
     requests = len(lengths)
@@ -106,6 +109,7 @@ async def one_round(url: str, models: list[str], lengths: list[int], timeout: fl
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
 
         async def call(i: int):
+            await asyncio.sleep(i * stagger / requests)  # 0: all at once
             body = {
                 "model": models[i % len(models)],
                 "max_tokens": lengths[i],
@@ -241,7 +245,9 @@ def run_rounds(args, adapters: dict[str, str]) -> tuple[dict[str, list[dict]], d
         for k in range(args.rounds):
             for sched in SCHEDULERS:
                 note(f"round {k + 1}/{args.rounds}, {sched}: {args.requests} concurrent requests")
-                rounds[sched].append(asyncio.run(one_round(urls[sched], models, lengths, args.timeout)))
+                rounds[sched].append(
+                    asyncio.run(one_round(urls[sched], models, lengths, args.timeout, args.stagger))
+                )
             gc.collect()
             rss.append(rss_mb())
         stats = {s: httpx.get(u.removesuffix("/v1") + "/health").json()["stats"] for s, u in urls.items()}
@@ -256,7 +262,8 @@ def report(args, result: dict) -> None:
     print(
         f"serve load: {args.model} + {result['adapters']} adapters, {args.requests} concurrent chat requests x "
         f"{args.rounds} rounds per scheduler (interleaved), max_tokens {result['min_tokens']}-{args.max_tokens}, "
-        f"batch <= {args.max_batch} sequences, torch threads {result['torch_threads']}"
+        f"batch <= {args.max_batch} sequences, torch threads {result['torch_threads']}, "
+        f"{'all at once' if not args.stagger else f'starts spread over {args.stagger:g} s'}"
     )
     print(
         f"{'scheduler':>10} {'round':>5} {'ok':>5} {'5xx':>4} {'wall s':>7} {'tok/s':>7} "
@@ -308,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="if set: each request's max_tokens is log-uniform in [min, max] (seeded); default: all max",
     )
+    ap.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="seconds over which request starts are spread evenly (0: all at once); latency counts from "
+        "each request's own start",
+    )
     ap.add_argument("--max-batch", type=int, default=8, help="max_batch_rows of both schedulers")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--peer-requests", type=int, default=0, help="0: skip the peer")
@@ -346,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds_per_scheduler": args.rounds,
         "max_tokens": args.max_tokens,
         "min_tokens": args.min_tokens or args.max_tokens,
+        "stagger_s": args.stagger,
         "max_batch": args.max_batch,
         "torch_threads": args.threads or "default",
         "all_ok": all_ok,
