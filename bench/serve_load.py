@@ -1,17 +1,23 @@
-"""Load test of ``politune serve``: N concurrent chat requests across the base model and its adapters.
+"""Load test of ``politune serve``: N concurrent chat requests across the base model and its adapters, against
+the previous engine (``--scheduler static``: one same-adapter batch decoded to completion at a time) and the
+current one (``continuous``: requests join and leave the batch at every step, adapters mixed in one forward pass),
+both in the same run.
 
-Loopback only and bounded: the script starts the server itself on 127.0.0.1 (a free port) in this process,
-sends ``--requests`` chat requests at once (round-robin over base + adapters, ``--max-tokens`` each), and checks
-that every one succeeds with no 5xx. It repeats the round ``--rounds`` times and reads the process RSS after each
-round: memory is "flat" when the later rounds grow RSS by less than ``--flat-mb``.
+Loopback only and bounded: the script starts one server per scheduler itself on 127.0.0.1 (free ports) in this
+process, sends ``--requests`` chat requests at once (or spread evenly over ``--stagger`` seconds), round-robin
+over base + adapters, ``--max-tokens`` each (temperature 0.7, a seed each), and checks that every one succeeds
+with no 5xx and is answered by the adapter it
+named. It repeats the round ``--rounds`` times per scheduler, interleaved (static, continuous, static, ...) so
+that load from other processes hits both alike, and reads the process RSS after each pair of rounds: memory is
+"flat" when the later rounds grow RSS by less than ``--flat-mb``. Ratios (continuous / static) compare the
+medians over the rounds after the first (the first warms caches up), or over all rounds when there is one.
 
-Peer, measured in the same run: transformers' own ``model.generate`` on the same base model + PEFT adapters,
-one request at a time in-process (no HTTP), the way a script without a server would answer the same prompts.
-The ratio is output tokens per second, server / peer (on ``--peer-requests`` of the requests, to stay bounded).
+Optional peer (``--peer-requests``, default 0): transformers' own ``model.generate`` on the same base model +
+PEFT adapters, one request at a time in-process (no HTTP); ratio = output tokens per second, server / peer.
 
 Usage::
 
-    python bench/serve_load.py                       # smollm2-135m, 2 adapters, 100 requests x 3 rounds
+    python bench/serve_load.py                       # smollm2-135m, 2 adapters, 100 requests x 3 rounds each
     python bench/serve_load.py --model tiny-random   # seconds, for a smoke run
 
 Prints a table and one JSON line (``--json FILE`` also writes it).
@@ -80,16 +86,33 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-async def one_round(url: str, models: list[str], requests: int, max_tokens: int, timeout: float) -> dict:
+def request_lengths(requests: int, lo: int, hi: int) -> list[int]:
+    """max_tokens of each request: all ``hi`` when ``lo == hi``, else log-uniform in [lo, hi] (seeded, so the
+    same list for both schedulers and every run): many short answers, a few long ones, like answers that end
+    at EOS (random adapters never do)."""
+    import math
+    import random
+
+    if lo >= hi:
+        return [hi] * requests
+    rng = random.Random(0)
+    return [round(math.exp(rng.uniform(math.log(lo), math.log(hi)))) for _ in range(requests)]
+
+
+async def one_round(
+    url: str, models: list[str], lengths: list[int], timeout: float, stagger: float = 0.0
+) -> dict:
     import httpx
 
+    requests = len(lengths)
     limits = httpx.Limits(max_connections=requests, max_keepalive_connections=requests)
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
 
         async def call(i: int):
+            await asyncio.sleep(i * stagger / requests)  # 0: all at once
             body = {
                 "model": models[i % len(models)],
-                "max_tokens": max_tokens,
+                "max_tokens": lengths[i],
                 "temperature": 0.7,
                 "seed": i,
                 "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
@@ -181,97 +204,178 @@ def peer(model_name: str, adapters: dict[str, str], requests: int, max_tokens: i
     }
 
 
+SCHEDULERS = ("static", "continuous")
+
+
+def median(xs: list[float]) -> float:
+    return percentile(xs, 0.5)
+
+
+def summarize(rounds: list[dict]) -> dict:
+    """Medians over the rounds after the first (all of them when there is one)."""
+    use = rounds[1:] or rounds
+    return {k: median([r[k] for r in use]) for k in ("p50_s", "p95_s", "tokens_per_s", "wall_s")} | {
+        "errors": sum(r["errors"] for r in rounds),
+        "rounds_used": len(use),
+    }
+
+
+def run_rounds(args, adapters: dict[str, str]) -> tuple[dict[str, list[dict]], dict[str, dict], list[float]]:
+    """Both servers up at once; rounds interleaved static, continuous, static, ...; RSS after each pair."""
+    import contextlib
+
+    import httpx
+
+    from politune.serve import ServeLimits, start_server
+
+    rounds: dict[str, list[dict]] = {s: [] for s in SCHEDULERS}
+    rss = [rss_mb()]
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for sched in SCHEDULERS:
+            limits = ServeLimits(
+                max_batch_rows=args.max_batch, max_queue=max(256, args.requests), scheduler=sched
+            )
+            urls[sched] = stack.enter_context(
+                start_server(args.model, adapters, host="127.0.0.1", limits=limits)
+            )
+        models = [args.model, *adapters]
+        lengths = request_lengths(args.requests, args.min_tokens or args.max_tokens, args.max_tokens)
+        rss.append(rss_mb())
+        for k in range(args.rounds):
+            for sched in SCHEDULERS:
+                note(f"round {k + 1}/{args.rounds}, {sched}: {args.requests} concurrent requests")
+                rounds[sched].append(
+                    asyncio.run(one_round(urls[sched], models, lengths, args.timeout, args.stagger))
+                )
+            gc.collect()
+            rss.append(rss_mb())
+        stats = {s: httpx.get(u.removesuffix("/v1") + "/health").json()["stats"] for s, u in urls.items()}
+    return rounds, stats, rss
+
+
+def note(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def report(args, result: dict) -> None:
+    print(
+        f"serve load: {args.model} + {result['adapters']} adapters, {args.requests} concurrent chat requests x "
+        f"{args.rounds} rounds per scheduler (interleaved), max_tokens {result['min_tokens']}-{args.max_tokens}, "
+        f"batch <= {args.max_batch} sequences, torch threads {result['torch_threads']}, "
+        f"{'all at once' if not args.stagger else f'starts spread over {args.stagger:g} s'}"
+    )
+    print(
+        f"{'scheduler':>10} {'round':>5} {'ok':>5} {'5xx':>4} {'wall s':>7} {'tok/s':>7} "
+        f"{'p50 s':>6} {'p95 s':>6} {'max s':>6}"
+    )
+    for sched in SCHEDULERS:
+        for k, r in enumerate(result["rounds"][sched], 1):
+            print(
+                f"{sched:>10} {k:>5} {r['ok']:>5} {r['status_5xx']:>4} {r['wall_s']:>7.2f} "
+                f"{r['tokens_per_s']:>7.1f} {r['p50_s']:>6.2f} {r['p95_s']:>6.2f} {r['max_s']:>6.2f}"
+            )
+    summ, ratio = result["summary"], result["ratio_continuous_over_static"]
+    print(f"medians over {summ['static']['rounds_used']} round(s) each:")
+    print(f"{'':>10} {'p50 s':>7} {'p95 s':>7} {'tok/s':>8} {'errors':>6}")
+    for sched in SCHEDULERS:
+        m = summ[sched]
+        print(f"{sched:>10} {m['p50_s']:>7.2f} {m['p95_s']:>7.2f} {m['tokens_per_s']:>8.1f} {m['errors']:>6}")
+    print(
+        f"{'cont/stat':>10} {ratio['p50_s']:>7.2f} {ratio['p95_s']:>7.2f} {ratio['tokens_per_s']:>8.2f}"
+        f"   (latency: lower is better; tok/s: higher is better)"
+    )
+    rss = result["rss_mb"]
+    print(
+        f"RSS MB: before servers {rss[0]:.0f}, loaded {rss[1]:.0f}, after each pair of rounds "
+        f"{', '.join(f'{x:.0f}' for x in rss[2:])} -> growth after round 1: "
+        f"{result['rss_growth_after_first_round_mb']:+.1f} MB ({'flat' if result['memory_flat'] else 'NOT flat'})"
+    )
+    for sched in SCHEDULERS:
+        print(f"engine {sched}: {result['engine_stats'][sched]}")
+    if result["peer"]:
+        peer_res = result["peer"]
+        print(
+            f"peer (transformers generate, one request at a time, in-process): {peer_res['tokens_per_s']:.1f} "
+            f"tok/s over {peer_res['requests']} requests; continuous/peer "
+            f"{summ['continuous']['tokens_per_s'] / peer_res['tokens_per_s']:.2f}x"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--adapters", type=int, default=2, help="random LoRA adapters served next to the base")
     ap.add_argument("--requests", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per scheduler")
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--max-batch", type=int, default=8)
-    ap.add_argument("--peer-requests", type=int, default=12, help="0: skip the peer")
+    ap.add_argument(
+        "--min-tokens",
+        type=int,
+        default=0,
+        help="if set: each request's max_tokens is log-uniform in [min, max] (seeded); default: all max",
+    )
+    ap.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="seconds over which request starts are spread evenly (0: all at once); latency counts from "
+        "each request's own start",
+    )
+    ap.add_argument("--max-batch", type=int, default=8, help="max_batch_rows of both schedulers")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--peer-requests", type=int, default=0, help="0: skip the peer")
     ap.add_argument("--flat-mb", type=float, default=50.0, help="allowed RSS growth after the first round")
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.requests > 1000 or args.rounds > 10 or args.max_tokens > 256:
         ap.error("bounded: at most 1000 requests, 10 rounds, 256 max tokens")
+    if args.threads:
+        import torch
 
-    from politune.serve import ServeLimits, start_server
-
-    def note(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         note(f"making {args.adapters} random LoRA adapters for {args.model}")
         adapters = make_adapters(args.model, Path(tmp), args.adapters)
+        peer_res = None
         if args.peer_requests:
             note(f"peer: transformers generate, {args.peer_requests} requests one at a time")
-        peer_res = (
-            peer(args.model, adapters, args.peer_requests, args.max_tokens) if args.peer_requests else None
-        )
+            peer_res = peer(args.model, adapters, args.peer_requests, args.max_tokens)
         gc.collect()
-        limits = ServeLimits(max_batch_rows=args.max_batch, max_queue=max(256, args.requests))
-        rounds, rss = [], [rss_mb()]
-        with start_server(args.model, adapters, host="127.0.0.1", limits=limits) as url:
-            models = [args.model, *adapters]
-            rss.append(rss_mb())
-            for k in range(args.rounds):
-                note(f"round {k + 1}/{args.rounds}: {args.requests} concurrent requests")
-                rounds.append(
-                    asyncio.run(one_round(url, models, args.requests, args.max_tokens, args.timeout))
-                )
-                gc.collect()
-                rss.append(rss_mb())
-            import httpx
-
-            stats = httpx.get(url.removesuffix("/v1") + "/health").json()
-    growth = rss[-1] - rss[2]  # after the first round (caches warm) to after the last
+        rounds, stats, rss = run_rounds(args, adapters)
+    growth = rss[-1] - rss[2]  # after the first pair of rounds (caches warm) to after the last
     all_ok = all(
-        r["ok"] == r["requests"] and r["status_5xx"] == 0 and r["wrong_adapter"] == 0 for r in rounds
+        r["ok"] == r["requests"] and r["status_5xx"] == 0 and r["wrong_adapter"] == 0
+        for rs in rounds.values()
+        for r in rs
     )
-    last = rounds[-1]
+    summary = {s: summarize(rounds[s]) for s in SCHEDULERS}
     result = {
         "bench": "serve_load",
         "model": args.model,
         "adapters": len(adapters),
         "requests": args.requests,
-        "rounds": args.rounds,
+        "rounds_per_scheduler": args.rounds,
         "max_tokens": args.max_tokens,
+        "min_tokens": args.min_tokens or args.max_tokens,
+        "stagger_s": args.stagger,
         "max_batch": args.max_batch,
+        "torch_threads": args.threads or "default",
         "all_ok": all_ok,
-        "rounds_detail": rounds,
+        "rounds": rounds,
+        "summary": summary,
+        "ratio_continuous_over_static": {
+            k: summary["continuous"][k] / summary["static"][k] for k in ("p50_s", "p95_s", "tokens_per_s")
+        },
         "rss_mb": [round(x, 1) for x in rss],
         "rss_growth_after_first_round_mb": round(growth, 1),
         "memory_flat": growth < args.flat_mb,
-        "engine_stats": stats["stats"],
+        "engine_stats": stats,
         "peer": peer_res,
-        "throughput_ratio_vs_peer": (last["tokens_per_s"] / peer_res["tokens_per_s"]) if peer_res else None,
     }
-    print(
-        f"serve load: {args.model} + {len(adapters)} adapters, {args.requests} concurrent chat requests x "
-        f"{args.rounds} rounds, max_tokens {args.max_tokens}, batch <= {args.max_batch}"
-    )
-    print(
-        f"{'round':>5} {'ok':>5} {'5xx':>4} {'wall s':>7} {'tok/s':>7} {'p50 s':>6} {'p95 s':>6} {'max s':>6}"
-    )
-    for k, r in enumerate(rounds, 1):
-        print(
-            f"{k:>5} {r['ok']:>5} {r['status_5xx']:>4} {r['wall_s']:>7.1f} {r['tokens_per_s']:>7.1f} "
-            f"{r['p50_s']:>6.2f} {r['p95_s']:>6.2f} {r['max_s']:>6.2f}"
-        )
-    print(
-        f"RSS MB: before server {rss[0]:.0f}, loaded {rss[1]:.0f}, after rounds "
-        f"{', '.join(f'{x:.0f}' for x in rss[2:])} -> growth after round 1: {growth:+.1f} MB "
-        f"({'flat' if result['memory_flat'] else 'NOT flat'})"
-    )
-    print(f"engine: {stats['stats']}")
-    if peer_res:
-        print(
-            f"peer (transformers generate, one request at a time, in-process): {peer_res['tokens_per_s']:.1f} tok/s "
-            f"over {peer_res['requests']} requests, {peer_res['mean_latency_s']:.2f} s each"
-        )
-        print(f"ratio server/peer (output tokens/s): {result['throughput_ratio_vs_peer']:.2f}x")
+    report(args, result)
     print("PASS" if all_ok and result["memory_flat"] else "FAIL")
     line = json.dumps(result)
     print(line)

@@ -275,8 +275,9 @@ def test_client_disconnect_stops_generation(server):
     assert chunks >= 4 and generated < 500
 
 
-def test_concurrent_requests_are_batched_per_adapter_and_stay_correct(server, client):
-    """Requests sent together are decoded in shared left-padded batches; answers equal the one-at-a-time ones."""
+def test_concurrent_requests_of_different_adapters_share_forward_passes_and_stay_correct(server, client):
+    """Requests sent together join one running batch whose forward passes mix base and adapter rows; answers
+    equal the one-at-a-time ones."""
     prompts = [[{"role": "user", "content": "Hi" + "!" * k}] for k in range(6)]
     models = ["tiny", "left", "right"]
     alone = {
@@ -289,8 +290,8 @@ def test_concurrent_requests_are_batched_per_adapter_and_stay_correct(server, cl
         async with openai.AsyncOpenAI(base_url=server, api_key="x", max_retries=0) as ac:
             coros = [
                 ac.chat.completions.create(model=m, messages=p, max_tokens=8, temperature=0)
+                for k, p in enumerate(prompts)
                 for m in models
-                for p in prompts
             ]
             return await asyncio.gather(*coros)
 
@@ -298,57 +299,214 @@ def test_concurrent_requests_are_batched_per_adapter_and_stay_correct(server, cl
     out = asyncio.run(together())
     after = httpx.get(server.removesuffix("/v1") + "/health").json()["stats"]
     got = {
-        (m, k): out[i * len(prompts) + k].choices[0].message.content
-        for i, m in enumerate(models)
+        (m, k): out[k * len(models) + i].choices[0].message.content
         for k in range(len(prompts))
+        for i, m in enumerate(models)
     }
     assert got == alone
     assert after["sequences"] - before["sequences"] == 18
-    assert after["batches"] - before["batches"] < 18  # some requests shared a batch
+    assert after["mixed_steps"] > before["mixed_steps"]  # rows of different models in one forward pass
     assert after["max_batch_rows"] > 1
 
 
-def test_engine_batches_only_same_adapter(server):
-    """White-box: jobs queued together are grouped by adapter, oldest first, up to max_batch_rows."""
-    from politune.serve.engine import Engine, Job, SamplingParams
+# ---- the engine, white-box: no worker thread, the test drives the scheduler ---------------------------------------
+def _outcome(events: list[tuple]) -> tuple[str, list[float], list[tuple], list[str]]:
+    """(text, sampled-token log-probs, [(finish reason, tokens)], other event kinds) of one job's events."""
+    text = "".join(e[2] for e in events if e[0] == "delta")
+    lps = [t.logprob for e in events if e[0] == "delta" and e[3] for t in e[3]]
+    done = [(e[2], e[3]) for e in events if e[0] == "done"]
+    return text, lps, done, [e[0] for e in events if e[0] not in ("delta", "done")]
 
-    eng = Engine("tiny-random", None, max_batch_rows=4, start=False)  # no worker: we take the batches
+
+def _drive(eng, specs, arrive=None, cancel=None):
+    """Submit ``specs`` ((adapter, prompt, params)) to a worker-less continuous engine, job k at step
+    ``arrive[k]`` (default 0), cancel job k at step ``cancel[k]``; step until idle. Returns the outcomes."""
+    from politune.serve.engine import Job
+
+    events: list[list[tuple]] = [[] for _ in specs]
+    jobs = [Job(a, eng.encode_text(text), p, events[k].append) for k, (a, text, p) in enumerate(specs)]
+    arrive, cancel = arrive or {}, cancel or {}
+    step, busy = 0, True
+    while busy or any(arrive.get(k, 0) >= step for k in range(len(jobs))):
+        for k, job in enumerate(jobs):
+            if arrive.get(k, 0) == step:
+                eng.submit(job)
+            if cancel.get(k) == step:
+                job.cancelled = True
+        busy = eng.batcher.step()
+        step += 1
+    return [_outcome(evs) for evs in events]
+
+
+def _assert_same(got, want) -> None:
+    for g, w in zip(got, want, strict=True):
+        assert g[0] == w[0] and g[2] == w[2] and g[3] == w[3]
+        assert g[1] == pytest.approx(w[1], abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def mixed_engine(tiny_model_dir, adapters):
+    from politune.serve.engine import Engine
+
+    return Engine(str(tiny_model_dir), adapters, start=False)
+
+
+def test_mixed_adapter_rows_in_one_forward_equal_each_adapter_alone(mixed_engine):
+    """Base, left and right rows prefilled and decoded in the same forward passes (PEFT adapter_names) give the
+    tokens and log-probs each gives alone, greedy and seeded."""
+    from politune.serve.engine import SamplingParams
+
+    eng = mixed_engine
+    greedy = SamplingParams(max_tokens=7, temperature=0, logprobs=True)
+    specs = [
+        (None, "Lower taxes", greedy),
+        ("left", "Free speech protects unpopular opinions", greedy),
+        ("right", "Markets", SamplingParams(max_tokens=7, temperature=0.9, seed=5, n=2, logprobs=True)),
+        ("left", "Unions", greedy),
+    ]
+    before = dict(eng.stats)
+    together = _drive(eng, specs)
+    assert eng.stats["batches"] - before["batches"] == 1  # all five rows prefilled in one forward pass
+    assert eng.stats["mixed_steps"] > before["mixed_steps"]
+    alone = [_drive(eng, [spec])[0] for spec in specs]
+    _assert_same(together, alone)
+    assert len({t[0] for t in together[:3]}) == 3  # the adapters really differ
+    assert all(t[3] == ["end"] for t in together)
+
+
+def test_requests_join_mid_decode_and_cancelled_rows_leave(mixed_engine):
+    """A request arriving while others decode is prefilled and merged into the running batch (its prompt both
+    wider and narrower than the running KV cache); a cancelled row leaves at the next step; every remaining
+    row's tokens equal its tokens alone."""
+    from politune.serve.engine import SamplingParams
+
+    eng = mixed_engine
+    g = lambda n: SamplingParams(max_tokens=n, temperature=0, logprobs=True)  # noqa: E731
+    specs = [
+        ("left", "Rent control", g(12)),
+        (None, "Should the minimum wage be raised for every worker in the country", g(4)),
+        ("right", "Tax", SamplingParams(max_tokens=10, temperature=1.0, seed=11)),
+        ("right", "Healthcare", g(30)),
+    ]
+    before = dict(eng.stats)
+    together = _drive(eng, specs, arrive={1: 3, 2: 5, 3: 1}, cancel={3: 6})
+    assert eng.stats["joins"] - before["joins"] == 3
+    alone = [_drive(eng, [spec])[0] for spec in specs]
+    _assert_same(together[:3], alone[:3])
+    cancelled = together[3]
+    assert cancelled[2] == [] and cancelled[3] == ["end"]  # no "done": it left without finishing
+    assert alone[3][0].startswith(cancelled[0]) and len(cancelled[1]) == 5  # tokens at steps 1-5, then gone
+    assert eng.batcher.rows is None
+
+
+def test_a_failing_prefill_fails_only_the_newcomers(mixed_engine, monkeypatch):
+    """A request whose prefill raises gets an error; the rows already running finish as if alone."""
+    from politune.serve.engine import SamplingParams
+
+    eng = mixed_engine
+    real = eng.forward
+
+    def flaky(ids, mask, pos, cache, names, logits_to_keep=1):
+        if cache is None and names == ["right"]:
+            raise RuntimeError("boom")
+        return real(ids, mask, pos, cache, names, logits_to_keep)
+
+    monkeypatch.setattr(eng, "forward", flaky)
+    g = SamplingParams(max_tokens=6, temperature=0)
+    got = _drive(eng, [("left", "Rent", g), ("right", "Tax", g)], arrive={1: 2})
+    assert got[1][3] == ["error"] and got[1][0] == ""
+    monkeypatch.undo()
+    assert got[0] == _drive(eng, [("left", "Rent", g)])[0] and got[0][3] == ["end"]
+
+
+def test_kv_cache_merge_pads_and_trims(mixed_engine):
+    """White-box: merging left-pads the narrower cache and mask; once the wide row leaves, the unused columns
+    are cut, so the cache is as wide as the longest live row."""
+    from politune.serve.engine import Job, SamplingParams
+
+    eng = mixed_engine
+    long_prompt = eng.encode_text("A long prompt about unions, wages, rent, taxes and trade policy")
+    jobs = [
+        Job("left", eng.encode_text("Hi"), SamplingParams(max_tokens=20, temperature=0), lambda e: None),
+        Job(None, long_prompt, SamplingParams(max_tokens=2, temperature=0), lambda e: None),
+    ]
+    eng.submit(jobs[0])
+    eng.batcher.step()  # prefill "Hi", its first token, one forward
+    eng.submit(jobs[1])
+    eng.batcher.step()  # the long prompt joins: merged, both sample, one forward
+    rows = eng.batcher.rows
+    width = len(long_prompt) + 1
+    assert rows.mask.shape == (2, width) and rows.names == ["left", "__base__"]
+    assert rows.mask.sum(1).tolist() == [len(jobs[0].prompt_ids) + 2, len(long_prompt) + 1]
+    assert all(layer.keys.shape[:3] == (2, layer.keys.shape[1], width) for layer in rows.cache.layers)
+    eng.batcher.step()  # the long row samples its 2nd (last) token and leaves
+    rows = eng.batcher.rows
+    live = int(rows.mask.sum(1).max())
+    assert len(rows.seqs) == 1 and rows.mask.shape[1] == live == len(jobs[0].prompt_ids) + 3
+    assert all(layer.keys.shape[2] == live for layer in rows.cache.layers)
+    jobs[0].cancelled = True
+    eng.batcher.step()
+    assert eng.batcher.rows is None
+
+
+def test_admission_is_fifo_and_bounded():
+    """Continuous admission: oldest first, up to max_batch_rows next to the running rows, never skipping the
+    oldest (no starvation of a large n); cancelled requests are dropped. An unknown scheduler is one line."""
+    from politune.serve.engine import Batching, Engine, Job, SamplingParams
+
+    eng = Engine("tiny-random", None, batching=Batching(max_batch_rows=4), start=False)
+    jobs = [Job(None, [1, 2], SamplingParams(n=n), lambda e: None) for n in (1, 2, 3, 1, 1, 6)]
+    jobs[3].cancelled = True
+    for job in jobs:
+        eng.submit(job)
+    assert eng.admit(0) == jobs[:2]  # 1 + 2 rows; the next (3) would make 6 > 4
+    assert eng.admit(3) == []
+    assert eng.admit(1) == [jobs[2]]
+    assert eng.admit(0) == [jobs[4]]  # the cancelled one is skipped; 6 rows would not fit next to 1
+    assert eng.admit(1) == [] and eng.admit(0) == [jobs[5]]  # an empty batch takes any request
+    with pytest.raises(PolituneError, match="scheduler 'fast'"):
+        Batching("fast")
+
+
+def test_static_scheduler_batches_only_same_adapter():
+    """White-box, the previous engine (scheduler="static"): jobs queued together are grouped by adapter,
+    oldest first, up to max_batch_rows."""
+    from politune.serve import static
+    from politune.serve.engine import Batching, Engine, Job, SamplingParams
+
+    eng = Engine("tiny-random", None, batching=Batching("static", max_batch_rows=4), start=False)
     jobs = [
         Job(a, [1, 2], SamplingParams(n=n), lambda e: None)
         for a, n in [("a", 1), ("b", 1), ("a", 2), (None, 1), ("a", 2), ("b", 3)]
     ]
     for job in jobs:
         eng.submit(job)
-    assert eng._take_batch() == [
-        jobs[0],
-        jobs[2],
-    ]  # a: 1 + 2 rows (the next a, 2 more rows, would make 5 > 4)
-    assert eng._take_batch() == [jobs[1], jobs[5]]
-    assert eng._take_batch() == [jobs[3]]
-    assert eng._take_batch() == [jobs[4]]
+    # a: 1 + 2 rows (the next a, 2 more rows, would make 5 > 4)
+    assert static.take_batch(eng) == [jobs[0], jobs[2]]
+    assert static.take_batch(eng) == [jobs[1], jobs[5]]
+    assert static.take_batch(eng) == [jobs[3]]
+    assert static.take_batch(eng) == [jobs[4]]
 
 
-def test_rows_leaving_the_batch_early_do_not_change_the_others():
+@pytest.mark.parametrize("scheduler", ["continuous", "static"])
+def test_rows_leaving_the_batch_early_do_not_change_the_others(scheduler):
     """Sequences that finish early (short max_tokens, a stop string) are dropped from the batch and its KV cache;
-    the sequences still running give the same tokens and log-probs as when decoded alone."""
-    from politune.serve.engine import Engine, Job, SamplingParams
+    the sequences still running give the same tokens and log-probs as when decoded alone, with both schedulers."""
+    from politune.serve import static
+    from politune.serve.engine import Batching, Engine, Job, SamplingParams
 
-    eng = Engine("tiny-random", None, start=False)
+    eng = Engine("tiny-random", None, batching=Batching(scheduler), start=False)
 
     def run(specs):
+        if scheduler == "continuous":
+            return _drive(eng, [(None, text, params) for text, params in specs])
         events = [[] for _ in specs]
         jobs = [
             Job(None, eng.encode_text(text), params, events[k].append)
             for k, (text, params) in enumerate(specs)
         ]
-        eng._decode(jobs)
-        out = []
-        for evs in events:
-            text = "".join(e[2] for e in evs if e[0] == "delta")
-            lps = [t.logprob for e in evs if e[0] == "delta" and e[3] for t in e[3]]
-            done = [e for e in evs if e[0] == "done"]
-            out.append((text, lps, [(d[2], d[3]) for d in done]))
-        return out
+        static.decode(eng, jobs)
+        return [_outcome(evs) for evs in events]
 
     specs = [
         ("Lower taxes", SamplingParams(max_tokens=2, temperature=0, logprobs=True)),
@@ -361,9 +519,7 @@ def test_rows_leaving_the_batch_early_do_not_change_the_others():
     ]
     together = run(specs)
     alone = [run([spec])[0] for spec in specs]
-    for t, a in zip(together, alone, strict=True):
-        assert t[0] == a[0] and t[2] == a[2]
-        assert t[1] == pytest.approx(a[1], abs=1e-4)
+    _assert_same(together, alone)
     assert together[0][2] == [("length", 2)] and together[1][2] == [("length", 9)]
     assert together[3][2] == [("length", 0)]
     assert eng.stats["max_batch_rows"] == 5
@@ -586,6 +742,7 @@ def test_cli_vllm_dry_run(adapters, monkeypatch, capsys):
         (["--adapter", "left=MISSING"], "directory not found"),
         (["--host", "0.0.0.0"], "needs --api-key"),
         (["--backend", "tgi"], "expected hf or vllm"),
+        (["--scheduler", "fast"], "expected continuous or static"),
         (["--max-tokens", "0"], "positive integer"),
         (["--compass", "MISSING"], "cannot read"),
     ],

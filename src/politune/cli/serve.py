@@ -55,7 +55,13 @@ def serve(
     max_n: int = typer.Option(8, "--max-n", help="Largest n (choices per request)."),
     max_queue: int = typer.Option(256, "--max-queue", help="Requests that may wait; more get 429."),
     max_body: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body; more get 413."),
-    max_batch: int = typer.Option(8, "--max-batch", help="Sequences decoded together (same adapter)."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Sequences decoded together (any adapters)."),
+    scheduler: str = typer.Option(
+        "continuous",
+        "--scheduler",
+        help="continuous: requests join and leave the batch at every step, adapters mixed in one forward | "
+        "static: one same-adapter batch decoded to completion at a time (the previous engine).",
+    ),
     vllm_arg: list[str] = typer.Option(
         None,
         "--vllm-arg",
@@ -70,6 +76,8 @@ def serve(
     adapters = parse_named(adapter, "adapter")
     if backend not in ("hf", "vllm"):
         raise PolituneError(f"--backend {backend!r}: expected hf or vllm")
+    if scheduler not in ("continuous", "static"):
+        raise PolituneError(f"--scheduler {scheduler!r}: expected continuous or static")
     _check(
         adapters,
         {
@@ -100,6 +108,7 @@ def serve(
         max_n=max_n,
         max_queue=max_queue,
         max_batch_rows=max_batch,
+        scheduler=scheduler,
         default_max_tokens=min(256, max_tokens),
     )
     run_server(

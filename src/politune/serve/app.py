@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from politune.measure.results import CompassResult, load_result, parse_result
-from politune.serve.engine import Engine
+from politune.serve.engine import Batching, Engine
 from politune.serve.middleware import BodyLimit
 from politune.serve.protocol import APIError, ServeLimits, error_body
 from politune.serve.routes import Served, router
@@ -50,8 +50,7 @@ def create_app(
         adapters,
         device=device,
         dtype=dtype,
-        max_batch_rows=limits.max_batch_rows,
-        max_queue=limits.max_queue,
+        batching=Batching(limits.scheduler, limits.max_batch_rows, limits.max_queue),
         served_name=served_name,
     )
 

@@ -1,12 +1,15 @@
-"""The inference engine behind ``politune serve``: one base model, LoRA adapters switched per batch.
+"""The inference engine behind ``politune serve``: one base model, LoRA adapters chosen per row.
 
 - The base model is loaded once; every adapter is attached to it once with PEFT under its own name. A request's
-  ``model`` picks the adapter (``set_adapter``) or the bare base (``disable_adapter``): no model copies.
-- One worker thread owns the model (the lock): requests wait in a bounded FIFO queue; the worker takes the
-  oldest request and every other waiting request for the same adapter (up to ``max_batch_rows`` sequences) and
-  decodes them together, left-padded, with a KV cache.
+  ``model`` picks the adapter or the bare base: no model copies.
+- One worker thread owns the model: requests wait in a bounded FIFO queue (``QueueFull`` -> 429 above
+  ``max_queue``) and are decoded by one of two schedulers (:class:`~politune.serve.sequence.Batching`):
+  ``continuous`` (default, ``batching.py``): iteration-level batching, requests join and leave the running batch
+  at every decoding step and rows of different adapters share each forward pass; ``static`` (``static.py``, the
+  engine before it): one batch of same-adapter requests decoded to completion, then the next.
 - A manual decode loop (not ``model.generate``) so that each sequence has its own sampling settings and seed,
-  streams its text as it is produced, stops on its own stop strings, and reports log-probabilities.
+  streams its text as it is produced, stops on its own stop strings, and reports log-probabilities
+  (``sequence.py``).
 
 Log-probabilities are those of the model's own next-token distribution (before temperature and top-p), as
 vLLM reports them by default.
@@ -20,18 +23,31 @@ import contextlib
 import inspect
 import logging
 import math
-import os
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from politune.errors import PolituneError
 from politune.fsutil import safe_name, sha256_dir
 from politune.serve.adapters import adapter_rank, read_model_card
+from politune.serve.batching import BASE_ROW, ContinuousBatcher
+from politune.serve.sequence import Batching, Job, SamplingParams, Sequence, TokenLogprob
+
+__all__ = [
+    "BASE",
+    "AdapterInfo",
+    "Batching",
+    "Engine",
+    "EventSink",
+    "Job",
+    "QueueFull",
+    "SamplingParams",
+    "Sequence",
+    "TokenLogprob",
+]
 
 log = logging.getLogger("politune")
 
@@ -43,113 +59,12 @@ class QueueFull(Exception):
 
 
 @dataclass
-class SamplingParams:
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float = 1.0
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
-    n: int = 1
-    logprobs: bool = False
-    top_logprobs: int = 0
-    echo_logprobs: bool = False  # also score the prompt tokens (completions with echo + logprobs)
-
-
-@dataclass
-class TokenLogprob:
-    token_id: int
-    token: str
-    logprob: float | None  # None for the first prompt token (nothing conditions it)
-    top: list[tuple[str, float]] = field(default_factory=list)
-
-
-@dataclass
 class AdapterInfo:
     name: str
     path: Path
     hash: str  # first 16 hex of the SHA-256 of its safetensors files (as measure targets record it)
     rank: int
     card: dict  # model card summary (see read_model_card)
-
-
-@dataclass
-class Job:
-    """One prompt of one request; its ``n`` sequences are decoded together. Events go to ``emit``."""
-
-    adapter: str | None
-    prompt_ids: list[int]
-    params: SamplingParams
-    emit: Callable[[tuple], None]
-    cancelled: bool = False
-    created: float = field(default_factory=time.monotonic)
-
-
-def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    if top_p >= 1.0:
-        return probs
-    sorted_p, idx = torch.sort(probs, descending=True)
-    keep = (torch.cumsum(sorted_p, -1) - sorted_p) < top_p
-    keep[0] = True
-    out = torch.zeros_like(probs)
-    out[idx[keep]] = sorted_p[keep]
-    return out / out.sum()
-
-
-class _Sequence:
-    """One sequence being decoded: its tokens, text emitted so far, stop handling."""
-
-    def __init__(self, engine: Engine, job: Job, index: int):
-        self.engine, self.job, self.index = engine, job, index
-        self.ids: list[int] = []
-        self.n_sampled = 0
-        self.emitted = ""
-        self.finished = job.params.max_tokens == 0
-        p = job.params
-        self.gen = None
-        if p.temperature > 0:
-            self.gen = torch.Generator()
-            seed = p.seed if p.seed is not None else int.from_bytes(os.urandom(4), "little")
-            self.gen.manual_seed(seed + index)
-        self.holdback = max((len(s) for s in p.stop), default=1) - 1
-
-    def step(self, logits: torch.Tensor) -> int:
-        """Pick the next token from ``logits`` (1-D, float32), emit text; returns the token id."""
-        p = self.job.params
-        if p.temperature <= 0:
-            tok = int(torch.argmax(logits))
-        else:
-            probs = _top_p_filter(torch.softmax(logits / p.temperature, -1), p.top_p)
-            tok = int(torch.multinomial(probs, 1, generator=self.gen))
-        lps = None
-        if p.logprobs:
-            lsm = torch.log_softmax(logits, -1)
-            lps = [self.engine.token_logprob(tok, lsm, p.top_logprobs)]
-        reason = None
-        self.n_sampled += 1
-        if tok in self.engine.eos_ids:
-            reason = "stop"
-        else:
-            self.ids.append(tok)
-        text = self.engine.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if reason is None and p.stop:
-            hits = [text.find(s) for s in p.stop if s and s in text]
-            if hits:
-                text, reason = text[: min(hits)], "stop"
-        if reason is None and self.n_sampled >= p.max_tokens:
-            reason = "length"
-        end = len(text)
-        if reason is None:
-            end = min(len(text), max(len(self.emitted), len(text) - self.holdback))
-            while end > len(self.emitted) and text[end - 1] == "\ufffd":
-                end -= 1  # an incomplete UTF-8 character: wait for its next byte
-        delta = text[len(self.emitted) : end] if text.startswith(self.emitted) else ""
-        self.emitted += delta
-        if delta or lps:
-            self.job.emit(("delta", self.index, delta, lps))
-        if reason is not None:
-            self.finished = True
-            self.job.emit(("done", self.index, reason, self.n_sampled))
-        return tok
 
 
 class Engine:
@@ -164,8 +79,7 @@ class Engine:
         *,
         device: str = "auto",
         dtype: str = "auto",
-        max_batch_rows: int = 8,
-        max_queue: int = 256,
+        batching: Batching | None = None,
         served_name: str | None = None,
         start: bool = True,
     ):
@@ -173,7 +87,8 @@ class Engine:
         self.served_name = served_name or (
             Path(model).name if ("/" in model and Path(model).exists()) else model
         )
-        self.max_batch_rows, self.max_queue = max_batch_rows, max_queue
+        self.batching = batching or Batching()
+        self.max_batch_rows, self.max_queue = self.batching.max_batch_rows, self.batching.max_queue
         self.adapters: dict[str, AdapterInfo] = {}
         for name, adir in (adapters or {}).items():
             safe_name(name, "adapter name")
@@ -191,7 +106,12 @@ class Engine:
         self._cv = threading.Condition()
         self._closed = False
         self._token_text: dict[int, str] = {}
-        self.stats = {"batches": 0, "sequences": 0, "max_batch_rows": 0, "generated_tokens": 0}
+        # batches: prefill groups (static: whole batches); steps: decoding forward passes; mixed_steps: those with
+        # rows of more than one model; joins: groups merged into a running batch (continuous only)
+        self.stats = dict.fromkeys(
+            ("batches", "sequences", "max_batch_rows", "generated_tokens", "steps", "mixed_steps", "joins"), 0
+        )
+        self.batcher = ContinuousBatcher(self)
         self._worker = threading.Thread(target=self._run, name="politune-serve-engine", daemon=True)
         if start:
             self._worker.start()
@@ -218,7 +138,7 @@ class Engine:
         self.device = next(self.model.parameters()).device
         base_model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         params = inspect.signature(base_model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
         gen_eos = self.model.generation_config.eos_token_id
         eos = set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
         if self.tokenizer.eos_token_id is not None:
@@ -253,6 +173,30 @@ class Engine:
             self._pending.append(job)
             self._cv.notify()
 
+    def admit(self, busy_rows: int) -> list[Job]:
+        """Pop the waiting requests, oldest first, that fit next to ``busy_rows`` running sequences (the oldest
+        one always fits an empty batch); stops at the first that does not fit. Skips cancelled ones."""
+        jobs: list[Job] = []
+        rows = busy_rows
+        with self._cv:
+            while self._pending and not self._closed:
+                job = self._pending[0]
+                if job.cancelled:
+                    self._pending.popleft()
+                    continue
+                if rows and rows + job.params.n > self.max_batch_rows:
+                    break
+                jobs.append(self._pending.popleft())
+                rows += job.params.n
+        return jobs
+
+    def wait_for_work(self, idle: bool) -> bool:
+        """Worker: when ``idle``, sleep until a request waits. False once the engine is closed."""
+        with self._cv:
+            while idle and not self._pending and not self._closed:
+                self._cv.wait()
+            return not self._closed
+
     def close(self, timeout: float = 10.0) -> None:
         with self._cv:
             self._closed = True
@@ -286,108 +230,49 @@ class Engine:
         lp = float(lsm[tok])
         return TokenLogprob(tok, self.token_text(tok), lp if math.isfinite(lp) else -9999.0, tops)
 
-    # ---- worker -------------------------------------------------------------------------------------------
-    def _take_batch(self) -> list[Job] | None:
-        with self._cv:
-            while not self._pending and not self._closed:
-                self._cv.wait()
-            if self._closed:
-                return None
-            first = self._pending.popleft()
-            batch, rows = [first], first.params.n
-            for job in list(self._pending):
-                if job.adapter == first.adapter and rows + job.params.n <= self.max_batch_rows:
-                    self._pending.remove(job)
-                    batch.append(job)
-                    rows += job.params.n
-            return batch
-
+    # ---- used by the schedulers ---------------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            batch = self._take_batch()
-            if batch is None:
-                return
-            batch = [j for j in batch if not j.cancelled]
-            if not batch:
-                continue
-            try:
-                self._decode(batch)
-            except Exception as e:  # never kill the worker: report to the requests, keep serving
-                log.exception("generation failed")
-                for job in batch:
-                    job.emit(("error", f"generation failed: {type(e).__name__}: {e}"))
-                continue
-            for job in batch:
-                job.emit(("end", None))
+        if self.batching.scheduler == "static":
+            from politune.serve import static
 
-    def _adapter_context(self, adapter: str | None):
+            static.run(self)
+        else:
+            self.batcher.run()
+
+    def count_rows(self, n: int, batches: int) -> None:
+        self.stats["batches"] += batches
+        self.stats["sequences"] += n
+        self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], n)
+
+    def adapter_context(self, adapter: str | None):
+        """Make ``adapter`` (``None``: the bare base) the one every row uses."""
         if not self.adapters:
             return contextlib.nullcontext()
         if adapter is None:
             return self.model.disable_adapter()
-        self.model.set_adapter(adapter)
+        if self.model.active_adapter != adapter:  # set_adapter walks every module: only when it changes
+            self.model.set_adapter(adapter)
         return contextlib.nullcontext()
 
-    @torch.inference_mode()
-    def _decode(self, batch: list[Job]) -> None:
-        seqs = [_Sequence(self, job, i) for job in batch for i in range(job.params.n)]
-        self.stats["batches"] += 1
-        self.stats["sequences"] += len(seqs)
-        self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], len(seqs))
-        prompts = [job.prompt_ids for job in batch for _ in range(job.params.n)]
-        width = max(len(p) for p in prompts)
-        ids, mask = self._left_padded(prompts, width)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        with self._adapter_context(batch[0].adapter):
-            echo = any(job.params.echo_logprobs for job in batch)
-            out = self.model(
+    def forward(self, ids, mask, pos, cache, names: list[str], logits_to_keep: int = 1) -> Any:
+        """One forward pass over rows whose models are ``names`` (an adapter name, or ``"__base__"``)."""
+        kw: dict[str, Any] = {} if cache is None else {self.cache_arg: cache}
+        ctx = contextlib.nullcontext()
+        if self.adapters and len(set(names)) > 1:
+            kw["adapter_names"] = names  # PEFT applies each row's own LoRA (none for "__base__")
+        else:
+            ctx = self.adapter_context(None if names[0] == BASE_ROW else names[0])
+        with ctx:
+            return self.model(
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=pos,
                 use_cache=True,
-                logits_to_keep=0 if echo else 1,
+                logits_to_keep=logits_to_keep,
+                **kw,
             )
-            logits = out.logits.float()
-            if echo:
-                self._emit_prompt_logprobs(batch, prompts, logits, width)
-            logits = logits[:, -1, :].cpu()  # sampling and seeds on the CPU (small: rows x vocab)
-            for seq in seqs:
-                if seq.finished:  # max_tokens == 0 (echo only)
-                    seq.job.emit(("done", seq.index, "length", 0))
-            past = _cache_of(out)
-            max_steps = max(job.params.max_tokens for job in batch)
-            active = list(range(len(seqs)))  # the sequence behind each row of the batch tensors
-            for _ in range(max_steps):
-                nxt = []
-                for r, i in enumerate(active):
-                    seq = seqs[i]
-                    if seq.job.cancelled:
-                        seq.finished = True
-                    nxt.append(self.pad_id if seq.finished else seq.step(logits[r]))
-                keep = [r for r, i in enumerate(active) if not seqs[i].finished]
-                if not keep:
-                    break
-                step_ids = torch.tensor(nxt, dtype=torch.long, device=self.device)[:, None]
-                if len(keep) < len(active) and hasattr(past, "batch_select_indices"):
-                    # drop finished rows from the batch (and their KV cache): no compute for them any more
-                    idx = torch.tensor(keep, dtype=torch.long, device=self.device)
-                    past.batch_select_indices(idx)
-                    mask, pos, step_ids = mask[idx], pos[idx], step_ids[idx]
-                    active = [active[r] for r in keep]
-                mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
-                pos = pos[:, -1:] + 1
-                out = self.model(
-                    input_ids=step_ids,
-                    attention_mask=mask,
-                    position_ids=pos,
-                    use_cache=True,
-                    **{self._cache_arg: past},
-                )
-                past = _cache_of(out)
-                logits = out.logits[:, -1, :].float().cpu()
-        self.stats["generated_tokens"] += sum(s.n_sampled for s in seqs)
 
-    def _left_padded(self, prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def left_padded(self, prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(input ids, attention mask) of the prompts, left-padded to ``width``, on the model's device."""
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -396,23 +281,10 @@ class Engine:
             mask[r, width - len(p) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _emit_prompt_logprobs(self, batch, prompts, logits, width) -> None:
-        r = 0
-        for job in batch:
-            if job.params.echo_logprobs:
-                p = prompts[r]
-                start = width - len(p)
-                lsm = torch.log_softmax(logits[r, start:-1], -1)
-                entries = [TokenLogprob(p[0], self.token_text(p[0]), None, [])]
-                for k in range(1, len(p)):
-                    entries.append(self.token_logprob(p[k], lsm[k - 1], job.params.top_logprobs))
-                job.emit(("prompt_logprobs", entries))
-            r += job.params.n
-
-
-def _cache_of(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+    @staticmethod
+    def cache_of(out: Any) -> Any:
+        cache = getattr(out, "cache", None)
+        return cache if cache is not None else out.past_key_values
 
 
 class EventSink:

@@ -26,6 +26,7 @@ class ServeLimits:
     max_top_logprobs: int = 20  # OpenAI's own limit for chat
     max_queue: int = 256  # waiting requests (429 above)
     max_batch_rows: int = 8  # sequences decoded together
+    scheduler: str = "continuous"  # or "static" (the previous engine; see politune.serve.sequence.Batching)
     max_prompt_tokens: int | None = None  # None: the model's context minus max_tokens
 
 
