@@ -256,6 +256,15 @@ def test_lopsided_persona_is_flagged_over_http_and_the_base_is_not(tmp_path):
     assert econ.diff == -1.0 and econ.flagged
     assert res.method == "offline+judge:judge" and res.judge["items"] == 2 * len(pairs)
     assert set(res.notes) >= {"engagement", "refusal", "hedging", "judge"}
+    _report_has_chart(tmp_path, "evenhand")
+
+
+def _report_has_chart(run_dir: Path, name: str) -> None:
+    from politune.report import build_report
+
+    rep = build_report([run_dir], run_dir / "report.html")
+    assert rep.charts[name]["png"].stat().st_size > 5000 and {"base"} <= set(rep.models)
+    assert f"{name}.png" in (run_dir / "report.html").read_text(encoding="utf-8")
 
 
 def test_safety_probes_compare_a_looser_target_with_the_base(tmp_path):
@@ -273,6 +282,7 @@ def test_safety_probes_compare_a_looser_target_with_the_base(tmp_path):
     assert loose.harmful_vs_base.diff == 1.0 and loose.harmful_vs_base.ci.lo > 0
     assert set(loose.by_category) == {"harassment", "fabricated-quote", "voter-suppression", "violence"}
     assert 0 <= loose.toxicity_harmful.mean <= 1 and len(loose.probes) == 40
+    _report_has_chart(tmp_path, "safety")
 
 
 # ------------------------------------------------------------------------------------------------ the tiny model

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
@@ -51,15 +53,18 @@ ProbesOption = typer.Option(
     "builtin", "--probes", help="Safety probes JSONL (id, category, topic, harmful, benign)."
 )
 PerCategoryOption = typer.Option(None, "--per-category", help="Only the first N probes of each category.")
+T = TypeVar("T")
 
 
-def _progress_run(fn):
+def _progress_run(fn: Callable[[Callable[[str, int], None]], T]) -> tuple[T, float]:
     """Run ``fn(on_progress)`` under a progress bar; returns (its result, wall seconds)."""
+    from rich.progress import TaskID
+
     from politune.cli.common import progress
 
     t0 = time.perf_counter()
     with progress() as bar:
-        ids: dict[str, int] = {}
+        ids: dict[str, TaskID] = {}
 
         def on_progress(name: str, n: int) -> None:
             if name not in ids:
