@@ -264,7 +264,7 @@ def _report_has_chart(run_dir: Path, name: str) -> None:
 
     rep = build_report([run_dir], run_dir / "report.html")
     assert rep.charts[name]["png"].stat().st_size > 5000 and {"base"} <= set(rep.models)
-    assert f"{name}.png" in (run_dir / "report.html").read_text(encoding="utf-8")
+    assert f'id="c-{name}"' in (run_dir / "report.html").read_text(encoding="utf-8")
 
 
 def test_safety_probes_compare_a_looser_target_with_the_base(tmp_path):
