@@ -87,9 +87,11 @@ def test_builtin_sets_do_not_copy_the_training_data():
 
     items = [EvalItem(p.id + s, t) for p in load_pairs() for s, t in (("a", p.prompt_a), ("b", p.prompt_b))]
     items += [EvalItem(p.id + k, getattr(p, k)) for p in load_probes() for k in ("harmful", "benign")]
-    train = load("builtin:left") + load("builtin:right")
+    train = [
+        r for s in ("left", "right") for sp in ("train", "heldout") for r in load(f"builtin:{s}", split=sp)
+    ]
     report = overlap(train, items, embed=False)  # flags 8-gram containment >= 0.5
-    assert report["rows"] > 400 and report["flags"] == [], report["flags"][:3]
+    assert report["rows"] == 640 and report["flags"] == [], report["flags"][:3]
 
 
 # ------------------------------------------------------------------------------------------------ the public schema

@@ -11,6 +11,10 @@ models[0].tracks.logprob.economic.score: expected a number (got 'high')``).
 Conventions: a CI is a :class:`CI` (``[lo, hi]`` in JSON, ``None`` for an unknown bound: an empty sample never
 writes ``NaN``); axes and their signs are :data:`AXES` (economic: -1 left / +1 right; social: -1 libertarian /
 +1 authoritarian); every model entry carries its :class:`TargetInfo`.
+
+The shared bases (``_Model``, ``_Result``, :class:`CI`, :class:`TargetInfo`, ...) live in ``results_base`` and the
+probes' models (``evenhand.json``, ``safety.json``) in ``results_probes``; this module re-exports them and stays
+the one reader and writer.
 """
 
 from __future__ import annotations
