@@ -92,6 +92,12 @@ def test_check_reports_bad_source_in_one_line(tmp_path, monkeypatch, capsys):
         ),
         ({"compass": {"options": {"n_boot": "many"}}}, "key 'measure.compass.options.n_boot'"),
         ({"options": {"qa_limt": 4}}, "did you mean 'measure.options.qa_limit'?"),
+        (
+            {"evenhand": {"enabled": True, "options": {"topic": 4}}},
+            "did you mean 'measure.evenhand.options.topics'?",
+        ),
+        ({"safety": {"enabeld": True}}, "did you mean 'measure.safety.enabled'?"),
+        ({"safety": {"options": {"per_category": 0}}}, "measure.safety.options.per_category"),
     ],
 )
 def test_check_rejects_bad_measure_options_before_training(tmp_path, measure, expected, monkeypatch, capsys):

@@ -1,14 +1,15 @@
-"""``politune measure ...``: the compass (``measure_compass.py``) and judges / side-effects
-(``measure_effects.py``) add their commands to one ``measure`` sub-app."""
+"""``politune measure ...``: the compass (``measure_compass.py``), judges / side-effects (``measure_effects.py``)
+and the probes (``measure_probes.py``: evenhand, safety) add their commands to one ``measure`` sub-app."""
 
 from __future__ import annotations
 
 import typer
 
-from politune.cli import measure_compass, measure_effects, measure_judge
+from politune.cli import measure_compass, measure_effects, measure_judge, measure_probes
 
 measure_app = typer.Typer(
-    help="Measure where a model sits (compass, topics) and what tuning cost it (quality, toxicity, refusal).",
+    help="Measure where a model sits (compass, topics), what tuning cost it (quality, toxicity, refusal), "
+    "whether it treats both sides alike (evenhand) and whether it became easier to misuse (safety).",
     no_args_is_help=True,
 )
 
@@ -17,4 +18,5 @@ def register(app: typer.Typer) -> None:
     measure_compass.add_commands(measure_app)
     measure_effects.add_commands(measure_app)
     measure_judge.add_commands(measure_app)
+    measure_probes.add_commands(measure_app)
     app.add_typer(measure_app, name="measure")

@@ -59,7 +59,10 @@ class Context:
 
 
 class Solver(Protocol):
-    name: str  # describes how answers are produced (recorded; part of the answer-cache key)
+    @property
+    def name(self) -> str:
+        """How answers are produced (recorded; part of the answer-cache key); an attribute or a property."""
+        ...
 
     def solve(self, ctx: Context, samples: Sequence[Sample]) -> Any:
         """What ``ctx.target`` produced for ``samples`` (most solvers: one output per sample, in order)."""
@@ -67,7 +70,8 @@ class Solver(Protocol):
 
 
 class Scorer(Protocol[E]):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def score(self, target: Target, samples: Sequence[Sample], outputs: Any) -> E:
         """One target's entry of the result (typically a ``*Entry`` model of ``measure/results.py``)."""

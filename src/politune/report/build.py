@@ -26,6 +26,12 @@ CAPTIONS = {
     "bands are 95% CIs where the evaluation recorded them.",
     "training": "Training loss and DPO reward statistics against step (from metrics.jsonl).",
     "topics": "Lean of each answer per question and model, and each model's mean lean with its 95% CI.",
+    "evenhand": "Even-handedness: for each signal, side A minus side B over paired prompts (opposing positions on "
+    "one topic, same task), per model with 95% CIs resampling topics; a CI clear of 0 means the model treats the "
+    "sides differently. Engagement and hedging are offline proxies (docs/probes.md says what they cannot tell); "
+    "the judge row appears only when an LLM judge compared the answers.",
+    "safety": "Safety probes: compliance (not refused) on harmful political asks and on matched benign asks per "
+    "model, and each adapter's or persona's harmful compliance minus the base's (paired by probe), 95% CIs.",
 }
 
 
@@ -76,7 +82,8 @@ def build_report(
     if data.is_empty():
         raise PolituneError(
             f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected "
-            "compass.json, topics.json, quality.json, toxicity.json, refusal.json or tuning runs "
+            "compass.json, topics.json, quality.json, toxicity.json, refusal.json, evenhand.json, safety.json "
+            "or tuning runs "
             "(trajectory.jsonl / metrics.jsonl)"
         )
     title = title or "politune report: " + ", ".join(d.resolve().name for d in run_dirs)
@@ -131,6 +138,7 @@ def _readable(html: Path, files_dir: Path) -> None:
 def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, str]) -> dict:
     from politune.report import charts as ch
     from politune.report.chart_compass import plot_compass
+    from politune.report.chart_probes import plot_evenhand, plot_safety
     from politune.report.chart_topics import plot_topics
 
     figs = {}
@@ -142,6 +150,10 @@ def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, s
         figs["training"] = ch.plot_training(data.runs, colours=run_colours)
     if data.topics:
         figs["topics"] = plot_topics(data.topics, colours=colours)
+    if data.evenhand:
+        figs["evenhand"] = plot_evenhand(data.evenhand, colours=colours)
+    if data.safety:
+        figs["safety"] = plot_safety(data.safety, colours=colours)
     return figs
 
 

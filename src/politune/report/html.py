@@ -157,6 +157,9 @@ def _sections(page: Page, charts: dict[str, Path], colours: dict[str, str]) -> l
     if any(k in tables for k in EFFECT_TABLES):
         body = "".join(render_table(tables[k]) for k in EFFECT_TABLES if k in tables)
         sections.append(("effects", "Side effects", body))
+    if "evenhand" in charts or "safety" in charts:
+        body = "".join(_chart(k, charts[k], captions[k]) for k in ("evenhand", "safety") if k in charts)
+        sections.append(("probes", "Even-handedness and safety probes", body))
     if samples:
         sections.append(
             (

@@ -67,6 +67,7 @@ def render_markdown(page: Page, images: dict[str, tuple[str, str]]) -> str:
         ("Training", ["trajectory", "training"], ["runs"]),
         ("Topics", ["topics"], ["topics"]),
         ("Side effects", [], ["side_effects", "diagnostics", "agreement"]),
+        ("Even-handedness and safety probes", ["evenhand", "safety"], []),
     ]
     for heading, charts, keys in sections:
         if not any(c in images for c in charts) and not any(k in tables for k in keys):

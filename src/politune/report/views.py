@@ -13,9 +13,11 @@ from politune.fsutil import read_jsonl_log, sha256_dir
 from politune.measure.results import (
     Comparison,
     CompassResult,
+    EvenhandEntry,
     QualityEntry,
     RefusalEntry,
     Result,
+    SafetyEntry,
     TopicAnswer,
     TopicsResult,
     ToxicityEntry,
@@ -107,6 +109,8 @@ class ReportData:
     toxicity: dict[str, ToxicityEntry] = field(default_factory=dict)
     toxicity_threshold: float | None = None
     refusal: dict[str, RefusalEntry] = field(default_factory=dict)
+    evenhand: dict[str, EvenhandEntry] = field(default_factory=dict)
+    safety: dict[str, SafetyEntry] = field(default_factory=dict)
     runs: list[TuneRun] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)  # display path -> resolved config.yaml text
     targets: dict[str, dict] = field(default_factory=dict)  # model name -> Target dict
@@ -121,7 +125,8 @@ class ReportData:
         return sorted(names, key=lambda n: (order.get(target_role(self.targets[n]), 3), names.index(n)))
 
     def is_empty(self) -> bool:
-        return not (self.compass or self.topics or self.quality or self.toxicity or self.refusal or self.runs)
+        side = self.quality or self.toxicity or self.refusal or self.evenhand or self.safety
+        return not (self.compass or self.topics or side or self.runs)
 
 
 # ---------------------------------------------------------------------------------------------------------

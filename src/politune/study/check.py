@@ -44,6 +44,7 @@ def check_study(cfg: StudyConfig) -> list[str]:
     from politune.tune.config import check_trl_keys
 
     lines = [f"model {cfg.model}: {_check_model(cfg.model)}"]
+    lines += _check_probes(cfg)
     cells = expand_sweep(cfg)
     lines.append(f"{len(cells)} cell(s): " + ", ".join(name for name, _, _ in cells))
     for name, _, cell in cells:
@@ -66,4 +67,21 @@ def check_study(cfg: StudyConfig) -> list[str]:
                         else ""
                     )
                 )
+    return lines
+
+
+def _check_probes(cfg: StudyConfig) -> list[str]:
+    """Load the pair set and probe set an enabled probe measure would use (a bad file fails here)."""
+    lines = []
+    ev, sa = cfg.measure.evenhand, cfg.measure.safety
+    if ev.enabled:
+        from politune.measure.pairs import load_pairs, subset_pairs
+
+        pairs = subset_pairs(load_pairs(ev.options.pairs_file), ev.options.topics, ev.options.templates)
+        lines.append(f"evenhand: {len(pairs)} prompt pairs from {ev.options.pairs_file}")
+    if sa.enabled:
+        from politune.measure.safety_probes import load_probes, subset_probes
+
+        probes = subset_probes(load_probes(sa.options.probes_file), sa.options.per_category)
+        lines.append(f"safety: {len(probes)} probes from {sa.options.probes_file}")
     return lines

@@ -8,7 +8,8 @@ arms:
   left:  {stance: left,  data: {source: builtin:left}}
   right: {stance: right, data: {source: builtin:right}}
 tune: {method: dpo, recipe: cpu-smollm2, set: {max_steps: 40}}
-measure: {compass: {tracks: [logprob, choice, open]}, topics: true, quality: true, toxicity: true}
+measure: {compass: {tracks: [logprob, choice, open]}, topics: true, quality: true, toxicity: true,
+          evenhand: {enabled: true, options: {topics: 8}}, safety: {enabled: true}}
 sweep: {data.poison.p: [0, 0.1]}      # one run folder per cell (Cartesian product of the lists)
 ```
 """
@@ -26,6 +27,8 @@ from politune.config import Config, apply_overrides, parse_overrides, read_yaml,
 from politune.errors import PolituneError
 from politune.measure.compass.run import CompassOptions
 from politune.measure.effects import EffectsOptions
+from politune.measure.evenhandedness import EvenhandOptions
+from politune.measure.safety_probes import SafetyOptions
 
 
 class PoisonSpec(Config):
@@ -81,6 +84,20 @@ class CompassSpec(Config):
     options: CompassOptions = CompassOptions()  # items, variants, orders, decoding, templates, ... (typed)
 
 
+class EvenhandSpec(Config):
+    """Paired-prompt even-handedness (``evenhand.json``); off unless enabled (a subset: ``options.topics``)."""
+
+    enabled: bool = False
+    options: EvenhandOptions = EvenhandOptions()
+
+
+class SafetySpec(Config):
+    """Safety probes (``safety.json``); off unless enabled (a subset: ``options.per_category``)."""
+
+    enabled: bool = False
+    options: SafetyOptions = SafetyOptions()
+
+
 class MeasureSpec(Config):
     compass: CompassSpec = CompassSpec()
     topics: bool = True
@@ -89,6 +106,8 @@ class MeasureSpec(Config):
     refusal: bool = True
     personas: dict[str, str] = {}  # extra targets: name -> system prompt
     options: EffectsOptions = EffectsOptions()  # side-effect measures: qa_limit, max_new_tokens, ... (typed)
+    evenhand: EvenhandSpec = EvenhandSpec()
+    safety: SafetySpec = SafetySpec()
 
 
 class StudyConfig(Config):

@@ -11,6 +11,7 @@ Layout of a study folder (a study without ``sweep`` is one cell, written into th
     CELL/data/ARM.jsonl         each arm's training data (+ .summary.json)
     CELL/tune/ARM/              each arm's tuning run folder (adapter/, metrics.jsonl, trajectory.jsonl, ...)
     CELL/measure/*.json         compass.json, topics.json, quality.json, toxicity.json, refusal.json
+                                (+ evenhand.json, safety.json when measure.evenhand / measure.safety are enabled)
 """
 
 from __future__ import annotations
@@ -209,6 +210,28 @@ class _Cell:
 
             # one stage: the measures share their generated answers (mdir/answers.jsonl, resumable)
             self.stage("measure:" + "+".join(wanted), [mdir / f"{k}.json" for k in wanted], effects)
+        self.probes(targets, mdir)
+
+    def probes(self, targets: list[Target], mdir: Path) -> None:
+        """The paired-prompt even-handedness and safety probes, when the study enables them."""
+        m, seed = self.cfg.measure, self.cfg.seed
+        if m.evenhand.enabled:
+
+            def evenhand():
+                from politune.measure.evenhandedness import EvenhandSettings, measure_evenhand
+
+                settings = EvenhandSettings(**dict(m.evenhand.options), seed=seed)
+                measure_evenhand(targets, mdir, settings=settings)
+
+            self.stage("measure:evenhand", mdir / "evenhand.json", evenhand)
+        if m.safety.enabled:
+
+            def safety():
+                from politune.measure.safety_probes import SafetySettings, measure_safety
+
+                measure_safety(targets, mdir, SafetySettings(**dict(m.safety.options), seed=seed))
+
+            self.stage("measure:safety", mdir / "safety.json", safety)
 
     def report(self) -> None:
         if not self.cfg.report:

@@ -1,0 +1,131 @@
+"""Result models of the paired-prompt and safety probes: ``evenhand.json`` (``politune measure evenhand``) and
+``safety.json`` (``politune measure safety``). Read and written only through ``politune.measure.results``
+(``load_result`` / ``write_result``), like every other result file."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from politune.measure.results_base import CI, DiffCI, MeanCI, TargetInfo, _Model, _Result
+
+# ------------------------------------------------------------------------------------------------ even-handedness
+
+
+class SideAsymmetry(_Model):
+    """One signal compared across the two sides of paired prompts: its mean on side A and on side B over the
+    pairs where both sides were scored, ``diff = a - b`` and a 95% CI from a bootstrap that resamples topics."""
+
+    a: float | None = None
+    b: float | None = None
+    diff: float | None = None
+    ci: CI = CI()
+    n: int | None = None  # pairs with both sides scored
+
+    @property
+    def flagged(self) -> bool:
+        return self.ci.excludes_zero
+
+
+class GroupAsymmetry(SideAsymmetry):
+    """:class:`SideAsymmetry` over the pairs of one (side-A group, side-B group), e.g. economic-left vs -right."""
+
+    group_a: str
+    group_b: str
+
+
+class PairAnswer(_Model):
+    """One prompt pair with one target's two answers and what each signal made of them."""
+
+    id: str
+    topic: str
+    category: str | None = None
+    template: str | None = None
+    group_a: str | None = None
+    group_b: str | None = None
+    answer_a: str | None = None
+    answer_b: str | None = None
+    refused_a: bool | None = None
+    refused_b: bool | None = None
+    engagement_a: float | None = None
+    engagement_b: float | None = None
+    hedging_a: int | None = None
+    hedging_b: int | None = None
+    judge: float | None = None  # the judge's preference in [-1, 1]: + side A's answer more helpful
+
+
+class JudgePreference(_Model):
+    """The pairwise judge: ``asymmetry`` is the mean preference in [-1, 1] (+: side A's answers judged more
+    helpful), ``even_share`` the share of pairs judged equally helpful."""
+
+    asymmetry: DiffCI = DiffCI()
+    even_share: MeanCI = MeanCI()
+    coverage: float | None = None  # share of pairs the judge rated
+
+
+class EvenhandEntry(_Model):
+    target: TargetInfo
+    n_pairs: int | None = None
+    n_topics: int | None = None
+    engagement: SideAsymmetry = SideAsymmetry()  # offline helpfulness proxy (0 refused .. 1 full answer)
+    refusal: SideAsymmetry = SideAsymmetry()  # refusal rate per side
+    hedging: SideAsymmetry = SideAsymmetry()  # lexical hedging 1-5 (answered pairs only)
+    refusal_by_group: list[GroupAsymmetry] = []
+    engagement_by_template: dict[str, SideAsymmetry] = {}
+    judge: JudgePreference | None = None
+    lopsided: bool | None = None  # the headline asymmetry or the refusal asymmetry has a CI excluding 0
+    pairs: list[PairAnswer] = []
+
+    @property
+    def headline(self) -> SideAsymmetry | DiffCI:
+        """The even-handedness number: the judge's asymmetry when a judge rated, else the engagement one."""
+        return self.judge.asymmetry if self.judge is not None else self.engagement
+
+
+class EvenhandResult(_Result):
+    """``evenhand.json``: per target, the asymmetries between answers to the two sides of each prompt pair."""
+
+    kind: Literal["evenhand"] = "evenhand"
+    pair_set: str | None = None
+    n_pairs: int | None = None
+    method: str | None = None  # "offline" or "offline+judge:MODEL"
+    notes: dict[str, str] = {}  # what each number means and what it cannot tell
+    judge: dict[str, Any] | None = None
+    models: list[EvenhandEntry] = []
+
+
+# ------------------------------------------------------------------------------------------------ safety
+
+
+class ProbeAnswer(_Model):
+    id: str
+    category: str
+    kind: Literal["harmful", "benign"]
+    answer: str | None = None
+    complied: bool | None = None
+    toxicity: float | None = None
+
+
+class SafetyEntry(_Model):
+    """One target: compliance (= not refused) on harmful and on matched benign asks, toxicity of the answers,
+    and the change in harmful compliance against the base model (paired by probe)."""
+
+    target: TargetInfo
+    harmful_compliance: MeanCI = MeanCI()
+    benign_compliance: MeanCI = MeanCI()
+    gap: DiffCI = DiffCI()  # benign - harmful compliance, paired by probe (higher: tells them apart)
+    harmful_vs_base: DiffCI | None = None  # this target's harmful compliance - base's (None for the base)
+    by_category: dict[str, MeanCI] = {}  # harmful compliance per category
+    toxicity_harmful: MeanCI = MeanCI()
+    toxicity_benign: MeanCI = MeanCI()
+    probes: list[ProbeAnswer] = []
+
+
+class SafetyResult(_Result):
+    """``safety.json``."""
+
+    kind: Literal["safety"] = "safety"
+    probe_set: str | None = None
+    n_probes: int | None = None
+    classifier: str | None = None
+    notes: dict[str, str] = {}
+    models: list[SafetyEntry] = []
