@@ -1,21 +1,25 @@
-"""DPO throughput on CPU: politune vs TRL's DPOTrainer (documented defaults) vs TRL hand-tuned for a CPU.
+"""DPO throughput on CPU: politune vs TRL's DPOTrainer at its fastest on this machine (fp32 and bf16 arms).
 
 Same model (smollm2-135m), same built-in data (builtin:left, train split), same batch, same LoRA (the
-cpu-smollm2 recipe's), one process per arm (so peak RSS is per arm), run one after the other:
+cpu-smollm2 recipe's), same seed, one process per arm (so peak RSS is per arm), run one after the other:
 
-- ``politune``: ``politune.tune`` with the cpu-smollm2 recipe (fp32, no checkpointing, completion-only LM head,
+- ``politune``: ``politune.tune`` with the cpu-smollm2 recipe and ``dtype: auto`` (bf16 autocast over fp32
+  weights where this CPU measures bf16 fast, else fp32; no checkpointing, completion-only LM head in fp32,
   frozen layers shared by policy and reference);
-- ``trl-defaults``: ``DPOConfig(output_dir=...)`` as TRL's docs show, plus the batch size and step count only:
-  bf16 and gradient checkpointing on (TRL's defaults), ``max_length`` 1024 (TRL's default), plus ``use_cpu=True``
-  without which TRL's defaults refuse to start on a machine with no GPU;
-- ``trl-tuned``: TRL with the best CPU settings found by hand: fp32, no gradient checkpointing, the same
-  ``max_length`` as politune, no dataloader workers, dropout off.
+- ``politune-fp32``: the same with ``dtype=float32`` (shows what the dtype alone buys, and the loss agreement);
+- ``trl-fp32``: TRL with the best CPU settings found by hand: fp32, no gradient checkpointing, the same
+  ``max_length`` as politune, no dataloader workers;
+- ``trl-bf16``: the same with ``bf16=True`` (autocast over fp32 weights: on this CPU faster than loading the
+  weights in bf16);
+- ``trl-defaults``: ``DPOConfig(output_dir=...)`` as TRL's docs show, plus batch size and steps and
+  ``use_cpu=True`` (without it TRL's defaults refuse to start on a GPU-less machine): bf16, gradient
+  checkpointing, ``max_length`` 1024.
 
-Prints s/step (mean over steps after the first), tokens/s, peak RSS and the step-1 loss of each, then ratios
-against the hand-tuned TRL arm. ``--steps`` per arm; the defaults arm runs ``--default-steps`` (it is slow).
+"Best TRL" is the faster of ``trl-fp32`` and ``trl-bf16`` in this run; every arm's ratio is against it, with
+the largest per-step loss difference from it ("matched loss": identical updates must give the same losses).
 
-    python bench/dpo_throughput.py                       # all arms
-    python bench/dpo_throughput.py --steps 4 --default-steps 1 --json /tmp/dpo_bench.json
+    python bench/dpo_throughput.py --steps 4 --json /tmp/dpo_bench.json
+    python bench/dpo_throughput.py --arms politune,trl-bf16 --steps 3     # a quick check
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ def _count_tokens(trainer, batch_size: int, steps: int) -> int:
     return n
 
 
+TRL_ARMS = ("trl-fp32", "trl-bf16")
+
+
 def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
     import torch
     from datasets import Dataset
@@ -84,7 +91,7 @@ def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
     times: list[float] = []
     losses: list[float] = []
     t_start = time.perf_counter()
-    if arm == "politune":
+    if arm.startswith("politune"):
         import tempfile
 
         from politune.tune import dpo
@@ -99,13 +106,14 @@ def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
             holder["trainer"] = self
 
         PolituneDPOTrainer.__init__ = init
+        update = {"save_every": 0, **({"dtype": "float32"} if arm == "politune-fp32" else {})}
         with tempfile.TemporaryDirectory() as d:
-            dpo(cfg.base, pairs, cfg.model_copy(update={"save_every": 0}), out_dir=os.path.join(d, "run"))
+            dpo(cfg.base, pairs, cfg.model_copy(update=update), out_dir=os.path.join(d, "run"))
         trainer = holder["trainer"]
     else:
         from trl import DPOConfig, DPOTrainer
 
-        model, tok = load_model(cfg.base)  # fp32 on CPU, as for every arm
+        model, tok = load_model(cfg.base, dtype="float32")  # fp32 weights; bf16 arms autocast over them
         lc: LoraConfig = lora_config(cfg.lora)
         ds = Dataset.from_list(rows)
         common = dict(
@@ -127,7 +135,7 @@ def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
         else:
             args = DPOConfig(
                 **common,
-                bf16=False,
+                bf16=arm == "trl-bf16",
                 fp16=False,
                 gradient_checkpointing=False,
                 max_length=cfg.max_length,
@@ -163,9 +171,10 @@ def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arm", choices=["politune", "trl-defaults", "trl-tuned"], help="run one arm (internal)")
-    ap.add_argument("--arms", default="politune,trl-tuned,trl-defaults")
-    ap.add_argument("--steps", type=int, default=4, help="steps for politune and trl-tuned")
+    arms = ["politune", "politune-fp32", *TRL_ARMS, "trl-defaults"]
+    ap.add_argument("--arm", choices=arms, help="run one arm (internal)")
+    ap.add_argument("--arms", default="politune,politune-fp32,trl-fp32,trl-bf16")
+    ap.add_argument("--steps", type=int, default=4, help="steps per arm (but trl-defaults)")
     ap.add_argument("--default-steps", type=int, default=1, help="steps for trl-defaults (slow)")
     ap.add_argument("--json", help="write all results to this file")
     ap.add_argument(
@@ -201,18 +210,36 @@ def main() -> None:
             f"bf16={x['bf16']}, ckpt={x['gradient_checkpointing']}, max_length={x['max_length_used']})",
             flush=True,
         )
-    peer = results.get("trl-tuned")
-    if peer:
+    trl = [results[a] for a in TRL_ARMS if a in results]
+    best = max(trl, key=lambda x: x["tokens_per_s"]) if trl else None
+    if best:
+        print(f"best TRL in this run: {best['arm']}")
         for arm, x in results.items():
-            if arm == "trl-tuned":
-                continue
+            n = min(len(x["losses"]), len(best["losses"]))
+            diff = max(abs(a - b) for a, b in zip(x["losses"][:n], best["losses"][:n], strict=True))
+            x["vs_best_trl"] = {
+                "tokens_per_s_ratio": x["tokens_per_s"] / best["tokens_per_s"],
+                "s_per_step_ratio": best["s_per_step"] / x["s_per_step"],
+                "rss_ratio": x["peak_rss_mb"] / best["peak_rss_mb"],
+                "max_loss_diff": diff,
+            }
+            v = x["vs_best_trl"]
             print(
-                f"{arm} vs trl-tuned: speed x{peer['s_per_step'] / x['s_per_step']:.2f} (s/step ratio), "
-                f"RSS x{x['peak_rss_mb'] / peer['peak_rss_mb']:.2f}, step-1 loss diff "
-                f"{abs(x['step1_loss'] - peer['step1_loss']):.2e}"
+                f"{arm:13s} vs {best['arm']}: tokens/s x{v['tokens_per_s_ratio']:.2f}, s/step "
+                f"x{v['s_per_step_ratio']:.2f}, RSS x{v['rss_ratio']:.2f}, max loss diff over {n} steps "
+                f"{diff:.1e}"
             )
     load1, load5, _ = os.getloadavg()
-    out = {"results": results, "loadavg": [load1, load5], "cpus": os.cpu_count(), "overrides": a.set}
+    from politune.hardware import cpu_bf16
+
+    out = {
+        "results": results,
+        "best_trl": best["arm"] if best else None,
+        "loadavg": [load1, load5],
+        "cpus": os.cpu_count(),
+        "cpu_bf16": cpu_bf16().reason,
+        "overrides": a.set,
+    }
     print(f"load average during run: {load1:.1f} (1 min), {load5:.1f} (5 min) on {os.cpu_count()} CPUs")
     if a.json:
         atomic_write_json(a.json, out)

@@ -233,9 +233,8 @@ def run_rounds(args, adapters: dict[str, str]) -> tuple[dict[str, list[dict]], d
     with contextlib.ExitStack() as stack:
         urls = {}
         for sched in SCHEDULERS:
-            limits = ServeLimits(
-                max_batch_rows=args.max_batch, max_queue=max(256, args.requests), scheduler=sched
-            )
+            rows = args.static_max_batch if sched == "static" and args.static_max_batch else args.max_batch
+            limits = ServeLimits(max_batch_rows=rows, max_queue=max(256, args.requests), scheduler=sched)
             urls[sched] = stack.enter_context(
                 start_server(args.model, adapters, host="127.0.0.1", limits=limits)
             )
@@ -262,7 +261,7 @@ def report(args, result: dict) -> None:
     print(
         f"serve load: {args.model} + {result['adapters']} adapters, {args.requests} concurrent chat requests x "
         f"{args.rounds} rounds per scheduler (interleaved), max_tokens {result['min_tokens']}-{args.max_tokens}, "
-        f"batch <= {args.max_batch} sequences, torch threads {result['torch_threads']}, "
+        f"batch <= {args.max_batch} sequences (static: {args.static_max_batch or args.max_batch}), torch threads {result['torch_threads']}, "
         f"{'all at once' if not args.stagger else f'starts spread over {args.stagger:g} s'}"
     )
     print(
@@ -323,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         "each request's own start",
     )
     ap.add_argument("--max-batch", type=int, default=8, help="max_batch_rows of both schedulers")
+    ap.add_argument(
+        "--static-max-batch",
+        type=int,
+        default=0,
+        help="max_batch_rows of the static scheduler only (0: --max-batch); e.g. 8, today's engine as shipped",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--peer-requests", type=int, default=0, help="0: skip the peer")
     ap.add_argument("--flat-mb", type=float, default=50.0, help="allowed RSS growth after the first round")
@@ -362,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_tokens": args.min_tokens or args.max_tokens,
         "stagger_s": args.stagger,
         "max_batch": args.max_batch,
+        "static_max_batch": args.static_max_batch or args.max_batch,
         "torch_threads": args.threads or "default",
         "all_ok": all_ok,
         "rounds": rounds,
