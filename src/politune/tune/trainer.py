@@ -89,7 +89,10 @@ def fp32_lm_head(model):
             return linear(x)
         with torch.autocast(x.device.type, enabled=False):
             bias = None if head.bias is None else head.bias.float()
-            return torch.nn.functional.linear(x.float(), head.weight.float(), bias)
+            flat = x.reshape(
+                -1, x.size(-1)
+            ).float()  # 2-D: one matmul (a 3-D input takes a slower batched path)
+            return torch.nn.functional.linear(flat, head.weight.float(), bias).view(*x.shape[:-1], -1)
 
     head.forward = forward
     try:
