@@ -107,7 +107,9 @@ def compass_file(tmp_path_factory) -> Path:
 def server(tiny_model_dir, adapters, compass_file):
     from politune.serve import start_server
 
-    with start_server(str(tiny_model_dir), adapters, served_name="tiny", compass=compass_file) as url:
+    with start_server(
+        str(tiny_model_dir), adapters, served_name="tiny", compass=compass_file, dtype="float32"
+    ) as url:
         yield url
 
 
@@ -219,7 +221,7 @@ def test_completions_echo_logprobs_score_the_prompt(client, tiny_model_dir, adap
     lp = r.choices[0].logprobs
     assert r.choices[0].text == prompt and "".join(lp.tokens) == prompt
     assert lp.token_logprobs[0] is None and lp.text_offset[0] == 0
-    model, tok = load_model(str(tiny_model_dir), adapter=adapters["left"])
+    model, tok = load_model(str(tiny_model_dir), adapter=adapters["left"], dtype="float32")
     ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         want = torch.log_softmax(model(ids).logits[0, :-1].float(), -1).gather(1, ids[0, 1:, None])[:, 0]
@@ -341,14 +343,18 @@ def _drive(eng, specs, arrive=None, cancel=None):
 def _assert_same(got, want) -> None:
     for g, w in zip(got, want, strict=True):
         assert g[0] == w[0] and g[2] == w[2] and g[3] == w[3]
-        assert g[1] == pytest.approx(w[1], abs=1e-4)
+        assert g[1] == pytest.approx(
+            w[1], abs=2e-3
+        )  # summation order differs with batch shape; a misaligned row is off by ~1
 
 
 @pytest.fixture(scope="module")
 def mixed_engine(tiny_model_dir, adapters):
     from politune.serve.engine import Engine
 
-    return Engine(str(tiny_model_dir), adapters, start=False)
+    # fp32: exact equality of batched and lone rows is a property of the scheduler; in bf16 a row's rounding
+    # depends on what it is batched with (as in any batched bf16 engine)
+    return Engine(str(tiny_model_dir), adapters, dtype="float32", start=False)
 
 
 def test_mixed_adapter_rows_in_one_forward_equal_each_adapter_alone(mixed_engine):

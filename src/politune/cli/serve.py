@@ -55,7 +55,11 @@ def serve(
     max_n: int = typer.Option(8, "--max-n", help="Largest n (choices per request)."),
     max_queue: int = typer.Option(256, "--max-queue", help="Requests that may wait; more get 429."),
     max_body: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body; more get 413."),
-    max_batch: int = typer.Option(8, "--max-batch", help="Sequences decoded together (any adapters)."),
+    max_batch: int = typer.Option(
+        32,
+        "--max-batch",
+        help="Sequences decoded together (any adapters); docs/benchmarks.md compares 8, 32 and 100.",
+    ),
     scheduler: str = typer.Option(
         "continuous",
         "--scheduler",
