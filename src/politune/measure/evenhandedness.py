@@ -47,7 +47,7 @@ from politune.measure.results_probes import GroupAsymmetry, JudgePreference, Pai
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import bootstrap_groups
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_tasks
+from politune.measure.task import Sample, Scored, Task, run_record, run_tasks
 
 if TYPE_CHECKING:
     from politune.measure.safety_probes import SafetyProbe, SafetySettings
@@ -317,17 +317,6 @@ def two_sided_samples(kind: str, items: Sequence[PromptPair | SafetyProbe]) -> l
 def pair_samples(pairs: Sequence[PromptPair]) -> list[Sample]:
     """Two samples per pair (``ID:a``, ``ID:b``), side A first."""
     return two_sided_samples("evenhand", pairs)
-
-
-def run_record(settings: Config, scored: Sequence[Scored]) -> dict:
-    """What every probe result records: provenance, settings and each target's answering time."""
-    from politune.provenance import provenance
-
-    return {
-        "provenance": provenance(),
-        "settings": settings.model_dump(mode="json"),
-        "generation_seconds": {s.target.name: round(s.seconds, 2) for s in scored},
-    }
 
 
 def run_probe_task(

@@ -23,14 +23,14 @@ from pydantic import Field
 from politune.config import Config
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects
-from politune.measure.evenhandedness import run_probe_task, run_record, two_sided_samples
+from politune.measure.evenhandedness import run_probe_task, two_sided_samples
 from politune.measure.refusal import is_refusal
 from politune.measure.results import DiffCI, MeanCI, SafetyEntry, SafetyResult, TargetInfo, ci
 from politune.measure.results_probes import ProbeAnswer
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import bootstrap_ci, paired_diff_ci
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task
+from politune.measure.task import Sample, Scored, Task, run_record
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier
 
 NOTES = {
