@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,6 +17,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -47,6 +51,24 @@ def progress() -> Progress:
         console=err_console,
         transient=False,
     )
+
+
+def run_with_progress(fn: Callable[[Callable[[str, int], None]], T]) -> tuple[T, float]:
+    """Run ``fn(on_progress)`` under a progress bar, one bar per name that ``on_progress(name, n)`` reports
+    (``answering (NAME)``); returns (its result, wall seconds to 0.1 s)."""
+    from rich.progress import TaskID
+
+    t0 = time.perf_counter()
+    with progress() as bar:
+        ids: dict[str, TaskID] = {}
+
+        def on_progress(name: str, n: int) -> None:
+            if name not in ids:
+                ids[name] = bar.add_task(f"answering ({name})", total=None)
+            bar.advance(ids[name], n)
+
+        res = fn(on_progress)
+    return res, round(time.perf_counter() - t0, 1)
 
 
 def print_json(obj: Any) -> None:

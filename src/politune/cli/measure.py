@@ -15,8 +15,6 @@ measure_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    measure_compass.add_commands(measure_app)
-    measure_effects.add_commands(measure_app)
-    measure_judge.add_commands(measure_app)
-    measure_probes.add_commands(measure_app)
+    for part in (measure_compass, measure_effects, measure_judge, measure_probes):
+        part.add_commands(measure_app)
     app.add_typer(measure_app, name="measure")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from politune.cli.common import DtypeOption, JsonOption, console, print_json
+from politune.cli.common import DtypeOption, JsonOption, console, print_json, run_with_progress
 
 ModelOption = typer.Option(
     "smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id)."
@@ -117,7 +116,6 @@ class _Args:
 
 
 def _run(measures: tuple[str, ...], a: _Args) -> None:
-    from politune.cli.common import progress
     from politune.config import validate_config
     from politune.fsutil import atomic_write_json
     from politune.measure import EffectsSettings, build_targets, measure_effects
@@ -143,21 +141,11 @@ def _run(measures: tuple[str, ...], a: _Args) -> None:
     )
     j = _judge(a.judge, a.judge_model, a.judge_concurrency, a.judge_rate, a.judge_cost)
     out = a.out
-    t0 = time.perf_counter()
-    with progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def on_progress(name: str, n: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(f"answering ({name})", total=None)
-            bar.advance(tasks[name], n)
-
-        results = measure_effects(
-            targets, measures, out_dir=out, judge=j, settings=settings, on_progress=on_progress
-        )
-    wall = time.perf_counter() - t0
+    results, wall = run_with_progress(
+        lambda cb: measure_effects(targets, measures, out_dir=out, judge=j, settings=settings, on_progress=cb)
+    )
     summary = _summary(results)
-    summary["wall_seconds"] = round(wall, 1)
+    summary["wall_seconds"] = wall
     if j is not None:
         summary["judge"] = j.report()
     atomic_write_json(Path(out) / "effects-summary.json", summary)
@@ -213,10 +201,8 @@ def _summary(results: dict) -> dict:
 def _print(summary: dict, out) -> None:
     from rich.table import Table
 
-    table = Table(title="side effects")
     cols = ["target", "topic lean", "econ", "social", "ROUGE-L", "perplexity", "toxicity", "refusal"]
-    for c in cols:
-        table.add_column(c)
+    table = Table(*cols, title="side effects")
     for name, row in summary["models"].items():
         tl = row.get("topic_lean") or {}
         axes = tl.get("axes") or {}

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import typer
 
-from politune.cli.common import JsonOption, console, print_json
+from politune.cli.common import JsonOption, console, print_json, run_with_progress
 from politune.cli.measure_effects import (
     AdapterOption,
     BatchOption,
@@ -53,26 +50,6 @@ ProbesOption = typer.Option(
     "builtin", "--probes", help="Safety probes JSONL (id, category, topic, harmful, benign)."
 )
 PerCategoryOption = typer.Option(None, "--per-category", help="Only the first N probes of each category.")
-T = TypeVar("T")
-
-
-def _progress_run(fn: Callable[[Callable[[str, int], None]], T]) -> tuple[T, float]:
-    """Run ``fn(on_progress)`` under a progress bar; returns (its result, wall seconds)."""
-    from rich.progress import TaskID
-
-    from politune.cli.common import progress
-
-    t0 = time.perf_counter()
-    with progress() as bar:
-        ids: dict[str, TaskID] = {}
-
-        def on_progress(name: str, n: int) -> None:
-            if name not in ids:
-                ids[name] = bar.add_task(f"answering ({name})", total=None)
-            bar.advance(ids[name], n)
-
-        res = fn(on_progress)
-    return res, round(time.perf_counter() - t0, 1)
 
 
 def _fmt(d) -> str:
@@ -81,6 +58,13 @@ def _fmt(d) -> str:
     if d is None or v is None:
         return "-"
     return f"{v:+.3f} {d.ci.fmt(3)}" if hasattr(d, "diff") else f"{v:.3f} {d.ci.fmt(3)}"
+
+
+def _print_table(table, result_file: str, out: Path, wall: float) -> None:
+    console.print(table)
+    console.print(
+        f"wrote {result_file} to {out} ({wall} s); what each number can and cannot tell: docs/probes.md"
+    )
 
 
 def _evenhand_summary(res, wall: float) -> dict:
@@ -100,9 +84,10 @@ def _evenhand_summary(res, wall: float) -> dict:
 def _print_evenhand(res, out: Path, wall: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"even-handedness: side A - side B over {res.n_pairs} pairs ({res.method})")
-    for c in ("target", "engagement", "refusal", "hedging (1-5)", "judge", "lopsided"):
-        table.add_column(c)
+    table = Table(
+        *("target", "engagement", "refusal", "hedging (1-5)", "judge", "lopsided"),
+        title=f"even-handedness: side A - side B over {res.n_pairs} pairs ({res.method})",
+    )
     for m in res.models:
         judge = _fmt(m.judge.asymmetry) if m.judge is not None else "-"
         table.add_row(
@@ -110,10 +95,7 @@ def _print_evenhand(res, out: Path, wall: float) -> None:
         )
         for g in m.refusal_by_group:
             table.add_row(f"  refusal {g.group_a} - {g.group_b}", "", _fmt(g), "", "", "")
-    console.print(table)
-    console.print(
-        f"wrote evenhand.json to {out} ({wall} s); what each number can and cannot tell: docs/probes.md"
-    )
+    _print_table(table, "evenhand.json", out, wall)
 
 
 def evenhand_command(
@@ -151,7 +133,7 @@ def evenhand_command(
         opts["templates"] = [t.strip() for t in templates.split(",") if t.strip()]
     settings = validate_config(EvenhandSettings, opts, "politune measure evenhand options")
     j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
-    res, wall = _progress_run(
+    res, wall = run_with_progress(
         lambda cb: measure_evenhand(targets, out, j, settings, base_url=base_url, on_progress=cb)
     )
     if json_out:
@@ -171,9 +153,10 @@ def _safety_summary(res, wall: float) -> dict:
 def _print_safety(res, out: Path, wall: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"safety probes: compliance (not refused) on {res.n_probes} harmful / benign asks")
-    for c in ("target", "harmful", "benign", "benign - harmful", "harmful vs base", "toxicity (harmful)"):
-        table.add_column(c)
+    table = Table(
+        *("target", "harmful", "benign", "benign - harmful", "harmful vs base", "toxicity (harmful)"),
+        title=f"safety probes: compliance (not refused) on {res.n_probes} harmful / benign asks",
+    )
     for m in res.models:
         table.add_row(
             m.target.name,
@@ -183,10 +166,7 @@ def _print_safety(res, out: Path, wall: float) -> None:
             _fmt(m.harmful_vs_base),
             _fmt(m.toxicity_harmful),
         )
-    console.print(table)
-    console.print(
-        f"wrote safety.json to {out} ({wall} s); what each number can and cannot tell: docs/probes.md"
-    )
+    _print_table(table, "safety.json", out, wall)
 
 
 def safety_command(
@@ -218,7 +198,7 @@ def safety_command(
         batch_size=batch_size, seed=seed, device=device, dtype=dtype, toxicity_classifier=toxicity_classifier
     )
     settings = validate_config(SafetySettings, opts, "politune measure safety options")
-    res, wall = _progress_run(
+    res, wall = run_with_progress(
         lambda cb: measure_safety(targets, out, settings, base_url=base_url, on_progress=cb)
     )
     if json_out:

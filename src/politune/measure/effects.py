@@ -43,7 +43,7 @@ from politune.measure.results import (
 from politune.measure.scorer import StanceScorer
 from politune.measure.solvers import AnswerLog, Cached, Generate, Perplexity, Route
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_tasks
+from politune.measure.task import Sample, Scored, Task, run_record, run_tasks
 from politune.measure.topics import load_topic_questions, score_topic_answers
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier, toxicity_entry
 from politune.measure.validate_judge import validated_accuracy
@@ -174,16 +174,6 @@ def _base_name(scored: Sequence[Scored]) -> str | None:
     return "base" if any(s.target.name == "base" and s.target.adapter is None for s in scored) else None
 
 
-def _common(settings: EffectsSettings, scored: Sequence[Scored]) -> dict:
-    from politune.provenance import provenance
-
-    return {
-        "provenance": provenance(),
-        "settings": settings.model_dump(mode="json"),
-        "generation_seconds": {s.target.name: round(s.seconds, 2) for s in scored},
-    }
-
-
 def _quality_summary(
     settings: EffectsSettings, n_qa: int, n_passages: int
 ) -> Callable[[list[Scored[QualityScores]]], QualityResult]:
@@ -205,7 +195,7 @@ def _quality_summary(
             n_questions=n_qa,
             n_passages=n_passages,
             models=models,
-            **_common(settings, scored),
+            **run_record(settings, scored),
         )
 
     return summarize
@@ -270,7 +260,7 @@ def _topics_task(s: EffectsSettings, samples: list[Sample], solver, stance: Stan
             scorer_validation=validated_accuracy(stance.name),
             **_judge_report(judge),
             models=[x.entry for x in sc],
-            **_common(s, sc),
+            **run_record(s, sc),
         ),
     )
 
@@ -286,7 +276,7 @@ def _toxicity_task(s: EffectsSettings, samples: list[Sample], solver) -> Task:
             classifier=tox.name,
             threshold=s.toxicity_threshold,
             models=[x.entry for x in sc],
-            **_common(s, sc),
+            **run_record(s, sc),
         ),
     )
 
@@ -299,7 +289,7 @@ def _refusal_task(s: EffectsSettings, samples: list[Sample], solver, judge) -> T
         solver,
         ref,
         lambda sc: RefusalResult(
-            method=ref.name, **_judge_report(judge), models=[x.entry for x in sc], **_common(s, sc)
+            method=ref.name, **_judge_report(judge), models=[x.entry for x in sc], **run_record(s, sc)
         ),
     )
 

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
@@ -46,7 +47,10 @@ from politune.measure.results_probes import GroupAsymmetry, JudgePreference, Pai
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import bootstrap_groups
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_tasks
+from politune.measure.task import Sample, Scored, Task, run_record, run_tasks
+
+if TYPE_CHECKING:
+    from politune.measure.safety_probes import SafetyProbe, SafetySettings
 
 
 class EvenhandOptions(Config):
@@ -305,26 +309,42 @@ class EvenhandScorer:
 # ------------------------------------------------------------------------------------------------ task
 
 
+def two_sided_samples(kind: str, items: Sequence[PromptPair | SafetyProbe]) -> list[Sample]:
+    """Two samples per pair or probe, ``ID:SIDE`` for each side of ``item.sides()`` in its order."""
+    return [Sample(f"{x.id}:{side}", text, kind, x) for x in items for side, text in x.sides().items()]
+
+
 def pair_samples(pairs: Sequence[PromptPair]) -> list[Sample]:
     """Two samples per pair (``ID:a``, ``ID:b``), side A first."""
-    out = []
-    for p in pairs:
-        out += [
-            Sample(f"{p.id}:a", p.prompt_a, "evenhand", p),
-            Sample(f"{p.id}:b", p.prompt_b, "evenhand", p),
-        ]
-    return out
+    return two_sided_samples("evenhand", pairs)
 
 
-def run_record(settings: Config, scored: Sequence[Scored]) -> dict:
-    """What every probe result records: provenance, settings and each target's answering time."""
-    from politune.provenance import provenance
-
-    return {
-        "provenance": provenance(),
-        "settings": settings.model_dump(mode="json"),
-        "generation_seconds": {s.target.name: round(s.seconds, 2) for s in scored},
-    }
+def run_probe_task(
+    task_for: Callable[[Path | None], Task],
+    targets: Sequence[Target],
+    out_dir: str | Path | None,
+    settings: EvenhandSettings | SafetySettings,
+    base_url: str | None,
+    on_progress: Callable[[str, int], None] | None,
+) -> Any:
+    """Run the task ``task_for(answer log or None)`` on ``targets``; with ``out_dir``, log the answers to
+    ``answers.jsonl`` there (reused on a re-run) and write ``<task name>.json``. Returns the task's result."""
+    if not targets:
+        raise PolituneError("nothing to measure: no targets")
+    out = Path(out_dir) if out_dir is not None else None
+    task = task_for(out / "answers.jsonl" if out is not None else None)
+    res = run_tasks(
+        [task],
+        targets,
+        base_url=base_url,
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+        on_progress=on_progress,
+    )[task.name]
+    if out is not None:
+        write_result(res, out / f"{task.name}.json")
+    return res
 
 
 def evenhand_task(settings: EvenhandSettings, judge=None, log_path: str | Path | None = None) -> Task:
@@ -364,20 +384,7 @@ def measure_evenhand(
 ) -> EvenhandResult:
     """Run the even-handedness task on ``targets`` (local models, or a server at ``base_url``); with
     ``out_dir``, writes ``evenhand.json`` there (answers are logged to ``answers.jsonl`` and reused)."""
-    settings = settings or EvenhandSettings()
-    if not targets:
-        raise PolituneError("nothing to measure: no targets")
-    out = Path(out_dir) if out_dir is not None else None
-    task = evenhand_task(settings, judge, out / "answers.jsonl" if out is not None else None)
-    res = run_tasks(
-        [task],
-        targets,
-        base_url=base_url,
-        device=settings.device,
-        dtype=settings.dtype,
-        batch_size=settings.batch_size,
-        on_progress=on_progress,
-    )["evenhand"]
-    if out is not None:
-        write_result(res, out / "evenhand.json")
-    return res
+    s = settings or EvenhandSettings()
+    return run_probe_task(
+        lambda log: evenhand_task(s, judge, log), targets, out_dir, s, base_url, on_progress
+    )

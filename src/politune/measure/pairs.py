@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from politune.errors import PolituneError
-from politune.fsutil import sha256_text
+from politune.fsutil import parse_jsonl_objects, sha256_text
 
 COLUMNS = (
     "split",
@@ -79,6 +79,9 @@ class PromptPair:
     partisan: bool = False
     split: str = ""
 
+    def sides(self) -> dict[str, str]:
+        return {"a": self.prompt_a, "b": self.prompt_b}
+
 
 def _data_file(name: str) -> Path:
     return Path(str(resources.files("politune.measure") / "evenhand" / name))
@@ -108,15 +111,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
                 raise PolituneError(f"{path}:{reader.line_num}: more values than columns")
             yield reader.line_num, row
         return
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise PolituneError(f"{path}:{i}: not valid JSON: expected one object per line") from None
-        if not isinstance(row, dict):
-            raise PolituneError(f"{path}:{i}: expected a JSON object with the columns {', '.join(COLUMNS)}")
+    for i, row in parse_jsonl_objects(text, str(path)):
         missing = [c for c in COLUMNS if c not in row]
         if missing:
             raise PolituneError(f"{path}:{i}: missing column(s) {', '.join(missing)}")

@@ -13,7 +13,6 @@ harassment of a group, fabricated quotes of officials, voter-suppression messagi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -23,14 +22,15 @@ from pydantic import Field
 
 from politune.config import Config
 from politune.errors import PolituneError
-from politune.measure.evenhandedness import run_record
+from politune.fsutil import parse_jsonl_objects
+from politune.measure.evenhandedness import run_probe_task, two_sided_samples
 from politune.measure.refusal import is_refusal
-from politune.measure.results import DiffCI, MeanCI, SafetyEntry, SafetyResult, TargetInfo, ci, write_result
+from politune.measure.results import DiffCI, MeanCI, SafetyEntry, SafetyResult, TargetInfo, ci
 from politune.measure.results_probes import ProbeAnswer
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import bootstrap_ci, paired_diff_ci
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_tasks
+from politune.measure.task import Sample, Scored, Task, run_record
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier
 
 NOTES = {
@@ -72,6 +72,9 @@ class SafetyProbe:
     harmful: str  # a harmful ask, described (never the harmful content itself)
     benign: str  # the matched legitimate ask on the same topic
 
+    def sides(self) -> dict[str, str]:
+        return {"harmful": self.harmful, "benign": self.benign}
+
 
 def load_probes(path: str | Path = "builtin") -> list[SafetyProbe]:
     """A probe set: JSONL with ``id``, ``category``, ``topic``, ``harmful``, ``benign`` (non-empty strings)."""
@@ -81,19 +84,11 @@ def load_probes(path: str | Path = "builtin") -> list[SafetyProbe]:
         else Path(path)
     )
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise PolituneError(f"{p}: cannot read the probe file ({e.__class__.__name__})") from None
     out: list[SafetyProbe] = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise PolituneError(f"{p}:{i}: not valid JSON: expected one object per line") from None
-        if not isinstance(row, dict):
-            raise PolituneError(f"{p}:{i}: expected a JSON object")
+    for i, row in parse_jsonl_objects(text, str(p)):
         for key in ("id", "category", "topic", "harmful", "benign"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise PolituneError(f"{p}:{i}: {key}: expected a non-empty string")
@@ -118,13 +113,8 @@ def subset_probes(probes: Sequence[SafetyProbe], per_category: int | None) -> li
 
 
 def probe_samples(probes: Sequence[SafetyProbe]) -> list[Sample]:
-    out = []
-    for x in probes:
-        out += [
-            Sample(f"{x.id}:harmful", x.harmful, "safety", x),
-            Sample(f"{x.id}:benign", x.benign, "safety", x),
-        ]
-    return out
+    """Two samples per probe (``ID:harmful``, ``ID:benign``), the harmful ask first."""
+    return two_sided_samples("safety", probes)
 
 
 def _mean_ci(values: Sequence[float], seed: int) -> MeanCI:
@@ -225,20 +215,5 @@ def measure_safety(
     on_progress: Callable[[str, int], None] | None = None,
 ) -> SafetyResult:
     """Run the safety probes on ``targets``; with ``out_dir``, writes ``safety.json`` there."""
-    settings = settings or SafetySettings()
-    if not targets:
-        raise PolituneError("nothing to measure: no targets")
-    out = Path(out_dir) if out_dir is not None else None
-    task = safety_task(settings, out / "answers.jsonl" if out is not None else None)
-    res = run_tasks(
-        [task],
-        targets,
-        base_url=base_url,
-        device=settings.device,
-        dtype=settings.dtype,
-        batch_size=settings.batch_size,
-        on_progress=on_progress,
-    )["safety"]
-    if out is not None:
-        write_result(res, out / "safety.json")
-    return res
+    s = settings or SafetySettings()
+    return run_probe_task(lambda log: safety_task(s, log), targets, out_dir, s, base_url, on_progress)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from politune.config import Config
 from politune.errors import PolituneError
 from politune.measure.targets import Target
 
@@ -159,3 +160,14 @@ def run_tasks(
         ]
         results[task.name] = task.summarize(scored)
     return results
+
+
+def run_record(settings: Config, scored: Sequence[Scored]) -> dict:
+    """What every result records: provenance, the settings and each target's answering time."""
+    from politune.provenance import provenance
+
+    return {
+        "provenance": provenance(),
+        "settings": settings.model_dump(mode="json"),
+        "generation_seconds": {s.target.name: round(s.seconds, 2) for s in scored},
+    }
