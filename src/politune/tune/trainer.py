@@ -78,7 +78,8 @@ def fp32_lm_head(model):
     ~0.1-nat noise on every token's log-prob. The head is one matmul over the completion span only, so fp32 costs
     little; the decoder layers below keep the fast dtype.
     """
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    inner = getattr(model, "module", model)  # DDP wraps the model in ``.module``
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     if not isinstance(head, torch.nn.Linear):
         yield
         return
@@ -236,6 +237,12 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
         return contextlib.nullcontext()
 
     def _compute_loss(self, model, inputs, return_outputs):
+        # The policy (``model``, prepared by accelerate: its forward autocasts) and the reference (``self.model``,
+        # which under DDP is the bare module) must run at the same precision, or step 0 sees a bf16-vs-fp32 gap.
+        with self.accelerator.autocast():
+            return self._compute_loss_autocast(model, inputs, return_outputs)
+
+    def _compute_loss_autocast(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
         ids, am, cm = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         k = 0 if self.precompute_ref_logps else self.prefix_layers
