@@ -538,7 +538,9 @@ def test_smollm2_logprob_track_matches_independent_scoring_and_evaluator(smollm2
     from politune.models.generation import format_chat
     from politune.models.loading import load_model
 
-    model, tok = load_model(str(smollm2_dir))
+    # fp32: the property is that the KV-cache path computes what independent sequences compute; in bf16 the two
+    # round differently (up to ~0.25 nat per option here; positions still agree, docs/benchmarks.md)
+    model, tok = load_model(str(smollm2_dir), dtype="float32")
     inst = load_instrument("builtin").subset(2)
     prompts = [
         format_chat(tok, closed_prompt(Templates(), it.text, inst.labels, o))
