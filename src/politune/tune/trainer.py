@@ -90,9 +90,8 @@ def fp32_lm_head(model):
             return linear(x)
         with torch.autocast(x.device.type, enabled=False):
             bias = None if head.bias is None else head.bias.float()
-            flat = x.reshape(
-                -1, x.size(-1)
-            ).float()  # 2-D: one matmul (a 3-D input takes a slower batched path)
+            # 2-D: one matmul (a 3-D input takes a slower batched path)
+            flat = x.reshape(-1, x.size(-1)).float()
             return torch.nn.functional.linear(flat, head.weight.float(), bias).view(*x.shape[:-1], -1)
 
     head.forward = forward
@@ -237,12 +236,6 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
         return contextlib.nullcontext()
 
     def _compute_loss(self, model, inputs, return_outputs):
-        # The policy (``model``, prepared by accelerate: its forward autocasts) and the reference (``self.model``,
-        # which under DDP is the bare module) must run at the same precision, or step 0 sees a bf16-vs-fp32 gap.
-        with self.accelerator.autocast():
-            return self._compute_loss_autocast(model, inputs, return_outputs)
-
-    def _compute_loss_autocast(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
         ids, am, cm = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         k = 0 if self.precompute_ref_logps else self.prefix_layers
