@@ -80,12 +80,16 @@ def test_cpu_dtype_follows_flags_and_measurement(monkeypatch):
         assert choice["dtype"] == hardware.dtype_name(expected) and choice["reason"]
         assert pick_dtype("float32", "cpu") == torch.float32  # an explicit dtype is never overridden
     hardware.cpu_bf16.cache_clear()
+    assert hardware.cpu_bf16_decided() is None  # recording the decision never runs the benchmark
+    pick_dtype("auto", "cpu")
+    assert hardware.cpu_bf16_decided() == hardware.cpu_bf16()
+    hardware.cpu_bf16.cache_clear()
 
 
 def test_bf16_speedup_is_measured():
-    speedup = __import__("politune.hardware", fromlist=["x"]).measure_bf16_speedup(
-        seconds=0.05, shape=(64, 64, 64)
-    )
+    from politune.hardware import measure_bf16_speedup
+
+    speedup = measure_bf16_speedup(seconds=0.05, shape=(64, 64, 64))
     assert speedup > 0 and speedup != float("inf")
 
 

@@ -117,6 +117,12 @@ def cpu_bf16() -> CpuBf16:
     return CpuBf16(fast, flags, speedup, reason)
 
 
+def cpu_bf16_decided() -> CpuBf16 | None:
+    """The decision :func:`cpu_bf16` made in this process, or None if no ``auto`` CPU dtype was asked for (so
+    recording it never runs the benchmark)."""
+    return cpu_bf16() if cpu_bf16.cache_info().currsize else None
+
+
 def pick_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.dtype:
     """``auto`` -> bf16 on GPUs that run it fast (Ampere, compute capability >= 8), fp16 on older GPUs and MPS;
     on a CPU bf16 only where :func:`cpu_bf16` finds and measures a fast path, else fp32."""

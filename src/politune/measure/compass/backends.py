@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from politune.errors import PolituneError
-from politune.hardware import cpu_bf16, dtype_name
+from politune.hardware import cpu_bf16_decided, dtype_name
 from politune.models.generation import format_chat, generate
 
 
@@ -294,7 +294,7 @@ class LocalBackend:
             "batch_size": self.batch_size,
             "device": str(_device(self.model)),
             "dtype": dtype_name(next(self.model.parameters()).dtype),
-            **({"cpu_dtype_reason": cpu_bf16().reason} if _device(self.model).type == "cpu" else {}),
+            **({"cpu_dtype_reason": d.reason} if (d := cpu_bf16_decided()) is not None else {}),
         }
 
 
