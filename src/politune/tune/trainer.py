@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from politune.errors import PolituneError
 from politune.fsutil import _fsync_dir
 from politune.tune.config import LossSpec
 from politune.tune.losses import preference_loss, step0_expected
+from politune.tune.prefix import decoder_of, first_adapted_layer, only_layers, shared_prefix
 
 log = logging.getLogger("politune")
 
@@ -99,54 +99,6 @@ def fp32_lm_head(model):
         yield
     finally:
         del head.forward
-
-
-def decoder_of(model):
-    """The decoder stack (the module with ``.layers``) inside a (PEFT-wrapped) causal LM, or None."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    dec = getattr(m, getattr(m, "base_model_prefix", "model"), None)
-    return dec if dec is not None and isinstance(getattr(dec, "layers", None), torch.nn.ModuleList) else None
-
-
-def first_adapted_layer(model) -> int:
-    """Index of the lowest decoder layer that holds a LoRA weight (0 if unknown or none)."""
-    found = [
-        int(m.group(1))
-        for name, _ in model.named_parameters()
-        if "lora_" in name and (m := re.search(r"\.layers\.(\d+)\.", name))
-    ]
-    return min(found) if found else 0
-
-
-@contextlib.contextmanager
-def only_layers(decoder, sl: slice):
-    """Temporarily run ``decoder`` with a slice of its layers (the others are skipped, not changed)."""
-    full = decoder.layers
-    decoder.layers = torch.nn.ModuleList(list(full)[sl])
-    try:
-        yield
-    finally:
-        decoder.layers = full
-
-
-def shared_prefix(decoder, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Hidden states after the first ``k`` decoder layers (no grad).
-
-    Layers below the lowest adapted layer are identical for the policy and its reference and get no gradient,
-    so they are run once per batch instead of twice; the policy and reference forwards start from here.
-    """
-    captured = {}
-
-    def hook(_module, _inputs, output):
-        captured["h"] = output[0] if isinstance(output, tuple) else output
-
-    handle = decoder.layers[k - 1].register_forward_hook(hook)
-    try:
-        with torch.no_grad(), only_layers(decoder, slice(0, k)):
-            decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    finally:
-        handle.remove()
-    return captured["h"]
 
 
 class AtomicCheckpointMixin:
@@ -241,7 +193,7 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
         k = 0 if self.precompute_ref_logps else self.prefix_layers
         if k:
             decoder = decoder_of(self.accelerator.unwrap_model(self.model))
-            h = shared_prefix(decoder, ids, am, k)
+            h = shared_prefix(decoder, ids, am, k, completion_mask=cm)
             with only_layers(decoder, slice(k, None)):
                 token_logps, mask = completion_logps(model, ids, am, cm, inputs_embeds=h)
                 with torch.no_grad(), self._reference_context():
