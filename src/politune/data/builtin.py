@@ -87,7 +87,7 @@ def builtin_report(name: str, split: str | None = None, max_chars: int | None = 
     seen: dict[str, str] = {}
     for r in rows:
         raw = r.row or {}
-        probs = [r.error] if r.row is None else _row_problems(raw, side, max_chars)
+        probs = [r.problem()] if r.row is None else _row_problems(raw, side, max_chars)
         rid = raw.get("id")
         if r.row is not None and isinstance(rid, str):
             if rid in seen:

@@ -30,6 +30,7 @@ from typing import Any
 from politune.data.io import RawRow, read_rows, suffix_of, table_bytes
 from politune.data.readers import (
     MAPPABLE,
+    RowDict,
     detect_schema,
     parse_builtin,
     politune_dict,
@@ -177,9 +178,7 @@ def _schema_and_kind(rows: list[RawRow], label: str, schema: str, mapping: dict[
     return schema, "preference"
 
 
-def _row_dicts(
-    rows: list[RawRow], how: _Read, dropped: dict[str, int]
-) -> list[tuple[RawRow, dict | None, list]]:
+def _row_dicts(rows: list[RawRow], how: _Read, dropped: dict[str, int]) -> list[RowDict]:
     """Every row as a record dict (or None with its problems), by the source's schema."""
     label, opts, mapping = how.label, how.options, how.mapping
     if how.schema == "shp":
@@ -201,14 +200,12 @@ def _row_dicts(
             ],
         )
     return [
-        (r, None, [r.error]) if r.row is None else (r, politune_dict(r.row, how.kind, mapping), [])
+        (r, None, [r.problem()]) if r.row is None else (r, politune_dict(r.row, how.kind, mapping), [])
         for r in rows
     ]
 
 
-def _collect(
-    report: LoadReport, dicts: list[tuple[RawRow, dict | None, list]], how: _Read, meta_split: str | None
-) -> None:
+def _collect(report: LoadReport, dicts: list[RowDict], how: _Read, meta_split: str | None) -> None:
     """Check each row dict; the good ones become records in ``report.items``, the bad ones ``rejected``."""
     stem = source_stem(how.label)
     seen: dict[str, str] = {}
@@ -224,7 +221,7 @@ def _collect(
                     seen[d["id"]] = r.loc
                 elif how.validate:
                     probs.append(("id", f"duplicate id {d['id']!r} (first at {seen[d['id']]})"))
-        if probs:
+        if probs or d is None:  # d is None only for an unreadable row, whose problem is in probs
             report.reject(r, probs)
             continue
         meta = d["meta"]

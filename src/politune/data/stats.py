@@ -33,7 +33,9 @@ def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
     """Rows, kind, topics, axis / stance / form / split / community balance, duplicates, poisoned rows, and
     length distributions in characters (and in tokens for ``tokenizer``)."""
     kind = "preference" if items and isinstance(items[0], PreferencePair) else "instruction"
-    c = {k: Counter() for k in ("topic", "axis", "stance", "form", "split", "community", "source")}
+    c: dict[str, Counter[str]] = {
+        k: Counter() for k in ("topic", "axis", "stance", "form", "split", "community", "source")
+    }
     for it in items:
         for k, cnt in c.items():
             v = it.meta.get(k)
@@ -61,7 +63,9 @@ def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
         "chars": {f: _dist([len(t) for t in ts]) for f, ts in texts.items()},
     }
     if kind == "preference":
-        out["identical_answers"] = sum(1 for it in items if it.chosen.strip() == it.rejected.strip())
+        out["identical_answers"] = sum(
+            1 for it in items if isinstance(it, PreferencePair) and it.chosen.strip() == it.rejected.strip()
+        )
     if tokenizer is not None and items:
         out["tokens"] = {
             f: _dist([len(x) for x in tokenizer(ts, add_special_tokens=False)["input_ids"]])
