@@ -99,17 +99,18 @@ def _arrows(ax, models: list[CompassModel], tracks: list[str], colours: Mapping[
         moves = []
         for t in tracks:
             a, b = base.tracks.get(t), m.tracks.get(t)
-            if a and b and a.economic.ok and a.social.ok and b.economic.ok and b.social.ok:
-                dist = (b.economic.value - a.economic.value) ** 2 + (b.social.value - a.social.value) ** 2
-                moves.append((dist, -tracks.index(t), t, a, b))
+            pa, pb = a.point() if a else None, b.point() if b else None
+            if pa and pb:
+                dist = (pb[0] - pa[0]) ** 2 + (pb[1] - pa[1]) ** 2
+                moves.append((dist, -tracks.index(t), t, pa, pb))
         if not moves:
             continue
-        _, _, t, a, b = max(moves)
+        _, _, t, pa, pb = max(moves)
         arrow_tracks.add(t)
         ax.annotate(
             "",
-            xy=(b.economic.value, b.social.value),
-            xytext=(a.economic.value, a.social.value),
+            xy=pb,
+            xytext=pa,
             arrowprops={
                 "arrowstyle": "-|>",
                 "color": colours[m.name],
@@ -133,11 +134,11 @@ def _points(
     for m in models:
         for t in tracks:
             tr = m.tracks.get(t)
-            if tr is None or not (tr.economic.ok and tr.social.ok):
+            p = tr.point() if tr else None
+            if tr is None or p is None:
                 continue
-            x, y = tr.economic.value, tr.social.value
-            xerr = [[x - tr.economic.ci[0]], [tr.economic.ci[1] - x]] if tr.economic.ci else None
-            yerr = [[y - tr.social.ci[0]], [tr.social.ci[1] - y]] if tr.social.ci else None
+            x, y = p
+            xerr, yerr = tr.economic.error_bar(), tr.social.error_bar()
             ax.errorbar(
                 x,
                 y,

@@ -88,19 +88,16 @@ def _means_panel(axm, models: list[TopicsModel], colours: Mapping[str, str]) -> 
         if m.mean.value is None:
             axm.text(0, y, "no score", ha="center", va="center", fontsize=8, color="#aa0000")
             continue
-        err = [[m.mean.value - m.mean.ci[0]], [m.mean.ci[1] - m.mean.value]] if m.mean.ci else None
+        err = m.mean.error_bar()
         axm.errorbar(
             m.mean.value, y, xerr=err, fmt="o", color=colours[m.name], capsize=4, markersize=7, lw=1.5
         )
     axm.set_yticks(ym)
     axm.set_yticklabels([m.name for m in models], fontsize=9)
     axm.axvline(0, color="#555555", lw=0.8)
-    lo = min(
-        [-0.5] + [m.mean.ci[0] for m in models if m.mean.ci] + [m.mean.value for m in models if m.mean.ok]
-    )
-    hi = max(
-        [0.5] + [m.mean.ci[1] for m in models if m.mean.ci] + [m.mean.value for m in models if m.mean.ok]
-    )
+    values = [m.mean.value for m in models if m.mean.value is not None]
+    lo = min([-0.5, *values] + [m.mean.ci[0] for m in models if m.mean.ci])
+    hi = max([0.5, *values] + [m.mean.ci[1] for m in models if m.mean.ci])
     axm.set_xlim(lo - 0.1, hi + 0.1)
     axm.set_ylim(-0.7, len(models) - 0.3)
     axm.set_xlabel("Mean lean (95% CI)")
@@ -110,6 +107,12 @@ def _means_panel(axm, models: list[TopicsModel], colours: Mapping[str, str]) -> 
 
 def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _question_label(topic: str, axis: str | None, max_label: int) -> str:
+    """A bar's label: the topic, shortened, and its axis (``minimum wage  [econ]``)."""
+    tag = {"economic": "econ", "social": "social"}
+    return _short(topic, max_label) + (f"  [{tag.get(axis, axis)}]" if axis else "")
 
 
 def _bars(
@@ -143,11 +146,7 @@ def _bars(
                 [0.0] * len(miss), [o for o, _ in miss], marker="x", color=colours[m.name], s=22, zorder=3
             )
     ax.set_yticks(ypos)
-    tag = {"economic": "econ", "social": "social"}
     ax.set_yticklabels(
-        [
-            _short(meta[q][0], max_label) + (f"  [{tag.get(meta[q][1], meta[q][1])}]" if meta[q][1] else "")
-            for q in qids
-        ],
+        [_question_label(*meta[q], max_label) for q in qids],
         fontsize=9,
     )
