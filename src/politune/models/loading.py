@@ -52,7 +52,7 @@ def load_model(
         )
     except OSError as e:
         raise PolituneError(f"model {name!r} at {path}: could not load safetensors weights ({e})") from None
-    model.to(dev)
+    model.to(dev)  # type: ignore[arg-type]  # transformers' @wraps(Module.to) hides to()'s real signature
     tok = load_tokenizer(path, trust_remote_code)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
