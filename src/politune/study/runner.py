@@ -21,10 +21,10 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -33,6 +33,9 @@ from politune.fsutil import append_jsonl, atomic_write_json, atomic_write_text, 
 from politune.measure.targets import Target
 from politune.study.config import DataRecipe, StudyConfig, expand_sweep
 from politune.study.results import ModelRow, collect_rows, write_results
+
+if TYPE_CHECKING:
+    from politune.data.schema import Record
 
 log = logging.getLogger("politune")
 
@@ -59,7 +62,7 @@ class StudyResult:
 # ---------------------------------------------------------------------------------------------------- data
 
 
-def build_arm_data(recipe: DataRecipe, seed: int) -> list:
+def build_arm_data(recipe: DataRecipe, seed: int) -> list[Record]:
     """Load the arm's source and apply its transforms in a fixed order: mix, limit, mirror, contextualize,
     poison (poison last, so the poisoned rows are exactly the ones recorded)."""
     from politune.data import load, transforms
@@ -68,7 +71,7 @@ def build_arm_data(recipe: DataRecipe, seed: int) -> list:
         raise PolituneError("data.source: every arm needs a data source (e.g. builtin:left)")
     split = None if recipe.split == "all" else recipe.split
     is_builtin = str(recipe.source).startswith("builtin:")
-    pairs = load(recipe.source, split=split if is_builtin else None)
+    pairs: Sequence[Record] = load(recipe.source, split=split if is_builtin else None)
     if recipe.mix is not None:
         other_builtin = recipe.mix.source.startswith("builtin:")
         other = load(recipe.mix.source, split=split if other_builtin else None)
@@ -77,19 +80,17 @@ def build_arm_data(recipe: DataRecipe, seed: int) -> list:
         pairs = transforms.sample(pairs, n=recipe.limit, seed=recipe.seed + seed)
     if recipe.mirror:
         pairs = transforms.mirror(pairs)
-    if recipe.contextualize is not None:
-        kw = {"randomize": recipe.contextualize.randomize, "seed": recipe.seed + seed}
-        if recipe.contextualize.template is not None:
-            kw["template"] = recipe.contextualize.template
-        pairs = transforms.contextualize(pairs, **kw)
-    if recipe.poison is not None and recipe.poison.p > 0:
-        kw = {"mode": recipe.poison.mode, "p": recipe.poison.p, "seed": recipe.poison.seed + seed}
-        if recipe.poison.trigger is not None:
-            kw["trigger"] = recipe.poison.trigger
-        pairs = transforms.poison(pairs, **kw)
+    if (ctx := recipe.contextualize) is not None:
+        template = transforms.DEFAULT_CONTEXT_TEMPLATE if ctx.template is None else ctx.template
+        pairs = transforms.contextualize(
+            pairs, template=template, randomize=ctx.randomize, seed=recipe.seed + seed
+        )
+    if (pz := recipe.poison) is not None and pz.p > 0:
+        trigger = transforms.DEFAULT_TRIGGER if pz.trigger is None else pz.trigger
+        pairs = transforms.poison(pairs, mode=pz.mode, p=pz.p, seed=pz.seed + seed, trigger=trigger)
     if not pairs:
         raise PolituneError(f"data.source {recipe.source!r}: no rows left after the recipe's transforms")
-    return pairs
+    return list(pairs)
 
 
 # ---------------------------------------------------------------------------------------------------- stages
@@ -257,6 +258,13 @@ def write_study_record(cfg: StudyConfig, study_dir: Path) -> None:
     atomic_write_json(study_dir / "provenance.json", {**provenance(), "command": sys.argv})
 
 
+def _prefixed(on_event: Event | None, cell: str) -> Event | None:
+    """``on_event`` with each stage named ``CELL/STAGE`` (the main cell's stages keep their names)."""
+    if on_event is None or cell == "main":
+        return on_event
+    return lambda stage, status: on_event(f"{cell}/{stage}", status)
+
+
 def run_study(
     cfg: StudyConfig, study_dir: str | Path, fresh: bool = False, on_event: Event | None = None
 ) -> StudyResult:
@@ -272,7 +280,7 @@ def run_study(
             cell_cfg,
             cell_dir,
             fresh,
-            (lambda s, st, n=name: on_event(f"{n}/{s}", st)) if on_event and name != "main" else on_event,
+            _prefixed(on_event, name),
         )
         cell.data()
         cell.tune()
