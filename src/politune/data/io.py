@@ -16,11 +16,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.data.validate import type_name
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
 
 TABLE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
 _SKIP_IN_DIRS = (".rejected.jsonl", ".summary.json")
@@ -224,14 +227,14 @@ def read_parquet_rows(path: str | os.PathLike) -> list[RawRow]:
     return [RawRow(f"{path}:{i}", r) for i, r in enumerate(rows, 1)]
 
 
-def _dataset_rows(ds, label: str) -> list[RawRow]:
+def _dataset_rows(ds: Dataset, label: str) -> list[RawRow]:
     rows = ds.to_list()
     if not rows:
         raise PolituneError(f"{label}: dataset has no rows")
     return [RawRow(f"{label}:{i}", r) for i, r in enumerate(rows, 1)]
 
 
-def _pick_split(dd, label: str, split: str | None):
+def _pick_split(dd: DatasetDict, label: str, split: str | None) -> Dataset:
     names = list(dd.keys())
     if split is None:
         split = "train" if "train" in names else (names[0] if len(names) == 1 else None)

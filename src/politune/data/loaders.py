@@ -25,7 +25,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.data.io import RawRow, read_rows, suffix_of, table_bytes
 from politune.data.readers import (
@@ -43,6 +43,12 @@ from politune.data.schema import InstructionExample, PreferencePair, Record, cha
 from politune.data.validate import DEFAULT_MAX_CHARS, Issue, check_fields, token_issues
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
 
 SCHEMAS = ("auto", "politune", "shp", "webgpt")
 
@@ -100,7 +106,7 @@ class LoadReport:
 
 
 @contextlib.contextmanager
-def _gc_paused():
+def _gc_paused() -> Iterator[None]:
     """Building 100k+ small objects triggers the cyclic GC over and over (~40% of load time); the records
     hold no reference cycles, so pause it for the bulk load."""
     was = gc.isenabled()
@@ -237,7 +243,7 @@ def _collect(report: LoadReport, dicts: list[RowDict], how: _Read, meta_split: s
         report.locs.append(r.loc)
 
 
-def _token_check(report: LoadReport, tokenizer, max_tokens: int) -> None:
+def _token_check(report: LoadReport, tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> None:
     """Reject the records with a text field longer than ``max_tokens`` tokens."""
     tok_issues = token_issues(report.items, report.locs, tokenizer, max_tokens)
     if not tok_issues:
@@ -344,7 +350,7 @@ def rejected_path(path: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------- datasets
 
 
-def to_dataset(items: list[Record], *, conversational: bool = True, with_meta: bool = False):
+def to_dataset(items: list[Record], *, conversational: bool = True, with_meta: bool = False) -> Dataset:
     """A ``datasets.Dataset`` in TRL's format.
 
     Preference pairs -> ``prompt`` / ``chosen`` / ``rejected``; instruction examples -> ``prompt`` /

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.data.dedup import norm_words
 from politune.data.schema import (
@@ -14,6 +14,9 @@ from politune.data.schema import (
     answers,
     prompt_text,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def _dist(xs: list[int]) -> dict[str, float]:
@@ -29,7 +32,7 @@ def _dist(xs: list[int]) -> dict[str, float]:
     }
 
 
-def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
+def stats(items: Sequence[Record], tokenizer: PreTrainedTokenizerBase | None = None) -> dict[str, Any]:
     """Rows, kind, topics, axis / stance / form / split / community balance, duplicates, poisoned rows, and
     length distributions in characters (and in tokens for ``tokenizer``)."""
     kind = "preference" if items and isinstance(items[0], PreferencePair) else "instruction"

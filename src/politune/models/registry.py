@@ -25,7 +25,7 @@ from politune.errors import PolituneError, did_you_mean
 from politune.fsutil import atomic_dir, atomic_write_json, politune_home, sha256_file
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from politune.models.loading import CausalLM, Tokenizer
 
 log = logging.getLogger("politune")
 
@@ -142,6 +142,8 @@ def verify_cache(path: Path) -> str | None:
 
 
 def _build(entry: ModelEntry, dest: Path) -> None:
+    model: CausalLM
+    tok: Tokenizer
     if entry.source == "tiny":
         from politune.models.tiny import build_tiny_model
 
@@ -158,7 +160,7 @@ def _build(entry: ModelEntry, dest: Path) -> None:
     _write_manifest(dest, entry, extra)
 
 
-def _from_gguf(gguf: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict[str, str]]:
+def _from_gguf(gguf: Path) -> tuple[CausalLM, Tokenizer, dict[str, str]]:
     """``(model, tokenizer, manifest extras)`` de-quantized from a GGUF file to fp32."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

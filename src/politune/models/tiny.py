@@ -54,7 +54,9 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_tiny_model(seed: int = 0, vocab_size: int = 512, hidden_size: int = 32, layers: int = 2):
+def build_tiny_model(
+    seed: int = 0, vocab_size: int = 512, hidden_size: int = 32, layers: int = 2
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """Return ``(model, tokenizer)``: a random-weight ``LlamaForCausalLM`` in fp32 on CPU."""
     tokenizer = build_tiny_tokenizer(vocab_size)
     config = LlamaConfig(
