@@ -4,20 +4,24 @@ arrows from the base model to each adapter and persona."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.report.charts import QUADRANTS, as_compass, model_colours, new_figure, track_marker
 from politune.report.views import CompassModel
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
+
 
 def plot_compass(
     compass: Any,
-    ax=None,
+    ax: Axes | None = None,
     title: str | None = "Political compass",
     tracks: Sequence[str] | None = None,
     limit: float = 10.0,
     colours: Mapping[str, str] | None = None,
-):
+) -> Figure | SubFigure:
     """Economic (x) by social (y) on [-limit, limit], quadrants shaded and named; each model a point per track
     with its 95% CI as error bars (colour = model, marker = track); arrows from the base model to every tuned
     adapter (solid) and persona (dotted), per track.
@@ -47,7 +51,7 @@ def plot_compass(
     return fig
 
 
-def _frame(ax, models: list[CompassModel], limit: float) -> float:
+def _frame(ax: Axes, models: list[CompassModel], limit: float) -> float:
     """Shade and name the quadrants; the half-width of the frame (grown if a writer used a wider scale)."""
     lim = limit
     for m in models:
@@ -88,7 +92,7 @@ def _base_of(models: list[CompassModel], m: CompassModel) -> CompassModel | None
     return None
 
 
-def _arrows(ax, models: list[CompassModel], tracks: list[str], colours: Mapping[str, str]) -> set[str]:
+def _arrows(ax: Axes, models: list[CompassModel], tracks: list[str], colours: Mapping[str, str]) -> set[str]:
     """An arrow from the base to each adapter (solid) and persona (dotted), on the track where it moved
     furthest (a blind track would draw a dot-sized arrow); the tracks used. Drawn first, under the points."""
     arrow_tracks = set()
@@ -127,7 +131,7 @@ def _arrows(ax, models: list[CompassModel], tracks: list[str], colours: Mapping[
 
 
 def _points(
-    ax, models: list[CompassModel], tracks_all: tuple[list[str], list[str]], colours: Mapping[str, str]
+    ax: Axes, models: list[CompassModel], tracks_all: tuple[list[str], list[str]], colours: Mapping[str, str]
 ) -> None:
     """Each model's point per track, with its 95% CI as error bars (colour = model, marker = track)."""
     tracks, all_tracks = tracks_all
@@ -158,7 +162,7 @@ def _points(
 
 
 def _legend(
-    ax,
+    ax: Axes,
     models: list[CompassModel],
     tracks_all: tuple[list[str], list[str]],
     colours: Mapping[str, str],

@@ -4,10 +4,14 @@ mean and 95% CI in a side panel."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.report.charts import as_topics, model_colours, new_figure
 from politune.report.views import TopicsModel, target_role
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def plot_topics(
@@ -15,7 +19,7 @@ def plot_topics(
     title: str | None = "Per-question lean by model",
     colours: Mapping[str, str] | None = None,
     max_label: int = 28,
-):
+) -> Figure:
     """Per-question lean in [-1, 1] (− left/libertarian, + right/authoritarian) as grouped horizontal bars, one
     colour per model, questions grouped by axis; a side panel shows each model's mean with its 95% CI.
     Unscored answers (``null``) are marked with ×, never imputed.
@@ -67,7 +71,7 @@ def _questions(models: list[TopicsModel]) -> tuple[list[str], dict[str, tuple[st
     return qids, meta
 
 
-def _topics_legend(fig, ax, models: list[TopicsModel]) -> None:
+def _topics_legend(fig: Figure, ax: Axes, models: list[TopicsModel]) -> None:
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()
@@ -79,7 +83,7 @@ def _topics_legend(fig, ax, models: list[TopicsModel]) -> None:
     )
 
 
-def _means_panel(axm, models: list[TopicsModel], colours: Mapping[str, str]) -> None:
+def _means_panel(axm: Axes, models: list[TopicsModel], colours: Mapping[str, str]) -> None:
     """Each model's mean lean with its 95% CI."""
     import numpy as np
 
@@ -116,7 +120,7 @@ def _question_label(topic: str, axis: str | None, max_label: int) -> str:
 
 
 def _bars(
-    ax,
+    ax: Axes,
     models: list[TopicsModel],
     questions: tuple[list[str], dict[str, tuple[str, str | None]]],
     colours: Mapping[str, str],

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from politune.measure.results import CI
 from politune.report.views import Estimate, ReportData, num, sub_dict, target_role
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DASH = "–"
 
@@ -320,7 +324,7 @@ def _short_hash(h: object) -> str:
     return str(h)[:16] if h else DASH
 
 
-def _rel(path, data: ReportData) -> str:
+def _rel(path: Path, data: ReportData) -> str:
     from politune.report.collect import _display
 
     return _display(path, [d.resolve() for d in data.run_dirs])

@@ -31,7 +31,7 @@ import yaml
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_log
 from politune.measure.targets import Target
-from politune.study.config import DataRecipe, StudyConfig, expand_sweep
+from politune.study.config import ArmSpec, DataRecipe, StudyConfig, expand_sweep
 from politune.study.results import ModelRow, collect_rows, write_results
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class _Cell:
             out = self.dir / "data" / f"{arm}.jsonl"
             recipe = self.cfg.arm_data(arm)
 
-            def build(recipe=recipe, out=out, arm=arm):
+            def build(recipe: DataRecipe = recipe, out: Path = out, arm: str = arm) -> None:
                 pairs = build_arm_data(recipe, self.cfg.seed)
                 save(
                     pairs,
@@ -158,7 +158,7 @@ class _Cell:
         for arm, spec in self.cfg.arms.items():
             run_dir = self.dir / "tune" / arm
 
-            def train(arm=arm, spec=spec, run_dir=run_dir):
+            def train(arm: str = arm, spec: ArmSpec = spec, run_dir: Path = run_dir) -> None:
                 recipe = load_recipe(self.cfg.tune.recipe, overrides=overrides)
                 resume = run_dir.exists() and any(run_dir.iterdir())
                 if resume:
@@ -191,7 +191,7 @@ class _Cell:
         targets = self.targets()
         if m.compass.enabled:
 
-            def compass():
+            def compass() -> None:
                 from politune.measure.compass import CompassSettings, measure_compass, save_compass
 
                 settings = CompassSettings(
@@ -203,7 +203,7 @@ class _Cell:
         wanted = [k for k in ("topics", "quality", "toxicity", "refusal") if getattr(m, k)]
         if wanted:
 
-            def effects():
+            def effects() -> None:
                 from politune.measure.effects import EffectsSettings, measure_effects
 
                 settings = EffectsSettings(**dict(m.options), seed=self.cfg.seed)
@@ -218,7 +218,7 @@ class _Cell:
         m, seed = self.cfg.measure, self.cfg.seed
         if m.evenhand.enabled:
 
-            def evenhand():
+            def evenhand() -> None:
                 from politune.measure.evenhandedness import EvenhandSettings, measure_evenhand
 
                 settings = EvenhandSettings(**dict(m.evenhand.options), seed=seed)
@@ -227,7 +227,7 @@ class _Cell:
             self.stage("measure:evenhand", mdir / "evenhand.json", evenhand)
         if m.safety.enabled:
 
-            def safety():
+            def safety() -> None:
                 from politune.measure.safety_probes import SafetySettings, measure_safety
 
                 measure_safety(targets, mdir, SafetySettings(**dict(m.safety.options), seed=seed))
