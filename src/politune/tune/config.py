@@ -394,7 +394,8 @@ def lora_config(lora: LoraSettings):
         )
     return LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        # the ignore: PEFT annotates lora_alpha as int, but only divides by it (scale = alpha / r)
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]
         lora_dropout=lora.dropout,
         target_modules=targets,
         layers_to_transform=lora.layers,

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
+from typing import Any, cast
 
 import torch
 from transformers import DynamicCache
 
+from politune.models.loading import CausalLM
 
-def decoder_of(model):
+
+def decoder_of(model: CausalLM) -> Any:
     """The decoder stack (the module with ``.layers``) inside a (PEFT-wrapped) causal LM, or None."""
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
     dec = getattr(m, getattr(m, "base_model_prefix", "model"), None)
     return dec if dec is not None and isinstance(getattr(dec, "layers", None), torch.nn.ModuleList) else None
 
 
-def first_adapted_layer(model) -> int:
+def first_adapted_layer(model: CausalLM) -> int:
     """Index of the lowest decoder layer that holds a LoRA weight (0 if unknown or none)."""
     found = [
         int(m.group(1))
@@ -35,7 +39,7 @@ def first_adapted_layer(model) -> int:
 
 
 @contextlib.contextmanager
-def only_layers(decoder, sl: slice):
+def only_layers(decoder: Any, sl: slice) -> Iterator[None]:
     """Temporarily run ``decoder`` with a slice of its layers (the others are skipped, not changed)."""
     full = decoder.layers
     decoder.layers = torch.nn.ModuleList(list(full)[sl])
@@ -45,11 +49,11 @@ def only_layers(decoder, sl: slice):
         decoder.layers = full
 
 
-def _hidden_after(decoder, k: int, **inputs) -> tuple[torch.Tensor, object]:
+def _hidden_after(decoder: Any, k: int, **inputs: Any) -> tuple[torch.Tensor, object]:
     """Hidden states after decoder layer ``k - 1`` (before the final norm) and the forward's output, no grad."""
-    captured = {}
+    captured: dict[str, torch.Tensor] = {}
 
-    def hook(_module, _inputs, output):
+    def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
         captured["h"] = output[0] if isinstance(output, tuple) else output
 
     handle = decoder.layers[k - 1].register_forward_hook(hook)
@@ -81,7 +85,7 @@ def prompt_lengths(input_ids: torch.Tensor, completion_mask: torch.Tensor) -> to
 
 
 def shared_prefix(
-    decoder,
+    decoder: Any,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     k: int,
@@ -106,9 +110,8 @@ def shared_prefix(
     h_prompt, _ = _hidden_after(
         decoder, k, input_ids=input_ids[:b, :p_max], attention_mask=p_mask, cache=cache, use_cache=True
     )
-    cache.reorder_cache(
-        torch.arange(n, device=dev) % b
-    )  # each prompt's cache for its chosen and rejected row
+    # each prompt's cache for its chosen and its rejected row (transformers annotates the index as LongTensor)
+    cache.reorder_cache(cast(torch.LongTensor, torch.arange(n, device=dev) % b))
     c_len = attention_mask.sum(dim=1) - rows
     c_max = int(c_len.max())
     j = torch.arange(c_max, device=dev)

@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate.utils import is_peft_model
@@ -85,7 +86,8 @@ def fp32_lm_head(model):
         return
     linear = head.forward
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def forward(input: torch.Tensor) -> torch.Tensor:
+        x = input
         if not torch.is_autocast_enabled(x.device.type):  # autocast is entered inside the prepared forward
             return linear(x)
         with torch.autocast(x.device.type, enabled=False):
@@ -94,17 +96,28 @@ def fp32_lm_head(model):
             flat = x.reshape(-1, x.size(-1)).float()
             return torch.nn.functional.linear(flat, head.weight.float(), bias).view(*x.shape[:-1], -1)
 
-    head.forward = forward
+    # the ignore: an instance attribute shadows Linear.forward on purpose, for this context only (deleted below)
+    head.forward = forward  # type: ignore[method-assign]
     try:
         yield
     finally:
         del head.forward
 
 
-class AtomicCheckpointMixin:
+if (
+    TYPE_CHECKING
+):  # the mixin's methods use Trainer's attributes; at run time it sits before a Trainer in the MRO
+    _TrainerBase = Trainer
+else:
+    _TrainerBase = object
+
+
+class AtomicCheckpointMixin(_TrainerBase):
     """Write ``checkpoint-N`` into ``.staging`` and rename it into place once complete, then rotate."""
 
     def _save_checkpoint(self, model, trial):  # noqa: D401 - Trainer hook
+        if self.args.output_dir is None:
+            raise PolituneError("TrainingArguments.output_dir is not set: nowhere to save checkpoints")
         run_dir = Path(self.args.output_dir)
         staging = run_dir / ".staging"
         if self.args.should_save:
@@ -133,7 +146,8 @@ class AtomicCheckpointMixin:
             os.replace(src, dst)
             _fsync_dir(run_dir)
             shutil.rmtree(staging, ignore_errors=True)
-            for old in list_checkpoints(run_dir)[:-limit]:
+            stale = list_checkpoints(run_dir)[:-limit] if limit is not None and limit > 0 else []
+            for old in stale:  # a limit of None or <= 0 keeps every checkpoint, as in Trainer
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
@@ -188,7 +202,7 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
         return contextlib.nullcontext()
 
     def _compute_loss(self, model, inputs, return_outputs):
-        mode = "train" if self.model.training else "eval"
+        mode = "train" if model.training else "eval"
         ids, am, cm = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         k = 0 if self.precompute_ref_logps else self.prefix_layers
         if k:
@@ -289,7 +303,7 @@ def peak_rss_mb() -> float:
 class MetricsCallback(TrainerCallback):
     """Adds tokens/s and peak memory to every log row and appends it to ``metrics.jsonl`` (main process)."""
 
-    def __init__(self, path: Path, trainer: Trainer):
+    def __init__(self, path: Path, trainer: PolituneDPOTrainer | PolituneSFTTrainer):
         self.path, self.trainer = path, trainer
         self._t = time.perf_counter()
         self._tokens = 0
