@@ -119,7 +119,8 @@ class TuneConfig(Config):
     share_frozen_layers: bool = Field(
         True,
         description="run the frozen layers below the lowest adapted layer once "
-        "for policy and reference (exact; a speed-up when lora.layers is set)",
+        "for policy and reference, and each prompt once for its chosen and rejected answer "
+        "(exact; a speed-up when lora.layers is set)",
     )
     quantization: Literal["none", "4bit"] = Field(
         "none", description="4bit = QLoRA via bitsandbytes (GPU only)"

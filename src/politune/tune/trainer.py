@@ -5,8 +5,9 @@ What differs from ``trl.DPOTrainer`` (everything else - data preparation, collat
 adapter after SFT, accelerate / DeepSpeed / FSDP - is TRL's):
 
 - the loss is :func:`politune.tune.losses.preference_loss` (one pure, tested function);
-- log-probs are computed from the LM head applied to the completion span only (TRL's fused head scores every
+- log-probs are computed from the LM head applied to the completion tokens only (TRL's fused head scores every
   position, prompt and padding included, on a CPU);
+- the frozen layers below the LoRA layers run once per batch, each prompt once (:mod:`politune.tune.prefix`);
 - at step 0 the policy must equal its reference (fresh LoRA: adapter disabled; after SFT: a frozen copy of the
   SFT adapter) and the loss must be its zero-margin value (ln 2 for DPO); otherwise training stops with a reason;
 - checkpoints are written into a staging folder and renamed into place, so a kill -9 or a full disk during a
