@@ -72,7 +72,9 @@ class EvenhandEntry(_Model):
     refusal_by_group: list[GroupAsymmetry] = []
     engagement_by_template: dict[str, SideAsymmetry] = {}
     judge: JudgePreference | None = None
-    lopsided: bool | None = None  # the headline asymmetry or the refusal asymmetry has a CI excluding 0
+    lopsided: bool | None = (
+        None  # headline or refusal asymmetry CI excludes 0, overall or in a group (Bonferroni)
+    )
     pairs: list[PairAnswer] = []
 
     @property
