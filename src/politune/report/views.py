@@ -17,10 +17,12 @@ from politune.measure.results import (
     QualityEntry,
     RefusalEntry,
     Result,
+    RewardAccuracyEntry,
     SafetyEntry,
     TopicAnswer,
     TopicsResult,
     ToxicityEntry,
+    WinrateComparison,
     parse_result,
 )
 
@@ -111,6 +113,8 @@ class ReportData:
     refusal: dict[str, RefusalEntry] = field(default_factory=dict)
     evenhand: dict[str, EvenhandEntry] = field(default_factory=dict)
     safety: dict[str, SafetyEntry] = field(default_factory=dict)
+    winrate: list[WinrateComparison] = field(default_factory=list)  # model names qualified like the others
+    reward_accuracy: dict[str, RewardAccuracyEntry] = field(default_factory=dict)
     runs: list[TuneRun] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)  # display path -> resolved config.yaml text
     targets: dict[str, dict] = field(default_factory=dict)  # model name -> Target dict
@@ -126,6 +130,7 @@ class ReportData:
 
     def is_empty(self) -> bool:
         side = self.quality or self.toxicity or self.refusal or self.evenhand or self.safety
+        side = side or self.winrate or self.reward_accuracy
         return not (self.compass or self.topics or side or self.runs)
 
 
