@@ -244,8 +244,9 @@ class WinrateAnswers:
 
 
 def _community_judge(judge, s: WinrateSettings) -> CommunityJudge:
+    """An LLM ``Judge`` through the community rubric, a ready community judge as given, or the offline one."""
     if judge is not None:
-        return LLMCommunityJudge(judge)
+        return judge if hasattr(judge, "verdicts") else LLMCommunityJudge(judge)
     from politune.measure.scorer import scorer_by_name
 
     if s.default_axis not in AXES:
@@ -259,7 +260,8 @@ def winrate_task(
     judge=None,
     log_path: str | Path | None = None,
 ) -> Task:
-    """The win-rate task (prompts load now, so a bad file fails before any model)."""
+    """The win-rate task (prompts load now, so a bad file fails before any model). ``judge``: an LLM
+    :class:`~politune.measure.judge.Judge`, any :class:`CommunityJudge`, or ``None`` for the offline one."""
     s = settings
     items = subset_prompts(load_prompts(s.prompts_file, s.split), s.limit)
     cj = _community_judge(judge, s)
@@ -283,7 +285,7 @@ def winrate_task(
             method=cj.name,
             scorer_validation=validation,
             notes=NOTES,
-            **({"judge": judge.report()} if judge is not None else {}),
+            **({"judge": cj.judge.report()} if isinstance(cj, LLMCommunityJudge) else {}),  # type: ignore[attr-defined]
             models=list(entries.values()),
             comparisons=comparisons,
             **run_record(s, scored),
