@@ -45,7 +45,8 @@ def print_summary(res: StudyResult, console: Console) -> None:
                         _pos(r.positions.get((t, "social"))),
                         _shift(r.positions[(t, "economic")]),
                     )
-        console.print(pos)
+        if pos.row_count:
+            console.print(pos)
         judged = next((r for r in rows if r.judge), None)
         if judged is not None and judged.judge is not None:
             console.print("open track and topic " + validation_note(judged.judge, judged.judge_validation))
@@ -77,6 +78,25 @@ def print_summary(res: StudyResult, console: Console) -> None:
                     ),
                 )
             console.print(side)
+        _print_compred(rows, where, console)
     if res.report:
         console.print(f"report: {res.report}")
     console.print(f"results: {res.dir / 'results.md'}  ({res.seconds / 60:.1f} min)")
+
+
+def _print_compred(rows: list, where: str, console: Console) -> None:
+    """Each arm's win-rate against the base per community and its reward accuracy, when measured."""
+    rows = [r for r in rows if r.winrate_vs_base or r.reward_accuracy is not None]
+    if not rows:
+        return
+    table = Table(title=f"Community preference, 95% CI{where}", title_justify="left")
+    for col in ("model", "win-rate vs base (community)", "reward accuracy", "reward margin"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        rates = "; ".join(
+            f"{v:.2f} {c.fmt()} ({name})" for name, (v, c) in r.winrate_vs_base.items() if v is not None
+        )
+        acc = f"{r.reward_accuracy:.2f} {r.reward_accuracy_ci.fmt()}" if r.reward_accuracy is not None else ""
+        margin = f"{r.reward_margin:+.3f}" if r.reward_margin is not None else ""
+        table.add_row(r.model, rates, acc, margin)
+    console.print(table)
