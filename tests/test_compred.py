@@ -102,11 +102,18 @@ def test_order_is_randomised_recorded_and_a_position_biased_judge_is_flagged():
     assert firsts == [first_slot_of(0, "left", "base", "left readers", it.id) for it in ITEMS]
     assert 10 < firsts.count("a") < 30  # random, both ways
     assert all(v.winner == v.first and v.score == (1.0 if v.first == "a" else 0.0) for v in c.verdicts)
-    assert c.first_slot.mean == 1.0 and c.position_bias is True
+    assert c.first_slot.mean == 1.0 and c.position_bias is True and c.first_slot_p < 1e-10
     assert c.win_rate.ci.lo < 0.5 < c.win_rate.ci.hi  # the bias does not favour either model
     again = compare(a, b, ITEMS, Community("left readers", "left"), FirstSlotJudge(), seed=0)
     other = compare(a, b, ITEMS, Community("left readers", "left"), FirstSlotJudge(), seed=1)
     assert [v.first for v in again.verdicts] == firsts != [v.first for v in other.verdicts]
+
+
+def test_sign_test_is_exact():
+    from politune.measure.stats import sign_test_p
+
+    assert sign_test_p(2, 10) == pytest.approx(0.109375) and sign_test_p(5, 10) == 1.0
+    assert sign_test_p(40, 40) == pytest.approx(2 * 0.5**40) and sign_test_p(0, 0) == 1.0
 
 
 def test_ties_count_half():
@@ -477,7 +484,7 @@ def test_smollm2_offline_winrate_and_zero_adapter_reward(tmp_path, smollm2_dir):
         Target("base", str(smollm2_dir)),
         Target("socialist", str(smollm2_dir), system="You are a socialist."),
     ]
-    settings = WinrateSettings(limit=4, communities=["left"], max_new_tokens=32, dtype="float32")
+    settings = WinrateSettings(limit=4, communities=["left"], max_new_tokens=24, dtype="float32")
     res = measure_winrate(targets, tmp_path / "w", None, settings)
     (c,) = res.comparisons
     assert res.method.startswith("offline:offline-probe-v1") and res.scorer_validation is not None

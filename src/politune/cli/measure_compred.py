@@ -51,6 +51,7 @@ def _winrate_summary(res, wall: float) -> dict:
             "ties": c.ties,
             "losses": c.losses,
             "first_slot": c.first_slot.to_json(),
+            "first_slot_p": c.first_slot_p,
             "position_bias": c.position_bias,
         }
         for c in res.comparisons

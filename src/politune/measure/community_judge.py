@@ -13,7 +13,8 @@ social-authoritarian, the built-in data's convention). Two judges answer the sam
   (``measure/rubrics/``), told the community's name; the pole is not needed.
 
 :func:`compare` runs one comparison (model A vs model B for one community): a seeded random order per prompt,
-recorded, so a judge's position bias cannot favour either model and can be measured (``first_slot``).
+recorded, so a judge's position bias cannot favour either model and can be measured (``first_slot``; flagged by an
+exact sign test, since with a random order an unbiased judge picks the first slot half the time).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from politune.errors import PolituneError
 from politune.measure.results_base import MeanCI, ci
 from politune.measure.results_compred import WinrateComparison, WinrateEntry, WinrateVerdict
 from politune.measure.scorer import AXES, StanceScorer
-from politune.measure.stats import bootstrap_ci
+from politune.measure.stats import bootstrap_ci, sign_test_p
 
 Pole = Literal["left", "right"]
 POLES: tuple[Pole, ...] = ("left", "right")
@@ -221,6 +222,7 @@ def compare(
     scores = [r.score for r in rows if r.score is not None]
     decisive = [float(r.choice == "first") for r in rows if r.choice in ("first", "second")]
     slot = _mean_ci(decisive, seed)
+    slot_p = sign_test_p(int(sum(decisive)), len(decisive))
     axes = sorted({r.axis for r in rows if r.axis})
     return WinrateComparison(
         a=na,
@@ -233,7 +235,8 @@ def compare(
         losses=sum(r.winner == "b" for r in rows),
         coverage=len(scores) / len(rows) if rows else None,
         first_slot=slot,
-        position_bias=slot.ci.ok and (slot.ci.lo > 0.5 or slot.ci.hi < 0.5),  # type: ignore[operator]
+        first_slot_p=slot_p,
+        position_bias=slot_p < 0.05,
         by_axis={
             ax: _mean_ci([r.score for r in rows if r.axis == ax and r.score is not None], seed) for ax in axes
         },

@@ -46,7 +46,7 @@ class WinrateVerdict(_Model):
 class WinrateComparison(_Model):
     """Model ``a`` vs model ``b`` as judged for one community: ``win_rate`` is A's mean score (win 1, tie 0.5,
     loss 0) with a 95% CI over prompts; ``first_slot`` the share of decisive verdicts that picked the answer shown
-    first (0.5 when the judge has no position bias; the order is random per prompt)."""
+    first (0.5 when the judge has no position bias; the order is random per prompt), tested exactly against 0.5."""
 
     a: str
     b: str
@@ -58,7 +58,8 @@ class WinrateComparison(_Model):
     losses: int = 0
     coverage: float | None = None  # share of prompts with a verdict
     first_slot: MeanCI = MeanCI()
-    position_bias: bool | None = None  # the first_slot CI excludes 0.5
+    first_slot_p: float | None = None  # exact two-sided sign test of the first-slot count against 0.5
+    position_bias: bool | None = None  # first_slot_p < 0.05
     by_axis: dict[str, MeanCI] = {}
     verdicts: list[WinrateVerdict] = []
 

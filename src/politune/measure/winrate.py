@@ -48,7 +48,9 @@ NOTES = {
     "order": "Each prompt's two answers are shown in a seeded random order (recorded per verdict as `first`), so a "
     "judge that favours a slot cannot favour a model.",
     "first_slot": "Share of decisive verdicts (not ties) that picked the answer shown first; about 0.5 for a judge "
-    "without position bias. position_bias is true when its CI excludes 0.5.",
+    "without position bias. position_bias is true when an exact two-sided sign test against 0.5 gives p < 0.05 "
+    "(first_slot_p; the bootstrap CI of a share of a few verdicts is too narrow to flag on). The offline judge "
+    "reads each answer alone and cannot have one.",
     "offline": "The offline judge reads each answer's lean with the offline stance scorer (validated sign "
     "accuracy ~0.6 on the blind gold set, docs/judges.md) and prefers the answer leaning further toward the "
     "community's side, a tie within the margin. It sees lean only, not quality or relevance; an unscorable answer "
