@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -26,6 +26,9 @@ from politune.cli.measure_effects import (
 )
 from politune.cli.measure_probes import BaseURLOption, _fmt, _print_table
 
+if TYPE_CHECKING:
+    from politune.measure.results import RewardAccuracyResult, WinrateResult
+
 StanceOption = typer.Option(
     None,
     "--stance",
@@ -40,7 +43,7 @@ def _split(split: str) -> str | None:
     return None if split == "all" else split
 
 
-def _winrate_summary(res, wall: float) -> dict:
+def _winrate_summary(res: WinrateResult, wall: float) -> dict:
     rows = [
         {
             "a": c.a,
@@ -59,7 +62,7 @@ def _winrate_summary(res, wall: float) -> dict:
     return {"method": res.method, "n_prompts": res.n_prompts, "comparisons": rows, "wall_seconds": wall}
 
 
-def _print_winrate(res, out: Path, wall: float) -> None:
+def _print_winrate(res: WinrateResult, out: Path, wall: float) -> None:
     from rich.table import Table
 
     table = Table(
@@ -149,7 +152,7 @@ def winrate_command(
         _print_winrate(res, out, wall)
 
 
-def _reward_summary(res, wall: float) -> dict:
+def _reward_summary(res: RewardAccuracyResult, wall: float) -> dict:
     rows = {
         m.target.name: {
             "pairs": m.pairs_source,
@@ -164,7 +167,7 @@ def _reward_summary(res, wall: float) -> dict:
     return {"reference": res.reference, "models": rows, "wall_seconds": wall}
 
 
-def _print_reward(res, out: Path, wall: float) -> None:
+def _print_reward(res: RewardAccuracyResult, out: Path, wall: float) -> None:
     from rich.table import Table
 
     table = Table(

@@ -106,7 +106,13 @@ class OfflineCommunityJudge:
     def name(self) -> str:
         return f"offline:{self.scorer.name} margin={self.margin:g}"
 
-    def verdicts(self, items, first, second, community) -> list[SlotVerdict]:
+    def verdicts(
+        self,
+        items: Sequence[Item],
+        first: Sequence[str | None],
+        second: Sequence[str | None],
+        community: Community,
+    ) -> list[SlotVerdict]:
         if community.pole is None:
             raise PolituneError(
                 f"community {community.name!r}: the offline judge needs its side: name it "
@@ -146,7 +152,13 @@ class LLMCommunityJudge:
     def name(self) -> str:
         return f"judge:{getattr(self.judge, 'model', '?')}"
 
-    def verdicts(self, items, first, second, community) -> list[SlotVerdict]:
+    def verdicts(
+        self,
+        items: Sequence[Item],
+        first: Sequence[str | None],
+        second: Sequence[str | None],
+        community: Community,
+    ) -> list[SlotVerdict]:
         responses = [
             json.dumps(
                 {"request": it.prompt, "response_1": a or "", "response_2": b or ""}, ensure_ascii=False

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -245,7 +245,7 @@ class WinrateAnswers:
         )
 
 
-def _community_judge(judge, s: WinrateSettings) -> CommunityJudge:
+def _community_judge(judge: Any, s: WinrateSettings) -> CommunityJudge:
     """An LLM ``Judge`` through the community rubric, a ready community judge as given, or the offline one."""
     if judge is not None:
         return judge if hasattr(judge, "verdicts") else LLMCommunityJudge(judge)
@@ -259,7 +259,7 @@ def _community_judge(judge, s: WinrateSettings) -> CommunityJudge:
 def winrate_task(
     settings: WinrateSettings,
     plan: Sequence[Comparison],
-    judge=None,
+    judge: Any = None,
     log_path: str | Path | None = None,
 ) -> Task:
     """The win-rate task (prompts load now, so a bad file fails before any model). ``judge``: an LLM
@@ -301,7 +301,7 @@ def winrate_task(
 def measure_winrate(
     targets: Sequence[Target],
     out_dir: str | Path | None = None,
-    judge=None,
+    judge: Any = None,
     settings: WinrateSettings | None = None,
     base_url: str | None = None,
     on_progress: Callable[[str, int], None] | None = None,

@@ -4,18 +4,24 @@ first-slot share) and the implicit reward accuracy of DPO adapters on held-out p
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from politune.measure.results import RewardAccuracyEntry, WinrateComparison
 from politune.measure.results_base import MeanCI
 from politune.report.chart_probes import _point
 from politune.report.charts import model_colours, new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 def _value(m: MeanCI) -> tuple[float | None, float | None, float | None]:
     return m.mean, m.ci.lo, m.ci.hi
 
 
-def plot_winrate(comparisons: Sequence[WinrateComparison], colours: Mapping[str, str] | None = None):
+def plot_winrate(
+    comparisons: Sequence[WinrateComparison], colours: Mapping[str, str] | None = None
+) -> Figure:
     """Left: model A's win-rate against model B per (comparison, community), 95% CI over prompts; 0.5 = the
     community is indifferent. Right: the judge's share of decisive verdicts for the first slot (0.5 = no
     position bias; hollow when the CI excludes 0.5)."""
@@ -47,7 +53,7 @@ def plot_winrate(comparisons: Sequence[WinrateComparison], colours: Mapping[str,
 
 def plot_reward_accuracy(
     entries: Mapping[str, RewardAccuracyEntry], colours: Mapping[str, str] | None = None
-):
+) -> Figure:
     """Per adapter: the share of held-out pairs whose chosen answer gets the higher implicit reward (overall,
     filled; per axis, hollow), 95% CIs over pairs; 0.5 = chance. Right: the mean reward margin."""
     import numpy as np

@@ -90,13 +90,11 @@ def _print_compred(rows: list, where: str, console: Console) -> None:
     if not rows:
         return
     table = Table(title=f"Community preference, 95% CI{where}", title_justify="left")
-    for col in ("model", "win-rate vs base (community)", "reward accuracy", "reward margin"):
-        table.add_column(col, no_wrap=True)
+    for col in ("model", "reward accuracy", "win-rate vs base", "community"):
+        table.add_column(col, no_wrap=col != "community")
     for r in rows:
-        rates = "; ".join(
-            f"{v:.2f} {c.fmt()} ({name})" for name, (v, c) in r.winrate_vs_base.items() if v is not None
-        )
         acc = f"{r.reward_accuracy:.2f} {r.reward_accuracy_ci.fmt()}" if r.reward_accuracy is not None else ""
-        margin = f"{r.reward_margin:+.3f}" if r.reward_margin is not None else ""
-        table.add_row(r.model, rates, acc, margin)
+        rates = [(f"{v:.2f} {c.fmt()}", name) for name, (v, c) in r.winrate_vs_base.items() if v is not None]
+        for i, (rate, name) in enumerate(rates or [("", "")]):
+            table.add_row(r.model if i == 0 else "", acc if i == 0 else "", rate, name)
     console.print(table)
