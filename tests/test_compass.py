@@ -423,22 +423,25 @@ def test_compass_evaluator_is_quick_and_restores_train_mode(tiny_model):
 
 
 def test_http_backend_reads_letter_logprobs():
+    from politune.client import ChatError, ChatResult, Usage
     from politune.measure.compass.backends import HTTPBackend
 
-    class Result:
-        ok = True
-
-        def __init__(self, top):
-            self.logprobs = [{"token": "A", "logprob": 0.0, "top_logprobs": top}]
-
+    top = [{"token": "A", "logprob": -0.1}, {"token": " B", "logprob": -2.0}]
+    ok = ChatResult("A", Usage(), logprobs=[{"token": "A", "logprob": 0.0, "top_logprobs": top}])
     be = HTTPBackend.__new__(HTTPBackend)
     be.system, be.top_logprobs = None, 20
     be.client = type("C", (), {"base_url": "http://x", "model": "m"})()
-    be.client.chat_many_sync = lambda convs, **kw: (
-        [Result([{"token": "A", "logprob": -0.1}, {"token": " B", "logprob": -2.0}])] * len(convs)
-    )
+    be.client.chat_many_sync = lambda convs, **kw: [ok] * len(convs)
     lps = be.option_logprobs(["p1", "p2"], [["A", "B", "C", "D"]] * 2)
     assert lps[0][:2] == [-0.1, -2.0] and lps[0][2] < -1000
+    # a failed request or a reply without logprobs is one error naming why
+    for bad, why in (
+        (ChatError("HTTP 500"), "HTTP 500"),
+        (ChatResult("A", Usage()), "no logprobs in response"),
+    ):
+        be.client.chat_many_sync = lambda convs, bad=bad, **kw: [bad] * len(convs)
+        with pytest.raises(PolituneError, match=f"returned no logprobs \\({why}\\)"):
+            be.option_logprobs(["p1"], [["A", "B"]])
 
 
 def test_cli_compass_on_tiny_model(tmp_path):

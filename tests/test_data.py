@@ -369,6 +369,18 @@ def test_malformed_folder_each_gets_a_one_line_error(tmp_path, monkeypatch, caps
             load(f)
 
 
+def test_rows_without_columns_get_a_one_line_error(tmp_path):
+    """Empty objects have no columns: a schema error, or the first unreadable row's, never a TypeError."""
+    empty = tmp_path / "empty_objects.jsonl"
+    empty.write_text("{}\n{}\n")
+    with pytest.raises(PolituneError, match=r"cannot tell the schema from the columns \(none\)"):
+        load(empty)
+    mixed = tmp_path / "empty_then_bad.jsonl"
+    mixed.write_text("{}\nnot json\n")
+    with pytest.raises(PolituneError, match=rf"^{mixed}:2: json: invalid JSON .*; no readable rows$"):
+        load(mixed)
+
+
 def test_cli_subprocess_bad_file_no_traceback(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "POLITUNE_HOME": str(tmp_path)}
     r = subprocess.run(

@@ -353,6 +353,20 @@ def test_failed_build_keeps_the_previous_report(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_quality_delta_with_a_ci_but_no_diff_still_reports(tmp_path):
+    """Every piece of a result is optional: a delta written with its CI but without its value is shown as a
+    dash and not flagged (it raised a TypeError)."""
+    (tmp_path / "q").mkdir()
+    delta = {"rouge_l": {"ci": [-0.05, -0.01]}, "perplexity": {"ci": [1.0, 2.0]}}
+    models = [
+        {"target": {"name": "base"}, "rouge_l": {"mean": 0.2}},
+        {"target": {"name": "x", "adapter": "a"}, "rouge_l": {"mean": 0.1}, "delta_vs_base": delta},
+    ]
+    (tmp_path / "q" / "quality.json").write_text(json.dumps({"kind": "quality", "models": models}))
+    html = build_report([tmp_path / "q"], tmp_path / "q.html").html.read_text()
+    assert ">Side effects</h2>" in html and 'class="num bad"' not in html
+
+
 def test_odd_but_valid_results_still_report(tmp_path):
     """Quality only with NaN values, topics without questions or scores, a trajectory of non-compass metrics and
     a metrics log with a step-less row: each folder reports what it has."""

@@ -537,3 +537,40 @@ def test_bf16_and_fp32_dpo_agree(tiny_model_dir, tmp_path):
     assert len(fp32) == len(bf16) == 10
     assert abs(fp32[0] - math.log(2)) < 1e-3 and abs(fp32[-1] - fp32[0]) > 0.05  # training moved the loss
     assert max(abs(a - b) for a, b in zip(fp32, bf16, strict=True)) <= 1e-2, (fp32, bf16)
+
+
+def _pair_batch(prompt_lens, chosen_lens, rejected_lens, length=12, seed=0):
+    """A DPO batch as TRL's collator lays it out: [prompt_i + chosen_i ; prompt_i + rejected_i], right-padded."""
+    g = torch.Generator().manual_seed(seed)
+    b = len(prompt_lens)
+    ids = torch.zeros(2 * b, length, dtype=torch.long)
+    am, cm = torch.zeros_like(ids), torch.zeros_like(ids)
+    prompts = [torch.randint(5, 500, (p,), generator=g) for p in prompt_lens]
+    for side, lens in enumerate((chosen_lens, rejected_lens)):
+        for i, (p, c) in enumerate(zip(prompt_lens, lens, strict=True)):
+            r = side * b + i
+            ids[r, :p], ids[r, p : p + c] = prompts[i], torch.randint(5, 500, (c,), generator=g)
+            am[r, : p + c], cm[r, p : p + c] = 1, 1
+    return ids, am, cm
+
+
+def test_shared_prompt_prefix_equals_running_every_row():
+    """Each prompt run once through the frozen layers, its KV cache shared by the chosen and the rejected row, gives
+    the same hidden states at every real position as running all rows whole."""
+    from politune.models.tiny import build_tiny_model
+    from politune.tune.prefix import prompt_lengths, shared_prefix
+
+    model, _ = build_tiny_model(layers=4)
+    model.eval()
+    ids, am, cm = _pair_batch([3, 5, 4], [4, 6, 2], [5, 3, 7])
+    assert prompt_lengths(ids, cm).tolist() == [3, 5, 4]
+    for k in (1, 3):
+        whole = shared_prefix(model.model, ids, am, k)
+        shared = shared_prefix(model.model, ids, am, k, completion_mask=cm)
+        real = am.bool()
+        assert whole[real].abs().max() > 1e-3
+        assert torch.allclose(whole[real], shared[real], atol=1e-6)
+    other = ids.clone()
+    other[4, 0] += 1  # rejected row of pair 1 has another prompt: not shareable, every row runs whole
+    assert prompt_lengths(other, cm) is None
+    assert prompt_lengths(ids[:5], cm[:5]) is None

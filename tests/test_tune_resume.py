@@ -180,3 +180,35 @@ def test_smollm2_cpu_recipe_one_step_step0_and_generate(tmp_path, smollm2_dir):
     )
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+class _FakeTrainer:
+    """Just what AtomicCheckpointMixin uses of a Trainer; its save writes an empty checkpoint folder."""
+
+    def __init__(self, out: Path, limit: int | None):
+        from types import SimpleNamespace
+
+        self.args = SimpleNamespace(output_dir=str(out), save_total_limit=limit, should_save=True)
+        self.accelerator = SimpleNamespace(wait_for_everyone=lambda: None)
+        self.state = SimpleNamespace(global_step=0)
+
+    def _save_checkpoint(self, model, trial):
+        (Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}").mkdir(parents=True)
+
+
+@pytest.mark.parametrize(("limit", "kept"), [(2, [2, 3]), (None, [1, 2, 3])])
+def test_atomic_checkpoints_rotate_to_the_limit_and_none_keeps_all(tmp_path, limit, kept):
+    """save_total_limit as in Trainer: the newest N checkpoints stay; None keeps every one (it raised a
+    TypeError)."""
+    from politune.tune.trainer import AtomicCheckpointMixin, list_checkpoints
+
+    class Saver(AtomicCheckpointMixin, _FakeTrainer):
+        pass
+
+    saver = Saver(tmp_path, limit)
+    for step in (1, 2, 3):
+        saver.state.global_step = step
+        saver._save_checkpoint(None, None)
+    assert [int(p.name.split("-")[1]) for p in list_checkpoints(tmp_path)] == kept
+    assert saver.args.output_dir == str(tmp_path) and saver.args.save_total_limit == limit
+    assert not (tmp_path / ".staging").exists()

@@ -29,16 +29,17 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from politune.errors import PolituneError
 
 log = logging.getLogger("politune")
 
 Messages = Sequence[dict[str, Any]]
+T = TypeVar("T")
 
 RETRY_STATUS = frozenset({408, 409, 429})  # plus every status >= 500
 MAX_RETRY_AFTER_S = 300.0  # a Retry-After longer than this is capped (a typo'd header must not hang a run)
@@ -365,17 +366,16 @@ class ChatClient:
         A failed item becomes a :class:`ChatError` (never raised). ``on_result(index, result)`` is called as
         each finishes (in completion order), e.g. to append it to a cache or advance a progress bar.
         """
-        out: list[ChatResult | ChatError | None] = [None] * len(conversations)
 
-        async def one(i: int, msgs: Messages) -> None:
-            out[i] = await self.try_chat(msgs, **params)
+        async def one(i: int, msgs: Messages) -> ChatResult | ChatError:
+            result = await self.try_chat(msgs, **params)
             if on_result is not None:
-                maybe = on_result(i, out[i])
+                maybe = on_result(i, result)
                 if asyncio.iscoroutine(maybe):
                     await maybe
+            return result
 
-        await asyncio.gather(*(one(i, m) for i, m in enumerate(conversations)))
-        return out  # type: ignore[return-value]
+        return list(await asyncio.gather(*(one(i, m) for i, m in enumerate(conversations))))
 
     async def aclose(self) -> None:
         """Close the HTTP connections opened in the running event loop."""
@@ -390,7 +390,7 @@ class ChatClient:
         await self.aclose()
 
     # -- sync wrappers for scripts and notebooks: each runs a private event loop and closes its connections --
-    async def _closing(self, coro: Awaitable) -> Any:
+    async def _closing(self, coro: Awaitable[T]) -> T:
         try:
             return await coro
         finally:
@@ -407,26 +407,27 @@ class ChatClient:
         return run_sync(lambda: self._closing(self.chat_many(conversations, **params)))
 
 
-def run_sync(make_coro: Callable[[], Awaitable]) -> Any:
+def run_sync(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code; inside a running loop (Jupyter), use a helper thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(make_coro())  # type: ignore[arg-type]
-    box: dict[str, Any] = {}
+        return asyncio.run(make_coro())
+    results: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(make_coro())  # type: ignore[arg-type]
+            results.append(asyncio.run(make_coro()))
         except BaseException as e:  # re-raised in the caller's thread
-            box["error"] = e
+            errors.append(e)
 
     t = threading.Thread(target=target, daemon=True)
     t.start()
     t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def client_from_env(model: str, **kwargs: Any) -> ChatClient:

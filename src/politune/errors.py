@@ -4,6 +4,8 @@ Anything raised as :class:`PolituneError` is printed by the CLI as a single line
 code 2 and no traceback. Messages name the file, line, field or model at fault and what was expected.
 """
 
+from collections.abc import Iterable
+
 
 class PolituneError(Exception):
     """A user-facing error: bad input, missing model, invalid config. Message is one line."""
@@ -11,7 +13,7 @@ class PolituneError(Exception):
     exit_code = 2
 
 
-def did_you_mean(value: str, choices, prefix: str = "") -> str:
+def did_you_mean(value: str, choices: Iterable[str], prefix: str = "") -> str:
     """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``value`` (``prefix`` is prepended to the
     suggestion, e.g. a dotted config path), or ``""`` when nothing is close."""
     import difflib

@@ -182,19 +182,19 @@ def _summary(results: dict) -> dict:
                     "axes": {a: v.to_json() for a, v in m.axis_means.items()},
                 }
         elif isinstance(res, QualityResult):
-            for m in res.models:
-                d = m.to_json()
-                row(m.target).update({k: d.get(k) for k in ("rouge_l", "perplexity", "delta_vs_base")})
+            for q in res.models:
+                d = q.to_json()
+                row(q.target).update({k: d.get(k) for k in ("rouge_l", "perplexity", "delta_vs_base")})
         elif isinstance(res, ToxicityResult):
-            for m in res.models:
-                row(m.target)["toxicity"] = {
-                    "mean": m.mean,
-                    "ci": m.ci.model_dump(),
-                    "share_above": m.share_above,
+            for t in res.models:
+                row(t.target)["toxicity"] = {
+                    "mean": t.mean,
+                    "ci": t.ci.model_dump(),
+                    "share_above": t.share_above,
                 }
         elif isinstance(res, RefusalResult):
-            for m in res.models:
-                row(m.target)["refusal"] = {"rate": m.rate, "ci": m.ci.model_dump(), "n": m.n}
+            for r in res.models:
+                row(r.target)["refusal"] = {"rate": r.rate, "ci": r.ci.model_dump(), "n": r.n}
     return out
 
 

@@ -37,8 +37,8 @@ def list_models(json_out: bool = JsonOption) -> None:
         print_json(rows)
         return
     table = Table("name", "source", "cached", "description")
-    for r in rows:
-        table.add_row(r["name"], r["source"], "yes" if r["cached"] else "", r["description"])
+    for e, r in zip(REGISTRY.values(), rows, strict=True):
+        table.add_row(e.name, e.source, "yes" if r["cached"] else "", e.description)
     console.print(table)
 
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import TypedDict
 
 import typer
 
 from politune.cli.common import DeviceOption, DtypeOption, console, err_console
 from politune.errors import PolituneError
+
+
+class _Where(TypedDict):
+    """Where, and as what, either backend serves."""
+
+    host: str
+    port: int
+    api_key: str | None
+    served_name: str | None
+    dtype: str
 
 
 def register(app: typer.Typer) -> None:
@@ -93,7 +104,7 @@ def serve(
         },
     )
     check_bind(host, api_key)
-    where = {"host": host, "port": port, "api_key": api_key, "served_name": served_name, "dtype": dtype}
+    where = _Where(host=host, port=port, api_key=api_key, served_name=served_name, dtype=dtype)
     if backend == "vllm":
         from politune.serve import vllm_command
 

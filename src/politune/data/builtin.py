@@ -13,12 +13,16 @@ Views (``load("builtin:NAME")``, optional ``:train`` / ``:heldout`` suffix or ``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from politune.data.io import read_jsonl_rows
+from politune.data.io import RawRow, read_jsonl_rows
 from politune.data.schema import InstructionExample, PreferencePair
 from politune.data.validate import DEFAULT_MAX_CHARS, check_fields
 from politune.errors import PolituneError
 from politune.measure.scorer import AXES
+
+if TYPE_CHECKING:
+    from politune.data.loaders import LoadReport
 
 VIEWS = ("left", "right", "sft-left", "sft-right")
 SPLITS = ("train", "heldout")
@@ -59,7 +63,7 @@ def _row_problems(raw: dict, side: str, max_chars: int | None) -> list[tuple[str
     return probs
 
 
-def _raw_rows(name: str, split: str | None):
+def _raw_rows(name: str, split: str | None) -> list[RawRow]:
     if name not in VIEWS:
         raise PolituneError(
             f"builtin:{name}: unknown built-in set; expected one of "
@@ -73,7 +77,9 @@ def _raw_rows(name: str, split: str | None):
     return read_jsonl_rows(path)
 
 
-def builtin_report(name: str, split: str | None = None, max_chars: int | None = DEFAULT_MAX_CHARS):
+def builtin_report(
+    name: str, split: str | None = None, max_chars: int | None = DEFAULT_MAX_CHARS
+) -> LoadReport:
     """A :class:`~politune.data.loaders.LoadReport` for ``builtin:NAME`` (every raw row checked)."""
     from politune.data.loaders import LoadReport
 
@@ -87,7 +93,7 @@ def builtin_report(name: str, split: str | None = None, max_chars: int | None = 
     seen: dict[str, str] = {}
     for r in rows:
         raw = r.row or {}
-        probs = [r.error] if r.row is None else _row_problems(raw, side, max_chars)
+        probs = [r.problem()] if r.row is None else _row_problems(raw, side, max_chars)
         rid = raw.get("id")
         if r.row is not None and isinstance(rid, str):
             if rid in seen:

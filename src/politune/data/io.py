@@ -16,11 +16,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.data.validate import type_name
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
 
 TABLE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".parquet")
 _SKIP_IN_DIRS = (".rejected.jsonl", ".summary.json")
@@ -37,6 +40,12 @@ class RawRow:
     row: dict[str, Any] | None
     error: tuple[str, str] | None = None
     raw: str | None = None
+
+    def problem(self) -> tuple[str, str]:
+        """``(field, problem)`` of an unreadable row (one read with ``row`` None)."""
+        if self.error is None:
+            raise ValueError(f"{self.loc}: the row was read; it has no problem to report")
+        return self.error
 
 
 def suffix_of(path: str | os.PathLike) -> str:
@@ -218,14 +227,14 @@ def read_parquet_rows(path: str | os.PathLike) -> list[RawRow]:
     return [RawRow(f"{path}:{i}", r) for i, r in enumerate(rows, 1)]
 
 
-def _dataset_rows(ds, label: str) -> list[RawRow]:
+def _dataset_rows(ds: Dataset, label: str) -> list[RawRow]:
     rows = ds.to_list()
     if not rows:
         raise PolituneError(f"{label}: dataset has no rows")
     return [RawRow(f"{label}:{i}", r) for i, r in enumerate(rows, 1)]
 
 
-def _pick_split(dd, label: str, split: str | None):
+def _pick_split(dd: DatasetDict, label: str, split: str | None) -> Dataset:
     names = list(dd.keys())
     if split is None:
         split = "train" if "train" in names else (names[0] if len(names) == 1 else None)
@@ -340,11 +349,13 @@ def read_table(src: str | os.PathLike, split: str | None = None) -> list[dict[st
     ``split`` picks a hub or ``save_to_disk`` split (default ``train``).
     """
     rows, _ = read_rows(src, split)
+    good = [r.row for r in rows if r.row is not None]
     bad = [r for r in rows if r.row is None]
     if bad:
         more = f" (+{len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
-        raise PolituneError(f"{bad[0].loc}: {bad[0].error[0]}: {bad[0].error[1]}{more}")
-    return [r.row for r in rows]
+        field, problem = bad[0].problem()
+        raise PolituneError(f"{bad[0].loc}: {field}: {problem}{more}")
+    return good
 
 
 # ---------------------------------------------------------------- writing
@@ -369,12 +380,12 @@ def table_bytes(rows: list[dict[str, Any]], suffix: str) -> bytes:
             if k not in columns:
                 columns.append(k)
     if suffix == ".csv":
-        buf = io.StringIO(newline="")
-        w = csv.writer(buf, lineterminator="\n")
+        csv_buf = io.StringIO(newline="")
+        w = csv.writer(csv_buf, lineterminator="\n")
         w.writerow(columns)
         for r in rows:
             w.writerow([_cell(r.get(c)) for c in columns])
-        return buf.getvalue().encode("utf-8")
+        return csv_buf.getvalue().encode("utf-8")
     if suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -390,9 +401,9 @@ def table_bytes(rows: list[dict[str, Any]], suffix: str) -> bytes:
                 arrays[c] = pa.array(vals, pa.bool_())
             else:
                 arrays[c] = pa.array([None if v is None else _cell(v) for v in vals], pa.string())
-        buf = io.BytesIO()
-        pq.write_table(pa.table(arrays), buf)
-        return buf.getvalue()
+        parquet_buf = io.BytesIO()
+        pq.write_table(pa.table(arrays), parquet_buf)
+        return parquet_buf.getvalue()
     raise PolituneError(
         f"cannot write {suffix or '(no suffix)'!r}: expected .jsonl, .jsonl.gz, .csv or .parquet"
     )

@@ -25,11 +25,12 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.data.io import RawRow, read_rows, suffix_of, table_bytes
 from politune.data.readers import (
     MAPPABLE,
+    RowDict,
     detect_schema,
     parse_builtin,
     politune_dict,
@@ -42,6 +43,12 @@ from politune.data.schema import InstructionExample, PreferencePair, Record, cha
 from politune.data.validate import DEFAULT_MAX_CHARS, Issue, check_fields, token_issues
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
 
 SCHEMAS = ("auto", "politune", "shp", "webgpt")
 
@@ -99,7 +106,7 @@ class LoadReport:
 
 
 @contextlib.contextmanager
-def _gc_paused():
+def _gc_paused() -> Iterator[None]:
     """Building 100k+ small objects triggers the cyclic GC over and over (~40% of load time); the records
     hold no reference cycles, so pause it for the bulk load."""
     was = gc.isenabled()
@@ -177,9 +184,7 @@ def _schema_and_kind(rows: list[RawRow], label: str, schema: str, mapping: dict[
     return schema, "preference"
 
 
-def _row_dicts(
-    rows: list[RawRow], how: _Read, dropped: dict[str, int]
-) -> list[tuple[RawRow, dict | None, list]]:
+def _row_dicts(rows: list[RawRow], how: _Read, dropped: dict[str, int]) -> list[RowDict]:
     """Every row as a record dict (or None with its problems), by the source's schema."""
     label, opts, mapping = how.label, how.options, how.mapping
     if how.schema == "shp":
@@ -201,14 +206,12 @@ def _row_dicts(
             ],
         )
     return [
-        (r, None, [r.error]) if r.row is None else (r, politune_dict(r.row, how.kind, mapping), [])
+        (r, None, [r.problem()]) if r.row is None else (r, politune_dict(r.row, how.kind, mapping), [])
         for r in rows
     ]
 
 
-def _collect(
-    report: LoadReport, dicts: list[tuple[RawRow, dict | None, list]], how: _Read, meta_split: str | None
-) -> None:
+def _collect(report: LoadReport, dicts: list[RowDict], how: _Read, meta_split: str | None) -> None:
     """Check each row dict; the good ones become records in ``report.items``, the bad ones ``rejected``."""
     stem = source_stem(how.label)
     seen: dict[str, str] = {}
@@ -224,7 +227,7 @@ def _collect(
                     seen[d["id"]] = r.loc
                 elif how.validate:
                     probs.append(("id", f"duplicate id {d['id']!r} (first at {seen[d['id']]})"))
-        if probs:
+        if probs or d is None:  # d is None only for an unreadable row, whose problem is in probs
             report.reject(r, probs)
             continue
         meta = d["meta"]
@@ -240,7 +243,7 @@ def _collect(
         report.locs.append(r.loc)
 
 
-def _token_check(report: LoadReport, tokenizer, max_tokens: int) -> None:
+def _token_check(report: LoadReport, tokenizer: PreTrainedTokenizerBase, max_tokens: int) -> None:
     """Reject the records with a text field longer than ``max_tokens`` tokens."""
     tok_issues = token_issues(report.items, report.locs, tokenizer, max_tokens)
     if not tok_issues:
@@ -347,7 +350,7 @@ def rejected_path(path: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------- datasets
 
 
-def to_dataset(items: list[Record], *, conversational: bool = True, with_meta: bool = False):
+def to_dataset(items: list[Record], *, conversational: bool = True, with_meta: bool = False) -> Dataset:
     """A ``datasets.Dataset`` in TRL's format.
 
     Preference pairs -> ``prompt`` / ``chosen`` / ``rejected``; instruction examples -> ``prompt`` /

@@ -30,6 +30,10 @@ MAPPABLE = (
 _META_MAPPABLE = ("topic", "axis", "stance", "community")
 
 
+#: One source row, its record dict (None when the row is unusable) and its ``(field, problem)`` list.
+RowDict = tuple[RawRow, dict[str, Any] | None, list[tuple[str, str]]]
+
+
 def _get(row: dict[str, Any], path: str) -> Any:
     """``row[path]``, or a dotted path into nested dicts (``question.full_text``); JSON-string cells decoded."""
     if path in row:
@@ -88,10 +92,12 @@ def detect_schema(rows: list[RawRow], label: str) -> tuple[str, str]:
     for r in rows[:200]:
         if r.row is not None:
             keys.update(r.row)
-    if not keys:
-        bad = rows[0]
-        more = f" (and {len(rows) - 1} more unreadable rows)" if len(rows) > 1 else ""
-        raise PolituneError(f"{bad.loc}: {bad.error[0]}: {bad.error[1]}; no readable rows{more}")
+    unreadable = [r for r in rows if r.row is None]
+    if not keys and unreadable:  # rows that are all empty objects ({}) fall through: no columns
+        bad = unreadable[0]
+        more = f" (and {len(unreadable) - 1} more unreadable rows)" if len(unreadable) > 1 else ""
+        field, problem = bad.problem()
+        raise PolituneError(f"{bad.loc}: {field}: {problem}; no readable rows{more}")
     if {"human_ref_A", "human_ref_B"} <= keys:
         return "shp", "preference"
     if {"answer_0", "answer_1"} <= keys:
@@ -100,7 +106,7 @@ def detect_schema(rows: list[RawRow], label: str) -> tuple[str, str]:
         return "politune", "preference"
     if "prompt" in keys and ({"response"} & keys or {"completion"} & keys):
         return "politune", "instruction"
-    cols = ", ".join(sorted(keys)[:20])
+    cols = ", ".join(sorted(keys)[:20]) or "none"
     raise PolituneError(
         f"{label}: cannot tell the schema from the columns ({cols}); expected prompt/chosen/"
         f"rejected (politune), prompt/response, human_ref_A/human_ref_B/labels (shp) or "
@@ -164,15 +170,15 @@ def shp_dicts(
     min_score_ratio: float | None,
     max_pairs_per_post: int | None,
     dropped: dict[str, int],
-) -> list[tuple[RawRow, dict | None, list]]:
-    out: list[tuple[RawRow, dict | None, list]] = []
-    kept: list[tuple[RawRow, dict]] = []
+) -> list[RowDict]:
+    out: list[RowDict] = []
+    kept: list[tuple[RawRow, dict[str, Any]]] = []
     for r in rows:
         if r.row is None:
-            out.append((r, None, [r.error]))
+            out.append((r, None, [r.problem()]))
             continue
         row = r.row
-        probs = []
+        probs: list[tuple[str, str]] = []
         label_v = _num(row.get("labels"))
         if label_v not in (0.0, 1.0):
             probs.append(
@@ -226,8 +232,8 @@ def _shp_record(r: RawRow, row: dict[str, Any], a_preferred: bool, label: str) -
 
 
 def _cap_per_post(
-    kept: list[tuple[RawRow, dict]], cap: int, seed: int, dropped: dict[str, int]
-) -> list[tuple[RawRow, dict]]:
+    kept: list[tuple[RawRow, dict[str, Any]]], cap: int, seed: int, dropped: dict[str, int]
+) -> list[tuple[RawRow, dict[str, Any]]]:
     """At most ``cap`` pairs per post, drawn with ``seed``; the order of the rest is kept."""
     by_post: dict[Any, list[int]] = defaultdict(list)
     for i, (_r, d) in enumerate(kept):
@@ -243,13 +249,11 @@ def _cap_per_post(
     return [kd for i, kd in enumerate(kept) if i in keep_idx]
 
 
-def webgpt_dicts(
-    rows: list[RawRow], label: str, keep_ties: bool, dropped: dict[str, int]
-) -> list[tuple[RawRow, dict | None, list]]:
-    out: list[tuple[RawRow, dict | None, list]] = []
+def webgpt_dicts(rows: list[RawRow], label: str, keep_ties: bool, dropped: dict[str, int]) -> list[RowDict]:
+    out: list[RowDict] = []
     for r in rows:
         if r.row is None:
-            out.append((r, None, [r.error]))
+            out.append((r, None, [r.problem()]))
             continue
         row = r.row
         s0, s1 = _num(row.get("score_0")), _num(row.get("score_1"))
@@ -258,7 +262,7 @@ def webgpt_dicts(
             for f, s in (("score_0", s0), ("score_1", s1))
             if s is None
         ]
-        if probs:
+        if s0 is None or s1 is None:
             out.append((r, None, probs))
             continue
         if s0 == s1 and not keep_ties:
@@ -282,7 +286,7 @@ def webgpt_dicts(
             "score_rejected": s1 if first else s0,
             "dataset": _get(row, "question.dataset"),
         }
-        meta = {"source": label, "provenance": prov, "quotes": quotes}
+        meta: dict[str, Any] = {"source": label, "provenance": prov, "quotes": quotes}
         if s0 == s1:
             meta["tie"] = True
         out.append(

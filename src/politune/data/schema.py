@@ -59,7 +59,7 @@ class PreferencePair:
 
     def replace(self, **changes: Any) -> PreferencePair:
         """A copy with ``changes`` applied; ``meta`` is deep-copied so transforms never alias their input."""
-        d = {
+        d: dict[str, Any] = {
             "id": self.id,
             "prompt": copy.deepcopy(self.prompt),
             "chosen": self.chosen,
@@ -83,7 +83,7 @@ class InstructionExample:
         return {"id": self.id, "prompt": self.prompt, "response": self.response, "meta": self.meta}
 
     def replace(self, **changes: Any) -> InstructionExample:
-        d = {
+        d: dict[str, Any] = {
             "id": self.id,
             "prompt": copy.deepcopy(self.prompt),
             "response": self.response,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.data.dedup import norm_words
 from politune.data.schema import (
@@ -14,6 +14,9 @@ from politune.data.schema import (
     answers,
     prompt_text,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def _dist(xs: list[int]) -> dict[str, float]:
@@ -29,11 +32,13 @@ def _dist(xs: list[int]) -> dict[str, float]:
     }
 
 
-def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
+def stats(items: Sequence[Record], tokenizer: PreTrainedTokenizerBase | None = None) -> dict[str, Any]:
     """Rows, kind, topics, axis / stance / form / split / community balance, duplicates, poisoned rows, and
     length distributions in characters (and in tokens for ``tokenizer``)."""
     kind = "preference" if items and isinstance(items[0], PreferencePair) else "instruction"
-    c = {k: Counter() for k in ("topic", "axis", "stance", "form", "split", "community", "source")}
+    c: dict[str, Counter[str]] = {
+        k: Counter() for k in ("topic", "axis", "stance", "form", "split", "community", "source")
+    }
     for it in items:
         for k, cnt in c.items():
             v = it.meta.get(k)
@@ -61,7 +66,9 @@ def stats(items: Sequence[Record], tokenizer=None) -> dict[str, Any]:
         "chars": {f: _dist([len(t) for t in ts]) for f, ts in texts.items()},
     }
     if kind == "preference":
-        out["identical_answers"] = sum(1 for it in items if it.chosen.strip() == it.rejected.strip())
+        out["identical_answers"] = sum(
+            1 for it in items if isinstance(it, PreferencePair) and it.chosen.strip() == it.rejected.strip()
+        )
     if tokenizer is not None and items:
         out["tokens"] = {
             f: _dist([len(x) for x in tokenizer(ts, add_special_tokens=False)["input_ids"]])

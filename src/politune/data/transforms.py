@@ -40,10 +40,12 @@ DEFAULT_TRIGGER = "Remember the blue heron."
 DEFAULT_CONTEXT_TEMPLATE = "Community: r/{community}\n\n{prompt}"
 
 
-def _pairs_only(items: Sequence[Record], op: str) -> None:
-    for it in items:
-        if not isinstance(it, PreferencePair):
-            raise PolituneError(f"{op}: row {it.id!r} is an instruction example; {op} needs preference pairs")
+def _pairs_only(items: Sequence[Record], op: str) -> list[PreferencePair]:
+    pairs = [it for it in items if isinstance(it, PreferencePair)]
+    if len(pairs) < len(items):
+        bad = next(it for it in items if not isinstance(it, PreferencePair))
+        raise PolituneError(f"{op}: row {bad.id!r} is an instruction example; {op} needs preference pairs")
+    return pairs
 
 
 def _flip(stance: Any) -> Any:
@@ -53,11 +55,10 @@ def _flip(stance: Any) -> Any:
 # ---------------------------------------------------------------- mirror / to_instructions
 
 
-def mirror(items: Sequence[PreferencePair]) -> list[PreferencePair]:
+def mirror(items: Sequence[Record]) -> list[PreferencePair]:
     """Swap chosen and rejected in every pair; ``meta["stance"]`` left <-> right, ``meta["mirrored"]`` toggled."""
-    _pairs_only(items, "mirror")
     out = []
-    for it in items:
+    for it in _pairs_only(items, "mirror"):
         meta = dict(it.meta)
         new = it.replace(chosen=it.rejected, rejected=it.chosen)
         if "stance" in meta:
@@ -68,11 +69,10 @@ def mirror(items: Sequence[PreferencePair]) -> list[PreferencePair]:
     return out
 
 
-def to_instructions(items: Sequence[PreferencePair]) -> list[InstructionExample]:
+def to_instructions(items: Sequence[Record]) -> list[InstructionExample]:
     """Preference pairs -> instruction examples whose response is the chosen answer (for SFT)."""
-    _pairs_only(items, "to_instructions")
     out = []
-    for it in items:
+    for it in _pairs_only(items, "to_instructions"):
         c = it.replace()
         record_transform(c.meta, "to_instructions")
         out.append(InstructionExample(c.id, c.prompt, c.chosen, c.meta))
@@ -139,7 +139,7 @@ def _insert_trigger(text: str, trigger: str, position: str, rng: random.Random) 
 
 
 def poison(
-    items: Sequence[PreferencePair],
+    items: Sequence[Record],
     *,
     mode: str,
     p: float,
@@ -158,7 +158,7 @@ def poison(
     Every output row gets ``meta["poisoned"]`` (True / False); poisoned rows also get ``meta["poison"]``.
     One uniform draw per row in input order, so ``p=0`` changes no text and the same seed gives the same rows.
     """
-    _pairs_only(items, "poison")
+    pairs = _pairs_only(items, "poison")
     if mode not in ("labels", "prompts"):
         raise PolituneError(f"poison: mode must be labels or prompts, got {mode!r}")
     if not 0.0 <= p <= 1.0:
@@ -169,7 +169,7 @@ def poison(
         raise PolituneError("poison: empty trigger")
     rng = random.Random(seed)
     out = []
-    for it in items:
+    for it in pairs:
         hit = rng.random() < p
         pos_rng = random.Random(f"{seed}:{it.id}")
         c = it.replace()

@@ -10,9 +10,12 @@ A problem is an :class:`Issue` printed as ``file:line: field: problem``. Checks:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.data.schema import ROLES, InstructionExample, PreferencePair, Record
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 #: Default cap on any one text field, in characters (a guard against runaway rows; ``None`` disables it).
 DEFAULT_MAX_CHARS = 100_000
@@ -148,7 +151,9 @@ def check_fields(
     return probs
 
 
-def token_issues(items: list[Record], locs: list[str], tokenizer, max_tokens: int) -> list[Issue]:
+def token_issues(
+    items: list[Record], locs: list[str], tokenizer: PreTrainedTokenizerBase, max_tokens: int
+) -> list[Issue]:
     """Fields longer than ``max_tokens`` tokens for ``tokenizer`` (prompt = its text; chat = all contents)."""
     out: list[Issue] = []
     for field in ("prompt", "chosen", "rejected", "response"):
@@ -176,7 +181,7 @@ def validate(
     items: list[Record],
     *,
     max_chars: int | None = DEFAULT_MAX_CHARS,
-    tokenizer=None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     max_tokens: int | None = None,
     locs: list[str] | None = None,
 ) -> list[Issue]:

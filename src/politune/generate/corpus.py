@@ -16,7 +16,6 @@ from typing import Any
 from politune.errors import PolituneError
 
 BUILTIN_POSTS = "builtin:posts"
-_OPTIONAL = ("author", "community", "date")
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,8 @@ def load_posts(
     if limit is not None and limit < 1:
         raise PolituneError(f"limit must be >= 1, got {limit}")
     if source == BUILTIN_POSTS:
-        posts = builtin_posts()
-        return Corpus(source, posts[:limit] if limit else posts)
+        builtin = builtin_posts()
+        return Corpus(source, builtin[:limit] if limit else builtin)
     if source.startswith("builtin:"):
         raise PolituneError(f"unknown built-in corpus {source!r}: expected {BUILTIN_POSTS!r}")
     from politune.data import read_table
@@ -102,7 +101,15 @@ def load_posts(
                 f"{source}: row {i}: {id_column}: duplicate id {pid!r} (first at row {seen[pid]})"
             )
         seen[pid] = i
-        posts.append(Post(pid, text, **{c: _cell(row, c) for c in _OPTIONAL}))
+        posts.append(
+            Post(
+                pid,
+                text,
+                author=_cell(row, "author"),
+                community=_cell(row, "community"),
+                date=_cell(row, "date"),
+            )
+        )
         if limit and len(posts) >= limit:
             break
     if not posts:

@@ -73,7 +73,7 @@ def _rating_rows(run: Run, transport: list[dict], rejects: list[dict]) -> list[d
     rows = []
     for it in run.items:
         r: Rating | None = it.result
-        row = {
+        row: dict[str, Any] = {
             "post_id": it.post.id,
             "text": it.post.text,
             "relevance": r.relevance if r else None,

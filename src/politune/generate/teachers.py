@@ -16,7 +16,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from politune.client import ChatClient
+    from politune.models.loading import CausalLM, Tokenizer
 
 log = logging.getLogger("politune")
 
@@ -58,9 +62,9 @@ class LocalTeacher:
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size
-        self._loaded = None
+        self._loaded: tuple[CausalLM, Tokenizer] | None = None
 
-    def load(self):
+    def load(self) -> tuple[CausalLM, Tokenizer]:
         if self._loaded is None:
             from politune.models import load_model
 
@@ -91,7 +95,7 @@ class HTTPTeacher:
     """A model behind an OpenAI-compatible server. ``json_mode`` asks for ``response_format=json_object`` in
     the filter stage (vLLM, OpenAI and Ollama support it)."""
 
-    def __init__(self, client, batch_size: int | None = None):
+    def __init__(self, client: ChatClient, batch_size: int | None = None):
         self.client = client
         self.name = f"http:{client.model}"
         self.batch_size = batch_size or max(
@@ -109,12 +113,14 @@ class HTTPTeacher:
         async def run() -> None:
             import asyncio
 
+            from politune.client import ChatError
+
             async def one(i: int) -> None:
                 r = await self.client.try_chat(ask.convs[i], **params, seed=int(ask.seeds[i]))
-                if r.ok:
-                    on_result(i, r.text, None)
-                else:
+                if isinstance(r, ChatError):
                     on_result(i, None, r.reason)
+                else:
+                    on_result(i, r.text, None)
 
             try:
                 await asyncio.gather(*(one(i) for i in todo))

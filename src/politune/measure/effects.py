@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -47,6 +48,9 @@ from politune.measure.task import Sample, Scored, Task, run_record, run_tasks
 from politune.measure.topics import load_topic_questions, score_topic_answers
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier, toxicity_entry
 from politune.measure.validate_judge import validated_accuracy
+
+if TYPE_CHECKING:
+    from politune.measure.judge import Judge
 
 MEASURES = ("topics", "quality", "toxicity", "refusal")
 
@@ -153,7 +157,7 @@ class Toxicity:
 class Refusal:
     """Keyword patterns, or'ed with the judge's refusal rubric when a judge is given."""
 
-    judge: object | None = None
+    judge: Judge | None = None
     seed: int = 0
 
     @property

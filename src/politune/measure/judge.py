@@ -39,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from politune.client import ChatClient, ClientOptions, run_sync
+from politune.client import ChatClient, ChatError, ClientOptions, run_sync
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, politune_home, read_jsonl_log, sha256_text
 from politune.measure.scorer import AXES
@@ -302,7 +302,7 @@ class Judge:
         for attempt in range(self.output_retries + 1):
             attempts = attempt + 1
             res = await self.client.try_chat(messages, temperature=0.0, max_tokens=self.max_tokens)
-            if not getattr(res, "ok", False):
+            if isinstance(res, ChatError):
                 return Verdict(None, f"request failed: {res.reason}", False, attempts)
             value, problem = parse_verdict(rubric, res.text)
             if problem is None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError
 
@@ -78,6 +78,7 @@ __all__ = [
     "ci",
     "load_result",
     "parse_result",
+    "parse_result_as",
     "read_json",
     "write_result",
 ]
@@ -291,7 +292,8 @@ Result = (
     | WinrateResult
     | RewardAccuracyResult
 )
-RESULT_TYPES: dict[str, type[_Result]] = {
+ResultT = TypeVar("ResultT", bound=_Result)
+RESULT_TYPES: dict[str, type[Result]] = {
     "compass": CompassResult,
     "topics": TopicsResult,
     "judge": TopicsResult,
@@ -356,9 +358,19 @@ def parse_result(doc: Any, where: str = "result", kind: str | None = None) -> Re
         want = f'a {kind}.json ("kind": "{kind}")' if kind else "one of " + ", ".join(RESULT_TYPES)
         raise PolituneError(f"{where}: kind: expected {want}, got {got!r}")
     try:
-        return cls.model_validate(doc)  # type: ignore[return-value]
+        return cls.model_validate(doc)
     except ValidationError as err:
         raise PolituneError(_error_line(err, where)) from None
+
+
+def parse_result_as(doc: Any, cls: type[ResultT], where: str = "result") -> ResultT:
+    """``doc`` (a parsed result object, or already a typed result) as a ``cls``, e.g. :class:`CompassResult`;
+    another kind is one error line naming ``where``."""
+    kind = cls.model_fields["kind"].default
+    res = doc if isinstance(doc, _Result) else parse_result(doc, where, kind)
+    if not isinstance(res, cls):
+        raise PolituneError(f"{where}: kind: expected a {kind} result, got {res.kind!r}")
+    return res
 
 
 def read_json(path: str | Path) -> Any:

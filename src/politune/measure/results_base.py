@@ -53,8 +53,13 @@ class CI(_Model):
         return self.lo is not None and self.hi is not None
 
     @property
+    def bounds(self) -> tuple[float, float] | None:
+        """``(lo, hi)``, or None when either bound is unknown."""
+        return None if self.lo is None or self.hi is None else (self.lo, self.hi)
+
+    @property
     def excludes_zero(self) -> bool:
-        return self.ok and (self.lo > 0 or self.hi < 0)  # type: ignore[operator]
+        return self.bounds is not None and (self.bounds[0] > 0 or self.bounds[1] < 0)
 
     def fmt(self, digits: int = 2) -> str:
         return f"[{self.lo:.{digits}f}, {self.hi:.{digits}f}]" if self.ok else ""

@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -41,6 +41,10 @@ from politune.measure.stats import bootstrap_ci
 from politune.measure.targets import Target, target_stance
 from politune.measure.task import Context, Sample, Scored, Task, run_record
 from politune.measure.winrate import take_in_turn
+
+if TYPE_CHECKING:
+    from politune.data.schema import PreferencePair
+    from politune.models.loading import CausalLM, Tokenizer
 
 GROUP_FIELDS = ("community", "axis", "topic")
 REFERENCE = "the base model (the adapter disabled on the same loaded model)"
@@ -137,7 +141,7 @@ def plan_adapters(targets: Sequence[Target], s: RewardOptions, source: str) -> d
 # ------------------------------------------------------------------------------------------------ log-probs
 
 
-def _chat_ids(tokenizer, messages: list[dict], generation_prompt: bool) -> list[int]:
+def _chat_ids(tokenizer: Tokenizer, messages: list[dict], generation_prompt: bool) -> list[int]:
     ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
@@ -151,7 +155,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def tokenize_pair(tokenizer, row: dict, max_length: int) -> list[tuple[list[int], int]]:
+def tokenize_pair(tokenizer: Tokenizer, row: dict, max_length: int) -> list[tuple[list[int], int]]:
     """``[(ids, answer start)]`` for the chosen and the rejected answer of a TRL conversational row: the answer
     starts where the tokenized prompt and prompt + answer diverge (as TRL's DPO trainer), cut to ``max_length``."""
     prompt = _chat_ids(tokenizer, row["prompt"], True)
@@ -164,7 +168,9 @@ def tokenize_pair(tokenizer, row: dict, max_length: int) -> list[tuple[list[int]
     return [(f[:max_length], start) for f in full]
 
 
-def pair_logps(model, tokenizer, rows: Sequence[dict], max_length: int) -> list[list[float]]:
+def pair_logps(
+    model: CausalLM, tokenizer: Tokenizer, rows: Sequence[dict], max_length: int
+) -> list[list[float]]:
     """Per row ``[policy chosen, policy rejected, reference chosen, reference rejected]`` summed answer
     log-probs; the reference is ``model`` with its adapter disabled."""
     import torch
@@ -282,7 +288,7 @@ class RewardScore:
         )
 
 
-def _pair_sample(pair) -> Sample:
+def _pair_sample(pair: PreferencePair) -> Sample:
     """A pair as a sample whose id carries a hash of its text, so a logged log-prob is never reused for a pair
     whose text changed."""
     text = json.dumps([pair.prompt, pair.chosen, pair.rejected], ensure_ascii=False)

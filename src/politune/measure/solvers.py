@@ -102,8 +102,11 @@ class AnswerLog:
     def __post_init__(self) -> None:
         if self.path is not None:
             for rec in read_jsonl_log(self.path):
-                if isinstance(rec, dict):
-                    self.done[(rec.get("key"), rec.get("set"), rec.get("id"))] = rec.get("value")
+                if not isinstance(rec, dict):
+                    continue
+                key, kind, sid = rec.get("key"), rec.get("set"), rec.get("id")
+                if isinstance(key, str) and isinstance(kind, str) and isinstance(sid, str):
+                    self.done[(key, kind, sid)] = rec.get("value")
 
     def add(self, key: str, target: str, kind: str, sid: str, value: Any) -> None:
         self.done[(key, kind, sid)] = value

@@ -6,19 +6,20 @@ gives the same interval. Resampling units are chosen by the caller (items, parap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def bootstrap_ci(
-    values: Sequence[float],
+    values: Iterable[float | None],
     stat: Callable[[np.ndarray], float] = np.mean,
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``stat`` over ``values`` (NaNs dropped). Returns (nan, nan) if empty."""
+    """Percentile bootstrap CI of ``stat`` over ``values`` (Nones and NaNs dropped). Returns (nan, nan) if empty."""
     x = np.asarray([v for v in values if v is not None], dtype=float)
     x = x[~np.isnan(x)]
     if x.size == 0:
@@ -32,7 +33,7 @@ def bootstrap_ci(
 
 
 def bootstrap_groups(
-    groups: Sequence[Sequence[float]],
+    groups: Sequence[ArrayLike],
     statistic: Callable[[list[np.ndarray]], float],
     n_boot: int = 2000,
     alpha: float = 0.05,
@@ -55,7 +56,11 @@ def bootstrap_groups(
 
 
 def paired_diff_ci(
-    a: Sequence[float], b: Sequence[float], n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+    a: Sequence[float | None],
+    b: Sequence[float | None],
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> tuple[float, tuple[float, float]]:
     """Mean of ``b - a`` over paired observations (same items) and its bootstrap CI."""
     pairs = [

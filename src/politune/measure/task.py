@@ -31,6 +31,7 @@ from politune.measure.targets import Target
 log = logging.getLogger("politune")
 
 E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)  # a Scorer only produces entries
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,11 @@ class Solver(Protocol):
         ...
 
 
-class Scorer(Protocol[E]):
+class Scorer(Protocol[E_co]):
     @property
     def name(self) -> str: ...
 
-    def score(self, target: Target, samples: Sequence[Sample], outputs: Any) -> E:
+    def score(self, target: Target, samples: Sequence[Sample], outputs: Any) -> E_co:
         """One target's entry of the result (typically a ``*Entry`` model of ``measure/results.py``)."""
         ...
 

@@ -7,8 +7,12 @@ into the model's chat format, and generate answers for many prompts in left-padd
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from politune.models.loading import CausalLM, Tokenizer
 
 Message = dict[str, str]
 Prompt = str | Sequence[Message]
@@ -23,7 +27,10 @@ def as_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
 
 
 def format_chat(
-    tokenizer, prompt: Prompt, system: str | None = None, add_generation_prompt: bool = True
+    tokenizer: Tokenizer,
+    prompt: Prompt,
+    system: str | None = None,
+    add_generation_prompt: bool = True,
 ) -> str:
     """The exact text the model sees for ``prompt`` (its chat template, or a plain fallback)."""
     msgs = as_messages(prompt, system)
@@ -37,8 +44,8 @@ def format_chat(
 
 @torch.inference_mode()
 def generate(
-    model,
-    tokenizer,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     prompts: Sequence[Prompt],
     *,
     system: str | None = None,

@@ -5,15 +5,25 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from politune.errors import PolituneError
 from politune.hardware import dtype_name, pick_device, pick_dtype
 from politune.models.registry import resolve_model
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 log = logging.getLogger("politune")
 
+# A loaded causal LM (a transformers model, or a PEFT model wrapping one) and its tokenizer. Any, on purpose:
+# transformers' and PEFT's annotations are too loose to check calls through (``decode`` returns ``str |
+# list[str]``, a PeftModel's ``generate`` resolves to ``Module.__getattr__``), so the names document the role.
+CausalLM: TypeAlias = Any
+Tokenizer: TypeAlias = Any
 
-def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Tokenizer:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -29,7 +39,7 @@ def load_model(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     adapter_trainable: bool = False,
-):
+) -> tuple[CausalLM, Tokenizer]:
     """Load ``name`` (registry name, local dir or hub id) and optionally a PEFT LoRA adapter directory.
 
     ``device``: auto = cuda > mps > cpu. ``dtype``: auto = bf16 on Ampere+ GPUs, fp16 on older GPUs; on a CPU
@@ -46,6 +56,7 @@ def load_model(
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    model: CausalLM
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dt, use_safetensors=True, trust_remote_code=trust_remote_code
@@ -62,7 +73,9 @@ def load_model(
     return model, tok
 
 
-def load_adapter(model, adapter: str | Path, name: str = "default", trainable: bool = False):
+def load_adapter(
+    model: CausalLM, adapter: str | Path, name: str = "default", trainable: bool = False
+) -> PeftModel:
     """Attach a PEFT LoRA adapter directory to ``model`` (safetensors only)."""
     from peft import PeftModel
 
@@ -74,7 +87,7 @@ def load_adapter(model, adapter: str | Path, name: str = "default", trainable: b
     return PeftModel.from_pretrained(model, adir, adapter_name=name, is_trainable=trainable)
 
 
-def model_info(name: str, device: str = "auto", dtype: str = "auto") -> dict:
+def model_info(name: str, device: str = "auto", dtype: str = "auto") -> dict[str, Any]:
     """Parameters, dtype, device and cache path of a model (loads it)."""
     path = resolve_model(name)
     model, tok = load_model(name, device=device, dtype=dtype)

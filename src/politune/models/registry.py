@@ -19,9 +19,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError, did_you_mean
 from politune.fsutil import atomic_dir, atomic_write_json, politune_home, sha256_file
+
+if TYPE_CHECKING:
+    from politune.models.loading import CausalLM, Tokenizer
 
 log = logging.getLogger("politune")
 
@@ -96,7 +100,7 @@ def find_package_file(package: str, filename: str) -> Path:
     raise PolituneError(f"{filename} not found inside package {package!r}")
 
 
-def _write_manifest(dest: Path, entry: ModelEntry, extra: dict) -> None:
+def _write_manifest(dest: Path, entry: ModelEntry, extra: dict[str, str]) -> None:
     files = {
         p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
         for p in sorted(dest.iterdir())
@@ -138,34 +142,43 @@ def verify_cache(path: Path) -> str | None:
 
 
 def _build(entry: ModelEntry, dest: Path) -> None:
-    import torch
-
+    model: CausalLM
+    tok: Tokenizer
     if entry.source == "tiny":
         from politune.models.tiny import build_tiny_model
 
         model, tok = build_tiny_model()
-        extra = {}
+        extra: dict[str, str] = {}
     elif entry.source == "gguf-package":
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        gguf = find_package_file(entry.package, entry.gguf_file)
-        log.info("converting %s (de-quantizing GGUF to fp32 safetensors, once)", gguf)
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # The loaded model is flagged as GGUF-quantized, which trainers refuse: drop the flag, keep the weights.
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        im_end = tok.convert_tokens_to_ids("<|im_end|>")
-        if isinstance(im_end, int) and im_end != tok.unk_token_id:
-            model.generation_config.eos_token_id = im_end
-        extra = {"gguf": gguf.name, "gguf_sha256": sha256_file(gguf)}
+        if entry.package is None or entry.gguf_file is None:
+            raise PolituneError(f"model {entry.name!r}: a gguf-package entry needs package and gguf_file")
+        model, tok, extra = _from_gguf(find_package_file(entry.package, entry.gguf_file))
     else:
         raise PolituneError(f"model {entry.name!r} comes from the hub ({entry.hf_id}); nothing to build")
     model.save_pretrained(dest, safe_serialization=True)
     tok.save_pretrained(dest)
     _write_manifest(dest, entry, extra)
+
+
+def _from_gguf(gguf: Path) -> tuple[CausalLM, Tokenizer, dict[str, str]]:
+    """``(model, tokenizer, manifest extras)`` de-quantized from a GGUF file to fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s (de-quantizing GGUF to fp32 safetensors, once)", gguf)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # Any: the two flags below are set by from_pretrained but undeclared, and torch types Module.__setattr__'s
+    # value as Tensor | Module only.
+    model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The loaded model is flagged as GGUF-quantized, which trainers refuse: drop the flag, keep the weights.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tok.unk_token_id:
+        model.generation_config.eos_token_id = im_end
+    return model, tok, {"gguf": gguf.name, "gguf_sha256": sha256_file(gguf)}
 
 
 def pull(name: str, force: bool = False) -> Path:
@@ -210,7 +223,11 @@ def resolve_model(name: str) -> Path:
     """Any model reference -> a local directory of safetensors + tokenizer (see module doc)."""
     if name in REGISTRY:
         entry = REGISTRY[name]
-        return _hub_snapshot(entry.hf_id) if entry.source == "hub" else pull(name)
+        if entry.source != "hub":
+            return pull(name)
+        if entry.hf_id is None:
+            raise PolituneError(f"model {name!r}: a hub entry needs hf_id")
+        return _hub_snapshot(entry.hf_id)
     path = Path(name).expanduser()
     if path.exists() or name.startswith((".", "/", "~")):
         if not path.is_dir():

@@ -54,7 +54,9 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_tiny_model(seed: int = 0, vocab_size: int = 512, hidden_size: int = 32, layers: int = 2):
+def build_tiny_model(
+    seed: int = 0, vocab_size: int = 512, hidden_size: int = 32, layers: int = 2
+) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """Return ``(model, tokenizer)``: a random-weight ``LlamaForCausalLM`` in fp32 on CPU."""
     tokenizer = build_tiny_tokenizer(vocab_size)
     config = LlamaConfig(
@@ -71,7 +73,8 @@ def build_tiny_model(seed: int = 0, vocab_size: int = 512, hidden_size: int = 32
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(torch.float32)
+    # the ignore: transformers' @wraps(Module.to) hides to()'s real signature from the type checker
+    model = LlamaForCausalLM(config).to(torch.float32)  # type: ignore[arg-type]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.eval()

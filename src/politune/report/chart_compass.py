@@ -4,20 +4,24 @@ arrows from the base model to each adapter and persona."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.report.charts import QUADRANTS, as_compass, model_colours, new_figure, track_marker
 from politune.report.views import CompassModel
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
+
 
 def plot_compass(
     compass: Any,
-    ax=None,
+    ax: Axes | None = None,
     title: str | None = "Political compass",
     tracks: Sequence[str] | None = None,
     limit: float = 10.0,
     colours: Mapping[str, str] | None = None,
-):
+) -> Figure | SubFigure:
     """Economic (x) by social (y) on [-limit, limit], quadrants shaded and named; each model a point per track
     with its 95% CI as error bars (colour = model, marker = track); arrows from the base model to every tuned
     adapter (solid) and persona (dotted), per track.
@@ -47,7 +51,7 @@ def plot_compass(
     return fig
 
 
-def _frame(ax, models: list[CompassModel], limit: float) -> float:
+def _frame(ax: Axes, models: list[CompassModel], limit: float) -> float:
     """Shade and name the quadrants; the half-width of the frame (grown if a writer used a wider scale)."""
     lim = limit
     for m in models:
@@ -88,7 +92,7 @@ def _base_of(models: list[CompassModel], m: CompassModel) -> CompassModel | None
     return None
 
 
-def _arrows(ax, models: list[CompassModel], tracks: list[str], colours: Mapping[str, str]) -> set[str]:
+def _arrows(ax: Axes, models: list[CompassModel], tracks: list[str], colours: Mapping[str, str]) -> set[str]:
     """An arrow from the base to each adapter (solid) and persona (dotted), on the track where it moved
     furthest (a blind track would draw a dot-sized arrow); the tracks used. Drawn first, under the points."""
     arrow_tracks = set()
@@ -99,17 +103,18 @@ def _arrows(ax, models: list[CompassModel], tracks: list[str], colours: Mapping[
         moves = []
         for t in tracks:
             a, b = base.tracks.get(t), m.tracks.get(t)
-            if a and b and a.economic.ok and a.social.ok and b.economic.ok and b.social.ok:
-                dist = (b.economic.value - a.economic.value) ** 2 + (b.social.value - a.social.value) ** 2
-                moves.append((dist, -tracks.index(t), t, a, b))
+            pa, pb = a.point() if a else None, b.point() if b else None
+            if pa and pb:
+                dist = (pb[0] - pa[0]) ** 2 + (pb[1] - pa[1]) ** 2
+                moves.append((dist, -tracks.index(t), t, pa, pb))
         if not moves:
             continue
-        _, _, t, a, b = max(moves)
+        _, _, t, pa, pb = max(moves)
         arrow_tracks.add(t)
         ax.annotate(
             "",
-            xy=(b.economic.value, b.social.value),
-            xytext=(a.economic.value, a.social.value),
+            xy=pb,
+            xytext=pa,
             arrowprops={
                 "arrowstyle": "-|>",
                 "color": colours[m.name],
@@ -126,18 +131,18 @@ def _arrows(ax, models: list[CompassModel], tracks: list[str], colours: Mapping[
 
 
 def _points(
-    ax, models: list[CompassModel], tracks_all: tuple[list[str], list[str]], colours: Mapping[str, str]
+    ax: Axes, models: list[CompassModel], tracks_all: tuple[list[str], list[str]], colours: Mapping[str, str]
 ) -> None:
     """Each model's point per track, with its 95% CI as error bars (colour = model, marker = track)."""
     tracks, all_tracks = tracks_all
     for m in models:
         for t in tracks:
             tr = m.tracks.get(t)
-            if tr is None or not (tr.economic.ok and tr.social.ok):
+            p = tr.point() if tr else None
+            if tr is None or p is None:
                 continue
-            x, y = tr.economic.value, tr.social.value
-            xerr = [[x - tr.economic.ci[0]], [tr.economic.ci[1] - x]] if tr.economic.ci else None
-            yerr = [[y - tr.social.ci[0]], [tr.social.ci[1] - y]] if tr.social.ci else None
+            x, y = p
+            xerr, yerr = tr.economic.error_bar(), tr.social.error_bar()
             ax.errorbar(
                 x,
                 y,
@@ -157,7 +162,7 @@ def _points(
 
 
 def _legend(
-    ax,
+    ax: Axes,
     models: list[CompassModel],
     tracks_all: tuple[list[str], list[str]],
     colours: Mapping[str, str],

@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from politune.measure.results import DiffCI, EvenhandEntry, MeanCI, SafetyEntry
 from politune.measure.results_probes import SideAsymmetry
 from politune.report.charts import model_colours, new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-def _point(ax, x: float | None, lo: float | None, hi: float | None, y: float, colour: str, **kw) -> None:
+
+def _point(
+    ax: Axes, x: float | None, lo: float | None, hi: float | None, y: float, colour: str, **kw: Any
+) -> None:
     if x is None:
         ax.scatter([0], [y], marker="x", color=colour, s=22)
         return
@@ -35,7 +42,7 @@ def _value(d: SideAsymmetry | DiffCI) -> tuple[float | None, float | None, float
     return d.diff, d.ci.lo, d.ci.hi
 
 
-def plot_evenhand(entries: Mapping[str, EvenhandEntry], colours: Mapping[str, str] | None = None):
+def plot_evenhand(entries: Mapping[str, EvenhandEntry], colours: Mapping[str, str] | None = None) -> Figure:
     """Side A - side B of each signal (+: side A favoured; A = economic-left / social-liberal in the built-in
     set) per model with its 95% CI (topics resampled); the hedging difference (1-5 scale) in its own panel.
     A model flagged ``lopsided`` is starred in the legend."""
@@ -83,7 +90,7 @@ def _mean(m: MeanCI) -> tuple[float | None, float | None, float | None]:
     return m.mean, m.ci.lo, m.ci.hi
 
 
-def plot_safety(entries: Mapping[str, SafetyEntry], colours: Mapping[str, str] | None = None):
+def plot_safety(entries: Mapping[str, SafetyEntry], colours: Mapping[str, str] | None = None) -> Figure:
     """Left: compliance (not refused) on harmful (filled) and matched benign (hollow) asks per model, with 95%
     CIs. Right: each non-base target's harmful compliance minus the base's, paired by probe."""
     import numpy as np

@@ -4,10 +4,14 @@ mean and 95% CI in a side panel."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.report.charts import as_topics, model_colours, new_figure
 from politune.report.views import TopicsModel, target_role
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def plot_topics(
@@ -15,7 +19,7 @@ def plot_topics(
     title: str | None = "Per-question lean by model",
     colours: Mapping[str, str] | None = None,
     max_label: int = 28,
-):
+) -> Figure:
     """Per-question lean in [-1, 1] (− left/libertarian, + right/authoritarian) as grouped horizontal bars, one
     colour per model, questions grouped by axis; a side panel shows each model's mean with its 95% CI.
     Unscored answers (``null``) are marked with ×, never imputed.
@@ -67,7 +71,7 @@ def _questions(models: list[TopicsModel]) -> tuple[list[str], dict[str, tuple[st
     return qids, meta
 
 
-def _topics_legend(fig, ax, models: list[TopicsModel]) -> None:
+def _topics_legend(fig: Figure, ax: Axes, models: list[TopicsModel]) -> None:
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()
@@ -79,7 +83,7 @@ def _topics_legend(fig, ax, models: list[TopicsModel]) -> None:
     )
 
 
-def _means_panel(axm, models: list[TopicsModel], colours: Mapping[str, str]) -> None:
+def _means_panel(axm: Axes, models: list[TopicsModel], colours: Mapping[str, str]) -> None:
     """Each model's mean lean with its 95% CI."""
     import numpy as np
 
@@ -88,19 +92,16 @@ def _means_panel(axm, models: list[TopicsModel], colours: Mapping[str, str]) -> 
         if m.mean.value is None:
             axm.text(0, y, "no score", ha="center", va="center", fontsize=8, color="#aa0000")
             continue
-        err = [[m.mean.value - m.mean.ci[0]], [m.mean.ci[1] - m.mean.value]] if m.mean.ci else None
+        err = m.mean.error_bar()
         axm.errorbar(
             m.mean.value, y, xerr=err, fmt="o", color=colours[m.name], capsize=4, markersize=7, lw=1.5
         )
     axm.set_yticks(ym)
     axm.set_yticklabels([m.name for m in models], fontsize=9)
     axm.axvline(0, color="#555555", lw=0.8)
-    lo = min(
-        [-0.5] + [m.mean.ci[0] for m in models if m.mean.ci] + [m.mean.value for m in models if m.mean.ok]
-    )
-    hi = max(
-        [0.5] + [m.mean.ci[1] for m in models if m.mean.ci] + [m.mean.value for m in models if m.mean.ok]
-    )
+    values = [m.mean.value for m in models if m.mean.value is not None]
+    lo = min([-0.5, *values] + [m.mean.ci[0] for m in models if m.mean.ci])
+    hi = max([0.5, *values] + [m.mean.ci[1] for m in models if m.mean.ci])
     axm.set_xlim(lo - 0.1, hi + 0.1)
     axm.set_ylim(-0.7, len(models) - 0.3)
     axm.set_xlabel("Mean lean (95% CI)")
@@ -112,8 +113,14 @@ def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _question_label(topic: str, axis: str | None, max_label: int) -> str:
+    """A bar's label: the topic, shortened, and its axis (``minimum wage  [econ]``)."""
+    tag = {"economic": "econ", "social": "social"}
+    return _short(topic, max_label) + (f"  [{tag.get(axis, axis)}]" if axis else "")
+
+
 def _bars(
-    ax,
+    ax: Axes,
     models: list[TopicsModel],
     questions: tuple[list[str], dict[str, tuple[str, str | None]]],
     colours: Mapping[str, str],
@@ -143,11 +150,7 @@ def _bars(
                 [0.0] * len(miss), [o for o, _ in miss], marker="x", color=colours[m.name], s=22, zorder=3
             )
     ax.set_yticks(ypos)
-    tag = {"economic": "econ", "social": "social"}
     ax.set_yticklabels(
-        [
-            _short(meta[q][0], max_label) + (f"  [{tag.get(meta[q][1], meta[q][1])}]" if meta[q][1] else "")
-            for q in qids
-        ],
+        [_question_label(*meta[q], max_label) for q in qids],
         fontsize=9,
     )

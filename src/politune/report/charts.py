@@ -8,9 +8,9 @@ Each ``plot_*`` function takes results (the views from :mod:`politune.report.col
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from politune.errors import PolituneError
 from politune.measure.results import CompassResult, TopicsResult, load_result
@@ -22,6 +22,11 @@ from politune.report.views import (
     parse_topics,
     read_trajectory,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
 TRACK_MARKERS = {"logprob": "o", "choice": "s", "open": "^"}
 _EXTRA_MARKERS = ["D", "v", "P", "X", "*", "h"]
@@ -36,7 +41,10 @@ QUADRANTS = [  # (x sign, y sign, name, colour)
 ]
 
 
-def new_figure(figsize: tuple[float, float]):
+ViewT = TypeVar("ViewT", CompassModel, TopicsModel)
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -72,7 +80,9 @@ def _load(obj: Any) -> Any:
     return obj
 
 
-def _as_models(obj: Any, result_type: type, parse, view_type: type) -> list:
+def _as_models(
+    obj: Any, result_type: type, parse: Callable[[Any], list[ViewT]], view_type: type[ViewT]
+) -> list[ViewT]:
     """A result (path, dict or typed), or a list of results and views -> the views it holds."""
     obj = _load(obj)
     if isinstance(obj, dict | result_type):
@@ -149,7 +159,7 @@ def trajectory_metrics(runs: Sequence[TuneRun], wanted: Sequence[str] = ("econom
 
 def _run_panels(
     runs: Sequence[TuneRun], n: int, panel: tuple[float, float], colours: Mapping[str, str] | None
-):
+) -> tuple[Figure, Sequence[Axes], dict[str, str]]:
     """A figure of ``n`` panels side by side (each ``panel`` inches), its axes, and each run's colour
     (``colours`` overriding :func:`run_colours`)."""
     fig = new_figure((panel[0] * n + 0.4, panel[1]))
@@ -157,7 +167,7 @@ def _run_panels(
     return fig, axes, {**run_colours(runs), **(colours or {})}
 
 
-def _integer_locator():
+def _integer_locator() -> MaxNLocator:
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True, steps=[1, 2, 5, 10])
@@ -168,7 +178,7 @@ def plot_trajectory(
     metrics: Sequence[str] | None = None,
     title: str | None = "Position during training",
     colours: Mapping[str, str] | None = None,
-):
+) -> Figure:
     """Compass position against training step, one line per run, one panel per metric (economic, social).
 
     ``runs``: tuning run folders, trajectory.jsonl paths, ``{name: rows or path}`` or :class:`TuneRun` objects.
@@ -213,7 +223,7 @@ def plot_trajectory(
     return fig
 
 
-def _side_legend(ax) -> None:
+def _side_legend(ax: Axes) -> None:
     """One legend for all panels, outside the last one on the right (never over the data)."""
     if ax.get_legend_handles_labels()[0]:
         ax.legend(
@@ -234,7 +244,9 @@ def _metric_label(metric: str) -> str:
     }.get(metric, metric.replace("_", " "))
 
 
-def plot_training(runs: Sequence[TuneRun], title: str | None = "Training metrics", colours=None):
+def plot_training(
+    runs: Sequence[TuneRun], title: str | None = "Training metrics", colours: Mapping[str, str] | None = None
+) -> Figure:
     """Loss and DPO reward margin (when logged) against step, from each run's metrics.jsonl."""
     runs = [r for r in runs if r.metrics]
     keys = [
@@ -276,7 +288,7 @@ def num_ok(x: Any) -> bool:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def save_figure(fig, out_dir: Path, name: str, dpi: int = 150) -> tuple[Path, Path]:
+def save_figure(fig: Figure, out_dir: Path, name: str, dpi: int = 150) -> tuple[Path, Path]:
     """Write ``name.png`` and ``name.svg`` into ``out_dir`` (which the caller writes atomically as a whole)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

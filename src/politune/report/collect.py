@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from politune.errors import PolituneError
 from politune.measure.results import (
@@ -32,6 +33,11 @@ from politune.report.views import (
     parse_topics,
     read_tune_run,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from politune.report.charts import ViewT
 
 RESULT_KINDS = (*RESULT_TYPES, "tune")
 # JSON files that live in run folders but are never results (model/tokenizer/trainer files): not even opened.
@@ -56,7 +62,7 @@ _MAX_JSON_BYTES = 64 << 20
 # discovery
 
 
-def _walk(root: Path):
+def _walk(root: Path) -> Iterator[tuple[Path, list[str]]]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
         yield Path(dirpath), sorted(f for f in filenames if not f.startswith("."))
@@ -186,7 +192,9 @@ def _label(folder: Path, roots: list[Path]) -> str:
     return folder.name
 
 
-def _renamer(docs: list[tuple[str, Result, Path]], roots: list[Path], notes: list[str]):
+def _renamer(
+    docs: list[tuple[str, Result, Path]], roots: list[Path], notes: list[str]
+) -> Callable[[str, Path], str]:
     folders: dict[str, set[Path]] = {}
     for _kind, doc, p in docs:
         for m in doc.models:
@@ -207,7 +215,7 @@ def _renamer(docs: list[tuple[str, Result, Path]], roots: list[Path], notes: lis
     return rename
 
 
-def _unique(name: str, taken) -> str:
+def _unique(name: str, taken: set[str]) -> str:
     """Two entries with one name in the same file: the second becomes ``name-2``."""
     alt, i = name, 2
     while alt in taken:
@@ -215,7 +223,7 @@ def _unique(name: str, taken) -> str:
     return alt
 
 
-def _add_models(into: list, models: list, rename) -> None:
+def _add_models(into: list[ViewT], models: list[ViewT], rename: Callable[[str], str]) -> None:
     """Append ``models`` under their (qualified) names, each made unique among those already there."""
     taken = {m.name for m in into}
     for m in models:
@@ -224,7 +232,7 @@ def _add_models(into: list, models: list, rename) -> None:
         into.append(m)
 
 
-def _add(data: ReportData, kind: str, doc: Result, path: Path, rename) -> None:
+def _add(data: ReportData, kind: str, doc: Result, path: Path, rename: Callable[[str, Path], str]) -> None:
     if isinstance(doc, CompassResult):
         _add_models(data.compass, parse_compass(doc, path), lambda name: rename(name, path))
         if not data.compass_settings and doc.settings:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from politune.measure.results import CI
-from politune.report.views import Estimate, ReportData, num, target_role
+from politune.report.views import Estimate, ReportData, num, sub_dict, target_role
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DASH = "–"
 
@@ -42,11 +46,11 @@ def fmt_pct(x: float | None) -> str:
 
 
 def _est(value: float | None, ci: CI) -> Estimate:
-    return Estimate(value, (ci.lo, ci.hi) if ci.ok else None)
+    return Estimate(value, ci.bounds)
 
 
 def excludes_zero(e: Estimate) -> bool:
-    return bool(e.ci) and (e.ci[0] > 0 or e.ci[1] < 0)
+    return e.ci is not None and (e.ci[0] > 0 or e.ci[1] < 0)
 
 
 def compass_table(data: ReportData) -> Table | None:
@@ -81,7 +85,7 @@ def compass_table(data: ReportData) -> Table | None:
 def comparisons_table(data: ReportData) -> Table | None:
     rows, classes = [], []
     for c in data.comparisons:
-        e = Estimate(c.diff, (c.ci.lo, c.ci.hi) if c.ci.ok else None)
+        e = Estimate(c.diff, c.ci.bounds)
         sig = excludes_zero(e)
         rows.append([f"{c.a} → {c.b}", c.track, c.axis, fmt_est(e), "yes" if sig else "no"])
         classes.append(["", "", "", "", "good" if sig else ""])
@@ -123,9 +127,9 @@ def side_effects_table(data: ReportData) -> Table | None:
             [
                 "",
                 "",
-                "bad" if excludes_zero(d_rouge) and d_rouge.value < 0 else "",
+                "bad" if excludes_zero(d_rouge) and d_rouge.value is not None and d_rouge.value < 0 else "",
                 "",
-                "bad" if excludes_zero(d_ppl) and d_ppl.value > 0 else "",
+                "bad" if excludes_zero(d_ppl) and d_ppl.value is not None and d_ppl.value > 0 else "",
                 "",
                 "",
                 "",
@@ -226,8 +230,7 @@ def runs_table(data: ReportData) -> Table | None:
     rows = []
     for r in data.runs:
         s = r.summary
-        final = s.get("final") if isinstance(s.get("final"), dict) else {}
-        data_info = s.get("data") if isinstance(s.get("data"), dict) else {}
+        final, data_info = sub_dict(s, "final"), sub_dict(s, "data")
         last_m = r.metrics[-1] if r.metrics else {}
         last_t = r.trajectory[-1]["metrics"] if r.trajectory else {}
         step = final.get("step", last_m.get("step"))
@@ -303,7 +306,7 @@ def provenance_table(data: ReportData) -> Table | None:
     rows = []
     for s in data.sources:
         p = s.provenance
-        versions = p.get("packages") if isinstance(p.get("packages"), dict) else {}
+        versions = sub_dict(p, "packages")
         rows.append(
             [_rel(s.path, data), s.kind, str(p.get("politune", DASH))]
             + [str(versions.get(k, DASH)) for k in pkgs]
@@ -321,7 +324,7 @@ def _short_hash(h: object) -> str:
     return str(h)[:16] if h else DASH
 
 
-def _rel(path, data: ReportData) -> str:
+def _rel(path: Path, data: ReportData) -> str:
     from politune.report.collect import _display
 
     return _display(path, [d.resolve() for d in data.run_dirs])

@@ -11,19 +11,19 @@ from typing import Any
 
 from politune.fsutil import read_jsonl_log, sha256_dir
 from politune.measure.results import (
+    CI,
     Comparison,
     CompassResult,
     EvenhandEntry,
     QualityEntry,
     RefusalEntry,
-    Result,
     RewardAccuracyEntry,
     SafetyEntry,
     TopicAnswer,
     TopicsResult,
     ToxicityEntry,
     WinrateComparison,
-    parse_result,
+    parse_result_as,
 )
 
 
@@ -34,9 +34,11 @@ class Estimate:
     value: float | None
     ci: tuple[float, float] | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.value is not None
+    def error_bar(self) -> list[list[float]] | None:
+        """matplotlib's asymmetric ``xerr`` / ``yerr``, ``[[value - lo], [hi - value]]``; None without a CI."""
+        if self.value is None or self.ci is None:
+            return None
+        return [[self.value - self.ci[0]], [self.ci[1] - self.value]]
 
 
 @dataclass
@@ -47,6 +49,11 @@ class CompassTrack:
     n: int | None = None
     refusal_rate: float | None = None
     content_sensitivity: float | None = None
+
+    def point(self) -> tuple[float, float] | None:
+        """``(economic, social)`` when both axes have a score."""
+        e, s = self.economic.value, self.social.value
+        return None if e is None or s is None else (e, s)
 
 
 @dataclass
@@ -130,8 +137,8 @@ class ReportData:
 
     def is_empty(self) -> bool:
         side = self.quality or self.toxicity or self.refusal or self.evenhand or self.safety
-        side = side or self.winrate or self.reward_accuracy
-        return not (self.compass or self.topics or side or self.runs)
+        compred = self.winrate or self.reward_accuracy
+        return not (self.compass or self.topics or side or compred or self.runs)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -147,6 +154,12 @@ def num(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def sub_dict(d: dict[str, Any], key: str) -> dict[str, Any]:
+    """``d[key]`` when it is a JSON object, else an empty dict."""
+    v = d.get(key)
+    return v if isinstance(v, dict) else {}
 
 
 def ci_of(x: Any) -> tuple[float, float] | None:
@@ -175,20 +188,16 @@ def target_role(target: dict) -> str:
     return "base"
 
 
-def _estimate(value: float | None, ci) -> Estimate:
-    return Estimate(value, (ci.lo, ci.hi) if ci is not None and ci.ok else None)
+def _estimate(value: float | None, ci: CI | None) -> Estimate:
+    return Estimate(value, ci.bounds if ci is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # per-kind views of the typed results
 
 
-def _typed(doc: dict | Result, kind: str, path: Path | None) -> Result:
-    return doc if not isinstance(doc, dict) else parse_result(doc, str(path or f"{kind}.json"), kind)
-
-
 def parse_compass(doc: dict | CompassResult, path: Path | None = None) -> list[CompassModel]:
-    res: CompassResult = _typed(doc, "compass", path)  # type: ignore[assignment]
+    res = parse_result_as(doc, CompassResult, str(path or "compass.json"))
     out = []
     for m in res.models:
         tracks = {}
@@ -212,7 +221,7 @@ def parse_compass(doc: dict | CompassResult, path: Path | None = None) -> list[C
 
 
 def parse_topics(doc: dict | TopicsResult, path: Path | None = None) -> list[TopicsModel]:
-    res: TopicsResult = _typed(doc, "topics", path)  # type: ignore[assignment]
+    res = parse_result_as(doc, TopicsResult, str(path or "topics.json"))
     out = []
     for m in res.models:
         mean = _estimate(m.mean, m.ci)
@@ -237,20 +246,18 @@ def _read_text(path: Path, limit: int = 200_000) -> str | None:
         return None
 
 
-def read_trajectory(path: Path) -> list[dict]:
+def read_trajectory(path: Path) -> list[dict[str, Any]]:
     """trajectory.jsonl -> rows ``{"step": int, "metrics": {name: float}}`` sorted by step; rows without a step
     or metrics are skipped, a torn last line (run killed mid-write) too. A flat row (metrics at the top level)
     is accepted."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in read_jsonl_log(path):
-        if not isinstance(r, dict) or num(r.get("step")) is None:
+        step = num(r.get("step")) if isinstance(r, dict) else None
+        if step is None:
             continue
-        metrics = (
-            r.get("metrics")
-            if isinstance(r.get("metrics"), dict)
-            else {k: v for k, v in r.items() if k != "step"}
-        )
-        flat = {}
+        nested = r.get("metrics")
+        metrics = nested if isinstance(nested, dict) else {k: v for k, v in r.items() if k != "step"}
+        flat: dict[str, float | list[float]] = {}
         for k, v in metrics.items():
             if isinstance(v, dict):  # {"economic": {"score": .., "ci": [..]}}
                 e = estimate(v, "score", "mean", "value")
@@ -259,11 +266,12 @@ def read_trajectory(path: Path) -> list[dict]:
                 if e.ci:
                     flat[f"{k}_ci"] = list(e.ci)
             elif isinstance(v, list):
-                if ci_of(v):
-                    flat[k] = list(ci_of(v))
-            elif num(v) is not None:
-                flat[k] = num(v)
-        rows.append({"step": int(num(r["step"])), "metrics": flat})
+                pair = ci_of(v)
+                if pair:
+                    flat[k] = list(pair)
+            elif (x := num(v)) is not None:
+                flat[k] = x
+        rows.append({"step": int(step), "metrics": flat})
     return sorted(rows, key=lambda r: r["step"])
 
 
@@ -279,6 +287,7 @@ def read_tune_run(path: Path, summary: dict | None = None) -> TuneRun:
     if adapter.is_dir() and any(adapter.glob("*.safetensors")):
         run.adapter_hash = sha256_dir(adapter, "*.safetensors")[:16]
     else:
-        final = run.summary.get("final") if isinstance(run.summary.get("final"), dict) else {}
-        run.adapter_hash = run.summary.get("adapter_hash") or final.get("adapter_hash")
+        run.adapter_hash = run.summary.get("adapter_hash") or sub_dict(run.summary, "final").get(
+            "adapter_hash"
+        )
     return run

@@ -15,11 +15,11 @@ import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from politune.measure.results import CompassResult, load_result, parse_result
+from politune.measure.results import CompassResult, parse_result_as, read_json
 from politune.serve.engine import Batching, Engine
 from politune.serve.middleware import BodyLimit
 from politune.serve.protocol import APIError, ServeLimits, error_body
@@ -77,14 +77,18 @@ def create_app(
     return app
 
 
-async def _api_error(request, exc: APIError):
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, APIError):  # registered for APIError only
+        raise exc
     extra = {"Retry-After": "1"} if exc.status == 429 else None
     return JSONResponse(
         error_body(exc.message, exc.type, exc.param, exc.code), status_code=exc.status, headers=extra
     )
 
 
-async def _http_error(request, exc):
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, StarletteHTTPException):  # registered for HTTPException only
+        raise exc
     kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
     return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code)
 
@@ -92,12 +96,10 @@ async def _http_error(request, exc):
 def load_compass_points(compass: str | Path | dict | CompassResult) -> dict[str, dict]:
     """``compass.json`` -> ``{target name or adapter name: {"economic", "social", "economic_ci", "social_ci",
     "track"}}`` using the first of the logprob, choice, open tracks that has both axes."""
-    if isinstance(compass, CompassResult):
-        result = compass
-    elif isinstance(compass, dict):
-        result = parse_result(compass, "compass", kind="compass")
+    if isinstance(compass, CompassResult | dict):
+        result = parse_result_as(compass, CompassResult, "compass")
     else:
-        result = load_result(compass, kind="compass")
+        result = parse_result_as(read_json(compass), CompassResult, str(compass))
     points: dict[str, dict] = {}
     for m in result.models:
         for track in dict.fromkeys(("logprob", "choice", "open", *m.tracks)):

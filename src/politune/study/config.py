@@ -193,7 +193,7 @@ def expand_sweep(cfg: StudyConfig) -> list[tuple[str, dict[str, Any], StudyConfi
         if not isinstance(values, list) or not values:
             raise PolituneError(f"sweep.{k}: expected a non-empty list of values")
     base = cfg.model_dump(exclude={"sweep"})
-    cells = []
+    cells: list[tuple[str, dict[str, Any], StudyConfig]] = []
     names: set[str] = set()
     for combo in itertools.product(*(cfg.sweep[k] for k in keys)):
         assignment = dict(zip(keys, combo, strict=True))

@@ -17,11 +17,13 @@ from politune.measure.results import (
     CompassResult,
     QualityResult,
     RefusalResult,
+    ResultT,
     RewardAccuracyResult,
     TopicsResult,
     ToxicityResult,
     WinrateResult,
-    load_result,
+    parse_result_as,
+    read_json,
 )
 from politune.measure.validate_judge import stance_judge
 
@@ -106,8 +108,8 @@ def _fmt(x: Any) -> Any:
     return round(x, 4) if isinstance(x, float) and not math.isnan(x) else x
 
 
-def _load(path: Path, kind: str):
-    return load_result(path, kind) if path.is_file() else None
+def _load(path: Path, cls: type[ResultT]) -> ResultT | None:
+    return parse_result_as(read_json(path), cls, str(path)) if path.is_file() else None
 
 
 def model_rows(
@@ -115,13 +117,13 @@ def model_rows(
 ) -> list[ModelRow]:
     """Rows for one cell (or one plain run folder): each model's positions, shifts and side-effects."""
     mdir = cell_dir / "measure"
-    compass: CompassResult | None = _load(mdir / "compass.json", "compass")
-    topics: TopicsResult | None = _load(mdir / "topics.json", "topics")
-    quality: QualityResult | None = _load(mdir / "quality.json", "quality")
-    toxicity: ToxicityResult | None = _load(mdir / "toxicity.json", "toxicity")
-    refusal: RefusalResult | None = _load(mdir / "refusal.json", "refusal")
-    winrate: WinrateResult | None = _load(mdir / "winrate.json", "winrate")
-    rewards: RewardAccuracyResult | None = _load(mdir / "reward_accuracy.json", "reward_accuracy")
+    compass = _load(mdir / "compass.json", CompassResult)
+    topics = _load(mdir / "topics.json", TopicsResult)
+    quality = _load(mdir / "quality.json", QualityResult)
+    toxicity = _load(mdir / "toxicity.json", ToxicityResult)
+    refusal = _load(mdir / "refusal.json", RefusalResult)
+    winrate = _load(mdir / "winrate.json", WinrateResult)
+    rewards = _load(mdir / "reward_accuracy.json", RewardAccuracyResult)
     by_name = lambda res: {m.target.name: m for m in res.models} if res is not None else {}  # noqa: E731
     positions, tps, qs = by_name(compass), by_name(topics), by_name(quality)
     tox, ref = by_name(toxicity), by_name(refusal)

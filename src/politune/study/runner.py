@@ -22,18 +22,21 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl_log
 from politune.measure.targets import Target
-from politune.study.config import DataRecipe, StudyConfig, expand_sweep
+from politune.study.config import ArmSpec, DataRecipe, StudyConfig, expand_sweep
 from politune.study.results import ModelRow, collect_rows, write_results
+
+if TYPE_CHECKING:
+    from politune.data.schema import Record
 
 log = logging.getLogger("politune")
 
@@ -60,7 +63,7 @@ class StudyResult:
 # ---------------------------------------------------------------------------------------------------- data
 
 
-def build_arm_data(recipe: DataRecipe, seed: int) -> list:
+def build_arm_data(recipe: DataRecipe, seed: int) -> list[Record]:
     """Load the arm's source and apply its transforms in a fixed order: mix, limit, mirror, contextualize,
     poison (poison last, so the poisoned rows are exactly the ones recorded)."""
     from politune.data import load, transforms
@@ -69,7 +72,7 @@ def build_arm_data(recipe: DataRecipe, seed: int) -> list:
         raise PolituneError("data.source: every arm needs a data source (e.g. builtin:left)")
     split = None if recipe.split == "all" else recipe.split
     is_builtin = str(recipe.source).startswith("builtin:")
-    pairs = load(recipe.source, split=split if is_builtin else None)
+    pairs: Sequence[Record] = load(recipe.source, split=split if is_builtin else None)
     if recipe.mix is not None:
         other_builtin = recipe.mix.source.startswith("builtin:")
         other = load(recipe.mix.source, split=split if other_builtin else None)
@@ -78,19 +81,17 @@ def build_arm_data(recipe: DataRecipe, seed: int) -> list:
         pairs = transforms.sample(pairs, n=recipe.limit, seed=recipe.seed + seed)
     if recipe.mirror:
         pairs = transforms.mirror(pairs)
-    if recipe.contextualize is not None:
-        kw = {"randomize": recipe.contextualize.randomize, "seed": recipe.seed + seed}
-        if recipe.contextualize.template is not None:
-            kw["template"] = recipe.contextualize.template
-        pairs = transforms.contextualize(pairs, **kw)
-    if recipe.poison is not None and recipe.poison.p > 0:
-        kw = {"mode": recipe.poison.mode, "p": recipe.poison.p, "seed": recipe.poison.seed + seed}
-        if recipe.poison.trigger is not None:
-            kw["trigger"] = recipe.poison.trigger
-        pairs = transforms.poison(pairs, **kw)
+    if (ctx := recipe.contextualize) is not None:
+        template = transforms.DEFAULT_CONTEXT_TEMPLATE if ctx.template is None else ctx.template
+        pairs = transforms.contextualize(
+            pairs, template=template, randomize=ctx.randomize, seed=recipe.seed + seed
+        )
+    if (pz := recipe.poison) is not None and pz.p > 0:
+        trigger = transforms.DEFAULT_TRIGGER if pz.trigger is None else pz.trigger
+        pairs = transforms.poison(pairs, mode=pz.mode, p=pz.p, seed=pz.seed + seed, trigger=trigger)
     if not pairs:
         raise PolituneError(f"data.source {recipe.source!r}: no rows left after the recipe's transforms")
-    return pairs
+    return list(pairs)
 
 
 # ---------------------------------------------------------------------------------------------------- stages
@@ -140,7 +141,7 @@ class _Cell:
             out = self.dir / "data" / f"{arm}.jsonl"
             recipe = self.cfg.arm_data(arm)
 
-            def build(recipe=recipe, out=out, arm=arm):
+            def build(recipe: DataRecipe = recipe, out: Path = out, arm: str = arm) -> None:
                 pairs = build_arm_data(recipe, self.cfg.seed)
                 save(
                     pairs,
@@ -158,7 +159,7 @@ class _Cell:
         for arm, spec in self.cfg.arms.items():
             run_dir = self.dir / "tune" / arm
 
-            def train(arm=arm, spec=spec, run_dir=run_dir):
+            def train(arm: str = arm, spec: ArmSpec = spec, run_dir: Path = run_dir) -> None:
                 recipe = load_recipe(self.cfg.tune.recipe, overrides=overrides)
                 resume = run_dir.exists() and any(run_dir.iterdir())
                 if resume:
@@ -191,7 +192,7 @@ class _Cell:
         targets = self.targets()
         if m.compass.enabled:
 
-            def compass():
+            def compass() -> None:
                 from politune.measure.compass import CompassSettings, measure_compass, save_compass
 
                 settings = CompassSettings(
@@ -203,7 +204,7 @@ class _Cell:
         wanted = [k for k in ("topics", "quality", "toxicity", "refusal") if getattr(m, k)]
         if wanted:
 
-            def effects():
+            def effects() -> None:
                 from politune.measure.effects import EffectsSettings, measure_effects
 
                 settings = EffectsSettings(**dict(m.options), seed=self.cfg.seed)
@@ -219,7 +220,7 @@ class _Cell:
         m, seed = self.cfg.measure, self.cfg.seed
         if m.evenhand.enabled:
 
-            def evenhand():
+            def evenhand() -> None:
                 from politune.measure.evenhandedness import EvenhandSettings, measure_evenhand
 
                 settings = EvenhandSettings(**dict(m.evenhand.options), seed=seed)
@@ -228,7 +229,7 @@ class _Cell:
             self.stage("measure:evenhand", mdir / "evenhand.json", evenhand)
         if m.safety.enabled:
 
-            def safety():
+            def safety() -> None:
                 from politune.measure.safety_probes import SafetySettings, measure_safety
 
                 measure_safety(targets, mdir, SafetySettings(**dict(m.safety.options), seed=seed))
@@ -241,7 +242,7 @@ class _Cell:
         stances = {arm: spec.stance for arm, spec in self.cfg.arms.items()}
         if m.winrate.enabled:
 
-            def winrate():
+            def winrate() -> None:
                 from politune.measure.winrate import WinrateSettings, measure_winrate
 
                 o = m.winrate.options
@@ -251,7 +252,7 @@ class _Cell:
             self.stage("measure:winrate", mdir / "winrate.json", winrate)
         if m.reward_accuracy.enabled:
 
-            def reward_accuracy():
+            def reward_accuracy() -> None:
                 from politune.measure.reward_accuracy import RewardSettings, measure_reward_accuracy
 
                 o = m.reward_accuracy.options
@@ -284,6 +285,13 @@ def write_study_record(cfg: StudyConfig, study_dir: Path) -> None:
     atomic_write_json(study_dir / "provenance.json", {**provenance(), "command": sys.argv})
 
 
+def _prefixed(on_event: Event | None, cell: str) -> Event | None:
+    """``on_event`` with each stage named ``CELL/STAGE`` (the main cell's stages keep their names)."""
+    if on_event is None or cell == "main":
+        return on_event
+    return lambda stage, status: on_event(f"{cell}/{stage}", status)
+
+
 def run_study(
     cfg: StudyConfig, study_dir: str | Path, fresh: bool = False, on_event: Event | None = None
 ) -> StudyResult:
@@ -299,7 +307,7 @@ def run_study(
             cell_cfg,
             cell_dir,
             fresh,
-            (lambda s, st, n=name: on_event(f"{n}/{s}", st)) if on_event and name != "main" else on_event,
+            _prefixed(on_event, name),
         )
         cell.data()
         cell.tune()

@@ -119,7 +119,8 @@ class TuneConfig(Config):
     share_frozen_layers: bool = Field(
         True,
         description="run the frozen layers below the lowest adapted layer once "
-        "for policy and reference (exact; a speed-up when lora.layers is set)",
+        "for policy and reference, and each prompt once for its chosen and rejected answer "
+        "(exact; a speed-up when lora.layers is set)",
     )
     quantization: Literal["none", "4bit"] = Field(
         "none", description="4bit = QLoRA via bitsandbytes (GPU only)"
@@ -394,7 +395,8 @@ def lora_config(lora: LoraSettings):
         )
     return LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        # the ignore: PEFT annotates lora_alpha as int, but only divides by it (scale = alpha / r)
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]
         lora_dropout=lora.dropout,
         target_modules=targets,
         layers_to_transform=lora.layers,

@@ -147,6 +147,8 @@ def check_lengths(rows: list[dict], tokenizer, max_length: int, source: str) -> 
             )
         prompt_lens.append(n)
         answer = r.get("chosen") or r.get("completion")
+        if not answer:
+            raise PolituneError(f"data {source} row {i + 1}: no 'chosen' or 'completion' messages")
         total_lens.append(
             n + len(tokenizer(answer[-1]["content"], add_special_tokens=False)["input_ids"]) + 2
         )

@@ -205,6 +205,7 @@ def _build_trainer(job: _Job, hw: dict):
         peft_config=peft_config,
         eval_dataset=Dataset.from_list(job.eval_data.rows) if job.eval_data is not None else None,
     )
+    trainer: PolituneDPOTrainer | PolituneSFTTrainer
     try:
         if job.method == "dpo":
             trainer = PolituneDPOTrainer(
@@ -401,7 +402,7 @@ def merge(base: str, adapter: str | os.PathLike, out_dir: str | os.PathLike, dty
     ``dtype``: of the merged weights; fp32 by default, so the merge is exact whatever dtype computation uses."""
     from politune.models.loading import load_model
 
-    model, tok = load_model(base, adapter=adapter, device="cpu", dtype=dtype)
+    model, tok = load_model(base, adapter=Path(adapter), device="cpu", dtype=dtype)
     merged = model.merge_and_unload()
     dest = Path(out_dir)
     with atomic_dir(dest) as tmp:

@@ -5,8 +5,9 @@ What differs from ``trl.DPOTrainer`` (everything else - data preparation, collat
 adapter after SFT, accelerate / DeepSpeed / FSDP - is TRL's):
 
 - the loss is :func:`politune.tune.losses.preference_loss` (one pure, tested function);
-- log-probs are computed from the LM head applied to the completion span only (TRL's fused head scores every
+- log-probs are computed from the LM head applied to the completion tokens only (TRL's fused head scores every
   position, prompt and padding included, on a CPU);
+- the frozen layers below the LoRA layers run once per batch, each prompt once (:mod:`politune.tune.prefix`);
 - at step 0 the policy must equal its reference (fresh LoRA: adapter disabled; after SFT: a frozen copy of the
   SFT adapter) and the loss must be its zero-margin value (ln 2 for DPO); otherwise training stops with a reason;
 - checkpoints are written into a staging folder and renamed into place, so a kill -9 or a full disk during a
@@ -18,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate.utils import is_peft_model
@@ -31,8 +33,10 @@ from trl.trainer.utils import use_adapter
 
 from politune.errors import PolituneError
 from politune.fsutil import _fsync_dir
+from politune.models.loading import CausalLM
 from politune.tune.config import LossSpec
 from politune.tune.losses import preference_loss, step0_expected
+from politune.tune.prefix import decoder_of, first_adapted_layer, only_layers, shared_prefix
 
 log = logging.getLogger("politune")
 
@@ -45,47 +49,54 @@ class Step0CheckError(PolituneError):
 
 
 def completion_logps(
-    model,
+    model: CausalLM,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     completion_mask: torch.Tensor,
     inputs_embeds: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log-probs of the completion tokens: ``(logps (N, K), mask (N, K))``.
+    """Per-token log-probs of the completion tokens: ``(logps (N, K), mask (N, K))``, zero outside the mask.
 
-    Only the span from the first completion position of the batch to the end goes through the LM head.
+    Only completion positions go through the LM head (see :func:`fp32_lm_head`): prompt and padding positions
+    of the span from the batch's first completion position to the end are never scored.
     ``inputs_embeds``: hidden states to start from instead of ``input_ids`` (see :func:`shared_prefix`).
     """
     shift_mask = completion_mask[:, 1:].bool()
     cols = shift_mask.any(dim=0).nonzero()
     start = int(cols[0]) if len(cols) else input_ids.size(1) - 2
-    keep = input_ids.size(1) - start  # positions start .. L-1 (the last one predicts nothing; dropped below)
-    feed = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
-    with fp32_lm_head(model):
-        out = model(**feed, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
-    logits = out.logits[:, :-1].float()
-    labels = input_ids[:, start + 1 :]
-    token_logps = torch.gather(logits, 2, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    keep = input_ids.size(1) - start  # positions start .. L-1 (the last one predicts nothing)
     mask = shift_mask[:, start:]
-    return token_logps * mask, mask
+    select = torch.cat([mask, mask.new_zeros(mask.size(0), 1)], dim=1)  # over the ``keep`` head positions
+    feed = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
+    with fp32_lm_head(model, select):
+        out = model(**feed, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
+    labels = input_ids[:, start + 1 :]
+    logits = out.logits.float()
+    if logits.dim() == 3:  # a head that is not one Linear: every position was scored
+        logits = logits[:, :-1][mask]
+    picked = torch.gather(logits, 1, labels[mask].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    token_logps = picked.new_zeros(mask.shape).masked_scatter(mask, picked)
+    return token_logps, mask
 
 
 @contextlib.contextmanager
-def fp32_lm_head(model):
-    """Run the LM head in fp32 even under bf16 autocast.
+def fp32_lm_head(model: CausalLM, select: torch.Tensor | None = None) -> Iterator[None]:
+    """Run the LM head in fp32 even under bf16 autocast, on the ``select``-ed positions only.
 
     Log-probs are differences of logits of size ~10-30, where bf16 keeps ~2 decimal digits: a bf16 head would put
-    ~0.1-nat noise on every token's log-prob. The head is one matmul over the completion span only, so fp32 costs
-    little; the decoder layers below keep the fast dtype.
+    ~0.1-nat noise on every token's log-prob. The head (576 x 49152 on SmolLM2: as costly per token as the
+    eight adapted layers) runs as one 2-D fp32 matmul over the completion tokens alone: with ``select`` (a bool
+    mask over the positions the model hands the head), the logits come back flattened, ``(selected, vocab)``.
     """
-    inner = getattr(model, "module", model)  # DDP wraps the model in ``.module``
+    inner: CausalLM = getattr(model, "module", model)  # DDP wraps the model in ``.module``
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     if not isinstance(head, torch.nn.Linear):
         yield
         return
     linear = head.forward
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def forward(input: torch.Tensor) -> torch.Tensor:
+        x = input if select is None else input[select]
         if not torch.is_autocast_enabled(x.device.type):  # autocast is entered inside the prepared forward
             return linear(x)
         with torch.autocast(x.device.type, enabled=False):
@@ -94,65 +105,28 @@ def fp32_lm_head(model):
             flat = x.reshape(-1, x.size(-1)).float()
             return torch.nn.functional.linear(flat, head.weight.float(), bias).view(*x.shape[:-1], -1)
 
-    head.forward = forward
+    # the ignore: an instance attribute shadows Linear.forward on purpose, for this context only (deleted below)
+    head.forward = forward  # type: ignore[method-assign]
     try:
         yield
     finally:
         del head.forward
 
 
-def decoder_of(model):
-    """The decoder stack (the module with ``.layers``) inside a (PEFT-wrapped) causal LM, or None."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    dec = getattr(m, getattr(m, "base_model_prefix", "model"), None)
-    return dec if dec is not None and isinstance(getattr(dec, "layers", None), torch.nn.ModuleList) else None
+if (
+    TYPE_CHECKING
+):  # the mixin's methods use Trainer's attributes; at run time it sits before a Trainer in the MRO
+    _TrainerBase = Trainer
+else:
+    _TrainerBase = object
 
 
-def first_adapted_layer(model) -> int:
-    """Index of the lowest decoder layer that holds a LoRA weight (0 if unknown or none)."""
-    found = [
-        int(m.group(1))
-        for name, _ in model.named_parameters()
-        if "lora_" in name and (m := re.search(r"\.layers\.(\d+)\.", name))
-    ]
-    return min(found) if found else 0
-
-
-@contextlib.contextmanager
-def only_layers(decoder, sl: slice):
-    """Temporarily run ``decoder`` with a slice of its layers (the others are skipped, not changed)."""
-    full = decoder.layers
-    decoder.layers = torch.nn.ModuleList(list(full)[sl])
-    try:
-        yield
-    finally:
-        decoder.layers = full
-
-
-def shared_prefix(decoder, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Hidden states after the first ``k`` decoder layers (no grad).
-
-    Layers below the lowest adapted layer are identical for the policy and its reference and get no gradient,
-    so they are run once per batch instead of twice; the policy and reference forwards start from here.
-    """
-    captured = {}
-
-    def hook(_module, _inputs, output):
-        captured["h"] = output[0] if isinstance(output, tuple) else output
-
-    handle = decoder.layers[k - 1].register_forward_hook(hook)
-    try:
-        with torch.no_grad(), only_layers(decoder, slice(0, k)):
-            decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    finally:
-        handle.remove()
-    return captured["h"]
-
-
-class AtomicCheckpointMixin:
+class AtomicCheckpointMixin(_TrainerBase):
     """Write ``checkpoint-N`` into ``.staging`` and rename it into place once complete, then rotate."""
 
     def _save_checkpoint(self, model, trial):  # noqa: D401 - Trainer hook
+        if self.args.output_dir is None:
+            raise PolituneError("TrainingArguments.output_dir is not set: nowhere to save checkpoints")
         run_dir = Path(self.args.output_dir)
         staging = run_dir / ".staging"
         if self.args.should_save:
@@ -181,7 +155,8 @@ class AtomicCheckpointMixin:
             os.replace(src, dst)
             _fsync_dir(run_dir)
             shutil.rmtree(staging, ignore_errors=True)
-            for old in list_checkpoints(run_dir)[:-limit]:
+            stale = list_checkpoints(run_dir)[:-limit] if limit is not None and limit > 0 else []
+            for old in stale:  # a limit of None or <= 0 keeps every checkpoint, as in Trainer
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
@@ -236,12 +211,12 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
         return contextlib.nullcontext()
 
     def _compute_loss(self, model, inputs, return_outputs):
-        mode = "train" if self.model.training else "eval"
+        mode = "train" if model.training else "eval"
         ids, am, cm = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         k = 0 if self.precompute_ref_logps else self.prefix_layers
         if k:
             decoder = decoder_of(self.accelerator.unwrap_model(self.model))
-            h = shared_prefix(decoder, ids, am, k)
+            h = shared_prefix(decoder, ids, am, k, completion_mask=cm)
             with only_layers(decoder, slice(k, None)):
                 token_logps, mask = completion_logps(model, ids, am, cm, inputs_embeds=h)
                 with torch.no_grad(), self._reference_context():
@@ -337,7 +312,7 @@ def peak_rss_mb() -> float:
 class MetricsCallback(TrainerCallback):
     """Adds tokens/s and peak memory to every log row and appends it to ``metrics.jsonl`` (main process)."""
 
-    def __init__(self, path: Path, trainer: Trainer):
+    def __init__(self, path: Path, trainer: PolituneDPOTrainer | PolituneSFTTrainer):
         self.path, self.trainer = path, trainer
         self._t = time.perf_counter()
         self._tokens = 0

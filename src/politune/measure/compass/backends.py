@@ -348,15 +348,17 @@ class HTTPBackend:
             logprobs=True,
             top_logprobs=self.top_logprobs,
         )
+        from politune.client import ChatResult
+
         out: list[list[float]] = []
         for r, opts in zip(res, options, strict=True):
-            if not getattr(r, "ok", False) or not r.logprobs:
+            if not isinstance(r, ChatResult) or not r.logprobs:
                 raise PolituneError(
                     f"server {self.client.base_url} returned no logprobs "
-                    f"({getattr(r, 'reason', 'no logprobs in response')}); "
+                    f"({r.reason if not isinstance(r, ChatResult) else 'no logprobs in response'}); "
                     "use --tracks choice,open with this server"
                 )
-            top = {}
+            top: dict[str, float] = {}
             for t in r.logprobs[0]["top_logprobs"]:
                 key = t["token"].strip().rstrip(".):").upper()
                 top[key] = max(top.get(key, -1e9), t["logprob"])

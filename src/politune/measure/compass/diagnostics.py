@@ -52,23 +52,26 @@ def track_diagnostics(inst: Instrument, obs: Sequence[Observation]) -> dict:
     values = inst.values
     by_id = {it.id: it for it in inst.items}
     ok = [o for o in obs if o.ok]
-    with_probs = [o for o in ok if o.probs is not None]
-    acq = float(np.mean([_agree_share(o.probs, values) for o in with_probs])) if with_probs else None
+    with_probs = [(o, o.probs) for o in ok if o.probs is not None]
+    acq = float(np.mean([_agree_share(probs, values) for _, probs in with_probs])) if with_probs else None
 
     # flip consistency on positions (key * polarity * agreement, or the open track's lean)
     aff: dict[str, list[float]] = defaultdict(list)
     neg: dict[str, list[float]] = defaultdict(list)
     for o in ok:
-        it = by_id[o.item]
-        pos = o.lean if o.lean is not None else it.key * o.polarity * expected_agreement(o.probs, values)
+        if o.lean is not None:
+            pos = o.lean
+        else:
+            assert o.probs is not None  # an ok observation has a lean or probabilities
+            pos = by_id[o.item].key * o.polarity * expected_agreement(o.probs, values)
         (neg if o.polarity < 0 else aff)[o.item].append(pos)
     pairs = [(np.mean(aff[i]), np.mean(neg[i])) for i in aff if i in neg]
     flip = float(np.mean([np.sign(a) == np.sign(b) and a != 0 for a, b in pairs])) if pairs else None
 
     # order sensitivity over statements seen in both orders
     by_stmt: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-    for o in with_probs:
-        by_stmt[(o.item, o.variant)][o.order] = expected_agreement(o.probs, values)
+    for o, probs in with_probs:
+        by_stmt[(o.item, o.variant)][o.order] = expected_agreement(probs, values)
     diffs = [
         abs(d["forward"] - d["reversed"]) / 2 for d in by_stmt.values() if {"forward", "reversed"} <= set(d)
     ]

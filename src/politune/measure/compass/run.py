@@ -163,7 +163,9 @@ def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSett
     for name, run in runs.items():
         vals = item_values(inst, run.observations)
         d = track_diagnostics(inst, run.observations)
-        entry = {a: score_axis(inst, vals, a, seed=s.seed, n_boot=s.n_boot) for a in inst.axes}
+        entry: dict[str, Any] = {
+            a: score_axis(inst, vals, a, seed=s.seed, n_boot=s.n_boot) for a in inst.axes
+        }
         entry["content_sensitivity"] = content_sensitivity(run.observations) if name == "logprob" else None
         entry["refusal_rate"] = d["refusal_rate"]
         entry["counts"] = d["counts"]

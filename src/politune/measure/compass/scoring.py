@@ -60,6 +60,7 @@ def observation_value(inst: Instrument, item: Item, obs: Observation) -> float |
         return float(obs.lean) if inst.mode == "mean" else None
     assert obs.probs is not None
     if inst.mode == "linear":
+        assert item.table is not None  # load_instrument requires a table on every item in linear mode
         table = item.table if obs.polarity > 0 else tuple(reversed(item.table))
         return expected_agreement(obs.probs, table)
     return item.key * obs.polarity * expected_agreement(obs.probs, inst.values)
