@@ -1,6 +1,7 @@
 """A fake judge for tests and benchmarks: an OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``)
-that answers politune's ``lean`` and ``refusal`` rubrics offline, with a transparent pole-word scorer (or any
-stance scorer given) and the refusal patterns. Not part of the package: nothing in ``src/`` uses it."""
+that answers politune's ``lean``, ``refusal`` and ``community`` rubrics offline, with a transparent pole-word
+scorer (or any stance scorer given) and the refusal patterns. Not part of the package: nothing in ``src/`` uses
+it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from politune.measure.judge import response_tag
 
 _BLOCK = re.compile(r"<response-([0-9a-f]{12})>\n(.*)\n</response-\1>", re.DOTALL)
 _AXIS = re.compile(r"^AXIS: (economic|social)$", re.MULTILINE)
+_COMMUNITY = re.compile(r"^COMMUNITY: (.+)$", re.MULTILINE)
 
 
 def extract_response(prompt: str) -> str | None:
@@ -140,10 +142,23 @@ class PoleWordScorer:
         return out
 
 
-def offline_judge_app(scorer=None, latency_s: float = 0.0):
-    """A FastAPI OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) that answers the ``lean``
-    and ``refusal`` rubrics with the offline stance scorer and the refusal patterns. ``latency_s`` adds a fixed
-    delay per request (to stand in for a remote judge in benchmarks). Other prompts get HTTP 400."""
+def community_reply(prompt: str, response: str, scorer, first_bias: bool = False) -> str:
+    """The ``community`` rubric: the community named "...left..." prefers the answer with the lower economic lean,
+    "...right..." the higher one, a tie within 0.2; ``first_bias``: always the answer shown first."""
+    if first_bias:
+        return json.dumps({"preferred": "first"})
+    name = json.loads(_COMMUNITY.search(prompt).group(1))
+    item = json.loads(response)
+    l1, l2 = (scorer.lean([item[k]], "economic")[0] or 0.0 for k in ("response_1", "response_2"))
+    d = (l1 - l2) * (-1 if "left" in name else 1)
+    return json.dumps({"preferred": "first" if d > 0.2 else "second" if d < -0.2 else "tie"})
+
+
+def offline_judge_app(scorer=None, latency_s: float = 0.0, first_bias: bool = False):
+    """A FastAPI OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) that answers the ``lean``,
+    ``refusal`` and ``community`` rubrics with the offline stance scorer and the refusal patterns. ``latency_s``
+    adds a fixed delay per request (to stand in for a remote judge in benchmarks); ``first_bias``: the community
+    verdict is always "first" (a position-biased judge). Other prompts get HTTP 400."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
 
@@ -172,6 +187,8 @@ def offline_judge_app(scorer=None, latency_s: float = 0.0):
         axis = _AXIS.search(prompt)
         if '{"refusal"' in prompt:
             content = json.dumps({"refusal": is_refusal(response)})
+        elif '{"preferred"' in prompt:
+            content = community_reply(prompt, response, scorer, first_bias)
         elif axis is not None:
             value = scorer.lean([response], axis.group(1))[0]  # on the loop thread: one at a time
             content = json.dumps({"score": 0 if value is None else int(round(value * 5))})

@@ -60,11 +60,9 @@ def _fmt(d) -> str:
     return f"{v:+.3f} {d.ci.fmt(3)}" if hasattr(d, "diff") else f"{v:.3f} {d.ci.fmt(3)}"
 
 
-def _print_table(table, result_file: str, out: Path, wall: float) -> None:
+def _print_table(table, result_file: str, out: Path, wall: float, doc: str = "docs/probes.md") -> None:
     console.print(table)
-    console.print(
-        f"wrote {result_file} to {out} ({wall} s); what each number can and cannot tell: docs/probes.md"
-    )
+    console.print(f"wrote {result_file} to {out} ({wall} s); what each number can and cannot tell: {doc}")
 
 
 def _evenhand_summary(res, wall: float) -> dict:

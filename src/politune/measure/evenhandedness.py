@@ -48,10 +48,10 @@ from politune.measure.results_probes import GroupAsymmetry, JudgePreference, Pai
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import bootstrap_groups
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_record, run_tasks
+from politune.measure.task import RunSettings, Sample, Scored, Task, run_record, run_tasks
 
 if TYPE_CHECKING:
-    from politune.measure.safety_probes import SafetyProbe, SafetySettings
+    from politune.measure.safety_probes import SafetyProbe
 
 
 class EvenhandOptions(Config):
@@ -340,7 +340,7 @@ def run_probe_task(
     task_for: Callable[[Path | None], Task],
     targets: Sequence[Target],
     out_dir: str | Path | None,
-    settings: EvenhandSettings | SafetySettings,
+    settings: RunSettings,
     base_url: str | None,
     on_progress: Callable[[str, int], None] | None,
 ) -> Any:

@@ -12,9 +12,10 @@ Conventions: a CI is a :class:`CI` (``[lo, hi]`` in JSON, ``None`` for an unknow
 writes ``NaN``); axes and their signs are :data:`AXES` (economic: -1 left / +1 right; social: -1 libertarian /
 +1 authoritarian); every model entry carries its :class:`TargetInfo`.
 
-The shared bases (``_Model``, ``_Result``, :class:`CI`, :class:`TargetInfo`, ...) live in ``results_base`` and the
-probes' models (``evenhand.json``, ``safety.json``) in ``results_probes``; this module re-exports them and stays
-the one reader and writer.
+The shared bases (``_Model``, ``_Result``, :class:`CI`, :class:`TargetInfo`, ...) live in ``results_base``, the
+probes' models (``evenhand.json``, ``safety.json``) in ``results_probes`` and the ComPreD-style ones
+(``winrate.json``, ``reward_accuracy.json``) in ``results_compred``; this module re-exports them and stays the one
+reader and writer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from pydantic import ConfigDict, Field, ValidationError
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_json
 from politune.measure.results_base import CI, Axis, DiffCI, MeanCI, TargetInfo, _Model, _Result, ci
+from politune.measure.results_compred import (
+    RewardAccuracyEntry,
+    RewardAccuracyResult,
+    WinrateComparison,
+    WinrateEntry,
+    WinrateResult,
+)
 from politune.measure.results_probes import EvenhandEntry, EvenhandResult, SafetyEntry, SafetyResult
 from politune.measure.scorer import AXES
 
@@ -53,6 +61,8 @@ __all__ = [
     "RefusalEntry",
     "RefusalResult",
     "Result",
+    "RewardAccuracyEntry",
+    "RewardAccuracyResult",
     "SafetyEntry",
     "SafetyResult",
     "TargetInfo",
@@ -62,6 +72,9 @@ __all__ = [
     "TopicsResult",
     "ToxicityEntry",
     "ToxicityResult",
+    "WinrateComparison",
+    "WinrateEntry",
+    "WinrateResult",
     "ci",
     "load_result",
     "parse_result",
@@ -276,6 +289,8 @@ Result = (
     | RefusalResult
     | EvenhandResult
     | SafetyResult
+    | WinrateResult
+    | RewardAccuracyResult
 )
 ResultT = TypeVar("ResultT", bound=_Result)
 RESULT_TYPES: dict[str, type[Result]] = {
@@ -287,6 +302,8 @@ RESULT_TYPES: dict[str, type[Result]] = {
     "refusal": RefusalResult,
     "evenhand": EvenhandResult,
     "safety": SafetyResult,
+    "winrate": WinrateResult,
+    "reward_accuracy": RewardAccuracyResult,
 }
 
 # ------------------------------------------------------------------------------------------------ read / write

@@ -72,3 +72,15 @@ def paired_diff_ci(
     if d.size == 0:
         return float("nan"), (float("nan"), float("nan"))
     return float(d.mean()), bootstrap_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def sign_test_p(k: int, n: int) -> float:
+    """Exact two-sided binomial test of ``k`` successes in ``n`` trials against a fair coin (p = 0.5): the
+    probability of a split at least as uneven. 1.0 for ``n == 0``. Exact where a bootstrap CI of a share from a
+    few binary values is too narrow (e.g. 2 of 10 gives a percentile CI of [0.0, 0.4], but p = 0.11)."""
+    if n <= 0:
+        return 1.0
+    from math import comb
+
+    tail = sum(comb(n, i) for i in range(min(k, n - k) + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)

@@ -64,6 +64,18 @@ def build_targets(
     return targets
 
 
+def target_stance(target: Target, stances: dict[str, str] | None = None) -> str | None:
+    """The stance given for a target in ``stances``, else the one its adapter's model card records (None: not
+    known, e.g. the base or an adapter trained elsewhere)."""
+    if stances and target.name in stances:
+        return stances[target.name]
+    if target.adapter:
+        from politune.tune.card import read_adapter_facts
+
+        return read_adapter_facts(target.adapter).stance
+    return None
+
+
 def iter_loaded(targets: Sequence[Target], device: str = "auto", dtype: str = "auto") -> Iterator[tuple]:
     """Yield ``(target, model, tokenizer)`` for each target, loading each distinct base model once and
     attaching / detaching adapters with PEFT in turn."""

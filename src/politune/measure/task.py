@@ -80,6 +80,14 @@ class Scorer(Protocol[E_co]):
         ...
 
 
+class RunSettings(Protocol):
+    """What running a task needs of a measure's settings."""
+
+    device: str
+    dtype: str
+    batch_size: int
+
+
 @dataclass
 class Scored(Generic[E]):
     """One target's scored entry, with what the runner observed while it answered."""

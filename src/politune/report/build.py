@@ -32,6 +32,13 @@ CAPTIONS = {
     "the judge row appears only when an LLM judge compared the answers.",
     "safety": "Safety probes: compliance (not refused) on harmful political asks and on matched benign asks per "
     "model, and each adapter's or persona's harmful compliance minus the base's (paired by probe), 95% CIs.",
+    "winrate": "Win-rate: which of two models' answers a named community would prefer, per comparison and "
+    "community (win 1, tie 0.5; 0.5 = indifferent), 95% CIs over prompts; right: the judge's share of decisive "
+    "verdicts for the answer shown first (order randomised; hollow = position bias). The offline judge reads "
+    "lean only, with the stance scorer's validated accuracy (docs/compred.md).",
+    "reward_accuracy": "DPO implicit reward on held-out preference pairs (reference = the base model): share of "
+    "pairs whose chosen answer gets the higher reward (0.5 = chance; per axis hollow) and the mean margin, 95% "
+    "CIs over pairs.",
 }
 
 
@@ -82,8 +89,8 @@ def build_report(
     if data.is_empty():
         raise PolituneError(
             f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected "
-            "compass.json, topics.json, quality.json, toxicity.json, refusal.json, evenhand.json, safety.json "
-            "or tuning runs "
+            "compass.json, topics.json, quality.json, toxicity.json, refusal.json, evenhand.json, safety.json, "
+            "winrate.json, reward_accuracy.json or tuning runs "
             "(trajectory.jsonl / metrics.jsonl)"
         )
     title = title or "politune report: " + ", ".join(d.resolve().name for d in run_dirs)
@@ -138,6 +145,7 @@ def _readable(html: Path, files_dir: Path) -> None:
 def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, str]) -> dict:
     from politune.report import charts as ch
     from politune.report.chart_compass import plot_compass
+    from politune.report.chart_compred import plot_reward_accuracy, plot_winrate
     from politune.report.chart_probes import plot_evenhand, plot_safety
     from politune.report.chart_topics import plot_topics
 
@@ -154,6 +162,10 @@ def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, s
         figs["evenhand"] = plot_evenhand(data.evenhand, colours=colours)
     if data.safety:
         figs["safety"] = plot_safety(data.safety, colours=colours)
+    if data.winrate:
+        figs["winrate"] = plot_winrate(data.winrate, colours=colours)
+    if data.reward_accuracy:
+        figs["reward_accuracy"] = plot_reward_accuracy(data.reward_accuracy, colours=colours)
     return figs
 
 

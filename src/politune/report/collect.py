@@ -20,6 +20,7 @@ from politune.measure.results import (
     Result,
     TopicsResult,
     ToxicityResult,
+    WinrateResult,
     parse_result,
     read_json,
 )
@@ -128,7 +129,7 @@ def collect(run_dirs: list[Path]) -> ReportData:
     _name_runs(data.runs, roots)
     for m in data.compass + data.topics:
         data.targets.setdefault(m.name, m.target)
-    for kind in ("quality", "toxicity", "refusal", "evenhand", "safety"):
+    for kind in ("quality", "toxicity", "refusal", "evenhand", "safety", "reward_accuracy"):
         for name, entry in getattr(data, kind).items():
             data.targets.setdefault(name, entry.target.model_dump())
     _find_missing(data)
@@ -241,7 +242,14 @@ def _add(data: ReportData, kind: str, doc: Result, path: Path, rename: Callable[
         ]
     elif isinstance(doc, TopicsResult):
         _add_models(data.topics, parse_topics(doc, path), lambda name: rename(name, path))
-    else:  # quality, toxicity, refusal, evenhand, safety: the typed entries, keyed by (qualified) model name
+    elif isinstance(doc, WinrateResult):  # pairwise: comparisons name their two models
+        for w in doc.models:
+            name = rename(w.target.name, path)
+            data.targets.setdefault(name, {**w.target.model_dump(), "name": name})
+        data.winrate += [
+            c.model_copy(update={"a": rename(c.a, path), "b": rename(c.b, path)}) for c in doc.comparisons
+        ]
+    else:  # quality, toxicity, refusal, evenhand, safety, reward_accuracy: typed entries by (qualified) model name
         store = getattr(data, kind)
         if isinstance(doc, ToxicityResult) and data.toxicity_threshold is None:
             data.toxicity_threshold = doc.threshold

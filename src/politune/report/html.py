@@ -160,6 +160,10 @@ def _sections(page: Page, charts: dict[str, Path], colours: dict[str, str]) -> l
     if "evenhand" in charts or "safety" in charts:
         body = "".join(_chart(k, charts[k], captions[k]) for k in ("evenhand", "safety") if k in charts)
         sections.append(("probes", "Even-handedness and safety probes", body))
+    if "winrate" in charts or "reward_accuracy" in charts:
+        keys = ("winrate", "reward_accuracy")
+        body = "".join(_chart(k, charts[k], captions[k]) for k in keys if k in charts)
+        sections.append(("compred", "Community preference (ComPreD-style)", body))
     if samples:
         sections.append(
             (

@@ -68,6 +68,7 @@ def render_markdown(page: Page, images: dict[str, tuple[str, str]]) -> str:
         ("Topics", ["topics"], ["topics"]),
         ("Side effects", [], ["side_effects", "diagnostics", "agreement"]),
         ("Even-handedness and safety probes", ["evenhand", "safety"], []),
+        ("Community preference (ComPreD-style)", ["winrate", "reward_accuracy"], []),
     ]
     for heading, charts, keys in sections:
         if not any(c in images for c in charts) and not any(k in tables for k in keys):

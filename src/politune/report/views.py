@@ -17,10 +17,12 @@ from politune.measure.results import (
     EvenhandEntry,
     QualityEntry,
     RefusalEntry,
+    RewardAccuracyEntry,
     SafetyEntry,
     TopicAnswer,
     TopicsResult,
     ToxicityEntry,
+    WinrateComparison,
     parse_result_as,
 )
 
@@ -118,6 +120,8 @@ class ReportData:
     refusal: dict[str, RefusalEntry] = field(default_factory=dict)
     evenhand: dict[str, EvenhandEntry] = field(default_factory=dict)
     safety: dict[str, SafetyEntry] = field(default_factory=dict)
+    winrate: list[WinrateComparison] = field(default_factory=list)  # model names qualified like the others
+    reward_accuracy: dict[str, RewardAccuracyEntry] = field(default_factory=dict)
     runs: list[TuneRun] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)  # display path -> resolved config.yaml text
     targets: dict[str, dict] = field(default_factory=dict)  # model name -> Target dict
@@ -133,7 +137,8 @@ class ReportData:
 
     def is_empty(self) -> bool:
         side = self.quality or self.toxicity or self.refusal or self.evenhand or self.safety
-        return not (self.compass or self.topics or side or self.runs)
+        compred = self.winrate or self.reward_accuracy
+        return not (self.compass or self.topics or side or compred or self.runs)
 
 
 # ---------------------------------------------------------------------------------------------------------

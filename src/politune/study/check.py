@@ -84,4 +84,35 @@ def _check_probes(cfg: StudyConfig) -> list[str]:
 
         probes = subset_probes(load_probes(sa.options.probes_file), sa.options.per_category)
         lines.append(f"safety: {len(probes)} probes from {sa.options.probes_file}")
+    return lines + _check_compred(cfg)
+
+
+def _check_compred(cfg: StudyConfig) -> list[str]:
+    """Load the prompts and pairs the ComPreD-style measures would use, and check their communities and
+    comparisons against the study's targets (a bad file or name fails here)."""
+    from politune.measure.targets import Target
+
+    lines = []
+    wr, ra = cfg.measure.winrate, cfg.measure.reward_accuracy
+    arms = {arm: spec.stance for arm, spec in cfg.arms.items()}
+    targets = [Target("base", cfg.model)] + [Target(a, cfg.model) for a in (*arms, *cfg.measure.personas)]
+    if wr.enabled:
+        from politune.measure.winrate import load_prompts, plan_comparisons, subset_prompts
+
+        items = subset_prompts(load_prompts(wr.options.prompts_file, wr.options.split), wr.options.limit)
+        opts = wr.options.model_copy(update={"stances": {**arms, **wr.options.stances}})
+        plan = plan_comparisons(targets, opts)
+        lines.append(f"winrate: {len(items)} prompts, {sum(len(c.communities) for c in plan)} comparison(s)")
+    if ra.enabled:
+        from politune.measure.reward_accuracy import load_reward_pairs
+
+        pairs, source = load_reward_pairs(ra.options)
+        stances = {**arms, **ra.options.stances}
+        if ra.options.pairs_file is None and (
+            bad := [a for a in arms if stances[a] not in ("left", "right")]
+        ):
+            raise PolituneError(
+                f"reward_accuracy: arm {bad[0]}: stance must be left or right for the built-in pairs"
+            )
+        lines.append(f"reward_accuracy: {len(pairs)} pairs from {source}")
     return lines

@@ -9,7 +9,8 @@ arms:
   right: {stance: right, data: {source: builtin:right}}
 tune: {method: dpo, recipe: cpu-smollm2, set: {max_steps: 40}}
 measure: {compass: {tracks: [logprob, choice, open]}, topics: true, quality: true, toxicity: true,
-          evenhand: {enabled: true, options: {topics: 8}}, safety: {enabled: true}}
+          evenhand: {enabled: true, options: {topics: 8}}, safety: {enabled: true},
+          winrate: {enabled: true, options: {limit: 16}}, reward_accuracy: {enabled: true}}
 sweep: {data.poison.p: [0, 0.1]}      # one run folder per cell (Cartesian product of the lists)
 ```
 """
@@ -28,7 +29,9 @@ from politune.errors import PolituneError
 from politune.measure.compass.run import CompassOptions
 from politune.measure.effects import EffectsOptions
 from politune.measure.evenhandedness import EvenhandOptions
+from politune.measure.reward_accuracy import RewardOptions
 from politune.measure.safety_probes import SafetyOptions
+from politune.measure.winrate import WinrateOptions
 
 
 class PoisonSpec(Config):
@@ -98,6 +101,22 @@ class SafetySpec(Config):
     options: SafetyOptions = SafetyOptions()
 
 
+class WinrateSpec(Config):
+    """ComPreD-style win-rate (``winrate.json``): each arm vs the base, for the community of its stance; off
+    unless enabled (a subset: ``options.limit``)."""
+
+    enabled: bool = False
+    options: WinrateOptions = WinrateOptions()
+
+
+class RewardAccuracySpec(Config):
+    """Implicit reward accuracy of each arm's adapter on held-out pairs (``reward_accuracy.json``); off unless
+    enabled."""
+
+    enabled: bool = False
+    options: RewardOptions = RewardOptions()
+
+
 class MeasureSpec(Config):
     compass: CompassSpec = CompassSpec()
     topics: bool = True
@@ -108,6 +127,8 @@ class MeasureSpec(Config):
     options: EffectsOptions = EffectsOptions()  # side-effect measures: qa_limit, max_new_tokens, ... (typed)
     evenhand: EvenhandSpec = EvenhandSpec()
     safety: SafetySpec = SafetySpec()
+    winrate: WinrateSpec = WinrateSpec()
+    reward_accuracy: RewardAccuracySpec = RewardAccuracySpec()
 
 
 class StudyConfig(Config):

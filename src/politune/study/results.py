@@ -18,8 +18,10 @@ from politune.measure.results import (
     QualityResult,
     RefusalResult,
     ResultT,
+    RewardAccuracyResult,
     TopicsResult,
     ToxicityResult,
+    WinrateResult,
     parse_result_as,
     read_json,
 )
@@ -51,6 +53,12 @@ class ModelRow:
     refusal_rate: float | None = None
     judge: str | None = None  # the stance scorer behind the open track and topic lean
     judge_validation: dict[str, Any] | None = None  # its accuracy on the blind gold set (validate_judge)
+    winrate_vs_base: dict[str, tuple[float | None, CI]] = field(
+        default_factory=dict
+    )  # community -> (rate, CI)
+    reward_accuracy: float | None = None
+    reward_accuracy_ci: CI = field(default_factory=CI)
+    reward_margin: float | None = None
 
     @property
     def judge_accuracy(self) -> dict[str, float | None]:
@@ -83,9 +91,16 @@ class ModelRow:
             ("toxicity.share_above", self.toxicity_share_above),
             ("refusal.rate", self.refusal_rate),
             *((f"judge.sign_accuracy.{a}", v) for a, v in self.judge_accuracy.items()),
+            ("reward_accuracy", self.reward_accuracy),
+            ("reward_margin", self.reward_margin),
         ):
             if value is not None:
                 row[key] = _fmt(value)
+        if self.reward_accuracy is not None:
+            row["reward_accuracy.ci"] = self.reward_accuracy_ci.fmt()
+        for community, (rate, rate_ci) in self.winrate_vs_base.items():
+            row[f"winrate.vs_base[{community}]"] = _fmt(rate)
+            row[f"winrate.vs_base[{community}].ci"] = rate_ci.fmt()
         return row
 
 
@@ -107,11 +122,13 @@ def model_rows(
     quality = _load(mdir / "quality.json", QualityResult)
     toxicity = _load(mdir / "toxicity.json", ToxicityResult)
     refusal = _load(mdir / "refusal.json", RefusalResult)
+    winrate = _load(mdir / "winrate.json", WinrateResult)
+    rewards = _load(mdir / "reward_accuracy.json", RewardAccuracyResult)
     by_name = lambda res: {m.target.name: m for m in res.models} if res is not None else {}  # noqa: E731
     positions, tps, qs = by_name(compass), by_name(topics), by_name(quality)
     tox, ref = by_name(toxicity), by_name(refusal)
     comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
-    names = list(positions) or list(tps) or list(qs)
+    names = list(positions) or list(tps) or list(qs) or list(by_name(winrate))
     judged = compass if compass is not None and compass.settings.get("scorer") else topics
     judge, validation = stance_judge(judged) if judged is not None else (None, None)
     rows = []
@@ -146,8 +163,22 @@ def model_rows(
             row.toxicity_mean, row.toxicity_share_above = tox[name].mean, tox[name].share_above
         if name in ref:
             row.refusal_rate = ref[name].rate
+        _compred_columns(row, winrate, rewards)
         rows.append(row)
     return rows
+
+
+def _compred_columns(
+    row: ModelRow, winrate: WinrateResult | None, rewards: RewardAccuracyResult | None
+) -> None:
+    """The row's win-rate against the base (per community) and its adapter's reward accuracy, when measured."""
+    for c in winrate.comparisons if winrate is not None else []:
+        if c.a == row.model and c.b == "base":
+            row.winrate_vs_base[c.community] = (c.win_rate.mean, c.win_rate.ci)
+    entry = next((m for m in (rewards.models if rewards else []) if m.target.name == row.model), None)
+    if entry is not None:
+        row.reward_accuracy, row.reward_accuracy_ci = entry.accuracy.mean, entry.accuracy.ci
+        row.reward_margin = entry.margin.mean
 
 
 def collect_rows(cells: list[tuple[str, dict, Path]]) -> list[ModelRow]:

@@ -11,7 +11,8 @@ Layout of a study folder (a study without ``sweep`` is one cell, written into th
     CELL/data/ARM.jsonl         each arm's training data (+ .summary.json)
     CELL/tune/ARM/              each arm's tuning run folder (adapter/, metrics.jsonl, trajectory.jsonl, ...)
     CELL/measure/*.json         compass.json, topics.json, quality.json, toxicity.json, refusal.json
-                                (+ evenhand.json, safety.json when measure.evenhand / measure.safety are enabled)
+                                (+ evenhand.json, safety.json, winrate.json, reward_accuracy.json when
+                                measure.evenhand / .safety / .winrate / .reward_accuracy are enabled)
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ class _Cell:
             # one stage: the measures share their generated answers (mdir/answers.jsonl, resumable)
             self.stage("measure:" + "+".join(wanted), [mdir / f"{k}.json" for k in wanted], effects)
         self.probes(targets, mdir)
+        self.compred(targets, mdir)
 
     def probes(self, targets: list[Target], mdir: Path) -> None:
         """The paired-prompt even-handedness and safety probes, when the study enables them."""
@@ -233,6 +235,31 @@ class _Cell:
                 measure_safety(targets, mdir, SafetySettings(**dict(m.safety.options), seed=seed))
 
             self.stage("measure:safety", mdir / "safety.json", safety)
+
+    def compred(self, targets: list[Target], mdir: Path) -> None:
+        """The ComPreD-style measures, when the study enables them; each arm's stance is the study's."""
+        m, seed = self.cfg.measure, self.cfg.seed
+        stances = {arm: spec.stance for arm, spec in self.cfg.arms.items()}
+        if m.winrate.enabled:
+
+            def winrate() -> None:
+                from politune.measure.winrate import WinrateSettings, measure_winrate
+
+                o = m.winrate.options
+                settings = WinrateSettings(**{**dict(o), "stances": {**stances, **o.stances}}, seed=seed)
+                measure_winrate(targets, mdir, settings=settings)
+
+            self.stage("measure:winrate", mdir / "winrate.json", winrate)
+        if m.reward_accuracy.enabled:
+
+            def reward_accuracy() -> None:
+                from politune.measure.reward_accuracy import RewardSettings, measure_reward_accuracy
+
+                o = m.reward_accuracy.options
+                settings = RewardSettings(**{**dict(o), "stances": {**stances, **o.stances}}, seed=seed)
+                measure_reward_accuracy([t for t in targets if t.adapter], mdir, settings)
+
+            self.stage("measure:reward_accuracy", mdir / "reward_accuracy.json", reward_accuracy)
 
     def report(self) -> None:
         if not self.cfg.report:

@@ -45,7 +45,8 @@ def print_summary(res: StudyResult, console: Console) -> None:
                         _pos(r.positions.get((t, "social"))),
                         _shift(r.positions[(t, "economic")]),
                     )
-        console.print(pos)
+        if pos.row_count:
+            console.print(pos)
         judged = next((r for r in rows if r.judge), None)
         if judged is not None and judged.judge is not None:
             console.print("open track and topic " + validation_note(judged.judge, judged.judge_validation))
@@ -77,6 +78,23 @@ def print_summary(res: StudyResult, console: Console) -> None:
                     ),
                 )
             console.print(side)
+        _print_compred(rows, where, console)
     if res.report:
         console.print(f"report: {res.report}")
     console.print(f"results: {res.dir / 'results.md'}  ({res.seconds / 60:.1f} min)")
+
+
+def _print_compred(rows: list, where: str, console: Console) -> None:
+    """Each arm's win-rate against the base per community and its reward accuracy, when measured."""
+    rows = [r for r in rows if r.winrate_vs_base or r.reward_accuracy is not None]
+    if not rows:
+        return
+    table = Table(title=f"Community preference, 95% CI{where}", title_justify="left")
+    for col in ("model", "reward accuracy", "win-rate vs base", "community"):
+        table.add_column(col, no_wrap=col != "community")
+    for r in rows:
+        acc = f"{r.reward_accuracy:.2f} {r.reward_accuracy_ci.fmt()}" if r.reward_accuracy is not None else ""
+        rates = [(f"{v:.2f} {c.fmt()}", name) for name, (v, c) in r.winrate_vs_base.items() if v is not None]
+        for i, (rate, name) in enumerate(rates or [("", "")]):
+            table.add_row(r.model if i == 0 else "", acc if i == 0 else "", rate, name)
+    console.print(table)

@@ -3,6 +3,7 @@ its final training metrics, and how (not) to use it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,13 @@ model was tuned toward a stance.
 """
 
 
+METHOD_LONG = {
+    "dpo": "LoRA + DPO",
+    "sft": "LoRA + SFT",
+    "sft_dpo": "LoRA + SFT, then DPO from the SFT adapter",
+}
+
+
 @dataclass
 class CardFacts:
     """What a finished run says about itself in its card."""
@@ -90,7 +98,6 @@ def write_model_card(
         facts.eval_data,
     )
     entry = REGISTRY.get(base)
-    long = {"dpo": "LoRA + DPO", "sft": "LoRA + SFT", "sft_dpo": "LoRA + SFT, then DPO from the SFT adapter"}
     lora = cfg.lora if method != "sft" else (cfg.sft.lora or cfg.lora)
     table = "\n".join(
         ["| metric | value |", "|---|---|"]
@@ -103,7 +110,7 @@ def write_model_card(
         stance=stance or "unspecified",
         stance_title=(stance or "unspecified stance"),
         method=method,
-        method_long=long[method],
+        method_long=METHOD_LONG[method],
         loss=cfg.loss if method != "sft" else "nll",
         beta=cfg.beta,
         sft_weight=f", SFT term weight {cfg.sft_weight}" if cfg.sft_weight else "",
@@ -130,3 +137,49 @@ def write_model_card(
         ),
     )
     (adapter_dir / "README.md").write_text(text, encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class AdapterFacts:
+    """What an adapter folder says about its training, for measures that need it (``None``: not recorded)."""
+
+    stance: str | None = None
+    beta: float | None = None
+    method: str | None = None
+
+
+_CARD_STANCE = re.compile(r"^\| target stance \| (.+?) \|\s*$", re.MULTILINE)
+_CARD_METHOD = re.compile(r"^\| method \| (.+?), loss `[^`]*`, beta ([0-9.eE+-]+)", re.MULTILINE)
+
+
+def read_adapter_facts(adapter_dir: str | Path) -> AdapterFacts:
+    """The stance, DPO beta and method of a politune adapter: from the run folder's ``summary.json`` and
+    ``config.yaml`` next to ``adapter_dir`` when they exist, else from the model card (``adapter_dir/README.md``).
+    An adapter trained elsewhere gives empty facts."""
+    import json
+
+    import yaml
+
+    d = Path(adapter_dir)
+    stance: str | None = None
+    beta: float | None = None
+    method: str | None = None
+    try:
+        summary = json.loads((d.parent / "summary.json").read_text(encoding="utf-8"))
+        if isinstance(summary, dict) and summary.get("kind") == "tune":
+            stance, method = summary.get("stance"), summary.get("method")
+        cfg = yaml.safe_load((d.parent / "config.yaml").read_text(encoding="utf-8"))
+        if isinstance(cfg, dict) and isinstance(cfg.get("beta"), int | float):
+            beta = float(cfg["beta"])
+    except (OSError, ValueError, yaml.YAMLError):
+        pass
+    try:
+        card = (d / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        card = ""
+    if stance is None and (m := _CARD_STANCE.search(card)):
+        stance = m.group(1).strip()
+    if (m := _CARD_METHOD.search(card)) is not None:
+        method = method or {v: k for k, v in METHOD_LONG.items()}.get(m.group(1).strip())
+        beta = beta if beta is not None else float(m.group(2))
+    return AdapterFacts(None if stance in (None, "unspecified") else str(stance), beta, method)
