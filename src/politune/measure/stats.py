@@ -67,3 +67,20 @@ def paired_diff_ci(
     if d.size == 0:
         return float("nan"), (float("nan"), float("nan"))
     return float(d.mean()), bootstrap_ci(d, n_boot=n_boot, alpha=alpha, seed=seed)
+
+
+def cluster_mean_ci(
+    values: Sequence[float | None], clusters: Sequence[str], seed: int = 0
+) -> tuple[float | None, tuple[float, float], int]:
+    """Mean of the known ``values`` and its CI from a cluster bootstrap that resamples whole ``clusters`` (all
+    values of a topic or an issue move together); also the number of known values. ``None`` values are dropped;
+    the mean is ``None`` when none is known."""
+    groups: dict[str, list[float]] = {}
+    for v, c in zip(values, clusters, strict=True):
+        if v is not None and not np.isnan(v):
+            groups.setdefault(c, []).append(float(v))
+    known = [v for g in groups.values() for v in g]
+    if not known:
+        return None, (float("nan"), float("nan")), 0
+    lo_hi = bootstrap_groups(list(groups.values()), lambda gs: float(np.mean(np.concatenate(gs))), seed=seed)
+    return float(np.mean(known)), lo_hi, len(known)
