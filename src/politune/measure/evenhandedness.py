@@ -50,6 +50,8 @@ from politune.measure.targets import Target
 from politune.measure.task import Sample, Scored, Task, run_record, run_tasks
 
 if TYPE_CHECKING:
+    from politune.measure.behaviour_axes import BehaviourSettings
+    from politune.measure.issue_stance import IssuesSettings
     from politune.measure.safety_probes import SafetyProbe, SafetySettings
 
 
@@ -304,7 +306,7 @@ def run_probe_task(
     task_for: Callable[[Path | None], Task],
     targets: Sequence[Target],
     out_dir: str | Path | None,
-    settings: EvenhandSettings | SafetySettings,
+    settings: EvenhandSettings | SafetySettings | IssuesSettings | BehaviourSettings,
     base_url: str | None,
     on_progress: Callable[[str, int], None] | None,
 ) -> Any:

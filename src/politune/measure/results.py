@@ -13,7 +13,7 @@ writes ``NaN``); axes and their signs are :data:`AXES` (economic: -1 left / +1 r
 +1 authoritarian); every model entry carries its :class:`TargetInfo`.
 
 The shared bases (``_Model``, ``_Result``, :class:`CI`, :class:`TargetInfo`, ...) live in ``results_base`` and the
-probes' models (``evenhand.json``, ``safety.json``) in ``results_probes``; this module re-exports them and stays
+probes' models (``evenhand.json``, ``safety.json``, ``issues.json``, ``behaviour.json``) in ``results_probes``; this module re-exports them and stays
 the one reader and writer.
 """
 
@@ -28,13 +28,24 @@ from pydantic import ConfigDict, Field, ValidationError
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_json
 from politune.measure.results_base import CI, Axis, DiffCI, MeanCI, TargetInfo, _Model, _Result, ci
-from politune.measure.results_probes import EvenhandEntry, EvenhandResult, SafetyEntry, SafetyResult
+from politune.measure.results_probes import (
+    BehaviourEntry,
+    BehaviourResult,
+    EvenhandEntry,
+    EvenhandResult,
+    IssuesEntry,
+    IssuesResult,
+    SafetyEntry,
+    SafetyResult,
+)
 from politune.measure.scorer import AXES
 
 __all__ = [
     "AXES",
     "CI",
     "AxisScore",
+    "BehaviourEntry",
+    "BehaviourResult",
     "CompassDiagnostics",
     "CompassEntry",
     "CompassResult",
@@ -43,6 +54,8 @@ __all__ = [
     "DiffCI",
     "EvenhandEntry",
     "EvenhandResult",
+    "IssuesEntry",
+    "IssuesResult",
     "ItemRow",
     "MeanCI",
     "QualityAnswer",
@@ -275,6 +288,8 @@ Result = (
     | RefusalResult
     | EvenhandResult
     | SafetyResult
+    | IssuesResult
+    | BehaviourResult
 )
 RESULT_TYPES: dict[str, type[_Result]] = {
     "compass": CompassResult,
@@ -285,6 +300,8 @@ RESULT_TYPES: dict[str, type[_Result]] = {
     "refusal": RefusalResult,
     "evenhand": EvenhandResult,
     "safety": SafetyResult,
+    "issues": IssuesResult,
+    "behaviour": BehaviourResult,
 }
 
 # ------------------------------------------------------------------------------------------------ read / write

@@ -122,7 +122,7 @@ def collect(run_dirs: list[Path]) -> ReportData:
     _name_runs(data.runs, roots)
     for m in data.compass + data.topics:
         data.targets.setdefault(m.name, m.target)
-    for kind in ("quality", "toxicity", "refusal", "evenhand", "safety"):
+    for kind in ("quality", "toxicity", "refusal", "evenhand", "safety", "issues", "behaviour"):
         for name, entry in getattr(data, kind).items():
             data.targets.setdefault(name, entry.target.model_dump())
     _find_missing(data)
@@ -233,7 +233,7 @@ def _add(data: ReportData, kind: str, doc: Result, path: Path, rename) -> None:
         ]
     elif isinstance(doc, TopicsResult):
         _add_models(data.topics, parse_topics(doc, path), lambda name: rename(name, path))
-    else:  # quality, toxicity, refusal, evenhand, safety: the typed entries, keyed by (qualified) model name
+    else:  # the other kinds: the typed entries, keyed by (qualified) model name
         store = getattr(data, kind)
         if isinstance(doc, ToxicityResult) and data.toxicity_threshold is None:
             data.toxicity_threshold = doc.threshold

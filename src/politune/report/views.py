@@ -11,9 +11,11 @@ from typing import Any
 
 from politune.fsutil import read_jsonl_log, sha256_dir
 from politune.measure.results import (
+    BehaviourEntry,
     Comparison,
     CompassResult,
     EvenhandEntry,
+    IssuesEntry,
     QualityEntry,
     RefusalEntry,
     Result,
@@ -111,6 +113,8 @@ class ReportData:
     refusal: dict[str, RefusalEntry] = field(default_factory=dict)
     evenhand: dict[str, EvenhandEntry] = field(default_factory=dict)
     safety: dict[str, SafetyEntry] = field(default_factory=dict)
+    issues: dict[str, IssuesEntry] = field(default_factory=dict)
+    behaviour: dict[str, BehaviourEntry] = field(default_factory=dict)
     runs: list[TuneRun] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)  # display path -> resolved config.yaml text
     targets: dict[str, dict] = field(default_factory=dict)  # model name -> Target dict
@@ -126,6 +130,7 @@ class ReportData:
 
     def is_empty(self) -> bool:
         side = self.quality or self.toxicity or self.refusal or self.evenhand or self.safety
+        side = side or self.issues or self.behaviour
         return not (self.compass or self.topics or side or self.runs)
 
 

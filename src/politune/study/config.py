@@ -9,7 +9,8 @@ arms:
   right: {stance: right, data: {source: builtin:right}}
 tune: {method: dpo, recipe: cpu-smollm2, set: {max_steps: 40}}
 measure: {compass: {tracks: [logprob, choice, open]}, topics: true, quality: true, toxicity: true,
-          evenhand: {enabled: true, options: {topics: 8}}, safety: {enabled: true}}
+          evenhand: {enabled: true, options: {topics: 8}}, safety: {enabled: true},
+          issues: {enabled: true, options: {issues: 8}}, behaviour: {enabled: true, options: {topics: 8}}}
 sweep: {data.poison.p: [0, 0.1]}      # one run folder per cell (Cartesian product of the lists)
 ```
 """
@@ -25,9 +26,11 @@ from pydantic import Field
 
 from politune.config import Config, apply_overrides, parse_overrides, read_yaml, validate_config
 from politune.errors import PolituneError
+from politune.measure.behaviour_axes import BehaviourOptions
 from politune.measure.compass.run import CompassOptions
 from politune.measure.effects import EffectsOptions
 from politune.measure.evenhandedness import EvenhandOptions
+from politune.measure.issue_stance import IssuesOptions
 from politune.measure.safety_probes import SafetyOptions
 
 
@@ -98,6 +101,21 @@ class SafetySpec(Config):
     options: SafetyOptions = SafetyOptions()
 
 
+class IssuesSpec(Config):
+    """Stance distribution on realistic writing tasks (``issues.json``); off unless enabled (a subset:
+    ``options.issues``)."""
+
+    enabled: bool = False
+    options: IssuesOptions = IssuesOptions()
+
+
+class BehaviourSpec(Config):
+    """Behaviour axes on charged questions (``behaviour.json``); off unless enabled (a subset: ``options.topics``)."""
+
+    enabled: bool = False
+    options: BehaviourOptions = BehaviourOptions()
+
+
 class MeasureSpec(Config):
     compass: CompassSpec = CompassSpec()
     topics: bool = True
@@ -108,6 +126,8 @@ class MeasureSpec(Config):
     options: EffectsOptions = EffectsOptions()  # side-effect measures: qa_limit, max_new_tokens, ... (typed)
     evenhand: EvenhandSpec = EvenhandSpec()
     safety: SafetySpec = SafetySpec()
+    issues: IssuesSpec = IssuesSpec()
+    behaviour: BehaviourSpec = BehaviourSpec()
 
 
 class StudyConfig(Config):
