@@ -41,6 +41,11 @@ CAPTIONS = {
     "model, and each adapter's or persona's harmful compliance minus the base's (paired by probe), 95% CIs.",
 }
 
+RESULT_FILES = (
+    "compass.json, topics.json, quality.json, toxicity.json, refusal.json, evenhand.json, safety.json, "
+    "issues.json, behaviour.json"
+)
+
 
 @dataclass
 class ReportResult:
@@ -88,11 +93,8 @@ def build_report(
     data = collect(run_dirs)
     if data.is_empty():
         raise PolituneError(
-            f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected "
-            "compass.json, topics.json, quality.json, toxicity.json, refusal.json, evenhand.json, safety.json, "
-            "issues.json, behaviour.json "
-            "or tuning runs "
-            "(trajectory.jsonl / metrics.jsonl)"
+            f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected {RESULT_FILES} "
+            "or tuning runs (trajectory.jsonl / metrics.jsonl)"
         )
     title = title or "politune report: " + ", ".join(d.resolve().name for d in run_dirs)
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
