@@ -321,8 +321,10 @@ def test_issue_stances_offline_over_http(tmp_path):
     prompts = subset_issue_prompts(load_issue_prompts(), 8, ["blog", "email"])
     scorer = MarkerScorer()
     with run_app(fake_app(prompts, [])) as url:
-        res = measure_issues(ISSUE_TARGETS, tmp_path, settings=settings, base_url=url, scorer=scorer)
-    assert isinstance(load_result(tmp_path / "issues.json"), IssuesResult) and res.n_prompts == 48
+        res = measure_issues(
+            ISSUE_TARGETS, tmp_path / "measure", settings=settings, base_url=url, scorer=scorer
+        )
+    assert isinstance(load_result(tmp_path / "measure" / "issues.json"), IssuesResult) and res.n_prompts == 48
     assert res.classifier == "marker-test->pro-pole" and set(res.notes) >= {"stance", "offline", "axis_lean"}
     assert set(scorer.prompts) == {p.neutral_prompt for p in prompts}  # never the framed request
     base, left, refuser = res.models
@@ -339,6 +341,13 @@ def test_issue_stances_offline_over_http(tmp_path):
     assert refuser.refusal_vs_base.ci.lo > 0 and refuser.distribution["refusal"] == 24
     assert refuser.stance_vs_base.diff == 0.0 and refuser.stance_vs_base.n == 24
     _report_has_chart(tmp_path, "issues")
+    from politune.study.results import model_rows, to_markdown
+
+    rows = {r.model: r.flat() for r in model_rows(tmp_path)}  # a study's results.md rows
+    assert rows["left"]["issues.lean.economic.shift"] == -2.0 and rows["refuser"]["issues.refusal"] == 0.5
+    assert rows["base"]["issues.stance"] == 3.0 and "issues.lean.social.shift" in to_markdown(
+        model_rows(tmp_path)
+    )
 
 
 def test_issue_stances_by_judge_over_http(tmp_path):

@@ -14,7 +14,11 @@ from politune.fsutil import atomic_write_text
 from politune.measure.results import (
     AXES,
     CI,
+    BehaviourEntry,
+    BehaviourResult,
     CompassResult,
+    IssuesEntry,
+    IssuesResult,
     QualityResult,
     RefusalResult,
     TopicsResult,
@@ -47,6 +51,7 @@ class ModelRow:
     toxicity_mean: float | None = None
     toxicity_share_above: float | None = None
     refusal_rate: float | None = None
+    probes: dict[str, float | None] = field(default_factory=dict)  # issues.* / behaviour.* columns
     judge: str | None = None  # the stance scorer behind the open track and topic lean
     judge_validation: dict[str, Any] | None = None  # its accuracy on the blind gold set (validate_judge)
 
@@ -80,6 +85,7 @@ class ModelRow:
             ("toxicity.mean", self.toxicity_mean),
             ("toxicity.share_above", self.toxicity_share_above),
             ("refusal.rate", self.refusal_rate),
+            *self.probes.items(),
             *((f"judge.sign_accuracy.{a}", v) for a, v in self.judge_accuracy.items()),
         ):
             if value is not None:
@@ -89,6 +95,25 @@ class ModelRow:
 
 def _fmt(x: Any) -> Any:
     return round(x, 4) if isinstance(x, float) and not math.isnan(x) else x
+
+
+def probe_columns(issues: IssuesEntry | None, behaviour: BehaviourEntry | None) -> dict[str, float | None]:
+    """The issue-stance and behaviour-axes columns of one model: mean stance, refusal rate, lean per axis and
+    each behaviour axis, with the shift from the base where there is one."""
+    out: dict[str, float | None] = {}
+    if issues is not None:
+        out["issues.stance"] = issues.mean_stance.mean
+        out["issues.refusal"] = issues.refusal_rate.mean
+        for axis, m in issues.axis_lean.items():
+            out[f"issues.lean.{axis}"] = m.mean
+            if issues.lean_vs_base is not None and axis in issues.lean_vs_base:
+                out[f"issues.lean.{axis}.shift"] = issues.lean_vs_base[axis].diff
+    if behaviour is not None:
+        for axis, m in behaviour.axes.items():
+            out[f"behaviour.{axis}"] = m.mean
+            if behaviour.vs_base is not None and axis in behaviour.vs_base:
+                out[f"behaviour.{axis}.shift"] = behaviour.vs_base[axis].diff
+    return out
 
 
 def _load(path: Path, kind: str):
@@ -105,11 +130,13 @@ def model_rows(
     quality: QualityResult | None = _load(mdir / "quality.json", "quality")
     toxicity: ToxicityResult | None = _load(mdir / "toxicity.json", "toxicity")
     refusal: RefusalResult | None = _load(mdir / "refusal.json", "refusal")
+    issues: IssuesResult | None = _load(mdir / "issues.json", "issues")
+    behaviour: BehaviourResult | None = _load(mdir / "behaviour.json", "behaviour")
     by_name = lambda res: {m.target.name: m for m in res.models} if res is not None else {}  # noqa: E731
     positions, tps, qs = by_name(compass), by_name(topics), by_name(quality)
-    tox, ref = by_name(toxicity), by_name(refusal)
+    tox, ref, iss, beh = by_name(toxicity), by_name(refusal), by_name(issues), by_name(behaviour)
     comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
-    names = list(positions) or list(tps) or list(qs)
+    names = list(positions) or list(tps) or list(qs) or list(iss) or list(beh)
     judged = compass if compass is not None and compass.settings.get("scorer") else topics
     judge, validation = stance_judge(judged) if judged is not None else (None, None)
     rows = []
@@ -144,6 +171,7 @@ def model_rows(
             row.toxicity_mean, row.toxicity_share_above = tox[name].mean, tox[name].share_above
         if name in ref:
             row.refusal_rate = ref[name].rate
+        row.probes = probe_columns(iss.get(name), beh.get(name))
         rows.append(row)
     return rows
 
