@@ -90,7 +90,6 @@ class IssuesOptions(Config):
     batch_size: int = Field(8, ge=1)
     device: str = "auto"
     dtype: str = "auto"
-    scorer: str = "offline"  # the offline stance scorer behind the default classifier
 
 
 class IssuesSettings(IssuesOptions):
@@ -297,7 +296,7 @@ def issues_task(
     scorer: StanceScorer | None = None,
 ) -> Task:
     """The issues task over the chosen prompts (loaded and checked now, so a bad file fails before any model).
-    ``scorer``: the stance scorer of the offline classifier (default: ``settings.scorer`` by name)."""
+    ``scorer``: the stance scorer of the offline classifier (default: the validated offline scorer)."""
     from politune.measure.scorer import scorer_by_name
     from politune.measure.validate_judge import validated_accuracy
 
@@ -307,7 +306,7 @@ def issues_task(
     if judge is not None:
         classifier: OfflineIssueClassifier | JudgeIssueClassifier = JudgeIssueClassifier(judge)
     else:
-        classifier = OfflineIssueClassifier(scorer if scorer is not None else scorer_by_name(s.scorer))
+        classifier = OfflineIssueClassifier(scorer if scorer is not None else scorer_by_name())
     answers = AnswerLog(Path(log_path) if log_path is not None else None)
 
     def summarize(scored: list[Scored[IssuesEntry]]) -> IssuesResult:
