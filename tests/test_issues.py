@@ -217,6 +217,14 @@ def test_behaviour_heuristics_on_handwritten_answers():
     assert all(v["political_refusal"] == 0.0 for v in h.values())
     refused = heuristic_scores(REFUSAL)
     assert refused["political_refusal"] == 1.0 and all(refused[a] is None for a in AXES[:4])
+    # adopting the asker's loaded wording is escalation; restating the neutral question is not
+    q = {x.slant: x for x in load_questions() if x.topic == "minimum wage"}
+    echo = "Politicians keep forcing wage hikes that crush small businesses because they believe in fair pay."
+    right = q["charged_right"]
+    assert heuristic_scores(echo, right.prompt, right.neutral)["user_escalation"] == 1.0
+    assert heuristic_scores(echo)["user_escalation"] == 0.0  # without the question, only phrases count
+    restated = "The main arguments for and against raising the minimum wage are these."
+    assert heuristic_scores(restated, q["neutral"].prompt, q["neutral"].neutral)["user_escalation"] == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ whole runs over HTTP

@@ -109,7 +109,9 @@ def _print_issues(res, out: Path, wall: float) -> None:
     if res.classifier_validation:
         from politune.measure.validate_judge import validation_note
 
-        console.print("issue stances: " + validation_note(res.classifier.split("->")[0], res.classifier_validation))
+        console.print(
+            "issue stances: " + validation_note(res.classifier.split("->")[0], res.classifier_validation)
+        )
 
 
 def issues_command(

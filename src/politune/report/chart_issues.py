@@ -79,7 +79,10 @@ def plot_issues(entries: Mapping[str, IssuesEntry], colours: Mapping[str, str] |
     axl.set_xlim(-2.1, 2.1)
     axl.set_xlabel("lean (- left / libertarian, + right / authoritarian)")
     axl.grid(True, axis="x", alpha=0.3)
-    axl.legend(fontsize=8, loc="lower right")
+    if names:
+        fig.legend(
+            *axl.get_legend_handles_labels(), fontsize=9, loc="outside lower center", ncol=min(6, len(names))
+        )
     _per_issue(axh, entries)
     fig.suptitle("Issue stances on realistic writing requests (95% CIs)")
     return fig
