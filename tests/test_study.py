@@ -98,6 +98,16 @@ def test_check_reports_bad_source_in_one_line(tmp_path, monkeypatch, capsys):
         ),
         ({"safety": {"enabeld": True}}, "did you mean 'measure.safety.enabled'?"),
         ({"safety": {"options": {"per_category": 0}}}, "measure.safety.options.per_category"),
+        (
+            {"issues": {"enabled": True, "options": {"issue": 4}}},
+            "did you mean 'measure.issues.options.issues'?",
+        ),
+        ({"issues": {"options": {"max_new_tokens": 0}}}, "measure.issues.options.max_new_tokens"),
+        (
+            {"behaviour": {"enabled": True, "options": {"slant": ["neutral"]}}},
+            "did you mean 'measure.behaviour.options.slants'?",
+        ),
+        ({"behavior": {"enabled": True}}, "did you mean 'measure.behaviour'?"),
     ],
 )
 def test_check_rejects_bad_measure_options_before_training(tmp_path, measure, expected, monkeypatch, capsys):
@@ -111,6 +121,23 @@ def test_check_rejects_bad_measure_options_before_training(tmp_path, measure, ex
         load_study(p)
     code, out, err = run_cli(["run", str(p), "--out", str(tmp_path / "out")], monkeypatch, capsys)
     assert code == 2 and not (tmp_path / "out" / "data").exists()
+
+
+def test_check_loads_the_issue_and_question_sets(tmp_path, monkeypatch, capsys):
+    measure = {
+        "issues": {"enabled": True, "options": {"issues": 4, "templates": ["blog"]}},
+        "behaviour": {"enabled": True, "options": {"topics": 3}},
+    }
+    code, out, err = run_cli(
+        ["run", str(write(tmp_path, {**BASE, "measure": measure})), "--check"], monkeypatch, capsys
+    )
+    assert code == 0, err
+    assert "issues: 12 issue prompts from builtin" in out and "behaviour: 15 questions from builtin" in out
+    measure["issues"]["options"]["templates"] = ["poem"]
+    code, out, err = run_cli(
+        ["run", str(write(tmp_path, {**BASE, "measure": measure})), "--check"], monkeypatch, capsys
+    )
+    assert code == 2 and "template 'poem': expected one of blog" in err and len(err.strip().splitlines()) == 1
 
 
 def test_study_options_reach_the_measures(tmp_path):

@@ -46,7 +46,7 @@ from politune.measure.results import (
 )
 from politune.measure.results_probes import GroupAsymmetry, JudgePreference, PairAnswer, SideAsymmetry
 from politune.measure.solvers import AnswerLog, Cached, Generate
-from politune.measure.stats import bootstrap_groups
+from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
 from politune.measure.task import RunSettings, Sample, Scored, Task, run_record, run_tasks
 
@@ -143,10 +143,6 @@ def engagement(text: str | None, cap_words: float) -> float:
     return 0.0 if is_refusal(text) else min(1.0, word_count(text) / cap_words)
 
 
-def _mean_of_groups(groups: list[np.ndarray]) -> float:
-    return float(np.mean(np.concatenate(groups)))
-
-
 def side_asymmetry(
     a: Sequence[float | None],
     b: Sequence[float | None],
@@ -159,16 +155,15 @@ def side_asymmetry(
     rows = [(x, y, t) for x, y, t in zip(a, b, topics, strict=True) if x is not None and y is not None]
     if not rows:
         return SideAsymmetry(n=0)
-    by_topic: dict[str, list[float]] = {}
-    for x, y, t in rows:
-        by_topic.setdefault(t, []).append(float(x) - float(y))
-    pair = bootstrap_groups(list(by_topic.values()), _mean_of_groups, alpha=alpha, seed=seed)
+    diff, lo_hi, n = cluster_mean_ci(
+        [float(x) - float(y) for x, y, _ in rows], [t for *_, t in rows], seed, alpha=alpha
+    )
     return SideAsymmetry(
         a=float(np.mean([r[0] for r in rows])),
         b=float(np.mean([r[1] for r in rows])),
-        diff=float(np.mean([r[0] - r[1] for r in rows])),
-        ci=ci(pair),
-        n=len(rows),
+        diff=diff,
+        ci=ci(lo_hi),
+        n=n,
     )
 
 
@@ -202,25 +197,13 @@ def judge_pairs(
 
 
 def _judge_summary(prefs: list[float | None], topics: list[str], seed: int) -> JudgePreference:
-    known = [(p, t) for p, t in zip(prefs, topics, strict=True) if p is not None]
-    by_topic: dict[str, list[float]] = {}
-    even: dict[str, list[float]] = {}
-    for p, t in known:
-        by_topic.setdefault(t, []).append(p)
-        even.setdefault(t, []).append(float(p == 0))
-    vals = [p for p, _ in known]
+    diff, lo_hi, n = cluster_mean_ci(prefs, topics, seed)
+    even = [None if p is None else float(p == 0) for p in prefs]
+    share, even_ci, _ = cluster_mean_ci(even, topics, seed)
     return JudgePreference(
-        asymmetry=DiffCI(
-            diff=float(np.mean(vals)) if vals else None,
-            ci=ci(bootstrap_groups(list(by_topic.values()), _mean_of_groups, seed=seed)),
-            n=len(vals),
-        ),
-        even_share=MeanCI(
-            mean=float(np.mean([p == 0 for p in vals])) if vals else None,
-            ci=ci(bootstrap_groups(list(even.values()), _mean_of_groups, seed=seed)),
-            n=len(vals),
-        ),
-        coverage=len(vals) / len(prefs) if prefs else None,
+        asymmetry=DiffCI(diff=diff, ci=ci(lo_hi), n=n),
+        even_share=MeanCI(mean=share, ci=ci(even_ci), n=n),
+        coverage=n / len(prefs) if prefs else None,
     )
 
 

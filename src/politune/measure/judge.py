@@ -75,9 +75,13 @@ def load_rubric(name: str) -> Rubric:
         text, where = p.read_text("utf-8"), str(p)
     else:
         base = name if re.search(r"-v\d+$", name) else f"{name}-v1"
-        ref = resources.files("politune.measure") / "rubrics" / f"{base}.yaml"
+        folder = resources.files("politune.measure") / "rubrics"
+        ref = folder / f"{base}.yaml"
         if not ref.is_file():
-            raise PolituneError(f"unknown rubric {name!r}: expected lean, stance, refusal or a .yaml file")
+            known = sorted(f.name.rsplit("-v", 1)[0] for f in folder.iterdir() if f.name.endswith(".yaml"))
+            raise PolituneError(
+                f"unknown rubric {name!r}: expected one of {', '.join(known)} or a .yaml file"
+            )
         text, where = ref.read_text("utf-8"), f"rubrics/{base}.yaml"
     try:
         d = yaml.safe_load(text)

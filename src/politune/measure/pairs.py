@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects, sha256_text
@@ -91,20 +92,21 @@ def builtin_pairs_path() -> Path:
     return _data_file("pairs-v1.jsonl")
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line, row)`` per data row; raises for a missing column, a bad line or an unreadable file."""
+def table_rows(path: Path, columns: Sequence[str], what: str = "pair file") -> Iterator[tuple[int, dict]]:
+    """``(line, row)`` per data row of a CSV (by suffix) or JSONL table that must have every one of ``columns``
+    (others are kept); raises one line for a missing column, a bad line or an unreadable file."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolituneError(f"{path}: pair file not found") from None
+        raise PolituneError(f"{path}: {what} not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise PolituneError(f"{path}: cannot read as UTF-8 text ({e})") from None
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines(keepends=True))
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             raise PolituneError(
-                f"{path}:1: missing column(s) {', '.join(missing)}: expected the columns {', '.join(COLUMNS)}"
+                f"{path}:1: missing column(s) {', '.join(missing)}: expected the columns {', '.join(columns)}"
             )
         for row in reader:
             if None in row:
@@ -112,7 +114,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
             yield reader.line_num, row
         return
     for i, row in parse_jsonl_objects(text, str(path)):
-        missing = [c for c in COLUMNS if c not in row]
+        missing = [c for c in columns if c not in row]
         if missing:
             raise PolituneError(f"{path}:{i}: missing column(s) {', '.join(missing)}")
         yield i, row
@@ -156,7 +158,7 @@ def load_pairs(path: str | Path = "builtin") -> list[PromptPair]:
     p = builtin_pairs_path() if str(path) == "builtin" else Path(path)
     pairs: list[PromptPair] = []
     seen: dict[str, int] = {}
-    for line, row in _rows(p):
+    for line, row in table_rows(p, COLUMNS):
         pair = _pair(row, f"{p}:{line}")
         if pair.id in seen:
             raise PolituneError(f"{p}:{line}: the same prompt pair as line {seen[pair.id]}")
@@ -172,24 +174,47 @@ def subset_pairs(
 ) -> list[PromptPair]:
     """The pairs of the first ``topics`` topics, taken in turn from each category (so a subset stays balanced
     between economic and social topics), and of the task types in ``templates`` (all when ``None``)."""
-    if templates:
-        known = sorted({p.template for p in pairs})
-        unknown = [t for t in templates if t not in known]
-        if unknown:
-            raise PolituneError(f"template {unknown[0]!r}: expected one of {', '.join(known)}")
-        pairs = [p for p in pairs if p.template in templates]
-    if topics is None:
-        return list(pairs)
+    return first_topics(keep_only(pairs, "template", templates), topics)
+
+
+def keep_only(items: Sequence[Any], attr: str, wanted: Sequence[str] | None) -> list[Any]:
+    """The items whose ``attr`` is one of ``wanted`` (all when ``None`` or empty); an unknown value is one
+    error line listing the known ones (``template 'poem': expected one of argue, ...``)."""
+    if not wanted:
+        return list(items)
+    known = sorted({getattr(x, attr) for x in items})
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise PolituneError(f"{attr} {unknown[0]!r}: expected one of {', '.join(known)}")
+    return [x for x in items if getattr(x, attr) in wanted]
+
+
+class _HasTopic(Protocol):
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def category(self) -> str: ...
+
+
+T = TypeVar("T", bound=_HasTopic)
+
+
+def first_topics(items: Sequence[T], n: int | None) -> list[T]:
+    """The items of the first ``n`` topics (all when ``None``), taken in turn from each category (so a subset
+    stays balanced between economic and social topics); item order is kept."""
+    if n is None:
+        return list(items)
     by_cat: dict[str, list[str]] = {}
-    for p in pairs:
-        names = by_cat.setdefault(p.category, [])
-        if p.topic not in names:
-            names.append(p.topic)
+    for x in items:
+        names = by_cat.setdefault(x.category, [])
+        if x.topic not in names:
+            names.append(x.topic)
     order: list[str] = []
     for i in range(max((len(v) for v in by_cat.values()), default=0)):
         order += [names[i] for names in by_cat.values() if i < len(names)]
-    keep = set(order[:topics])
-    return [p for p in pairs if p.topic in keep]
+    keep = set(order[:n])
+    return [x for x in items if x.topic in keep]
 
 
 # ------------------------------------------------------------------------------------------------ the built-in set

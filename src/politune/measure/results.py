@@ -13,9 +13,9 @@ writes ``NaN``); axes and their signs are :data:`AXES` (economic: -1 left / +1 r
 +1 authoritarian); every model entry carries its :class:`TargetInfo`.
 
 The shared bases (``_Model``, ``_Result``, :class:`CI`, :class:`TargetInfo`, ...) live in ``results_base``, the
-probes' models (``evenhand.json``, ``safety.json``) in ``results_probes`` and the ComPreD-style ones
-(``winrate.json``, ``reward_accuracy.json``) in ``results_compred``; this module re-exports them and stays the one
-reader and writer.
+probes' models (``evenhand.json``, ``safety.json``, ``issues.json``, ``behaviour.json``) in ``results_probes`` and
+the ComPreD-style ones (``winrate.json``, ``reward_accuracy.json``) in ``results_compred``; this module re-exports
+them and stays the one reader and writer.
 """
 
 from __future__ import annotations
@@ -36,13 +36,24 @@ from politune.measure.results_compred import (
     WinrateEntry,
     WinrateResult,
 )
-from politune.measure.results_probes import EvenhandEntry, EvenhandResult, SafetyEntry, SafetyResult
+from politune.measure.results_probes import (
+    BehaviourEntry,
+    BehaviourResult,
+    EvenhandEntry,
+    EvenhandResult,
+    IssuesEntry,
+    IssuesResult,
+    SafetyEntry,
+    SafetyResult,
+)
 from politune.measure.scorer import AXES
 
 __all__ = [
     "AXES",
     "CI",
     "AxisScore",
+    "BehaviourEntry",
+    "BehaviourResult",
     "CompassDiagnostics",
     "CompassEntry",
     "CompassResult",
@@ -51,6 +62,8 @@ __all__ = [
     "DiffCI",
     "EvenhandEntry",
     "EvenhandResult",
+    "IssuesEntry",
+    "IssuesResult",
     "ItemRow",
     "MeanCI",
     "QualityAnswer",
@@ -291,6 +304,8 @@ Result = (
     | SafetyResult
     | WinrateResult
     | RewardAccuracyResult
+    | IssuesResult
+    | BehaviourResult
 )
 ResultT = TypeVar("ResultT", bound=_Result)
 RESULT_TYPES: dict[str, type[Result]] = {
@@ -304,6 +319,8 @@ RESULT_TYPES: dict[str, type[Result]] = {
     "safety": SafetyResult,
     "winrate": WinrateResult,
     "reward_accuracy": RewardAccuracyResult,
+    "issues": IssuesResult,
+    "behaviour": BehaviourResult,
 }
 
 # ------------------------------------------------------------------------------------------------ read / write

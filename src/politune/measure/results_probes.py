@@ -1,5 +1,6 @@
-"""Result models of the paired-prompt and safety probes: ``evenhand.json`` (``politune measure evenhand``) and
-``safety.json`` (``politune measure safety``). Read and written only through ``politune.measure.results``
+"""Result models of the probes: ``evenhand.json`` (``politune measure evenhand``), ``safety.json`` (``politune
+measure safety``), ``issues.json`` (``politune measure issues``) and ``behaviour.json`` (``politune measure
+behaviour``). Read and written only through ``politune.measure.results``
 (``load_result`` / ``write_result``), like every other result file."""
 
 from __future__ import annotations
@@ -131,3 +132,110 @@ class SafetyResult(_Result):
     classifier: str | None = None
     notes: dict[str, str] = {}
     models: list[SafetyEntry] = []
+
+
+# ------------------------------------------------------------------------------------------------ issue stances
+
+
+class IssueAnswer(_Model):
+    """One answer to an issue prompt and its class: ``stance`` 1 (only pro) .. 3 (neutral / balanced) .. 5
+    (only con), or ``refused``; ``lean`` is the offline scorer's raw lean toward the issue's pro side."""
+
+    id: str
+    issue: str
+    template: str | None = None
+    framing: str | None = None
+    answer: str | None = None
+    refused: bool | None = None
+    lean: float | None = None  # offline only: the stance scorer's lean mapped to the pro pole, in [-1, 1]
+    stance: int | None = None  # 1..5; None for a refusal or an answer that could not be classified
+
+
+class IssueStance(_Model):
+    """One issue: how its answers were classified (``distribution``: "1".."5", "refusal", "unscored")."""
+
+    issue: str
+    category: str | None = None
+    pro_pole: str | None = None
+    n: int | None = None
+    distribution: dict[str, int] = {}
+    mean_stance: float | None = None
+    refusal_rate: float | None = None
+
+
+class IssuesEntry(_Model):
+    """One target on the issue prompts: the stance distribution, its mean with a CI resampling issues, refusals,
+    the lean toward each axis' poles, and (non-base targets) the paired shift from the base."""
+
+    target: TargetInfo
+    n_prompts: int | None = None
+    n_issues: int | None = None
+    distribution: dict[str, int] = {}
+    mean_stance: MeanCI = MeanCI()  # 1 (only pro) .. 5 (only con), answers with a stance
+    refusal_rate: MeanCI = MeanCI()
+    axis_lean: dict[
+        str, MeanCI
+    ] = {}  # -2..2 per axis: (3 - stance) toward the pro pole; + right / authoritarian
+    by_framing: dict[str, MeanCI] = {}  # mean stance per framing (neutral / pro / con)
+    stance_vs_base: DiffCI | None = None  # mean stance - base's, paired by prompt
+    refusal_vs_base: DiffCI | None = None
+    lean_vs_base: dict[str, DiffCI] | None = None
+    issues: list[IssueStance] = []
+    answers: list[IssueAnswer] = []
+
+
+class IssuesResult(_Result):
+    """``issues.json`` (``politune measure issues``)."""
+
+    kind: Literal["issues"] = "issues"
+    prompt_set: str | None = None
+    n_prompts: int | None = None
+    n_issues: int | None = None
+    classifier: str | None = None  # "offline-probe-v1->pro-pole" or "judge:MODEL/stance-v1"
+    classifier_validation: dict[str, Any] | None = None  # the offline scorer's accuracy on the gold set
+    notes: dict[str, str] = {}
+    judge: dict[str, Any] | None = None
+    models: list[IssuesEntry] = []
+
+
+# ------------------------------------------------------------------------------------------------ behaviour axes
+
+
+class BehaviourAnswer(_Model):
+    """One answer to a slanted question with its score per axis (0..1; ``None``: not scored), from the offline
+    heuristics and, when a judge rated, from the judge."""
+
+    id: str
+    topic: str
+    slant: str
+    answer: str | None = None
+    heuristics: dict[str, float | None] = {}
+    judge: dict[str, float | None] | None = None
+
+
+class BehaviourEntry(_Model):
+    """One target on the charged questions: mean per axis (0..1, CI resampling topics), per slant, the gap
+    between the right-leaning and the left-leaning slants, and the paired shift from the base."""
+
+    target: TargetInfo
+    n_prompts: int | None = None
+    n_topics: int | None = None
+    axes: dict[str, MeanCI] = {}
+    by_slant: dict[str, dict[str, MeanCI]] = {}  # slant -> axis -> mean
+    right_minus_left: dict[
+        str, DiffCI
+    ] = {}  # per axis: (conservative + charged right) - (liberal + charged left)
+    vs_base: dict[str, DiffCI] | None = None  # per axis: this target - base, paired by question
+    answers: list[BehaviourAnswer] = []
+
+
+class BehaviourResult(_Result):
+    """``behaviour.json`` (``politune measure behaviour``)."""
+
+    kind: Literal["behaviour"] = "behaviour"
+    question_set: str | None = None
+    n_questions: int | None = None
+    method: str | None = None  # "heuristics" or "judge:MODEL/behaviour-v1"
+    notes: dict[str, str] = {}
+    judge: dict[str, Any] | None = None
+    models: list[BehaviourEntry] = []

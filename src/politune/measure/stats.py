@@ -84,3 +84,22 @@ def sign_test_p(k: int, n: int) -> float:
 
     tail = sum(comb(n, i) for i in range(min(k, n - k) + 1)) / 2.0**n
     return min(1.0, 2.0 * tail)
+
+
+def cluster_mean_ci(
+    values: Sequence[float | None], clusters: Sequence[str], seed: int = 0, alpha: float = 0.05
+) -> tuple[float | None, tuple[float, float], int]:
+    """Mean of the known ``values`` and its CI from a cluster bootstrap that resamples whole ``clusters`` (all
+    values of a topic or an issue move together); also the number of known values. ``None`` values are dropped;
+    the mean is ``None`` when none is known."""
+    groups: dict[str, list[float]] = {}
+    for v, c in zip(values, clusters, strict=True):
+        if v is not None and not np.isnan(v):
+            groups.setdefault(c, []).append(float(v))
+    known = [v for g in groups.values() for v in g]
+    if not known:
+        return None, (float("nan"), float("nan")), 0
+    lo_hi = bootstrap_groups(
+        list(groups.values()), lambda gs: float(np.mean(np.concatenate(gs))), alpha=alpha, seed=seed
+    )
+    return float(np.mean(known)), lo_hi, len(known)

@@ -30,6 +30,13 @@ CAPTIONS = {
     "one topic, same task), per model with 95% CIs resampling topics; a CI clear of 0 means the model treats the "
     "sides differently. Engagement and hedging are offline proxies (docs/probes.md says what they cannot tell); "
     "the judge row appears only when an LLM judge compared the answers.",
+    "issues": "Issue stances: answers to realistic writing requests (neutral, pro and con framings) classified 1 "
+    "(only pro) to 5 (only con) or refusal; the share of each class per model, each model's lean toward the axes' "
+    "poles with 95% CIs resampling issues, and the mean stance per issue. Offline classes rest on a stance scorer "
+    "whose validated sign accuracy is about 0.6 (docs/probes.md).",
+    "behaviour": "Behaviour on charged questions: per model, the mean of each axis (0..1) with 95% CIs resampling "
+    "topics, and the gap between answers to right-leaning and left-leaning slants of the same question; offline "
+    "scores are phrase heuristics (docs/probes.md says what each can and cannot tell).",
     "safety": "Safety probes: compliance (not refused) on harmful political asks and on matched benign asks per "
     "model, and each adapter's or persona's harmful compliance minus the base's (paired by probe), 95% CIs.",
     "winrate": "Win-rate: which of two models' answers a named community would prefer, per comparison and "
@@ -40,6 +47,11 @@ CAPTIONS = {
     "pairs whose chosen answer gets the higher reward (0.5 = chance; per axis hollow) and the mean margin, 95% "
     "CIs over pairs.",
 }
+
+RESULT_FILES = (
+    "compass.json, topics.json, quality.json, toxicity.json, refusal.json, evenhand.json, safety.json, "
+    "issues.json, behaviour.json, winrate.json, reward_accuracy.json"
+)
 
 
 @dataclass
@@ -88,10 +100,8 @@ def build_report(
     data = collect(run_dirs)
     if data.is_empty():
         raise PolituneError(
-            f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected "
-            "compass.json, topics.json, quality.json, toxicity.json, refusal.json, evenhand.json, safety.json, "
-            "winrate.json, reward_accuracy.json or tuning runs "
-            "(trajectory.jsonl / metrics.jsonl)"
+            f"no politune results found under {', '.join(str(d) for d in run_dirs)}: expected {RESULT_FILES} "
+            "or tuning runs (trajectory.jsonl / metrics.jsonl)"
         )
     title = title or "politune report: " + ", ".join(d.resolve().name for d in run_dirs)
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -146,6 +156,7 @@ def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, s
     from politune.report import charts as ch
     from politune.report.chart_compass import plot_compass
     from politune.report.chart_compred import plot_reward_accuracy, plot_winrate
+    from politune.report.chart_issues import plot_behaviour, plot_issues
     from politune.report.chart_probes import plot_evenhand, plot_safety
     from politune.report.chart_topics import plot_topics
 
@@ -166,6 +177,10 @@ def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, s
         figs["winrate"] = plot_winrate(data.winrate, colours=colours)
     if data.reward_accuracy:
         figs["reward_accuracy"] = plot_reward_accuracy(data.reward_accuracy, colours=colours)
+    if data.issues:
+        figs["issues"] = plot_issues(data.issues, colours=colours)
+    if data.behaviour:
+        figs["behaviour"] = plot_behaviour(data.behaviour, colours=colours)
     return figs
 
 

@@ -129,7 +129,16 @@ def collect(run_dirs: list[Path]) -> ReportData:
     _name_runs(data.runs, roots)
     for m in data.compass + data.topics:
         data.targets.setdefault(m.name, m.target)
-    for kind in ("quality", "toxicity", "refusal", "evenhand", "safety", "reward_accuracy"):
+    for kind in (
+        "quality",
+        "toxicity",
+        "refusal",
+        "evenhand",
+        "safety",
+        "issues",
+        "behaviour",
+        "reward_accuracy",
+    ):
         for name, entry in getattr(data, kind).items():
             data.targets.setdefault(name, entry.target.model_dump())
     _find_missing(data)
@@ -249,7 +258,7 @@ def _add(data: ReportData, kind: str, doc: Result, path: Path, rename: Callable[
         data.winrate += [
             c.model_copy(update={"a": rename(c.a, path), "b": rename(c.b, path)}) for c in doc.comparisons
         ]
-    else:  # quality, toxicity, refusal, evenhand, safety, reward_accuracy: typed entries by (qualified) model name
+    else:  # the other kinds: the typed entries, keyed by (qualified) model name
         store = getattr(data, kind)
         if isinstance(doc, ToxicityResult) and data.toxicity_threshold is None:
             data.toxicity_threshold = doc.threshold

@@ -8,7 +8,7 @@ import re
 from html import escape
 from pathlib import Path
 
-from politune.report.page import Page
+from politune.report.page import PROBE_CHARTS, Page
 from politune.report.tables import SampleQuestion, Table, fmt
 from politune.report.views import ReportData
 
@@ -157,9 +157,9 @@ def _sections(page: Page, charts: dict[str, Path], colours: dict[str, str]) -> l
     if any(k in tables for k in EFFECT_TABLES):
         body = "".join(render_table(tables[k]) for k in EFFECT_TABLES if k in tables)
         sections.append(("effects", "Side effects", body))
-    if "evenhand" in charts or "safety" in charts:
-        body = "".join(_chart(k, charts[k], captions[k]) for k in ("evenhand", "safety") if k in charts)
-        sections.append(("probes", "Even-handedness and safety probes", body))
+    if any(k in charts for k in PROBE_CHARTS):
+        body = "".join(_chart(k, charts[k], captions[k]) for k in PROBE_CHARTS if k in charts)
+        sections.append(("probes", "Probes: even-handedness, safety, issue stances, behaviour", body))
     if "winrate" in charts or "reward_accuracy" in charts:
         keys = ("winrate", "reward_accuracy")
         body = "".join(_chart(k, charts[k], captions[k]) for k in keys if k in charts)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from politune.report.page import Page
+from politune.report.page import PROBE_CHARTS, Page
 from politune.report.tables import Table, fmt
 
 
@@ -67,7 +67,7 @@ def render_markdown(page: Page, images: dict[str, tuple[str, str]]) -> str:
         ("Training", ["trajectory", "training"], ["runs"]),
         ("Topics", ["topics"], ["topics"]),
         ("Side effects", [], ["side_effects", "diagnostics", "agreement"]),
-        ("Even-handedness and safety probes", ["evenhand", "safety"], []),
+        ("Probes: even-handedness, safety, issue stances, behaviour", list(PROBE_CHARTS), []),
         ("Community preference (ComPreD-style)", ["winrate", "reward_accuracy"], []),
     ]
     for heading, charts, keys in sections:

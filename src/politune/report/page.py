@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from politune.report.tables import SampleQuestion, Table
 from politune.report.views import ReportData
 
+# The probe charts, in the order both renderings show them (one section).
+PROBE_CHARTS = ("evenhand", "safety", "issues", "behaviour")
+
 
 @dataclass
 class Page:

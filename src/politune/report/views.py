@@ -12,9 +12,11 @@ from typing import Any
 from politune.fsutil import read_jsonl_log, sha256_dir
 from politune.measure.results import (
     CI,
+    BehaviourEntry,
     Comparison,
     CompassResult,
     EvenhandEntry,
+    IssuesEntry,
     QualityEntry,
     RefusalEntry,
     RewardAccuracyEntry,
@@ -122,6 +124,8 @@ class ReportData:
     safety: dict[str, SafetyEntry] = field(default_factory=dict)
     winrate: list[WinrateComparison] = field(default_factory=list)  # model names qualified like the others
     reward_accuracy: dict[str, RewardAccuracyEntry] = field(default_factory=dict)
+    issues: dict[str, IssuesEntry] = field(default_factory=dict)
+    behaviour: dict[str, BehaviourEntry] = field(default_factory=dict)
     runs: list[TuneRun] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)  # display path -> resolved config.yaml text
     targets: dict[str, dict] = field(default_factory=dict)  # model name -> Target dict
@@ -136,7 +140,8 @@ class ReportData:
         return sorted(names, key=lambda n: (order.get(target_role(self.targets[n]), 3), names.index(n)))
 
     def is_empty(self) -> bool:
-        side = self.quality or self.toxicity or self.refusal or self.evenhand or self.safety
+        side = bool(self.quality or self.toxicity or self.refusal or self.evenhand or self.safety)
+        side = side or bool(self.issues or self.behaviour)
         compred = self.winrate or self.reward_accuracy
         return not (self.compass or self.topics or side or compred or self.runs)
 

@@ -71,7 +71,7 @@ def check_study(cfg: StudyConfig) -> list[str]:
 
 
 def _check_probes(cfg: StudyConfig) -> list[str]:
-    """Load the pair set and probe set an enabled probe measure would use (a bad file fails here)."""
+    """Load the prompt sets an enabled probe measure would use (a bad file fails here)."""
     lines = []
     ev, sa = cfg.measure.evenhand, cfg.measure.safety
     if ev.enabled:
@@ -84,6 +84,24 @@ def _check_probes(cfg: StudyConfig) -> list[str]:
 
         probes = subset_probes(load_probes(sa.options.probes_file), sa.options.per_category)
         lines.append(f"safety: {len(probes)} probes from {sa.options.probes_file}")
+    iss, beh = cfg.measure.issues, cfg.measure.behaviour
+    if iss.enabled:
+        from politune.measure.issue_prompts import (
+            load_issue_prompts,
+            require_issue_fields,
+            subset_issue_prompts,
+        )
+
+        o = iss.options
+        prompts = subset_issue_prompts(load_issue_prompts(o.prompts_file), o.issues, o.templates, o.framings)
+        require_issue_fields(prompts, "pro_pole", o.prompts_file)  # a study classifies offline
+        lines.append(f"issues: {len(prompts)} issue prompts from {o.prompts_file}")
+    if beh.enabled:
+        from politune.measure.behaviour_axes import select_questions
+
+        lines.append(
+            f"behaviour: {len(select_questions(beh.options))} questions from {beh.options.questions_file}"
+        )
     return lines + _check_compred(cfg)
 
 

@@ -10,6 +10,7 @@ arms:
 tune: {method: dpo, recipe: cpu-smollm2, set: {max_steps: 40}}
 measure: {compass: {tracks: [logprob, choice, open]}, topics: true, quality: true, toxicity: true,
           evenhand: {enabled: true, options: {topics: 8}}, safety: {enabled: true},
+          issues: {enabled: true, options: {issues: 8}}, behaviour: {enabled: true, options: {topics: 8}},
           winrate: {enabled: true, options: {limit: 16}}, reward_accuracy: {enabled: true}}
 sweep: {data.poison.p: [0, 0.1]}      # one run folder per cell (Cartesian product of the lists)
 ```
@@ -26,9 +27,11 @@ from pydantic import Field
 
 from politune.config import Config, apply_overrides, parse_overrides, read_yaml, validate_config
 from politune.errors import PolituneError
+from politune.measure.behaviour_axes import BehaviourOptions
 from politune.measure.compass.run import CompassOptions
 from politune.measure.effects import EffectsOptions
 from politune.measure.evenhandedness import EvenhandOptions
+from politune.measure.issue_stance import IssuesOptions
 from politune.measure.reward_accuracy import RewardOptions
 from politune.measure.safety_probes import SafetyOptions
 from politune.measure.winrate import WinrateOptions
@@ -117,6 +120,21 @@ class RewardAccuracySpec(Config):
     options: RewardOptions = RewardOptions()
 
 
+class IssuesSpec(Config):
+    """Stance distribution on realistic writing tasks (``issues.json``); off unless enabled (a subset:
+    ``options.issues``)."""
+
+    enabled: bool = False
+    options: IssuesOptions = IssuesOptions()
+
+
+class BehaviourSpec(Config):
+    """Behaviour axes on charged questions (``behaviour.json``); off unless enabled (a subset: ``options.topics``)."""
+
+    enabled: bool = False
+    options: BehaviourOptions = BehaviourOptions()
+
+
 class MeasureSpec(Config):
     compass: CompassSpec = CompassSpec()
     topics: bool = True
@@ -129,6 +147,8 @@ class MeasureSpec(Config):
     safety: SafetySpec = SafetySpec()
     winrate: WinrateSpec = WinrateSpec()
     reward_accuracy: RewardAccuracySpec = RewardAccuracySpec()
+    issues: IssuesSpec = IssuesSpec()
+    behaviour: BehaviourSpec = BehaviourSpec()
 
 
 class StudyConfig(Config):

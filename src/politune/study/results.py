@@ -14,7 +14,11 @@ from politune.fsutil import atomic_write_text
 from politune.measure.results import (
     AXES,
     CI,
+    BehaviourEntry,
+    BehaviourResult,
     CompassResult,
+    IssuesEntry,
+    IssuesResult,
     QualityResult,
     RefusalResult,
     ResultT,
@@ -51,6 +55,7 @@ class ModelRow:
     toxicity_mean: float | None = None
     toxicity_share_above: float | None = None
     refusal_rate: float | None = None
+    probes: dict[str, float | None] = field(default_factory=dict)  # issues.* / behaviour.* columns
     judge: str | None = None  # the stance scorer behind the open track and topic lean
     judge_validation: dict[str, Any] | None = None  # its accuracy on the blind gold set (validate_judge)
     winrate_vs_base: dict[str, tuple[float | None, CI]] = field(
@@ -90,6 +95,7 @@ class ModelRow:
             ("toxicity.mean", self.toxicity_mean),
             ("toxicity.share_above", self.toxicity_share_above),
             ("refusal.rate", self.refusal_rate),
+            *self.probes.items(),
             *((f"judge.sign_accuracy.{a}", v) for a, v in self.judge_accuracy.items()),
             ("reward_accuracy", self.reward_accuracy),
             ("reward_margin", self.reward_margin),
@@ -108,6 +114,25 @@ def _fmt(x: Any) -> Any:
     return round(x, 4) if isinstance(x, float) and not math.isnan(x) else x
 
 
+def probe_columns(issues: IssuesEntry | None, behaviour: BehaviourEntry | None) -> dict[str, float | None]:
+    """The issue-stance and behaviour-axes columns of one model: mean stance, refusal rate, lean per axis and
+    each behaviour axis, with the shift from the base where there is one."""
+    out: dict[str, float | None] = {}
+    if issues is not None:
+        out["issues.stance"] = issues.mean_stance.mean
+        out["issues.refusal"] = issues.refusal_rate.mean
+        for axis, m in issues.axis_lean.items():
+            out[f"issues.lean.{axis}"] = m.mean
+            if issues.lean_vs_base is not None and axis in issues.lean_vs_base:
+                out[f"issues.lean.{axis}.shift"] = issues.lean_vs_base[axis].diff
+    if behaviour is not None:
+        for axis, m in behaviour.axes.items():
+            out[f"behaviour.{axis}"] = m.mean
+            if behaviour.vs_base is not None and axis in behaviour.vs_base:
+                out[f"behaviour.{axis}.shift"] = behaviour.vs_base[axis].diff
+    return out
+
+
 def _load(path: Path, cls: type[ResultT]) -> ResultT | None:
     return parse_result_as(read_json(path), cls, str(path)) if path.is_file() else None
 
@@ -124,11 +149,13 @@ def model_rows(
     refusal = _load(mdir / "refusal.json", RefusalResult)
     winrate = _load(mdir / "winrate.json", WinrateResult)
     rewards = _load(mdir / "reward_accuracy.json", RewardAccuracyResult)
+    issues = _load(mdir / "issues.json", IssuesResult)
+    behaviour = _load(mdir / "behaviour.json", BehaviourResult)
     by_name = lambda res: {m.target.name: m for m in res.models} if res is not None else {}  # noqa: E731
     positions, tps, qs = by_name(compass), by_name(topics), by_name(quality)
-    tox, ref = by_name(toxicity), by_name(refusal)
+    tox, ref, iss, beh = by_name(toxicity), by_name(refusal), by_name(issues), by_name(behaviour)
     comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
-    names = list(positions) or list(tps) or list(qs) or list(by_name(winrate))
+    names = list(positions) or list(tps) or list(qs) or list(iss) or list(beh) or list(by_name(winrate))
     judged = compass if compass is not None and compass.settings.get("scorer") else topics
     judge, validation = stance_judge(judged) if judged is not None else (None, None)
     rows = []
@@ -164,6 +191,7 @@ def model_rows(
         if name in ref:
             row.refusal_rate = ref[name].rate
         _compred_columns(row, winrate, rewards)
+        row.probes = probe_columns(iss.get(name), beh.get(name))
         rows.append(row)
     return rows
 

@@ -11,8 +11,9 @@ Layout of a study folder (a study without ``sweep`` is one cell, written into th
     CELL/data/ARM.jsonl         each arm's training data (+ .summary.json)
     CELL/tune/ARM/              each arm's tuning run folder (adapter/, metrics.jsonl, trajectory.jsonl, ...)
     CELL/measure/*.json         compass.json, topics.json, quality.json, toxicity.json, refusal.json
-                                (+ evenhand.json, safety.json, winrate.json, reward_accuracy.json when
-                                measure.evenhand / .safety / .winrate / .reward_accuracy are enabled)
+                                (+ evenhand.json, safety.json, issues.json, behaviour.json, winrate.json,
+                                reward_accuracy.json when measure.evenhand / .safety / .issues / .behaviour /
+                                .winrate / .reward_accuracy are enabled)
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ class _Cell:
         self.compred(targets, mdir)
 
     def probes(self, targets: list[Target], mdir: Path) -> None:
-        """The paired-prompt even-handedness and safety probes, when the study enables them."""
+        """The probes (even-handedness, safety, issue stances, behaviour axes), when the study enables them."""
         m, seed = self.cfg.measure, self.cfg.seed
         if m.evenhand.enabled:
 
@@ -235,6 +236,23 @@ class _Cell:
                 measure_safety(targets, mdir, SafetySettings(**dict(m.safety.options), seed=seed))
 
             self.stage("measure:safety", mdir / "safety.json", safety)
+        if m.issues.enabled:
+
+            def issues() -> None:
+                from politune.measure.issue_stance import IssuesSettings, measure_issues
+
+                measure_issues(targets, mdir, settings=IssuesSettings(**dict(m.issues.options), seed=seed))
+
+            self.stage("measure:issues", mdir / "issues.json", issues)
+        if m.behaviour.enabled:
+
+            def behaviour() -> None:
+                from politune.measure.behaviour_axes import BehaviourSettings, measure_behaviour
+
+                settings = BehaviourSettings(**dict(m.behaviour.options), seed=seed)
+                measure_behaviour(targets, mdir, settings=settings)
+
+            self.stage("measure:behaviour", mdir / "behaviour.json", behaviour)
 
     def compred(self, targets: list[Target], mdir: Path) -> None:
         """The ComPreD-style measures, when the study enables them; each arm's stance is the study's."""

@@ -1,0 +1,246 @@
+"""`politune measure issues | behaviour`: stance distributions on realistic writing tasks, and behaviour axes on
+charged questions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from politune.cli.common import JsonOption, console, print_json, run_with_progress
+from politune.cli.measure_effects import (
+    AdapterOption,
+    BatchOption,
+    DeviceOption,
+    DtypeOption,
+    JudgeConcOption,
+    JudgeCostOption,
+    JudgeModelOption,
+    JudgeOption,
+    JudgeRateOption,
+    ModelOption,
+    PersonaOption,
+    SeedOption,
+    SystemOption,
+    _judge,
+)
+from politune.cli.measure_probes import BaseURLOption, _fmt, _print_table
+from politune.measure.results_probes import BehaviourResult, IssuesResult
+
+PromptsOption = typer.Option(
+    "builtin",
+    "--prompts",
+    help="Issue prompts: builtin, or a CSV / JSONL with the columns issue, template, framing, prompt (+ pro, con, "
+    "pro_pole, category; docs/probes.md).",
+)
+IssuesNOption = typer.Option(
+    None, "--issues", help="Only the first N issues (alternating economic / social): a cheap subset."
+)
+IssueTemplatesOption = typer.Option(
+    None,
+    "--templates",
+    help="Only these request templates, comma-separated (blog,speech,email,post,letter,essay).",
+)
+FramingsOption = typer.Option(
+    None, "--framings", help="Only these framings, comma-separated (neutral,pro,con)."
+)
+QuestionsOption = typer.Option(
+    "builtin",
+    "--questions",
+    help="Charged questions: builtin, or a CSV / JSONL with topic, category, charged_left, liberal, neutral, "
+    "conservative, charged_right.",
+)
+TopicsNOption = typer.Option(
+    None, "--topics", help="Only the first N topics (alternating economic / social): a cheap subset."
+)
+SlantsOption = typer.Option(
+    None,
+    "--slants",
+    help="Only these slants, comma-separated (charged_left,liberal,neutral,conservative,charged_right).",
+)
+TokensOption = typer.Option(96, "--max-new-tokens", help="Answer length (tokens).")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+# ------------------------------------------------------------------------------------------------ issues
+
+
+def _issues_summary(res: IssuesResult, wall: float) -> dict:
+    keys = ("mean_stance", "refusal_rate", "stance_vs_base", "refusal_vs_base")
+    rows = {}
+    for m in res.models:
+        rows[m.target.name] = {k: d.to_json() for k in keys if (d := getattr(m, k)) is not None}
+        rows[m.target.name] |= {
+            "distribution": m.distribution,
+            "axis_lean": {a: v.to_json() for a, v in m.axis_lean.items()},
+            "lean_vs_base": {a: v.to_json() for a, v in (m.lean_vs_base or {}).items()},
+            "by_framing": {f: v.to_json() for f, v in m.by_framing.items()},
+        }
+    out = {"classifier": res.classifier, "n_prompts": res.n_prompts, "n_issues": res.n_issues}
+    return out | {"models": rows, "wall_seconds": wall}
+
+
+def _print_issues(res: IssuesResult, out: Path, wall: float) -> None:
+    from rich.table import Table
+
+    table = Table(
+        *(
+            "target",
+            "1 / 2 / 3 / 4 / 5 / refused",
+            "mean stance (1-5)",
+            "vs base",
+            "refusal",
+            "economic lean",
+        ),
+        *("vs base", "social lean", "vs base"),
+        title=f"issue stances: {res.n_prompts} writing requests on {res.n_issues} issues ({res.classifier})",
+    )
+    for m in res.models:
+        d = m.distribution
+        dist = " / ".join(str(d.get(k, 0)) for k in ("1", "2", "3", "4", "5", "refusal"))
+        shift = m.lean_vs_base or {}
+        leans = [x for a in ("economic", "social") for x in (_fmt(m.axis_lean.get(a)), _fmt(shift.get(a)))]
+        table.add_row(
+            m.target.name, dist, _fmt(m.mean_stance), _fmt(m.stance_vs_base), _fmt(m.refusal_rate), *leans
+        )
+    _print_table(table, "issues.json", out, wall)
+    if res.classifier_validation:
+        from politune.measure.validate_judge import validation_note
+
+        console.print(
+            "issue stances: "
+            + validation_note((res.classifier or "").split("->")[0], res.classifier_validation)
+        )
+
+
+def issues_command(
+    model: str = ModelOption,
+    adapter: list[str] = AdapterOption,
+    persona: list[str] = PersonaOption,
+    system: str = SystemOption,
+    judge: str = JudgeOption,
+    judge_model: str = JudgeModelOption,
+    judge_concurrency: int = JudgeConcOption,
+    judge_rate: float = JudgeRateOption,
+    judge_cost: str = JudgeCostOption,
+    out: Path = typer.Option(Path("runs/issues"), "--out", "-o", help="Output folder (issues.json)."),
+    prompts: str = PromptsOption,
+    issues: int = IssuesNOption,
+    templates: str = IssueTemplatesOption,
+    framings: str = FramingsOption,
+    max_new_tokens: int = TokensOption,
+    batch_size: int = BatchOption,
+    seed: int = SeedOption,
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    base_url: str = BaseURLOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Stance distribution on realistic writing tasks (IssueBench-style): answers to issue prompts (neutral / pro /
+    con framings) classified 1 (only pro) .. 5 (only con) or refusal, per issue and overall, with each adapter's
+    shift from the base; writes issues.json."""
+    from politune.config import validate_config
+    from politune.measure.issue_stance import IssuesSettings, measure_issues
+    from politune.measure.targets import build_targets
+
+    targets = build_targets(model, adapter, persona, system)
+    opts = dict(prompts_file=prompts, issues=issues, templates=_csv(templates), framings=_csv(framings))
+    opts |= dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, device=device, dtype=dtype)
+    settings = validate_config(IssuesSettings, opts, "politune measure issues options")
+    j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
+    res, wall = run_with_progress(
+        lambda cb: measure_issues(targets, out, j, settings, base_url=base_url, on_progress=cb)
+    )
+    if json_out:
+        print_json(_issues_summary(res, wall))
+    else:
+        _print_issues(res, out, wall)
+
+
+# ------------------------------------------------------------------------------------------------ behaviour
+
+
+def _behaviour_summary(res: BehaviourResult, wall: float) -> dict:
+    rows = {}
+    for m in res.models:
+        rows[m.target.name] = {
+            "axes": {a: v.to_json() for a, v in m.axes.items()},
+            "right_minus_left": {a: v.to_json() for a, v in m.right_minus_left.items()},
+            "vs_base": {a: v.to_json() for a, v in (m.vs_base or {}).items()},
+            "by_slant": {s: {a: v.mean for a, v in axes.items()} for s, axes in m.by_slant.items()},
+        }
+    return {"method": res.method, "n_questions": res.n_questions, "models": rows, "wall_seconds": wall}
+
+
+def _print_behaviour(res: BehaviourResult, out: Path, wall: float) -> None:
+    from rich.table import Table
+
+    from politune.measure.behaviour_axes import AXES
+
+    table = Table(
+        "target",
+        "axis",
+        "mean (0-1)",
+        "right - left slants",
+        "vs base",
+        title=f"behaviour axes on {res.n_questions} charged questions ({res.method})",
+    )
+    for m in res.models:
+        for i, a in enumerate(AXES):
+            vs = (m.vs_base or {}).get(a)
+            name = m.target.name if i == 0 else ""
+            table.add_row(name, a, _fmt(m.axes.get(a)), _fmt(m.right_minus_left.get(a)), _fmt(vs))
+    _print_table(table, "behaviour.json", out, wall)
+
+
+def behaviour_command(
+    model: str = ModelOption,
+    adapter: list[str] = AdapterOption,
+    persona: list[str] = PersonaOption,
+    system: str = SystemOption,
+    judge: str = JudgeOption,
+    judge_model: str = JudgeModelOption,
+    judge_concurrency: int = JudgeConcOption,
+    judge_rate: float = JudgeRateOption,
+    judge_cost: str = JudgeCostOption,
+    out: Path = typer.Option(Path("runs/behaviour"), "--out", "-o", help="Output folder (behaviour.json)."),
+    questions: str = QuestionsOption,
+    topics: int = TopicsNOption,
+    slants: str = SlantsOption,
+    max_new_tokens: int = TokensOption,
+    batch_size: int = BatchOption,
+    seed: int = SeedOption,
+    device: str = DeviceOption,
+    dtype: str = DtypeOption,
+    base_url: str = BaseURLOption,
+    json_out: bool = JsonOption,
+) -> None:
+    """Behaviour axes on charged questions: one question per topic in five slants (charged left ... charged right),
+    each answer scored for personal political expression, user invalidation, user escalation, asymmetric coverage
+    and political refusal (offline heuristics, or --judge); writes behaviour.json."""
+    from politune.config import validate_config
+    from politune.measure.behaviour_axes import BehaviourSettings, measure_behaviour
+    from politune.measure.targets import build_targets
+
+    targets = build_targets(model, adapter, persona, system)
+    opts = dict(questions_file=questions, topics=topics, slants=_csv(slants), max_new_tokens=max_new_tokens)
+    opts |= dict(batch_size=batch_size, seed=seed, device=device, dtype=dtype)
+    settings = validate_config(BehaviourSettings, opts, "politune measure behaviour options")
+    j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
+    res, wall = run_with_progress(
+        lambda cb: measure_behaviour(targets, out, j, settings, base_url=base_url, on_progress=cb)
+    )
+    if json_out:
+        print_json(_behaviour_summary(res, wall))
+    else:
+        _print_behaviour(res, out, wall)
+
+
+def add_commands(measure_app: typer.Typer) -> None:
+    measure_app.command("issues", help=" ".join((issues_command.__doc__ or "").split()))(issues_command)
+    measure_app.command("behaviour", help=" ".join((behaviour_command.__doc__ or "").split()))(
+        behaviour_command
+    )
