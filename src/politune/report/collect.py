@@ -77,6 +77,19 @@ def _display(path: Path, roots: list[Path]) -> str:
     return str(path)
 
 
+# result kinds whose ReportData field maps a model name to a typed entry with a ``target``
+ENTRY_KINDS = (
+    "quality",
+    "toxicity",
+    "refusal",
+    "evenhand",
+    "safety",
+    "issues",
+    "behaviour",
+    "reward_accuracy",
+)
+
+
 def collect(run_dirs: list[Path]) -> ReportData:
     """Read every result file found (recursively) under ``run_dirs``.
 
@@ -129,16 +142,7 @@ def collect(run_dirs: list[Path]) -> ReportData:
     _name_runs(data.runs, roots)
     for m in data.compass + data.topics:
         data.targets.setdefault(m.name, m.target)
-    for kind in (
-        "quality",
-        "toxicity",
-        "refusal",
-        "evenhand",
-        "safety",
-        "issues",
-        "behaviour",
-        "reward_accuracy",
-    ):
+    for kind in ENTRY_KINDS:
         for name, entry in getattr(data, kind).items():
             data.targets.setdefault(name, entry.target.model_dump())
     _find_missing(data)
