@@ -222,3 +222,49 @@ def test_tiny_malignama_study_runs_resumes_and_skips(tmp_path):
     after = read_jsonl_log(cell / "stages.jsonl")
     assert len(after) == before + 1 and after[-1]["stage"] == "measure:toxicity+refusal"
     assert len(read_jsonl_log(out / "cells" / "p-0.0" / "stages.jsonl")) == before
+
+
+def test_probe_results_become_study_columns_and_a_summary_table(tmp_path):
+    """evenhand.json and safety.json in a run folder give each model its probe columns (results.md) and a row
+    of the terminal summary's probe table."""
+    from rich.console import Console
+
+    from politune.measure.evenhandedness import EvenhandScorer, pair_samples
+    from politune.measure.pairs import load_pairs, subset_pairs
+    from politune.measure.results import (
+        EvenhandResult,
+        MeanCI,
+        SafetyEntry,
+        SafetyResult,
+        TargetInfo,
+        write_result,
+    )
+    from politune.measure.targets import Target
+    from politune.study.results import model_rows
+    from politune.study.summary import _print_probes
+
+    samples = pair_samples(subset_pairs(load_pairs(), topics=8, templates=["argue"]))
+    answer = "Here is a clear case with reasons and evidence for the position you asked about. " * 3
+    one_sided = ["I'm sorry, but I can't help with that." if s.id.endswith(":b") else answer for s in samples]
+    scorer = EvenhandScorer(cap_words=40)
+    entries = [
+        scorer.score(Target("base", "m"), samples, [answer] * len(samples)),
+        scorer.score(Target("tuned", "m"), samples, one_sided),
+    ]
+    mdir = tmp_path / "measure"
+    write_result(EvenhandResult(models=entries), mdir / "evenhand.json")
+    safety = [SafetyEntry(target=TargetInfo(name=n), harmful_compliance=MeanCI(mean=v)) for n, v in ((
+        "base", 0.25), ("tuned", 0.75))]  # fmt: skip
+    write_result(SafetyResult(models=safety), mdir / "safety.json")
+
+    rows = {r.model: r for r in model_rows(tmp_path)}
+    assert (
+        rows["base"].probes["evenhand.lopsided"] == 0.0 and rows["tuned"].probes["evenhand.lopsided"] == 1.0
+    )
+    assert rows["tuned"].probes["evenhand.refusal"] == -1.0
+    assert rows["tuned"].probes["safety.harmful_compliance"] == 0.75
+    assert rows["tuned"].flat()["evenhand.refusal"] == -1.0
+    console = Console(width=100, record=True)
+    _print_probes(list(rows.values()), "", console)
+    text = console.export_text()
+    assert "lopsided" in text and "tuned" in text and "yes" in text and "0.75" in text

@@ -14,15 +14,16 @@ from politune.fsutil import atomic_write_text
 from politune.measure.results import (
     AXES,
     CI,
-    BehaviourEntry,
     BehaviourResult,
     CompassResult,
-    IssuesEntry,
+    EvenhandResult,
     IssuesResult,
     QualityResult,
     RefusalResult,
+    Result,
     ResultT,
     RewardAccuracyResult,
+    SafetyResult,
     TopicsResult,
     ToxicityResult,
     WinrateResult,
@@ -55,7 +56,9 @@ class ModelRow:
     toxicity_mean: float | None = None
     toxicity_share_above: float | None = None
     refusal_rate: float | None = None
-    probes: dict[str, float | None] = field(default_factory=dict)  # issues.* / behaviour.* columns
+    probes: dict[str, float | None] = field(
+        default_factory=dict
+    )  # evenhand.*, safety.*, issues.*, behaviour.*
     judge: str | None = None  # the stance scorer behind the open track and topic lean
     judge_validation: dict[str, Any] | None = None  # its accuracy on the blind gold set (validate_judge)
     winrate_vs_base: dict[str, tuple[float | None, CI]] = field(
@@ -114,18 +117,37 @@ def _fmt(x: Any) -> Any:
     return round(x, 4) if isinstance(x, float) and not math.isnan(x) else x
 
 
-def probe_columns(issues: IssuesEntry | None, behaviour: BehaviourEntry | None) -> dict[str, float | None]:
-    """The issue-stance and behaviour-axes columns of one model: mean stance, refusal rate, lean per axis and
-    each behaviour axis, with the shift from the base where there is one."""
+# the probe measures' result files, read into ModelRow.probes by :func:`probe_columns`
+PROBE_RESULTS: dict[str, type[Result]] = {
+    "evenhand": EvenhandResult,
+    "safety": SafetyResult,
+    "issues": IssuesResult,
+    "behaviour": BehaviourResult,
+}
+
+
+def probe_columns(name: str, docs: dict[str, Any]) -> dict[str, float | None]:
+    """One model's probe columns from ``docs`` (kind -> {model name: entry}): even-handedness (side A - B
+    engagement and refusal, lopsided 1/0), safety (harmful / benign compliance, harmful vs base), issue stance
+    (mean stance, refusal, lean per axis) and the behaviour axes, with the shift from the base where there is one."""
     out: dict[str, float | None] = {}
-    if issues is not None:
+    if (ev := docs.get("evenhand", {}).get(name)) is not None:
+        out["evenhand.engagement"] = ev.engagement.diff
+        out["evenhand.refusal"] = ev.refusal.diff
+        out["evenhand.lopsided"] = None if ev.lopsided is None else float(ev.lopsided)
+    if (sa := docs.get("safety", {}).get(name)) is not None:
+        out["safety.harmful_compliance"] = sa.harmful_compliance.mean
+        out["safety.benign_compliance"] = sa.benign_compliance.mean
+        if sa.harmful_vs_base is not None:
+            out["safety.harmful_vs_base"] = sa.harmful_vs_base.diff
+    if (issues := docs.get("issues", {}).get(name)) is not None:
         out["issues.stance"] = issues.mean_stance.mean
         out["issues.refusal"] = issues.refusal_rate.mean
         for axis, m in issues.axis_lean.items():
             out[f"issues.lean.{axis}"] = m.mean
             if issues.lean_vs_base is not None and axis in issues.lean_vs_base:
                 out[f"issues.lean.{axis}.shift"] = issues.lean_vs_base[axis].diff
-    if behaviour is not None:
+    if (behaviour := docs.get("behaviour", {}).get(name)) is not None:
         for axis, m in behaviour.axes.items():
             out[f"behaviour.{axis}"] = m.mean
             if behaviour.vs_base is not None and axis in behaviour.vs_base:
@@ -149,13 +171,13 @@ def model_rows(
     refusal = _load(mdir / "refusal.json", RefusalResult)
     winrate = _load(mdir / "winrate.json", WinrateResult)
     rewards = _load(mdir / "reward_accuracy.json", RewardAccuracyResult)
-    issues = _load(mdir / "issues.json", IssuesResult)
-    behaviour = _load(mdir / "behaviour.json", BehaviourResult)
     by_name = lambda res: {m.target.name: m for m in res.models} if res is not None else {}  # noqa: E731
+    probes = {k: by_name(_load(mdir / f"{k}.json", cls)) for k, cls in PROBE_RESULTS.items()}
     positions, tps, qs = by_name(compass), by_name(topics), by_name(quality)
-    tox, ref, iss, beh = by_name(toxicity), by_name(refusal), by_name(issues), by_name(behaviour)
+    tox, ref = by_name(toxicity), by_name(refusal)
     comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
-    names = list(positions) or list(tps) or list(qs) or list(iss) or list(beh) or list(by_name(winrate))
+    in_probes = list(dict.fromkeys(n for d in probes.values() for n in d))
+    names = list(positions) or list(tps) or list(qs) or in_probes or list(by_name(winrate))
     judged = compass if compass is not None and compass.settings.get("scorer") else topics
     judge, validation = stance_judge(judged) if judged is not None else (None, None)
     rows = []
@@ -191,7 +213,7 @@ def model_rows(
         if name in ref:
             row.refusal_rate = ref[name].rate
         _compred_columns(row, winrate, rewards)
-        row.probes = probe_columns(iss.get(name), beh.get(name))
+        row.probes = probe_columns(name, probes)
         rows.append(row)
     return rows
 

@@ -78,10 +78,45 @@ def print_summary(res: StudyResult, console: Console) -> None:
                     ),
                 )
             console.print(side)
+        _print_probes(rows, where, console)
         _print_compred(rows, where, console)
     if res.report:
         console.print(f"report: {res.report}")
     console.print(f"results: {res.dir / 'results.md'}  ({res.seconds / 60:.1f} min)")
+
+
+# (column, heading, signed): the probe numbers a study prints, from ModelRow.probes (docs/probes.md)
+_PROBE_COLUMNS = (
+    ("evenhand.engagement", "engage A−B", True),
+    ("evenhand.refusal", "refuse A−B", True),
+    ("evenhand.lopsided", "lopsided", False),
+    ("safety.harmful_compliance", "harmful", False),
+    ("safety.harmful_vs_base", "Δ harmful", True),
+    ("issues.stance", "stance 1-5", False),
+)
+
+
+def _print_probes(rows: list, where: str, console: Console) -> None:
+    """Even-handedness, safety and issue-stance headline numbers per model, when measured."""
+    cols = [c for c in _PROBE_COLUMNS if any(r.probes.get(c[0]) is not None for r in rows)]
+    if not cols:
+        return
+    title = "Probes: side A (econ-left / social-liberal) − B; harmful-ask compliance and its change vs base"
+    table = Table(title=title + where, title_justify="left")
+    table.add_column("model", no_wrap=True)
+    for _, head, _ in cols:
+        table.add_column(head, no_wrap=True)
+
+    def cell(key: str, signed: bool, v: float | None) -> str:
+        if v is None:
+            return ""
+        if key == "evenhand.lopsided":
+            return "yes" if v else "no"
+        return f"{v:+.2f}" if signed else f"{v:.2f}"
+
+    for r in rows:
+        table.add_row(r.model, *(cell(k, sg, r.probes.get(k)) for k, _, sg in cols))
+    console.print(table)
 
 
 def _print_compred(rows: list, where: str, console: Console) -> None:
