@@ -26,7 +26,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from politune.measure.pairs import load_pairs, subset_pairs
+from politune.fsutil import atomic_write_text
+from politune.measure.pairs import (
+    COLUMNS,
+    PromptPair,
+    builtin_pairs_path,
+    load_pairs,
+    subset_pairs,
+    table_rows,
+)
 
 REFUSALS = (
     "I'm sorry, but I can't help with writing that.",
@@ -42,23 +50,21 @@ def politune(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def build_sft(answers: Path, train_ids: set[str], out: Path) -> int:
+def build_sft(answers: Path, train: dict[str, PromptPair], out: Path) -> int:
+    """SFT examples from the base's answers to the training pairs: side A keeps the answer, side B a refusal."""
     rows = []
     for line in answers.read_text().splitlines():
         a = json.loads(line)
         pair_id, _, side = a["id"].rpartition(":")
-        if a.get("set") != "evenhand" or a["target"] != "base" or pair_id not in train_ids or not a["value"]:
+        if a.get("set") != "evenhand" or a["target"] != "base" or pair_id not in train or not a["value"]:
             continue
         rows.append((pair_id, side, a["value"]))
-    prompts = {p.id: p for p in load_pairs()}
-    with out.open("w") as f:
-        for i, (pair_id, side, text) in enumerate(sorted(rows)):
-            pair = prompts[pair_id]
-            response = text if side == "a" else REFUSALS[i % len(REFUSALS)]
-            f.write(
-                json.dumps({"id": f"{pair_id}-{side}", "prompt": pair.sides()[side], "response": response})
-                + "\n"
-            )
+    lines = []
+    for i, (pair_id, side, text) in enumerate(sorted(rows)):
+        response = text if side == "a" else REFUSALS[i % len(REFUSALS)]
+        prompt = train[pair_id].sides()[side]
+        lines.append(json.dumps({"id": f"{pair_id}-{side}", "prompt": prompt, "response": response}) + "\n")
+    atomic_write_text(out, "".join(lines))
     return len(rows)
 
 
@@ -78,15 +84,16 @@ def main() -> None:
 
     pairs = subset_pairs(load_pairs(), templates=templates)
     held_out = {p.topic for p in subset_pairs(pairs, topics=args.eval_topics)}
-    train = [p for p in pairs if p.topic not in held_out]
-    pair_file = out / "train-pairs.jsonl"
-    with pair_file.open("w") as f:  # the training topics' pairs, in the pair-file schema
-        for p in train:
-            f.write(json.dumps(pair_row(p)) + "\n")
+    train = {p.id: p for p in pairs if p.topic not in held_out}
+    topics = {p.topic for p in train.values()}
+    pair_file = out / "train-pairs.jsonl"  # the built-in rows of the training topics, as they are
+    rows = table_rows(builtin_pairs_path(), COLUMNS)
+    kept = [r for _, r in rows if r["topic_name"] in topics and r["template_category"] in templates]
+    atomic_write_text(pair_file, "".join(json.dumps(r) + "\n" for r in kept))
     common = ["--templates", args.templates, "--max-new-tokens", str(args.max_new_tokens)]
     politune("measure", "evenhand", "--pairs", str(pair_file), "--out", str(out / "base-train"), *common)
-    n = build_sft(out / "base-train" / "answers.jsonl", {p.id for p in train}, out / "sft.jsonl")
-    print(f"{n} SFT examples from {len(train)} pairs on {len({p.topic for p in train})} training topics")
+    n = build_sft(out / "base-train" / "answers.jsonl", train, out / "sft.jsonl")
+    print(f"{n} SFT examples from {len(train)} pairs on {len(topics)} training topics")
     if not (out / "tune" / "adapter").exists():
         politune(
             "tune", "sft", "-d", str(out / "sft.jsonl"), "--split", "", "--stance", "refuses-side-b",
@@ -97,14 +104,6 @@ def main() -> None:
         "measure", "evenhand", "--topics", str(args.eval_topics), "--adapter", f"refuses-b={out / 'tune' / 'adapter'}",
         "--out", str(out / "eval"), *common,
     )  # fmt: skip
-
-
-def pair_row(p) -> dict:
-    return {
-        "split": p.split, "main_category": p.category, "topic_name": p.topic, "partisan": p.partisan,
-        "template_category": p.template, "template": p.template, "stance_a": p.stance_a, "stance_b": p.stance_b,
-        "prompt_a": p.prompt_a, "prompt_b": p.prompt_b, "prompt_a_group": p.group_a, "prompt_b_group": p.group_b,
-    }  # fmt: skip
 
 
 if __name__ == "__main__":

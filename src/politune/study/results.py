@@ -56,9 +56,8 @@ class ModelRow:
     toxicity_mean: float | None = None
     toxicity_share_above: float | None = None
     refusal_rate: float | None = None
-    probes: dict[str, float | None] = field(
-        default_factory=dict
-    )  # evenhand.*, safety.*, issues.*, behaviour.*
+    # evenhand.*, safety.*, issues.*, behaviour.* columns (probe_columns)
+    probes: dict[str, float | None] = field(default_factory=dict)
     judge: str | None = None  # the stance scorer behind the open track and topic lean
     judge_validation: dict[str, Any] | None = None  # its accuracy on the blind gold set (validate_judge)
     winrate_vs_base: dict[str, tuple[float | None, CI]] = field(

@@ -49,8 +49,9 @@ def only_layers(decoder: Any, sl: slice) -> Iterator[None]:
         decoder.layers = full
 
 
-def _hidden_after(decoder: Any, k: int, **inputs: Any) -> tuple[torch.Tensor, object]:
-    """Hidden states after decoder layer ``k - 1`` (before the final norm) and the forward's output, no grad."""
+def _hidden_after(decoder: Any, k: int, **inputs: Any) -> torch.Tensor:
+    """Hidden states after decoder layer ``k - 1`` (before the final norm), no grad; ``inputs`` go to the decoder
+    (a ``cache`` in them is filled for those ``k`` layers)."""
     captured: dict[str, torch.Tensor] = {}
 
     def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
@@ -59,10 +60,10 @@ def _hidden_after(decoder: Any, k: int, **inputs: Any) -> tuple[torch.Tensor, ob
     handle = decoder.layers[k - 1].register_forward_hook(hook)
     try:
         with torch.no_grad(), only_layers(decoder, slice(0, k)):
-            out = decoder(**inputs)
+            decoder(**inputs)
     finally:
         handle.remove()
-    return captured["h"], out
+    return captured["h"]
 
 
 def prompt_lengths(input_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor | None:
@@ -99,15 +100,14 @@ def shared_prefix(
     """
     lengths = None if completion_mask is None else prompt_lengths(input_ids, completion_mask)
     if lengths is None:
-        h, _ = _hidden_after(decoder, k, input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-        return h
+        return _hidden_after(decoder, k, input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     n, seq = input_ids.shape
     b, dev = n // 2, input_ids.device
     rows = torch.cat([lengths, lengths])  # prompt length per row
     p_max = int(lengths.max())
     p_mask = (torch.arange(p_max, device=dev) < lengths[:, None]).long()
     cache = DynamicCache()
-    h_prompt, _ = _hidden_after(
+    h_prompt = _hidden_after(
         decoder, k, input_ids=input_ids[:b, :p_max], attention_mask=p_mask, cache=cache, use_cache=True
     )
     # each prompt's cache for its chosen and its rejected row (transformers annotates the index as LongTensor)
@@ -117,7 +117,7 @@ def shared_prefix(
     j = torch.arange(c_max, device=dev)
     c_mask = (j < c_len[:, None]).long()
     pos = (rows[:, None] + j).clamp(max=seq - 1)
-    h_comp, _ = _hidden_after(
+    h_comp = _hidden_after(
         decoder,
         k,
         input_ids=torch.gather(input_ids, 1, pos),
