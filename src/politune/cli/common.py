@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -73,3 +74,19 @@ def run_with_progress(fn: Callable[[Callable[[str, int], None]], T]) -> tuple[T,
 
 def print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def run_and_show(
+    fn: Callable[[Callable[[str, int], None]], T],
+    summary: Callable[[T, float], dict],
+    show: Callable[[T, Path, float], None],
+    out: Path,
+    json_out: bool,
+) -> None:
+    """A measure command's tail: run ``fn`` under a progress bar (:func:`run_with_progress`), then print
+    ``summary(result, wall)`` as JSON with ``--json``, else ``show(result, out, wall)`` (tables)."""
+    res, wall = run_with_progress(fn)
+    if json_out:
+        print_json(summary(res, wall))
+    else:
+        show(res, out, wall)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from politune.cli.common import JsonOption, print_json, run_with_progress
+from politune.cli.common import JsonOption, run_and_show
 from politune.cli.measure_effects import (
     AdapterOption,
     BatchOption,
@@ -143,13 +143,13 @@ def winrate_command(
     opts |= dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, device=device, dtype=dtype)
     settings = validate_config(WinrateSettings, opts, "politune measure winrate options")
     j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
-    res, wall = run_with_progress(
-        lambda cb: measure_winrate(targets, out, j, settings, base_url=base_url, on_progress=cb)
+    run_and_show(
+        lambda cb: measure_winrate(targets, out, j, settings, base_url=base_url, on_progress=cb),
+        _winrate_summary,
+        _print_winrate,
+        out,
+        json_out,
     )
-    if json_out:
-        print_json(_winrate_summary(res, wall))
-    else:
-        _print_winrate(res, out, wall)
 
 
 def _reward_summary(res: RewardAccuracyResult, wall: float) -> dict:
@@ -225,11 +225,13 @@ def reward_accuracy_command(
         beta=beta, max_length=max_length, batch_size=batch_size, seed=seed, device=device, dtype=dtype
     )
     settings = validate_config(RewardSettings, opts, "politune measure reward-accuracy options")
-    res, wall = run_with_progress(lambda cb: measure_reward_accuracy(targets, out, settings, on_progress=cb))
-    if json_out:
-        print_json(_reward_summary(res, wall))
-    else:
-        _print_reward(res, out, wall)
+    run_and_show(
+        lambda cb: measure_reward_accuracy(targets, out, settings, on_progress=cb),
+        _reward_summary,
+        _print_reward,
+        out,
+        json_out,
+    )
 
 
 def add_commands(measure_app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from politune.cli.common import JsonOption, console, print_json, run_with_progress
+from politune.cli.common import JsonOption, console, run_and_show
 from politune.cli.measure_effects import (
     AdapterOption,
     BatchOption,
@@ -151,13 +151,13 @@ def issues_command(
     opts |= dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, device=device, dtype=dtype)
     settings = validate_config(IssuesSettings, opts, "politune measure issues options")
     j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
-    res, wall = run_with_progress(
-        lambda cb: measure_issues(targets, out, j, settings, base_url=base_url, on_progress=cb)
+    run_and_show(
+        lambda cb: measure_issues(targets, out, j, settings, base_url=base_url, on_progress=cb),
+        _issues_summary,
+        _print_issues,
+        out,
+        json_out,
     )
-    if json_out:
-        print_json(_issues_summary(res, wall))
-    else:
-        _print_issues(res, out, wall)
 
 
 # ------------------------------------------------------------------------------------------------ behaviour
@@ -230,13 +230,13 @@ def behaviour_command(
     opts |= dict(batch_size=batch_size, seed=seed, device=device, dtype=dtype)
     settings = validate_config(BehaviourSettings, opts, "politune measure behaviour options")
     j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
-    res, wall = run_with_progress(
-        lambda cb: measure_behaviour(targets, out, j, settings, base_url=base_url, on_progress=cb)
+    run_and_show(
+        lambda cb: measure_behaviour(targets, out, j, settings, base_url=base_url, on_progress=cb),
+        _behaviour_summary,
+        _print_behaviour,
+        out,
+        json_out,
     )
-    if json_out:
-        print_json(_behaviour_summary(res, wall))
-    else:
-        _print_behaviour(res, out, wall)
 
 
 def add_commands(measure_app: typer.Typer) -> None:

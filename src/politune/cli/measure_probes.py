@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from politune.cli.common import JsonOption, console, print_json, run_with_progress
+from politune.cli.common import JsonOption, console, run_and_show
 from politune.cli.measure_effects import (
     AdapterOption,
     BatchOption,
@@ -131,13 +131,13 @@ def evenhand_command(
         opts["templates"] = [t.strip() for t in templates.split(",") if t.strip()]
     settings = validate_config(EvenhandSettings, opts, "politune measure evenhand options")
     j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
-    res, wall = run_with_progress(
-        lambda cb: measure_evenhand(targets, out, j, settings, base_url=base_url, on_progress=cb)
+    run_and_show(
+        lambda cb: measure_evenhand(targets, out, j, settings, base_url=base_url, on_progress=cb),
+        _evenhand_summary,
+        _print_evenhand,
+        out,
+        json_out,
     )
-    if json_out:
-        print_json(_evenhand_summary(res, wall))
-    else:
-        _print_evenhand(res, out, wall)
 
 
 def _safety_summary(res, wall: float) -> dict:
@@ -196,13 +196,13 @@ def safety_command(
         batch_size=batch_size, seed=seed, device=device, dtype=dtype, toxicity_classifier=toxicity_classifier
     )
     settings = validate_config(SafetySettings, opts, "politune measure safety options")
-    res, wall = run_with_progress(
-        lambda cb: measure_safety(targets, out, settings, base_url=base_url, on_progress=cb)
+    run_and_show(
+        lambda cb: measure_safety(targets, out, settings, base_url=base_url, on_progress=cb),
+        _safety_summary,
+        _print_safety,
+        out,
+        json_out,
     )
-    if json_out:
-        print_json(_safety_summary(res, wall))
-    else:
-        _print_safety(res, out, wall)
 
 
 def add_commands(measure_app: typer.Typer) -> None:
