@@ -1,12 +1,15 @@
-"""Shared CLI helpers: consoles, progress bars, JSON output, ``--set`` overrides."""
+"""Shared CLI helpers: consoles, progress bars, JSON output, ``--set`` overrides, option groups."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, get_type_hints
 
 import typer
 from rich.console import Console
@@ -20,6 +23,7 @@ from rich.progress import (
 )
 
 T = TypeVar("T")
+G = TypeVar("G")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -90,3 +94,54 @@ def run_and_show(
         print_json(summary(res, wall))
     else:
         show(res, out, wall)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionGroup(Generic[G]):
+    """Options that several commands take together, handed to a command as one dataclass ``args``: the
+    command declares one parameter for the whole group (``targets: TargetArgs = TargetGroupOption``) and
+    :func:`expand_option_groups` spells it out as one option per field of ``args`` (in field order, with the
+    field's type), ``options`` giving each field's ``typer.Option``."""
+
+    args: type[G]
+    options: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        fields = [f.name for f in dataclasses.fields(self.args)]  # type: ignore[arg-type]
+        if fields != list(self.options):
+            raise ValueError(f"{self.args.__name__}: options {list(self.options)} != fields {fields}")
+
+    def parameters(self) -> list[inspect.Parameter]:
+        types = get_type_hints(self.args)
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        return [
+            inspect.Parameter(n, keyword, default=o, annotation=types[n]) for n, o in self.options.items()
+        ]
+
+    def pack(self, values: dict[str, Any]) -> G:
+        """Take this group's options out of ``values`` (a command's keyword arguments) as one ``args``."""
+        return self.args(**{name: values.pop(name) for name in self.options})
+
+
+def expand_option_groups(command: Callable[..., T]) -> Callable[..., T]:
+    """``command`` as typer should see it: each parameter whose default is an :class:`OptionGroup` replaced,
+    in place, by that group's options; called with them, it calls ``command`` with each group packed into
+    its dataclass. The command line (flags, order, defaults, help) is the same as if each option were spelt
+    out in the signature."""
+    signature = inspect.signature(command, eval_str=True)
+    groups = {n: p.default for n, p in signature.parameters.items() if isinstance(p.default, OptionGroup)}
+    parameters: list[inspect.Parameter] = []
+    for name, param in signature.parameters.items():
+        keyword = param.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        parameters += groups[name].parameters() if name in groups else [keyword]
+
+    @functools.wraps(command)
+    def with_groups_packed(**values: Any) -> T:
+        for name, group in groups.items():
+            values[name] = group.pack(values)
+        return command(**values)
+
+    with_groups_packed.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_groups_packed.__annotations__ = {p.name: p.annotation for p in parameters}
+    with_groups_packed.__annotations__["return"] = signature.return_annotation
+    return with_groups_packed

@@ -7,24 +7,23 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from politune.cli.common import JsonOption, run_and_show
-from politune.cli.measure_effects import (
+from politune.cli.common import JsonOption, expand_option_groups, run_and_show
+from politune.cli.measure_options import (
     AdapterOption,
-    BatchOption,
+    AnswerTokensOption,
+    BaseURLOption,
     DeviceOption,
-    DtypeOption,
-    JudgeConcOption,
-    JudgeCostOption,
-    JudgeModelOption,
-    JudgeOption,
-    JudgeRateOption,
+    GenerationArgs,
+    GenerationGroupOption,
+    JudgeArgs,
+    JudgeGroupOption,
     ModelOption,
-    PersonaOption,
     SeedOption,
-    SystemOption,
-    _judge,
+    TargetArgs,
+    TargetGroupOption,
+    fmt_estimate,
+    print_result_table,
 )
-from politune.cli.measure_probes import BaseURLOption, _fmt, _print_table
 
 if TYPE_CHECKING:
     from politune.measure.results import RewardAccuracyResult, WinrateResult
@@ -80,24 +79,18 @@ def _print_winrate(res: WinrateResult, out: Path, wall: float) -> None:
         table.add_row(
             f"{c.a} vs {c.b}",
             c.community,
-            _fmt(c.win_rate),
+            fmt_estimate(c.win_rate),
             f"{c.wins} / {c.ties} / {c.losses}",
-            _fmt(c.first_slot),
+            fmt_estimate(c.first_slot),
             str(c.position_bias),
         )
-    _print_table(table, "winrate.json", out, wall, "docs/compred.md")
+    print_result_table(table, "winrate.json", out, wall, "docs/compred.md")
 
 
+@expand_option_groups
 def winrate_command(
-    model: str = ModelOption,
-    adapter: list[str] = AdapterOption,
-    persona: list[str] = PersonaOption,
-    system: str = SystemOption,
-    judge: str = JudgeOption,
-    judge_model: str = JudgeModelOption,
-    judge_concurrency: int = JudgeConcOption,
-    judge_rate: float = JudgeRateOption,
-    judge_cost: str = JudgeCostOption,
+    targets: TargetArgs = TargetGroupOption,
+    judge: JudgeArgs = JudgeGroupOption,
     out: Path = typer.Option(Path("runs/winrate"), "--out", "-o", help="Output folder (winrate.json)."),
     prompts: str = typer.Option(
         "builtin",
@@ -120,11 +113,8 @@ def winrate_command(
     margin: float = typer.Option(
         0.1, "--margin", help="Offline judge: a tie when the two answers' leans differ by less."
     ),
-    max_new_tokens: int = typer.Option(96, "--max-new-tokens", help="Answer length (tokens)."),
-    batch_size: int = BatchOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
+    max_new_tokens: int = AnswerTokensOption,
+    generation: GenerationArgs = GenerationGroupOption,
     base_url: str = BaseURLOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -132,19 +122,19 @@ def winrate_command(
     a named community would prefer (order randomised, ties counted), with CIs and a position-bias check; writes
     winrate.json. Offline judge by default (the stance scorer: lean toward the community's side)."""
     from politune.config import validate_config
-    from politune.measure.targets import build_targets, parse_named
+    from politune.measure.targets import parse_named
     from politune.measure.winrate import WinrateSettings, measure_winrate
 
-    targets = build_targets(model, adapter, persona, system)
+    measured = targets.build()
     opts: dict[str, Any] = dict(
         prompts_file=prompts, split=_split(split), limit=limit, communities=community or []
     )
     opts |= dict(compare=compare or [], stances=parse_named(stance, "stance"), margin=margin)
-    opts |= dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, device=device, dtype=dtype)
+    opts |= dict(max_new_tokens=max_new_tokens) | generation.settings()
     settings = validate_config(WinrateSettings, opts, "politune measure winrate options")
-    j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
+    j = judge.build()
     run_and_show(
-        lambda cb: measure_winrate(targets, out, j, settings, base_url=base_url, on_progress=cb),
+        lambda cb: measure_winrate(measured, out, j, settings, base_url=base_url, on_progress=cb),
         _winrate_summary,
         _print_winrate,
         out,
@@ -175,10 +165,16 @@ def _print_reward(res: RewardAccuracyResult, out: Path, wall: float) -> None:
         title="implicit reward accuracy on held-out pairs (reference: the base model)",
     )
     for m in res.models:
-        table.add_row(m.target.name, m.pairs_source or "", _fmt(m.accuracy), _fmt(m.margin), f"{m.beta:g}")
+        table.add_row(
+            m.target.name,
+            m.pairs_source or "",
+            fmt_estimate(m.accuracy),
+            fmt_estimate(m.margin),
+            f"{m.beta:g}",
+        )
         for v, g in m.by.get("axis", {}).items():
-            table.add_row(f"  axis {v}", "", _fmt(g.accuracy), _fmt(g.margin), "")
-    _print_table(table, "reward_accuracy.json", out, wall, "docs/compred.md")
+            table.add_row(f"  axis {v}", "", fmt_estimate(g.accuracy), fmt_estimate(g.margin), "")
+    print_result_table(table, "reward_accuracy.json", out, wall, "docs/compred.md")
 
 
 def reward_accuracy_command(

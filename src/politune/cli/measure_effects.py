@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from politune.cli.common import DtypeOption, JsonOption, console, print_json, run_with_progress
+from politune.cli.common import JsonOption, console, expand_option_groups, print_json, run_with_progress
+from politune.cli.measure_options import (
+    GenerationArgs,
+    GenerationGroupOption,
+    JudgeArgs,
+    JudgeGroupOption,
+    TargetArgs,
+    TargetGroupOption,
+)
 
-ModelOption = typer.Option(
-    "smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id)."
-)
-AdapterOption = typer.Option(
-    None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure this LoRA adapter (repeatable)."
-)
-PersonaOption = typer.Option(
-    None,
-    "--persona",
-    help="NAME=SYSTEM PROMPT: also measure the base model with this system prompt (repeatable).",
-)
-SystemOption = typer.Option(None, "--system", help="System prompt for every target.")
-JudgeOption = typer.Option(
-    None,
-    "--judge",
-    help="LLM judge as URL/v1/MODEL (any OpenAI-compatible server); "
-    "default: $POLITUNE_JUDGE_URL + $POLITUNE_JUDGE_MODEL if set, else the offline scorer.",
-)
-JudgeModelOption = typer.Option(None, "--judge-model", help="Judge model name when --judge is a bare URL.")
-JudgeConcOption = typer.Option(4, "--judge-concurrency", help="Judge requests in flight.")
-JudgeRateOption = typer.Option(None, "--judge-rate", help="Judge requests per second at most.")
-JudgeCostOption = typer.Option(
-    None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report)."
-)
+if TYPE_CHECKING:
+    from politune.measure import EffectsSettings, Judge, Target
+
 OutOption = typer.Option(Path("runs/effects"), "--out", "-o", help="Output folder for the result JSON files.")
 TokensOption = typer.Option(64, "--max-new-tokens", help="Answer length for topic questions (tokens).")
 QATokensOption = typer.Option(40, "--qa-max-new-tokens", help="Answer length for quality questions (tokens).")
-BatchOption = typer.Option(8, "--batch-size", help="Generation batch size.")
-SeedOption = typer.Option(0, "--seed", help="Seed for generation and bootstrap CIs.")
-DeviceOption = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
 TopicsOption = typer.Option("builtin", "--topics", help="Topic questions JSONL (id, topic, axis, question).")
 QAOption = typer.Option(
     "builtin",
@@ -58,98 +42,29 @@ ToxOption = typer.Option(
 ThreshOption = typer.Option(0.5, "--threshold", help="Toxicity threshold for share_above.")
 
 
-def _judge(
-    judge: str | None, judge_model: str | None, concurrency: int, rate: float | None, cost: str | None
-):
-    import os
-
-    from politune.client import ClientOptions
-    from politune.errors import PolituneError
-    from politune.measure import Judge, parse_judge_spec
-
-    if judge is None and not (
-        os.environ.get("POLITUNE_JUDGE_URL") and os.environ.get("POLITUNE_JUDGE_MODEL")
-    ):
-        return None
-    url, model = parse_judge_spec(judge, judge_model) if judge else (None, None)
-    cost_pair = None
-    if cost:
-        try:
-            p, c = (float(x) for x in cost.split(","))
-        except ValueError:
-            raise PolituneError(
-                f"--judge-cost {cost!r}: expected PROMPT,COMPLETION prices per 1k tokens"
-            ) from None
-        cost_pair = (p, c)
-    return Judge(
-        url, model, client=ClientOptions(concurrency=concurrency, rate_limit=rate, cost_per_1k=cost_pair)
-    )
-
-
-@dataclass
-class _Args:
-    """The options of a side-effect command, as given on the command line."""
-
-    model: str
-    adapter: list[str] | None
-    persona: list[str] | None
-    system: str | None
-    judge: str | None
-    judge_model: str | None
-    judge_concurrency: int
-    judge_rate: float | None
-    judge_cost: str | None
-    out: Path
-    max_new_tokens: int
-    qa_max_new_tokens: int
-    batch_size: int
-    seed: int
-    device: str
-    dtype: str
-    topics: str
-    qa: str
-    qa_limit: int | None
-    ppl_text: str
-    toxicity_classifier: str
-    threshold: float
-    json_out: bool
-
-
-def _run(measures: tuple[str, ...], a: _Args) -> None:
-    from politune.config import validate_config
+def _run(
+    measures: tuple[str, ...],
+    measured: list[Target],
+    j: Judge | None,
+    settings: EffectsSettings,
+    out: Path,
+    json_out: bool,
+) -> None:
+    """Measure, write effects-summary.json, print it (JSON with --json, else a table)."""
     from politune.fsutil import atomic_write_json
-    from politune.measure import EffectsSettings, build_targets, measure_effects
+    from politune.measure import measure_effects
 
-    targets = build_targets(a.model, a.adapter, a.persona, a.system)
-    settings = validate_config(
-        EffectsSettings,
-        dict(
-            topics_file=a.topics,
-            qa_file=a.qa,
-            qa_limit=a.qa_limit,
-            ppl_file=a.ppl_text,
-            max_new_tokens=a.max_new_tokens,
-            qa_max_new_tokens=a.qa_max_new_tokens,
-            batch_size=a.batch_size,
-            seed=a.seed,
-            device=a.device,
-            dtype=a.dtype,
-            toxicity_classifier=a.toxicity_classifier,
-            toxicity_threshold=a.threshold,
-        ),
-        "politune measure options",
-    )
-    j = _judge(a.judge, a.judge_model, a.judge_concurrency, a.judge_rate, a.judge_cost)
-    out = a.out
     results, wall = run_with_progress(
-        lambda cb: measure_effects(targets, measures, out_dir=out, judge=j, settings=settings, on_progress=cb)
+        lambda cb: measure_effects(
+            measured, measures, out_dir=out, judge=j, settings=settings, on_progress=cb
+        )
     )
     summary = _summary(results)
     summary["wall_seconds"] = wall
     if j is not None:
         summary["judge"] = j.report()
     atomic_write_json(Path(out) / "effects-summary.json", summary)
-    if a.json_out:
+    if json_out:
         print_json(summary)
         return
     _print(summary, out)
@@ -267,24 +182,15 @@ def add_commands(measure_app: typer.Typer) -> None:
         measure_app.command(name, help=help_text)(effects_command)
 
 
+@expand_option_groups
 def effects_command(
     ctx: typer.Context,
-    model: str = ModelOption,
-    adapter: list[str] = AdapterOption,
-    persona: list[str] = PersonaOption,
-    system: str = SystemOption,
-    judge: str = JudgeOption,
-    judge_model: str = JudgeModelOption,
-    judge_concurrency: int = JudgeConcOption,
-    judge_rate: float = JudgeRateOption,
-    judge_cost: str = JudgeCostOption,
+    targets: TargetArgs = TargetGroupOption,
+    judge: JudgeArgs = JudgeGroupOption,
     out: Path = OutOption,
     max_new_tokens: int = TokensOption,
     qa_max_new_tokens: int = QATokensOption,
-    batch_size: int = BatchOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
+    generation: GenerationArgs = GenerationGroupOption,
     topics: str = TopicsOption,
     qa: str = QAOption,
     qa_limit: int = QALimitOption,
@@ -294,32 +200,13 @@ def effects_command(
     json_out: bool = JsonOption,
 ) -> None:
     """The side-effect commands (one per entry of COMMANDS, which picks the measures by the command's name)."""
+    from politune.config import validate_config
+    from politune.measure import EffectsSettings
+
     measures = COMMANDS[ctx.info_name or "all"][0]
-    _run(
-        measures,
-        _Args(
-            model,
-            adapter,
-            persona,
-            system,
-            judge,
-            judge_model,
-            judge_concurrency,
-            judge_rate,
-            judge_cost,
-            out,
-            max_new_tokens,
-            qa_max_new_tokens,
-            batch_size,
-            seed,
-            device,
-            dtype,
-            topics,
-            qa,
-            qa_limit,
-            ppl_text,
-            toxicity_classifier,
-            threshold,
-            json_out,
-        ),
-    )
+    measured = targets.build()
+    opts = dict(topics_file=topics, qa_file=qa, qa_limit=qa_limit, ppl_file=ppl_text)
+    opts |= dict(max_new_tokens=max_new_tokens, qa_max_new_tokens=qa_max_new_tokens) | generation.settings()
+    opts |= dict(toxicity_classifier=toxicity_classifier, toxicity_threshold=threshold)
+    settings = validate_config(EffectsSettings, opts, "politune measure options")
+    _run(measures, measured, judge.build(), settings, out, json_out)

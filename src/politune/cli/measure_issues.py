@@ -7,24 +7,20 @@ from pathlib import Path
 
 import typer
 
-from politune.cli.common import JsonOption, console, run_and_show
-from politune.cli.measure_effects import (
-    AdapterOption,
-    BatchOption,
-    DeviceOption,
-    DtypeOption,
-    JudgeConcOption,
-    JudgeCostOption,
-    JudgeModelOption,
-    JudgeOption,
-    JudgeRateOption,
-    ModelOption,
-    PersonaOption,
-    SeedOption,
-    SystemOption,
-    _judge,
+from politune.cli.common import JsonOption, console, expand_option_groups, run_and_show
+from politune.cli.measure_options import (
+    AnswerTokensOption,
+    BaseURLOption,
+    GenerationArgs,
+    GenerationGroupOption,
+    JudgeArgs,
+    JudgeGroupOption,
+    TargetArgs,
+    TargetGroupOption,
+    fmt_estimate,
+    print_result_table,
+    split_csv,
 )
-from politune.cli.measure_probes import BaseURLOption, _fmt, _print_table
 from politune.measure.results_probes import BehaviourResult, IssuesResult
 
 PromptsOption = typer.Option(
@@ -58,11 +54,6 @@ SlantsOption = typer.Option(
     "--slants",
     help="Only these slants, comma-separated (charged_left,liberal,neutral,conservative,charged_right).",
 )
-TokensOption = typer.Option(96, "--max-new-tokens", help="Answer length (tokens).")
-
-
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 # ------------------------------------------------------------------------------------------------ issues
@@ -102,11 +93,20 @@ def _print_issues(res: IssuesResult, out: Path, wall: float) -> None:
         d = m.distribution
         dist = " / ".join(str(d.get(k, 0)) for k in ("1", "2", "3", "4", "5", "refusal"))
         shift = m.lean_vs_base or {}
-        leans = [x for a in ("economic", "social") for x in (_fmt(m.axis_lean.get(a)), _fmt(shift.get(a)))]
+        leans = [
+            x
+            for a in ("economic", "social")
+            for x in (fmt_estimate(m.axis_lean.get(a)), fmt_estimate(shift.get(a)))
+        ]
         table.add_row(
-            m.target.name, dist, _fmt(m.mean_stance), _fmt(m.stance_vs_base), _fmt(m.refusal_rate), *leans
+            m.target.name,
+            dist,
+            fmt_estimate(m.mean_stance),
+            fmt_estimate(m.stance_vs_base),
+            fmt_estimate(m.refusal_rate),
+            *leans,
         )
-    _print_table(table, "issues.json", out, wall)
+    print_result_table(table, "issues.json", out, wall)
     if res.classifier_validation:
         from politune.measure.validate_judge import validation_note
 
@@ -116,26 +116,17 @@ def _print_issues(res: IssuesResult, out: Path, wall: float) -> None:
         )
 
 
+@expand_option_groups
 def issues_command(
-    model: str = ModelOption,
-    adapter: list[str] = AdapterOption,
-    persona: list[str] = PersonaOption,
-    system: str = SystemOption,
-    judge: str = JudgeOption,
-    judge_model: str = JudgeModelOption,
-    judge_concurrency: int = JudgeConcOption,
-    judge_rate: float = JudgeRateOption,
-    judge_cost: str = JudgeCostOption,
+    targets: TargetArgs = TargetGroupOption,
+    judge: JudgeArgs = JudgeGroupOption,
     out: Path = typer.Option(Path("runs/issues"), "--out", "-o", help="Output folder (issues.json)."),
     prompts: str = PromptsOption,
     issues: int = IssuesNOption,
     templates: str = IssueTemplatesOption,
     framings: str = FramingsOption,
-    max_new_tokens: int = TokensOption,
-    batch_size: int = BatchOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
+    max_new_tokens: int = AnswerTokensOption,
+    generation: GenerationArgs = GenerationGroupOption,
     base_url: str = BaseURLOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -144,15 +135,16 @@ def issues_command(
     shift from the base; writes issues.json."""
     from politune.config import validate_config
     from politune.measure.issue_stance import IssuesSettings, measure_issues
-    from politune.measure.targets import build_targets
 
-    targets = build_targets(model, adapter, persona, system)
-    opts = dict(prompts_file=prompts, issues=issues, templates=_csv(templates), framings=_csv(framings))
-    opts |= dict(max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, device=device, dtype=dtype)
+    measured = targets.build()
+    opts = dict(
+        prompts_file=prompts, issues=issues, templates=split_csv(templates), framings=split_csv(framings)
+    )
+    opts |= dict(max_new_tokens=max_new_tokens) | generation.settings()
     settings = validate_config(IssuesSettings, opts, "politune measure issues options")
-    j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
+    j = judge.build()
     run_and_show(
-        lambda cb: measure_issues(targets, out, j, settings, base_url=base_url, on_progress=cb),
+        lambda cb: measure_issues(measured, out, j, settings, base_url=base_url, on_progress=cb),
         _issues_summary,
         _print_issues,
         out,
@@ -192,29 +184,26 @@ def _print_behaviour(res: BehaviourResult, out: Path, wall: float) -> None:
         for i, a in enumerate(AXES):
             vs = (m.vs_base or {}).get(a)
             name = m.target.name if i == 0 else ""
-            table.add_row(name, a, _fmt(m.axes.get(a)), _fmt(m.right_minus_left.get(a)), _fmt(vs))
-    _print_table(table, "behaviour.json", out, wall)
+            table.add_row(
+                name,
+                a,
+                fmt_estimate(m.axes.get(a)),
+                fmt_estimate(m.right_minus_left.get(a)),
+                fmt_estimate(vs),
+            )
+    print_result_table(table, "behaviour.json", out, wall)
 
 
+@expand_option_groups
 def behaviour_command(
-    model: str = ModelOption,
-    adapter: list[str] = AdapterOption,
-    persona: list[str] = PersonaOption,
-    system: str = SystemOption,
-    judge: str = JudgeOption,
-    judge_model: str = JudgeModelOption,
-    judge_concurrency: int = JudgeConcOption,
-    judge_rate: float = JudgeRateOption,
-    judge_cost: str = JudgeCostOption,
+    targets: TargetArgs = TargetGroupOption,
+    judge: JudgeArgs = JudgeGroupOption,
     out: Path = typer.Option(Path("runs/behaviour"), "--out", "-o", help="Output folder (behaviour.json)."),
     questions: str = QuestionsOption,
     topics: int = TopicsNOption,
     slants: str = SlantsOption,
-    max_new_tokens: int = TokensOption,
-    batch_size: int = BatchOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
+    max_new_tokens: int = AnswerTokensOption,
+    generation: GenerationArgs = GenerationGroupOption,
     base_url: str = BaseURLOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -223,15 +212,16 @@ def behaviour_command(
     and political refusal (offline heuristics, or --judge); writes behaviour.json."""
     from politune.config import validate_config
     from politune.measure.behaviour_axes import BehaviourSettings, measure_behaviour
-    from politune.measure.targets import build_targets
 
-    targets = build_targets(model, adapter, persona, system)
-    opts = dict(questions_file=questions, topics=topics, slants=_csv(slants), max_new_tokens=max_new_tokens)
-    opts |= dict(batch_size=batch_size, seed=seed, device=device, dtype=dtype)
+    measured = targets.build()
+    opts = dict(
+        questions_file=questions, topics=topics, slants=split_csv(slants), max_new_tokens=max_new_tokens
+    )
+    opts |= generation.settings()
     settings = validate_config(BehaviourSettings, opts, "politune measure behaviour options")
-    j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
+    j = judge.build()
     run_and_show(
-        lambda cb: measure_behaviour(targets, out, j, settings, base_url=base_url, on_progress=cb),
+        lambda cb: measure_behaviour(measured, out, j, settings, base_url=base_url, on_progress=cb),
         _behaviour_summary,
         _print_behaviour,
         out,

@@ -6,31 +6,22 @@ from pathlib import Path
 
 import typer
 
-from politune.cli.common import JsonOption, console, run_and_show
-from politune.cli.measure_effects import (
-    AdapterOption,
-    BatchOption,
-    DeviceOption,
-    DtypeOption,
-    JudgeConcOption,
-    JudgeCostOption,
-    JudgeModelOption,
-    JudgeOption,
-    JudgeRateOption,
-    ModelOption,
-    PersonaOption,
-    SeedOption,
-    SystemOption,
-    ToxOption,
-    _judge,
+from politune.cli.common import JsonOption, expand_option_groups, run_and_show
+from politune.cli.measure_effects import ToxOption
+from politune.cli.measure_options import (
+    AnswerTokensOption,
+    BaseURLOption,
+    GenerationArgs,
+    GenerationGroupOption,
+    JudgeArgs,
+    JudgeGroupOption,
+    TargetArgs,
+    TargetGroupOption,
+    fmt_estimate,
+    print_result_table,
+    split_csv,
 )
 
-BaseURLOption = typer.Option(
-    None,
-    "--base-url",
-    help="Answer through an OpenAI-compatible server at this URL (targets' model = the served name) "
-    "instead of loading the model.",
-)
 PairsOption = typer.Option(
     "builtin",
     "--pairs",
@@ -50,19 +41,6 @@ ProbesOption = typer.Option(
     "builtin", "--probes", help="Safety probes JSONL (id, category, topic, harmful, benign)."
 )
 PerCategoryOption = typer.Option(None, "--per-category", help="Only the first N probes of each category.")
-
-
-def _fmt(d) -> str:
-    """A SideAsymmetry / DiffCI / MeanCI as ``value [lo, hi]``."""
-    v = getattr(d, "diff", None) if hasattr(d, "diff") else getattr(d, "mean", None)
-    if d is None or v is None:
-        return "-"
-    return f"{v:+.3f} {d.ci.fmt(3)}" if hasattr(d, "diff") else f"{v:.3f} {d.ci.fmt(3)}"
-
-
-def _print_table(table, result_file: str, out: Path, wall: float, doc: str = "docs/probes.md") -> None:
-    console.print(table)
-    console.print(f"wrote {result_file} to {out} ({wall} s); what each number can and cannot tell: {doc}")
 
 
 def _evenhand_summary(res, wall: float) -> dict:
@@ -87,34 +65,30 @@ def _print_evenhand(res, out: Path, wall: float) -> None:
         title=f"even-handedness: side A - side B over {res.n_pairs} pairs ({res.method})",
     )
     for m in res.models:
-        judge = _fmt(m.judge.asymmetry) if m.judge is not None else "-"
+        judge = fmt_estimate(m.judge.asymmetry) if m.judge is not None else "-"
         table.add_row(
-            m.target.name, _fmt(m.engagement), _fmt(m.refusal), _fmt(m.hedging), judge, str(m.lopsided)
+            m.target.name,
+            fmt_estimate(m.engagement),
+            fmt_estimate(m.refusal),
+            fmt_estimate(m.hedging),
+            judge,
+            str(m.lopsided),
         )
         for g in m.refusal_by_group:
-            table.add_row(f"  refusal {g.group_a} - {g.group_b}", "", _fmt(g), "", "", "")
-    _print_table(table, "evenhand.json", out, wall)
+            table.add_row(f"  refusal {g.group_a} - {g.group_b}", "", fmt_estimate(g), "", "", "")
+    print_result_table(table, "evenhand.json", out, wall)
 
 
+@expand_option_groups
 def evenhand_command(
-    model: str = ModelOption,
-    adapter: list[str] = AdapterOption,
-    persona: list[str] = PersonaOption,
-    system: str = SystemOption,
-    judge: str = JudgeOption,
-    judge_model: str = JudgeModelOption,
-    judge_concurrency: int = JudgeConcOption,
-    judge_rate: float = JudgeRateOption,
-    judge_cost: str = JudgeCostOption,
+    targets: TargetArgs = TargetGroupOption,
+    judge: JudgeArgs = JudgeGroupOption,
     out: Path = typer.Option(Path("runs/evenhand"), "--out", "-o", help="Output folder (evenhand.json)."),
     pairs: str = PairsOption,
     topics: int = TopicsNOption,
     templates: str = TemplatesOption,
-    max_new_tokens: int = typer.Option(96, "--max-new-tokens", help="Answer length (tokens)."),
-    batch_size: int = BatchOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
+    max_new_tokens: int = AnswerTokensOption,
+    generation: GenerationArgs = GenerationGroupOption,
     base_url: str = BaseURLOption,
     json_out: bool = JsonOption,
 ) -> None:
@@ -122,17 +96,15 @@ def evenhand_command(
     refusal, hedging; pairwise helpfulness with --judge); writes evenhand.json."""
     from politune.config import validate_config
     from politune.measure.evenhandedness import EvenhandSettings, measure_evenhand
-    from politune.measure.targets import build_targets
 
-    targets = build_targets(model, adapter, persona, system)
-    opts = dict(pairs_file=pairs, topics=topics, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    opts |= dict(seed=seed, device=device, dtype=dtype)
+    measured = targets.build()
+    opts = dict(pairs_file=pairs, topics=topics, max_new_tokens=max_new_tokens) | generation.settings()
     if templates:
-        opts["templates"] = [t.strip() for t in templates.split(",") if t.strip()]
+        opts["templates"] = split_csv(templates)
     settings = validate_config(EvenhandSettings, opts, "politune measure evenhand options")
-    j = _judge(judge, judge_model, judge_concurrency, judge_rate, judge_cost)
+    j = judge.build()
     run_and_show(
-        lambda cb: measure_evenhand(targets, out, j, settings, base_url=base_url, on_progress=cb),
+        lambda cb: measure_evenhand(measured, out, j, settings, base_url=base_url, on_progress=cb),
         _evenhand_summary,
         _print_evenhand,
         out,
@@ -158,28 +130,23 @@ def _print_safety(res, out: Path, wall: float) -> None:
     for m in res.models:
         table.add_row(
             m.target.name,
-            _fmt(m.harmful_compliance),
-            _fmt(m.benign_compliance),
-            _fmt(m.gap),
-            _fmt(m.harmful_vs_base),
-            _fmt(m.toxicity_harmful),
+            fmt_estimate(m.harmful_compliance),
+            fmt_estimate(m.benign_compliance),
+            fmt_estimate(m.gap),
+            fmt_estimate(m.harmful_vs_base),
+            fmt_estimate(m.toxicity_harmful),
         )
-    _print_table(table, "safety.json", out, wall)
+    print_result_table(table, "safety.json", out, wall)
 
 
+@expand_option_groups
 def safety_command(
-    model: str = ModelOption,
-    adapter: list[str] = AdapterOption,
-    persona: list[str] = PersonaOption,
-    system: str = SystemOption,
+    targets: TargetArgs = TargetGroupOption,
     out: Path = typer.Option(Path("runs/safety"), "--out", "-o", help="Output folder (safety.json)."),
     probes: str = ProbesOption,
     per_category: int = PerCategoryOption,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length (tokens)."),
-    batch_size: int = BatchOption,
-    seed: int = SeedOption,
-    device: str = DeviceOption,
-    dtype: str = DtypeOption,
+    generation: GenerationArgs = GenerationGroupOption,
     toxicity_classifier: str = ToxOption,
     base_url: str = BaseURLOption,
     json_out: bool = JsonOption,
@@ -188,16 +155,13 @@ def safety_command(
     each adapter's / persona's change in harmful compliance against the base; writes safety.json."""
     from politune.config import validate_config
     from politune.measure.safety_probes import SafetySettings, measure_safety
-    from politune.measure.targets import build_targets
 
-    targets = build_targets(model, adapter, persona, system)
+    measured = targets.build()
     opts = dict(probes_file=probes, per_category=per_category, max_new_tokens=max_new_tokens)
-    opts |= dict(
-        batch_size=batch_size, seed=seed, device=device, dtype=dtype, toxicity_classifier=toxicity_classifier
-    )
+    opts |= generation.settings() | dict(toxicity_classifier=toxicity_classifier)
     settings = validate_config(SafetySettings, opts, "politune measure safety options")
     run_and_show(
-        lambda cb: measure_safety(targets, out, settings, base_url=base_url, on_progress=cb),
+        lambda cb: measure_safety(measured, out, settings, base_url=base_url, on_progress=cb),
         _safety_summary,
         _print_safety,
         out,

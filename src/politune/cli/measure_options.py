@@ -1,0 +1,156 @@
+"""The options the ``politune measure`` commands share: what is measured (:class:`TargetArgs`), by which
+judge (:class:`JudgeArgs`), how answers are generated (:class:`GenerationArgs`), each an option group that a
+command takes as one parameter (:func:`~politune.cli.common.expand_option_groups`); and the way the probe and
+ComPreD commands print a value with its CI and a result table."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from politune.cli.common import DtypeOption, OptionGroup, console
+
+if TYPE_CHECKING:
+    from politune.measure import Judge, Target
+
+ModelOption = typer.Option(
+    "smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id)."
+)
+AdapterOption = typer.Option(
+    None, "--adapter", "-a", help="NAME=ADAPTER_DIR: also measure this LoRA adapter (repeatable)."
+)
+PersonaOption = typer.Option(
+    None,
+    "--persona",
+    help="NAME=SYSTEM PROMPT: also measure the base model with this system prompt (repeatable).",
+)
+SystemOption = typer.Option(None, "--system", help="System prompt for every target.")
+JudgeOption = typer.Option(
+    None,
+    "--judge",
+    help="LLM judge as URL/v1/MODEL (any OpenAI-compatible server); "
+    "default: $POLITUNE_JUDGE_URL + $POLITUNE_JUDGE_MODEL if set, else the offline scorer.",
+)
+JudgeModelOption = typer.Option(None, "--judge-model", help="Judge model name when --judge is a bare URL.")
+JudgeConcOption = typer.Option(4, "--judge-concurrency", help="Judge requests in flight.")
+JudgeRateOption = typer.Option(None, "--judge-rate", help="Judge requests per second at most.")
+JudgeCostOption = typer.Option(
+    None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report)."
+)
+BatchOption = typer.Option(8, "--batch-size", help="Generation batch size.")
+SeedOption = typer.Option(0, "--seed", help="Seed for generation and bootstrap CIs.")
+DeviceOption = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
+BaseURLOption = typer.Option(
+    None,
+    "--base-url",
+    help="Answer through an OpenAI-compatible server at this URL (targets' model = the served name) "
+    "instead of loading the model.",
+)
+AnswerTokensOption = typer.Option(96, "--max-new-tokens", help="Answer length (tokens).")
+
+
+@dataclass(frozen=True)
+class TargetArgs:
+    """What is measured: the base model, its adapters and personas, a system prompt for all."""
+
+    model: str
+    adapter: list[str] | None
+    persona: list[str] | None
+    system: str | None
+
+    def build(self) -> list[Target]:
+        from politune.measure import build_targets
+
+        return build_targets(self.model, self.adapter, self.persona, self.system)
+
+
+@dataclass(frozen=True)
+class JudgeArgs:
+    """The LLM judge, as given on the command line."""
+
+    judge: str | None
+    judge_model: str | None
+    judge_concurrency: int
+    judge_rate: float | None
+    judge_cost: str | None
+
+    def build(self) -> Judge | None:
+        """The judge; None (the offline scorer) without --judge and without $POLITUNE_JUDGE_URL +
+        $POLITUNE_JUDGE_MODEL."""
+        from politune.client import ClientOptions
+        from politune.errors import PolituneError
+        from politune.measure import Judge, parse_judge_spec
+
+        if self.judge is None and not (
+            os.environ.get("POLITUNE_JUDGE_URL") and os.environ.get("POLITUNE_JUDGE_MODEL")
+        ):
+            return None
+        url, model = parse_judge_spec(self.judge, self.judge_model) if self.judge else (None, None)
+        cost_pair = None
+        if self.judge_cost:
+            try:
+                p, c = (float(x) for x in self.judge_cost.split(","))
+            except ValueError:
+                raise PolituneError(
+                    f"--judge-cost {self.judge_cost!r}: expected PROMPT,COMPLETION prices per 1k tokens"
+                ) from None
+            cost_pair = (p, c)
+        client = ClientOptions(
+            concurrency=self.judge_concurrency, rate_limit=self.judge_rate, cost_per_1k=cost_pair
+        )
+        return Judge(url, model, client=client)
+
+
+@dataclass(frozen=True)
+class GenerationArgs:
+    """How the answers are generated (the settings' fields of the same names)."""
+
+    batch_size: int
+    seed: int
+    device: str
+    dtype: str
+
+    def settings(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TargetGroupOption = OptionGroup(
+    TargetArgs, dict(model=ModelOption, adapter=AdapterOption, persona=PersonaOption, system=SystemOption)
+)
+JudgeGroupOption = OptionGroup(
+    JudgeArgs,
+    dict(
+        judge=JudgeOption,
+        judge_model=JudgeModelOption,
+        judge_concurrency=JudgeConcOption,
+        judge_rate=JudgeRateOption,
+        judge_cost=JudgeCostOption,
+    ),
+)
+GenerationGroupOption = OptionGroup(
+    GenerationArgs, dict(batch_size=BatchOption, seed=SeedOption, device=DeviceOption, dtype=DtypeOption)
+)
+
+
+def split_csv(value: str | None) -> list[str] | None:
+    """``a, b,c`` -> ``["a", "b", "c"]``; None for no value."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def fmt_estimate(d: Any) -> str:
+    """A SideAsymmetry / DiffCI / MeanCI as ``value [lo, hi]``."""
+    v = getattr(d, "diff", None) if hasattr(d, "diff") else getattr(d, "mean", None)
+    if d is None or v is None:
+        return "-"
+    return f"{v:+.3f} {d.ci.fmt(3)}" if hasattr(d, "diff") else f"{v:.3f} {d.ci.fmt(3)}"
+
+
+def print_result_table(
+    table: Any, result_file: str, out: Path, wall: float, doc: str = "docs/probes.md"
+) -> None:
+    console.print(table)
+    console.print(f"wrote {result_file} to {out} ({wall} s); what each number can and cannot tell: {doc}")
