@@ -118,10 +118,10 @@ class GenerationArgs:
         return asdict(self)
 
 
-TargetGroupOption = OptionGroup(
+TargetGroupOption: Any = OptionGroup(
     TargetArgs, dict(model=ModelOption, adapter=AdapterOption, persona=PersonaOption, system=SystemOption)
 )
-JudgeGroupOption = OptionGroup(
+JudgeGroupOption: Any = OptionGroup(
     JudgeArgs,
     dict(
         judge=JudgeOption,
@@ -131,7 +131,7 @@ JudgeGroupOption = OptionGroup(
         judge_cost=JudgeCostOption,
     ),
 )
-GenerationGroupOption = OptionGroup(
+GenerationGroupOption: Any = OptionGroup(
     GenerationArgs, dict(batch_size=BatchOption, seed=SeedOption, device=DeviceOption, dtype=DtypeOption)
 )
 
