@@ -18,6 +18,7 @@ from politune.measure.community_judge import (
     Community,
     Item,
     OfflineCommunityJudge,
+    ShownPair,
     SlotVerdict,
     compare,
     first_slot_of,
@@ -58,18 +59,24 @@ def _entry(name: str, answers: dict[str, str | None]) -> WinrateEntry:
 ITEMS = [Item(f"q{i}", f"Question {i}?", "economic", f"topic {i % 4}") for i in range(40)]
 
 
+def _shown(items, first, second):
+    return [ShownPair(it, a, b) for it, a, b in zip(items, first, second, strict=True)]
+
+
 def test_offline_judge_prefers_the_answer_toward_the_community_side():
     judge = OfflineCommunityJudge(PoleWordScorer(), margin=0.2)
     items = ITEMS[:3]
     v = judge.verdicts(
-        items, [LEFT, RIGHT, NEUTRAL], [RIGHT, LEFT, NEUTRAL], Community("left readers", "left")
+        _shown(items, [LEFT, RIGHT, NEUTRAL], [RIGHT, LEFT, NEUTRAL]), Community("left readers", "left")
     )
     assert [x.choice for x in v] == ["first", "second", "tie"]
     assert v[0].lean_first < 0 < v[0].lean_second
-    v = judge.verdicts(items, [LEFT, RIGHT, ""], [RIGHT, LEFT, LEFT], Community("right readers", "right"))
+    v = judge.verdicts(
+        _shown(items, [LEFT, RIGHT, ""], [RIGHT, LEFT, LEFT]), Community("right readers", "right")
+    )
     assert [x.choice for x in v[:2]] == ["second", "first"] and v[2].choice is None and "scored" in v[2].error
     with pytest.raises(PolituneError, match=r"offline judge needs its side: name it 'r/x=left'"):
-        judge.verdicts(items, [LEFT] * 3, [RIGHT] * 3, Community("r/x"))
+        judge.verdicts(_shown(items, [LEFT] * 3, [RIGHT] * 3), Community("r/x"))
 
 
 def test_left_model_wins_for_left_readers_and_loses_for_right_readers():
@@ -90,8 +97,8 @@ class FirstSlotJudge:
 
     name = "first-slot"
 
-    def verdicts(self, items, first, second, community):
-        return [SlotVerdict("first") for _ in items]
+    def verdicts(self, pairs, community):
+        return [SlotVerdict("first") for _ in pairs]
 
 
 def test_order_is_randomised_recorded_and_a_position_biased_judge_is_flagged():

@@ -72,6 +72,15 @@ class Item:
     topic: str | None = None
 
 
+@dataclass(frozen=True)
+class ShownPair:
+    """One prompt's two answers in the order the judge sees them (None: no answer)."""
+
+    item: Item
+    first: str | None
+    second: str | None
+
+
 @dataclass
 class SlotVerdict:
     choice: Literal["first", "second", "tie"] | None = None
@@ -84,13 +93,7 @@ class CommunityJudge(Protocol):
     @property
     def name(self) -> str: ...
 
-    def verdicts(
-        self,
-        items: Sequence[Item],
-        first: Sequence[str | None],
-        second: Sequence[str | None],
-        community: Community,
-    ) -> list[SlotVerdict]: ...
+    def verdicts(self, pairs: Sequence[ShownPair], community: Community) -> list[SlotVerdict]: ...
 
 
 @dataclass
@@ -106,26 +109,20 @@ class OfflineCommunityJudge:
     def name(self) -> str:
         return f"offline:{self.scorer.name} margin={self.margin:g}"
 
-    def verdicts(
-        self,
-        items: Sequence[Item],
-        first: Sequence[str | None],
-        second: Sequence[str | None],
-        community: Community,
-    ) -> list[SlotVerdict]:
+    def verdicts(self, pairs: Sequence[ShownPair], community: Community) -> list[SlotVerdict]:
         if community.pole is None:
             raise PolituneError(
                 f"community {community.name!r}: the offline judge needs its side: name it "
                 f"'{community.name}=left' or '{community.name}=right', or use an LLM judge (--judge)"
             )
         sign = -1.0 if community.pole == "left" else 1.0
-        out = [SlotVerdict() for _ in items]
+        out = [SlotVerdict() for _ in pairs]
         for axis in AXES:
-            idx = [i for i, it in enumerate(items) if (it.axis or self.default_axis) == axis]
+            idx = [i for i, p in enumerate(pairs) if (p.item.axis or self.default_axis) == axis]
             if not idx:
                 continue
-            texts = [t or "" for i in idx for t in (first[i], second[i])]
-            prompts = [items[i].prompt for i in idx for _ in (0, 1)]
+            texts = [t or "" for i in idx for t in (pairs[i].first, pairs[i].second)]
+            prompts = [pairs[i].item.prompt for i in idx for _ in (0, 1)]
             leans = self.scorer.lean(texts, axis, prompts)
             for k, i in enumerate(idx):
                 l1, l2 = leans[2 * k], leans[2 * k + 1]
@@ -152,20 +149,15 @@ class LLMCommunityJudge:
     def name(self) -> str:
         return f"judge:{getattr(self.judge, 'model', '?')}"
 
-    def verdicts(
-        self,
-        items: Sequence[Item],
-        first: Sequence[str | None],
-        second: Sequence[str | None],
-        community: Community,
-    ) -> list[SlotVerdict]:
+    def verdicts(self, pairs: Sequence[ShownPair], community: Community) -> list[SlotVerdict]:
         responses = [
             json.dumps(
-                {"request": it.prompt, "response_1": a or "", "response_2": b or ""}, ensure_ascii=False
+                {"request": p.item.prompt, "response_1": p.first or "", "response_2": p.second or ""},
+                ensure_ascii=False,
             )
-            for it, a, b in zip(items, first, second, strict=True)
+            for p in pairs
         ]
-        fields = [{"community": json.dumps(community.name, ensure_ascii=False)} for _ in items]
+        fields = [{"community": json.dumps(community.name, ensure_ascii=False)} for _ in pairs]
         return [
             SlotVerdict(v.value if v.error is None else None, error=v.error)
             for v in self.judge.rate("community", responses, fields)  # type: ignore[attr-defined]
@@ -224,13 +216,13 @@ def compare(
     ans_b = {x.id: x.answer for x in b.answers}
     na, nb = a.target.name, b.target.name
     order = [first_slot_of(seed, na, nb, community.name, it.id) for it in items]
-    shown = [(ans_a.get(it.id), ans_b.get(it.id)) for it in items]
-    first = [x if o == "a" else y for (x, y), o in zip(shown, order, strict=True)]
-    second = [y if o == "a" else x for (x, y), o in zip(shown, order, strict=True)]
-    rows = [
-        _row(it, o, v)
-        for it, o, v in zip(items, order, judge.verdicts(items, first, second, community), strict=True)
+    shown = [
+        ShownPair(it, ans_a.get(it.id), ans_b.get(it.id))
+        if o == "a"
+        else ShownPair(it, ans_b.get(it.id), ans_a.get(it.id))
+        for it, o in zip(items, order, strict=True)
     ]
+    rows = [_row(it, o, v) for it, o, v in zip(items, order, judge.verdicts(shown, community), strict=True)]
     scores = [r.score for r in rows if r.score is not None]
     decisive = [float(r.choice == "first") for r in rows if r.choice in ("first", "second")]
     slot = _mean_ci(decisive, seed)
