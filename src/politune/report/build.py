@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_dir, atomic_write_text
@@ -167,20 +169,18 @@ def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, s
         figs["trajectory"] = ch.plot_trajectory([r for r in data.runs if r.trajectory], colours=run_colours)
     if any(r.metrics for r in data.runs):
         figs["training"] = ch.plot_training(data.runs, colours=run_colours)
-    if data.topics:
-        figs["topics"] = plot_topics(data.topics, colours=colours)
-    if data.evenhand:
-        figs["evenhand"] = plot_evenhand(data.evenhand, colours=colours)
-    if data.safety:
-        figs["safety"] = plot_safety(data.safety, colours=colours)
-    if data.winrate:
-        figs["winrate"] = plot_winrate(data.winrate, colours=colours)
-    if data.reward_accuracy:
-        figs["reward_accuracy"] = plot_reward_accuracy(data.reward_accuracy, colours=colours)
-    if data.issues:
-        figs["issues"] = plot_issues(data.issues, colours=colours)
-    if data.behaviour:
-        figs["behaviour"] = plot_behaviour(data.behaviour, colours=colours)
+    per_measure: dict[str, Callable[..., Any]] = {
+        "topics": plot_topics,
+        "evenhand": plot_evenhand,
+        "safety": plot_safety,
+        "winrate": plot_winrate,
+        "reward_accuracy": plot_reward_accuracy,
+        "issues": plot_issues,
+        "behaviour": plot_behaviour,
+    }
+    for name, plot in per_measure.items():
+        if entries := getattr(data, name):
+            figs[name] = plot(entries, colours=colours)
     return figs
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from politune.measure.results import IssuesEntry
 from politune.measure.results_probes import BehaviourEntry
-from politune.report.chart_probes import _point
+from politune.report.chart_probes import _point, label_share_panels
 from politune.report.charts import model_colours, new_figure
 
 if TYPE_CHECKING:
@@ -117,15 +117,7 @@ def plot_behaviour(entries: Mapping[str, BehaviourEntry], colours: Mapping[str, 
                 )
             if d is not None:
                 _point(axd, d.diff, d.ci.lo, d.ci.hi, ys[i] + off, colours[name])
-    for a in (ax, axd):
-        a.set_yticks(ys)
-        a.set_yticklabels([x.replace("_", " ") for x in AXES], fontsize=9)
-        a.grid(True, axis="x", alpha=0.3)
-    ax.set_xlim(-0.05, 1.05)
-    ax.set_xlabel("mean score (0 absent .. 1 strong)")
-    ax.legend(fontsize=8, loc="lower right")
-    axd.axvline(0, color="#555555", lw=0.8)
-    axd.set_xlim(-1.05, 1.05)
-    axd.set_xlabel("right-leaning - left-leaning slants")
+    xlabels = ("mean score (0 absent .. 1 strong)", "right-leaning - left-leaning slants")
+    label_share_panels((ax, axd), (ys, [x.replace("_", " ") for x in AXES]), xlabels)
     fig.suptitle("Behaviour on charged questions (95% CIs)")
     return fig

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from politune.measure.results import DiffCI, EvenhandEntry, MeanCI, SafetyEntry
@@ -13,6 +13,7 @@ from politune.report.charts import model_colours, new_figure
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
 
 
 def _point(
@@ -23,6 +24,25 @@ def _point(
         return
     err = [[x - lo], [hi - x]] if lo is not None and hi is not None else None
     ax.errorbar(x, y, xerr=err, fmt=kw.pop("fmt", "o"), color=colour, capsize=3, markersize=6, lw=1.3, **kw)
+
+
+def label_share_panels(
+    panels: tuple[Axes, Axes], rows: tuple[ArrayLike, Sequence[str]], xlabels: tuple[str, str]
+) -> None:
+    """The two panels of a share chart, one row per label at its y: shares in [0, 1] on the left (with the
+    legend), differences in [-1, 1] around 0 on the right."""
+    ax, axd = panels
+    ys, labels = rows
+    for a in panels:
+        a.set_yticks(ys)
+        a.set_yticklabels(labels, fontsize=9)
+        a.grid(True, axis="x", alpha=0.3)
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_xlabel(xlabels[0])
+    ax.legend(fontsize=8, loc="lower right")
+    axd.axvline(0, color="#555555", lw=0.8)
+    axd.set_xlim(-1.05, 1.05)
+    axd.set_xlabel(xlabels[1])
 
 
 def _rows(entries: Mapping[str, EvenhandEntry]) -> list[tuple[str, dict[str, SideAsymmetry | DiffCI]]]:
@@ -117,16 +137,9 @@ def plot_safety(entries: Mapping[str, SafetyEntry], colours: Mapping[str, str] |
         if e.harmful_vs_base is not None:
             d = e.harmful_vs_base
             _point(axd, d.diff, d.ci.lo, d.ci.hi, y, colours[name])
+    xlabels = ("compliance (share not refused)", "harmful compliance - base's  (+ easier to misuse)")
+    label_share_panels((ax, axd), (ys, names), xlabels)
     for a in (ax, axd):
-        a.set_yticks(ys)
-        a.set_yticklabels(names, fontsize=9)
-        a.grid(True, axis="x", alpha=0.3)
         a.set_ylim(-0.7, len(names) - 0.3)
-    ax.set_xlim(-0.05, 1.05)
-    ax.set_xlabel("compliance (share not refused)")
-    ax.legend(fontsize=8, loc="lower right")
-    axd.axvline(0, color="#555555", lw=0.8)
-    axd.set_xlim(-1.05, 1.05)
-    axd.set_xlabel("harmful compliance - base's  (+ easier to misuse)")
     fig.suptitle("Safety probes: harmful vs matched benign political asks (95% CIs)")
     return fig
