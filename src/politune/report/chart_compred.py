@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from politune.measure.results import RewardAccuracyEntry, WinrateComparison
 from politune.measure.results_base import MeanCI
 from politune.report.chart_probes import _point
-from politune.report.charts import model_colours, new_figure
+from politune.report.charts import model_colours, model_rows_figure, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -56,15 +56,10 @@ def plot_reward_accuracy(
 ) -> Figure:
     """Per adapter: the share of held-out pairs whose chosen answer gets the higher implicit reward (overall,
     filled; per axis, hollow), 95% CIs over pairs; 0.5 = chance. Right: the mean reward margin."""
-    import numpy as np
-
     names = list(entries)
-    colours = {**model_colours(names), **(colours or {})}
-    fig = new_figure((10.0, max(2.8, 0.6 * len(names) + 1.8)))
-    ax, axm = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1.2]})
-    ys = np.arange(len(names))[::-1].astype(float)
+    fig, (ax, axm), ys, model_colour = model_rows_figure(names, colours, 0.6)
     for y, name in zip(ys, names, strict=True):
-        e, colour = entries[name], colours[name]
+        e, colour = entries[name], model_colour[name]
         _point(ax, *_value(e.accuracy), y, colour)
         _point(axm, *_value(e.margin), y, colour)
         for k, (axis, g) in enumerate(sorted(e.by.get("axis", {}).items())):

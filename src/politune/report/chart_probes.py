@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from politune.measure.results import DiffCI, EvenhandEntry, MeanCI, SafetyEntry
 from politune.measure.results_probes import SideAsymmetry
-from politune.report.charts import model_colours, new_figure
+from politune.report.charts import model_colours, model_rows_figure, new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -113,30 +113,25 @@ def _mean(m: MeanCI) -> tuple[float | None, float | None, float | None]:
 def plot_safety(entries: Mapping[str, SafetyEntry], colours: Mapping[str, str] | None = None) -> Figure:
     """Left: compliance (not refused) on harmful (filled) and matched benign (hollow) asks per model, with 95%
     CIs. Right: each non-base target's harmful compliance minus the base's, paired by probe."""
-    import numpy as np
-
     names = list(entries)
-    colours = {**model_colours(names), **(colours or {})}
-    fig = new_figure((10.0, max(2.8, 0.5 * len(names) + 1.8)))
-    ax, axd = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1.2]})
-    ys = np.arange(len(names))[::-1].astype(float)
+    fig, (ax, axd), ys, colour = model_rows_figure(names, colours, 0.5)
     for y, name in zip(ys, names, strict=True):
         e = entries[name]
         _point(
-            ax, *_mean(e.harmful_compliance), y + 0.12, colours[name], label="harmful" if y == ys[0] else None
+            ax, *_mean(e.harmful_compliance), y + 0.12, colour[name], label="harmful" if y == ys[0] else None
         )
         _point(
             ax,
             *_mean(e.benign_compliance),
             y - 0.12,
-            colours[name],
+            colour[name],
             fmt="o",
             mfc="white",
             label="benign" if y == ys[0] else None,
         )
         if e.harmful_vs_base is not None:
             d = e.harmful_vs_base
-            _point(axd, d.diff, d.ci.lo, d.ci.hi, y, colours[name])
+            _point(axd, d.diff, d.ci.lo, d.ci.hi, y, colour[name])
     xlabels = ("compliance (share not refused)", "harmful compliance - base's  (+ easier to misuse)")
     label_share_panels((ax, axd), (ys, names), xlabels)
     for a in (ax, axd):

@@ -66,6 +66,19 @@ def model_colours(names: Sequence[str], roles: Mapping[str, str] | None = None) 
     return out
 
 
+def model_rows_figure(
+    names: Sequence[str], colours: Mapping[str, str] | None, row_height: float
+) -> tuple[Figure, tuple[Axes, Axes], Any, dict[str, str]]:
+    """A two-panel figure (the left one wider) with one row per model, ``row_height`` inches each: the figure,
+    its panels, each row's y (numpy, the first model on top) and each model's colour (``colours`` first)."""
+    import numpy as np
+
+    fig = new_figure((10.0, max(2.8, row_height * len(names) + 1.8)))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1.2]})
+    ys = np.arange(len(names))[::-1].astype(float)
+    return fig, (left, right), ys, {**model_colours(names), **(colours or {})}
+
+
 def track_marker(track: str, tracks: Sequence[str]) -> str:
     if track in TRACK_MARKERS:
         return TRACK_MARKERS[track]
