@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.config import save_resolved
 from politune.fsutil import atomic_write_json, atomic_write_jsonl
@@ -16,7 +16,11 @@ from politune.generate.config import GenerateConfig
 from politune.generate.corpus import Corpus
 from politune.generate.parsing import Rating, Triplet
 from politune.generate.stages import Item
+from politune.generate.teachers import Teacher
 from politune.generate.templates import Template
+
+if TYPE_CHECKING:
+    from politune.measure.scorer import StanceScorer
 
 
 @dataclass
@@ -37,10 +41,10 @@ class Run:
     corpus: Corpus
     filter_template: Template
     write_template: Template
-    teacher: Any
+    teacher: Teacher
     cache: Cache
     sign: int | None  # where the target sits on the stance axis (None: unknown)
-    scorer: Any = None  # the stance scorer of the write check, if any
+    scorer: StanceScorer | None = None  # the stance scorer of the write check, if any
     items: list[Item] = field(default_factory=list)  # filter stage, one per post
     kept_ids: set[str] = field(default_factory=set)
     write_items: list[Item] = field(default_factory=list)

@@ -28,6 +28,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from politune.errors import PolituneError
 from politune.generate.cache import CACHE_FILE, Cache, output_lock
@@ -36,12 +37,16 @@ from politune.generate.corpus import Corpus, load_posts
 from politune.generate.outputs import GenerateResult, Run, slant_to_target, write_outputs
 from politune.generate.parsing import Rating, check_triplet, parse_rating, parse_triplet
 from politune.generate.stages import Item, Progress, Stage, Verdict, run_stage
+from politune.generate.teachers import Teacher
 from politune.generate.templates import load_template
+
+if TYPE_CHECKING:
+    from politune.measure.scorer import StanceScorer
 
 log = logging.getLogger("politune")
 
 
-def make_teacher(cfg: GenerateConfig):
+def make_teacher(cfg: GenerateConfig) -> Teacher:
     from politune.generate.teachers import HTTPTeacher, LocalTeacher
 
     if cfg.api.base_url:
@@ -65,7 +70,7 @@ def make_teacher(cfg: GenerateConfig):
     return LocalTeacher(cfg.teacher, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
 
 
-def _stance_scorer(cfg: GenerateConfig):
+def _stance_scorer(cfg: GenerateConfig) -> StanceScorer | None:
     if cfg.stance.enabled is False:
         return None
     try:
@@ -183,9 +188,9 @@ def _write_stage(run: Run) -> Stage:
 def run_generate(
     cfg: GenerateConfig,
     progress: Progress | None = None,
-    teacher=None,
+    teacher: Teacher | None = None,
     corpus: Corpus | None = None,
-    scorer=None,
+    scorer: StanceScorer | None = None,
 ) -> GenerateResult:
     """Run (or resume) the pipeline into ``cfg.out`` and return what it wrote.
 
