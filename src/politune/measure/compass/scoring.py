@@ -20,7 +20,7 @@ resampled item's observations (paraphrases x orders x samples) are resampled wit
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +29,9 @@ from politune.measure.compass.instrument import Instrument, Item
 from politune.measure.stats import bootstrap_groups
 
 N_BOOT = 1000
+
+# A statistic over per-item groups of observations (each an array of rows ``[weight, value, ...]``).
+GroupStat = Callable[[list[np.ndarray]], float]
 
 
 @dataclass
@@ -77,7 +80,7 @@ def item_values(inst: Instrument, observations: Sequence[Observation]) -> dict[s
     return out
 
 
-def _axis_stat(inst: Instrument, axis: str):
+def _axis_stat(inst: Instrument, axis: str) -> GroupStat:
     """statistic(list of per-item arrays [[weight, value], ...]) -> axis score."""
     if inst.mode == "linear":
         sc = inst.linear[axis]
@@ -94,7 +97,7 @@ def _axis_stat(inst: Instrument, axis: str):
     return stat
 
 
-def _nested(stat, seed: int):
+def _nested(stat: GroupStat, seed: int) -> GroupStat:
     """Wrap ``stat`` so each resampled item also resamples its own observations (seeded, deterministic)."""
     rng = np.random.default_rng(seed + 1)
 
