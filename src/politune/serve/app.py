@@ -12,6 +12,7 @@ the engine's events in ``streams.py``, the body-size limit in ``middleware.py``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def create_app(
     )
 
     @asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await asyncio.to_thread(eng.close)
 

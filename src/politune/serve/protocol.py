@@ -69,7 +69,7 @@ class RequestBase(BaseModel):
 
     @field_validator("stop")
     @classmethod
-    def _stop(cls, v):
+    def _stop(cls, v: str | list[str] | None) -> list[str] | None:
         if isinstance(v, str):
             v = [v]
         if v is not None and len(v) > 4:
