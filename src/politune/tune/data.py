@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.fsutil import sha256_text
 
+if TYPE_CHECKING:
+    from politune.models.loading import Tokenizer
+
 
 @dataclass
 class TrainingData:
-    rows: list[dict]
+    rows: list[dict[str, Any]]  # chat rows: prompt messages and chosen / rejected or completion ones
     source: str
     sha256: str
     n: int
@@ -133,7 +136,9 @@ def instruction_data(data: Any, system: str | None = None, split: str | None = "
     return TrainingData(rows, source, sha256_text(json.dumps(rows, sort_keys=True)), len(rows))
 
 
-def check_lengths(rows: list[dict], tokenizer, max_length: int, source: str) -> dict:
+def check_lengths(
+    rows: list[dict[str, Any]], tokenizer: Tokenizer, max_length: int, source: str
+) -> dict[str, int | float]:
     """Every prompt must leave room for completion tokens within ``max_length``; returns length stats."""
     prompt_lens, total_lens = [], []
     for i, r in enumerate(rows):
