@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.generate.cache import CACHE_FILE, Cache, output_lock
@@ -88,7 +88,7 @@ def _stance_scorer(cfg: GenerateConfig) -> StanceScorer | None:
 def _filter_stage(run: Run) -> Stage:
     f = run.cfg.filter
 
-    def sampling(attempt: int) -> dict:
+    def sampling(attempt: int) -> dict[str, Any]:
         temp = f.temperature if attempt == 0 else max(f.temperature, f.retry_temperature)
         return {"max_tokens": f.max_tokens, "temperature": temp, "json_mode": f.json_mode}
 
@@ -161,11 +161,11 @@ def _write_stage(run: Run) -> Stage:
     w = run.cfg.write
     ratings = {it.post.id: it for it in run.items}
 
-    def sampling(attempt: int) -> dict:
+    def sampling(attempt: int) -> dict[str, Any]:
         temp = w.temperature if attempt == 0 else max(w.temperature, w.retry_temperature)
         return {"max_tokens": w.max_tokens, "temperature": temp}
 
-    def render(it: Item) -> list[dict]:
+    def render(it: Item) -> list[dict[str, str]]:
         r = ratings[it.post.id].result
         return run.write_template.render(it.post.text, r.topic if isinstance(r, Rating) else "")
 
@@ -217,7 +217,7 @@ def run_generate(
         return write_outputs(run, time.perf_counter() - t0)
 
 
-def dry_run(cfg: GenerateConfig, n: int = 3) -> list[dict]:
+def dry_run(cfg: GenerateConfig, n: int = 3) -> list[dict[str, Any]]:
     """The exact prompts the teacher would get for the first ``n`` posts (no model is loaded)."""
     corpus = load_posts(cfg.corpus, cfg.text_column, cfg.id_column, cfg.split, min(n, cfg.limit or n))
     filt_t = load_template("filter", cfg.target, cfg.templates, cfg.opposite)

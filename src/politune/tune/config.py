@@ -162,7 +162,7 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
-def recipe_path(recipe: str | os.PathLike) -> Path:
+def recipe_path(recipe: str | os.PathLike[str]) -> Path:
     """A shipped recipe name (``cpu-smollm2``) or a path to a YAML file."""
     p = Path(recipe)
     if p.suffix in {".yaml", ".yml"} or p.is_file():
@@ -179,7 +179,9 @@ def recipe_path(recipe: str | os.PathLike) -> Path:
     return shipped
 
 
-def load_recipe(recipe: str | os.PathLike = "cpu-smollm2", overrides: list[str] | None = None) -> TuneConfig:
+def load_recipe(
+    recipe: str | os.PathLike[str] = "cpu-smollm2", overrides: list[str] | None = None
+) -> TuneConfig:
     """Load a shipped recipe or a YAML file, apply ``KEY=VALUE`` overrides, validate (incl. ``trl:`` keys)."""
     cfg = load_config(TuneConfig, recipe_path(recipe), overrides)
     check_trl_keys(cfg)

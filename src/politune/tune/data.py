@@ -33,7 +33,7 @@ def _get(item: Any, key: str) -> Any:
     return getattr(item, key, None)
 
 
-def _messages(prompt: Any, system: str | None, where: str) -> list[dict]:
+def _messages(prompt: Any, system: str | None, where: str) -> list[dict[str, str]]:
     if isinstance(prompt, str):
         if not prompt.strip():
             raise PolituneError(f"{where}: field 'prompt' is empty")
@@ -63,7 +63,7 @@ def _answer(value: Any, field: str, where: str) -> str:
     return value
 
 
-def _resolve(data: Any, split: str | None) -> tuple[list, str]:
+def _resolve(data: Any, split: str | None) -> tuple[list[Any], str]:
     if isinstance(data, str):
         try:
             from politune.data import load
@@ -84,14 +84,14 @@ def _resolve(data: Any, split: str | None) -> tuple[list, str]:
     )
 
 
-def _items(data: Any, split: str | None, what: str) -> tuple[list, str]:
+def _items(data: Any, split: str | None, what: str) -> tuple[list[Any], str]:
     items, source = _resolve(data, split)
     if not items:
         raise PolituneError(f"data {source}: no {what} (empty dataset)")
     return items, source
 
 
-def _assistant(text: str) -> list[dict]:
+def _assistant(text: str) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": text}]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_dir, atomic_write_jsonl, read_jsonl_log
@@ -36,7 +36,7 @@ def truncate_logs(out_dir: Path, step: int) -> None:
             atomic_write_jsonl(p, [r for r in read_jsonl_log(p) if r.get("step", 0) <= step])
 
 
-def final_metrics(rows: list[dict], window: int = 5) -> dict:
+def final_metrics(rows: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
     rows = [r for r in rows if "loss" in r]
     if not rows:
         return {}

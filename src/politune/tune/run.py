@@ -143,7 +143,7 @@ def _default_evaluator(system: str | None) -> Evaluate:
     return compass_evaluator(system=system)
 
 
-def _recipe(cfg: TuneConfig | str | os.PathLike | None) -> TuneConfig:
+def _recipe(cfg: TuneConfig | str | os.PathLike[str] | None) -> TuneConfig:
     if cfg is None or isinstance(cfg, str | os.PathLike):
         cfg = load_recipe(cfg or "cpu-smollm2")
     return cfg
@@ -327,7 +327,7 @@ def dpo(
     base: str | None,
     data: Any,
     cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike = "runs/dpo",
+    out_dir: str | os.PathLike[str] = "runs/dpo",
     stance: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -351,7 +351,7 @@ def sft(
     base: str | None,
     data: Any,
     cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike = "runs/sft",
+    out_dir: str | os.PathLike[str] = "runs/sft",
     stance: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -368,7 +368,7 @@ def sft_dpo(
     base: str | None,
     data: Any,
     cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike = "runs/sft_dpo",
+    out_dir: str | os.PathLike[str] = "runs/sft_dpo",
     stance: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -404,7 +404,9 @@ def sft_dpo(
     return _train(dpo_job)
 
 
-def merge(base: str, adapter: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
+def merge(
+    base: str, adapter: str | os.PathLike[str], out_dir: str | os.PathLike[str], dtype: str = "float32"
+) -> Path:
     """Merge a LoRA adapter into its base and save a full safetensors model (+ tokenizer) at ``out_dir``.
 
     ``dtype``: of the merged weights; fp32 by default, so the merge is exact whatever dtype computation uses."""

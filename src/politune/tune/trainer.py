@@ -162,7 +162,7 @@ class AtomicCheckpointMixin(_TrainerBase):
         self.accelerator.wait_for_everyone()
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
     """Complete checkpoints (marker present), oldest first."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -175,7 +175,7 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
 

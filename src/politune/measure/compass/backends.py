@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from politune.models.loading import CausalLM, Tokenizer
 
 
+OptionLists = Sequence[Sequence[str]]  # the answer options of each prompt
+
+
 def _lcp(seqs: Sequence[Sequence[int]]) -> int:
     if not seqs:
         return 0
@@ -111,11 +114,7 @@ def _tok_ids(tokenizer: Tokenizer, text: str) -> list[int]:
 
 @torch.inference_mode()
 def score_options_cached(
-    model: CausalLM,
-    tokenizer: Tokenizer,
-    prompts: Sequence[str],
-    options: Sequence[Sequence[str]],
-    batch_size: int = 16,
+    model: CausalLM, tokenizer: Tokenizer, prompts: Sequence[str], options: OptionLists, batch_size: int = 16
 ) -> list[list[float]]:
     """Sum of log-probs of each option continuation after each (already chat-formatted) prompt.
 
@@ -226,11 +225,7 @@ def generate_cached(
 
 @torch.inference_mode()
 def score_options_independent(
-    model: CausalLM,
-    tokenizer: Tokenizer,
-    prompts: Sequence[str],
-    options: Sequence[Sequence[str]],
-    batch_size: int = 16,
+    model: CausalLM, tokenizer: Tokenizer, prompts: Sequence[str], options: OptionLists, batch_size: int = 16
 ) -> list[list[float]]:
     """Reference scorer: each (prompt + option) is its own sequence, batched with right padding, the way
     lm-evaluation-harness scores ``loglikelihood`` requests (context and continuation tokenized separately,
@@ -313,7 +308,7 @@ class LocalBackend:
 
         return perplexities(self.model, self.tokenizer, texts, max_length=max_length)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "backend": "local",
             "batch_size": self.batch_size,
@@ -350,7 +345,7 @@ class HTTPBackend:
         )
         self.system, self.top_logprobs = system, top_logprobs
 
-    def _messages(self, prompt: str) -> list[dict]:
+    def _messages(self, prompt: str) -> list[dict[str, str]]:
         msgs = [{"role": "user", "content": prompt}]
         return ([{"role": "system", "content": self.system}] if self.system else []) + msgs
 
@@ -390,7 +385,7 @@ class HTTPBackend:
             out.append([top.get(o.strip().upper(), -1e4) for o in opts])  # absent from top-k: ~ 0 probability
         return out
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "backend": "http",
             "base_url": self.client.base_url,

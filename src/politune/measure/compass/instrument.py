@@ -124,7 +124,7 @@ class Instrument:
             self.sha256,
         )
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,7 @@ def _nested(stat: GroupStat, seed: int) -> GroupStat:
 
 def score_axis(
     inst: Instrument, values: Mapping[str, Sequence[float]], axis: str, seed: int = 0, n_boot: int = N_BOOT
-) -> dict:
+) -> dict[str, Any]:
     """``{"score", "ci", "coverage", "n"}`` for one axis from item id -> observation values."""
     items = inst.axis_items(axis)
     groups = [
@@ -127,7 +128,7 @@ def score_axis(
 
 def score_observations(
     inst: Instrument, observations: Sequence[Observation], seed: int = 0, n_boot: int = N_BOOT
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     vals = item_values(inst, observations)
     return {a: score_axis(inst, vals, a, seed=seed, n_boot=n_boot) for a in inst.axes}
 
@@ -148,7 +149,9 @@ def answer_sheet_observations(inst: Instrument, answers: Mapping[str, str | int 
     return obs
 
 
-def score_answer_sheet(inst: Instrument, answers: Mapping[str, str | int | None]) -> dict[str, dict]:
+def score_answer_sheet(
+    inst: Instrument, answers: Mapping[str, str | int | None]
+) -> dict[str, dict[str, Any]]:
     """Score a plain answer sheet: ``{"economic": {"score", "ci", "coverage", "n"}, "social": {...}}``."""
     unknown = set(answers) - {it.id for it in inst.items}
     if unknown:
@@ -170,7 +173,7 @@ def compare_axis(
     axis: str,
     seed: int = 0,
     n_boot: int = N_BOOT,
-) -> dict:
+) -> dict[str, Any]:
     """Score difference ``b - a`` on ``axis`` over the items both answered, with a paired cluster-bootstrap CI
     (the same items are resampled for both)."""
     items = [it for it in inst.axis_items(axis) if a.get(it.id) and b.get(it.id)]
