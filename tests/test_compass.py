@@ -516,6 +516,17 @@ def test_settings_are_recorded():
     )
 
 
+def test_compass_task_with_the_open_track_defaults_to_the_offline_scorer(inst):
+    """``compass_task`` without a scorer gives the open track the offline stance scorer (and so records its name),
+    as ``measure_compass`` does; it used to hand the track ``None``, which failed on the first answer."""
+    from politune.measure.compass import compass_task
+    from politune.measure.stance import SCORER_VERSION
+
+    task = compass_task(inst, CompassSettings(tracks=("open",)))
+    assert task.solver.scorer is not None and task.solver.scorer.name == SCORER_VERSION
+    assert compass_task(inst, CompassSettings(tracks=("logprob",))).solver.scorer is None
+
+
 def test_cached_greedy_generation_equals_model_generate(tiny_model):
     import torch
 

@@ -64,11 +64,12 @@ class ChatResult:
     text: str
     usage: Usage
     finish_reason: str | None = None
-    logprobs: list[dict] | None = None  # per generated token: {"token", "logprob", "top_logprobs": [...]}
+    # per generated token: {"token", "logprob", "top_logprobs": [...]}
+    logprobs: list[dict[str, Any]] | None = None
     model: str | None = None
     attempts: int = 1
     latency_s: float = 0.0
-    raw: dict = field(default_factory=dict, repr=False)  # the server's JSON response
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the server's JSON response
 
     ok = True
 
@@ -105,7 +106,7 @@ class UsageTotals:
     completion_tokens: int = 0
     cost: float = 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -172,7 +173,7 @@ def _classify(exc: Exception) -> tuple[str, int | None, bool]:
     return f"{type(exc).__name__}: {exc}", None, False
 
 
-def _logprobs(choice: Any) -> list[dict] | None:
+def _logprobs(choice: Any) -> list[dict[str, Any]] | None:
     lp = getattr(choice, "logprobs", None)
     content = getattr(lp, "content", None) if lp is not None else None
     if not content:
@@ -260,7 +261,9 @@ class ChatClient:
         self.usage = UsageTotals()
         self._rng = random.Random(o.seed)
         # per event loop: (AsyncOpenAI, semaphore, rate limiter); they belong to the loop that made them
-        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._per_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore, _RateLimiter | None]
+        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"ChatClient({self.base_url!r}, {self.model!r}, concurrency={self.concurrency})"

@@ -53,7 +53,7 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,22 +73,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
 
 
-def atomic_write_jsonl(path: str | os.PathLike, rows: list[dict] | Iterator[dict]) -> Path:
+def atomic_write_jsonl(
+    path: str | os.PathLike[str], rows: list[dict[str, Any]] | Iterator[dict[str, Any]]
+) -> Path:
     return atomic_write_text(
         path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
     )
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a directory in a temp sibling; on success swap it into ``path`` (replacing an old one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +111,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+def append_jsonl(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
     """Append one JSON record as a line and fsync: an append-only log that survives kill -9."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,7 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.close(fd)
 
 
-def read_jsonl_log(path: str | os.PathLike) -> list[dict]:
+def read_jsonl_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read an append-only log written by :func:`append_jsonl`; a torn final line (crash mid-write) is skipped."""
     path = Path(path)
     if not path.exists():
@@ -140,7 +142,7 @@ def read_jsonl_log(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def parse_jsonl_objects(text: str, where: str) -> list[tuple[int, dict]]:
+def parse_jsonl_objects(text: str, where: str) -> list[tuple[int, dict[str, Any]]]:
     """Strictly parse a small JSONL file shipped with politune or given by a user: ``(line number, object)``
     per non-blank line; a bad line is a one-line error ``WHERE:LINE: ...``."""
     out = []
@@ -157,7 +159,7 @@ def parse_jsonl_objects(text: str, where: str) -> list[tuple[int, dict]]:
     return out
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -165,7 +167,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_dir(path: str | os.PathLike, pattern: str = "*") -> str:
+def sha256_dir(path: str | os.PathLike[str], pattern: str = "*") -> str:
     """Hash of every file under ``path`` (names and contents, sorted): a stable id for an adapter or dataset."""
     path = Path(path)
     h = hashlib.sha256()

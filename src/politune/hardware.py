@@ -20,6 +20,7 @@ import logging
 import platform
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -140,7 +141,7 @@ def pick_dtype(dtype: str | torch.dtype = "auto", device: str = "cpu") -> torch.
     return torch.bfloat16 if cpu_bf16().fast else torch.float32
 
 
-def dtype_choice(dtype: str | torch.dtype, device: str) -> dict:
+def dtype_choice(dtype: str | torch.dtype, device: str) -> dict[str, Any]:
     """What a run records about its dtype: the value asked for, the one used, and why."""
     picked = pick_dtype(dtype, device)
     if dtype != "auto":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import time
 from importlib import metadata
+from typing import Any
 
 _PACKAGES = ["torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy"]
 
@@ -20,7 +21,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def provenance() -> dict:
+def provenance() -> dict[str, Any]:
     from politune import __version__
 
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -26,6 +27,9 @@ from politune.cli.data_io import (
     parse_mapping,
     write_records,
 )
+
+if TYPE_CHECKING:
+    from politune.data.loaders import LoadReport
 
 data_app = typer.Typer(
     help="Preference / instruction data: load, validate, stats, mirror, mix, poison, "
@@ -198,7 +202,7 @@ def validate(
         )
 
 
-def _write_valid(rep, src: str, out: Path | None) -> None:
+def _write_valid(rep: LoadReport, src: str, out: Path | None) -> None:
     """``validate --drop-invalid``: the good rows to ``out`` (default ``<stem>.valid.jsonl``), the bad ones with
     their reasons next to it."""
     from politune.data.loaders import rejected_path, save

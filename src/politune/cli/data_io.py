@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from politune.cli.common import err_console
+
+if TYPE_CHECKING:
+    from politune.data.schema import Record
+    from politune.models.loading import Tokenizer
 
 SrcArgument = typer.Argument(
     ..., help="builtin:NAME[:SPLIT], hf:OWNER/NAME, a .jsonl/.csv/.parquet/.json file or a folder."
@@ -45,7 +51,7 @@ def parse_mapping(values: list[str] | None) -> dict[str, str]:
     return out
 
 
-def load_tokenizer_named(name: str | None):
+def load_tokenizer_named(name: str | None) -> Tokenizer | None:
     if not name:
         return None
     from politune.models import load_tokenizer, resolve_model
@@ -53,13 +59,15 @@ def load_tokenizer_named(name: str | None):
     return load_tokenizer(resolve_model(name))
 
 
-def load_source(src: str, split: str | None = None, schema: str = "auto", mapping: list[str] | None = None):
+def load_source(
+    src: str, split: str | None = None, schema: str = "auto", mapping: list[str] | None = None
+) -> list[Record]:
     from politune.data import load
 
     return load(src, split=split, schema=schema, mapping=parse_mapping(mapping))
 
 
-def write_records(items, out: Path, summary: dict) -> None:
+def write_records(items: Sequence[Record], out: Path, summary: dict[str, Any]) -> None:
     from politune.data import save, summary_path
 
     save(items, out, summary=summary)

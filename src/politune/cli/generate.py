@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from politune.cli.common import JsonOption, OverridesOption, console, err_console, print_json
 
+if TYPE_CHECKING:
+    from rich.progress import Progress, Task, TaskID
 
-def _progress():
+    from politune.generate import GenerateConfig
+
+
+def _progress() -> Progress:
     """The shared progress bar plus a rate column (answers per second)."""
     from rich.progress import ProgressColumn
     from rich.text import Text
@@ -17,7 +23,7 @@ def _progress():
     from politune.cli.common import progress
 
     class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:
+        def render(self, task: Task) -> Text:
             return Text(f"{task.speed:.2f}/s" if task.speed else "-/s", style="progress.data.speed")
 
     bar = progress()
@@ -125,7 +131,7 @@ def generate(
             _print_prompts(cfg, shown)
         return
 
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     with _progress() as bar:
 
         def on_progress(stage: str, done: int, total: int) -> None:
@@ -148,7 +154,7 @@ def generate(
         raise typer.Exit(1)
 
 
-def _config(config: Path | None, flags: dict, overrides: list[str] | None):
+def _config(config: Path | None, flags: dict[str, Any], overrides: list[str] | None) -> GenerateConfig:
     """The settings: the YAML file, then the flags that were given, then the ``--set`` overrides."""
     from politune.config import apply_overrides, parse_overrides, read_yaml, validate_config
     from politune.generate import GenerateConfig
@@ -162,7 +168,7 @@ def _config(config: Path | None, flags: dict, overrides: list[str] | None):
     return validate_config(GenerateConfig, data, f"{config}" if config else "generate options")
 
 
-def _print_prompts(cfg, shown: list[dict]) -> None:
+def _print_prompts(cfg: GenerateConfig, shown: list[dict[str, Any]]) -> None:
     from rich.text import Text
 
     teacher_desc = f"{cfg.teacher} at {cfg.api.base_url}" if cfg.api.base_url else f"local {cfg.teacher}"
@@ -181,7 +187,7 @@ def _print_prompts(cfg, shown: list[dict]) -> None:
                 console.print(Text.assemble((f"{m['role']}: ", "bold"), m["content"]), highlight=False)
 
 
-def _print_summary(s: dict, out) -> None:
+def _print_summary(s: dict[str, Any], out: Path) -> None:
     c = s["counts"]
     console.print(
         f"{c['posts']} posts -> kept {c['kept']} -> wrote {c['written']} pairs "
@@ -193,7 +199,7 @@ def _print_summary(s: dict, out) -> None:
     fm = s.get("filter_metrics")
     if fm:
 
-        def f(x):
+        def f(x: float | None) -> str:
             return "n/a" if x is None else f"{x:.2f}"
 
         console.print(

@@ -8,7 +8,7 @@ from politune.cli.common import DtypeOption, JsonOption, console, err_console, p
 from politune.measure.results import AXES, AxisScore, CompassResult
 
 
-def _num(x) -> str:
+def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import TypedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypedDict
 
 import typer
 
 from politune.cli.common import DeviceOption, DtypeOption, console, err_console
 from politune.errors import PolituneError
+
+if TYPE_CHECKING:
+    from politune.serve.vllm import VllmCommand
 
 
 class _Where(TypedDict):
@@ -137,7 +141,7 @@ def serve(
     )
 
 
-def _announce(names: list[str]):
+def _announce(names: list[str]) -> Callable[[str], None]:
     def ready(url: str) -> None:
         err_console.print(
             f"serving {', '.join(names)} at {url}/v1 (comparison page: {url}/); Ctrl-C to stop",
@@ -158,7 +162,7 @@ def _check(adapters: dict[str, str], limits: dict[str, int]) -> None:
             raise PolituneError(f"{flag} {value}: expected a positive integer")
 
 
-def _run_vllm(cmd, dry_run: bool) -> None:
+def _run_vllm(cmd: VllmCommand, dry_run: bool) -> None:
     if dry_run:
         console.print(cmd.shell(), highlight=False, soft_wrap=True, markup=False)
         return

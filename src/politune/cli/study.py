@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -16,7 +17,7 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run)
 
 
-def _events():
+def _events() -> Callable[[str, str], None]:
     def on_event(stage: str, status: str) -> None:
         err_console.print(f"[bold cyan]{stage:24s}[/] {status}", highlight=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def _run(method: str, a: _Args) -> None:
             console.print(f"  {k:30s} {m[k]:.4g}" if isinstance(m[k], float) else f"  {k:30s} {m[k]}")
 
 
-def _training_command(method: str, help_text: str):
+def _training_command(method: str, help_text: str) -> Callable[..., None]:
     """The command for one method (dpo, sft, sft_dpo): the same options, a different training routine."""
 
     def cmd(

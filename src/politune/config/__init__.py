@@ -40,7 +40,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise PolituneError(f"{path}: config file not found")
@@ -99,7 +99,7 @@ def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return out
 
 
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Valid field names at a location inside a (nested) pydantic model, for 'did you mean'."""
     cls: Any = model
     for part in loc[:-1]:
@@ -146,7 +146,7 @@ def validate_config(cls: type[C], data: dict[str, Any], source: str = "config") 
 
 def load_config(
     cls: type[C],
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     overrides: list[str] | None = None,
     base: dict[str, Any] | None = None,
 ) -> C:
@@ -162,7 +162,7 @@ def load_config(
     return validate_config(cls, data, source)
 
 
-def save_resolved(cfg: BaseModel, run_dir: str | os.PathLike, name: str = "config.yaml") -> Path:
+def save_resolved(cfg: BaseModel, run_dir: str | os.PathLike[str], name: str = "config.yaml") -> Path:
     """Write the fully resolved config next to a run's outputs."""
     text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     return atomic_write_text(Path(run_dir) / name, text)

@@ -23,6 +23,7 @@ import gc
 import json
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -308,7 +309,7 @@ def _flat(item: Record) -> dict[str, Any]:
     return item.to_dict()
 
 
-def save(items: list[Record], path: str | os.PathLike, summary: dict[str, Any] | None = None) -> Path:
+def save(items: Sequence[Record], path: str | os.PathLike, summary: dict[str, Any] | None = None) -> Path:
     """Write records atomically; ``.jsonl`` (canonical), ``.jsonl.gz``, ``.csv`` or ``.parquet`` by suffix.
 
     CSV and Parquet store chat-message prompts and ``meta`` as JSON text (``load`` decodes them).

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from politune.errors import PolituneError
 from politune.fsutil import append_jsonl, read_jsonl_log, sha256_text
@@ -23,7 +24,13 @@ CACHE_VERSION = 1
 
 
 def cache_key(
-    stage: str, post: Post, template: Template, teacher: str, attempt: int, messages: list[dict], gen: dict
+    stage: str,
+    post: Post,
+    template: Template,
+    teacher: str,
+    attempt: int,
+    messages: list[dict[str, str]],
+    gen: dict[str, Any],
 ) -> str:
     """What makes a teacher answer: stage, post, template, teacher, attempt, exact prompt, sampling."""
     blob = json.dumps(
@@ -49,17 +56,17 @@ class Cache:
 
     def __init__(self, path: Path):
         self.path = path
-        self.entries: dict[str, dict] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
         for rec in read_jsonl_log(path):
             if isinstance(rec, dict) and "key" in rec:
                 self.entries.setdefault(rec["key"], rec)
         self.loaded = len(self.entries)
         self.added = 0
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> dict[str, Any] | None:
         return self.entries.get(key)
 
-    def add(self, record: dict) -> None:
+    def add(self, record: dict[str, Any]) -> None:
         if record["key"] in self.entries:
             return
         append_jsonl(self.path, record)

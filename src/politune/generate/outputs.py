@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.config import save_resolved
 from politune.fsutil import atomic_write_json, atomic_write_jsonl
@@ -16,17 +16,22 @@ from politune.generate.config import GenerateConfig
 from politune.generate.corpus import Corpus
 from politune.generate.parsing import Rating, Triplet
 from politune.generate.stages import Item
+from politune.generate.teachers import Teacher
 from politune.generate.templates import Template
+
+if TYPE_CHECKING:
+    from politune.data.schema import InstructionExample, PreferencePair
+    from politune.measure.scorer import StanceScorer
 
 
 @dataclass
 class GenerateResult:
     out: Path
-    summary: dict
-    preference: list
-    instruction: list
-    rejects: list[dict]
-    ratings: list[dict]
+    summary: dict[str, Any]
+    preference: list[PreferencePair]
+    instruction: list[InstructionExample]
+    rejects: list[dict[str, Any]]
+    ratings: list[dict[str, Any]]
 
 
 @dataclass
@@ -37,10 +42,10 @@ class Run:
     corpus: Corpus
     filter_template: Template
     write_template: Template
-    teacher: Any
+    teacher: Teacher
     cache: Cache
     sign: int | None  # where the target sits on the stance axis (None: unknown)
-    scorer: Any = None  # the stance scorer of the write check, if any
+    scorer: StanceScorer | None = None  # the stance scorer of the write check, if any
     items: list[Item] = field(default_factory=list)  # filter stage, one per post
     kept_ids: set[str] = field(default_factory=set)
     write_items: list[Item] = field(default_factory=list)
@@ -54,7 +59,7 @@ def slant_to_target(slant: float, sign: int | None) -> float | None:
     return None if sign is None else round(slant * sign, 4)
 
 
-def _failure(it: Item, stage: str, transport: list[dict], rejects: list[dict]) -> None:
+def _failure(it: Item, stage: str, transport: list[dict[str, Any]], rejects: list[dict[str, Any]]) -> None:
     if it.transport_error is not None:  # not the teacher's fault: not cached, a re-run asks again
         transport.append({"post_id": it.post.id, "stage": stage, "error": it.transport_error})
     else:
@@ -69,7 +74,9 @@ def _failure(it: Item, stage: str, transport: list[dict], rejects: list[dict]) -
         )
 
 
-def _rating_rows(run: Run, transport: list[dict], rejects: list[dict]) -> list[dict]:
+def _rating_rows(
+    run: Run, transport: list[dict[str, Any]], rejects: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     rows = []
     for it in run.items:
         r: Rating | None = it.result
@@ -92,7 +99,9 @@ def _rating_rows(run: Run, transport: list[dict], rejects: list[dict]) -> list[d
     return rows
 
 
-def _pairs(run: Run, transport: list[dict], rejects: list[dict]) -> tuple[list, list]:
+def _pairs(
+    run: Run, transport: list[dict[str, Any]], rejects: list[dict[str, Any]]
+) -> tuple[list[PreferencePair], list[InstructionExample]]:
     from politune.data import InstructionExample, PreferencePair
 
     cfg = run.cfg
@@ -133,7 +142,12 @@ def _pairs(run: Run, transport: list[dict], rejects: list[dict]) -> tuple[list, 
     return prefs, insts
 
 
-def _summary(run: Run, rows: list[dict], written: int, failed: tuple[list[dict], list[dict]]) -> dict:
+def _summary(
+    run: Run,
+    rows: list[dict[str, Any]],
+    written: int,
+    failed: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> dict[str, Any]:
     cfg, transport, rejects = run.cfg, failed[0], failed[1]
     usage = getattr(getattr(run.teacher, "client", None), "usage", None)
     ft, wt = run.filter_template, run.write_template
@@ -170,8 +184,8 @@ def write_outputs(run: Run, elapsed: float) -> GenerateResult:
     from politune.provenance import provenance
 
     out = run.out
-    transport: list[dict] = []
-    rejects: list[dict] = []
+    transport: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
     rows = _rating_rows(run, transport, rejects)
     prefs, insts = _pairs(run, transport, rejects)
     for name, pairs in (("preference.jsonl", prefs), ("instruction.jsonl", insts)):
@@ -191,7 +205,7 @@ def write_outputs(run: Run, elapsed: float) -> GenerateResult:
     return GenerateResult(out, summary, prefs, insts, rejects, rows)
 
 
-def filter_metrics(rows: list[dict], min_relevance: float | None = None) -> dict | None:
+def filter_metrics(rows: list[dict[str, Any]], min_relevance: float | None = None) -> dict[str, Any] | None:
     """Precision / recall / F1 of the filter's keep decision against the hidden ``relevant`` labels (built-in
     corpus), with 95% bootstrap CIs over posts; a post the teacher could not rate counts as not kept. Also
     the slant sign agreement on labelled left/right posts the teacher rated."""

@@ -7,6 +7,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from politune.generate.config import WriteConfig
 
@@ -28,7 +29,7 @@ class Triplet:
 _FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.S)
 
 
-def _number(obj: dict, key: str, lo: float, hi: float) -> float:
+def _number(obj: dict[str, Any], key: str, lo: float, hi: float) -> float:
     v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValueError(f"{key!r} must be a number in [{lo:g}, {hi:g}], got {v!r}")

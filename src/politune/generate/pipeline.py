@@ -28,6 +28,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.generate.cache import CACHE_FILE, Cache, output_lock
@@ -36,12 +37,16 @@ from politune.generate.corpus import Corpus, load_posts
 from politune.generate.outputs import GenerateResult, Run, slant_to_target, write_outputs
 from politune.generate.parsing import Rating, check_triplet, parse_rating, parse_triplet
 from politune.generate.stages import Item, Progress, Stage, Verdict, run_stage
+from politune.generate.teachers import Teacher
 from politune.generate.templates import load_template
+
+if TYPE_CHECKING:
+    from politune.measure.scorer import StanceScorer
 
 log = logging.getLogger("politune")
 
 
-def make_teacher(cfg: GenerateConfig):
+def make_teacher(cfg: GenerateConfig) -> Teacher:
     from politune.generate.teachers import HTTPTeacher, LocalTeacher
 
     if cfg.api.base_url:
@@ -65,7 +70,7 @@ def make_teacher(cfg: GenerateConfig):
     return LocalTeacher(cfg.teacher, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
 
 
-def _stance_scorer(cfg: GenerateConfig):
+def _stance_scorer(cfg: GenerateConfig) -> StanceScorer | None:
     if cfg.stance.enabled is False:
         return None
     try:
@@ -83,7 +88,7 @@ def _stance_scorer(cfg: GenerateConfig):
 def _filter_stage(run: Run) -> Stage:
     f = run.cfg.filter
 
-    def sampling(attempt: int) -> dict:
+    def sampling(attempt: int) -> dict[str, Any]:
         temp = f.temperature if attempt == 0 else max(f.temperature, f.retry_temperature)
         return {"max_tokens": f.max_tokens, "temperature": temp, "json_mode": f.json_mode}
 
@@ -156,11 +161,11 @@ def _write_stage(run: Run) -> Stage:
     w = run.cfg.write
     ratings = {it.post.id: it for it in run.items}
 
-    def sampling(attempt: int) -> dict:
+    def sampling(attempt: int) -> dict[str, Any]:
         temp = w.temperature if attempt == 0 else max(w.temperature, w.retry_temperature)
         return {"max_tokens": w.max_tokens, "temperature": temp}
 
-    def render(it: Item) -> list[dict]:
+    def render(it: Item) -> list[dict[str, str]]:
         r = ratings[it.post.id].result
         return run.write_template.render(it.post.text, r.topic if isinstance(r, Rating) else "")
 
@@ -183,9 +188,9 @@ def _write_stage(run: Run) -> Stage:
 def run_generate(
     cfg: GenerateConfig,
     progress: Progress | None = None,
-    teacher=None,
+    teacher: Teacher | None = None,
     corpus: Corpus | None = None,
-    scorer=None,
+    scorer: StanceScorer | None = None,
 ) -> GenerateResult:
     """Run (or resume) the pipeline into ``cfg.out`` and return what it wrote.
 
@@ -212,7 +217,7 @@ def run_generate(
         return write_outputs(run, time.perf_counter() - t0)
 
 
-def dry_run(cfg: GenerateConfig, n: int = 3) -> list[dict]:
+def dry_run(cfg: GenerateConfig, n: int = 3) -> list[dict[str, Any]]:
     """The exact prompts the teacher would get for the first ``n`` posts (no model is loaded)."""
     corpus = load_posts(cfg.corpus, cfg.text_column, cfg.id_column, cfg.split, min(n, cfg.limit or n))
     filt_t = load_template("filter", cfg.target, cfg.templates, cfg.opposite)

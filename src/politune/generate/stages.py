@@ -15,7 +15,7 @@ from typing import Any
 from politune.fsutil import sha256_text
 from politune.generate.cache import Cache, cache_key
 from politune.generate.corpus import Post
-from politune.generate.teachers import Ask
+from politune.generate.teachers import Ask, Message, Teacher
 from politune.generate.templates import Template
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -28,11 +28,11 @@ class Item:
 
     post: Post
     index: int
-    attempts: list[dict] = field(default_factory=list)  # cache records, oldest first
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # cache records, oldest first
     result: Any = None  # Rating / Triplet once valid
     reason: str | None = None  # last problem
     transport_error: str | None = None
-    checks: dict = field(default_factory=dict)  # e.g. stance leans
+    checks: dict[str, Any] = field(default_factory=dict)  # e.g. stance leans
 
 
 @dataclass
@@ -42,15 +42,15 @@ class Stage:
     name: str  # "filter" | "write"
     template: Template
     attempts: int
-    sampling: Callable[[int], dict]  # attempt -> {"max_tokens", "temperature", ("json_mode")}
-    render: Callable[[Item], list[dict]]  # item -> chat messages
+    sampling: Callable[[int], dict[str, Any]]  # attempt -> {"max_tokens", "temperature", ("json_mode")}
+    render: Callable[[Item], list[Message]]  # item -> chat messages
     validate: Callable[[list[Item], list[str]], list[Verdict]]  # one round's items and answers -> verdicts
 
 
 @dataclass
 class _Work:
     item: Item
-    messages: list[dict]
+    messages: list[Message]
     seed: int
     key: str
 
@@ -76,7 +76,12 @@ def _item_seed(seed: int, stage: str, post: Post, attempt: int) -> int:
 
 
 def run_stage(
-    stage: Stage, items: list[Item], teacher, cache: Cache, seed: int, progress: Progress | None = None
+    stage: Stage,
+    items: list[Item],
+    teacher: Teacher,
+    cache: Cache,
+    seed: int,
+    progress: Progress | None = None,
 ) -> None:
     """Ask the teacher for every item, round by round, until each is valid or out of attempts; each item ends
     with its ``attempts``, and ``result`` (valid) or ``reason`` / ``transport_error``."""
@@ -101,7 +106,12 @@ def run_stage(
 
 
 def _ask_round(
-    stage: Stage, works: list[_Work], teacher, cache: Cache, attempt_gen: tuple[int, dict], tally: _Tally
+    stage: Stage,
+    works: list[_Work],
+    teacher: Teacher,
+    cache: Cache,
+    attempt_gen: tuple[int, dict[str, Any]],
+    tally: _Tally,
 ) -> dict[int, str]:
     """One round's answers by work index: from the cache, else from the teacher (and then cached)."""
     attempt, gen = attempt_gen
@@ -117,7 +127,9 @@ def _ask_round(
         if len(skip) == len(chunk):
             continue
 
-        def on_result(j: int, text: str | None, error: str | None, chunk=chunk, start=start) -> None:
+        def on_result(
+            j: int, text: str | None, error: str | None, chunk: list[_Work] = chunk, start: int = start
+        ) -> None:
             w = chunk[j]
             if error is not None or text is None:
                 w.item.transport_error = error or "no answer"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from politune.client import ChatClient
@@ -106,7 +106,7 @@ class HTTPTeacher:
         todo = [i for i in range(len(ask.convs)) if i not in ask.skip]
         if not todo:
             return
-        params: dict = {"max_tokens": ask.max_tokens, "temperature": ask.temperature}
+        params: dict[str, Any] = {"max_tokens": ask.max_tokens, "temperature": ask.temperature}
         if ask.json_mode:
             params["response_format"] = {"type": "json_object"}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -44,7 +44,7 @@ from politune.measure.results import (
 from politune.measure.scorer import StanceScorer
 from politune.measure.solvers import AnswerLog, Cached, Generate, Perplexity, Route
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_record, run_tasks
+from politune.measure.task import Sample, Scored, Solver, Task, run_record, run_tasks
 from politune.measure.topics import load_topic_questions, score_topic_answers
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier, toxicity_entry
 from politune.measure.validate_judge import validated_accuracy
@@ -209,9 +209,9 @@ def effects_tasks(
     settings: EffectsSettings,
     measures: Sequence[str] = MEASURES,
     scorer: StanceScorer | None = None,
-    judge=None,
+    judge: Judge | None = None,
     log_path: str | Path | None = None,
-) -> list[Task]:
+) -> list[Task[Any]]:
     """The chosen side-effect measures as tasks sharing one answer log. Loads every dataset, the stance scorer
     and the toxicity classifier now, so bad settings fail before any model is loaded."""
     unknown = [m for m in measures if m not in MEASURES]
@@ -224,7 +224,7 @@ def effects_tasks(
     answers = AnswerLog(Path(log_path) if log_path is not None else None)
     topic_gen = Cached(Generate(s.max_new_tokens, seed=s.seed), answers)
     qa_gen = Cached(Generate(s.qa_max_new_tokens, seed=s.seed), answers)
-    tasks: list[Task] = []
+    tasks: list[Task[Any]] = []
     if "topics" in measures:
         tasks.append(_topics_task(s, topics, topic_gen, scorer or _judge_or_offline(judge), judge))
     if "quality" in measures:
@@ -245,15 +245,17 @@ def effects_tasks(
     return tasks
 
 
-def _judge_report(judge) -> dict:
+def _judge_report(judge: Judge | None) -> dict[str, Any]:
     return {"judge": judge.report()} if judge is not None else {}
 
 
-def _judge_or_offline(judge) -> StanceScorer:
+def _judge_or_offline(judge: Judge | None) -> StanceScorer:
     return judge.stance_scorer() if judge is not None else _offline_scorer()
 
 
-def _topics_task(s: EffectsSettings, samples: list[Sample], solver, stance: StanceScorer, judge) -> Task:
+def _topics_task(
+    s: EffectsSettings, samples: list[Sample], solver: Solver, stance: StanceScorer, judge: Judge | None
+) -> Task[TopicsEntry]:
     return Task(
         "topics",
         samples,
@@ -269,7 +271,7 @@ def _topics_task(s: EffectsSettings, samples: list[Sample], solver, stance: Stan
     )
 
 
-def _toxicity_task(s: EffectsSettings, samples: list[Sample], solver) -> Task:
+def _toxicity_task(s: EffectsSettings, samples: list[Sample], solver: Solver) -> Task[ToxicityEntry]:
     tox = Toxicity(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
     return Task(
         "toxicity",
@@ -285,7 +287,9 @@ def _toxicity_task(s: EffectsSettings, samples: list[Sample], solver) -> Task:
     )
 
 
-def _refusal_task(s: EffectsSettings, samples: list[Sample], solver, judge) -> Task:
+def _refusal_task(
+    s: EffectsSettings, samples: list[Sample], solver: Solver, judge: Judge | None
+) -> Task[RefusalEntry]:
     ref = Refusal(judge, s.seed)
     return Task(
         "refusal",
@@ -309,7 +313,7 @@ def measure_effects(
     measures: Sequence[str] = MEASURES,
     out_dir: str | Path | None = None,
     scorer: StanceScorer | None = None,
-    judge=None,
+    judge: Judge | None = None,
     settings: EffectsSettings | None = None,
     on_progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, Result]:

@@ -10,10 +10,14 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from politune.errors import PolituneError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 _EMBED_BATCH = 64
 
@@ -32,11 +36,11 @@ def minilm_path() -> Path:
     return path
 
 
-_EMBEDDER = None
+_EMBEDDER: SentenceTransformer | None = None
 _EMBEDDER_LOCK = threading.Lock()
 
 
-def _embedder():
+def _embedder() -> SentenceTransformer:
     global _EMBEDDER
     with _EMBEDDER_LOCK:
         if _EMBEDDER is None:

@@ -51,6 +51,7 @@ from politune.measure.targets import Target
 from politune.measure.task import RunSettings, Sample, Scored, Task, run_record, run_tasks
 
 if TYPE_CHECKING:
+    from politune.measure.judge import Judge
     from politune.measure.safety_probes import SafetyProbe
 
 
@@ -171,7 +172,7 @@ def side_asymmetry(
 
 
 def judge_pairs(
-    judge,
+    judge: Judge,
     pairs: Sequence[PromptPair],
     answers_a: Sequence[str | None],
     answers_b: Sequence[str | None],
@@ -215,7 +216,7 @@ class EvenhandScorer:
     """One target's answers to both sides of every pair -> its :class:`EvenhandEntry`."""
 
     cap_words: float
-    judge: object | None = None
+    judge: Judge | None = None
     seed: int = 0
 
     @property
@@ -347,7 +348,9 @@ def run_probe_task(
     return res
 
 
-def evenhand_task(settings: EvenhandSettings, judge=None, log_path: str | Path | None = None) -> Task:
+def evenhand_task(
+    settings: EvenhandSettings, judge: Judge | None = None, log_path: str | Path | None = None
+) -> Task[EvenhandEntry]:
     """The even-handedness task over the chosen pairs (loaded now, so a bad file fails before any model)."""
     s = settings
     pairs = subset_pairs(load_pairs(s.pairs_file), s.topics, s.templates)
@@ -377,7 +380,7 @@ def evenhand_task(settings: EvenhandSettings, judge=None, log_path: str | Path |
 def measure_evenhand(
     targets: Sequence[Target],
     out_dir: str | Path | None = None,
-    judge=None,
+    judge: Judge | None = None,
     settings: EvenhandSettings | None = None,
     base_url: str | None = None,
     on_progress: Callable[[str, int], None] | None = None,

@@ -16,9 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from politune.errors import PolituneError
 from politune.measure.stats import bootstrap_ci, paired_diff_ci
+
+if TYPE_CHECKING:
+    from politune.models.loading import CausalLM, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> list[float
 
 
 def perplexities(
-    model, tokenizer, passages: Sequence[str], max_length: int = 512, batch_size: int = 4
+    model: CausalLM, tokenizer: Tokenizer, passages: Sequence[str], max_length: int = 512, batch_size: int = 4
 ) -> list[float]:
     """Perplexity of each passage (plain text, no chat template; the first token is context only)."""
     import torch

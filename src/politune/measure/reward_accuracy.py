@@ -208,15 +208,17 @@ class PairLogps:
         return f"pair-logps(max_length={self.max_length})"
 
     def solve(self, ctx: Context, samples: Sequence[Sample]) -> list[list[float]]:
-        model = getattr(ctx.backend, "model", None)
-        if model is None or not hasattr(model, "disable_adapter"):
+        from politune.measure.compass.backends import LocalBackend
+
+        backend = ctx.backend
+        if not isinstance(backend, LocalBackend) or not hasattr(backend.model, "disable_adapter"):
             raise PolituneError(
                 f"target {ctx.target.name}: reward accuracy needs a local model with a LoRA adapter"
             )
         from politune.tune.data import preference_data
 
         rows = preference_data([s.data for s in samples], ctx.target.system, split=None).rows
-        out = pair_logps(model, ctx.backend.tokenizer, rows, self.max_length)
+        out = pair_logps(backend.model, backend.tokenizer, rows, self.max_length)
         ctx.progress(len(samples))
         return out
 

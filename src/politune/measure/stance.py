@@ -31,12 +31,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_bytes, parse_jsonl_objects, politune_home, sha256_text
 from politune.measure.scorer import AXES
+
+if TYPE_CHECKING:
+    from politune.models.loading import CausalLM, Tokenizer
 
 log = logging.getLogger("politune")
 
@@ -91,11 +95,11 @@ def _corpus_hash(rows: Sequence[LeanExample]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- encoder
-_ENCODER: dict[str, tuple] = {}
+_ENCODER: dict[str, tuple[CausalLM, Tokenizer]] = {}
 _ENCODER_LOCK = threading.Lock()
 
 
-def _encoder():
+def _encoder() -> tuple[CausalLM, Tokenizer]:
     """(model, tokenizer) of :data:`ENCODER`, loaded once per process, fp32 on the CPU."""
     with _ENCODER_LOCK:
         if ENCODER not in _ENCODER:

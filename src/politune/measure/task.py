@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from politune.config import Config
 from politune.errors import PolituneError
 from politune.measure.targets import Target
+
+if TYPE_CHECKING:
+    from politune.measure.compass.backends import Backend
 
 log = logging.getLogger("politune")
 
@@ -51,7 +54,7 @@ class Context:
     """What a solver works with for one target."""
 
     target: Target
-    backend: Any  # LocalBackend | HTTPBackend
+    backend: Backend
     batch_size: int = 8
     on_progress: Callable[[str, int], None] | None = None
 
@@ -107,7 +110,9 @@ class Task(Generic[E]):
     summarize: Callable[[list[Scored[E]]], Any]  # entries of every target -> the typed result
 
 
-def _backends(targets: Sequence[Target], base_url: str | None, device: str, dtype: str, batch_size: int):
+def _backends(
+    targets: Sequence[Target], base_url: str | None, device: str, dtype: str, batch_size: int
+) -> Iterator[tuple[Target, Backend]]:
     """``(target, backend)`` per target: a local model (base loaded once, adapters swapped) or a server."""
     from politune.measure.compass.backends import HTTPBackend, LocalBackend
 

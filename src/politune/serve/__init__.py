@@ -7,8 +7,9 @@ comparison page, and the equivalent ``vllm serve`` command for GPUs.
 """
 
 from politune.serve.adapters import read_model_card
-from politune.serve.app import ServeLimits, create_app, load_compass_points
+from politune.serve.app import create_app, load_compass_points
 from politune.serve.engine import Batching, Engine, SamplingParams
+from politune.serve.protocol import ServeLimits
 from politune.serve.server import run_app, serve, start_server
 from politune.serve.vllm import VllmCommand, vllm_command
 

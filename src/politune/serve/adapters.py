@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from politune.errors import PolituneError
 
 
-def read_model_card(adapter_dir: Path, max_chars: int = 600) -> dict:
+def read_model_card(adapter_dir: Path, max_chars: int = 600) -> dict[str, Any]:
     """Summary of an adapter's ``README.md`` model card: its YAML front matter (if any), its title and first
     paragraph of prose. Missing card -> ``{"missing": True}``."""
     path = adapter_dir / "README.md"
     if not path.is_file():
         return {"missing": True, "title": None, "summary": "", "meta": {}}
     text = path.read_text(encoding="utf-8", errors="replace")
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     if text.startswith("---"):
         end = text.find("\n---", 3)
         if end > 0:

@@ -12,8 +12,10 @@ the engine's events in ``streams.py``, the body-size limit in ``middleware.py``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -32,7 +34,7 @@ def create_app(
     api_key: str | None = None,
     limits: ServeLimits | None = None,
     *,
-    compass: str | Path | dict | None = None,
+    compass: str | Path | dict[str, Any] | None = None,
     device: str = "auto",
     dtype: str = "auto",
     served_name: str | None = None,
@@ -55,7 +57,7 @@ def create_app(
     )
 
     @asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await asyncio.to_thread(eng.close)
 
@@ -93,14 +95,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(str(exc.detail), kind), status_code=exc.status_code)
 
 
-def load_compass_points(compass: str | Path | dict | CompassResult) -> dict[str, dict]:
+def load_compass_points(compass: str | Path | dict[str, Any] | CompassResult) -> dict[str, dict[str, Any]]:
     """``compass.json`` -> ``{target name or adapter name: {"economic", "social", "economic_ci", "social_ci",
     "track"}}`` using the first of the logprob, choice, open tracks that has both axes."""
     if isinstance(compass, CompassResult | dict):
         result = parse_result_as(compass, CompassResult, "compass")
     else:
         result = parse_result_as(read_json(compass), CompassResult, str(compass))
-    points: dict[str, dict] = {}
+    points: dict[str, dict[str, Any]] = {}
     for m in result.models:
         for track in dict.fromkeys(("logprob", "choice", "open", *m.tracks)):
             t = m.tracks.get(track)

@@ -55,7 +55,7 @@ class Rows:
     logits: torch.Tensor
 
 
-def cache_layers(cache: Any) -> list | None:
+def cache_layers(cache: Any) -> list[Any] | None:
     """The cache's layers when each one is a plain dynamic layer whose key/value tensors can be sliced and
     concatenated; ``None`` for anything else."""
     from transformers.cache_utils import DynamicLayer

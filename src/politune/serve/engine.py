@@ -34,13 +34,14 @@ from politune.errors import PolituneError
 from politune.fsutil import safe_name, sha256_dir
 from politune.serve.adapters import adapter_rank, read_model_card
 from politune.serve.batching import BASE_ROW, ContinuousBatcher
-from politune.serve.sequence import Batching, Job, SamplingParams, Sequence, TokenLogprob
+from politune.serve.sequence import Batching, Event, Job, SamplingParams, Sequence, TokenLogprob
 
 __all__ = [
     "BASE",
     "AdapterInfo",
     "Batching",
     "Engine",
+    "Event",
     "EventSink",
     "Job",
     "QueueFull",
@@ -64,7 +65,7 @@ class AdapterInfo:
     path: Path
     hash: str  # first 16 hex of the SHA-256 of its safetensors files (as measure targets record it)
     rank: int
-    card: dict  # model card summary (see read_model_card)
+    card: dict[str, Any]  # model card summary (see read_model_card)
 
 
 class Engine:
@@ -82,7 +83,7 @@ class Engine:
         batching: Batching | None = None,
         served_name: str | None = None,
         start: bool = True,
-    ):
+    ) -> None:
         self.model_ref = model
         self.served_name = served_name or (
             Path(model).name if ("/" in model and Path(model).exists()) else model
@@ -207,7 +208,7 @@ class Engine:
         if self._worker.is_alive():
             self._worker.join(timeout)
 
-    def encode_chat(self, messages: list[dict]) -> list[int]:
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         from politune.models.generation import format_chat
 
         text = format_chat(self.tokenizer, messages)
@@ -244,7 +245,7 @@ class Engine:
         self.stats["sequences"] += n
         self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], n)
 
-    def adapter_context(self, adapter: str | None):
+    def adapter_context(self, adapter: str | None) -> contextlib.AbstractContextManager[Any]:
         """Make ``adapter`` (``None``: the bare base) the one every row uses."""
         if not self.adapters:
             return contextlib.nullcontext()
@@ -254,10 +255,18 @@ class Engine:
             self.model.set_adapter(adapter)
         return contextlib.nullcontext()
 
-    def forward(self, ids, mask, pos, cache, names: list[str], logits_to_keep: int = 1) -> Any:
+    def forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        cache: Any,
+        names: list[str],
+        logits_to_keep: int = 1,
+    ) -> Any:
         """One forward pass over rows whose models are ``names`` (an adapter name, or ``"__base__"``)."""
         kw: dict[str, Any] = {} if cache is None else {self.cache_arg: cache}
-        ctx = contextlib.nullcontext()
+        ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if self.adapters and len(set(names)) > 1:
             kw["adapter_names"] = names  # PEFT applies each row's own LoRA (none for "__base__")
         else:
@@ -290,13 +299,13 @@ class Engine:
 class EventSink:
     """Bridges the worker thread to an asyncio consumer: ``emit`` is thread-safe, ``get`` is awaited."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
 
-    def emit(self, event: tuple) -> None:
+    def emit(self, event: Event) -> None:
         with contextlib.suppress(RuntimeError):  # loop closed: the client is gone
             self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
-    async def get(self) -> tuple:
+    async def get(self) -> Event:
         return await self.queue.get()

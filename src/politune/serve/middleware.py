@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from politune.serve.protocol import error_body
 
 
@@ -13,10 +15,10 @@ class BodyLimit:
     The rest of the body is read and dropped (up to ``drain_bytes``) before answering: closing a socket with
     unread data makes the kernel send a reset, and the client would never see the 413."""
 
-    def __init__(self, app, max_bytes: int, drain_bytes: int = 64 << 20):
+    def __init__(self, app: ASGIApp, max_bytes: int, drain_bytes: int = 64 << 20) -> None:
         self.app, self.max_bytes, self.drain_bytes = app, max_bytes, drain_bytes
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         for k, v in scope.get("headers", []):
@@ -31,7 +33,7 @@ class BodyLimit:
         seen = 0
         responded = False
 
-        async def limited_receive():
+        async def limited_receive() -> Message:
             nonlocal seen
             msg = await receive()
             if msg["type"] == "http.request":
@@ -42,7 +44,7 @@ class BodyLimit:
                     raise _TooLarge()
             return msg
 
-        async def tracking_send(msg):
+        async def tracking_send(msg: Message) -> None:
             nonlocal responded
             if msg["type"] == "http.response.start":
                 responded = True
@@ -54,7 +56,7 @@ class BodyLimit:
             if not responded:
                 await self._reject(send)
 
-    async def _drain(self, receive, seen: int) -> None:
+    async def _drain(self, receive: Receive, seen: int) -> None:
         while seen <= self.drain_bytes:
             msg = await receive()
             if msg["type"] != "http.request":
@@ -63,7 +65,7 @@ class BodyLimit:
             if not msg.get("more_body"):
                 return
 
-    async def _reject(self, send):
+    async def _reject(self, send: Send) -> None:
         body = json.dumps(
             error_body(
                 f"request body is larger than {self.max_bytes} bytes",

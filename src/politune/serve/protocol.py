@@ -45,7 +45,7 @@ class APIError(Exception):
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
 
-def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
@@ -62,14 +62,14 @@ class RequestBase(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
-    stream_options: dict | None = None
+    stream_options: dict[str, Any] | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    logit_bias: dict | None = None
+    logit_bias: dict[str, Any] | None = None
 
     @field_validator("stop")
     @classmethod
-    def _stop(cls, v):
+    def _stop(cls, v: str | list[str] | None) -> list[str] | None:
         if isinstance(v, str):
             v = [v]
         if v is not None and len(v) > 4:
@@ -81,15 +81,15 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[dict] | None = None
+    content: str | list[dict[str, Any]] | None = None
 
 
 class ChatRequest(RequestBase):
     messages: list[ChatMessage] = Field(min_length=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0)
-    tools: list | None = None
-    response_format: dict | None = None
+    tools: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
 
 
 class CompletionRequest(RequestBase):
@@ -117,7 +117,7 @@ def sse(obj: Any) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-def usage(prompt: int, completion: int) -> dict:
+def usage(prompt: int, completion: int) -> dict[str, Any]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
@@ -130,7 +130,7 @@ def _bytes(s: str) -> list[int]:
     return list(s.encode("utf-8"))
 
 
-def chat_logprob(t: TokenLogprob) -> dict:
+def chat_logprob(t: TokenLogprob) -> dict[str, Any]:
     return {
         "token": t.token,
         "logprob": t.logprob,
@@ -139,7 +139,7 @@ def chat_logprob(t: TokenLogprob) -> dict:
     }
 
 
-def completion_logprobs(entries: list[TokenLogprob], offset0: int) -> dict:
+def completion_logprobs(entries: list[TokenLogprob], offset0: int) -> dict[str, Any]:
     offsets, pos = [], offset0
     for t in entries:
         offsets.append(pos)

@@ -11,11 +11,13 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any, NoReturn, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from politune.serve.engine import BASE, Engine, EventSink, Job, QueueFull, SamplingParams
@@ -35,6 +37,8 @@ from politune.serve.streams import Jobs, Stream, collect, stream_chat, stream_co
 
 router = APIRouter()
 
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
 
 @dataclass
 class Served:
@@ -43,7 +47,7 @@ class Served:
     engine: Engine
     limits: ServeLimits
     api_key: str | None = None
-    compass_points: dict[str, dict] = field(default_factory=dict)
+    compass_points: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
 
     def adapter_hash(self, adapter: str | None) -> str | None:
@@ -63,7 +67,7 @@ class Served:
             )
         return adapter
 
-    def model_entry(self, name: str, adapter: str | None) -> dict:
+    def model_entry(self, name: str, adapter: str | None) -> dict[str, Any]:
         eng = self.engine
         info = eng.adapters.get(adapter) if adapter else None
         extra = {
@@ -103,7 +107,7 @@ def _served(request: Request) -> Served:
     return served
 
 
-async def _parse(request: Request, schema: type[BaseModel]):
+async def _parse(request: Request, schema: type[RequestModel]) -> RequestModel:
     raw = await request.body()
     try:
         data = json.loads(raw)
@@ -189,7 +193,7 @@ def _start_jobs(
     return started
 
 
-def _envelope(served: Served, prefix: str, req: RequestBase, adapter: str | None) -> dict:
+def _envelope(served: Served, prefix: str, req: RequestBase, adapter: str | None) -> dict[str, Any]:
     """The fields every answer (and every streamed chunk) carries."""
     return {
         "id": f"{prefix}-{uuid.uuid4().hex}",
@@ -204,14 +208,14 @@ def _envelope(served: Served, prefix: str, req: RequestBase, adapter: str | None
     }
 
 
-def _headers(served: Served, adapter: str | None) -> dict:
+def _headers(served: Served, adapter: str | None) -> dict[str, str]:
     return {
         "X-Politune-Adapter": adapter or "",
         "X-Politune-Adapter-Hash": served.adapter_hash(adapter) or "",
     }
 
 
-def _stream(served: Served, adapter: str | None, chunks) -> StreamingResponse:
+def _stream(served: Served, adapter: str | None, chunks: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(chunks, media_type="text/event-stream", headers=_headers(served, adapter))
 
 
@@ -220,7 +224,7 @@ def _include_usage(req: RequestBase) -> bool:
 
 
 @router.get("/", include_in_schema=False)
-async def index():
+async def index() -> HTMLResponse:
     page = resources.files("politune.serve").joinpath("static/index.html").read_text(encoding="utf-8")
     return HTMLResponse(
         page,
@@ -232,28 +236,30 @@ async def index():
     )
 
 
-@router.get("/health", include_in_schema=False)
-async def health(request: Request):
+# response_model=None on the endpoints that return a dict: their return annotation is for the type checker;
+# FastAPI sends the dict as it is, with no response model built from the annotation.
+@router.get("/health", include_in_schema=False, response_model=None)
+async def health(request: Request) -> dict[str, Any]:
     eng = request.app.state.served.engine
     return {"status": "ok", "queue": eng.queue_length, "stats": dict(eng.stats)}
 
 
-@router.get("/v1/models")
-async def list_models(request: Request):
+@router.get("/v1/models", response_model=None)
+async def list_models(request: Request) -> dict[str, Any]:
     served = _served(request)
     names = [(served.engine.served_name, None)] + [(n, n) for n in served.engine.adapters]
     return {"object": "list", "data": [served.model_entry(name, adapter) for name, adapter in names]}
 
 
-@router.get("/v1/models/{name}")
-async def get_model(name: str, request: Request):
+@router.get("/v1/models/{name}", response_model=None)
+async def get_model(name: str, request: Request) -> dict[str, Any]:
     served = _served(request)
     adapter = served.resolve(name)
     return served.model_entry(name if adapter else served.engine.served_name, adapter)
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(request: Request):
+async def chat_completions(request: Request) -> Response:
     served = _served(request)
     req: ChatRequest = await _parse(request, ChatRequest)
     adapter = served.resolve(req.model)
@@ -320,7 +326,7 @@ def _check_completion(req: CompletionRequest, limits: ServeLimits) -> list[str]:
 
 
 @router.post("/v1/completions")
-async def completions(request: Request):
+async def completions(request: Request) -> Response:
     served = _served(request)
     req: CompletionRequest = await _parse(request, CompletionRequest)
     adapter = served.resolve(req.model)
@@ -366,9 +372,12 @@ async def completions(request: Request):
 
 
 @router.api_route(
-    "/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
+    "/v1/{rest:path}",
+    methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+    include_in_schema=False,
+    response_model=None,
 )
-async def not_found(rest: str, request: Request):
+async def not_found(rest: str, request: Request) -> NoReturn:
     if rest in ("models", "chat/completions", "completions"):
         raise APIError(405, f"method {request.method} is not allowed on /v1/{rest}")
     raise APIError(404, f"unknown endpoint /v1/{rest[:100]}", "not_found_error", code="unknown_url")

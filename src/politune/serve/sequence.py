@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
@@ -62,6 +62,11 @@ class TokenLogprob:
     top: list[tuple[str, float]] = field(default_factory=list)
 
 
+# What the engine reports about a job: ``("delta", index, text, logprobs | None)``, ``("prompt_logprobs",
+# entries)``, ``("done", index, finish_reason, n_tokens)``, then ``("end", None)`` or ``("error", message)``.
+Event: TypeAlias = tuple[Any, ...]
+
+
 @dataclass
 class Job:
     """One prompt of one request; its ``n`` sequences are decoded together. Events go to ``emit``."""
@@ -69,7 +74,7 @@ class Job:
     adapter: str | None
     prompt_ids: list[int]
     params: SamplingParams
-    emit: Callable[[tuple], None]
+    emit: Callable[[Event], None]
     cancelled: bool = False
     created: float = field(default_factory=time.monotonic)
 

@@ -9,9 +9,15 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp
 
 log = logging.getLogger("politune")
 
@@ -53,7 +59,9 @@ def _url(host: str, port: int) -> str:
     return f"http://{h}:{port}"
 
 
-def _start_thread(app, sock: socket.socket, startup_timeout: float):
+def _start_thread(
+    app: ASGIApp, sock: socket.socket, startup_timeout: float
+) -> tuple[uvicorn.Server, threading.Thread]:
     """uvicorn on ``sock`` in a daemon thread (uvicorn leaves signals alone off the main thread)."""
     import uvicorn
 
@@ -80,7 +88,7 @@ def _start_thread(app, sock: socket.socket, startup_timeout: float):
     return server, thread
 
 
-def _stop(app, server, thread, sock: socket.socket) -> None:
+def _stop(app: FastAPI, server: uvicorn.Server, thread: threading.Thread, sock: socket.socket) -> None:
     server.should_exit = True
     thread.join(30)
     sock.close()
@@ -88,7 +96,9 @@ def _stop(app, server, thread, sock: socket.socket) -> None:
 
 
 @contextlib.contextmanager
-def run_app(app, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0) -> Iterator[str]:
+def run_app(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0
+) -> Iterator[str]:
     """Run any ASGI ``app`` under uvicorn in a background thread on ``host:port`` (0: a free port); yield the
     base URL ``http://HOST:PORT/v1``; stop it on exit. Tests and benchmarks use it for their local servers."""
     sock = _bind(host, port)
@@ -113,7 +123,7 @@ def start_server(
     port: int = 0,
     api_key: str | None = None,
     startup_timeout: float = 120.0,
-    **kw,
+    **kw: Any,
 ) -> Iterator[str]:
     """Start ``create_app(model, adapters, api_key, **kw)`` under uvicorn in a background thread, on ``port``
     (0: a free one); yield the base URL ``http://HOST:PORT/v1``; shut down cleanly on exit."""
@@ -134,8 +144,8 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     api_key: str | None = None,
-    on_ready=None,
-    **kw,
+    on_ready: Callable[[str], None] | None = None,
+    **kw: Any,
 ) -> None:
     """Run the server until Ctrl-C (or SIGTERM), then stop it gracefully."""
     import signal

@@ -4,13 +4,18 @@ them as OpenAI chunks (server-sent events)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from politune.serve.engine import EventSink, Job, TokenLogprob
+from starlette.requests import Request
+
+from politune.serve.engine import Event, EventSink, Job, TokenLogprob
 from politune.serve.protocol import APIError, chat_logprob, completion_logprobs, error_body, sse, usage
 
 Jobs = list[tuple[Job, EventSink]]
+# shapes one streamed choice from (event kind, event, prompt index, n)
+ChoiceShaper = Callable[[str, Event, int, int], dict[str, Any]]
 
 
 @dataclass
@@ -22,7 +27,7 @@ class Collected:
     prompt_logprobs: list[list[TokenLogprob] | None]
 
 
-async def events(request, jobs):
+async def events(request: Request, jobs: Jobs) -> AsyncIterator[tuple[str, Any, int]]:
     """Merge the events of several jobs, yielding ``(kind, event, job_index)`` until every job ended. Cancels
     the jobs when the client disconnects or the consumer stops."""
     pending = {k: asyncio.ensure_future(sink.get()) for k, (_, sink) in enumerate(jobs)}
@@ -52,7 +57,7 @@ async def events(request, jobs):
             job.cancelled = True
 
 
-async def collect(request, jobs: Jobs) -> Collected:
+async def collect(request: Request, jobs: Jobs) -> Collected:
     n = jobs[0][0].params.n
     res = Collected(
         [[""] * n for _ in jobs],
@@ -85,12 +90,12 @@ async def collect(request, jobs: Jobs) -> Collected:
 class Stream:
     """One streamed answer: the chunk fields every event carries, and the usage report it may end with."""
 
-    base: dict  # id, created, model, ... (with "object" set by the stream kind)
+    base: dict[str, Any]  # id, created, model, ... (with "object" set by the stream kind)
     n_prompt: int  # prompt tokens, for the usage chunk
     include_usage: bool
 
 
-def _chat_choice(kind: str, ev: tuple, p: int, n: int) -> dict:
+def _chat_choice(kind: str, ev: Event, p: int, n: int) -> dict[str, Any]:
     if kind == "delta":
         _, i, text, lps = ev
         lp = {"content": [chat_logprob(t) for t in lps]} if lps else None
@@ -99,7 +104,7 @@ def _chat_choice(kind: str, ev: tuple, p: int, n: int) -> dict:
     return {"index": i, "delta": {}, "logprobs": None, "finish_reason": reason}
 
 
-def _completion_choice(kind: str, ev: tuple, p: int, n: int) -> dict:
+def _completion_choice(kind: str, ev: Event, p: int, n: int) -> dict[str, Any]:
     if kind == "delta":
         _, i, text, lps = ev
         return {
@@ -112,7 +117,9 @@ def _completion_choice(kind: str, ev: tuple, p: int, n: int) -> dict:
     return {"index": p * n + i, "text": "", "finish_reason": reason, "logprobs": None}
 
 
-async def _chunks(request, jobs: Jobs, chunk: dict, stream: Stream, choice) -> AsyncIterator[str]:
+async def _chunks(
+    request: Request, jobs: Jobs, chunk: dict[str, Any], stream: Stream, choice: ChoiceShaper
+) -> AsyncIterator[str]:
     """Each delta and finish as a chunk (``choice(kind, event, prompt index, n)`` shapes it), an error as an
     error body, then the usage (if asked) and ``[DONE]``."""
     n = jobs[0][0].params.n
@@ -131,7 +138,7 @@ async def _chunks(request, jobs: Jobs, chunk: dict, stream: Stream, choice) -> A
     yield "data: [DONE]\n\n"
 
 
-async def stream_chat(request, jobs: Jobs, stream: Stream) -> AsyncIterator[str]:
+async def stream_chat(request: Request, jobs: Jobs, stream: Stream) -> AsyncIterator[str]:
     chunk = {**stream.base, "object": "chat.completion.chunk"}
     for i in range(jobs[0][0].params.n):
         yield sse(
@@ -151,5 +158,5 @@ async def stream_chat(request, jobs: Jobs, stream: Stream) -> AsyncIterator[str]
         yield line
 
 
-def stream_completion(request, jobs: Jobs, stream: Stream) -> AsyncIterator[str]:
+def stream_completion(request: Request, jobs: Jobs, stream: Stream) -> AsyncIterator[str]:
     return _chunks(request, jobs, {**stream.base, "object": "text_completion"}, stream, _completion_choice)

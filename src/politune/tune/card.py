@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from politune.tune.config import TuneConfig
 from politune.tune.data import TrainingData
@@ -82,7 +83,7 @@ class CardFacts:
 
 
 def write_model_card(
-    adapter_dir: Path, facts: CardFacts, final: dict, steps: int, wall: float, device: str
+    adapter_dir: Path, facts: CardFacts, final: dict[str, Any], steps: int, wall: float, device: str
 ) -> None:
     from politune import __version__
     from politune.models.registry import REGISTRY

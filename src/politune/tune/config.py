@@ -14,12 +14,21 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from pydantic import Field
 
 from politune.config import Config, load_config
 from politune.errors import PolituneError, did_you_mean
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+    from peft import LoraConfig
+    from transformers import TrainingArguments
+    from trl.trainer.dpo_config import DPOConfig
+    from trl.trainer.sft_config import SFTConfig
+
+TrainingArgs = TypeVar("TrainingArgs", bound="TrainingArguments")
 
 # The preference losses (defined in politune.tune.losses); this is the one list of their names.
 LossName = Literal["sigmoid", "ipo", "hinge", "robust", "simpo"]
@@ -153,7 +162,7 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
-def recipe_path(recipe: str | os.PathLike) -> Path:
+def recipe_path(recipe: str | os.PathLike[str]) -> Path:
     """A shipped recipe name (``cpu-smollm2``) or a path to a YAML file."""
     p = Path(recipe)
     if p.suffix in {".yaml", ".yml"} or p.is_file():
@@ -170,7 +179,9 @@ def recipe_path(recipe: str | os.PathLike) -> Path:
     return shipped
 
 
-def load_recipe(recipe: str | os.PathLike = "cpu-smollm2", overrides: list[str] | None = None) -> TuneConfig:
+def load_recipe(
+    recipe: str | os.PathLike[str] = "cpu-smollm2", overrides: list[str] | None = None
+) -> TuneConfig:
     """Load a shipped recipe or a YAML file, apply ``KEY=VALUE`` overrides, validate (incl. ``trl:`` keys)."""
     cfg = load_config(TuneConfig, recipe_path(recipe), overrides)
     check_trl_keys(cfg)
@@ -229,13 +240,14 @@ _MANAGED = {
 }
 
 
-def _field_names(cls) -> set[str]:
+def _field_names(cls: type[DataclassInstance]) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
 def check_trl_keys(cfg: TuneConfig) -> None:
     """A ``trl:`` key the installed TRL does not have (renamed/removed) is an error before any compute."""
-    from trl import DPOConfig, SFTConfig
+    from trl.trainer.dpo_config import DPOConfig
+    from trl.trainer.sft_config import SFTConfig
 
     check_trl_version()
     valid = _field_names(SFTConfig if cfg.method == "sft" else DPOConfig)
@@ -291,7 +303,7 @@ def hardware_settings(cfg: TuneConfig) -> dict[str, Any]:
 def _common_args(
     cfg: TuneConfig,
     out_dir: Path,
-    hw: dict,
+    hw: dict[str, Any],
     *,
     lr: float,
     epochs: float,
@@ -330,7 +342,7 @@ def _common_args(
     )
 
 
-def _trl_config(cls, label: str, cfg: TuneConfig, kw: dict[str, Any]):
+def _trl_config(cls: type[TrainingArgs], label: str, cfg: TuneConfig, kw: dict[str, Any]) -> TrainingArgs:
     """``cls(**kw)`` plus the recipe's ``trl:`` entries that ``cls`` knows; TRL's refusal as a PolituneError."""
     extra = {k: v for k, v in cfg.trl.items() if k in _field_names(cls)}
     try:
@@ -341,8 +353,8 @@ def _trl_config(cls, label: str, cfg: TuneConfig, kw: dict[str, Any]):
         ) from None
 
 
-def dpo_args(cfg: TuneConfig, out_dir: Path, hw: dict):
-    from trl import DPOConfig
+def dpo_args(cfg: TuneConfig, out_dir: Path, hw: dict[str, Any]) -> DPOConfig:
+    from trl.trainer.dpo_config import DPOConfig
 
     spec = cfg.loss_spec()
     loss_type = [TRL_LOSS[spec.name]]
@@ -364,8 +376,8 @@ def dpo_args(cfg: TuneConfig, out_dir: Path, hw: dict):
     return _trl_config(DPOConfig, "DPO", cfg, kw)
 
 
-def sft_args(cfg: TuneConfig, out_dir: Path, hw: dict):
-    from trl import SFTConfig
+def sft_args(cfg: TuneConfig, out_dir: Path, hw: dict[str, Any]) -> SFTConfig:
+    from trl.trainer.sft_config import SFTConfig
 
     s = cfg.sft
     kw = _common_args(
@@ -382,7 +394,7 @@ def sft_args(cfg: TuneConfig, out_dir: Path, hw: dict):
     return _trl_config(SFTConfig, "SFT", cfg, kw)
 
 
-def lora_config(lora: LoraSettings):
+def lora_config(lora: LoraSettings) -> LoraConfig:
     from peft import LoraConfig
 
     targets: Any = lora.targets

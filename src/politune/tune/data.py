@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.fsutil import sha256_text
 
+if TYPE_CHECKING:
+    from politune.models.loading import Tokenizer
+
 
 @dataclass
 class TrainingData:
-    rows: list[dict]
+    rows: list[dict[str, Any]]  # chat rows: prompt messages and chosen / rejected or completion ones
     source: str
     sha256: str
     n: int
@@ -30,7 +33,7 @@ def _get(item: Any, key: str) -> Any:
     return getattr(item, key, None)
 
 
-def _messages(prompt: Any, system: str | None, where: str) -> list[dict]:
+def _messages(prompt: Any, system: str | None, where: str) -> list[dict[str, str]]:
     if isinstance(prompt, str):
         if not prompt.strip():
             raise PolituneError(f"{where}: field 'prompt' is empty")
@@ -60,7 +63,7 @@ def _answer(value: Any, field: str, where: str) -> str:
     return value
 
 
-def _resolve(data: Any, split: str | None) -> tuple[list, str]:
+def _resolve(data: Any, split: str | None) -> tuple[list[Any], str]:
     if isinstance(data, str):
         try:
             from politune.data import load
@@ -81,14 +84,14 @@ def _resolve(data: Any, split: str | None) -> tuple[list, str]:
     )
 
 
-def _items(data: Any, split: str | None, what: str) -> tuple[list, str]:
+def _items(data: Any, split: str | None, what: str) -> tuple[list[Any], str]:
     items, source = _resolve(data, split)
     if not items:
         raise PolituneError(f"data {source}: no {what} (empty dataset)")
     return items, source
 
 
-def _assistant(text: str) -> list[dict]:
+def _assistant(text: str) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": text}]
 
 
@@ -133,7 +136,9 @@ def instruction_data(data: Any, system: str | None = None, split: str | None = "
     return TrainingData(rows, source, sha256_text(json.dumps(rows, sort_keys=True)), len(rows))
 
 
-def check_lengths(rows: list[dict], tokenizer, max_length: int, source: str) -> dict:
+def check_lengths(
+    rows: list[dict[str, Any]], tokenizer: Tokenizer, max_length: int, source: str
+) -> dict[str, int | float]:
     """Every prompt must leave room for completion tokens within ``max_length``; returns length stats."""
     prompt_lens, total_lens = [], []
     for i, r in enumerate(rows):

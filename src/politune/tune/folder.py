@@ -6,9 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_dir, atomic_write_jsonl, read_jsonl_log
+
+if TYPE_CHECKING:
+    from politune.tune.trainer import PolituneTrainer
 
 
 def prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool, keep: tuple[str, ...] = ()) -> None:
@@ -32,7 +36,7 @@ def truncate_logs(out_dir: Path, step: int) -> None:
             atomic_write_jsonl(p, [r for r in read_jsonl_log(p) if r.get("step", 0) <= step])
 
 
-def final_metrics(rows: list[dict], window: int = 5) -> dict:
+def final_metrics(rows: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
     rows = [r for r in rows if "loss" in r]
     if not rows:
         return {}
@@ -58,7 +62,7 @@ def final_metrics(rows: list[dict], window: int = 5) -> dict:
     return final
 
 
-def save_adapter(trainer, out_dir: Path) -> Path:
+def save_adapter(trainer: PolituneTrainer, out_dir: Path) -> Path:
     """Save only the trained ``default`` adapter (not TRL's ``ref`` copy), as PEFT safetensors, atomically."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     dest = out_dir / "adapter"

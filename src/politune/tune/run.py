@@ -23,11 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from politune.config import save_resolved
 from politune.errors import PolituneError
 from politune.fsutil import atomic_dir, atomic_write_json, read_jsonl_log, sha256_dir
+from politune.models.loading import CausalLM, Tokenizer
 from politune.tune.card import CardFacts, write_model_card
 from politune.tune.config import (
     TuneConfig,
@@ -41,15 +42,18 @@ from politune.tune.config import (
 from politune.tune.data import TrainingData, check_lengths, instruction_data, preference_data
 from politune.tune.folder import final_metrics, prepare_out_dir, save_adapter, truncate_logs
 
+if TYPE_CHECKING:
+    from politune.tune.trainer import PolituneTrainer
+
 log = logging.getLogger("politune")
 
-Evaluate = Callable[[Any, Any], dict]
+Evaluate = Callable[[CausalLM, Tokenizer], dict[str, Any]]  # (model, tokenizer) -> metrics
 
 
 @dataclass
 class TuneResult:
     adapter_dir: Path
-    metrics: dict = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     out_dir: Path = Path(".")
 
 
@@ -77,9 +81,9 @@ class _Job:
     evaluate: Evaluate | None
     resume: bool
     init_adapter: Path | None = None  # continue this adapter (sft_dpo's DPO stage) instead of a fresh LoRA
-    hw: dict = field(default_factory=dict)  # device, dtype, checkpointing (hardware_settings)
+    hw: dict[str, Any] = field(default_factory=dict)  # device, dtype, checkpointing (hardware_settings)
     label: str = ""  # the method recorded in the outputs (default: method)
-    extra: dict = field(default_factory=dict)  # added to summary.json
+    extra: dict[str, Any] = field(default_factory=dict)  # added to summary.json
 
     def facts(self) -> CardFacts:
         return CardFacts(
@@ -97,7 +101,7 @@ class _Job:
 # helpers
 
 
-def _load_base(base: str, cfg: TuneConfig, hw: dict):
+def _load_base(base: str, cfg: TuneConfig, hw: dict[str, Any]) -> tuple[CausalLM, Tokenizer]:
     """(model, tokenizer) on the hardware's device/dtype; 4-bit base for QLoRA."""
     from politune.models.loading import load_model, load_tokenizer
     from politune.models.registry import resolve_model
@@ -139,7 +143,7 @@ def _default_evaluator(system: str | None) -> Evaluate:
     return compass_evaluator(system=system)
 
 
-def _recipe(cfg: TuneConfig | str | os.PathLike | None) -> TuneConfig:
+def _recipe(cfg: TuneConfig | str | os.PathLike[str] | None) -> TuneConfig:
     if cfg is None or isinstance(cfg, str | os.PathLike):
         cfg = load_recipe(cfg or "cpu-smollm2")
     return cfg
@@ -168,7 +172,9 @@ def _job(
     return _Job(method, base or cfg.base, cfg, out, stance, td, ed, evaluate, resume, hw=hw)
 
 
-def _build_trainer(job: _Job, hw: dict):
+def _build_trainer(
+    job: _Job, hw: dict[str, Any]
+) -> tuple[PolituneTrainer, Tokenizer, dict[str, int | float]]:
     """(trainer, tokenizer, data lengths): the base model with a fresh LoRA (or ``job.init_adapter``) in TRL."""
     import torch
     from datasets import Dataset
@@ -221,7 +227,7 @@ def _build_trainer(job: _Job, hw: dict):
     return trainer, tok, lengths
 
 
-def _start_logs(job: _Job, trainer, tok) -> Path | None:
+def _start_logs(job: _Job, trainer: PolituneTrainer, tok: Tokenizer) -> Path | None:
     """The checkpoint to resume from (None: a fresh start), with the metrics and trajectory logs made to
     match it and their callbacks attached."""
     from transformers.trainer_callback import PrinterCallback
@@ -245,7 +251,9 @@ def _start_logs(job: _Job, trainer, tok) -> Path | None:
     return ckpt
 
 
-def _summary(job: _Job, trainer, adapter_dir: Path, final: dict, run: dict) -> dict:
+def _summary(
+    job: _Job, trainer: PolituneTrainer, adapter_dir: Path, final: dict[str, Any], run: dict[str, Any]
+) -> dict[str, Any]:
     from politune.hardware import dtype_name
     from politune.provenance import provenance
 
@@ -319,7 +327,7 @@ def dpo(
     base: str | None,
     data: Any,
     cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike = "runs/dpo",
+    out_dir: str | os.PathLike[str] = "runs/dpo",
     stance: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -343,7 +351,7 @@ def sft(
     base: str | None,
     data: Any,
     cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike = "runs/sft",
+    out_dir: str | os.PathLike[str] = "runs/sft",
     stance: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -360,7 +368,7 @@ def sft_dpo(
     base: str | None,
     data: Any,
     cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike = "runs/sft_dpo",
+    out_dir: str | os.PathLike[str] = "runs/sft_dpo",
     stance: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -396,7 +404,9 @@ def sft_dpo(
     return _train(dpo_job)
 
 
-def merge(base: str, adapter: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32") -> Path:
+def merge(
+    base: str, adapter: str | os.PathLike[str], out_dir: str | os.PathLike[str], dtype: str = "float32"
+) -> Path:
     """Merge a LoRA adapter into its base and save a full safetensors model (+ tokenizer) at ``out_dir``.
 
     ``dtype``: of the merged weights; fp32 by default, so the merge is exact whatever dtype computation uses."""

@@ -21,19 +21,20 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from accelerate.utils import is_peft_model
-from transformers import Trainer, TrainerCallback
-from trl import DPOTrainer, SFTTrainer
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from trl.trainer.dpo_trainer import DPOTrainer
+from trl.trainer.sft_trainer import SFTTrainer
 from trl.trainer.utils import use_adapter
 
 from politune.errors import PolituneError
 from politune.fsutil import _fsync_dir
-from politune.models.loading import CausalLM
+from politune.models.loading import CausalLM, Tokenizer
 from politune.tune.config import LossSpec
 from politune.tune.losses import preference_loss, step0_expected
 from politune.tune.prefix import decoder_of, first_adapted_layer, only_layers, shared_prefix
@@ -124,7 +125,7 @@ else:
 class AtomicCheckpointMixin(_TrainerBase):
     """Write ``checkpoint-N`` into ``.staging`` and rename it into place once complete, then rotate."""
 
-    def _save_checkpoint(self, model, trial):  # noqa: D401 - Trainer hook
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:  # noqa: D401 - Trainer hook
         if self.args.output_dir is None:
             raise PolituneError("TrainingArguments.output_dir is not set: nowhere to save checkpoints")
         run_dir = Path(self.args.output_dir)
@@ -161,7 +162,7 @@ class AtomicCheckpointMixin(_TrainerBase):
         self.accelerator.wait_for_everyone()
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
     """Complete checkpoints (marker present), oldest first."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -174,7 +175,7 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
 
@@ -183,8 +184,13 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
     """``DPOTrainer`` + politune loss (sigmoid/ipo/hinge/robust/simpo, RPO term) + step-0 check."""
 
     def __init__(
-        self, *args, loss: LossSpec, step0_check: bool = True, share_frozen_layers: bool = True, **kwargs
-    ):
+        self,
+        *args: Any,
+        loss: LossSpec,
+        step0_check: bool = True,
+        share_frozen_layers: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         # Frozen bottom layers shared by policy and reference: only for a PEFT policy whose reference is the same
         # module (adapter disabled / ``ref`` adapter), without DeepSpeed/FSDP (which own the forward).
@@ -201,16 +207,18 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
             self.prefix_layers = first_adapted_layer(self.model)
         self.loss = loss
         self.step0_check = step0_check
-        self.step0: dict | None = None
+        self.step0: dict[str, Any] | None = None
         self.tokens_seen = 0
 
-    def _reference_context(self):
+    def _reference_context(self) -> contextlib.AbstractContextManager[Any]:
         if self.ref_model is None and is_peft_model(self.model):
             unwrapped = self.accelerator.unwrap_model(self.model)
             return use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
         return contextlib.nullcontext()
 
-    def _compute_loss(self, model, inputs, return_outputs):
+    def _compute_loss(
+        self, model: CausalLM, inputs: dict[str, torch.Tensor], return_outputs: bool
+    ) -> torch.Tensor | tuple[torch.Tensor, None]:
         mode = "train" if model.training else "eval"
         ids, am, cm = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         k = 0 if self.precompute_ref_logps else self.prefix_layers
@@ -290,17 +298,27 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
 class PolituneSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
     """``SFTTrainer`` with atomic checkpoints; counts tokens for tokens/s."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tokens_seen = 0
-        self.step0 = None
+        self.step0: dict[str, Any] | None = None  # no step-0 check in SFT; read as the DPO trainer's
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         if model.training and "attention_mask" in inputs:
             self.tokens_seen += int(inputs["attention_mask"].sum())
         return super().compute_loss(
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
+
+
+# A politune trainer, either kind (what the run folder, the callbacks and the summary work with).
+PolituneTrainer: TypeAlias = PolituneDPOTrainer | PolituneSFTTrainer
 
 
 def peak_rss_mb() -> float:
@@ -312,15 +330,24 @@ def peak_rss_mb() -> float:
 class MetricsCallback(TrainerCallback):
     """Adds tokens/s and peak memory to every log row and appends it to ``metrics.jsonl`` (main process)."""
 
-    def __init__(self, path: Path, trainer: PolituneDPOTrainer | PolituneSFTTrainer):
+    def __init__(self, path: Path, trainer: PolituneTrainer) -> None:
         self.path, self.trainer = path, trainer
         self._t = time.perf_counter()
         self._tokens = 0
 
-    def on_train_begin(self, args, state, control, **kw):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
         self._t, self._tokens = time.perf_counter(), self.trainer.tokens_seen
 
-    def on_log(self, args, state, control, logs=None, **kw):
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
         from politune.fsutil import append_jsonl
 
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
@@ -354,7 +381,14 @@ class TrajectoryCallback(TrainerCallback):
     """Every ``every`` steps (and at the start and end) run ``evaluate(model, tokenizer) -> dict`` on the model
     being trained and append ``{"step", "metrics"}`` to ``trajectory.jsonl``."""
 
-    def __init__(self, path: Path, trainer: Trainer, evaluate, tokenizer, every: int):
+    def __init__(
+        self,
+        path: Path,
+        trainer: Trainer,
+        evaluate: Callable[[CausalLM, Tokenizer], dict[str, Any]],
+        tokenizer: Tokenizer,
+        every: int,
+    ) -> None:
         self.path, self.trainer, self.evaluate, self.tokenizer, self.every = (
             path,
             trainer,
@@ -364,7 +398,7 @@ class TrajectoryCallback(TrainerCallback):
         )
         self.done: set[int] = set()
 
-    def _run(self, state) -> None:
+    def _run(self, state: TrainerState) -> None:
         from politune.fsutil import append_jsonl
 
         if state.global_step in self.done:
@@ -389,12 +423,18 @@ class TrajectoryCallback(TrainerCallback):
             {"step": state.global_step, "metrics": metrics, "seconds": round(time.perf_counter() - t, 2)},
         )
 
-    def on_train_begin(self, args, state, control, **kw):
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
         self._run(state)
 
-    def on_step_end(self, args, state, control, **kw):
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
         if self.every and state.global_step % self.every == 0:
             self._run(state)
 
-    def on_train_end(self, args, state, control, **kw):
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
         self._run(state)

@@ -22,12 +22,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
 from politune.errors import PolituneError
 from politune.hardware import cpu_bf16_decided, dtype_name
 from politune.models.generation import format_chat, generate
+
+if TYPE_CHECKING:
+    from transformers import Cache
+
+    from politune.models.loading import CausalLM, Tokenizer
+
+
+OptionLists = Sequence[Sequence[str]]  # the answer options of each prompt
 
 
 def _lcp(seqs: Sequence[Sequence[int]]) -> int:
@@ -42,7 +51,9 @@ def _lcp(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def _encode_prefix(model, p_ids: Sequence[Sequence[int]], dev):
+def _encode_prefix(
+    model: CausalLM, p_ids: Sequence[Sequence[int]], dev: torch.device
+) -> tuple[int, Cache | None]:
     """Encode the longest token prefix shared by all prompts once; each prompt keeps >= 1 token of its own."""
     n_pre = min(_lcp(p_ids), min(len(p) for p in p_ids) - 1)
     if n_pre <= 0:
@@ -53,7 +64,14 @@ def _encode_prefix(model, p_ids: Sequence[Sequence[int]], dev):
     return n_pre, out.cache
 
 
-def _encode_suffixes(model, prefix_cache, n_pre: int, suf: Sequence[Sequence[int]], pad: int, dev):
+def _encode_suffixes(
+    model: CausalLM,
+    prefix_cache: Cache | None,
+    n_pre: int,
+    suf: Sequence[Sequence[int]],
+    pad: int,
+    dev: torch.device,
+) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Encode each prompt's own tokens (right-padded) on a copy of the prefix cache.
 
     Returns ``(output, attention mask, suffix lengths, logits after each prompt's last real token)``.
@@ -86,17 +104,17 @@ def _encode_suffixes(model, prefix_cache, n_pre: int, suf: Sequence[Sequence[int
     return out, attn, s_len, out.logits[torch.arange(b, device=dev), col]
 
 
-def _device(model) -> torch.device:
+def _device(model: CausalLM) -> torch.device:
     return next(model.parameters()).device
 
 
-def _tok_ids(tokenizer, text: str) -> list[int]:
+def _tok_ids(tokenizer: Tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 @torch.inference_mode()
 def score_options_cached(
-    model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], batch_size: int = 16
+    model: CausalLM, tokenizer: Tokenizer, prompts: Sequence[str], options: OptionLists, batch_size: int = 16
 ) -> list[list[float]]:
     """Sum of log-probs of each option continuation after each (already chat-formatted) prompt.
 
@@ -157,7 +175,7 @@ def score_options_cached(
 
 @torch.inference_mode()
 def generate_cached(
-    model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16
+    model: CausalLM, tokenizer: Tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16
 ) -> list[str]:
     """Greedy answers to (already chat-formatted) prompts, reusing the shared-prefix KV cache the same way as
     :func:`score_options_cached`; stops at the model's end-of-turn / EOS tokens. Equivalent to greedy
@@ -207,7 +225,7 @@ def generate_cached(
 
 @torch.inference_mode()
 def score_options_independent(
-    model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]], batch_size: int = 16
+    model: CausalLM, tokenizer: Tokenizer, prompts: Sequence[str], options: OptionLists, batch_size: int = 16
 ) -> list[list[float]]:
     """Reference scorer: each (prompt + option) is its own sequence, batched with right padding, the way
     lm-evaluation-harness scores ``loglikelihood`` requests (context and continuation tokenized separately,
@@ -245,7 +263,9 @@ class LocalBackend:
 
     kind = "local"
 
-    def __init__(self, model, tokenizer, system: str | None = None, batch_size: int = 16):
+    def __init__(
+        self, model: CausalLM, tokenizer: Tokenizer, system: str | None = None, batch_size: int = 16
+    ) -> None:
         self.model, self.tokenizer, self.system, self.batch_size = model, tokenizer, system, batch_size
 
     def format(self, prompt: str) -> str:
@@ -288,7 +308,7 @@ class LocalBackend:
 
         return perplexities(self.model, self.tokenizer, texts, max_length=max_length)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "backend": "local",
             "batch_size": self.batch_size,
@@ -317,7 +337,7 @@ class HTTPBackend:
         api_key: str | None = None,
         top_logprobs: int = 20,
         timeout: float = 60.0,
-    ):
+    ) -> None:
         from politune.client import ChatClient, ClientOptions
 
         self.client = ChatClient(
@@ -325,7 +345,7 @@ class HTTPBackend:
         )
         self.system, self.top_logprobs = system, top_logprobs
 
-    def _messages(self, prompt: str) -> list[dict]:
+    def _messages(self, prompt: str) -> list[dict[str, str]]:
         msgs = [{"role": "user", "content": prompt}]
         return ([{"role": "system", "content": self.system}] if self.system else []) + msgs
 
@@ -365,10 +385,14 @@ class HTTPBackend:
             out.append([top.get(o.strip().upper(), -1e4) for o in opts])  # absent from top-k: ~ 0 probability
         return out
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "backend": "http",
             "base_url": self.client.base_url,
             "model": self.client.model,
             "top_logprobs": self.top_logprobs,
         }
+
+
+# What a task's solver is handed to answer with (``politune.measure.task.Context.backend``).
+Backend: TypeAlias = LocalBackend | HTTPBackend

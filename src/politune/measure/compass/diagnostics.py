@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def content_sensitivity(obs: Sequence[Observation]) -> float | None:
     return round(num / den, 4) if den > 0 else None
 
 
-def track_diagnostics(inst: Instrument, obs: Sequence[Observation]) -> dict:
+def track_diagnostics(inst: Instrument, obs: Sequence[Observation]) -> dict[str, Any]:
     values = inst.values
     by_id = {it.id: it for it in inst.items}
     ok = [o for o in obs if o.ok]
@@ -89,7 +90,9 @@ def track_diagnostics(inst: Instrument, obs: Sequence[Observation]) -> dict:
     }
 
 
-def agreement(inst: Instrument, runs: dict[str, Sequence[Observation]]) -> tuple[dict, list[dict]]:
+def agreement(
+    inst: Instrument, runs: dict[str, Sequence[Observation]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Pairwise sign agreement of item positions between tracks, and per-item rows with a ``disagree`` flag."""
     pos = {name: item_positions(inst, o) for name, o in runs.items()} if inst.mode == "mean" else {}
     names = list(pos)

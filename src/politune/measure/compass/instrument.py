@@ -124,7 +124,7 @@ class Instrument:
             self.sha256,
         )
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
@@ -258,7 +258,9 @@ def _scoring(
     return mode, linear
 
 
-def _item(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: str) -> Item:
+def _item(
+    it: dict[str, Any], where: str, axes: dict[str, tuple[str, str]], scale: tuple[Option, ...], mode: str
+) -> Item:
     """One item, checked; ``where`` is ``FILE:LINE: item ID`` for the errors."""
     bad = set(it) - _ITEM_KEYS
     if bad:
@@ -293,7 +295,9 @@ def _item(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: s
     )
 
 
-def _key_and_table(it: dict, where: str, axes: dict[str, tuple[str, str]], scale, mode: str):
+def _key_and_table(
+    it: dict[str, Any], where: str, axes: dict[str, tuple[str, str]], scale: tuple[Option, ...], mode: str
+) -> tuple[int, tuple[float, ...] | None]:
     table = it.get("table")
     if mode == "linear":
         if (

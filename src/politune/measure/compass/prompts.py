@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from typing import Any
 
 from politune.config import Config
 
@@ -35,7 +36,7 @@ class Templates(Config):
     def with_letters(self, letters: bool) -> Templates:
         return self.model_copy(update={"letters": letters})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = self.model_dump()
         d.pop("letter_line" if not self.letters else "option_line")
         return d

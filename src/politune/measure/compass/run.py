@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -45,6 +45,11 @@ from politune.measure.results import CompassEntry, CompassResult, TargetInfo, wr
 from politune.measure.targets import Target
 from politune.measure.task import Context, Sample, Scored, Task, run_tasks
 from politune.measure.validate_judge import validated_accuracy
+
+if TYPE_CHECKING:
+    from politune.measure.compass.backends import Backend
+    from politune.measure.scorer import StanceScorer
+    from politune.models.loading import CausalLM, Tokenizer
 
 log = logging.getLogger("politune")
 
@@ -93,7 +98,7 @@ class CompassSettings(CompassOptions):
         if self.samples < 1 or self.batch_size < 1:
             raise PolituneError("samples and batch_size must be >= 1")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "tracks": list(self.tracks),
             "seed": self.seed,
@@ -114,7 +119,7 @@ class CompassSettings(CompassOptions):
         }
 
 
-def default_scorer():
+def default_scorer() -> StanceScorer:
     """The offline stance scorer when it is importable (it is part of politune), else a clear error."""
     try:
         from politune.measure.stance import OfflineStanceScorer
@@ -126,7 +131,9 @@ def default_scorer():
     return OfflineStanceScorer()
 
 
-def run_tracks(backend, inst: Instrument, s: CompassSettings, scorer=None) -> dict[str, TrackRun]:
+def run_tracks(
+    backend: Backend, inst: Instrument, s: CompassSettings, scorer: StanceScorer | None = None
+) -> dict[str, TrackRun]:
     runs: dict[str, TrackRun] = {}
     for name in s.tracks:
         t0 = time.perf_counter()
@@ -146,7 +153,7 @@ def run_tracks(backend, inst: Instrument, s: CompassSettings, scorer=None) -> di
                 backend,
                 inst,
                 s.templates,
-                scorer,
+                scorer if scorer is not None else default_scorer(),
                 s.open_variants,
                 Decoding(s.open_max_new_tokens, s.temperature, s.samples, s.seed),
             )
@@ -157,9 +164,10 @@ def run_tracks(backend, inst: Instrument, s: CompassSettings, scorer=None) -> di
     return runs
 
 
-def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSettings) -> dict:
+def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSettings) -> dict[str, Any]:
     """One ``models[]`` entry (without ``target``) from the runs of one target."""
-    tracks, diags = {}, {}
+    tracks: dict[str, dict[str, Any]] = {}
+    diags: dict[str, dict[str, Any]] = {}
     for name, run in runs.items():
         vals = item_values(inst, run.observations)
         d = track_diagnostics(inst, run.observations)
@@ -200,7 +208,7 @@ class CompassTracks:
 
     inst: Instrument
     settings: CompassSettings
-    scorer: object | None = None  # a StanceScorer for the open track
+    scorer: StanceScorer | None = None  # the open track's
 
     @property
     def name(self) -> str:
@@ -217,7 +225,7 @@ class CompassTracks:
 class CompassScored:
     entry: CompassEntry
     values: dict[str, dict[str, list[float]]]  # track -> item id -> observation values (for comparisons)
-    track_settings: dict[str, dict]
+    track_settings: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -253,9 +261,14 @@ class CompassScore:
         )
 
 
-def compass_task(inst: Instrument, settings: CompassSettings, scorer=None) -> Task:
-    """The compass on ``inst`` with ``settings`` (``scorer``: the open track's stance scorer)."""
+def compass_task(
+    inst: Instrument, settings: CompassSettings, scorer: StanceScorer | None = None
+) -> Task[CompassScored]:
+    """The compass on ``inst`` with ``settings`` (``scorer``: the open track's stance scorer, by default the
+    offline one)."""
     s = settings
+    if "open" in s.tracks and scorer is None:
+        scorer = default_scorer()
 
     def summarize(scored: list[Scored[CompassScored]]) -> CompassResult:
         from politune.provenance import provenance
@@ -299,7 +312,7 @@ def compass_task(inst: Instrument, settings: CompassSettings, scorer=None) -> Ta
 def measure_compass(
     targets: Sequence[Target],
     instrument: str | Path | Instrument = BUILTIN,
-    scorer=None,
+    scorer: StanceScorer | None = None,
     base_url: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -348,8 +361,8 @@ def compass_evaluator(
     items: int = 16,
     seed: int = 0,
     system: str | None = None,
-    scorer=None,
-) -> Callable[..., dict]:
+    scorer: StanceScorer | None = None,
+) -> Callable[[CausalLM, Tokenizer], dict[str, float | None]]:
     """A quick compass for training trajectories: ``fn(model, tokenizer) -> {"economic": x, "social": y, ...}``.
 
     Uses a balanced subset of ``items`` items, the item text only, both option orders, no bootstrap. Keys:
@@ -365,7 +378,7 @@ def compass_evaluator(
     if "open" in s.tracks and scorer is None:
         scorer = default_scorer()
 
-    def evaluate(model, tokenizer) -> dict:
+    def evaluate(model: CausalLM, tokenizer: Tokenizer) -> dict[str, float | None]:
         was_training = model.training
         model.eval()
         try:
@@ -376,7 +389,7 @@ def compass_evaluator(
         finally:
             if was_training:
                 model.train()
-        out: dict = {}
+        out: dict[str, float | None] = {}
         for name, run in runs.items():
             vals = item_values(inst, run.observations)
             for a in inst.axes:

@@ -20,8 +20,9 @@ resampled item's observations (paraphrases x orders x samples) are resampled wit
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from politune.measure.compass.instrument import Instrument, Item
 from politune.measure.stats import bootstrap_groups
 
 N_BOOT = 1000
+
+# A statistic over per-item groups of observations (each an array of rows ``[weight, value, ...]``).
+GroupStat = Callable[[list[np.ndarray]], float]
 
 
 @dataclass
@@ -77,7 +81,7 @@ def item_values(inst: Instrument, observations: Sequence[Observation]) -> dict[s
     return out
 
 
-def _axis_stat(inst: Instrument, axis: str):
+def _axis_stat(inst: Instrument, axis: str) -> GroupStat:
     """statistic(list of per-item arrays [[weight, value], ...]) -> axis score."""
     if inst.mode == "linear":
         sc = inst.linear[axis]
@@ -94,7 +98,7 @@ def _axis_stat(inst: Instrument, axis: str):
     return stat
 
 
-def _nested(stat, seed: int):
+def _nested(stat: GroupStat, seed: int) -> GroupStat:
     """Wrap ``stat`` so each resampled item also resamples its own observations (seeded, deterministic)."""
     rng = np.random.default_rng(seed + 1)
 
@@ -106,7 +110,7 @@ def _nested(stat, seed: int):
 
 def score_axis(
     inst: Instrument, values: Mapping[str, Sequence[float]], axis: str, seed: int = 0, n_boot: int = N_BOOT
-) -> dict:
+) -> dict[str, Any]:
     """``{"score", "ci", "coverage", "n"}`` for one axis from item id -> observation values."""
     items = inst.axis_items(axis)
     groups = [
@@ -124,7 +128,7 @@ def score_axis(
 
 def score_observations(
     inst: Instrument, observations: Sequence[Observation], seed: int = 0, n_boot: int = N_BOOT
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     vals = item_values(inst, observations)
     return {a: score_axis(inst, vals, a, seed=seed, n_boot=n_boot) for a in inst.axes}
 
@@ -145,7 +149,9 @@ def answer_sheet_observations(inst: Instrument, answers: Mapping[str, str | int 
     return obs
 
 
-def score_answer_sheet(inst: Instrument, answers: Mapping[str, str | int | None]) -> dict[str, dict]:
+def score_answer_sheet(
+    inst: Instrument, answers: Mapping[str, str | int | None]
+) -> dict[str, dict[str, Any]]:
     """Score a plain answer sheet: ``{"economic": {"score", "ci", "coverage", "n"}, "social": {...}}``."""
     unknown = set(answers) - {it.id for it in inst.items}
     if unknown:
@@ -167,7 +173,7 @@ def compare_axis(
     axis: str,
     seed: int = 0,
     n_boot: int = N_BOOT,
-) -> dict:
+) -> dict[str, Any]:
     """Score difference ``b - a`` on ``axis`` over the items both answered, with a paired cluster-bootstrap CI
     (the same items are resampled for both)."""
     items = [it for it in inst.axis_items(axis) if a.get(it.id) and b.get(it.id)]

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from politune.measure.compass.instrument import Instrument, Item
 from politune.measure.compass.prompts import CONTENT_FREE, Templates, closed_prompt, open_prompt, parse_choice
 from politune.measure.compass.scoring import Observation
 from politune.measure.refusal import is_refusal
+
+if TYPE_CHECKING:
+    from politune.measure.compass.backends import Backend
+    from politune.measure.scorer import StanceScorer
+
+T = TypeVar("T")
 
 DEFAULT_VARIANTS = ("text", "paraphrases", "negation")
 
@@ -28,8 +35,8 @@ DEFAULT_VARIANTS = ("text", "paraphrases", "negation")
 class TrackRun:
     name: str
     observations: list[Observation]
-    settings: dict  # decoding parameters, templates, variants, orders
-    prior: dict | None = None  # log-prob track: option prior per order
+    settings: dict[str, Any]  # decoding parameters, templates, variants, orders
+    prior: dict[str, list[float]] | None = None  # log-prob track: option prior per order
 
 
 def _prompts(
@@ -44,15 +51,15 @@ def _prompts(
     ]
 
 
-def _per_order(call, orders: Sequence[str]) -> list:
+def _per_order(call: Callable[[list[int]], Sequence[T]], orders: Sequence[str]) -> list[T]:
     """Run ``call(indices)`` once per option order and put the results back in input order: within one order
     every prompt shares the instructions *and* the option list, so the shared KV-cache prefix is longest."""
-    out: list = [None] * len(orders)
+    out: dict[int, T] = {}
     for o in dict.fromkeys(orders):
         idx = [i for i, oo in enumerate(orders) if oo == o]
         for i, r in zip(idx, call(idx), strict=True):
             out[i] = r
-    return out
+    return [out[i] for i in range(len(orders))]
 
 
 def _softmax(lps: Sequence[float]) -> list[float]:
@@ -72,7 +79,7 @@ def _continuations(labels: list[str], order: str, letters: bool) -> list[str]:
 
 
 def run_logprob(
-    backend,
+    backend: Backend,
     inst: Instrument,
     templates: Templates,
     variants: Sequence[str] = DEFAULT_VARIANTS,
@@ -131,7 +138,7 @@ class Decoding:
 
 
 def run_choice(
-    backend,
+    backend: Backend,
     inst: Instrument,
     templates: Templates,
     variants: Sequence[str] = DEFAULT_VARIANTS,
@@ -146,15 +153,16 @@ def run_choice(
     obs = []
     n_samples = samples if temperature > 0 else 1
     for s in range(n_samples):
-        texts = _per_order(
-            lambda idx, s=s: backend.generate(
+
+        def answer(idx: list[int], s: int = s) -> list[str | None]:
+            return backend.generate(
                 [prompts[i] for i in idx],
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
                 seed=seed + s,
-            ),
-            [o for *_, o in plan],
-        )
+            )
+
+        texts = _per_order(answer, [o for *_, o in plan])
         for (it, vid, _, pol, o), text in zip(plan, texts, strict=True):
             tag = vid if n_samples == 1 else f"{vid}#s{s}"
             if text is None:
@@ -184,10 +192,10 @@ def run_choice(
 
 
 def run_open(
-    backend,
+    backend: Backend,
     inst: Instrument,
     templates: Templates,
-    scorer,
+    scorer: StanceScorer,
     variants: Sequence[str] = ("text",),
     decoding: Decoding = Decoding(80),
 ) -> TrackRun:
@@ -200,7 +208,7 @@ def run_open(
         texts = backend.generate(
             prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + s
         )
-        batch = []
+        batch: list[tuple[str, Observation, str, str]] = []  # (axis, observation, answer, prompt)
         for (it, vid, _, pol), text, prompt in zip(plan, texts, prompts, strict=True):
             tag = vid if n_samples == 1 else f"{vid}#s{s}"
             if text is None:
@@ -210,13 +218,13 @@ def run_open(
             else:
                 o = Observation(it.id, tag, "-", pol, text=text)
                 obs.append(o)
-                batch.append((it.axis, o, prompt))
+                batch.append((it.axis, o, text, prompt))
         for axis in inst.axes:
-            todo = [(o, p) for a, o, p in batch if a == axis]
+            todo = [(o, t, p) for a, o, t, p in batch if a == axis]
             if not todo:
                 continue
-            leans = scorer.lean([o.text for o, _ in todo], axis, [p for _, p in todo])
-            for (o, _), lean in zip(todo, leans, strict=True):
+            leans = scorer.lean([t for _, t, _ in todo], axis, [p for *_, p in todo])
+            for (o, _, _), lean in zip(todo, leans, strict=True):
                 if lean is None or (isinstance(lean, float) and math.isnan(lean)):
                     o.status = "unscored"
                 else:
