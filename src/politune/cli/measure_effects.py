@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -19,6 +19,7 @@ from politune.cli.measure_options import (
 
 if TYPE_CHECKING:
     from politune.measure import EffectsSettings, Judge, Target
+    from politune.measure.results import Result
 
 OutOption = typer.Option(Path("runs/effects"), "--out", "-o", help="Output folder for the result JSON files.")
 TokensOption = typer.Option(64, "--max-new-tokens", help="Answer length for topic questions (tokens).")
@@ -70,22 +71,29 @@ def _run(
     _print(summary, out)
 
 
-def _fmt(x, nd=3) -> str:
+def _fmt(x: float | None, nd: int = 3) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-def _ci(ci) -> str:
+def _ci(ci: list[float | None] | None) -> str:
     return "" if not ci or ci[0] is None else f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
-def _summary(results: dict) -> dict:
+def _summary(results: dict[str, Result]) -> dict[str, Any]:
     """The typed results -> effects-summary.json: one row per target across the measures."""
-    from politune.measure.results import QualityResult, RefusalResult, TopicsResult, ToxicityResult
+    from politune.measure.results import (
+        QualityResult,
+        RefusalResult,
+        TargetInfo,
+        TopicsResult,
+        ToxicityResult,
+    )
 
-    out: dict = {"measures": sorted(results), "models": {}}
+    models: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {"measures": sorted(results), "models": models}
 
-    def row(target) -> dict:
-        return out["models"].setdefault(target.name, {})
+    def row(target: TargetInfo) -> dict[str, Any]:
+        return models.setdefault(target.name, {})
 
     for res in results.values():
         if isinstance(res, TopicsResult):
@@ -113,7 +121,7 @@ def _summary(results: dict) -> dict:
     return out
 
 
-def _print(summary: dict, out) -> None:
+def _print(summary: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
     cols = ["target", "topic lean", "econ", "social", "ROUGE-L", "perplexity", "toxicity", "refusal"]

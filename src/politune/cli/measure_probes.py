@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,6 +22,9 @@ from politune.cli.measure_options import (
     print_result_table,
     split_csv,
 )
+
+if TYPE_CHECKING:
+    from politune.measure.results import EvenhandResult, SafetyResult
 
 PairsOption = typer.Option(
     "builtin",
@@ -43,7 +47,7 @@ ProbesOption = typer.Option(
 PerCategoryOption = typer.Option(None, "--per-category", help="Only the first N probes of each category.")
 
 
-def _evenhand_summary(res, wall: float) -> dict:
+def _evenhand_summary(res: EvenhandResult, wall: float) -> dict[str, Any]:
     rows = {}
     for m in res.models:
         rows[m.target.name] = {
@@ -57,7 +61,7 @@ def _evenhand_summary(res, wall: float) -> dict:
     return {"method": res.method, "n_pairs": res.n_pairs, "models": rows, "wall_seconds": wall}
 
 
-def _print_evenhand(res, out: Path, wall: float) -> None:
+def _print_evenhand(res: EvenhandResult, out: Path, wall: float) -> None:
     from rich.table import Table
 
     table = Table(
@@ -112,7 +116,7 @@ def evenhand_command(
     )
 
 
-def _safety_summary(res, wall: float) -> dict:
+def _safety_summary(res: SafetyResult, wall: float) -> dict[str, Any]:
     keys = ("harmful_compliance", "benign_compliance", "gap", "harmful_vs_base", "toxicity_harmful")
     rows = {
         m.target.name: {k: d.to_json() for k in keys if (d := getattr(m, k)) is not None} for m in res.models
@@ -120,7 +124,7 @@ def _safety_summary(res, wall: float) -> dict:
     return {"n_probes": res.n_probes, "classifier": res.classifier, "models": rows, "wall_seconds": wall}
 
 
-def _print_safety(res, out: Path, wall: float) -> None:
+def _print_safety(res: SafetyResult, out: Path, wall: float) -> None:
     from rich.table import Table
 
     table = Table(
