@@ -10,17 +10,17 @@ import typer
 from politune.cli.common import JsonOption, expand_option_groups, run_and_show
 from politune.cli.measure_options import (
     AdapterOption,
-    AnswerTokensOption,
-    BaseURLOption,
+    AnswerArgs,
+    AnswerGroupOption,
     DeviceOption,
-    GenerationArgs,
-    GenerationGroupOption,
     JudgeArgs,
     JudgeGroupOption,
     ModelOption,
+    ProbeCommand,
     SeedOption,
     TargetArgs,
     TargetGroupOption,
+    add_commands_with_docs,
     fmt_estimate,
     print_result_table,
 )
@@ -113,33 +113,22 @@ def winrate_command(
     margin: float = typer.Option(
         0.1, "--margin", help="Offline judge: a tie when the two answers' leans differ by less."
     ),
-    max_new_tokens: int = AnswerTokensOption,
-    generation: GenerationArgs = GenerationGroupOption,
-    base_url: str = BaseURLOption,
+    answering: AnswerArgs = AnswerGroupOption,
     json_out: bool = JsonOption,
 ) -> None:
     """ComPreD-style win-rate: every target answers the same prompts; a judge says which of two models' answers
     a named community would prefer (order randomised, ties counted), with CIs and a position-bias check; writes
     winrate.json. Offline judge by default (the stance scorer: lean toward the community's side)."""
-    from politune.config import validate_config
     from politune.measure.targets import parse_named
     from politune.measure.winrate import WinrateSettings, measure_winrate
 
+    command = ProbeCommand("winrate", measure_winrate, WinrateSettings, _winrate_summary, _print_winrate)
     measured = targets.build()
     opts: dict[str, Any] = dict(
         prompts_file=prompts, split=_split(split), limit=limit, communities=community or []
     )
     opts |= dict(compare=compare or [], stances=parse_named(stance, "stance"), margin=margin)
-    opts |= dict(max_new_tokens=max_new_tokens) | generation.settings()
-    settings = validate_config(WinrateSettings, opts, "politune measure winrate options")
-    j = judge.build()
-    run_and_show(
-        lambda cb: measure_winrate(measured, out, j, settings, base_url=base_url, on_progress=cb),
-        _winrate_summary,
-        _print_winrate,
-        out,
-        json_out,
-    )
+    command.run(measured, opts, judge, answering, out, json_out)
 
 
 def _reward_summary(res: RewardAccuracyResult, wall: float) -> dict:
@@ -231,7 +220,6 @@ def reward_accuracy_command(
 
 
 def add_commands(measure_app: typer.Typer) -> None:
-    measure_app.command("winrate", help=" ".join((winrate_command.__doc__ or "").split()))(winrate_command)
-    measure_app.command("reward-accuracy", help=" ".join((reward_accuracy_command.__doc__ or "").split()))(
-        reward_accuracy_command
+    add_commands_with_docs(
+        measure_app, {"winrate": winrate_command, "reward-accuracy": reward_accuracy_command}
     )

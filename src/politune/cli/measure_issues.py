@@ -7,16 +7,17 @@ from pathlib import Path
 
 import typer
 
-from politune.cli.common import JsonOption, console, expand_option_groups, run_and_show
+from politune.cli.common import JsonOption, console, expand_option_groups
 from politune.cli.measure_options import (
-    AnswerTokensOption,
-    BaseURLOption,
-    GenerationArgs,
-    GenerationGroupOption,
+    AnswerArgs,
+    AnswerGroupOption,
     JudgeArgs,
     JudgeGroupOption,
+    ProbeCommand,
     TargetArgs,
     TargetGroupOption,
+    TopicsNOption,
+    add_commands_with_docs,
     fmt_estimate,
     print_result_table,
     split_csv,
@@ -45,9 +46,6 @@ QuestionsOption = typer.Option(
     "--questions",
     help="Charged questions: builtin, or a CSV / JSONL with topic, category, charged_left, liberal, neutral, "
     "conservative, charged_right.",
-)
-TopicsNOption = typer.Option(
-    None, "--topics", help="Only the first N topics (alternating economic / social): a cheap subset."
 )
 SlantsOption = typer.Option(
     None,
@@ -125,31 +123,20 @@ def issues_command(
     issues: int = IssuesNOption,
     templates: str = IssueTemplatesOption,
     framings: str = FramingsOption,
-    max_new_tokens: int = AnswerTokensOption,
-    generation: GenerationArgs = GenerationGroupOption,
-    base_url: str = BaseURLOption,
+    answering: AnswerArgs = AnswerGroupOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Stance distribution on realistic writing tasks (IssueBench-style): answers to issue prompts (neutral / pro /
     con framings) classified 1 (only pro) .. 5 (only con) or refusal, per issue and overall, with each adapter's
     shift from the base; writes issues.json."""
-    from politune.config import validate_config
     from politune.measure.issue_stance import IssuesSettings, measure_issues
 
+    command = ProbeCommand("issues", measure_issues, IssuesSettings, _issues_summary, _print_issues)
     measured = targets.build()
     opts = dict(
         prompts_file=prompts, issues=issues, templates=split_csv(templates), framings=split_csv(framings)
     )
-    opts |= dict(max_new_tokens=max_new_tokens) | generation.settings()
-    settings = validate_config(IssuesSettings, opts, "politune measure issues options")
-    j = judge.build()
-    run_and_show(
-        lambda cb: measure_issues(measured, out, j, settings, base_url=base_url, on_progress=cb),
-        _issues_summary,
-        _print_issues,
-        out,
-        json_out,
-    )
+    command.run(measured, opts, judge, answering, out, json_out)
 
 
 # ------------------------------------------------------------------------------------------------ behaviour
@@ -202,35 +189,21 @@ def behaviour_command(
     questions: str = QuestionsOption,
     topics: int = TopicsNOption,
     slants: str = SlantsOption,
-    max_new_tokens: int = AnswerTokensOption,
-    generation: GenerationArgs = GenerationGroupOption,
-    base_url: str = BaseURLOption,
+    answering: AnswerArgs = AnswerGroupOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Behaviour axes on charged questions: one question per topic in five slants (charged left ... charged right),
     each answer scored for personal political expression, user invalidation, user escalation, asymmetric coverage
     and political refusal (offline heuristics, or --judge); writes behaviour.json."""
-    from politune.config import validate_config
     from politune.measure.behaviour_axes import BehaviourSettings, measure_behaviour
 
+    command = ProbeCommand(
+        "behaviour", measure_behaviour, BehaviourSettings, _behaviour_summary, _print_behaviour
+    )
     measured = targets.build()
-    opts = dict(
-        questions_file=questions, topics=topics, slants=split_csv(slants), max_new_tokens=max_new_tokens
-    )
-    opts |= generation.settings()
-    settings = validate_config(BehaviourSettings, opts, "politune measure behaviour options")
-    j = judge.build()
-    run_and_show(
-        lambda cb: measure_behaviour(measured, out, j, settings, base_url=base_url, on_progress=cb),
-        _behaviour_summary,
-        _print_behaviour,
-        out,
-        json_out,
-    )
+    opts = dict(questions_file=questions, topics=topics, slants=split_csv(slants))
+    command.run(measured, opts, judge, answering, out, json_out)
 
 
 def add_commands(measure_app: typer.Typer) -> None:
-    measure_app.command("issues", help=" ".join((issues_command.__doc__ or "").split()))(issues_command)
-    measure_app.command("behaviour", help=" ".join((behaviour_command.__doc__ or "").split()))(
-        behaviour_command
-    )
+    add_commands_with_docs(measure_app, {"issues": issues_command, "behaviour": behaviour_command})

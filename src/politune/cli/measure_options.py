@@ -1,21 +1,27 @@
 """The options the ``politune measure`` commands share: what is measured (:class:`TargetArgs`), by which
-judge (:class:`JudgeArgs`), how answers are generated (:class:`GenerationArgs`), each an option group that a
-command takes as one parameter (:func:`~politune.cli.common.expand_option_groups`); and the way the probe and
-ComPreD commands print a value with its CI and a result table."""
+judge (:class:`JudgeArgs`), how answers are generated (:class:`GenerationArgs`, or :class:`AnswerArgs` with the
+answer length and --base-url), each an option group that a command takes as one parameter
+(:func:`~politune.cli.common.expand_option_groups`); the way the probe and ComPreD commands run
+(:class:`ProbeCommand`) and print a value with its CI and a result table."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import typer
 
-from politune.cli.common import DtypeOption, OptionGroup, console
+from politune.cli.common import DtypeOption, OptionGroup, console, run_and_show
 
 if TYPE_CHECKING:
+    from politune.config import Config
     from politune.measure import Judge, Target
+
+SettingsT = TypeVar("SettingsT", bound="Config")
+ResultT = TypeVar("ResultT")
 
 ModelOption = typer.Option(
     "smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id)."
@@ -51,6 +57,9 @@ BaseURLOption = typer.Option(
     "instead of loading the model.",
 )
 AnswerTokensOption = typer.Option(96, "--max-new-tokens", help="Answer length (tokens).")
+TopicsNOption = typer.Option(
+    None, "--topics", help="Only the first N topics (alternating economic / social): a cheap subset."
+)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,75 @@ JudgeGroupOption: Any = OptionGroup(
 GenerationGroupOption: Any = OptionGroup(
     GenerationArgs, dict(batch_size=BatchOption, seed=SeedOption, device=DeviceOption, dtype=DtypeOption)
 )
+
+
+@dataclass(frozen=True)
+class AnswerArgs:
+    """How the targets answer a probe's prompts: the answer length, the generation settings, and where (a server
+    at --base-url, else the model loaded here)."""
+
+    max_new_tokens: int
+    batch_size: int
+    seed: int
+    device: str
+    dtype: str
+    base_url: str | None
+
+    def settings(self) -> dict[str, Any]:
+        """The settings' fields of the same names (all but base_url)."""
+        return {name: value for name, value in asdict(self).items() if name != "base_url"}
+
+
+AnswerGroupOption: Any = OptionGroup(
+    AnswerArgs,
+    dict(max_new_tokens=AnswerTokensOption, **GenerationGroupOption.options, base_url=BaseURLOption),
+)
+
+
+@dataclass(frozen=True)
+class ProbeCommand(Generic[SettingsT, ResultT]):
+    """What a probe command runs: the measure (``measure(targets, out_dir, judge, settings, base_url,
+    on_progress)``), its settings model, and how its result is summed up for --json and shown as tables;
+    ``name`` names the command in errors."""
+
+    name: str
+    measure: Callable[
+        [list[Target], Path, Judge | None, SettingsT, str | None, Callable[[str, int], None]], ResultT
+    ]
+    settings: type[SettingsT]
+    summary: Callable[[ResultT, float], dict[str, Any]]
+    show: Callable[[ResultT, Path, float], None]
+
+    def run(
+        self,
+        measured: list[Target],
+        options: dict[str, Any],
+        judge: JudgeArgs,
+        answering: AnswerArgs,
+        out: Path,
+        json_out: bool,
+    ) -> None:
+        """Validate the command's ``options`` with the answering settings as the measure's settings, build the
+        judge, measure the ``measured`` targets under a progress bar and print the result (JSON with --json)."""
+        from politune.config import validate_config
+
+        opts = options | answering.settings()
+        settings = validate_config(self.settings, opts, f"politune measure {self.name} options")
+        j = judge.build()
+        run_and_show(
+            lambda cb: self.measure(measured, out, j, settings, answering.base_url, cb),
+            self.summary,
+            self.show,
+            out,
+            json_out,
+        )
+
+
+def add_commands_with_docs(measure_app: typer.Typer, commands: dict[str, Callable[..., None]]) -> None:
+    """Add each command to the ``measure`` sub-app under its name, its docstring (white space folded) as its
+    help."""
+    for name, command in commands.items():
+        measure_app.command(name, help=" ".join((command.__doc__ or "").split()))(command)
 
 
 def split_csv(value: str | None) -> list[str] | None:

@@ -10,14 +10,18 @@ import typer
 from politune.cli.common import JsonOption, expand_option_groups, run_and_show
 from politune.cli.measure_effects import ToxOption
 from politune.cli.measure_options import (
-    AnswerTokensOption,
+    AnswerArgs,
+    AnswerGroupOption,
     BaseURLOption,
     GenerationArgs,
     GenerationGroupOption,
     JudgeArgs,
     JudgeGroupOption,
+    ProbeCommand,
     TargetArgs,
     TargetGroupOption,
+    TopicsNOption,
+    add_commands_with_docs,
     fmt_estimate,
     print_result_table,
     split_csv,
@@ -32,9 +36,6 @@ PairsOption = typer.Option(
     help="Prompt pairs: builtin, or a CSV / JSONL with the public paired-prompt columns (split, main_category, "
     "topic_name, partisan, template_category, template, stance_a, stance_b, prompt_a, prompt_b, prompt_a_group, "
     "prompt_b_group).",
-)
-TopicsNOption = typer.Option(
-    None, "--topics", help="Only the first N topics (alternating economic / social): a cheap subset."
 )
 TemplatesOption = typer.Option(
     None,
@@ -91,29 +92,19 @@ def evenhand_command(
     pairs: str = PairsOption,
     topics: int = TopicsNOption,
     templates: str = TemplatesOption,
-    max_new_tokens: int = AnswerTokensOption,
-    generation: GenerationArgs = GenerationGroupOption,
-    base_url: str = BaseURLOption,
+    answering: AnswerArgs = AnswerGroupOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Paired-prompt even-handedness: answer both sides of each prompt pair and compare them (engagement,
     refusal, hedging; pairwise helpfulness with --judge); writes evenhand.json."""
-    from politune.config import validate_config
     from politune.measure.evenhandedness import EvenhandSettings, measure_evenhand
 
+    command = ProbeCommand("evenhand", measure_evenhand, EvenhandSettings, _evenhand_summary, _print_evenhand)
     measured = targets.build()
-    opts = dict(pairs_file=pairs, topics=topics, max_new_tokens=max_new_tokens) | generation.settings()
+    opts: dict[str, Any] = dict(pairs_file=pairs, topics=topics)
     if templates:
         opts["templates"] = split_csv(templates)
-    settings = validate_config(EvenhandSettings, opts, "politune measure evenhand options")
-    j = judge.build()
-    run_and_show(
-        lambda cb: measure_evenhand(measured, out, j, settings, base_url=base_url, on_progress=cb),
-        _evenhand_summary,
-        _print_evenhand,
-        out,
-        json_out,
-    )
+    command.run(measured, opts, judge, answering, out, json_out)
 
 
 def _safety_summary(res: SafetyResult, wall: float) -> dict[str, Any]:
@@ -174,5 +165,4 @@ def safety_command(
 
 
 def add_commands(measure_app: typer.Typer) -> None:
-    measure_app.command("evenhand", help=" ".join((evenhand_command.__doc__ or "").split()))(evenhand_command)
-    measure_app.command("safety", help=" ".join((safety_command.__doc__ or "").split()))(safety_command)
+    add_commands_with_docs(measure_app, {"evenhand": evenhand_command, "safety": safety_command})
