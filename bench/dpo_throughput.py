@@ -94,7 +94,7 @@ def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
     if arm.startswith("politune"):
         import tempfile
 
-        from politune.tune import dpo
+        from politune.tune import TuneOptions, dpo
         from politune.tune.trainer import PolituneDPOTrainer
 
         orig_init = PolituneDPOTrainer.__init__
@@ -108,7 +108,7 @@ def run_arm(arm: str, steps: int, overrides: list[str]) -> dict:
         PolituneDPOTrainer.__init__ = init
         update = {"save_every": 0, **({"dtype": "float32"} if arm == "politune-fp32" else {})}
         with tempfile.TemporaryDirectory() as d:
-            dpo(cfg.base, pairs, cfg.model_copy(update=update), out_dir=os.path.join(d, "run"))
+            dpo(cfg.base, pairs, cfg.model_copy(update=update), TuneOptions(out_dir=os.path.join(d, "run")))
         trainer = holder["trainer"]
     else:
         from trl import DPOConfig, DPOTrainer

@@ -374,9 +374,7 @@ def test_reward_accuracy_reproduces_the_dpo_trainers_held_out_figures(tmp_path, 
         str(tiny_model_dir),
         _pairs(16, "think"),
         _tiny_cfg(),
-        out_dir=tmp_path / "run",
-        stance="left",
-        options=TuneOptions(eval_data=str(held)),
+        TuneOptions(out_dir=tmp_path / "run", stance="left", eval_data=str(held)),
     )
     target = Target("left", str(tiny_model_dir), str(res.adapter_dir))
     settings = RewardSettings(pairs_file=str(held), max_length=96, batch_size=3)

@@ -229,7 +229,12 @@ def test_bad_recipe_keys_fail_before_compute(tmp_path):
     with pytest.raises(PolituneError, match="unknown recipe 'cpu-smolm2'.*did you mean 'cpu-smollm2'"):
         load_recipe("cpu-smolm2")
     with pytest.raises(PolituneError, match="QLoRA.*CUDA"):
-        dpo("tiny-random", tiny_pairs(), tiny_cfg("quantization=4bit", "device=cpu"), out_dir=tmp_path / "q")
+        dpo(
+            "tiny-random",
+            tiny_pairs(),
+            tiny_cfg("quantization=4bit", "device=cpu"),
+            TuneOptions(out_dir=tmp_path / "q"),
+        )
     assert not (tmp_path / "q").exists()
 
 
@@ -237,15 +242,22 @@ def test_bad_data_fails_before_compute(tmp_path, tiny_model_dir):
     pairs = tiny_pairs(4)
     del pairs[2]["chosen"]
     with pytest.raises(PolituneError, match=r"row 3 \(id p2\): missing field 'chosen'"):
-        dpo(str(tiny_model_dir), pairs, tiny_cfg(), out_dir=tmp_path / "a")
+        dpo(str(tiny_model_dir), pairs, tiny_cfg(), TuneOptions(out_dir=tmp_path / "a"))
     with pytest.raises(PolituneError, match="empty dataset"):
-        dpo(str(tiny_model_dir), [], tiny_cfg(), out_dir=tmp_path / "b")
+        dpo(str(tiny_model_dir), [], tiny_cfg(), TuneOptions(out_dir=tmp_path / "b"))
     with pytest.raises(PolituneError, match=r"row 1: prompt is \d+ tokens but max_length is 16"):
-        dpo(str(tiny_model_dir), tiny_pairs(4), tiny_cfg("max_length=16"), out_dir=tmp_path / "c")
+        dpo(
+            str(tiny_model_dir), tiny_pairs(4), tiny_cfg("max_length=16"), TuneOptions(out_dir=tmp_path / "c")
+        )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert not (tmp_path / "c" / "metrics.jsonl").exists()
     with pytest.raises(PolituneError, match="lora.layers: .* has 2 layers"):
-        dpo(str(tiny_model_dir), tiny_pairs(4), tiny_cfg("lora.layers=[5]"), out_dir=tmp_path / "d")
+        dpo(
+            str(tiny_model_dir),
+            tiny_pairs(4),
+            tiny_cfg("lora.layers=[5]"),
+            TuneOptions(out_dir=tmp_path / "d"),
+        )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -267,9 +279,7 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
         str(tiny_model_dir),
         tiny_pairs(),
         tiny_cfg("eval_every=2"),
-        out_dir=tmp_path / "run",
-        stance="left",
-        options=TuneOptions(evaluate=evaluate),
+        TuneOptions(out_dir=tmp_path / "run", stance="left", evaluate=evaluate),
     )
     out = res.out_dir
     summary = json.loads((out / "summary.json").read_text())
@@ -325,7 +335,7 @@ def test_dpo_fresh_lora_step0_outputs_and_trajectory(tmp_path, tiny_model_dir):
     with torch.no_grad():
         assert torch.allclose(merged(x).logits, model(x).logits, atol=1e-4)
     with pytest.raises(PolituneError, match="not empty"):
-        dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg(), out_dir=out)
+        dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg(), TuneOptions(out_dir=out))
 
 
 @pytest.mark.parametrize(
@@ -336,7 +346,7 @@ def test_loss_in_trainer_one_step(tmp_path, tiny_model_dir, loss):
         str(tiny_model_dir),
         tiny_pairs(8),
         tiny_cfg(f"loss={loss}", "label_smoothing=0.1", "max_steps=1", "sft_weight=0.2"),
-        out_dir=tmp_path / loss,
+        TuneOptions(out_dir=tmp_path / loss),
     )
     s = json.loads((res.out_dir / "summary.json").read_text())
     assert s["step0"]["ok"] and s["step0"]["expected_loss"] == pytest.approx(step0_expected(loss, 0.1))
@@ -356,7 +366,7 @@ def test_step0_check_stops_a_wrong_reference(tmp_path, tiny_model_dir, monkeypat
 
     monkeypatch.setattr(run, "lora_config", random_init)
     with pytest.raises(PolituneError, match="step-0 check failed.*does not start from its reference"):
-        dpo(str(tiny_model_dir), tiny_pairs(8), tiny_cfg("lr=1e-1"), out_dir=tmp_path / "bad")
+        dpo(str(tiny_model_dir), tiny_pairs(8), tiny_cfg("lr=1e-1"), TuneOptions(out_dir=tmp_path / "bad"))
     assert not (tmp_path / "bad" / "adapter").exists()
 
 
@@ -364,7 +374,12 @@ def test_sft_then_dpo_reference_is_the_sft_model(tmp_path, tiny_model_dir):
     from politune.models.loading import load_adapter, load_model
 
     pairs = tiny_pairs()
-    res = sft_dpo(str(tiny_model_dir), pairs, tiny_cfg("max_steps=2"), out_dir=tmp_path / "sd", stance="left")
+    res = sft_dpo(
+        str(tiny_model_dir),
+        pairs,
+        tiny_cfg("max_steps=2"),
+        TuneOptions(out_dir=tmp_path / "sd", stance="left"),
+    )
     summary = json.loads((res.out_dir / "summary.json").read_text())
     assert summary["method"] == "sft_dpo"
     # DPO started exactly from the SFT model (frozen SFT adapter copy as reference)
@@ -397,7 +412,12 @@ def test_checkpoint_out_of_disk_keeps_previous(tmp_path, tiny_model_dir, monkeyp
 
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", failing)
     with pytest.raises(PolituneError, match="No space left on device.*previous checkpoint is intact"):
-        dpo(str(tiny_model_dir), tiny_pairs(), tiny_cfg("save_every=2"), out_dir=tmp_path / "disk")
+        dpo(
+            str(tiny_model_dir),
+            tiny_pairs(),
+            tiny_cfg("save_every=2"),
+            TuneOptions(out_dir=tmp_path / "disk"),
+        )
     ckpts = list_checkpoints(tmp_path / "disk" / "checkpoints")
     assert [c.name for c in ckpts] == ["checkpoint-2"]
     assert torch.load(ckpts[0] / "optimizer.pt", weights_only=True)["state"]  # loads: not torn
@@ -516,7 +536,10 @@ def test_trl_range_pinned_and_internals_present():
 
 def test_default_trajectory_is_the_fast_compass(tmp_path, tiny_model_dir):
     res = dpo(
-        str(tiny_model_dir), tiny_pairs(8), tiny_cfg("max_steps=2", "eval_every=2"), out_dir=tmp_path / "t"
+        str(tiny_model_dir),
+        tiny_pairs(8),
+        tiny_cfg("max_steps=2", "eval_every=2"),
+        TuneOptions(out_dir=tmp_path / "t"),
     )
     traj = [json.loads(x) for x in (res.out_dir / "trajectory.jsonl").read_text().splitlines()]
     assert [t["step"] for t in traj] == [0, 2]
@@ -529,7 +552,7 @@ def test_bf16_and_fp32_dpo_agree(tiny_model_dir, tmp_path):
     losses = {}
     for dtype in ("float32", "bfloat16"):
         cfg = tiny_cfg("max_steps=10", "lr=1e-2", f"dtype={dtype}")
-        res = dpo(str(tiny_model_dir), tiny_pairs(), cfg, out_dir=tmp_path / dtype)
+        res = dpo(str(tiny_model_dir), tiny_pairs(), cfg, TuneOptions(out_dir=tmp_path / dtype))
         assert json.loads((res.out_dir / "summary.json").read_text())["hardware"]["dtype"] == dtype
         rows = [json.loads(x) for x in (res.out_dir / "metrics.jsonl").read_text().splitlines()]
         losses[dtype] = [r["loss"] for r in rows if "loss" in r]

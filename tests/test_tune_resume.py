@@ -29,7 +29,7 @@ OVERRIDES = [
 
 CHILD = """
 import json, sys, time
-from politune.tune import dpo, load_recipe
+from politune.tune import TuneOptions, dpo, load_recipe
 from politune.tune.trainer import PolituneDPOTrainer
 
 pairs_file, out_dir, base, overrides = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
@@ -40,7 +40,8 @@ def slow_step(self, *args, **kwargs):   # slow enough for the parent to kill it 
     return orig(self, *args, **kwargs)
 
 PolituneDPOTrainer.training_step = slow_step
-dpo(base, json.load(open(pairs_file)), load_recipe("cpu-smollm2", overrides=overrides), out_dir=out_dir)
+recipe = load_recipe("cpu-smollm2", overrides=overrides)
+dpo(base, json.load(open(pairs_file)), recipe, TuneOptions(out_dir=out_dir))
 print("FINISHED")
 """
 
@@ -52,12 +53,12 @@ def _adapter_tensors(adapter_dir: Path) -> dict:
 
 
 def test_kill9_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
-    from politune.tune import dpo, load_recipe
+    from politune.tune import TuneOptions, dpo, load_recipe
     from politune.tune.trainer import list_checkpoints
 
     pairs = tiny_pairs(16)  # 4 steps per epoch: the resumed run crosses an epoch boundary
     cfg = load_recipe("cpu-smollm2", overrides=OVERRIDES)
-    ref = dpo(str(tiny_model_dir), pairs, cfg, out_dir=tmp_path / "straight")
+    ref = dpo(str(tiny_model_dir), pairs, cfg, TuneOptions(out_dir=tmp_path / "straight"))
 
     pairs_file = tmp_path / "pairs.json"
     pairs_file.write_text(json.dumps(pairs))
@@ -91,7 +92,7 @@ def test_kill9_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir):
     killed_at = int(list_checkpoints(out / "checkpoints")[-1].name.split("-")[1])
     assert 4 <= killed_at < 8
 
-    res = dpo(str(tiny_model_dir), pairs, cfg, out_dir=out, resume=True)
+    res = dpo(str(tiny_model_dir), pairs, cfg, TuneOptions(out_dir=out, resume=True))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from"] == f"checkpoint-{killed_at}" and summary["steps"] == 8
     a, b = _adapter_tensors(ref.adapter_dir), _adapter_tensors(res.adapter_dir)
@@ -161,13 +162,13 @@ def test_smollm2_cpu_recipe_one_step_step0_and_generate(tmp_path, smollm2_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from politune.data import load
-    from politune.tune import dpo, load_recipe
+    from politune.tune import TuneOptions, dpo, load_recipe
 
     pairs = load("builtin:left", split="train")[:4]
     cfg = load_recipe(
         "cpu-smollm2", overrides=["max_steps=1", "batch_size=2", "max_length=96", "save_every=0"]
     )
-    res = dpo(str(smollm2_dir), pairs, cfg, out_dir=tmp_path / "smol", stance="left")
+    res = dpo(str(smollm2_dir), pairs, cfg, TuneOptions(out_dir=tmp_path / "smol", stance="left"))
     summary = json.loads((res.out_dir / "summary.json").read_text())
     assert summary["step0"]["ok"] and summary["step0"]["max_abs_logp_diff"] == 0.0
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2_dir), res.adapter_dir)

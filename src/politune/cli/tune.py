@@ -80,16 +80,15 @@ def _run(method: str, a: _Args) -> None:
         + (f" ({a.split} split)" if a.split else "")
         + f", recipe {cfg.name}, out {out}"
     )
-    res = fn(
-        a.base,
-        a.data,
-        cfg,
+    opts = tune.TuneOptions(
         out_dir=out,
         stance=a.stance,
         resume=a.resume,
         overwrite=a.overwrite,
-        options=tune.TuneOptions(split=a.split or None, eval_data=a.eval_data),
+        split=a.split or None,
+        eval_data=a.eval_data,
     )
+    res = fn(a.base, a.data, cfg, opts)
     if a.json_out:
         print_json({"adapter_dir": str(res.adapter_dir), "out_dir": str(res.out_dir), "metrics": res.metrics})
         return

@@ -165,15 +165,8 @@ class _Cell:
                 resume = run_dir.exists() and any(run_dir.iterdir())
                 if resume:
                     log.info("tune:%s: resuming from %s", arm, run_dir)
-                fn(
-                    self.cfg.model,
-                    str(self.dir / "data" / f"{arm}.jsonl"),
-                    recipe,
-                    out_dir=run_dir,
-                    stance=spec.stance,
-                    resume=resume,
-                    options=TuneOptions(split=None),
-                )
+                opts = TuneOptions(out_dir=run_dir, stance=spec.stance, resume=resume, split=None)
+                fn(self.cfg.model, str(self.dir / "data" / f"{arm}.jsonl"), recipe, opts)
 
             self.stage(f"tune:{arm}", run_dir / "summary.json", train)
 

@@ -1,8 +1,8 @@
 """tune pillar: SFT, DPO and SFT->DPO with LoRA over TRL + PEFT.
 
-    from politune.tune import load_recipe, dpo
+    from politune.tune import TuneOptions, dpo, load_recipe
     cfg = load_recipe("cpu-smollm2", overrides=["beta=0.2"])
-    res = dpo("smollm2-135m", pairs, cfg, out_dir="runs/left", stance="left")
+    res = dpo("smollm2-135m", pairs, cfg, TuneOptions(out_dir="runs/left", stance="left"))
 
 Heavy libraries (torch, TRL) are imported when a function runs, not on ``import politune.tune``.
 """

@@ -59,12 +59,21 @@ class TuneResult:
 
 @dataclass
 class TuneOptions:
-    """What a run may add beyond its data, recipe and folder."""
+    """How one run goes beside its data and recipe (as TRL's trainer arguments): where it writes, the stance it
+    records, resume or overwrite, which split it trains on and what it evaluates."""
 
+    out_dir: str | os.PathLike[str] | None = None  # the run folder (default: runs/<method>)
+    stance: str | None = None  # recorded in the model card and summary.json
+    resume: bool = False  # continue from the last checkpoint in out_dir
+    overwrite: bool = False  # replace what is in out_dir
     split: str | None = "train"  # the split of a ``politune.data`` spec (None: all rows)
     eval_data: Any = None  # held-out pairs scored by the trained adapter at the end (a spec: all its rows)
     evaluate: Evaluate | None = None  # evaluate(model, tokenizer) -> dict every cfg.eval_every steps
     sft_data: Any = None  # sft_dpo only: the SFT stage's data (default: the pairs' chosen answers)
+
+    def run_dir(self, method: str) -> Path:
+        """The run folder: ``out_dir``, else ``runs/<method>``."""
+        return Path(self.out_dir) if self.out_dir is not None else Path("runs") / method
 
 
 @dataclass
@@ -149,16 +158,7 @@ def _recipe(cfg: TuneConfig | str | os.PathLike[str] | None) -> TuneConfig:
     return cfg
 
 
-def _job(
-    method: str,
-    base: str | None,
-    data: Any,
-    cfg: TuneConfig,
-    out: Path,
-    stance: str | None,
-    resume: bool,
-    opts: TuneOptions,
-) -> _Job:
+def _job(method: str, base: str | None, data: Any, cfg: TuneConfig, out: Path, opts: TuneOptions) -> _Job:
     """Check everything that can be wrong with the input before any compute."""
     check_trl_keys(cfg)
     hw = hardware_settings(cfg)
@@ -169,7 +169,7 @@ def _job(
     evaluate = opts.evaluate
     if evaluate is None and cfg.eval_every:
         evaluate = _default_evaluator(cfg.system)
-    return _Job(method, base or cfg.base, cfg, out, stance, td, ed, evaluate, resume, hw=hw)
+    return _Job(method, base or cfg.base, cfg, out, opts.stance, td, ed, evaluate, opts.resume, hw=hw)
 
 
 def _build_trainer(
@@ -324,74 +324,53 @@ def _train(job: _Job) -> TuneResult:
 
 
 def dpo(
-    base: str | None,
-    data: Any,
-    cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike[str] = "runs/dpo",
-    stance: str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    options: TuneOptions | None = None,
+    base: str | None, data: Any, cfg: TuneConfig | str | None = None, options: TuneOptions | None = None
 ) -> TuneResult:
     """DPO with a fresh LoRA adapter on ``base`` (reference = base with the adapter disabled).
 
     ``data``: a ``politune.data`` spec (its ``options.split``, default train; None = all rows; the spec is
     recorded as the data source in the model card) or a list of ``PreferencePair``; ``cfg``: a ``TuneConfig``,
-    a recipe name or YAML path (default ``cpu-smollm2``); ``resume`` continues from the last checkpoint in
-    ``out_dir``, ``overwrite`` replaces what is there. ``options``: ``evaluate(model, tokenizer) -> dict`` is run
-    every ``cfg.eval_every`` steps into ``trajectory.jsonl``; ``eval_data`` (a spec, all its rows, or a list of
-    pairs) is scored by the trained adapter at the end: ``eval_rewards/accuracies`` etc. in the metrics and card.
+    a recipe name or YAML path (default ``cpu-smollm2``). ``options``: the run folder ``out_dir`` (default
+    ``runs/dpo``), the ``stance`` recorded; ``resume`` continues from the last checkpoint in ``out_dir``,
+    ``overwrite`` replaces what is there; ``evaluate(model, tokenizer) -> dict`` is run every ``cfg.eval_every``
+    steps into ``trajectory.jsonl``; ``eval_data`` (a spec, all its rows, or a list of pairs) is scored by the
+    trained adapter at the end: ``eval_rewards/accuracies`` etc. in the metrics and card.
     """
-    job = _job("dpo", base, data, _recipe(cfg), Path(out_dir), stance, resume, options or TuneOptions())
-    prepare_out_dir(job.out, resume, overwrite)
-    return _train(job)
+    return _tune_one("dpo", base, data, cfg, options or TuneOptions())
 
 
 def sft(
-    base: str | None,
-    data: Any,
-    cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike[str] = "runs/sft",
-    stance: str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    options: TuneOptions | None = None,
+    base: str | None, data: Any, cfg: TuneConfig | str | None = None, options: TuneOptions | None = None
 ) -> TuneResult:
     """Supervised LoRA fine-tuning on instruction examples (``response``) or pairs (their ``chosen``); the
-    ``sft:`` section of the recipe overrides lr / epochs / steps / batch / LoRA for this stage."""
-    job = _job("sft", base, data, _recipe(cfg), Path(out_dir), stance, resume, options or TuneOptions())
-    prepare_out_dir(job.out, resume, overwrite)
+    ``sft:`` section of the recipe overrides lr / epochs / steps / batch / LoRA for this stage. ``options`` as for
+    :func:`dpo` (the run folder defaults to ``runs/sft``)."""
+    return _tune_one("sft", base, data, cfg, options or TuneOptions())
+
+
+def _tune_one(
+    method: str, base: str | None, data: Any, cfg: TuneConfig | str | None, opts: TuneOptions
+) -> TuneResult:
+    job = _job(method, base, data, _recipe(cfg), opts.run_dir(method), opts)
+    prepare_out_dir(job.out, opts.resume, opts.overwrite)
     return _train(job)
 
 
 def sft_dpo(
-    base: str | None,
-    data: Any,
-    cfg: TuneConfig | str | None = None,
-    out_dir: str | os.PathLike[str] = "runs/sft_dpo",
-    stance: str | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    options: TuneOptions | None = None,
+    base: str | None, data: Any, cfg: TuneConfig | str | None = None, options: TuneOptions | None = None
 ) -> TuneResult:
     """SFT (on ``options.sft_data``, default: the pairs' chosen answers), then DPO that continues the SFT adapter
     with a frozen copy of it as the reference. ``out_dir/sft`` holds the SFT stage; ``out_dir/adapter`` the
-    result, and ``out_dir/summary.json`` (method ``sft_dpo``) names both."""
-    cfg, opts, out = _recipe(cfg), options or TuneOptions(), Path(out_dir)
+    result (``out_dir`` defaults to ``runs/sft_dpo``), and ``out_dir/summary.json`` (method ``sft_dpo``) names
+    both."""
+    cfg, opts = _recipe(cfg), options or TuneOptions()
+    out, resume = opts.run_dir("sft_dpo"), opts.resume
     # both data sets are checked before any compute
-    dpo_job = _job("dpo", base, data, cfg, out, stance, resume, opts)
-    sft_opts = TuneOptions(split=opts.split)
-    sft_job = _job(
-        "sft",
-        base,
-        opts.sft_data if opts.sft_data is not None else data,
-        cfg,
-        out / "sft",
-        stance,
-        resume,
-        sft_opts,
-    )
-    prepare_out_dir(out, resume, overwrite)
+    dpo_job = _job("dpo", base, data, cfg, out, opts)
+    sft_opts = TuneOptions(stance=opts.stance, resume=resume, split=opts.split)
+    sft_data = opts.sft_data if opts.sft_data is not None else data
+    sft_job = _job("sft", base, sft_data, cfg, out / "sft", sft_opts)
+    prepare_out_dir(out, resume, opts.overwrite)
     if (sft_job.out / "summary.json").is_file() and resume:
         log.info("SFT stage already done in %s", sft_job.out)
         sft_adapter = sft_job.out / "adapter"
