@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from politune.measure.compass.instrument import Instrument, Item
@@ -136,6 +136,25 @@ class Decoding:
     samples: int = 1
     seed: int = 0
 
+    @property
+    def n_samples(self) -> int:
+        """Answers per prompt: ``samples`` when sampling, one when greedy."""
+        return self.samples if self.temperature > 0 else 1
+
+    def tag(self, variant_id: str, sample: int) -> str:
+        """An observation's variant tag: the variant id, with ``#sN`` when there are several samples."""
+        return variant_id if self.n_samples == 1 else f"{variant_id}#s{sample}"
+
+    def answer(self, backend: Backend, prompts: list[str], sample: int) -> list[str | None]:
+        """Sample ``sample``'s answers to ``prompts`` (seed ``seed + sample``)."""
+        return backend.generate(
+            prompts, max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=self.seed + sample
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """As a track records them (``samples``: the answers per prompt)."""
+        return asdict(self) | {"samples": self.n_samples}
+
 
 def run_choice(
     backend: Backend,
@@ -145,26 +164,19 @@ def run_choice(
     orders: Sequence[str] = ("forward", "reversed"),
     decoding: Decoding = Decoding(12),
 ) -> TrackRun:
-    max_new_tokens, temperature, samples, seed = astuple(decoding)
     t = templates.with_letters(False)
     labels = inst.labels
     plan = _prompts(inst, variants, orders)
     prompts = [closed_prompt(t, stmt, labels, o) for _, _, stmt, _, o in plan]
     obs = []
-    n_samples = samples if temperature > 0 else 1
-    for s in range(n_samples):
+    for s in range(decoding.n_samples):
 
         def answer(idx: list[int], s: int = s) -> list[str | None]:
-            return backend.generate(
-                [prompts[i] for i in idx],
-                max_new_tokens=max_new_tokens,
-                temperature=temperature,
-                seed=seed + s,
-            )
+            return decoding.answer(backend, [prompts[i] for i in idx], s)
 
         texts = _per_order(answer, [o for *_, o in plan])
         for (it, vid, _, pol, o), text in zip(plan, texts, strict=True):
-            tag = vid if n_samples == 1 else f"{vid}#s{s}"
+            tag = decoding.tag(vid, s)
             if text is None:
                 obs.append(Observation(it.id, tag, o, pol, status="unscored"))
                 continue
@@ -182,10 +194,7 @@ def run_choice(
     settings = {
         "variants": list(variants),
         "orders": list(orders),
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "samples": n_samples,
-        "seed": seed,
+        **decoding.settings(),
         "template": t.to_dict(),
     }
     return TrackRun("choice", obs, settings)
@@ -199,18 +208,14 @@ def run_open(
     variants: Sequence[str] = ("text",),
     decoding: Decoding = Decoding(80),
 ) -> TrackRun:
-    max_new_tokens, temperature, samples, seed = astuple(decoding)
     plan = [(it, vid, stmt, pol) for it in inst.items for vid, stmt, pol in it.variants(tuple(variants))]
     prompts = [open_prompt(templates, stmt) for _, _, stmt, _ in plan]
     obs: list[Observation] = []
-    n_samples = samples if temperature > 0 else 1
-    for s in range(n_samples):
-        texts = backend.generate(
-            prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + s
-        )
+    for s in range(decoding.n_samples):
+        texts = decoding.answer(backend, prompts, s)
         batch: list[tuple[str, Observation, str, str]] = []  # (axis, observation, answer, prompt)
         for (it, vid, _, pol), text, prompt in zip(plan, texts, prompts, strict=True):
-            tag = vid if n_samples == 1 else f"{vid}#s{s}"
+            tag = decoding.tag(vid, s)
             if text is None:
                 obs.append(Observation(it.id, tag, "-", pol, status="unscored"))
             elif is_refusal(text):
@@ -231,10 +236,7 @@ def run_open(
                     o.lean = max(-1.0, min(1.0, float(lean)))
     settings = {
         "variants": list(variants),
-        "max_new_tokens": max_new_tokens,
-        "temperature": temperature,
-        "samples": n_samples,
-        "seed": seed,
+        **decoding.settings(),
         "scorer": getattr(scorer, "name", type(scorer).__name__),
         "template": {"open": templates.open},
     }
