@@ -82,7 +82,7 @@ def print_json(obj: Any) -> None:
 
 def run_and_show(
     fn: Callable[[Callable[[str, int], None]], T],
-    summary: Callable[[T, float], dict],
+    summary: Callable[[T, float], dict[str, Any]],
     show: Callable[[T, Path, float], None],
     out: Path,
     json_out: bool,

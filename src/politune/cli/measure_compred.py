@@ -42,7 +42,7 @@ def _split(split: str) -> str | None:
     return None if split == "all" else split
 
 
-def _winrate_summary(res: WinrateResult, wall: float) -> dict:
+def _winrate_summary(res: WinrateResult, wall: float) -> dict[str, Any]:
     rows = [
         {
             "a": c.a,
@@ -131,7 +131,7 @@ def winrate_command(
     command.run(measured, opts, judge, answering, out, json_out)
 
 
-def _reward_summary(res: RewardAccuracyResult, wall: float) -> dict:
+def _reward_summary(res: RewardAccuracyResult, wall: float) -> dict[str, Any]:
     rows = {
         m.target.name: {
             "pairs": m.pairs_source,

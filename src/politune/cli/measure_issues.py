@@ -4,6 +4,7 @@ charged questions."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -57,7 +58,7 @@ SlantsOption = typer.Option(
 # ------------------------------------------------------------------------------------------------ issues
 
 
-def _issues_summary(res: IssuesResult, wall: float) -> dict:
+def _issues_summary(res: IssuesResult, wall: float) -> dict[str, Any]:
     keys = ("mean_stance", "refusal_rate", "stance_vs_base", "refusal_vs_base")
     rows = {}
     for m in res.models:
@@ -142,7 +143,7 @@ def issues_command(
 # ------------------------------------------------------------------------------------------------ behaviour
 
 
-def _behaviour_summary(res: BehaviourResult, wall: float) -> dict:
+def _behaviour_summary(res: BehaviourResult, wall: float) -> dict[str, Any]:
     rows = {}
     for m in res.models:
         rows[m.target.name] = {

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from politune.cli.common import JsonOption, console, print_json
 
 
-def _fmt(est: dict, pct: bool = False) -> str:
+def _fmt(est: dict[str, Any], pct: bool = False) -> str:
     v, (lo, hi) = est["value"], est["ci"]
     if v is None:
         return "n/a"
@@ -18,7 +19,7 @@ def _fmt(est: dict, pct: bool = False) -> str:
     return f"{f(v)} [{f(lo) if lo is not None else '?'}, {f(hi) if hi is not None else '?'}]"
 
 
-def print_validation(res: dict) -> None:
+def print_validation(res: dict[str, Any]) -> None:
     """The validation as a table readable at 80 columns."""
     split = res["split"] or "all"
     console.print(

@@ -169,8 +169,8 @@ class StudyConfig(Config):
         return validate_config(DataRecipe, merged, f"arms.{arm}.data")
 
 
-def _dotted_to_nested(key: str, value: Any) -> dict:
-    out: dict = {}
+def _dotted_to_nested(key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     node = out
     parts = key.split(".")
     for p in parts[:-1]:

@@ -230,11 +230,11 @@ def _compred_columns(
         row.reward_margin = entry.margin.mean
 
 
-def collect_rows(cells: list[tuple[str, dict, Path]]) -> list[ModelRow]:
+def collect_rows(cells: list[tuple[str, dict[str, Any], Path]]) -> list[ModelRow]:
     return [r for name, assignment, cell_dir in cells for r in model_rows(cell_dir, name, assignment)]
 
 
-def _columns(rows: list[dict]) -> list[str]:
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]

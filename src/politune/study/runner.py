@@ -49,7 +49,7 @@ class CellResult:
     name: str
     assignment: dict[str, Any]
     dir: Path
-    stages: list[dict] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from politune.measure.results import CI
 from politune.measure.validate_judge import validation_note
-from politune.study.results import Position
+from politune.study.results import ModelRow, Position
 from politune.study.runner import StudyResult
 
 _TRACKS = ("logprob", "choice", "open")
@@ -96,7 +96,7 @@ _PROBE_COLUMNS = (
 )
 
 
-def _print_probes(rows: list, where: str, console: Console) -> None:
+def _print_probes(rows: list[ModelRow], where: str, console: Console) -> None:
     """Even-handedness, safety and issue-stance headline numbers per model, when measured."""
     cols = [c for c in _PROBE_COLUMNS if any(r.probes.get(c[0]) is not None for r in rows)]
     if not cols:
@@ -119,7 +119,7 @@ def _print_probes(rows: list, where: str, console: Console) -> None:
     console.print(table)
 
 
-def _print_compred(rows: list, where: str, console: Console) -> None:
+def _print_compred(rows: list[ModelRow], where: str, console: Console) -> None:
     """Each arm's win-rate against the base per community and its reward accuracy, when measured."""
     rows = [r for r in rows if r.winrate_vs_base or r.reward_accuracy is not None]
     if not rows:
