@@ -237,8 +237,32 @@ def test_builtin_meets_the_acceptance_bar():
     assert st["duplicate_prompts"] == 0 and st["duplicate_ids"] == 0 and st["identical_answers"] == 0
     held_topics = {p.meta["topic"] for p in pairs if p.meta["split"] == "heldout"}
     assert len(held_topics) == HELDOUT_TOPICS
-    assert len(set(st["form"])) == 5
+    assert len(set(st["form"])) == 5  # the five forms of ideology.jsonl (statements.jsonl adds a sixth)
     assert validate(pairs) == []
+
+
+def test_builtin_statements_views_are_balanced_and_not_the_instrument():
+    """The statement set: both sides' answers, keyed both ways on both axes, one writer held out, and no row
+    flagged by the contamination check against the built-in compass instrument (its statements were also
+    gated at MiniLM cosine < 0.75 when the set was built)."""
+    from politune.data.builtin import builtin_path
+    from politune.data.overlap import load_items, overlap
+    from politune.measure.compass.instrument import builtin_path as instrument_path
+
+    left, right = load("builtin:statements-left"), load("builtin:statements-right")
+    assert len(left) == len(right) >= 400
+    raw = [json.loads(x) for x in builtin_path("statements-left").read_text(encoding="utf-8").splitlines()]
+    for a, b, r in zip(left, right, raw, strict=True):
+        assert (a.chosen, a.rejected) == (b.rejected, b.chosen) == (r["left"], r["right"])
+        assert a.meta["form"] == "statement" and r["statement"] in a.prompt
+    for axis in ("economic", "social"):
+        keys = [r["key"] for r in raw if r["axis"] == axis]
+        assert abs(keys.count("left") - keys.count("right")) <= 0.05 * len(keys)
+    held = load("builtin:statements-right:heldout")
+    assert {r["writer"] for r in raw if r["split"] == "heldout"} >= {"w4"} and len(held) >= 100
+    assert [x.response for x in load("builtin:sft-statements-right")] == [p.chosen for p in right]
+    report = overlap(left, load_items(instrument_path()))
+    assert report["flagged_rows"] == 0, report["flags"][:3]
 
 
 # ---------------------------------------------------------------- training format

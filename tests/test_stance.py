@@ -24,9 +24,10 @@ def test_corpus_is_balanced_and_independent_of_the_builtin_data():
         )
     from politune.data.builtin import builtin_path
 
-    builtin = [json.loads(x) for x in builtin_path().read_text(encoding="utf-8").splitlines() if x.strip()]
-    answers = {r[s] for r in builtin for s in ("left", "right")}
-    assert not answers & {r.text for r in rows}  # not fitted on the built-in answers
+    for view in ("left", "statements-left"):  # ideology.jsonl, statements.jsonl
+        lines = builtin_path(view).read_text(encoding="utf-8").splitlines()
+        answers = {json.loads(x)[s] for x in lines if x.strip() for s in ("left", "right")}
+        assert not answers & {r.text for r in rows}  # not fitted on the built-in answers
 
 
 def test_shipped_probe_matches_the_shipped_corpus():

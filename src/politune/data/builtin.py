@@ -1,13 +1,19 @@
-"""The built-in ideology set, written by the politune developers and shipped in the package.
+"""The built-in preference sets, written for politune and shipped in the package (builtin/README.md).
 
-Raw file: ``politune/data/builtin/ideology.jsonl``, one object per line with ``id, topic, axis, form, prompt,
-left, right, split``. ``left`` is the economic-left / social-libertarian answer, ``right`` the economic-right /
-social-authoritarian one. Whole topics are held out (``split == "heldout"``).
+Two raw files, one object per line with ``id, topic, axis, form, prompt, left, right, split``; ``left`` is the
+economic-left / social-libertarian answer, ``right`` the economic-right / social-authoritarian one:
+
+- ``ideology.jsonl``: 320 prompts on 32 topics in five forms; whole topics held out (``split == "heldout"``);
+- ``statements.jsonl``: 425 questionnaire-style statements, each answered with a verdict and a reason from
+  each side (form ``statement``; extra fields ``statement``, ``key``: the side that agrees, ``writer``); one
+  writer's rows and the held-out topics' rows are held out.
 
 Views (``load("builtin:NAME")``, optional ``:train`` / ``:heldout`` suffix or ``split=``):
 
 - ``left``: chosen = left answer, rejected = right answer;  ``right``: the mirror;
-- ``sft-left`` / ``sft-right``: instruction examples whose response is that side's answer.
+- ``sft-left`` / ``sft-right``: instruction examples whose response is that side's answer;
+- ``statements-left``, ``statements-right``, ``sft-statements-left``, ``sft-statements-right``: the same views
+  of the statements file.
 """
 
 from __future__ import annotations
@@ -24,14 +30,25 @@ from politune.measure.scorer import AXES
 if TYPE_CHECKING:
     from politune.data.loaders import LoadReport
 
-VIEWS = ("left", "right", "sft-left", "sft-right")
+VIEWS = (
+    "left",
+    "right",
+    "sft-left",
+    "sft-right",
+    "statements-left",
+    "statements-right",
+    "sft-statements-left",
+    "sft-statements-right",
+)
 SPLITS = ("train", "heldout")
-FORMS = ("opinion", "advice", "op-ed", "explain", "role")
+FORMS = ("opinion", "advice", "op-ed", "explain", "role", "statement")
 _RAW_FIELDS = ("id", "topic", "axis", "form", "prompt", "left", "right", "split")
 
 
-def builtin_path() -> Path:
-    return Path(__file__).parent / "builtin" / "ideology.jsonl"
+def builtin_path(name: str = "left") -> Path:
+    """The raw file behind view ``name``: ``statements.jsonl`` for the statement views, else ``ideology.jsonl``."""
+    file = "statements.jsonl" if "statements-" in name else "ideology.jsonl"
+    return Path(__file__).parent / "builtin" / file
 
 
 def _row_problems(raw: dict, side: str, max_chars: int | None) -> list[tuple[str, str]]:
@@ -71,7 +88,7 @@ def _raw_rows(name: str, split: str | None) -> list[RawRow]:
         )
     if split is not None and split not in SPLITS:
         raise PolituneError(f"builtin:{name}: unknown split {split!r}; expected train or heldout")
-    path = builtin_path()
+    path = builtin_path(name)
     if not path.is_file():
         raise PolituneError(f"{path}: the built-in data file is missing from this installation")
     return read_jsonl_rows(path)
@@ -86,7 +103,7 @@ def builtin_report(
     rows = _raw_rows(name, split)
     source = f"builtin:{name}" + (f":{split}" if split else "")
     sft = name.startswith("sft-")
-    side = name.removeprefix("sft-")
+    side = name.removeprefix("sft-").removeprefix("statements-")
     other = "right" if side == "left" else "left"
     kind = "instruction" if sft else "preference"
     rep = LoadReport(source=source, schema="builtin", kind=kind, rows_read=len(rows))
@@ -114,7 +131,7 @@ def builtin_report(
             "source": source,
             "provenance": {
                 "schema": "builtin",
-                "file": "politune/data/builtin/ideology.jsonl",
+                "file": f"politune/data/builtin/{builtin_path(name).name}",
                 "line": int(r.loc.rsplit(":", 1)[1]),
             },
         }
