@@ -459,10 +459,19 @@ def test_cli_dpo_records_the_data_spec_and_evaluates_held_out_pairs(
         return run_cli([*args, *extra, "--eval-data", held], monkeypatch, capsys)
 
     sets = ["max_steps=2", "batch_size=4", "max_length=96", "lora.layers=null", "save_every=0", "lr=5e-3"]
+    threads: list[int] = []  # --threads reaches torch (recorded here instead of applied)
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
     code, out, err = dpo(
-        tmp_path / "run", "--stance", "left", "--json", *[x for o in sets for x in ("--set", o)]
+        tmp_path / "run",
+        "--stance",
+        "left",
+        "--json",
+        "--threads",
+        "1",
+        *[x for o in sets for x in ("--set", o)],
     )
     assert code == 0, err
+    assert threads == [1]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"] == {**summary["data"], "source": str(data), "n": 8}
     assert summary["eval_data"] == {**summary["eval_data"], "source": str(held), "n": 6}
@@ -490,6 +499,8 @@ def test_cli_bad_input_one_line_and_recipes(tmp_path):
     )
     r = _cli("tune", "dpo", "--data", str(data), "--set", "betta=1", cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "unknown key 'betta'" in r.stderr
+    r = _cli("tune", "dpo", "--data", str(data), "--threads", "-1", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--threads -1: expected 0" in r.stderr
     from typer.testing import CliRunner
 
     from politune.cli import app

@@ -42,6 +42,24 @@ DtypeOption = typer.Option(
     help="auto | float32 | bfloat16 | float16. auto: bf16 on Ampere+ GPUs; on a CPU bf16 only where a native bf16 "
     "path is found and measured faster at start-up, else fp32.",
 )
+ThreadsOption = typer.Option(
+    0,
+    "--threads",
+    help="CPU threads for torch (0 = torch's default). On a "
+    "machine shared with other jobs, 1 is often several times faster.",
+)
+
+
+def set_threads(threads: int) -> None:
+    """Apply ``--threads``: torch's CPU thread count, unless 0 (torch's default)."""
+    from politune.errors import PolituneError
+
+    if threads < 0:
+        raise PolituneError(f"--threads {threads}: expected 0 (default) or a positive number")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def progress() -> Progress:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from politune.cli.common import DtypeOption, JsonOption, console, err_console, print_json
+from politune.cli.common import (
+    DtypeOption,
+    JsonOption,
+    ThreadsOption,
+    console,
+    err_console,
+    print_json,
+    set_threads,
+)
 from politune.measure.results import AXES, AxisScore, CompassResult
 
 
@@ -161,27 +169,15 @@ def compass(
     keep_answers: bool = typer.Option(False, "--keep-answers", help="Store every generated answer."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     dtype: str = DtypeOption,
-    threads: int = typer.Option(
-        0,
-        "--threads",
-        help="CPU threads for torch (0 = torch's default). On a "
-        "machine shared with other jobs, 1 is often several times faster.",
-    ),
+    threads: int = ThreadsOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Where the model sits (economic left/right, social libertarian/authoritarian) by log-prob, choice and
     open answers, with 95% bootstrap CIs, bias diagnostics and differences between targets."""
-    from politune.errors import PolituneError
     from politune.measure.compass import measure_compass, save_compass
     from politune.measure.targets import build_targets
 
-    if threads < 0:
-        raise PolituneError(f"--threads {threads}: expected 0 (default) or a positive number")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
+    set_threads(threads)
     targets = build_targets(model, adapter, persona, system=system, include_base=not no_base)
     split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
     result = measure_compass(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from politune.cli.common import JsonOption, OverridesOption, console, print_json
+from politune.cli.common import JsonOption, OverridesOption, ThreadsOption, console, print_json, set_threads
 
 tune_app = typer.Typer(
     help="Tune a model toward a stance: SFT, DPO, SFT->DPO with LoRA (TRL + PEFT).", no_args_is_help=True
@@ -62,12 +62,14 @@ class _Args:
     overrides: list[str] | None
     json_out: bool
     eval_data: str | None
+    threads: int
 
 
 def _run(method: str, a: _Args) -> None:
     from politune import tune
     from politune.fsutil import safe_name
 
+    set_threads(a.threads)
     cfg = tune.load_recipe(a.config, overrides=a.overrides)
     out = (
         a.out
@@ -126,10 +128,24 @@ def _training_command(method: str, help_text: str) -> Callable[..., None]:
         overrides: list[str] = OverridesOption,
         json_out: bool = JsonOption,
         eval_data: str = EvalDataOption,
+        threads: int = ThreadsOption,
     ) -> None:
         _run(
             method,
-            _Args(config, data, split, out, base, stance, resume, overwrite, overrides, json_out, eval_data),
+            _Args(
+                config,
+                data,
+                split,
+                out,
+                base,
+                stance,
+                resume,
+                overwrite,
+                overrides,
+                json_out,
+                eval_data,
+                threads,
+            ),
         )
 
     cmd.__doc__ = help_text
