@@ -19,7 +19,7 @@ Views (``load("builtin:NAME")``, optional ``:train`` / ``:heldout`` suffix or ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from politune.data.io import RawRow, read_jsonl_rows
 from politune.data.schema import InstructionExample, PreferencePair
@@ -51,7 +51,7 @@ def builtin_path(name: str = "left") -> Path:
     return Path(__file__).parent / "builtin" / file
 
 
-def _row_problems(raw: dict, side: str, max_chars: int | None) -> list[tuple[str, str]]:
+def _row_problems(raw: dict[str, Any], side: str, max_chars: int | None) -> list[tuple[str, str]]:
     """(field, problem) for one raw row of the ideology file, in its own field names."""
     probs: list[tuple[str, str]] = []
     for f in _RAW_FIELDS:

@@ -48,7 +48,7 @@ class RawRow:
         return self.error
 
 
-def suffix_of(path: str | os.PathLike) -> str:
+def suffix_of(path: str | os.PathLike[str]) -> str:
     name = Path(path).name.lower()
     for s in TABLE_SUFFIXES:
         if name.endswith(s):
@@ -81,7 +81,7 @@ def _open_bytes(path: Path) -> bytes:
     return data
 
 
-def read_jsonl_rows(path: str | os.PathLike) -> list[RawRow]:
+def read_jsonl_rows(path: str | os.PathLike[str]) -> list[RawRow]:
     """JSON lines, one object per line; blank lines are skipped; a UTF-8 BOM at the start is accepted."""
     path = Path(path)
     data = _open_bytes(path)
@@ -130,7 +130,7 @@ def _nonempty(rows: list[RawRow], path: Path, problem: str) -> list[RawRow]:
     return rows
 
 
-def read_json_rows(path: str | os.PathLike) -> list[RawRow]:
+def read_json_rows(path: str | os.PathLike[str]) -> list[RawRow]:
     """A ``.json`` file holding a list of objects (or ``{"data": [...]}``); rows are numbered from 1."""
     path = Path(path)
     data = _open_bytes(path)
@@ -159,7 +159,7 @@ def read_json_rows(path: str | os.PathLike) -> list[RawRow]:
     ]
 
 
-def read_csv_rows(path: str | os.PathLike) -> list[RawRow]:
+def read_csv_rows(path: str | os.PathLike[str]) -> list[RawRow]:
     """CSV with a header row; ``file:line`` is the line the row starts on. Cells are strings."""
     path = Path(path)
     data = _open_bytes(path)
@@ -210,7 +210,7 @@ def read_csv_rows(path: str | os.PathLike) -> list[RawRow]:
     return _nonempty(out, path, "header only, no rows; expected UTF-8 CSV with a header row")
 
 
-def read_parquet_rows(path: str | os.PathLike) -> list[RawRow]:
+def read_parquet_rows(path: str | os.PathLike[str]) -> list[RawRow]:
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -245,7 +245,7 @@ def _pick_split(dd: DatasetDict, label: str, split: str | None) -> Dataset:
     return dd[split], split
 
 
-def read_dir_rows(path: str | os.PathLike, split: str | None = None) -> tuple[list[RawRow], str | None]:
+def read_dir_rows(path: str | os.PathLike[str], split: str | None = None) -> tuple[list[RawRow], str | None]:
     """A ``save_to_disk`` folder (Dataset or DatasetDict), or a folder of table files read in name order.
 
     Returns ``(rows, split_used)``; ``split_used`` is the DatasetDict split taken, else ``None``.
@@ -310,7 +310,7 @@ def read_hub_rows(name: str, split: str | None = None, config: str | None = None
     return _dataset_rows(ds, label), split
 
 
-def read_file_rows(path: str | os.PathLike) -> list[RawRow]:
+def read_file_rows(path: str | os.PathLike[str]) -> list[RawRow]:
     path = Path(path)
     sfx = suffix_of(path)
     if sfx in (".jsonl", ".jsonl.gz"):
@@ -330,7 +330,7 @@ def read_file_rows(path: str | os.PathLike) -> list[RawRow]:
 
 
 def read_rows(
-    src: str | os.PathLike, split: str | None = None, hf_config: str | None = None
+    src: str | os.PathLike[str], split: str | None = None, hf_config: str | None = None
 ) -> tuple[list[RawRow], str | None]:
     """Rows of any table source except ``builtin:``: returns ``(rows, hub_or_folder_split_used)``."""
     s = str(src)
@@ -342,7 +342,7 @@ def read_rows(
     return read_file_rows(path), None
 
 
-def read_table(src: str | os.PathLike, split: str | None = None) -> list[dict[str, Any]]:
+def read_table(src: str | os.PathLike[str], split: str | None = None) -> list[dict[str, Any]]:
     """Any table (JSONL / CSV / Parquet / JSON list / dataset folder / ``hf:OWNER/NAME``) as a list of dicts.
 
     For other pillars' corpora (posts, questions). A malformed row raises one ``file:line: field: problem``.
@@ -409,7 +409,7 @@ def table_bytes(rows: list[dict[str, Any]], suffix: str) -> bytes:
     )
 
 
-def write_table(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
+def write_table(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Write dict rows atomically; the format follows the suffix (.jsonl, .jsonl.gz, .csv, .parquet)."""
     path = Path(path)
     data = table_bytes(list(rows), suffix_of(path))

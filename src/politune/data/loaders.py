@@ -133,7 +133,7 @@ class _Read:
 
 
 def load_report(
-    src: str | os.PathLike,
+    src: str | os.PathLike[str],
     *,
     schema: str = "auto",
     mapping: dict[str, str] | None = None,
@@ -265,7 +265,7 @@ def _token_check(report: LoadReport, tokenizer: PreTrainedTokenizerBase, max_tok
 
 
 def load(
-    src: str | os.PathLike,
+    src: str | os.PathLike[str],
     *,
     schema: str = "auto",
     mapping: dict[str, str] | None = None,
@@ -309,7 +309,9 @@ def _flat(item: Record) -> dict[str, Any]:
     return item.to_dict()
 
 
-def save(items: Sequence[Record], path: str | os.PathLike, summary: dict[str, Any] | None = None) -> Path:
+def save(
+    items: Sequence[Record], path: str | os.PathLike[str], summary: dict[str, Any] | None = None
+) -> Path:
     """Write records atomically; ``.jsonl`` (canonical), ``.jsonl.gz``, ``.csv`` or ``.parquet`` by suffix.
 
     CSV and Parquet store chat-message prompts and ``meta`` as JSON text (``load`` decodes them).
@@ -333,7 +335,7 @@ def save(items: Sequence[Record], path: str | os.PathLike, summary: dict[str, An
     return out
 
 
-def summary_path(path: str | os.PathLike) -> Path:
+def summary_path(path: str | os.PathLike[str]) -> Path:
     """``out.jsonl`` -> ``out.summary.json`` (the sidecar every transform writes)."""
     path = Path(path)
     name = path.name
@@ -342,7 +344,7 @@ def summary_path(path: str | os.PathLike) -> Path:
     return path.with_name(f"{stem}.summary.json")
 
 
-def rejected_path(path: str | os.PathLike) -> Path:
+def rejected_path(path: str | os.PathLike[str]) -> Path:
     """``good.jsonl`` -> ``good.rejected.jsonl``."""
     p = summary_path(path)
     return p.with_name(p.name[: -len(".summary.json")] + ".rejected.jsonl")
@@ -367,7 +369,7 @@ def to_dataset(items: list[Record], *, conversational: bool = True, with_meta: b
     pref = isinstance(items[0], PreferencePair)
     if any(isinstance(it, PreferencePair) != pref for it in items):
         raise PolituneError("to_dataset: mixed preference pairs and instruction examples")
-    cols: dict[str, list] = {"prompt": []}
+    cols: dict[str, list[Any]] = {"prompt": []}
     names = ("chosen", "rejected") if pref else ("response",)
     for n in names:
         cols["completion" if n == "response" else n] = []

@@ -51,7 +51,7 @@ class Flag:
     row_text: str
 
 
-def load_items(path: str | os.PathLike) -> list[EvalItem]:
+def load_items(path: str | os.PathLike[str]) -> list[EvalItem]:
     """Evaluation items from a YAML instrument, a table or a text file (see the module doc)."""
     p = Path(str(path))
     if not p.exists():
@@ -135,7 +135,7 @@ def _ngram_flags(items: list[Record], against: list[EvalItem], ngram: int, thres
     for it in items:
         for f, text in [("prompt", prompt_text(it.prompt)), *answers(it)]:
             words = _WORD.findall(text.lower())
-            hits: dict[int, set] = {}
+            hits: dict[int, set[tuple[str, ...]]] = {}
             for n in sizes:
                 for g in _ngrams(words, n):
                     for j in index.get(g, ()):
