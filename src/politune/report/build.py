@@ -67,7 +67,7 @@ class ReportResult:
     sources: list[Path] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "html": str(self.html),
             "files_dir": str(self.files_dir),
@@ -154,7 +154,7 @@ def _readable(html: Path, files_dir: Path) -> None:
         os.chmod(p, 0o666 & ~umask)
 
 
-def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, str]) -> dict:
+def _figures(data: ReportData, colours: dict[str, str], run_colours: dict[str, str]) -> dict[str, Any]:
     from politune.report import charts as ch
     from politune.report.chart_compass import plot_compass
     from politune.report.chart_compred import plot_reward_accuracy, plot_winrate

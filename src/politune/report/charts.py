@@ -100,7 +100,7 @@ def _as_models(
     obj = _load(obj)
     if isinstance(obj, dict | result_type):
         return parse(obj)
-    out: list = []
+    out: list[ViewT] = []
     for x in obj or []:
         out.extend([x] if isinstance(x, view_type) else _as_models(x, result_type, parse, view_type))
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.measure.results import (
@@ -105,7 +105,7 @@ def collect(run_dirs: list[Path]) -> ReportData:
         roots.append(d.resolve())
     data = ReportData(run_dirs=[Path(d) for d in run_dirs])
     seen_files: set[Path] = set()
-    run_paths: dict[Path, dict] = {}
+    run_paths: dict[Path, dict[str, Any]] = {}
     docs: list[tuple[str, Result, Path]] = []
     for root in roots:
         walk = [(root.parent, [root.name])] if root.is_file() else _walk(root)
@@ -163,7 +163,7 @@ def _judge_notes(docs: list[tuple[str, Result, Path]]) -> list[str]:
     return list(seen.values())
 
 
-def _read_result(p: Path) -> Result | dict | None:
+def _read_result(p: Path) -> Result | dict[str, Any] | None:
     """The typed result (a tuning summary stays a dict), or None for a JSON file that is not ours (ignored)."""
     try:
         if p.stat().st_size > _MAX_JSON_BYTES:

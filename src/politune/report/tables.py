@@ -364,7 +364,7 @@ def sample_answers(data: ReportData, n: int = 3) -> list[SampleQuestion]:
         return []
     order = {name: i for i, name in enumerate(data.model_names)}
     models = sorted(data.topics, key=lambda m: order.get(m.name, len(order)))
-    by_q: dict[str, dict[str, tuple]] = {}
+    by_q: dict[str, dict[str, tuple[float | None, str]]] = {}
     meta: dict[str, tuple[str, str]] = {}
     for m in models:
         for q in m.questions:

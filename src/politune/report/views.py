@@ -61,7 +61,7 @@ class CompassTrack:
 @dataclass
 class CompassModel:
     name: str
-    target: dict
+    target: dict[str, Any]
     tracks: dict[str, CompassTrack]
     diagnostics: dict[str, float] = field(default_factory=dict)
     agreement: dict[str, float] = field(default_factory=dict)
@@ -75,7 +75,7 @@ class CompassModel:
 @dataclass
 class TopicsModel:
     name: str
-    target: dict
+    target: dict[str, Any]
     scorer: str
     mean: Estimate
     axis_means: dict[str, Estimate]
@@ -89,9 +89,9 @@ class TuneRun:
 
     name: str
     path: Path
-    summary: dict = field(default_factory=dict)
-    trajectory: list[dict] = field(default_factory=list)  # [{"step": int, "metrics": {...}}]
-    metrics: list[dict] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    trajectory: list[dict[str, Any]] = field(default_factory=list)  # [{"step": int, "metrics": {...}}]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
     config_text: str | None = None
     card_text: str | None = None
     adapter_hash: str | None = None
@@ -105,7 +105,7 @@ class TuneRun:
 class SourceFile:
     path: Path
     kind: str
-    provenance: dict
+    provenance: dict[str, Any]
 
 
 @dataclass
@@ -113,7 +113,7 @@ class ReportData:
     run_dirs: list[Path]
     sources: list[SourceFile] = field(default_factory=list)
     compass: list[CompassModel] = field(default_factory=list)
-    compass_settings: dict = field(default_factory=dict)
+    compass_settings: dict[str, Any] = field(default_factory=dict)
     comparisons: list[Comparison] = field(default_factory=list)
     topics: list[TopicsModel] = field(default_factory=list)
     quality: dict[str, QualityEntry] = field(default_factory=dict)  # model name -> entry
@@ -128,7 +128,8 @@ class ReportData:
     behaviour: dict[str, BehaviourEntry] = field(default_factory=dict)
     runs: list[TuneRun] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)  # display path -> resolved config.yaml text
-    targets: dict[str, dict] = field(default_factory=dict)  # model name -> Target dict
+    # model name -> Target dict
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -185,7 +186,7 @@ def estimate(d: Any, *keys: str) -> Estimate:
     return Estimate(num(d), None)
 
 
-def target_role(target: dict) -> str:
+def target_role(target: dict[str, Any]) -> str:
     if target.get("adapter"):
         return "adapter"
     if target.get("system"):
@@ -201,7 +202,7 @@ def _estimate(value: float | None, ci: CI | None) -> Estimate:
 # per-kind views of the typed results
 
 
-def parse_compass(doc: dict | CompassResult, path: Path | None = None) -> list[CompassModel]:
+def parse_compass(doc: dict[str, Any] | CompassResult, path: Path | None = None) -> list[CompassModel]:
     res = parse_result_as(doc, CompassResult, str(path or "compass.json"))
     out = []
     for m in res.models:
@@ -225,7 +226,7 @@ def parse_compass(doc: dict | CompassResult, path: Path | None = None) -> list[C
     return out
 
 
-def parse_topics(doc: dict | TopicsResult, path: Path | None = None) -> list[TopicsModel]:
+def parse_topics(doc: dict[str, Any] | TopicsResult, path: Path | None = None) -> list[TopicsModel]:
     res = parse_result_as(doc, TopicsResult, str(path or "topics.json"))
     out = []
     for m in res.models:
@@ -280,7 +281,7 @@ def read_trajectory(path: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["step"])
 
 
-def read_tune_run(path: Path, summary: dict | None = None) -> TuneRun:
+def read_tune_run(path: Path, summary: dict[str, Any] | None = None) -> TuneRun:
     run = TuneRun(name=path.name, path=path, summary=summary or {})
     run.trajectory = (
         read_trajectory(path / "trajectory.jsonl") if (path / "trajectory.jsonl").is_file() else []
