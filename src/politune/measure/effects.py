@@ -118,14 +118,14 @@ class QualityScores:
 
     rouge: list[float]
     ppl: list[float] | None
-    answers: list[dict]
+    answers: list[dict[str, Any]]
 
 
 @dataclass
 class RougeAndPerplexity:
     name: str = "rouge-l+perplexity"
 
-    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence) -> QualityScores:
+    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence[Any]) -> QualityScores:
         qa = [(s, o) for s, o in zip(samples, outputs, strict=True) if s.kind == "qa"]
         ppl = [float(o) for s, o in zip(samples, outputs, strict=True) if s.kind == "passage"]
         rouge = rouge_l([o or "" for _, o in qa], [s.data.reference for s, _ in qa])
@@ -174,7 +174,7 @@ class Refusal:
 # ------------------------------------------------------------------------------------------------ tasks
 
 
-def _base_name(scored: Sequence[Scored]) -> str | None:
+def _base_name(scored: Sequence[Scored[Any]]) -> str | None:
     return "base" if any(s.target.name == "base" and s.target.adapter is None for s in scored) else None
 
 

@@ -321,7 +321,7 @@ def pair_samples(pairs: Sequence[PromptPair]) -> list[Sample]:
 
 
 def run_probe_task(
-    task_for: Callable[[Path | None], Task],
+    task_for: Callable[[Path | None], Task[Any]],
     targets: Sequence[Target],
     out_dir: str | Path | None,
     settings: RunSettings,

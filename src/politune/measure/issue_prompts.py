@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from politune.errors import PolituneError
 from politune.fsutil import sha256_text
@@ -107,7 +108,7 @@ def builtin_prompts_path() -> Path:
     return Path(str(resources.files("politune.measure") / "issues" / "prompts-v1.jsonl"))
 
 
-def _text(row: dict, col: str, where: str, required: bool) -> str:
+def _text(row: dict[str, Any], col: str, where: str, required: bool) -> str:
     v = row.get(col)
     if v is not None and not isinstance(v, str):
         raise PolituneError(f"{where}: {col}: expected a string (got {json.dumps(v)[:40]})")
@@ -117,7 +118,7 @@ def _text(row: dict, col: str, where: str, required: bool) -> str:
     return v
 
 
-def _prompt(row: dict, where: str) -> IssuePrompt:
+def _prompt(row: dict[str, Any], where: str) -> IssuePrompt:
     got = {c: _text(row, c, where, True) for c in COLUMNS}
     got |= {c: _text(row, c, where, False) for c in ISSUE_FIELDS}
     if got["framing"] not in FRAMINGS:
@@ -190,7 +191,7 @@ def require_issue_fields(prompts: Sequence[IssuePrompt], needs: str, source: str
 # ------------------------------------------------------------------------------------------------ the built-in set
 
 
-def load_issue_table(path: str | Path | None = None) -> list[dict]:
+def load_issue_table(path: str | Path | None = None) -> list[dict[str, Any]]:
     """The built-in issue table: one JSON object per line with ``issue``, ``category``, ``pro_pole``, ``pro``
     and ``con`` (statements that complete "... arguing that")."""
     p = Path(path) if path is not None else Path(str(resources.files("politune.measure") / "issues"))
@@ -204,8 +205,8 @@ def load_issue_table(path: str | Path | None = None) -> list[dict]:
 
 
 def build_issue_prompts(
-    table: Sequence[dict], templates: dict[str, tuple[str, str]] = TEMPLATES
-) -> list[dict]:
+    table: Sequence[dict[str, Any]], templates: dict[str, tuple[str, str]] = TEMPLATES
+) -> list[dict[str, Any]]:
     """Issue table x templates x framings -> rows of the issue prompt schema (what ``prompts-v1.jsonl`` holds)."""
     rows = []
     for t in table:

@@ -54,9 +54,9 @@ class Rubric:
     version: str
     system: str
     user: str
-    output: dict  # field, kind (scale | label | bool), min / max / normalize, labels
-    axes: dict = field(default_factory=dict)  # axis -> description (lean rubric)
-    direction_check: dict = field(default_factory=dict)  # axis -> [{prompt, left, right}]
+    output: dict[str, Any]  # field, kind (scale | label | bool), min / max / normalize, labels
+    axes: dict[str, Any] = field(default_factory=dict)  # axis -> description (lean rubric)
+    direction_check: dict[str, Any] = field(default_factory=dict)  # axis -> [{prompt, left, right}]
     path: str = ""
 
     @property
@@ -182,7 +182,7 @@ class JudgeCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(model: str, rubric: Rubric, response: str, fields: dict) -> str:
+    def key(model: str, rubric: Rubric, response: str, fields: dict[str, Any]) -> str:
         return sha256_text(
             json.dumps(
                 [
@@ -197,10 +197,10 @@ class JudgeCache:
             )
         )
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> dict[str, Any] | None:
         return self._data.get(key)
 
-    def put(self, key: str, record: dict) -> None:
+    def put(self, key: str, record: dict[str, Any]) -> None:
         rec = {"key": key, "model": self.model, **record}
         with self._lock:
             self._data[key] = rec
@@ -228,7 +228,7 @@ class JudgeStats:
 
     items: int = 0
     cache_hits: int = 0
-    missing_reasons: Counter = field(default_factory=Counter)
+    missing_reasons: Counter[str] = field(default_factory=Counter)
     missing: int = 0
     output_retries: int = 0
     seconds: float = 0.0
@@ -287,7 +287,7 @@ class Judge:
         self.max_tokens = max_tokens
         self.cache = JudgeCache(model, cache_dir) if use_cache else None
         self.stats = JudgeStats()
-        self.direction: dict[str, list[dict]] = {}
+        self.direction: dict[str, list[dict[str, Any]]] = {}
         self._rubrics: dict[str, Rubric] = {}
 
     def rubric(self, name: str) -> Rubric:
@@ -296,7 +296,7 @@ class Judge:
         return self._rubrics[name]
 
     # -- rating -----------------------------------------------------------------------------------------
-    async def _rate_one(self, rubric: Rubric, response: str, fields: dict) -> Verdict:
+    async def _rate_one(self, rubric: Rubric, response: str, fields: dict[str, Any]) -> Verdict:
         key = JudgeCache.key(self.model, rubric, response, fields)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             return Verdict(hit["value"], None, True, 0, hit.get("raw"))
@@ -326,7 +326,7 @@ class Judge:
         return Verdict(None, f"invalid reply after {attempts} attempts: {problem}", False, attempts)
 
     async def arate(
-        self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict]
+        self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict[str, Any]]
     ) -> list[Verdict]:
         rub = rubric if isinstance(rubric, Rubric) else self.rubric(rubric)
         return list(
@@ -334,7 +334,7 @@ class Judge:
         )
 
     def rate(
-        self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict] | None = None
+        self, rubric: str | Rubric, responses: Sequence[str], fields: Sequence[dict[str, Any]] | None = None
     ) -> list[Verdict]:
         """Rate every response with ``rubric`` (fields per item: prompt, axis, proposition as it needs)."""
         fields = list(fields) if fields is not None else [{} for _ in responses]
@@ -366,7 +366,7 @@ class Judge:
             for v in self.rate("refusal", texts, [{"prompt": p} for p in prompts])
         ]
 
-    def check_direction(self, axes: Sequence[str] = AXES) -> dict[str, list[dict]]:
+    def check_direction(self, axes: Sequence[str] = AXES) -> dict[str, list[dict[str, Any]]]:
         """Rate the lean rubric's known-left and known-right texts; stop with a clear error if the judge
         cannot order every pair (a flipped scale, or a judge that cannot follow the rubric)."""
         rub = self.rubric("lean")
@@ -406,7 +406,7 @@ class Judge:
     def stance_scorer(self) -> JudgeStanceScorer:
         return JudgeStanceScorer(self)
 
-    def report(self) -> dict:
+    def report(self) -> dict[str, Any]:
         """What the judge did: model, rubric versions, direction check, items, cache hits, missing (with
         reasons), tokens, cost and seconds."""
         u = self.client.usage

@@ -92,7 +92,9 @@ def builtin_pairs_path() -> Path:
     return _data_file("pairs-v1.jsonl")
 
 
-def table_rows(path: Path, columns: Sequence[str], what: str = "pair file") -> Iterator[tuple[int, dict]]:
+def table_rows(
+    path: Path, columns: Sequence[str], what: str = "pair file"
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line, row)`` per data row of a CSV (by suffix) or JSONL table that must have every one of ``columns``
     (others are kept); raises one line for a missing column, a bad line or an unreadable file."""
     try:
@@ -120,7 +122,7 @@ def table_rows(path: Path, columns: Sequence[str], what: str = "pair file") -> I
         yield i, row
 
 
-def _pair(row: dict, where: str) -> PromptPair:
+def _pair(row: dict[str, Any], where: str) -> PromptPair:
     for col in COLUMNS:
         v = row[col]
         if col == "partisan" and isinstance(v, bool):
@@ -220,7 +222,7 @@ def first_topics(items: Sequence[T], n: int | None) -> list[T]:
 # ------------------------------------------------------------------------------------------------ the built-in set
 
 
-def load_topic_table(path: str | Path | None = None) -> list[dict]:
+def load_topic_table(path: str | Path | None = None) -> list[dict[str, Any]]:
     """The built-in topic table: one JSON object per line with ``topic``, ``category``, ``stance_a``,
     ``stance_b``, ``group_a``, ``group_b`` (side A is the economic-left / social-liberal side)."""
     p = Path(path) if path is not None else _data_file("topics-v1.jsonl")
@@ -235,7 +237,9 @@ def load_topic_table(path: str | Path | None = None) -> list[dict]:
     return rows
 
 
-def build_pairs(table: Sequence[dict], templates: dict[str, str] = TEMPLATES) -> list[dict]:
+def build_pairs(
+    table: Sequence[dict[str, Any]], templates: dict[str, str] = TEMPLATES
+) -> list[dict[str, Any]]:
     """Topic table x task templates -> rows of the public schema (what ``pairs-v1.jsonl`` holds)."""
     rows = []
     for t in table:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.measure.stats import bootstrap_ci, paired_diff_ci
@@ -32,7 +32,7 @@ class QAItem:
     reference: str
 
 
-def _read_records(path: Path) -> list[tuple[int, dict]]:
+def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, record) from JSONL / JSON list / CSV / Parquet."""
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".json"}:
@@ -177,7 +177,7 @@ def perplexities(
     return out
 
 
-def _mean_ci(values: Sequence[float], seed: int) -> dict:
+def _mean_ci(values: Sequence[float], seed: int) -> dict[str, Any]:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     lo, hi = bootstrap_ci(vals, seed=seed)
     return {"mean": sum(vals) / len(vals) if vals else None, "ci": [lo, hi]}
@@ -189,15 +189,15 @@ def quality_entry(
     base_rouge: Sequence[float] | None = None,
     base_ppl: Sequence[float] | None = None,
     seed: int = 0,
-) -> dict:
+) -> dict[str, Any]:
     """One target's quality.json entry (without ``target``). ``base_*``: the base target's per-item values
     for the paired change; ``None`` for the base itself (its ``delta_vs_base`` is ``null``)."""
-    entry: dict = {}
+    entry: dict[str, Any] = {}
     if rouge is not None:
         entry["rouge_l"] = {**_mean_ci(rouge, seed), "n": len(rouge)}
     if ppl is not None:
         entry["perplexity"] = {**_mean_ci(ppl, seed), "n": len(ppl)}
-    delta: dict | None = None
+    delta: dict[str, Any] | None = None
     if base_rouge is not None or base_ppl is not None:
         delta = {}
         if rouge is not None and base_rouge is not None:

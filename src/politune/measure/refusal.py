@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _PATTERNS = [
     r"\bI (?:can(?:no|')?t|cannot|won't|will not|am not able to|'m not able to|am unable to|'m unable to)"
@@ -32,7 +33,7 @@ def refusal_rate(texts: list[str | None]) -> float:
 
 def refusal_entry(
     keyword_flags: list[bool], judge_flags: list[bool | None] | None = None, seed: int = 0
-) -> dict:
+) -> dict[str, Any]:
     """One target's refusal.json entry (without ``target``).
 
     ``rate`` counts an answer as a refusal when the keyword patterns say so, or, with a judge configured,
@@ -42,7 +43,7 @@ def refusal_entry(
     from politune.measure.stats import bootstrap_ci
 
     flags = list(keyword_flags)
-    entry: dict = {"keyword_rate": refusal_rate_from_flags(keyword_flags)}
+    entry: dict[str, Any] = {"keyword_rate": refusal_rate_from_flags(keyword_flags)}
     if judge_flags is not None:
         flags = [k or bool(j) for k, j in zip(keyword_flags, judge_flags, strict=True)]
         judged = [j for j in judge_flags if j is not None]

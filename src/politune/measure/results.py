@@ -342,7 +342,7 @@ _EXPECTED = {
 }
 
 
-def _loc(loc: tuple) -> str:
+def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for p in loc:
         if isinstance(p, int):

@@ -91,7 +91,7 @@ class AdapterPlan:
     source: str
 
 
-def load_reward_pairs(s: RewardOptions) -> tuple[list, str]:
+def load_reward_pairs(s: RewardOptions) -> tuple[list[Any], str]:
     """The pairs (``builtin:left`` with the split when no file is given) and their source name."""
     from politune.data import load
 
@@ -141,7 +141,7 @@ def plan_adapters(targets: Sequence[Target], s: RewardOptions, source: str) -> d
 # ------------------------------------------------------------------------------------------------ log-probs
 
 
-def _chat_ids(tokenizer: Tokenizer, messages: list[dict], generation_prompt: bool) -> list[int]:
+def _chat_ids(tokenizer: Tokenizer, messages: list[dict[str, Any]], generation_prompt: bool) -> list[int]:
     ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
@@ -155,7 +155,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def tokenize_pair(tokenizer: Tokenizer, row: dict, max_length: int) -> list[tuple[list[int], int]]:
+def tokenize_pair(tokenizer: Tokenizer, row: dict[str, Any], max_length: int) -> list[tuple[list[int], int]]:
     """``[(ids, answer start)]`` for the chosen and the rejected answer of a TRL conversational row: the answer
     starts where the tokenized prompt and prompt + answer diverge (as TRL's DPO trainer), cut to ``max_length``."""
     prompt = _chat_ids(tokenizer, row["prompt"], True)
@@ -169,7 +169,7 @@ def tokenize_pair(tokenizer: Tokenizer, row: dict, max_length: int) -> list[tupl
 
 
 def pair_logps(
-    model: CausalLM, tokenizer: Tokenizer, rows: Sequence[dict], max_length: int
+    model: CausalLM, tokenizer: Tokenizer, rows: Sequence[dict[str, Any]], max_length: int
 ) -> list[list[float]]:
     """Per row ``[policy chosen, policy rejected, reference chosen, reference rejected]`` summed answer
     log-probs; the reference is ``model`` with its adapter disabled."""
@@ -299,7 +299,7 @@ def _pair_sample(pair: PreferencePair) -> Sample:
 
 def reward_task(
     settings: RewardSettings, targets: Sequence[Target], log_path: str | Path | None = None
-) -> Task:
+) -> Task[RewardAccuracyEntry]:
     """The reward-accuracy task (pairs load and every adapter is planned now: bad input fails before any model)."""
     s = settings
     pairs, source = load_reward_pairs(s)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -193,7 +193,7 @@ class AxisProbe:
         p /= p.sum(axis=1, keepdims=True)
         return p[:, 2] - p[:, 0]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "layer": self.layer,
             "mean": self.mean.tolist(),
@@ -203,7 +203,7 @@ class AxisProbe:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> AxisProbe:
+    def from_dict(cls, d: dict[str, Any]) -> AxisProbe:
         return cls(
             int(d["layer"]),
             *(np.asarray(d[k], dtype=np.float64) for k in ("mean", "scale", "coef", "intercept")),

@@ -9,9 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
 from politune.fsutil import safe_name, sha256_dir
+
+if TYPE_CHECKING:
+    from politune.models.loading import CausalLM, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Target:
     def adapter_hash(self) -> str | None:
         return sha256_dir(self.adapter, "*.safetensors")[:16] if self.adapter else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "adapter_hash": self.adapter_hash}
 
 
@@ -76,7 +80,9 @@ def target_stance(target: Target, stances: dict[str, str] | None = None) -> str 
     return None
 
 
-def iter_loaded(targets: Sequence[Target], device: str = "auto", dtype: str = "auto") -> Iterator[tuple]:
+def iter_loaded(
+    targets: Sequence[Target], device: str = "auto", dtype: str = "auto"
+) -> Iterator[tuple[Target, CausalLM, Tokenizer]]:
     """Yield ``(target, model, tokenizer)`` for each target, loading each distinct base model once and
     attaching / detaching adapters with PEFT in turn."""
     from politune.models.loading import load_adapter, load_model

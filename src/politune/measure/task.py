@@ -98,7 +98,7 @@ class Scored(Generic[E]):
     target: Target
     entry: E
     seconds: float  # wall time of this target's solving
-    backend: dict = field(default_factory=dict)  # backend.describe()
+    backend: dict[str, Any] = field(default_factory=dict)  # backend.describe()
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def _backends(
 
 
 def run_tasks(
-    tasks: Sequence[Task],
+    tasks: Sequence[Task[Any]],
     targets: Sequence[Target],
     base_url: str | None = None,
     device: str = "auto",
@@ -154,7 +154,7 @@ def run_tasks(
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise PolituneError(f"task names must be unique, got {names}")
-    outputs: dict[str, list[tuple[Target, Any, float, dict]]] = {t.name: [] for t in tasks}
+    outputs: dict[str, list[tuple[Target, Any, float, dict[str, Any]]]] = {t.name: [] for t in tasks}
     for target, backend in _backends(targets, base_url, device, dtype, batch_size):
         if on_target is not None:
             on_target(target.name)
@@ -176,7 +176,7 @@ def run_tasks(
     return results
 
 
-def run_record(settings: Config, scored: Sequence[Scored]) -> dict:
+def run_record(settings: Config, scored: Sequence[Scored[Any]]) -> dict[str, Any]:
     """What every result records: provenance, the settings and each target's answering time."""
     from politune.provenance import provenance
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects
@@ -47,7 +48,7 @@ def load_topic_questions(path: str | Path = "builtin") -> list[TopicQuestion]:
     return out
 
 
-def _mean_ci(values: Sequence[float | None], seed: int) -> dict:
+def _mean_ci(values: Sequence[float | None], seed: int) -> dict[str, Any]:
     vals = [v for v in values if v is not None]
     lo, hi = bootstrap_ci(vals, seed=seed)
     mean = sum(vals) / len(vals) if vals else None

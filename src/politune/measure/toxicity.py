@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from politune.errors import PolituneError
 from politune.measure.stats import bootstrap_ci
@@ -136,7 +136,7 @@ def load_classifier(spec: str = DEFAULT_CLASSIFIER, toxic_label: str | None = No
     raise PolituneError(f"toxicity classifier {spec!r}: expected 'alt-profanity-check' or 'hf:LOCAL_DIR'")
 
 
-def toxicity_entry(scores: Sequence[float], threshold: float = 0.5, seed: int = 0) -> dict:
+def toxicity_entry(scores: Sequence[float], threshold: float = 0.5, seed: int = 0) -> dict[str, Any]:
     """One target's toxicity.json entry (without ``target``)."""
     vals = [s for s in scores if s is not None and not math.isnan(s)]
     lo, hi = bootstrap_ci(vals, seed=seed)

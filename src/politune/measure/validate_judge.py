@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class Estimate:
     ci: tuple[float, float]
     n: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"value": _r(self.value), "ci": [_r(self.ci[0]), _r(self.ci[1])], "n": self.n}
 
 
@@ -146,7 +147,7 @@ class AxisValidation:
     sign_accuracy_by_source: dict[str, Estimate]
     style_gap: Estimate  # sign accuracy on tuned-adapter answers minus on all others
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "sign_accuracy": self.sign_accuracy.to_dict(),
             "spearman": self.spearman.to_dict(),
@@ -165,7 +166,7 @@ class JudgeValidation:
     n_items: int
     axes: dict[str, AxisValidation] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "judge-validation",
             "judge": self.judge,
@@ -231,7 +232,7 @@ def validation_path(scorer_name: str) -> Path:
     return Path(str(resources.files("politune.measure") / "gold" / f"validation-{scorer_name}.json"))
 
 
-def validated_accuracy(scorer_name: str) -> dict | None:
+def validated_accuracy(scorer_name: str) -> dict[str, Any] | None:
     """What ``politune measure validate-judge`` measured for this scorer on the gold set's test half
     (written by ``politune measure validate-judge --out``, see docs/gold.md): per axis, sign accuracy and Spearman rho with CIs.
     ``None`` for a scorer that was never validated (an LLM judge: run validate-judge on it)."""
@@ -250,7 +251,7 @@ def validated_accuracy(scorer_name: str) -> dict | None:
     }
 
 
-def stance_judge(result: CompassResult | TopicsResult) -> tuple[str | None, dict | None]:
+def stance_judge(result: CompassResult | TopicsResult) -> tuple[str | None, dict[str, Any] | None]:
     """The scorer that read a result's open answers and its gold-set validation (``None`` if never validated;
     name ``None`` for a compass run without the open track)."""
     if isinstance(result, CompassResult):
@@ -258,7 +259,7 @@ def stance_judge(result: CompassResult | TopicsResult) -> tuple[str | None, dict
     return result.scorer_name, result.scorer_validation
 
 
-def validation_note(scorer_name: str, validation: dict | None) -> str:
+def validation_note(scorer_name: str, validation: dict[str, Any] | None) -> str:
     """One line to print next to the positions a scorer produced: its validated accuracy, or a warning."""
     axes = (validation or {}).get("axes", {})
     shown = ", ".join(

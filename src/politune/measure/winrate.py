@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
@@ -41,6 +41,9 @@ from politune.measure.scorer import AXES
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.targets import Target, target_stance
 from politune.measure.task import Sample, Scored, Task, run_record
+
+if TYPE_CHECKING:
+    from politune.data.schema import Record
 
 NOTES = {
     "win_rate": "Model A's mean score over prompts with a verdict (win 1, tie 0.5, loss 0): 0.5 = the community "
@@ -85,7 +88,7 @@ class WinrateSettings(WinrateOptions):
 # ------------------------------------------------------------------------------------------------ prompts
 
 
-def _from_pairs(pairs: Sequence, where: str) -> list[Item]:
+def _from_pairs(pairs: Sequence[Record], where: str) -> list[Item]:
     from politune.data.schema import prompt_text
 
     out: dict[str, Item] = {}
@@ -261,7 +264,7 @@ def winrate_task(
     plan: Sequence[Comparison],
     judge: Any = None,
     log_path: str | Path | None = None,
-) -> Task:
+) -> Task[WinrateEntry]:
     """The win-rate task (prompts load now, so a bad file fails before any model). ``judge``: an LLM
     :class:`~politune.measure.judge.Judge`, any :class:`CommunityJudge`, or ``None`` for the offline one."""
     s = settings
