@@ -18,7 +18,6 @@ reference target (``--reference``, default base; paired by item) with its CI.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import sys
@@ -29,6 +28,7 @@ import numpy as np
 from politune.fsutil import atomic_write_json, atomic_write_jsonl, parse_jsonl_objects
 from politune.measure.compass.instrument import load_instrument
 from politune.measure.compass.prompts import Templates, open_prompt
+from politune.measure.results import CompassResult, parse_result_as, read_json
 from politune.measure.scorer import AXES
 from politune.measure.stats import bootstrap_ci, paired_diff_ci
 
@@ -39,20 +39,20 @@ RUBRIC = Path(__file__).resolve().parents[1] / "src/politune/measure/gold/rubric
 
 
 def make(compass: Path, out: Path, seed: int) -> None:
-    res = json.loads(compass.read_text(encoding="utf-8"))
-    inst = load_instrument(res["settings"].get("instrument_path") or "builtin")
+    res = parse_result_as(read_json(compass), CompassResult, str(compass))
+    inst = load_instrument((res.instrument or {}).get("source") or "builtin")
     text_of = {it.id: it.text for it in inst.items}
     axis_of = {it.id: it.axis for it in inst.items}
-    templates = Templates(**res["settings"]["templates"])
+    templates = Templates(**res.settings["templates"])
     rows = []
-    for m in res["models"]:
-        answers = m.get("answers", {}).get("open")
+    for m in res.models:
+        answers = (m.answers or {}).get("open")
         if not answers:
-            raise SystemExit(f"{compass}: target {m['target']['name']} has no open answers (--keep-answers)")
+            raise SystemExit(f"{compass}: target {m.target.name} has no open answers (--keep-answers)")
         for a in answers:
             rows.append(
                 {
-                    "target": m["target"]["name"],
+                    "target": m.target.name,
                     "item": a["item"],
                     "axis": axis_of[a["item"]],
                     "prompt": open_prompt(templates, text_of[a["item"]]),
@@ -68,9 +68,7 @@ def make(compass: Path, out: Path, seed: int) -> None:
         out / "blind.jsonl", [{"id": r["id"], "prompt": r["prompt"], "text": r["text"]} for r in rows]
     )
     shutil.copyfile(RUBRIC, out / "rubric.md")
-    print(
-        f"{len(rows)} answers from {len(res['models'])} targets -> {out}/blind.jsonl (key: {out}/key.jsonl)"
-    )
+    print(f"{len(rows)} answers from {len(res.models)} targets -> {out}/blind.jsonl (key: {out}/key.jsonl)")
 
 
 def score(folder: Path, raters: list[str], out: Path | None, reference: str) -> None:
