@@ -52,7 +52,7 @@ def builtin_path(name: str = "left") -> Path:
 
 
 def _row_problems(raw: dict[str, Any], side: str, max_chars: int | None) -> list[tuple[str, str]]:
-    """(field, problem) for one raw row of the ideology file, in its own field names."""
+    """(field, problem) for one raw row of a built-in file, in its own field names."""
     probs: list[tuple[str, str]] = []
     for f in _RAW_FIELDS:
         if not isinstance(raw.get(f), str) or not raw[f].strip():
@@ -107,6 +107,7 @@ def builtin_report(
     other = "right" if side == "left" else "left"
     kind = "instruction" if sft else "preference"
     rep = LoadReport(source=source, schema="builtin", kind=kind, rows_read=len(rows))
+    file = f"politune/data/builtin/{builtin_path(name).name}"
     seen: dict[str, str] = {}
     for r in rows:
         raw = r.row or {}
@@ -131,7 +132,7 @@ def builtin_report(
             "source": source,
             "provenance": {
                 "schema": "builtin",
-                "file": f"politune/data/builtin/{builtin_path(name).name}",
+                "file": file,
                 "line": int(r.loc.rsplit(":", 1)[1]),
             },
         }
