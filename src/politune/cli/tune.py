@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from politune.cli.common import JsonOption, OverridesOption, ThreadsOption, console, print_json, set_threads
+from politune.cli.common import (
+    JsonOption,
+    OptionGroup,
+    OverridesOption,
+    ThreadsOption,
+    console,
+    expand_option_groups,
+    print_json,
+    set_threads,
+)
 
 tune_app = typer.Typer(
     help="Tune a model toward a stance: SFT, DPO, SFT->DPO with LoRA (TRL + PEFT).", no_args_is_help=True
@@ -113,40 +123,31 @@ def _run(method: str, a: _Args) -> None:
             console.print(f"  {k:30s} {m[k]:.4g}" if isinstance(m[k], float) else f"  {k:30s} {m[k]}")
 
 
+_TrainingGroupOption: Any = OptionGroup(
+    _Args,
+    dict(
+        config=ConfigOption,
+        data=DataOption,
+        split=SplitOption,
+        out=OutOption,
+        base=BaseOption,
+        stance=StanceOption,
+        resume=ResumeOption,
+        overwrite=OverwriteOption,
+        overrides=OverridesOption,
+        json_out=JsonOption,
+        eval_data=EvalDataOption,
+        threads=ThreadsOption,
+    ),
+)
+
+
 def _training_command(method: str, help_text: str) -> Callable[..., None]:
     """The command for one method (dpo, sft, sft_dpo): the same options, a different training routine."""
 
-    def cmd(
-        config: str = ConfigOption,
-        data: str = DataOption,
-        split: str = SplitOption,
-        out: Path = OutOption,
-        base: str = BaseOption,
-        stance: str = StanceOption,
-        resume: bool = ResumeOption,
-        overwrite: bool = OverwriteOption,
-        overrides: list[str] = OverridesOption,
-        json_out: bool = JsonOption,
-        eval_data: str = EvalDataOption,
-        threads: int = ThreadsOption,
-    ) -> None:
-        _run(
-            method,
-            _Args(
-                config,
-                data,
-                split,
-                out,
-                base,
-                stance,
-                resume,
-                overwrite,
-                overrides,
-                json_out,
-                eval_data,
-                threads,
-            ),
-        )
+    @expand_option_groups
+    def cmd(args: _Args = _TrainingGroupOption) -> None:
+        _run(method, args)
 
     cmd.__doc__ = help_text
     return cmd
