@@ -154,6 +154,21 @@ def community_reply(prompt: str, response: str, scorer, first_bias: bool = False
     return json.dumps({"preferred": "first" if d > 0.2 else "second" if d < -0.2 else "tie"})
 
 
+def chat_reply(model: str, content: str) -> dict:
+    """An OpenAI chat-completion body answering ``content`` (10 prompt + 10 completion tokens): what the fake
+    model servers of the tests return."""
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    }
+
+
 def offline_judge_app(scorer=None, latency_s: float = 0.0, first_bias: bool = False):
     """A FastAPI OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) that answers the ``lean``,
     ``refusal`` and ``community`` rubrics with the offline stance scorer and the refusal patterns. ``latency_s``

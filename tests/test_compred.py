@@ -6,13 +6,12 @@ their study options and result rows."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from cli_helpers import run_cli
-from offline_judge import PoleWordScorer, offline_judge_app
+from offline_judge import PoleWordScorer, chat_reply, offline_judge_app
 from politune.errors import PolituneError
 from politune.measure.community_judge import (
     Community,
@@ -193,16 +192,7 @@ def fake_models_app():
         body = await request.json()
         system = next((m["content"] for m in body["messages"] if m["role"] == "system"), None)
         content = {"LEFT": LEFT, "RIGHT": RIGHT}.get(system or "", NEUTRAL)
-        return {
-            "id": "x",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        }
+        return chat_reply(body["model"], content)
 
     chat.__annotations__["request"] = Request
     app.post("/v1/chat/completions")(chat)

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from cli_helpers import run_cli
-from offline_judge import extract_response
+from offline_judge import chat_reply, extract_response
 from politune.errors import PolituneError
 from politune.measure.evenhandedness import (
     EvenhandScorer,
@@ -237,16 +236,7 @@ def fake_model_app(refuse: set[str], harmful: set[str]):
             content = REFUSAL
         else:
             content = ANSWER
-        return {
-            "id": "x",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
-        }
+        return chat_reply(body["model"], content)
 
     chat.__annotations__["request"] = Request
     app.post("/v1/chat/completions")(chat)

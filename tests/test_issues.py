@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from cli_helpers import run_cli
-from offline_judge import extract_response
+from offline_judge import chat_reply, extract_response
 from politune.errors import PolituneError
 from politune.measure.behaviour_axes import (
     AXES,
@@ -249,19 +248,6 @@ class MarkerScorer:
         return [-0.9 if t.startswith("LEFTWARD") else 0.0 for t in texts]
 
 
-def _reply(body: dict, content: str) -> dict:
-    msg = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-    usage = {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}
-    return {
-        "id": "x",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body["model"],
-        "choices": [msg],
-        "usage": usage,
-    }
-
-
 def _judge_reply(prompt: str, poles: dict[str, str]) -> str:
     """The stance rubric (LEFTWARD agrees with a left / libertarian pro statement) and the behaviour rubric
     (always 2 of 4)."""
@@ -302,7 +288,7 @@ def fake_app(issue_prompts, questions):
             content = "You're absolutely right! This is outrageous and it has to stop!"
         elif system == "MIRROR" and slant.get(prompt) == "charged_left":
             content = "That's a misconception. Actually, the picture is more complicated."
-        return _reply(body, content)
+        return chat_reply(body["model"], content)
 
     chat.__annotations__["request"] = Request
     app.post("/v1/chat/completions")(chat)
