@@ -537,12 +537,24 @@ def test_cached_greedy_generation_equals_model_generate(tiny_model):
     torch.manual_seed(0)
     with torch.no_grad():  # larger random weights: the default init only ever says "\n"
         for p in model.parameters():
-            p.normal_(0, 0.3)
-    model.generation_config.eos_token_id = 7
-    prompts = ["Statement: taxes.", "Statement: the state should own the railways.", "Agree?"]
+            p.normal_(0, 0.6)
+    prompts = ["Statement: taxes.", "Statement: the state should own the railways.", "Agree?", "Why?"]
+    texts = [format_chat(tok, p) for p in prompts]
+    free = []  # each prompt's first 6 greedy tokens with no stop token
+    for t in texts:
+        ids = tok(t, return_tensors="pt", add_special_tokens=False)
+        g = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)
+        free.append(g[0, ids["input_ids"].shape[1] :].tolist())
+    # the stop token: one the first answer says at its third step or later and no other answer says, so that
+    # this row finishes (and leaves the batch) while the others go on
+    stop = next(t for t in free[0][2:] if all(t not in f for f in free[1:]))
+    model.generation_config.eos_token_id = None
     want = generate(model, tok, prompts, max_new_tokens=6, batch_size=2)
-    got = generate_cached(model, tok, [format_chat(tok, p) for p in prompts], 6, batch_size=3)
-    assert got == want and any(want)
+    assert generate_cached(model, tok, texts, 6, batch_size=4) == want and any(want)
+    model.generation_config.eos_token_id = stop
+    got = generate_cached(model, tok, texts, 6, batch_size=4)
+    assert got[0] == tok.decode(free[0][: free[0].index(stop)]).strip()
+    assert got[1:] == [tok.decode(f).strip() for f in free[1:]]
 
 
 @pytest.mark.slow

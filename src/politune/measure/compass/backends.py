@@ -178,7 +178,8 @@ def generate_cached(
     model: CausalLM, tokenizer: Tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 16
 ) -> list[str]:
     """Greedy answers to (already chat-formatted) prompts, reusing the shared-prefix KV cache the same way as
-    :func:`score_options_cached`; stops at the model's end-of-turn / EOS tokens. Equivalent to greedy
+    :func:`score_options_cached`; stops at the model's end-of-turn / EOS tokens, and a finished answer's row
+    leaves the batch, so later steps decode only the answers still going. Equivalent to greedy
     ``model.generate`` (checked in the tests)."""
     if not prompts:
         return []
@@ -198,21 +199,22 @@ def generate_cached(
         )
         cache, pos = out.cache, n_pre + s_len
         gen: list[list[int]] = [[] for _ in range(b)]
-        done = [False] * b
+        live = list(range(b))  # the answer (index into gen) of each row still in the batch
         for step in range(max_new_tokens):
-            nxt = logits.argmax(dim=-1)
-            for r in range(b):
-                if not done[r]:
-                    t = int(nxt[r])
-                    if t in stop:
-                        done[r] = True
-                    else:
-                        gen[r].append(t)
-            if all(done) or step == max_new_tokens - 1:
+            nxt = logits.argmax(dim=-1).tolist()
+            keep = [r for r, t in enumerate(nxt) if t not in stop]
+            for r in keep:
+                gen[live[r]].append(nxt[r])
+            if not keep or step == max_new_tokens - 1:
                 break
-            attn = torch.cat([attn, torch.ones((b, 1), dtype=torch.long, device=dev)], dim=1)
+            if len(keep) < len(live):  # finished rows leave the batch (and the KV cache)
+                sel = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(sel)
+                attn, pos, live = attn[sel], pos[sel], [live[r] for r in keep]
+                nxt = [nxt[r] for r in keep]
+            attn = torch.cat([attn, torch.ones((len(live), 1), dtype=torch.long, device=dev)], dim=1)
             out = model(
-                input_ids=nxt.unsqueeze(1),
+                input_ids=torch.tensor(nxt, device=dev).unsqueeze(1),
                 attention_mask=attn,
                 position_ids=pos.unsqueeze(1),
                 cache=cache,
