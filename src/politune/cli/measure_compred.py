@@ -7,22 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from politune.cli.common import JsonOption, expand_option_groups, run_and_show
+from politune.cli.common import JsonOption, run_and_show
 from politune.cli.measure_options import (
     AdapterOption,
-    AnswerArgs,
-    AnswerGroupOption,
     DeviceOption,
-    JudgeArgs,
-    JudgeGroupOption,
     ModelOption,
     ProbeCommand,
     SeedOption,
-    TargetArgs,
-    TargetGroupOption,
     add_commands_with_docs,
     fmt_estimate,
     print_result_table,
+    probe_command,
 )
 
 if TYPE_CHECKING:
@@ -87,11 +82,14 @@ def _print_winrate(res: WinrateResult, out: Path, wall: float) -> None:
     print_result_table(table, "winrate.json", out, wall, "docs/compred.md")
 
 
-@expand_option_groups
+def _winrate() -> ProbeCommand[Any, WinrateResult]:
+    from politune.measure.winrate import WinrateSettings, measure_winrate
+
+    return ProbeCommand("winrate", measure_winrate, WinrateSettings, _winrate_summary, _print_winrate)
+
+
+@probe_command("winrate", _winrate)
 def winrate_command(
-    targets: TargetArgs = TargetGroupOption,
-    judge: JudgeArgs = JudgeGroupOption,
-    out: Path = typer.Option(Path("runs/winrate"), "--out", "-o", help="Output folder (winrate.json)."),
     prompts: str = typer.Option(
         "builtin",
         "--prompts",
@@ -113,22 +111,16 @@ def winrate_command(
     margin: float = typer.Option(
         0.1, "--margin", help="Offline judge: a tie when the two answers' leans differ by less."
     ),
-    answering: AnswerArgs = AnswerGroupOption,
-    json_out: bool = JsonOption,
-) -> None:
+) -> dict[str, Any]:
     """ComPreD-style win-rate: every target answers the same prompts; a judge says which of two models' answers
     a named community would prefer (order randomised, ties counted), with CIs and a position-bias check; writes
     winrate.json. Offline judge by default (the stance scorer: lean toward the community's side)."""
     from politune.measure.targets import parse_named
-    from politune.measure.winrate import WinrateSettings, measure_winrate
 
-    command = ProbeCommand("winrate", measure_winrate, WinrateSettings, _winrate_summary, _print_winrate)
-    measured = targets.build()
-    opts: dict[str, Any] = dict(
+    settings: dict[str, Any] = dict(
         prompts_file=prompts, split=_split(split), limit=limit, communities=community or []
     )
-    opts |= dict(compare=compare or [], stances=parse_named(stance, "stance"), margin=margin)
-    command.run(measured, opts, judge, answering, out, json_out)
+    return settings | dict(compare=compare or [], stances=parse_named(stance, "stance"), margin=margin)
 
 
 def _reward_summary(res: RewardAccuracyResult, wall: float) -> dict[str, Any]:

@@ -10,13 +10,9 @@ import typer
 from politune.cli.common import JsonOption, expand_option_groups, run_and_show
 from politune.cli.measure_effects import ToxOption
 from politune.cli.measure_options import (
-    AnswerArgs,
-    AnswerGroupOption,
     BaseURLOption,
     GenerationArgs,
     GenerationGroupOption,
-    JudgeArgs,
-    JudgeGroupOption,
     ProbeCommand,
     TargetArgs,
     TargetGroupOption,
@@ -24,6 +20,7 @@ from politune.cli.measure_options import (
     add_commands_with_docs,
     fmt_estimate,
     print_result_table,
+    probe_command,
     split_csv,
 )
 
@@ -84,27 +81,22 @@ def _print_evenhand(res: EvenhandResult, out: Path, wall: float) -> None:
     print_result_table(table, "evenhand.json", out, wall)
 
 
-@expand_option_groups
-def evenhand_command(
-    targets: TargetArgs = TargetGroupOption,
-    judge: JudgeArgs = JudgeGroupOption,
-    out: Path = typer.Option(Path("runs/evenhand"), "--out", "-o", help="Output folder (evenhand.json)."),
-    pairs: str = PairsOption,
-    topics: int = TopicsNOption,
-    templates: str = TemplatesOption,
-    answering: AnswerArgs = AnswerGroupOption,
-    json_out: bool = JsonOption,
-) -> None:
-    """Paired-prompt even-handedness: answer both sides of each prompt pair and compare them (engagement,
-    refusal, hedging; pairwise helpfulness with --judge); writes evenhand.json."""
+def _evenhand() -> ProbeCommand[Any, EvenhandResult]:
     from politune.measure.evenhandedness import EvenhandSettings, measure_evenhand
 
-    command = ProbeCommand("evenhand", measure_evenhand, EvenhandSettings, _evenhand_summary, _print_evenhand)
-    measured = targets.build()
-    opts: dict[str, Any] = dict(pairs_file=pairs, topics=topics)
+    return ProbeCommand("evenhand", measure_evenhand, EvenhandSettings, _evenhand_summary, _print_evenhand)
+
+
+@probe_command("evenhand", _evenhand)
+def evenhand_command(
+    pairs: str = PairsOption, topics: int | None = TopicsNOption, templates: str | None = TemplatesOption
+) -> dict[str, Any]:
+    """Paired-prompt even-handedness: answer both sides of each prompt pair and compare them (engagement,
+    refusal, hedging; pairwise helpfulness with --judge); writes evenhand.json."""
+    settings: dict[str, Any] = dict(pairs_file=pairs, topics=topics)
     if templates:
-        opts["templates"] = split_csv(templates)
-    command.run(measured, opts, judge, answering, out, json_out)
+        settings["templates"] = split_csv(templates)
+    return settings
 
 
 def _safety_summary(res: SafetyResult, wall: float) -> dict[str, Any]:
