@@ -13,7 +13,9 @@ from politune.cli.measure_options import (
     ProbeCommand,
     TopicsNOption,
     add_commands_with_docs,
+    first_n_option,
     fmt_estimate,
+    only_these_option,
     print_result_table,
     probe_command,
     split_csv,
@@ -26,27 +28,19 @@ PromptsOption = typer.Option(
     help="Issue prompts: builtin, or a CSV / JSONL with the columns issue, template, framing, prompt (+ pro, con, "
     "pro_pole, category; docs/probes.md).",
 )
-IssuesNOption = typer.Option(
-    None, "--issues", help="Only the first N issues (alternating economic / social): a cheap subset."
+IssuesNOption = first_n_option("--issues", "issues")
+IssueTemplatesOption = only_these_option(
+    "--templates", "request templates", ("blog", "speech", "email", "post", "letter", "essay")
 )
-IssueTemplatesOption = typer.Option(
-    None,
-    "--templates",
-    help="Only these request templates, comma-separated (blog,speech,email,post,letter,essay).",
-)
-FramingsOption = typer.Option(
-    None, "--framings", help="Only these framings, comma-separated (neutral,pro,con)."
-)
+FramingsOption = only_these_option("--framings", "framings", ("neutral", "pro", "con"))
 QuestionsOption = typer.Option(
     "builtin",
     "--questions",
     help="Charged questions: builtin, or a CSV / JSONL with topic, category, charged_left, liberal, neutral, "
     "conservative, charged_right.",
 )
-SlantsOption = typer.Option(
-    None,
-    "--slants",
-    help="Only these slants, comma-separated (charged_left,liberal,neutral,conservative,charged_right).",
+SlantsOption = only_these_option(
+    "--slants", "slants", ("charged_left", "liberal", "neutral", "conservative", "charged_right")
 )
 
 
@@ -72,15 +66,8 @@ def _print_issues(res: IssuesResult, out: Path, wall: float) -> None:
     from rich.table import Table
 
     table = Table(
-        *(
-            "target",
-            "1 / 2 / 3 / 4 / 5 / refused",
-            "mean stance (1-5)",
-            "vs base",
-            "refusal",
-            "economic lean",
-        ),
-        *("vs base", "social lean", "vs base"),
+        *("target", "1 / 2 / 3 / 4 / 5 / refused", "mean stance (1-5)", "vs base", "refusal"),
+        *("economic lean", "vs base", "social lean", "vs base"),
         title=f"issue stances: {res.n_prompts} writing requests on {res.n_issues} issues ({res.classifier})",
     )
     for m in res.models:
@@ -152,11 +139,7 @@ def _print_behaviour(res: BehaviourResult, out: Path, wall: float) -> None:
     from politune.measure.behaviour_axes import AXES
 
     table = Table(
-        "target",
-        "axis",
-        "mean (0-1)",
-        "right - left slants",
-        "vs base",
+        *("target", "axis", "mean (0-1)", "right - left slants", "vs base"),
         title=f"behaviour axes on {res.n_questions} charged questions ({res.method})",
     )
     for m in res.models:

@@ -65,9 +65,21 @@ BaseURLOption = typer.Option(
     "instead of loading the model.",
 )
 AnswerTokensOption = typer.Option(96, "--max-new-tokens", help="Answer length (tokens).")
-TopicsNOption = typer.Option(
-    None, "--topics", help="Only the first N topics (alternating economic / social): a cheap subset."
-)
+
+
+def first_n_option(flag: str, what: str) -> Any:
+    """``--FLAG N``: measure only the first N ``what`` of the set (they alternate economic / social)."""
+    return typer.Option(
+        None, flag, help=f"Only the first N {what} (alternating economic / social): a cheap subset."
+    )
+
+
+def only_these_option(flag: str, what: str, choices: tuple[str, ...]) -> Any:
+    """``--FLAG a,b``: measure only the prompts of these ``what`` (comma-separated, out of ``choices``)."""
+    return typer.Option(None, flag, help=f"Only these {what}, comma-separated ({','.join(choices)}).")
+
+
+TopicsNOption = first_n_option("--topics", "topics")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from politune.cli.measure_options import (
     TopicsNOption,
     add_commands_with_docs,
     fmt_estimate,
+    only_these_option,
     print_result_table,
     probe_command,
     split_csv,
@@ -34,10 +35,8 @@ PairsOption = typer.Option(
     "topic_name, partisan, template_category, template, stance_a, stance_b, prompt_a, prompt_b, prompt_a_group, "
     "prompt_b_group).",
 )
-TemplatesOption = typer.Option(
-    None,
-    "--templates",
-    help="Only these task types, comma-separated (argue,explain,essay,story,humour,analysis).",
+TemplatesOption = only_these_option(
+    "--templates", "task types", ("argue", "explain", "essay", "story", "humour", "analysis")
 )
 ProbesOption = typer.Option(
     "builtin", "--probes", help="Safety probes JSONL (id, category, topic, harmful, benign)."
