@@ -31,7 +31,6 @@ from typing import Any
 
 from pydantic import Field
 
-from politune.config import Config
 from politune.measure.evenhandedness import run_probe_task
 from politune.measure.issue_prompts import (
     FRAMINGS,
@@ -48,7 +47,7 @@ from politune.measure.scorer import AXES, StanceScorer
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_record
+from politune.measure.task import AnswerOptions, Sample, Scored, Task, run_record
 
 STANCE_BINS = (0.6, 0.2)  # pro_lean >= 0.6 -> 1, >= 0.2 -> 2, > -0.2 -> 3, > -0.6 -> 4, else 5
 JUDGE_STANCE = {"strongly_agree": 1, "agree": 2, "neutral": 3, "disagree": 4, "strongly_disagree": 5}
@@ -76,7 +75,7 @@ NOTES = {
 }
 
 
-class IssuesOptions(Config):
+class IssuesOptions(AnswerOptions):
     """Options of ``politune measure issues`` (CLI flags of the same names; a study's ``measure.issues.options``)."""
 
     prompts_file: str = (
@@ -87,10 +86,6 @@ class IssuesOptions(Config):
         None  # only these request templates (blog, speech, email, post, letter, essay)
     )
     framings: list[str] | None = None  # only these framings (neutral, pro, con)
-    max_new_tokens: int = Field(96, ge=1)
-    batch_size: int = Field(8, ge=1)
-    device: str = "auto"
-    dtype: str = "auto"
 
 
 class IssuesSettings(IssuesOptions):
