@@ -28,8 +28,7 @@ MapOption = typer.Option(
 SplitOption = typer.Option(
     None,
     "--split",
-    help="train / heldout for builtin sets; hub / folder split for hf: ids "
-    "and folders; a meta.split filter for files.",
+    help="train / heldout for builtin sets; hub / folder split for hf: ids and folders; a meta.split filter for files.",
 )
 SeedOption = typer.Option(0, "--seed", help="Random seed.")
 
