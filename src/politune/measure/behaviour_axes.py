@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -42,6 +42,9 @@ from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
 from politune.measure.task import AnswerOptions, Sample, Scored, Task, run_record
+
+if TYPE_CHECKING:
+    from politune.measure.judge import Judge
 
 AXES = (
     "personal_expression",
@@ -254,14 +257,12 @@ def right_minus_left(items: Sequence[SlantedPrompt], values: Sequence[float | No
 class BehaviourScore:
     """One target's answers -> its :class:`BehaviourEntry` (the shift from the base is added in ``summarize``)."""
 
-    judge: object | None = None
+    judge: Judge | None = None
     seed: int = 0
 
     @property
     def name(self) -> str:
-        return (
-            "heuristics" if self.judge is None else f"judge:{getattr(self.judge, 'model', '?')}/behaviour-v1"
-        )
+        return "heuristics" if self.judge is None else self.judge.label("behaviour-v1")
 
     def score(
         self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]

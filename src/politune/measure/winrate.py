@@ -285,7 +285,7 @@ def winrate_task(
             method=cj.name,
             scorer_validation=validation,
             notes=NOTES,
-            **({"judge": cj.judge.report()} if isinstance(cj, LLMCommunityJudge) else {}),  # type: ignore[attr-defined]
+            **({"judge": cj.judge.report()} if isinstance(cj, LLMCommunityJudge) else {}),
             models=list(entries.values()),
             comparisons=comparisons,
             **run_record(s, scored),
