@@ -15,8 +15,9 @@ On disk (JSONL, the canonical form) a record is one object per line::
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 Message = dict[str, str]
 Prompt = str | list[Message]
@@ -49,25 +50,11 @@ class PreferencePair:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "prompt": self.prompt,
-            "chosen": self.chosen,
-            "rejected": self.rejected,
-            "meta": self.meta,
-        }
+        return _fields_dict(self)
 
     def replace(self, **changes: Any) -> PreferencePair:
-        """A copy with ``changes`` applied; ``meta`` is deep-copied so transforms never alias their input."""
-        d: dict[str, Any] = {
-            "id": self.id,
-            "prompt": copy.deepcopy(self.prompt),
-            "chosen": self.chosen,
-            "rejected": self.rejected,
-            "meta": copy.deepcopy(self.meta),
-        }
-        d.update(changes)
-        return PreferencePair(**d)
+        """A copy with ``changes`` applied (see :func:`_copy_with`)."""
+        return _copy_with(self, changes)
 
 
 @dataclass
@@ -80,20 +67,27 @@ class InstructionExample:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "prompt": self.prompt, "response": self.response, "meta": self.meta}
+        return _fields_dict(self)
 
     def replace(self, **changes: Any) -> InstructionExample:
-        d: dict[str, Any] = {
-            "id": self.id,
-            "prompt": copy.deepcopy(self.prompt),
-            "response": self.response,
-            "meta": copy.deepcopy(self.meta),
-        }
-        d.update(changes)
-        return InstructionExample(**d)
+        """A copy with ``changes`` applied (see :func:`_copy_with`)."""
+        return _copy_with(self, changes)
 
 
 Record = PreferencePair | InstructionExample
+R = TypeVar("R", PreferencePair, InstructionExample)
+
+
+def _fields_dict(record: Record) -> dict[str, Any]:
+    """A record's fields by name, in order, as on disk (not copied)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+def _copy_with(record: R, changes: dict[str, Any]) -> R:
+    """``record`` with ``changes`` applied; ``prompt`` and ``meta`` are deep-copied so transforms never alias
+    their input."""
+    copied = {"prompt": copy.deepcopy(record.prompt), "meta": copy.deepcopy(record.meta)}
+    return dataclasses.replace(record, **(copied | changes))
 
 
 def prompt_text(prompt: Prompt) -> str:
