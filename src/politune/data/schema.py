@@ -15,9 +15,8 @@ On disk (JSONL, the canonical form) a record is one object per line::
 from __future__ import annotations
 
 import copy
-import dataclasses
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 Message = dict[str, str]
 Prompt = str | list[Message]
@@ -39,8 +38,25 @@ META_KEYS = {
 ROLES = ("system", "user", "assistant")
 
 
+class _RecordMethods:
+    """What both record kinds do with their fields (each is a dataclass with a ``prompt`` and a ``meta``)."""
+
+    prompt: Prompt
+    meta: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields by name, in order, as on disk (not copied)."""
+        return dict(vars(self))
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied; ``prompt`` and ``meta`` are deep-copied so transforms never alias
+        their input."""
+        copied = {"prompt": copy.deepcopy(self.prompt), "meta": copy.deepcopy(self.meta)}
+        return type(self)(**(vars(self) | copied | changes))
+
+
 @dataclass
-class PreferencePair:
+class PreferencePair(_RecordMethods):
     """A prompt with a preferred (``chosen``) and a dispreferred (``rejected``) answer."""
 
     id: str
@@ -49,16 +65,9 @@ class PreferencePair:
     rejected: str
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return _fields_dict(self)
-
-    def replace(self, **changes: Any) -> PreferencePair:
-        """A copy with ``changes`` applied (see :func:`_copy_with`)."""
-        return _copy_with(self, changes)
-
 
 @dataclass
-class InstructionExample:
+class InstructionExample(_RecordMethods):
     """A prompt with one target ``response`` (SFT data)."""
 
     id: str
@@ -66,28 +75,8 @@ class InstructionExample:
     response: str
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return _fields_dict(self)
-
-    def replace(self, **changes: Any) -> InstructionExample:
-        """A copy with ``changes`` applied (see :func:`_copy_with`)."""
-        return _copy_with(self, changes)
-
 
 Record = PreferencePair | InstructionExample
-R = TypeVar("R", PreferencePair, InstructionExample)
-
-
-def _fields_dict(record: Record) -> dict[str, Any]:
-    """A record's fields by name, in order, as on disk (not copied)."""
-    return {f.name: getattr(record, f.name) for f in fields(record)}
-
-
-def _copy_with(record: R, changes: dict[str, Any]) -> R:
-    """``record`` with ``changes`` applied; ``prompt`` and ``meta`` are deep-copied so transforms never alias
-    their input."""
-    copied = {"prompt": copy.deepcopy(record.prompt), "meta": copy.deepcopy(record.meta)}
-    return dataclasses.replace(record, **(copied | changes))
 
 
 def prompt_text(prompt: Prompt) -> str:
