@@ -18,6 +18,7 @@ from politune.cli.measure_options import (
     fmt_estimate,
     print_result_table,
     probe_command,
+    results_folder_option,
 )
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ StanceOption = typer.Option(
     "--stance",
     help="NAME=left|right: the stance of a target whose adapter's model card does not record one (repeatable).",
 )
+RewardOutOption = results_folder_option("reward-accuracy", "reward_accuracy.json")
 SplitOption = typer.Option(
     "heldout", "--split", help="Split of the built-in set: heldout (8 topics never trained on), train or all."
 )
@@ -161,9 +163,7 @@ def _print_reward(res: RewardAccuracyResult, out: Path, wall: float) -> None:
 def reward_accuracy_command(
     model: str = ModelOption,
     adapter: list[str] = AdapterOption,
-    out: Path = typer.Option(
-        Path("runs/reward-accuracy"), "--out", "-o", help="Output folder (reward_accuracy.json)."
-    ),
+    out: Path = RewardOutOption,
     pairs: str = typer.Option(
         None,
         "--pairs",

@@ -67,6 +67,11 @@ BaseURLOption = typer.Option(
 AnswerTokensOption = typer.Option(96, "--max-new-tokens", help="Answer length (tokens).")
 
 
+def results_folder_option(folder: str, result_file: str) -> Any:
+    """``--out``: the folder a measure writes ``result_file`` to (default ``runs/FOLDER``)."""
+    return typer.Option(Path("runs") / folder, "--out", "-o", help=f"Output folder ({result_file}).")
+
+
 def first_n_option(flag: str, what: str) -> Any:
     """``--FLAG N``: measure only the first N ``what`` of the set (they alternate economic / social)."""
     return typer.Option(
@@ -239,7 +244,7 @@ def probe_command(
     keyword = inspect.Parameter.KEYWORD_ONLY
 
     def decorate(own_settings: Callable[..., dict[str, Any]]) -> Callable[..., None]:
-        out_option = typer.Option(Path(f"runs/{name}"), "--out", "-o", help=f"Output folder ({name}.json).")
+        out_option = results_folder_option(name, f"{name}.json")
         own = inspect.signature(own_settings, eval_str=True).parameters.values()
         parameters = [
             inspect.Parameter("targets", keyword, default=TargetGroupOption, annotation=TargetArgs),

@@ -22,6 +22,7 @@ from politune.cli.measure_options import (
     only_these_option,
     print_result_table,
     probe_command,
+    results_folder_option,
     split_csv,
 )
 
@@ -41,6 +42,7 @@ TemplatesOption = only_these_option(
 ProbesOption = typer.Option(
     "builtin", "--probes", help="Safety probes JSONL (id, category, topic, harmful, benign)."
 )
+SafetyOutOption = results_folder_option("safety", "safety.json")
 PerCategoryOption = typer.Option(None, "--per-category", help="Only the first N probes of each category.")
 
 
@@ -128,7 +130,7 @@ def _print_safety(res: SafetyResult, out: Path, wall: float) -> None:
 @expand_option_groups
 def safety_command(
     targets: TargetArgs = TargetGroupOption,
-    out: Path = typer.Option(Path("runs/safety"), "--out", "-o", help="Output folder (safety.json)."),
+    out: Path = SafetyOutOption,
     probes: str = ProbesOption,
     per_category: int = PerCategoryOption,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length (tokens)."),
