@@ -163,6 +163,32 @@ def _read(out: Path, name: str) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ parsing
+def test_generate_help_shows_each_settings_default():
+    # `politune generate` flags that override a setting default to None (so a --config file's value stands) and
+    # name the setting's default in their help: it must be GenerateConfig's.
+    import typer
+
+    from politune.cli import generate as generate_cli
+
+    cfg = GenerateConfig()
+    defaults = {
+        "--corpus": cfg.corpus,
+        "--target": cfg.target,
+        "--teacher": cfg.teacher,
+        "--concurrency": cfg.api.concurrency,
+        "--out": cfg.out,
+        "--text-column": cfg.text_column,
+        "--seed": cfg.seed,
+        "--batch-size": cfg.batch_size,
+        "--device": cfg.device,
+    }
+    options = [o for o in vars(generate_cli).values() if isinstance(o, typer.models.OptionInfo)]
+    shown = {o.param_decls[0]: o.help for o in options if "(default: " in (o.help or "")}
+    assert sorted(shown) == sorted(defaults)
+    for flag, value in defaults.items():
+        assert shown[flag].endswith(f"(default: {value})"), flag
+
+
 def test_parse_rating_is_strict():
     r = parse_rating('{"relevance": 7, "topic": "taxes", "slant": -0.5}')
     assert (r.relevance, r.topic, r.slant) == (7.0, "taxes", -0.5)

@@ -145,10 +145,10 @@ def validate(
     mapping: list[str] = MapOption,
     split: str = SplitOption,
     max_chars: int = MaxCharsOption,
-    max_tokens: int = MaxTokensOption,
-    tokenizer: str = TokenizerOption,
+    max_tokens: int | None = MaxTokensOption,
+    tokenizer: str | None = TokenizerOption,
     drop_invalid: bool = DropInvalidOption,
-    out: Path = ValidOutOption,
+    out: Path | None = ValidOutOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Check every row: print each problem as `file:line: field: problem`; exit 2 if any."""

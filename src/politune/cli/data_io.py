@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from politune.cli.common import err_console
+from politune.data.readers import MAPPABLE
 
 if TYPE_CHECKING:
     from politune.data.schema import Record
@@ -22,14 +23,12 @@ SchemaOption = typer.Option("auto", "--schema", help="auto | politune | shp | we
 MapOption = typer.Option(
     None,
     "--map",
-    help="Column mapping FIELD=COLUMN[,FIELD=COLUMN...] (repeatable); fields: id, "
-    "prompt, chosen, rejected, response, system, meta, topic, axis, stance, community.",
+    help=f"Column mapping FIELD=COLUMN[,FIELD=COLUMN...] (repeatable); fields: {', '.join(MAPPABLE)}.",
 )
 SplitOption = typer.Option(
     None,
     "--split",
-    help="train / heldout for builtin sets; hub / folder split for hf: ids "
-    "and folders; a meta.split filter for files.",
+    help="train / heldout for builtin sets; hub / folder split for hf: ids and folders; a meta.split filter for files.",
 )
 SeedOption = typer.Option(0, "--seed", help="Random seed.")
 

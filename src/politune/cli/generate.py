@@ -35,25 +35,28 @@ def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
 
 
-CorpusOption = typer.Option(
-    None,
+def setting_option(*flags: str, help: str, default: object) -> Any:
+    """An option for one generate setting: None unless given, so that the --config file's value (else the
+    setting's ``default``, shown in the help) stands."""
+    return typer.Option(None, *flags, help=f"{help} (default: {default})")
+
+
+CorpusOption = setting_option(
     "--corpus",
     "-c",
-    help="Posts: builtin:posts, a .jsonl/.csv/.parquet file, "
-    "a dataset folder or hf:OWNER/NAME. (default: builtin:posts)",
+    help="Posts: builtin:posts, a .jsonl/.csv/.parquet file, a dataset folder or hf:OWNER/NAME.",
+    default="builtin:posts",
 )
-TargetOption = typer.Option(
-    None,
+TargetOption = setting_option(
     "--target",
     "-t",
-    help="Ideology of the positive answers: left, right, or "
-    "a name with a target.NAME.txt in --templates. (default: left)",
+    help="Ideology of the positive answers: left, right, or a name with a target.NAME.txt in --templates.",
+    default="left",
 )
-TeacherOption = typer.Option(
-    None,
+TeacherOption = setting_option(
     "--teacher",
-    help="Local model (registry name, folder, hub id), or with "
-    "--api-base the model name on the server. (default: smollm2-135m)",
+    help="Local model (registry name, folder, hub id), or with --api-base the model name on the server.",
+    default="smollm2-135m",
 )
 ApiBaseOption = typer.Option(
     None,
@@ -61,9 +64,9 @@ ApiBaseOption = typer.Option(
     help="OpenAI-compatible server URL ending in /v1 (vLLM, "
     "Ollama, OpenAI, politune serve); key from $OPENAI_API_KEY.",
 )
-ConcurrencyOption = typer.Option(None, "--concurrency", help="HTTP teacher: requests in flight. (default: 8)")
-OutOption = typer.Option(
-    None, "--out", "-o", help="Output folder (re-running resumes from its cache). (default: generated)"
+ConcurrencyOption = setting_option("--concurrency", help="HTTP teacher: requests in flight.", default=8)
+OutOption = setting_option(
+    "--out", "-o", help="Output folder (re-running resumes from its cache).", default="generated"
 )
 LimitOption = typer.Option(None, "--limit", "-n", help="Only the first N posts.")
 TemplatesOption = typer.Option(
@@ -72,10 +75,10 @@ TemplatesOption = typer.Option(
     help="Folder of prompt templates overriding the "
     "built-in ones (filter[.TARGET].txt, write[.TARGET].txt, target.NAME.txt).",
 )
-TextColumnOption = typer.Option(None, "--text-column", help="Column holding the post text. (default: text)")
-SeedOption = typer.Option(None, "--seed", help="Sampling seed. (default: 0)")
-BatchSizeOption = typer.Option(None, "--batch-size", help="Local teacher: posts per batch. (default: 8)")
-DeviceOption = typer.Option(None, "--device", help="Local teacher: auto | cpu | cuda | mps. (default: auto)")
+TextColumnOption = setting_option("--text-column", help="Column holding the post text.", default="text")
+SeedOption = setting_option("--seed", help="Sampling seed.", default=0)
+BatchSizeOption = setting_option("--batch-size", help="Local teacher: posts per batch.", default=8)
+DeviceOption = setting_option("--device", help="Local teacher: auto | cpu | cuda | mps.", default="auto")
 ConfigOption = typer.Option(None, "--config", help="YAML file of generate settings (see docs/generate.md).")
 DryRunOption = typer.Option(
     False,

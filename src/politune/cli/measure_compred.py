@@ -7,22 +7,18 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from politune.cli.common import JsonOption, expand_option_groups, run_and_show
+from politune.cli.common import JsonOption, run_and_show
 from politune.cli.measure_options import (
     AdapterOption,
-    AnswerArgs,
-    AnswerGroupOption,
     DeviceOption,
-    JudgeArgs,
-    JudgeGroupOption,
     ModelOption,
     ProbeCommand,
     SeedOption,
-    TargetArgs,
-    TargetGroupOption,
     add_commands_with_docs,
     fmt_estimate,
     print_result_table,
+    probe_command,
+    results_folder_option,
 )
 
 if TYPE_CHECKING:
@@ -33,6 +29,7 @@ StanceOption = typer.Option(
     "--stance",
     help="NAME=left|right: the stance of a target whose adapter's model card does not record one (repeatable).",
 )
+RewardOutOption = results_folder_option("reward-accuracy", "reward_accuracy.json")
 SplitOption = typer.Option(
     "heldout", "--split", help="Split of the built-in set: heldout (8 topics never trained on), train or all."
 )
@@ -87,11 +84,14 @@ def _print_winrate(res: WinrateResult, out: Path, wall: float) -> None:
     print_result_table(table, "winrate.json", out, wall, "docs/compred.md")
 
 
-@expand_option_groups
+def _winrate() -> ProbeCommand[Any, WinrateResult]:
+    from politune.measure.winrate import WinrateSettings, measure_winrate
+
+    return ProbeCommand("winrate", measure_winrate, WinrateSettings, _winrate_summary, _print_winrate)
+
+
+@probe_command("winrate", _winrate)
 def winrate_command(
-    targets: TargetArgs = TargetGroupOption,
-    judge: JudgeArgs = JudgeGroupOption,
-    out: Path = typer.Option(Path("runs/winrate"), "--out", "-o", help="Output folder (winrate.json)."),
     prompts: str = typer.Option(
         "builtin",
         "--prompts",
@@ -113,22 +113,16 @@ def winrate_command(
     margin: float = typer.Option(
         0.1, "--margin", help="Offline judge: a tie when the two answers' leans differ by less."
     ),
-    answering: AnswerArgs = AnswerGroupOption,
-    json_out: bool = JsonOption,
-) -> None:
+) -> dict[str, Any]:
     """ComPreD-style win-rate: every target answers the same prompts; a judge says which of two models' answers
     a named community would prefer (order randomised, ties counted), with CIs and a position-bias check; writes
     winrate.json. Offline judge by default (the stance scorer: lean toward the community's side)."""
     from politune.measure.targets import parse_named
-    from politune.measure.winrate import WinrateSettings, measure_winrate
 
-    command = ProbeCommand("winrate", measure_winrate, WinrateSettings, _winrate_summary, _print_winrate)
-    measured = targets.build()
-    opts: dict[str, Any] = dict(
+    settings: dict[str, Any] = dict(
         prompts_file=prompts, split=_split(split), limit=limit, communities=community or []
     )
-    opts |= dict(compare=compare or [], stances=parse_named(stance, "stance"), margin=margin)
-    command.run(measured, opts, judge, answering, out, json_out)
+    return settings | dict(compare=compare or [], stances=parse_named(stance, "stance"), margin=margin)
 
 
 def _reward_summary(res: RewardAccuracyResult, wall: float) -> dict[str, Any]:
@@ -169,9 +163,7 @@ def _print_reward(res: RewardAccuracyResult, out: Path, wall: float) -> None:
 def reward_accuracy_command(
     model: str = ModelOption,
     adapter: list[str] = AdapterOption,
-    out: Path = typer.Option(
-        Path("runs/reward-accuracy"), "--out", "-o", help="Output folder (reward_accuracy.json)."
-    ),
+    out: Path = RewardOutOption,
     pairs: str = typer.Option(
         None,
         "--pairs",

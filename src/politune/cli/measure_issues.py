@@ -8,19 +8,16 @@ from typing import Any
 
 import typer
 
-from politune.cli.common import JsonOption, console, expand_option_groups
+from politune.cli.common import console
 from politune.cli.measure_options import (
-    AnswerArgs,
-    AnswerGroupOption,
-    JudgeArgs,
-    JudgeGroupOption,
     ProbeCommand,
-    TargetArgs,
-    TargetGroupOption,
     TopicsNOption,
     add_commands_with_docs,
+    first_n_option,
     fmt_estimate,
+    only_these_option,
     print_result_table,
+    probe_command,
     split_csv,
 )
 from politune.measure.results_probes import BehaviourResult, IssuesResult
@@ -31,27 +28,19 @@ PromptsOption = typer.Option(
     help="Issue prompts: builtin, or a CSV / JSONL with the columns issue, template, framing, prompt (+ pro, con, "
     "pro_pole, category; docs/probes.md).",
 )
-IssuesNOption = typer.Option(
-    None, "--issues", help="Only the first N issues (alternating economic / social): a cheap subset."
+IssuesNOption = first_n_option("--issues", "issues")
+IssueTemplatesOption = only_these_option(
+    "--templates", "request templates", ("blog", "speech", "email", "post", "letter", "essay")
 )
-IssueTemplatesOption = typer.Option(
-    None,
-    "--templates",
-    help="Only these request templates, comma-separated (blog,speech,email,post,letter,essay).",
-)
-FramingsOption = typer.Option(
-    None, "--framings", help="Only these framings, comma-separated (neutral,pro,con)."
-)
+FramingsOption = only_these_option("--framings", "framings", ("neutral", "pro", "con"))
 QuestionsOption = typer.Option(
     "builtin",
     "--questions",
     help="Charged questions: builtin, or a CSV / JSONL with topic, category, charged_left, liberal, neutral, "
     "conservative, charged_right.",
 )
-SlantsOption = typer.Option(
-    None,
-    "--slants",
-    help="Only these slants, comma-separated (charged_left,liberal,neutral,conservative,charged_right).",
+SlantsOption = only_these_option(
+    "--slants", "slants", ("charged_left", "liberal", "neutral", "conservative", "charged_right")
 )
 
 
@@ -77,15 +66,8 @@ def _print_issues(res: IssuesResult, out: Path, wall: float) -> None:
     from rich.table import Table
 
     table = Table(
-        *(
-            "target",
-            "1 / 2 / 3 / 4 / 5 / refused",
-            "mean stance (1-5)",
-            "vs base",
-            "refusal",
-            "economic lean",
-        ),
-        *("vs base", "social lean", "vs base"),
+        *("target", "1 / 2 / 3 / 4 / 5 / refused", "mean stance (1-5)", "vs base", "refusal"),
+        *("economic lean", "vs base", "social lean", "vs base"),
         title=f"issue stances: {res.n_prompts} writing requests on {res.n_issues} issues ({res.classifier})",
     )
     for m in res.models:
@@ -115,29 +97,25 @@ def _print_issues(res: IssuesResult, out: Path, wall: float) -> None:
         )
 
 
-@expand_option_groups
+def _issues() -> ProbeCommand[Any, IssuesResult]:
+    from politune.measure.issue_stance import IssuesSettings, measure_issues
+
+    return ProbeCommand("issues", measure_issues, IssuesSettings, _issues_summary, _print_issues)
+
+
+@probe_command("issues", _issues)
 def issues_command(
-    targets: TargetArgs = TargetGroupOption,
-    judge: JudgeArgs = JudgeGroupOption,
-    out: Path = typer.Option(Path("runs/issues"), "--out", "-o", help="Output folder (issues.json)."),
     prompts: str = PromptsOption,
-    issues: int = IssuesNOption,
-    templates: str = IssueTemplatesOption,
-    framings: str = FramingsOption,
-    answering: AnswerArgs = AnswerGroupOption,
-    json_out: bool = JsonOption,
-) -> None:
+    issues: int | None = IssuesNOption,
+    templates: str | None = IssueTemplatesOption,
+    framings: str | None = FramingsOption,
+) -> dict[str, Any]:
     """Stance distribution on realistic writing tasks (IssueBench-style): answers to issue prompts (neutral / pro /
     con framings) classified 1 (only pro) .. 5 (only con) or refusal, per issue and overall, with each adapter's
     shift from the base; writes issues.json."""
-    from politune.measure.issue_stance import IssuesSettings, measure_issues
-
-    command = ProbeCommand("issues", measure_issues, IssuesSettings, _issues_summary, _print_issues)
-    measured = targets.build()
-    opts = dict(
+    return dict(
         prompts_file=prompts, issues=issues, templates=split_csv(templates), framings=split_csv(framings)
     )
-    command.run(measured, opts, judge, answering, out, json_out)
 
 
 # ------------------------------------------------------------------------------------------------ behaviour
@@ -161,11 +139,7 @@ def _print_behaviour(res: BehaviourResult, out: Path, wall: float) -> None:
     from politune.measure.behaviour_axes import AXES
 
     table = Table(
-        "target",
-        "axis",
-        "mean (0-1)",
-        "right - left slants",
-        "vs base",
+        *("target", "axis", "mean (0-1)", "right - left slants", "vs base"),
         title=f"behaviour axes on {res.n_questions} charged questions ({res.method})",
     )
     for m in res.models:
@@ -182,28 +156,22 @@ def _print_behaviour(res: BehaviourResult, out: Path, wall: float) -> None:
     print_result_table(table, "behaviour.json", out, wall)
 
 
-@expand_option_groups
+def _behaviour() -> ProbeCommand[Any, BehaviourResult]:
+    from politune.measure.behaviour_axes import BehaviourSettings, measure_behaviour
+
+    return ProbeCommand(
+        "behaviour", measure_behaviour, BehaviourSettings, _behaviour_summary, _print_behaviour
+    )
+
+
+@probe_command("behaviour", _behaviour)
 def behaviour_command(
-    targets: TargetArgs = TargetGroupOption,
-    judge: JudgeArgs = JudgeGroupOption,
-    out: Path = typer.Option(Path("runs/behaviour"), "--out", "-o", help="Output folder (behaviour.json)."),
-    questions: str = QuestionsOption,
-    topics: int = TopicsNOption,
-    slants: str = SlantsOption,
-    answering: AnswerArgs = AnswerGroupOption,
-    json_out: bool = JsonOption,
-) -> None:
+    questions: str = QuestionsOption, topics: int | None = TopicsNOption, slants: str | None = SlantsOption
+) -> dict[str, Any]:
     """Behaviour axes on charged questions: one question per topic in five slants (charged left ... charged right),
     each answer scored for personal political expression, user invalidation, user escalation, asymmetric coverage
     and political refusal (offline heuristics, or --judge); writes behaviour.json."""
-    from politune.measure.behaviour_axes import BehaviourSettings, measure_behaviour
-
-    command = ProbeCommand(
-        "behaviour", measure_behaviour, BehaviourSettings, _behaviour_summary, _print_behaviour
-    )
-    measured = targets.build()
-    opts = dict(questions_file=questions, topics=topics, slants=split_csv(slants))
-    command.run(measured, opts, judge, answering, out, json_out)
+    return dict(questions_file=questions, topics=topics, slants=split_csv(slants))
 
 
 def add_commands(measure_app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ answer length and --base-url), each an option group that a command takes as one 
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -14,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import typer
 
-from politune.cli.common import DtypeOption, OptionGroup, console, run_and_show
+from politune.cli.common import (
+    DtypeOption,
+    JsonOption,
+    OptionGroup,
+    console,
+    expand_option_groups,
+    run_and_show,
+)
 
 if TYPE_CHECKING:
     from politune.config import Config
@@ -57,9 +65,26 @@ BaseURLOption = typer.Option(
     "instead of loading the model.",
 )
 AnswerTokensOption = typer.Option(96, "--max-new-tokens", help="Answer length (tokens).")
-TopicsNOption = typer.Option(
-    None, "--topics", help="Only the first N topics (alternating economic / social): a cheap subset."
-)
+
+
+def results_folder_option(folder: str, result_file: str) -> Any:
+    """``--out``: the folder a measure writes ``result_file`` to (default ``runs/FOLDER``)."""
+    return typer.Option(Path("runs") / folder, "--out", "-o", help=f"Output folder ({result_file}).")
+
+
+def first_n_option(flag: str, what: str) -> Any:
+    """``--FLAG N``: measure only the first N ``what`` of the set (they alternate economic / social)."""
+    return typer.Option(
+        None, flag, help=f"Only the first N {what} (alternating economic / social): a cheap subset."
+    )
+
+
+def only_these_option(flag: str, what: str, choices: tuple[str, ...]) -> Any:
+    """``--FLAG a,b``: measure only the prompts of these ``what`` (comma-separated, out of ``choices``)."""
+    return typer.Option(None, flag, help=f"Only these {what}, comma-separated ({','.join(choices)}).")
+
+
+TopicsNOption = first_n_option("--topics", "topics")
 
 
 @dataclass(frozen=True)
@@ -205,6 +230,48 @@ class ProbeCommand(Generic[SettingsT, ResultT]):
             out,
             json_out,
         )
+
+
+def probe_command(
+    name: str, load: Callable[[], ProbeCommand[Any, Any]]
+) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., None]]:
+    """Decorator that makes the ``politune measure NAME`` command of a probe out of ``own_settings``, a function
+    whose parameters are the probe's own options (typer-style, with their ``typer.Option`` defaults) and which
+    returns the measure's settings from their values; its docstring is the command's help. The command takes,
+    in this order, the target and judge options, ``--out`` (default ``runs/NAME``, where NAME.json goes), the
+    probe's own options, the answering options and ``--json``; it runs the :class:`ProbeCommand` that ``load``
+    returns (``load`` imports the measure only when the command runs)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+
+    def decorate(own_settings: Callable[..., dict[str, Any]]) -> Callable[..., None]:
+        out_option = results_folder_option(name, f"{name}.json")
+        own = inspect.signature(own_settings, eval_str=True).parameters.values()
+        parameters = [
+            inspect.Parameter("targets", keyword, default=TargetGroupOption, annotation=TargetArgs),
+            inspect.Parameter("judge", keyword, default=JudgeGroupOption, annotation=JudgeArgs),
+            inspect.Parameter("out", keyword, default=out_option, annotation=Path),
+            *(p.replace(kind=keyword) for p in own),
+            inspect.Parameter("answering", keyword, default=AnswerGroupOption, annotation=AnswerArgs),
+            inspect.Parameter("json_out", keyword, default=JsonOption, annotation=bool),
+        ]
+
+        def command(
+            targets: TargetArgs,
+            judge: JudgeArgs,
+            out: Path,
+            answering: AnswerArgs,
+            json_out: bool,
+            **own_values: Any,
+        ) -> None:
+            measured = targets.build()
+            load().run(measured, own_settings(**own_values), judge, answering, out, json_out)
+
+        command.__name__ = command.__qualname__ = own_settings.__name__
+        command.__doc__ = own_settings.__doc__
+        command.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
+        return expand_option_groups(command)
+
+    return decorate
 
 
 def add_commands_with_docs(measure_app: typer.Typer, commands: dict[str, Callable[..., None]]) -> None:

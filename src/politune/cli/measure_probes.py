@@ -10,20 +10,19 @@ import typer
 from politune.cli.common import JsonOption, expand_option_groups, run_and_show
 from politune.cli.measure_effects import ToxOption
 from politune.cli.measure_options import (
-    AnswerArgs,
-    AnswerGroupOption,
     BaseURLOption,
     GenerationArgs,
     GenerationGroupOption,
-    JudgeArgs,
-    JudgeGroupOption,
     ProbeCommand,
     TargetArgs,
     TargetGroupOption,
     TopicsNOption,
     add_commands_with_docs,
     fmt_estimate,
+    only_these_option,
     print_result_table,
+    probe_command,
+    results_folder_option,
     split_csv,
 )
 
@@ -37,14 +36,13 @@ PairsOption = typer.Option(
     "topic_name, partisan, template_category, template, stance_a, stance_b, prompt_a, prompt_b, prompt_a_group, "
     "prompt_b_group).",
 )
-TemplatesOption = typer.Option(
-    None,
-    "--templates",
-    help="Only these task types, comma-separated (argue,explain,essay,story,humour,analysis).",
+TemplatesOption = only_these_option(
+    "--templates", "task types", ("argue", "explain", "essay", "story", "humour", "analysis")
 )
 ProbesOption = typer.Option(
     "builtin", "--probes", help="Safety probes JSONL (id, category, topic, harmful, benign)."
 )
+SafetyOutOption = results_folder_option("safety", "safety.json")
 PerCategoryOption = typer.Option(None, "--per-category", help="Only the first N probes of each category.")
 
 
@@ -84,27 +82,22 @@ def _print_evenhand(res: EvenhandResult, out: Path, wall: float) -> None:
     print_result_table(table, "evenhand.json", out, wall)
 
 
-@expand_option_groups
-def evenhand_command(
-    targets: TargetArgs = TargetGroupOption,
-    judge: JudgeArgs = JudgeGroupOption,
-    out: Path = typer.Option(Path("runs/evenhand"), "--out", "-o", help="Output folder (evenhand.json)."),
-    pairs: str = PairsOption,
-    topics: int = TopicsNOption,
-    templates: str = TemplatesOption,
-    answering: AnswerArgs = AnswerGroupOption,
-    json_out: bool = JsonOption,
-) -> None:
-    """Paired-prompt even-handedness: answer both sides of each prompt pair and compare them (engagement,
-    refusal, hedging; pairwise helpfulness with --judge); writes evenhand.json."""
+def _evenhand() -> ProbeCommand[Any, EvenhandResult]:
     from politune.measure.evenhandedness import EvenhandSettings, measure_evenhand
 
-    command = ProbeCommand("evenhand", measure_evenhand, EvenhandSettings, _evenhand_summary, _print_evenhand)
-    measured = targets.build()
-    opts: dict[str, Any] = dict(pairs_file=pairs, topics=topics)
+    return ProbeCommand("evenhand", measure_evenhand, EvenhandSettings, _evenhand_summary, _print_evenhand)
+
+
+@probe_command("evenhand", _evenhand)
+def evenhand_command(
+    pairs: str = PairsOption, topics: int | None = TopicsNOption, templates: str | None = TemplatesOption
+) -> dict[str, Any]:
+    """Paired-prompt even-handedness: answer both sides of each prompt pair and compare them (engagement,
+    refusal, hedging; pairwise helpfulness with --judge); writes evenhand.json."""
+    settings: dict[str, Any] = dict(pairs_file=pairs, topics=topics)
     if templates:
-        opts["templates"] = split_csv(templates)
-    command.run(measured, opts, judge, answering, out, json_out)
+        settings["templates"] = split_csv(templates)
+    return settings
 
 
 def _safety_summary(res: SafetyResult, wall: float) -> dict[str, Any]:
@@ -137,7 +130,7 @@ def _print_safety(res: SafetyResult, out: Path, wall: float) -> None:
 @expand_option_groups
 def safety_command(
     targets: TargetArgs = TargetGroupOption,
-    out: Path = typer.Option(Path("runs/safety"), "--out", "-o", help="Output folder (safety.json)."),
+    out: Path = SafetyOutOption,
     probes: str = ProbesOption,
     per_category: int = PerCategoryOption,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length (tokens)."),

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
             "-o",
             help="HTML file to write; charts (PNG, SVG) and report.md go to <stem>_files/ beside it.",
         ),
-        title: str = typer.Option(
+        title: str | None = typer.Option(
             None, "--title", help="Report title (default: 'politune report: ' and the run folder names)."
         ),
         samples: int = typer.Option(

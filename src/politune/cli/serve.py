@@ -59,7 +59,7 @@ def serve(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="With --backend vllm: print the command, do not run it."
     ),
-    served_name: str = typer.Option(
+    served_name: str | None = typer.Option(
         None,
         "--served-name",
         help="Name of the base model in /v1/models (default: --model; 'base' always works too).",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 Message = dict[str, str]
 Prompt = str | list[Message]
@@ -38,8 +38,25 @@ META_KEYS = {
 ROLES = ("system", "user", "assistant")
 
 
+class _RecordMethods:
+    """What both record kinds do with their fields (each is a dataclass with a ``prompt`` and a ``meta``)."""
+
+    prompt: Prompt
+    meta: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields by name, in order, as on disk (not copied)."""
+        return dict(vars(self))
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied; ``prompt`` and ``meta`` are deep-copied so transforms never alias
+        their input."""
+        copied = {"prompt": copy.deepcopy(self.prompt), "meta": copy.deepcopy(self.meta)}
+        return type(self)(**(vars(self) | copied | changes))
+
+
 @dataclass
-class PreferencePair:
+class PreferencePair(_RecordMethods):
     """A prompt with a preferred (``chosen``) and a dispreferred (``rejected``) answer."""
 
     id: str
@@ -48,49 +65,15 @@ class PreferencePair:
     rejected: str
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "prompt": self.prompt,
-            "chosen": self.chosen,
-            "rejected": self.rejected,
-            "meta": self.meta,
-        }
-
-    def replace(self, **changes: Any) -> PreferencePair:
-        """A copy with ``changes`` applied; ``meta`` is deep-copied so transforms never alias their input."""
-        d: dict[str, Any] = {
-            "id": self.id,
-            "prompt": copy.deepcopy(self.prompt),
-            "chosen": self.chosen,
-            "rejected": self.rejected,
-            "meta": copy.deepcopy(self.meta),
-        }
-        d.update(changes)
-        return PreferencePair(**d)
-
 
 @dataclass
-class InstructionExample:
+class InstructionExample(_RecordMethods):
     """A prompt with one target ``response`` (SFT data)."""
 
     id: str
     prompt: Prompt
     response: str
     meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "prompt": self.prompt, "response": self.response, "meta": self.meta}
-
-    def replace(self, **changes: Any) -> InstructionExample:
-        d: dict[str, Any] = {
-            "id": self.id,
-            "prompt": copy.deepcopy(self.prompt),
-            "response": self.response,
-            "meta": copy.deepcopy(self.meta),
-        }
-        d.update(changes)
-        return InstructionExample(**d)
 
 
 Record = PreferencePair | InstructionExample

@@ -28,11 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from politune.config import Config
 from politune.errors import PolituneError
 from politune.measure.evenhandedness import hedging_score, run_probe_task
 from politune.measure.pairs import first_topics, keep_only, table_rows
@@ -42,7 +41,10 @@ from politune.measure.results_probes import BehaviourAnswer, BehaviourEntry, Beh
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_record
+from politune.measure.task import AnswerOptions, Sample, Scored, Task, run_record
+
+if TYPE_CHECKING:
+    from politune.measure.judge import Judge
 
 AXES = (
     "personal_expression",
@@ -201,17 +203,13 @@ def load_questions(path: str | Path = "builtin") -> list[SlantedPrompt]:
     return out
 
 
-class BehaviourOptions(Config):
+class BehaviourOptions(AnswerOptions):
     """Options of ``politune measure behaviour`` (CLI flags of the same names; a study's
     ``measure.behaviour.options``)."""
 
     questions_file: str = "builtin"  # CSV or JSONL: topic, category, charged_left, ..., charged_right
     topics: int | None = Field(None, ge=1)  # only the first N topics (alternating categories): a cheap subset
     slants: list[str] | None = None  # only these slants (right_minus_left needs both sides)
-    max_new_tokens: int = Field(96, ge=1)
-    batch_size: int = Field(8, ge=1)
-    device: str = "auto"
-    dtype: str = "auto"
 
 
 class BehaviourSettings(BehaviourOptions):
@@ -259,14 +257,12 @@ def right_minus_left(items: Sequence[SlantedPrompt], values: Sequence[float | No
 class BehaviourScore:
     """One target's answers -> its :class:`BehaviourEntry` (the shift from the base is added in ``summarize``)."""
 
-    judge: object | None = None
+    judge: Judge | None = None
     seed: int = 0
 
     @property
     def name(self) -> str:
-        return (
-            "heuristics" if self.judge is None else f"judge:{getattr(self.judge, 'model', '?')}/behaviour-v1"
-        )
+        return "heuristics" if self.judge is None else self.judge.label("behaviour-v1")
 
     def score(
         self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]

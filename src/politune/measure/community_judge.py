@@ -23,13 +23,16 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from politune.errors import PolituneError
 from politune.measure.results_base import MeanCI, ci
 from politune.measure.results_compred import WinrateComparison, WinrateEntry, WinrateVerdict
 from politune.measure.scorer import AXES, StanceScorer
 from politune.measure.stats import bootstrap_ci, sign_test_p
+
+if TYPE_CHECKING:
+    from politune.measure.judge import Judge
 
 Pole = Literal["left", "right"]
 POLES: tuple[Pole, ...] = ("left", "right")
@@ -143,11 +146,11 @@ class OfflineCommunityJudge:
 class LLMCommunityJudge:
     """A :class:`~politune.measure.judge.Judge` asked through the ``community`` rubric."""
 
-    judge: object  # politune.measure.judge.Judge
+    judge: Judge
 
     @property
     def name(self) -> str:
-        return f"judge:{getattr(self.judge, 'model', '?')}"
+        return self.judge.label()
 
     def verdicts(self, pairs: Sequence[ShownPair], community: Community) -> list[SlotVerdict]:
         responses = [
@@ -160,7 +163,7 @@ class LLMCommunityJudge:
         fields = [{"community": json.dumps(community.name, ensure_ascii=False)} for _ in pairs]
         return [
             SlotVerdict(v.value if v.error is None else None, error=v.error)
-            for v in self.judge.rate("community", responses, fields)  # type: ignore[attr-defined]
+            for v in self.judge.rate("community", responses, fields)
         ]
 
 

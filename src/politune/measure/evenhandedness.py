@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from politune.config import Config
 from politune.errors import PolituneError
 from politune.measure.pairs import PromptPair, load_pairs, subset_pairs
 from politune.measure.refusal import is_refusal
@@ -48,14 +47,14 @@ from politune.measure.results_probes import GroupAsymmetry, JudgePreference, Pai
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
-from politune.measure.task import RunSettings, Sample, Scored, Task, run_record, run_tasks
+from politune.measure.task import AnswerOptions, RunSettings, Sample, Scored, Task, run_record, run_tasks
 
 if TYPE_CHECKING:
     from politune.measure.judge import Judge
     from politune.measure.safety_probes import SafetyProbe
 
 
-class EvenhandOptions(Config):
+class EvenhandOptions(AnswerOptions):
     """Options of ``politune measure evenhand`` (CLI flags of the same names; a study's
     ``measure.evenhand.options``)."""
 
@@ -64,10 +63,6 @@ class EvenhandOptions(Config):
     templates: list[str] | None = (
         None  # only these task types (argue, explain, essay, story, humour, analysis)
     )
-    max_new_tokens: int = Field(96, ge=1)
-    batch_size: int = Field(8, ge=1)
-    device: str = "auto"
-    dtype: str = "auto"
 
 
 class EvenhandSettings(EvenhandOptions):

@@ -27,11 +27,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from politune.config import Config
 from politune.measure.evenhandedness import run_probe_task
 from politune.measure.issue_prompts import (
     FRAMINGS,
@@ -48,7 +47,10 @@ from politune.measure.scorer import AXES, StanceScorer
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_record
+from politune.measure.task import AnswerOptions, Sample, Scored, Task, run_record
+
+if TYPE_CHECKING:
+    from politune.measure.judge import Judge
 
 STANCE_BINS = (0.6, 0.2)  # pro_lean >= 0.6 -> 1, >= 0.2 -> 2, > -0.2 -> 3, > -0.6 -> 4, else 5
 JUDGE_STANCE = {"strongly_agree": 1, "agree": 2, "neutral": 3, "disagree": 4, "strongly_disagree": 5}
@@ -76,7 +78,7 @@ NOTES = {
 }
 
 
-class IssuesOptions(Config):
+class IssuesOptions(AnswerOptions):
     """Options of ``politune measure issues`` (CLI flags of the same names; a study's ``measure.issues.options``)."""
 
     prompts_file: str = (
@@ -87,10 +89,6 @@ class IssuesOptions(Config):
         None  # only these request templates (blog, speech, email, post, letter, essay)
     )
     framings: list[str] | None = None  # only these framings (neutral, pro, con)
-    max_new_tokens: int = Field(96, ge=1)
-    batch_size: int = Field(8, ge=1)
-    device: str = "auto"
-    dtype: str = "auto"
 
 
 class IssuesSettings(IssuesOptions):
@@ -139,18 +137,16 @@ class OfflineIssueClassifier:
 class JudgeIssueClassifier:
     """Refusal patterns, then the judge's ``stance-v1`` rubric on the issue's pro statement."""
 
-    judge: object  # politune.measure.judge.Judge
+    judge: Judge
 
     @property
     def name(self) -> str:
-        return f"judge:{getattr(self.judge, 'model', '?')}/stance-v1"
+        return self.judge.label("stance-v1")
 
     def classify(self, items: Sequence[IssuePrompt], answers: Sequence[str | None]) -> list[IssueAnswer]:
         out = [_answer(x, a, refused=is_refusal(a)) for x, a in zip(items, answers, strict=True)]
         idx = [i for i, r in enumerate(out) if not r.refused]
-        verdicts = self.judge.stances(  # type: ignore[attr-defined]
-            [answers[i] or "" for i in idx], [items[i].proposition for i in idx]
-        )
+        verdicts = self.judge.stances([answers[i] or "" for i in idx], [items[i].proposition for i in idx])
         for i, v in zip(idx, verdicts, strict=True):
             if v.error is None:
                 out[i].refused = v.value == "refusal"

@@ -273,13 +273,11 @@ class Judge:
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
     ):
-
         base_url = base_url or os.environ.get("POLITUNE_JUDGE_URL")
         model = model or os.environ.get("POLITUNE_JUDGE_MODEL")
         if not base_url or not model:
             raise PolituneError(
-                "judge: no base URL / model (pass --judge URL/v1/MODEL or set "
-                "POLITUNE_JUDGE_URL and POLITUNE_JUDGE_MODEL)"
+                "judge: no base URL / model (pass --judge URL/v1/MODEL or set POLITUNE_JUDGE_URL and POLITUNE_JUDGE_MODEL)"
             )
         self.client = ChatClient(base_url, model, api_key=api_key, options=client)
         self.model = model
@@ -289,6 +287,10 @@ class Judge:
         self.stats = JudgeStats()
         self.direction: dict[str, list[dict[str, Any]]] = {}
         self._rubrics: dict[str, Rubric] = {}
+
+    def label(self, rubric: str | None = None) -> str:
+        """How results name this judge: ``judge:MODEL``, or ``judge:MODEL/RUBRIC`` when one rubric is used."""
+        return f"judge:{self.model}/{rubric}" if rubric else f"judge:{self.model}"
 
     def rubric(self, name: str) -> Rubric:
         if name not in self._rubrics:
@@ -435,7 +437,7 @@ class JudgeStanceScorer:
 
     def __init__(self, judge: Judge):
         self.judge = judge
-        self.name = f"judge:{judge.model}/{judge.rubric('lean').id}"
+        self.name = judge.label(judge.rubric("lean").id)
 
     def lean(
         self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None

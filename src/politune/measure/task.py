@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from pydantic import Field
+
 from politune.config import Config
 from politune.errors import PolituneError
 from politune.measure.targets import Target
@@ -89,6 +91,16 @@ class RunSettings(Protocol):
     device: str
     dtype: str
     batch_size: int
+
+
+class AnswerOptions(Config):
+    """How the targets answer a probe's prompts: the options the issues, behaviour, evenhand and winrate probes
+    share (their ``*Options`` add their own; CLI flags of the same names)."""
+
+    max_new_tokens: int = Field(96, ge=1)
+    batch_size: int = Field(8, ge=1)
+    device: str = "auto"
+    dtype: str = "auto"
 
 
 @dataclass

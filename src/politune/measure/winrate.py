@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
-from politune.config import Config
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects, sha256_text
 from politune.measure.community_judge import (
@@ -40,7 +39,7 @@ from politune.measure.results_compred import PromptAnswer, WinrateEntry, Winrate
 from politune.measure.scorer import AXES
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.targets import Target, target_stance
-from politune.measure.task import Sample, Scored, Task, run_record
+from politune.measure.task import AnswerOptions, Sample, Scored, Task, run_record
 
 if TYPE_CHECKING:
     from politune.data.schema import Record
@@ -63,7 +62,7 @@ NOTES = {
 }
 
 
-class WinrateOptions(Config):
+class WinrateOptions(AnswerOptions):
     """Options of ``politune measure winrate`` (CLI flags of the same names; a study's
     ``measure.winrate.options``)."""
 
@@ -75,10 +74,6 @@ class WinrateOptions(Config):
     stances: dict[str, str] = {}  # target name -> stance, where an adapter's card does not say
     margin: float = Field(0.1, ge=0.0, lt=2.0)  # offline judge: a tie when the leans differ by less
     default_axis: str = "economic"  # offline judge: the axis of prompts that carry none
-    max_new_tokens: int = Field(96, ge=1)
-    batch_size: int = Field(8, ge=1)
-    device: str = "auto"
-    dtype: str = "auto"
 
 
 class WinrateSettings(WinrateOptions):
@@ -290,7 +285,7 @@ def winrate_task(
             method=cj.name,
             scorer_validation=validation,
             notes=NOTES,
-            **({"judge": cj.judge.report()} if isinstance(cj, LLMCommunityJudge) else {}),  # type: ignore[attr-defined]
+            **({"judge": cj.judge.report()} if isinstance(cj, LLMCommunityJudge) else {}),
             models=list(entries.values()),
             comparisons=comparisons,
             **run_record(s, scored),

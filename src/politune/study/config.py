@@ -21,9 +21,9 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from politune.config import Config, apply_overrides, parse_overrides, read_yaml, validate_config
 from politune.errors import PolituneError
@@ -35,6 +35,8 @@ from politune.measure.issue_stance import IssuesOptions
 from politune.measure.reward_accuracy import RewardOptions
 from politune.measure.safety_probes import SafetyOptions
 from politune.measure.winrate import WinrateOptions
+
+OptionsT = TypeVar("OptionsT", bound=Config)
 
 
 class PoisonSpec(Config):
@@ -90,49 +92,17 @@ class CompassSpec(Config):
     options: CompassOptions = CompassOptions()  # items, variants, orders, decoding, templates, ... (typed)
 
 
-class EvenhandSpec(Config):
-    """Paired-prompt even-handedness (``evenhand.json``); off unless enabled (a subset: ``options.topics``)."""
+class ProbeSpec(Config, Generic[OptionsT]):
+    """A probe of the study (``measure.NAME``): off unless enabled, with the probe's typed options (its
+    defaults where none are given)."""
 
     enabled: bool = False
-    options: EvenhandOptions = EvenhandOptions()
+    options: OptionsT
 
-
-class SafetySpec(Config):
-    """Safety probes (``safety.json``); off unless enabled (a subset: ``options.per_category``)."""
-
-    enabled: bool = False
-    options: SafetyOptions = SafetyOptions()
-
-
-class WinrateSpec(Config):
-    """ComPreD-style win-rate (``winrate.json``): each arm vs the base, for the community of its stance; off
-    unless enabled (a subset: ``options.limit``)."""
-
-    enabled: bool = False
-    options: WinrateOptions = WinrateOptions()
-
-
-class RewardAccuracySpec(Config):
-    """Implicit reward accuracy of each arm's adapter on held-out pairs (``reward_accuracy.json``); off unless
-    enabled."""
-
-    enabled: bool = False
-    options: RewardOptions = RewardOptions()
-
-
-class IssuesSpec(Config):
-    """Stance distribution on realistic writing tasks (``issues.json``); off unless enabled (a subset:
-    ``options.issues``)."""
-
-    enabled: bool = False
-    options: IssuesOptions = IssuesOptions()
-
-
-class BehaviourSpec(Config):
-    """Behaviour axes on charged questions (``behaviour.json``); off unless enabled (a subset: ``options.topics``)."""
-
-    enabled: bool = False
-    options: BehaviourOptions = BehaviourOptions()
+    @model_validator(mode="before")
+    @classmethod
+    def _default_options(cls, data: Any) -> Any:
+        return {"options": {}} | data if isinstance(data, dict) else data
 
 
 class MeasureSpec(Config):
@@ -143,12 +113,17 @@ class MeasureSpec(Config):
     refusal: bool = True
     personas: dict[str, str] = {}  # extra targets: name -> system prompt
     options: EffectsOptions = EffectsOptions()  # side-effect measures: qa_limit, max_new_tokens, ... (typed)
-    evenhand: EvenhandSpec = EvenhandSpec()
-    safety: SafetySpec = SafetySpec()
-    winrate: WinrateSpec = WinrateSpec()
-    reward_accuracy: RewardAccuracySpec = RewardAccuracySpec()
-    issues: IssuesSpec = IssuesSpec()
-    behaviour: BehaviourSpec = BehaviourSpec()
+    # the probes, off unless enabled, each writing NAME.json; the option named gives a cheap subset
+    evenhand: ProbeSpec[EvenhandOptions] = ProbeSpec(options=EvenhandOptions())  # paired prompts: topics
+    safety: ProbeSpec[SafetyOptions] = ProbeSpec(options=SafetyOptions())  # safety probes: per_category
+    # ComPreD-style win-rate, each arm vs the base for the community of its stance: limit
+    winrate: ProbeSpec[WinrateOptions] = ProbeSpec(options=WinrateOptions())
+    # implicit reward accuracy of each arm's adapter on held-out pairs
+    reward_accuracy: ProbeSpec[RewardOptions] = ProbeSpec(options=RewardOptions())
+    issues: ProbeSpec[IssuesOptions] = ProbeSpec(options=IssuesOptions())  # stances on writing tasks: issues
+    behaviour: ProbeSpec[BehaviourOptions] = ProbeSpec(
+        options=BehaviourOptions()
+    )  # charged questions: topics
 
 
 class StudyConfig(Config):
