@@ -161,6 +161,19 @@ def test_cli_bad_model_one_line_exit_2(args, needle, monkeypatch, capsys):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["measure", "all", "--no-such-flag"], "No such option: --no-such-flag"),
+        (["measure", "compass", "--items", "many"], "Invalid value for '--items'"),
+    ],
+)
+def test_cli_usage_error_no_traceback_exit_2(args, needle, monkeypatch, capsys):
+    """typer >= 0.29 raises its vendored click's exceptions, not click's: both must end as a usage message."""
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and needle in err and "Traceback" not in err, err
+
+
 def test_cli_help_and_version(monkeypatch, capsys):
     code, out, err = run_cli(["--help"], monkeypatch, capsys)
     assert code == 0 and "models" in out

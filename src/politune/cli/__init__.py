@@ -69,6 +69,20 @@ for _module in (models, data, tune, measure, generate, serve, report, study):
     _module.register(app)
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The usage-error class (unknown option, bad value) of whichever click the installed typer raises:
+    typer >= 0.29 vendors its own copy (``typer._click``), whose exceptions are not ``click``'s."""
+    import importlib
+
+    found: list[type[Exception]] = []
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            found.append(importlib.import_module(name).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
@@ -82,13 +96,11 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as e:  # click usage errors and aborts
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+    except Exception as e:  # usage errors (unknown option, bad value) and aborts
+        if isinstance(e, _usage_errors()):
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(e.exit_code)  # type: ignore[attr-defined]
+        if isinstance(e, typer.Abort):
             err_console.print("aborted")
             sys.exit(1)
         raise
