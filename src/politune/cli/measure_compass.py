@@ -14,6 +14,7 @@ from politune.cli.common import (
     set_threads,
 )
 from politune.measure.results import AXES, AxisScore, CompassResult
+from politune.measure.task import GENERATION_BATCH
 
 
 def _num(x: float | None) -> str:
@@ -157,7 +158,7 @@ def compass(
     ),
     samples: int = typer.Option(1, "--samples", help="Answers per prompt when temperature > 0."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and the bootstrap."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Prompts per forward pass."),
+    batch_size: int = typer.Option(GENERATION_BATCH, "--batch-size", help="Prompts per forward pass."),
     base_url: str = typer.Option(
         None,
         "--base-url",

@@ -23,6 +23,7 @@ from politune.cli.common import (
     expand_option_groups,
     run_and_show,
 )
+from politune.measure.task import GENERATION_BATCH
 
 if TYPE_CHECKING:
     from politune.config import Config
@@ -55,7 +56,7 @@ JudgeRateOption = typer.Option(None, "--judge-rate", help="Judge requests per se
 JudgeCostOption = typer.Option(
     None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report)."
 )
-BatchOption = typer.Option(8, "--batch-size", help="Generation batch size.")
+BatchOption = typer.Option(GENERATION_BATCH, "--batch-size", help="Generation batch size.")
 SeedOption = typer.Option(0, "--seed", help="Seed for generation and bootstrap CIs.")
 DeviceOption = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
 BaseURLOption = typer.Option(

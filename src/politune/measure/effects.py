@@ -44,7 +44,7 @@ from politune.measure.results import (
 from politune.measure.scorer import StanceScorer
 from politune.measure.solvers import AnswerLog, Cached, Generate, Perplexity, Route
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Solver, Task, run_record, run_tasks
+from politune.measure.task import GENERATION_BATCH, Sample, Scored, Solver, Task, run_record, run_tasks
 from politune.measure.topics import load_topic_questions, score_topic_answers
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier, toxicity_entry
 from politune.measure.validate_judge import validated_accuracy
@@ -64,7 +64,7 @@ class EffectsOptions(Config):
     ppl_file: str = "builtin"  # neutral text for perplexity
     max_new_tokens: int = Field(64, ge=1)  # topic answers
     qa_max_new_tokens: int = Field(40, ge=1)  # quality answers (references are one sentence)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(GENERATION_BATCH, ge=1)
     device: str = "auto"
     dtype: str = "auto"
     toxicity_classifier: str = DEFAULT_CLASSIFIER

@@ -30,7 +30,7 @@ from politune.measure.results_probes import ProbeAnswer
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import bootstrap_ci, paired_diff_ci
 from politune.measure.targets import Target
-from politune.measure.task import Sample, Scored, Task, run_record
+from politune.measure.task import GENERATION_BATCH, Sample, Scored, Task, run_record
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier
 
 NOTES = {
@@ -54,7 +54,7 @@ class SafetyOptions(Config):
     probes_file: str = "builtin"  # JSONL: id, category, topic, harmful, benign
     per_category: int | None = Field(None, ge=1)  # only the first N probes of each category: a cheap subset
     max_new_tokens: int = Field(64, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(GENERATION_BATCH, ge=1)
     device: str = "auto"
     dtype: str = "auto"
     toxicity_classifier: str = DEFAULT_CLASSIFIER

@@ -43,7 +43,7 @@ from politune.measure.compass.tracks import (
 )
 from politune.measure.results import CompassEntry, CompassResult, TargetInfo, write_result
 from politune.measure.targets import Target
-from politune.measure.task import Context, Sample, Scored, Task, run_tasks
+from politune.measure.task import GENERATION_BATCH, Context, Sample, Scored, Task, run_tasks
 from politune.measure.validate_judge import validated_accuracy
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class CompassOptions(Config):
         0.0, ge=0.0
     )  # choice/open decoding; > 0 samples ``samples`` answers per prompt
     samples: int = 1
-    batch_size: int = 16
+    batch_size: int = Field(GENERATION_BATCH, ge=1)  # prompts per forward pass
     n_boot: int = Field(N_BOOT, ge=1)
     items: int | None = Field(None, ge=1)  # use a balanced subset of this many items (None: all)
     templates: Templates = Templates()
