@@ -71,7 +71,7 @@ def main() -> None:
     import torch
 
     from politune.measure.compass import load_instrument
-    from politune.measure.compass.backends import score_options_cached, score_options_independent
+    from politune.measure.compass.kvcache import score_options_cached, score_options_independent
     from politune.measure.compass.prompts import Templates, closed_prompt
     from politune.models.generation import format_chat
     from politune.models.loading import load_model

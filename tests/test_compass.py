@@ -18,9 +18,9 @@ from politune.measure.compass import (
     save_compass,
     score_answer_sheet,
 )
-from politune.measure.compass.backends import score_options_cached, score_options_independent
 from politune.measure.compass.diagnostics import content_sensitivity, track_diagnostics
 from politune.measure.compass.instrument import parse_instrument
+from politune.measure.compass.kvcache import score_options_cached, score_options_independent
 from politune.measure.compass.prompts import Templates, parse_choice
 from politune.measure.compass.scoring import Observation, score_observations
 from politune.measure.compass.tracks import run_choice, run_logprob, run_open
@@ -361,6 +361,56 @@ def test_cached_option_scores_equal_independent_sequences(tiny_model):
         )
 
 
+def _talkative(model) -> None:
+    """Larger random weights: the default init of the tiny model only ever says one token."""
+    import torch
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.6)
+
+
+def test_scoring_and_answering_in_one_pass_equals_each_alone(tiny_model):
+    from politune.measure.compass.kvcache import generate_cached, score_and_answer_cached
+    from politune.models.generation import format_chat
+
+    model, tok = tiny_model
+    _talkative(model)
+    stmts = ["Taxes are theft.", "The state should own the railways.", "Agree.", "Unions matter."]
+    prompts = [format_chat(tok, f"Reply with one option.\n- A\n- B\n\nStatement: {s}") for s in stmts]
+    opts = [LABELS, LABELS[::-1], LABELS, ["Yes", "No", "Maybe so", "x"]]
+    for bs in (1, 3):
+        scores, answers = score_and_answer_cached(model, tok, prompts, opts, bs, answer_tokens=5)
+        assert scores == score_options_cached(model, tok, prompts, opts, batch_size=bs)
+        assert answers == generate_cached(model, tok, prompts, 5, batch_size=bs) and any(answers)
+    assert score_and_answer_cached(model, tok, prompts, opts, 2)[1] is None
+
+
+def test_choice_track_reads_the_logprob_pass_answers(tiny_model, inst, monkeypatch):
+    """With the log-prob track first, the choice track's prompts are answered during the log-prob pass: the
+    same observations as the choice track run alone, and its prompts are never encoded again."""
+    from politune.measure.compass import backends
+    from politune.measure.compass.run import run_tracks
+
+    model, tok = tiny_model
+    _talkative(model)
+    backend = backends.LocalBackend(model, tok, batch_size=8)
+    small = inst.subset(4)
+    alone = run_tracks(backend, small, CompassSettings(tracks=("choice",)))["choice"].observations
+    assert any(o.text for o in alone)
+
+    def encode_again(*args, **kwargs):
+        raise AssertionError("the choice track encoded its prompts again")
+
+    monkeypatch.setattr(backends, "generate_cached", encode_again)
+    runs = run_tracks(backend, small, CompassSettings(tracks=("logprob", "choice")))
+    assert runs["choice"].observations == alone
+    assert backend.answer_tokens == 0 and not backend._answers  # forgotten after the tracks
+    with pytest.raises(AssertionError, match="encoded its prompts again"):  # choice first: nothing to share
+        run_tracks(backend, small, CompassSettings(tracks=("choice", "logprob")))
+
+
 # ------------------------------------------------------------------------------------------------ API + CLI
 
 
@@ -530,7 +580,7 @@ def test_compass_task_with_the_open_track_defaults_to_the_offline_scorer(inst):
 def test_cached_greedy_generation_equals_model_generate(tiny_model):
     import torch
 
-    from politune.measure.compass.backends import generate_cached
+    from politune.measure.compass.kvcache import generate_cached
     from politune.models.generation import format_chat, generate
 
     model, tok = tiny_model

@@ -16,6 +16,7 @@ CI, and builds the typed :class:`~politune.measure.results.CompassResult` (compa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -135,33 +136,61 @@ def run_tracks(
     backend: Backend, inst: Instrument, s: CompassSettings, scorer: StanceScorer | None = None
 ) -> dict[str, TrackRun]:
     runs: dict[str, TrackRun] = {}
-    for name in s.tracks:
-        t0 = time.perf_counter()
-        if name == "logprob":
-            runs[name] = run_logprob(backend, inst, s.templates, s.variants, s.orders, s.calibrate)
-        elif name == "choice":
-            runs[name] = run_choice(
-                backend,
-                inst,
-                s.templates,
-                s.variants,
-                s.orders,
-                Decoding(s.choice_max_new_tokens, s.temperature, s.samples, s.seed),
+    with _choice_from_logprob_pass(backend, s):
+        for name in s.tracks:
+            t0 = time.perf_counter()
+            runs[name] = _run_track(name, backend, inst, s, scorer)
+            runs[name].settings["seconds"] = round(time.perf_counter() - t0, 2)  # reported apart from results
+            log.info(
+                "%s track: %d prompts in %.1fs", name, len(runs[name].observations), time.perf_counter() - t0
             )
-        else:
-            runs[name] = run_open(
-                backend,
-                inst,
-                s.templates,
-                scorer if scorer is not None else default_scorer(),
-                s.open_variants,
-                Decoding(s.open_max_new_tokens, s.temperature, s.samples, s.seed),
-            )
-        runs[name].settings["seconds"] = round(time.perf_counter() - t0, 2)  # reported apart from results
-        log.info(
-            "%s track: %d prompts in %.1fs", name, len(runs[name].observations), time.perf_counter() - t0
-        )
     return runs
+
+
+def _choice_from_logprob_pass(backend: Backend, s: CompassSettings) -> contextlib.AbstractContextManager[Any]:
+    """When the log-prob track runs before a greedy choice track, they ask the same closed-form prompts: a
+    local backend then answers them while it scores them, and the choice track reads those answers instead of
+    encoding all its prompts again (``LocalBackend.answer_too``; the choice track's time drops to ~0 and the
+    log-prob track's includes the decoding)."""
+    tracks = list(s.tracks)
+    answer_too = getattr(backend, "answer_too", None)
+    if (
+        answer_too is None
+        or s.temperature > 0
+        or not {"logprob", "choice"} <= set(tracks)
+        or tracks.index("logprob") > tracks.index("choice")
+    ):
+        return contextlib.nullcontext()
+    cm: contextlib.AbstractContextManager[Any] = answer_too(s.choice_max_new_tokens)
+    return cm
+
+
+def _run_track(
+    name: str,
+    backend: Backend,
+    inst: Instrument,
+    s: CompassSettings,
+    scorer: StanceScorer | None,
+) -> TrackRun:
+    if name == "logprob":
+        return run_logprob(backend, inst, s.templates, s.variants, s.orders, s.calibrate)
+    if name == "choice":
+        return run_choice(
+            backend,
+            inst,
+            s.templates,
+            s.variants,
+            s.orders,
+            Decoding(s.choice_max_new_tokens, s.temperature, s.samples, s.seed),
+        )
+    return run_open(
+        backend,
+        inst,
+        s.templates,
+        scorer if scorer is not None else default_scorer(),
+        s.open_variants,
+        Decoding(s.open_max_new_tokens, s.temperature, s.samples, s.seed),
+    )
 
 
 def summarize_target(inst: Instrument, runs: dict[str, TrackRun], s: CompassSettings) -> dict[str, Any]:
