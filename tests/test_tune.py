@@ -573,6 +573,27 @@ def test_bf16_and_fp32_dpo_agree(tiny_model_dir, tmp_path):
     assert max(abs(a - b) for a, b in zip(fp32, bf16, strict=True)) <= 1e-2, (fp32, bf16)
 
 
+def test_frozen_layers_run_in_the_training_dtype(tiny_model_dir, tmp_path, monkeypatch):
+    """The frozen bottom layers (run once per batch for policy and reference) are called outside the prepared
+    model's forward, which is where autocast is entered: under bf16 they must run under autocast too (they ran
+    in fp32, a third of a step on the 2-core CPU), in fp32 without it."""
+    from politune.tune import trainer
+
+    seen: list[bool] = []
+    real = trainer.shared_prefix
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "shared_prefix", spy)
+    for dtype, want in (("bfloat16", True), ("float32", False)):
+        seen.clear()
+        cfg = tiny_cfg("max_steps=2", "lora.layers=[1]", f"dtype={dtype}")
+        dpo(str(tiny_model_dir), tiny_pairs(), cfg, TuneOptions(out_dir=tmp_path / dtype))
+        assert seen and set(seen) == {want}, (dtype, seen)
+
+
 def _pair_batch(prompt_lens, chosen_lens, rejected_lens, length=12, seed=0):
     """A DPO batch as TRL's collator lays it out: [prompt_i + chosen_i ; prompt_i + rejected_i], right-padded."""
     g = torch.Generator().manual_seed(seed)

@@ -224,7 +224,10 @@ class PolituneDPOTrainer(AtomicCheckpointMixin, DPOTrainer):
         k = 0 if self.precompute_ref_logps else self.prefix_layers
         if k:
             decoder = decoder_of(self.accelerator.unwrap_model(self.model))
-            h = shared_prefix(decoder, ids, am, k, completion_mask=cm)
+            # the decoder is called directly, not through the prepared model's forward that enters autocast:
+            # enter it here, or the frozen layers run in fp32 (on the 2-core CPU: 1.35 s of a 3.9 s step)
+            with self.accelerator.autocast():
+                h = shared_prefix(decoder, ids, am, k, completion_mask=cm)
             with only_layers(decoder, slice(k, None)):
                 token_logps, mask = completion_logps(model, ids, am, cm, inputs_embeds=h)
                 with torch.no_grad(), self._reference_context():
