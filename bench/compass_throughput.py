@@ -65,6 +65,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=2, help="timed repeats per method (best is reported)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument(
+        "--dtype", default="float32", help="weights dtype (fp32: the methods must agree to 1e-4; bf16 rounds apart)"
+    )
     ap.add_argument("--json", dest="json_out", default=None, help="also write the results here")
     args = ap.parse_args()
 
@@ -78,7 +81,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tok = load_model(args.model)
+    model, tok = load_model(args.model, dtype=args.dtype)
     inst = load_instrument("builtin")
     inst = inst.subset(args.items) if args.items < len(inst.items) else inst
     t = Templates()
@@ -122,6 +125,7 @@ def main() -> None:
         "options": len(options[0]),
         "mean_prompt_tokens": round(n_tok / len(prompts), 1),
         "batch_size": bs,
+        "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "politune_cached_s": round(t_cached, 3),
         "independent_reimpl_s": round(t_indep, 3),
