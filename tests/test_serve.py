@@ -405,6 +405,37 @@ def test_requests_join_mid_decode_and_cancelled_rows_leave(mixed_engine):
     assert eng.batcher.rows is None
 
 
+def test_shared_prompt_prefix_is_encoded_once_per_model_and_changes_nothing(mixed_engine, monkeypatch):
+    """Prompts that start alike (a system prompt) are prefilled on a stored copy of that start's KV cache, one
+    per model (base and each adapter: their keys and values differ); a later lone request with the same start
+    reuses it. Tokens and log-probs equal those of prefilling every prompt whole."""
+    from politune.serve.engine import SamplingParams
+    from politune.serve.prefix import PrefixStore
+
+    eng = mixed_engine
+    eng.batcher.prefixes = PrefixStore()
+    system = "You are a careful assistant. Answer in one short sentence, and stay civil.\n"
+    g = SamplingParams(max_tokens=6, temperature=0, logprobs=True)
+    specs = [
+        (None, system + "Lower taxes?", g),
+        ("left", system + "Free speech?", g),
+        ("right", system + "Markets?", SamplingParams(max_tokens=6, temperature=0.9, seed=3, logprobs=True)),
+        ("left", system + "Unions?", g),
+    ]
+    lone = ("right", system + "Rent control?", g)
+    before = dict(eng.stats)
+    together, later = _drive(eng, specs), _drive(eng, [lone])
+    n_system = len(eng.encode_text(system))
+    assert eng.stats["prefix_rows"] - before["prefix_rows"] == 5
+    assert eng.stats["prefix_tokens"] - before["prefix_tokens"] >= 5 * (n_system - 1)
+    assert {name for name, _ in eng.batcher.prefixes.entries} == {"__base__", "left", "right"}
+
+    monkeypatch.setattr(PrefixStore, "plan", lambda self, eng, prompts, names: (0, []))  # every prompt whole
+    whole, whole_later = _drive(eng, specs), _drive(eng, [lone])
+    _assert_same(together + later, whole + whole_later)
+    assert len({t[0] for t in together}) > 1 and all(t[3] == ["end"] for t in together)
+
+
 def test_a_failing_prefill_fails_only_the_newcomers(mixed_engine, monkeypatch):
     """A request whose prefill raises gets an error; the rows already running finish as if alone."""
     from politune.serve.engine import SamplingParams

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from politune.serve.prefix import PrefixStore, prefill_on_prefix
 from politune.serve.sequence import Job, Sequence, emit_prompt_logprobs
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ class ContinuousBatcher:
         self.rows: Rows | None = None
         # False once the model's cache proved unmergeable: then admit only into an empty batch
         self.mergeable = True
+        self.prefixes = PrefixStore()  # shared prompt starts already encoded (prefix.py)
 
     @property
     def n_rows(self) -> int:
@@ -192,18 +194,24 @@ class ContinuousBatcher:
         prompts = [job.prompt_ids for job in jobs for _ in range(job.params.n)]
         names = [job.adapter or BASE_ROW for job in jobs for _ in range(job.params.n)]
         eng.count_rows(len(seqs), batches=1)
-        width = max(len(p) for p in prompts)
-        ids, mask = eng.left_padded(prompts, width)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
         echo = any(job.params.echo_logprobs for job in jobs)
-        out = eng.forward(ids, mask, pos, None, names, logits_to_keep=0 if echo else 1)
-        logits = out.logits.float()
-        if echo:
-            emit_prompt_logprobs(eng, jobs, prompts, logits, width)
+        n_pre, entries = (0, []) if echo or not self.mergeable else self.prefixes.plan(eng, prompts, names)
+        if n_pre:  # the shared start of the prompts is in the prefix store: run only the rest
+            out, mask, last_pos, cache = prefill_on_prefix(eng, prompts, names, n_pre, entries)
+            eng.stats["prefix_rows"] += len(prompts)
+            eng.stats["prefix_tokens"] += n_pre * len(prompts)
+        else:
+            width = max(len(p) for p in prompts)
+            ids, mask = eng.left_padded(prompts, width)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = eng.forward(ids, mask, pos, None, names, logits_to_keep=0 if echo else 1)
+            last_pos, cache = pos[:, -1:], eng.cache_of(out)
+            if echo:
+                emit_prompt_logprobs(eng, jobs, prompts, out.logits.float(), width)
         for seq in seqs:
             if seq.finished:  # max_tokens == 0 (echo only)
                 seq.job.emit(("done", seq.index, "length", 0))
-        rows = Rows(seqs, names, eng.cache_of(out), mask, pos[:, -1:], logits[:, -1, :].cpu())
+        rows = Rows(seqs, names, cache, mask, last_pos, out.logits[:, -1, :].float().cpu())
         return self._leave(rows)
 
     def _advance(self, b: Rows) -> None:

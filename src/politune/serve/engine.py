@@ -108,9 +108,21 @@ class Engine:
         self._closed = False
         self._token_text: dict[int, str] = {}
         # batches: prefill groups (static: whole batches); steps: decoding forward passes; mixed_steps: those with
-        # rows of more than one model; joins: groups merged into a running batch (continuous only)
+        # rows of more than one model; joins: groups merged into a running batch; prefix_rows / prefix_tokens:
+        # rows prefilled on a stored prompt prefix and the prompt tokens that saved (continuous only)
         self.stats = dict.fromkeys(
-            ("batches", "sequences", "max_batch_rows", "generated_tokens", "steps", "mixed_steps", "joins"), 0
+            (
+                "batches",
+                "sequences",
+                "max_batch_rows",
+                "generated_tokens",
+                "steps",
+                "mixed_steps",
+                "joins",
+                "prefix_rows",
+                "prefix_tokens",
+            ),
+            0,
         )
         self.batcher = ContinuousBatcher(self)
         self._worker = threading.Thread(target=self._run, name="politune-serve-engine", daemon=True)
