@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from politune.cli.common import JsonOption, console, expand_option_groups, print_json, run_with_progress
+from politune.cli.common import (
+    JsonOption,
+    console,
+    expand_option_groups,
+    print_json,
+    run_with_progress,
+    set_threads,
+)
 from politune.cli.measure_options import (
     GenerationArgs,
     GenerationGroupOption,
@@ -217,4 +224,5 @@ def effects_command(
     opts |= dict(max_new_tokens=max_new_tokens, qa_max_new_tokens=qa_max_new_tokens) | generation.settings()
     opts |= dict(toxicity_classifier=toxicity_classifier, toxicity_threshold=threshold)
     settings = validate_config(EffectsSettings, opts, "politune measure options")
+    set_threads(generation.threads)
     _run(measures, measured, judge.build(), settings, out, json_out)

@@ -19,9 +19,11 @@ from politune.cli.common import (
     DtypeOption,
     JsonOption,
     OptionGroup,
+    ThreadsOption,
     console,
     expand_option_groups,
     run_and_show,
+    set_threads,
 )
 from politune.measure.task import GENERATION_BATCH
 
@@ -148,9 +150,10 @@ class GenerationArgs:
     seed: int
     device: str
     dtype: str
+    threads: int  # torch's CPU threads for this process (set_threads), not a setting of the measure
 
     def settings(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if name != "threads"}
 
 
 TargetGroupOption: Any = OptionGroup(
@@ -167,7 +170,10 @@ JudgeGroupOption: Any = OptionGroup(
     ),
 )
 GenerationGroupOption: Any = OptionGroup(
-    GenerationArgs, dict(batch_size=BatchOption, seed=SeedOption, device=DeviceOption, dtype=DtypeOption)
+    GenerationArgs,
+    dict(
+        batch_size=BatchOption, seed=SeedOption, device=DeviceOption, dtype=DtypeOption, threads=ThreadsOption
+    ),
 )
 
 
@@ -181,11 +187,12 @@ class AnswerArgs:
     seed: int
     device: str
     dtype: str
+    threads: int  # as GenerationArgs.threads
     base_url: str | None
 
     def settings(self) -> dict[str, Any]:
-        """The settings' fields of the same names (all but base_url)."""
-        return {name: value for name, value in asdict(self).items() if name != "base_url"}
+        """The settings' fields of the same names (all but base_url and threads)."""
+        return {name: value for name, value in asdict(self).items() if name not in ("base_url", "threads")}
 
 
 AnswerGroupOption: Any = OptionGroup(
@@ -223,6 +230,7 @@ class ProbeCommand(Generic[SettingsT, ResultT]):
 
         opts = options | answering.settings()
         settings = validate_config(self.settings, opts, f"politune measure {self.name} options")
+        set_threads(answering.threads)
         j = judge.build()
         run_and_show(
             lambda cb: self.measure(measured, out, j, settings, answering.base_url, cb),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from politune.cli.common import JsonOption, expand_option_groups, run_and_show
+from politune.cli.common import JsonOption, expand_option_groups, run_and_show, set_threads
 from politune.cli.measure_effects import ToxOption
 from politune.cli.measure_options import (
     BaseURLOption,
@@ -148,6 +148,7 @@ def safety_command(
     opts = dict(probes_file=probes, per_category=per_category, max_new_tokens=max_new_tokens)
     opts |= generation.settings() | dict(toxicity_classifier=toxicity_classifier)
     settings = validate_config(SafetySettings, opts, "politune measure safety options")
+    set_threads(generation.threads)
     run_and_show(
         lambda cb: measure_safety(measured, out, settings, base_url=base_url, on_progress=cb),
         _safety_summary,
