@@ -174,6 +174,13 @@ def test_cli_usage_error_no_traceback_exit_2(args, needle, monkeypatch, capsys):
     assert code == 2 and needle in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("command", [["measure", "all"], ["measure", "safety"], ["measure", "issues"]])
+def test_measure_commands_take_threads(command, monkeypatch, capsys):
+    """--threads reaches the commands that generate answers (checked before any model is loaded)."""
+    code, out, err = run_cli([*command, "--threads", "-1"], monkeypatch, capsys)
+    assert code == 2 and "--threads -1: expected 0 (default) or a positive number" in err, err
+
+
 def test_cli_help_and_version(monkeypatch, capsys):
     code, out, err = run_cli(["--help"], monkeypatch, capsys)
     assert code == 0 and "models" in out
