@@ -66,7 +66,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="timed repeats per method (best is reported)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument(
-        "--dtype", default="float32", help="weights dtype (fp32: the methods must agree to 1e-4; bf16 rounds apart)"
+        "--dtype",
+        default="float32",
+        help="weights dtype (fp32: the methods must agree to 1e-4; bf16 rounds apart)",
     )
     ap.add_argument("--json", dest="json_out", default=None, help="also write the results here")
     args = ap.parse_args()
