@@ -5,9 +5,10 @@ The worker keeps one running batch, :class:`Rows`: a row per sequence, each with
 next-token logits, and its keys/values in one shared KV cache. Every iteration (:meth:`ContinuousBatcher.step`):
 
 1. **join**: waiting requests that fit in ``max_batch_rows`` (oldest first, never skipping one) are prefilled
-   together in one forward pass (left-padded to their longest prompt), then merged into the running batch: the
-   narrower of the two KV caches (and its attention mask) is left-padded with masked zero columns to the wider
-   one's width and the two are concatenated along the batch dimension;
+   together in one forward pass (left-padded to their longest prompt; when their prompts start with a prefix the
+   store holds, only the rest of each prompt runs, on a copy of its KV cache: ``prefix.py``), then merged into
+   the running batch: the narrower of the two KV caches (and its attention mask) is left-padded with masked zero
+   columns to the wider one's width and the two are concatenated along the batch dimension;
 2. **sample**: every row picks its next token from its own logits (its own temperature, top-p, seed, stop
    strings: :class:`~politune.serve.sequence.Sequence`), so newcomers produce their first token at once;
 3. **leave**: rows that finished (length, stop, EOS) or were cancelled leave the batch and the KV cache; cache
