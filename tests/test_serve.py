@@ -408,7 +408,8 @@ def test_requests_join_mid_decode_and_cancelled_rows_leave(mixed_engine):
 def test_shared_prompt_prefix_is_encoded_once_per_model_and_changes_nothing(mixed_engine, monkeypatch):
     """Prompts that start alike (a system prompt) are prefilled on a stored copy of that start's KV cache, one
     per model (base and each adapter: their keys and values differ); a later lone request with the same start
-    reuses it. Tokens and log-probs equal those of prefilling every prompt whole."""
+    reuses it, and lone requests find the start they share with earlier ones. Tokens and log-probs equal those of
+    prefilling every prompt whole."""
     from politune.serve.engine import SamplingParams
     from politune.serve.prefix import PrefixStore
 
@@ -430,9 +431,17 @@ def test_shared_prompt_prefix_is_encoded_once_per_model_and_changes_nothing(mixe
     assert eng.stats["prefix_tokens"] - before["prefix_tokens"] >= 5 * (n_system - 1)
     assert {name for name, _ in eng.batcher.prefixes.entries} == {"__base__", "left", "right"}
 
+    # requests arriving one at a time: the second finds the start it shares with the first, encodes and stores it
+    eng.batcher.prefixes = PrefixStore()
+    before = dict(eng.stats)
+    one_by_one = [_drive(eng, [spec])[0] for spec in specs[:3]]
+    assert eng.stats["prefix_rows"] - before["prefix_rows"] == 2
+    assert {name for name, _ in eng.batcher.prefixes.entries} == {"left", "right"}
+
     monkeypatch.setattr(PrefixStore, "plan", lambda self, eng, prompts, names: (0, []))  # every prompt whole
     whole, whole_later = _drive(eng, specs), _drive(eng, [lone])
     _assert_same(together + later, whole + whole_later)
+    _assert_same(one_by_one, [_drive(eng, [spec])[0] for spec in specs[:3]])
     assert len({t[0] for t in together}) > 1 and all(t[3] == ["end"] for t in together)
 
 

@@ -6,8 +6,10 @@ the same tokens.
 How a prefill group uses it (:meth:`PrefixStore.plan`, then :func:`prefill_on_prefix`):
 
 1. the longest stored prefix that *every* prompt of the group starts with (each keeps at least one token of its
-   own, whose logits the first sampled token needs); failing that, the longest prefix the group's prompts share,
-   if it is at least :data:`MIN_PREFIX` tokens: it is encoded now, once per model in the group, and stored;
+   own, whose logits the first sampled token needs); failing that, the longest start the group's prompts share
+   with each other and with one of the :data:`RECENT` prompts prefilled before (so requests that arrive one at
+   a time find their common system prompt too), if it is at least :data:`MIN_PREFIX` tokens: it is encoded now,
+   once per model in the group, and stored;
 2. each row's KV cache starts as its model's copy of the prefix; only the rest of each prompt (left-padded) runs
    through the model, attending to it.
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 MIN_PREFIX = 8  # tokens: a shorter shared start is not worth a separate forward pass
 MAX_ENTRIES = 32  # (model, prefix) pairs kept, least recently used dropped first
+RECENT = 32  # prompts remembered to find a shared start with later ones
 
 
 @dataclass(eq=False)  # identity: entries are keys of a dict while a batch is built
@@ -48,6 +51,7 @@ class PrefixStore:
         self.entries: collections.OrderedDict[tuple[str, tuple[int, ...]], PrefixEntry] = (
             collections.OrderedDict()
         )
+        self.recent: collections.deque[list[int]] = collections.deque(maxlen=RECENT)
 
     def plan(self, eng: Engine, prompts: list[list[int]], names: list[str]) -> tuple[int, list[PrefixEntry]]:
         """(prefix length, each row's entry) for this prefill group, encoding what is missing; ``(0, [])`` when
@@ -57,11 +61,12 @@ class PrefixStore:
         room = min(len(p) for p in prompts) - 1  # every row keeps >= 1 token of its own
         stored = {ids for _, ids in self.entries if len(ids) <= room}
         n = max((len(ids) for ids in stored if all(tuple(p[: len(ids)]) == ids for p in prompts)), default=0)
-        if n == 0 and len(prompts) > 1:
-            n = min(_shared_start(prompts), room)
-            if n < MIN_PREFIX:
-                return 0, []
         if n == 0:
+            group = _shared_start(prompts)  # for one prompt: all of it
+            with_recent = [min(group, _shared_start([prompts[0], r])) for r in self.recent]
+            n = min(max([group if len(prompts) > 1 else 0, *with_recent]), room)
+        self.recent.extend(prompts)
+        if n < MIN_PREFIX:
             return 0, []
         ids = tuple(prompts[0][:n])
         for name in dict.fromkeys(names):
