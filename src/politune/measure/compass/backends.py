@@ -65,21 +65,12 @@ class LocalBackend:
     def generate(
         self, prompts: Sequence[str], max_new_tokens: int, temperature: float = 0.0, seed: int = 0
     ) -> list[str | None]:
-        known = (
-            [self._answers.get((self.format(p), max_new_tokens)) for p in prompts] if temperature == 0 else []
-        )
-        if known and all(a is not None for a in known):
-            return list(known)
-        if temperature == 0:  # greedy: share the prompt prefix through the KV cache
-            return list(
-                generate_cached(
-                    self.model,
-                    self.tokenizer,
-                    [self.format(p) for p in prompts],
-                    max_new_tokens,
-                    self.batch_size,
-                )
-            )
+        if temperature == 0:  # greedy: answers kept by answer_too, else the shared-prefix KV cache
+            chats = [self.format(p) for p in prompts]
+            known = [self._answers.get((c, max_new_tokens)) for c in chats]
+            if known and all(a is not None for a in known):
+                return list(known)
+            return list(generate_cached(self.model, self.tokenizer, chats, max_new_tokens, self.batch_size))
         return list(
             generate(
                 self.model,
