@@ -26,6 +26,20 @@ def as_messages(prompt: Prompt, system: str | None = None) -> list[Message]:
     return msgs
 
 
+def shared_start(seqs: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all of ``seqs`` share (a lone sequence: its length; none: 0). What a shared KV
+    cache prefix can cover: the compass's prompts (``measure.compass.kvcache``), a serve prefill group."""
+    if not seqs:
+        return 0
+    n = min(len(s) for s in seqs)
+    first = seqs[0]
+    for i in range(n):
+        t = first[i]
+        if any(s[i] != t for s in seqs):
+            return i
+    return n
+
+
 def format_chat(
     tokenizer: Tokenizer,
     prompt: Prompt,

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from politune.models.generation import shared_start
+
 if TYPE_CHECKING:
     from politune.serve.engine import Engine
 
@@ -62,8 +64,8 @@ class PrefixStore:
         stored = {ids for _, ids in self.entries if len(ids) <= room}
         n = max((len(ids) for ids in stored if all(tuple(p[: len(ids)]) == ids for p in prompts)), default=0)
         if n == 0:
-            group = _shared_start(prompts)  # for one prompt: all of it
-            with_recent = [min(group, _shared_start([prompts[0], r])) for r in self.recent]
+            group = shared_start(prompts)  # for one prompt: all of it
+            with_recent = [min(group, shared_start([prompts[0], r])) for r in self.recent]
             n = min(max([group if len(prompts) > 1 else 0, *with_recent]), room)
         self.recent.extend(prompts)
         if n < MIN_PREFIX:
@@ -84,15 +86,6 @@ class PrefixStore:
                     self.entries.popitem(last=False)
             self.entries.move_to_end((name, ids))
         return n, [self.entries[(name, ids)] for name in names]
-
-
-def _shared_start(prompts: list[list[int]]) -> int:
-    first = prompts[0]
-    n = min(len(p) for p in prompts)
-    for i in range(n):
-        if any(p[i] != first[i] for p in prompts):
-            return i
-    return n
 
 
 def prefill_on_prefix(

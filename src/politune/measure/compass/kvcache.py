@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from politune.errors import PolituneError
+from politune.models.generation import shared_start
 
 if TYPE_CHECKING:
     from transformers import Cache
@@ -36,23 +37,11 @@ if TYPE_CHECKING:
 OptionLists = Sequence[Sequence[str]]  # the answer options of each prompt
 
 
-def _lcp(seqs: Sequence[Sequence[int]]) -> int:
-    if not seqs:
-        return 0
-    n = min(len(s) for s in seqs)
-    first = seqs[0]
-    for i in range(n):
-        t = first[i]
-        if any(s[i] != t for s in seqs):
-            return i
-    return n
-
-
 def _encode_prefix(
     model: CausalLM, p_ids: Sequence[Sequence[int]], dev: torch.device
 ) -> tuple[int, Cache | None]:
     """Encode the longest token prefix shared by all prompts once; each prompt keeps >= 1 token of its own."""
-    n_pre = min(_lcp(p_ids), min(len(p) for p in p_ids) - 1)
+    n_pre = min(shared_start(p_ids), min(len(p) for p in p_ids) - 1)
     if n_pre <= 0:
         return 0, None
     out = model(
