@@ -13,7 +13,7 @@ from politune.measure.effects import Refusal, TopicLean, Toxicity
 from politune.measure.results import TopicQuestion
 from politune.measure.solvers import AnswerLog, Cached, Generate, Route
 from politune.measure.targets import Target
-from politune.measure.task import Context, Sample, Task, run_tasks
+from politune.measure.task import Context, Sample, Task, run_task, run_tasks
 
 # ------------------------------------------------------------------------------------------------ a new measure
 
@@ -79,6 +79,11 @@ def test_a_task_defined_here_runs_through_the_runner_on_the_tiny_model():
     # the same task again gives the same numbers (nothing depends on run order)
     again = run_tasks([task], targets[:1])["agree"]
     assert again.models[0].p_yes == pytest.approx(out.models[0].p_yes, abs=1e-6)
+    # run_task: the one task's result itself, not a dict of results
+    alone = run_task(task, targets[:1])
+    assert isinstance(alone, AgreeResult) and alone.models[0].p_yes == pytest.approx(
+        again.models[0].p_yes, abs=1e-6
+    )
 
 
 def test_run_tasks_rejects_nothing_to_do_and_duplicate_names():

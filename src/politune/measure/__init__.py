@@ -19,7 +19,7 @@ from politune.measure.results import CI, load_result, parse_result, write_result
 from politune.measure.scorer import AXES, StanceScorer
 from politune.measure.stats import bootstrap_ci
 from politune.measure.targets import Target, build_targets
-from politune.measure.task import Sample, Scored, Task, run_tasks
+from politune.measure.task import Sample, Scored, Task, run_task, run_tasks
 
 __all__ = [
     "AXES",
@@ -40,6 +40,7 @@ __all__ = [
     "measure_effects",
     "parse_judge_spec",
     "parse_result",
+    "run_task",
     "run_tasks",
     "write_result",
 ]

@@ -337,7 +337,7 @@ def behaviour_vs_base(scored: list[Scored[BehaviourEntry]], seed: int) -> list[B
 
 def behaviour_task(
     settings: BehaviourSettings, judge: Any = None, log_path: str | Path | None = None
-) -> Task[BehaviourEntry]:
+) -> Task[BehaviourEntry, BehaviourResult]:
     """The behaviour task over the chosen questions (loaded now, so a bad file fails before any model)."""
     s = settings
     items = select_questions(s)

@@ -211,7 +211,7 @@ def effects_tasks(
     scorer: StanceScorer | None = None,
     judge: Judge | None = None,
     log_path: str | Path | None = None,
-) -> list[Task[Any]]:
+) -> list[Task[Any, Result]]:
     """The chosen side-effect measures as tasks sharing one answer log. Loads every dataset, the stance scorer
     and the toxicity classifier now, so bad settings fail before any model is loaded."""
     unknown = [m for m in measures if m not in MEASURES]
@@ -224,7 +224,7 @@ def effects_tasks(
     answers = AnswerLog(Path(log_path) if log_path is not None else None)
     topic_gen = Cached(Generate(s.max_new_tokens, seed=s.seed), answers)
     qa_gen = Cached(Generate(s.qa_max_new_tokens, seed=s.seed), answers)
-    tasks: list[Task[Any]] = []
+    tasks: list[Task[Any, Result]] = []
     if "topics" in measures:
         tasks.append(_topics_task(s, topics, topic_gen, scorer or _judge_or_offline(judge), judge))
     if "quality" in measures:
@@ -255,7 +255,7 @@ def _judge_or_offline(judge: Judge | None) -> StanceScorer:
 
 def _topics_task(
     s: EffectsSettings, samples: list[Sample], solver: Solver, stance: StanceScorer, judge: Judge | None
-) -> Task[TopicsEntry]:
+) -> Task[TopicsEntry, TopicsResult]:
     return Task(
         "topics",
         samples,
@@ -271,7 +271,9 @@ def _topics_task(
     )
 
 
-def _toxicity_task(s: EffectsSettings, samples: list[Sample], solver: Solver) -> Task[ToxicityEntry]:
+def _toxicity_task(
+    s: EffectsSettings, samples: list[Sample], solver: Solver
+) -> Task[ToxicityEntry, ToxicityResult]:
     tox = Toxicity(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
     return Task(
         "toxicity",
@@ -289,7 +291,7 @@ def _toxicity_task(s: EffectsSettings, samples: list[Sample], solver: Solver) ->
 
 def _refusal_task(
     s: EffectsSettings, samples: list[Sample], solver: Solver, judge: Judge | None
-) -> Task[RefusalEntry]:
+) -> Task[RefusalEntry, RefusalResult]:
     ref = Refusal(judge, s.seed)
     return Task(
         "refusal",

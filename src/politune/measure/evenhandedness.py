@@ -39,6 +39,7 @@ from politune.measure.results import (
     EvenhandEntry,
     EvenhandResult,
     MeanCI,
+    ResultT,
     TargetInfo,
     ci,
     write_result,
@@ -47,7 +48,7 @@ from politune.measure.results_probes import GroupAsymmetry, JudgePreference, Pai
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
-from politune.measure.task import AnswerOptions, RunSettings, Sample, Scored, Task, run_record, run_tasks
+from politune.measure.task import AnswerOptions, RunSettings, Sample, Scored, Task, run_record, run_task
 
 if TYPE_CHECKING:
     from politune.measure.judge import Judge
@@ -316,28 +317,28 @@ def pair_samples(pairs: Sequence[PromptPair]) -> list[Sample]:
 
 
 def run_probe_task(
-    task_for: Callable[[Path | None], Task[Any]],
+    task_for: Callable[[Path | None], Task[Any, ResultT]],
     targets: Sequence[Target],
     out_dir: str | Path | None,
     settings: RunSettings,
     base_url: str | None,
     on_progress: Callable[[str, int], None] | None,
-) -> Any:
+) -> ResultT:
     """Run the task ``task_for(answer log or None)`` on ``targets``; with ``out_dir``, log the answers to
     ``answers.jsonl`` there (reused on a re-run) and write ``<task name>.json``. Returns the task's result."""
     if not targets:
         raise PolituneError("nothing to measure: no targets")
     out = Path(out_dir) if out_dir is not None else None
     task = task_for(out / "answers.jsonl" if out is not None else None)
-    res = run_tasks(
-        [task],
+    res = run_task(
+        task,
         targets,
         base_url=base_url,
         device=settings.device,
         dtype=settings.dtype,
         batch_size=settings.batch_size,
         on_progress=on_progress,
-    )[task.name]
+    )
     if out is not None:
         write_result(res, out / f"{task.name}.json")
     return res
@@ -345,7 +346,7 @@ def run_probe_task(
 
 def evenhand_task(
     settings: EvenhandSettings, judge: Judge | None = None, log_path: str | Path | None = None
-) -> Task[EvenhandEntry]:
+) -> Task[EvenhandEntry, EvenhandResult]:
     """The even-handedness task over the chosen pairs (loaded now, so a bad file fails before any model)."""
     s = settings
     pairs = subset_pairs(load_pairs(s.pairs_file), s.topics, s.templates)

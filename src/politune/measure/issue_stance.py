@@ -291,7 +291,7 @@ def issues_task(
     judge: Any = None,
     log_path: str | Path | None = None,
     scorer: StanceScorer | None = None,
-) -> Task[IssuesEntry]:
+) -> Task[IssuesEntry, IssuesResult]:
     """The issues task over the chosen prompts (loaded and checked now, so a bad file fails before any model).
     ``scorer``: the stance scorer of the offline classifier (default: the validated offline scorer)."""
     from politune.measure.scorer import scorer_by_name

@@ -412,6 +412,6 @@ def load_result(path: str | Path, kind: str | None = None) -> Result:
     return parse_result(read_json(path), str(path), kind)
 
 
-def write_result(result: Result, path: str | Path) -> Path:
+def write_result(result: _Result, path: str | Path) -> Path:
     """Write a result atomically as JSON (only the keys that were set)."""
     return atomic_write_json(path, result.to_json())

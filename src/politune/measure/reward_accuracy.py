@@ -299,7 +299,7 @@ def _pair_sample(pair: PreferencePair) -> Sample:
 
 def reward_task(
     settings: RewardSettings, targets: Sequence[Target], log_path: str | Path | None = None
-) -> Task[RewardAccuracyEntry]:
+) -> Task[RewardAccuracyEntry, RewardAccuracyResult]:
     """The reward-accuracy task (pairs load and every adapter is planned now: bad input fails before any model)."""
     s = settings
     pairs, source = load_reward_pairs(s)

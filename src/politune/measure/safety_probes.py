@@ -186,7 +186,9 @@ def _vs_base(scored: list[Scored[SafetyEntry]], seed: int) -> list[SafetyEntry]:
     return out
 
 
-def safety_task(settings: SafetySettings, log_path: str | Path | None = None) -> Task[SafetyEntry]:
+def safety_task(
+    settings: SafetySettings, log_path: str | Path | None = None
+) -> Task[SafetyEntry, SafetyResult]:
     """The safety task (probes and the toxicity classifier load now, so bad settings fail before any model)."""
     s = settings
     probes = subset_probes(load_probes(s.probes_file), s.per_category)

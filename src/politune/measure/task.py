@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 from pydantic import Field
 
@@ -37,6 +37,10 @@ log = logging.getLogger("politune")
 
 E = TypeVar("E")
 E_co = TypeVar("E_co", covariant=True)  # a Scorer only produces entries
+R = TypeVar("R")  # a task's result: what its summarize makes of every target's entries
+R_co = TypeVar(
+    "R_co", covariant=True
+)  # a Task only produces its result (a Task[E, TopicsResult] is a Task[E, Result])
 
 
 @dataclass(frozen=True)
@@ -120,12 +124,29 @@ class Scored(Generic[E]):
 
 
 @dataclass(frozen=True)
-class Task(Generic[E]):
+class Task(Generic[E, R_co]):
+    """``Task[E, R]``: its scorer makes an ``E`` of each target's answers, its ``summarize`` an ``R`` of them all."""
+
     name: str  # the result file is ``<name>.json``
     dataset: Sequence[Sample]
     solver: Solver
     scorer: Scorer[E]
-    summarize: Callable[[list[Scored[E]]], Any]  # entries of every target -> the typed result
+    summarize: Callable[[list[Scored[E]]], R_co]  # entries of every target -> the typed result
+
+
+class RunOptions(TypedDict, total=False):
+    """How :func:`run_tasks` and :func:`run_task` reach the targets (every key optional)."""
+
+    base_url: str | None  # answer through an OpenAI-compatible server (default: load the models)
+    device: str  # "auto" (default), "cpu", "cuda", ...
+    dtype: str  # "auto" (default), "bfloat16", ...
+    batch_size: int  # prompts per forward pass (default GENERATION_BATCH)
+    on_target: Callable[[str], None] | None  # called with a target's name as it starts
+    on_progress: Callable[[str, int], None] | None  # called with (target name, n) as solvers finish n answers
+
+
+# One target's answers to one task: the target, the solver's output, its seconds, the backend's description.
+_Answered = tuple[Target, Any, float, dict[str, Any]]
 
 
 def _backends(
@@ -150,7 +171,27 @@ def _backends(
 
 
 def run_tasks(
-    tasks: Sequence[Task[Any]],
+    tasks: Sequence[Task[Any, Any]], targets: Sequence[Target], **options: Unpack[RunOptions]
+) -> dict[str, Any]:
+    """Run every task on every target; returns ``{task.name: task.summarize(...)}`` in task order (results of
+    different types: :func:`run_task` types the one of a single task).
+
+    ``options`` (:class:`RunOptions`): ``base_url`` answers through an OpenAI-compatible server (the target's
+    ``model`` is the served name) instead of loading models; ``device``, ``dtype``, ``batch_size`` for local
+    models. ``on_target(name)`` is called as a target starts, ``on_progress(name, n)`` as solvers finish ``n``
+    answers.
+    """
+    answered = _answer(tasks, targets, **options)
+    return {task.name: _result(task, answered[task.name]) for task in tasks}
+
+
+def run_task(task: Task[Any, R], targets: Sequence[Target], **options: Unpack[RunOptions]) -> R:
+    """:func:`run_tasks` for one task: its result, typed."""
+    return _result(task, _answer([task], targets, **options)[task.name])
+
+
+def _answer(
+    tasks: Sequence[Task[Any, Any]],
     targets: Sequence[Target],
     base_url: str | None = None,
     device: str = "auto",
@@ -158,13 +199,8 @@ def run_tasks(
     batch_size: int = GENERATION_BATCH,
     on_target: Callable[[str], None] | None = None,
     on_progress: Callable[[str, int], None] | None = None,
-) -> dict[str, Any]:
-    """Run every task on every target; returns ``{task.name: task.summarize(...)}`` in task order.
-
-    ``base_url``: answer through an OpenAI-compatible server (the target's ``model`` is the served name) instead
-    of loading models. ``on_target(name)`` is called as a target starts, ``on_progress(name, n)`` as solvers
-    finish ``n`` answers.
-    """
+) -> dict[str, list[_Answered]]:
+    """Every target's answers to every task, by task name (a base model is loaded once per run of targets)."""
     if not targets:
         raise PolituneError("nothing to measure: no targets")
     if not tasks:
@@ -172,7 +208,7 @@ def run_tasks(
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise PolituneError(f"task names must be unique, got {names}")
-    outputs: dict[str, list[tuple[Target, Any, float, dict[str, Any]]]] = {t.name: [] for t in tasks}
+    outputs: dict[str, list[_Answered]] = {t.name: [] for t in tasks}
     for target, backend in _backends(targets, base_url, device, dtype, batch_size):
         if on_target is not None:
             on_target(target.name)
@@ -184,14 +220,14 @@ def run_tasks(
             sec = time.perf_counter() - t0
             log.info("%s: %s answered %d samples in %.1fs", task.name, target.name, len(task.dataset), sec)
             outputs[task.name].append((target, out, sec, info))
-    results: dict[str, Any] = {}
-    for task in tasks:
-        scored = [
-            Scored(t, task.scorer.score(t, task.dataset, out), sec, info)
-            for t, out, sec, info in outputs[task.name]
-        ]
-        results[task.name] = task.summarize(scored)
-    return results
+    return outputs
+
+
+def _result(task: Task[Any, R], answered: list[_Answered]) -> R:
+    """Score each target's answers (after all have answered), then summarize them into the task's result."""
+    return task.summarize(
+        [Scored(t, task.scorer.score(t, task.dataset, out), sec, info) for t, out, sec, info in answered]
+    )
 
 
 def run_record(settings: Config, scored: Sequence[Scored[Any]]) -> dict[str, Any]:

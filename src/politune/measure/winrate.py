@@ -259,7 +259,7 @@ def winrate_task(
     plan: Sequence[Comparison],
     judge: Any = None,
     log_path: str | Path | None = None,
-) -> Task[WinrateEntry]:
+) -> Task[WinrateEntry, WinrateResult]:
     """The win-rate task (prompts load now, so a bad file fails before any model). ``judge``: an LLM
     :class:`~politune.measure.judge.Judge`, any :class:`CommunityJudge`, or ``None`` for the offline one."""
     s = settings

@@ -44,7 +44,7 @@ from politune.measure.compass.tracks import (
 )
 from politune.measure.results import CompassEntry, CompassResult, TargetInfo, write_result
 from politune.measure.targets import Target
-from politune.measure.task import GENERATION_BATCH, Context, Sample, Scored, Task, run_tasks
+from politune.measure.task import GENERATION_BATCH, Context, Sample, Scored, Task, run_task
 from politune.measure.validate_judge import validated_accuracy
 
 if TYPE_CHECKING:
@@ -292,7 +292,7 @@ class CompassScore:
 
 def compass_task(
     inst: Instrument, settings: CompassSettings, scorer: StanceScorer | None = None
-) -> Task[CompassScored]:
+) -> Task[CompassScored, CompassResult]:
     """The compass on ``inst`` with ``settings`` (``scorer``: the open track's stance scorer, by default the
     offline one)."""
     s = settings
@@ -365,15 +365,15 @@ def measure_compass(
     if not targets:
         raise PolituneError("measure_compass: no targets")
     task = compass_task(inst, s, scorer)
-    return run_tasks(
-        [task],
+    return run_task(
+        task,
         targets,
         base_url=base_url,
         device=device,
         dtype=dtype,
         batch_size=s.batch_size,
         on_target=progress,
-    )["compass"]
+    )
 
 
 def save_compass(result: CompassResult, path: str | Path) -> Path:
