@@ -17,6 +17,15 @@ from politune.measure.results import AXES, AxisScore, CompassResult
 from politune.measure.task import GENERATION_BATCH
 
 
+def _names(comma_list: str) -> tuple[str, ...]:
+    """``"logprob, choice"`` -> ``("logprob", "choice")`` (empty parts dropped)."""
+    return tuple(x.strip() for x in comma_list.split(",") if x.strip())
+
+
+def _say_measuring(target: str) -> None:
+    err_console.print(f"measuring [bold]{target}[/] ...")
+
+
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -180,23 +189,22 @@ def compass(
 
     set_threads(threads)
     targets = build_targets(model, adapter, persona, system=system, include_base=not no_base)
-    split = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
     result = measure_compass(
         targets,
         instrument=instrument,
-        tracks=split(tracks),
+        tracks=_names(tracks),
         seed=seed,
         base_url=base_url,
         device=device,
         dtype=dtype,
         keep_answers=keep_answers,
         items=items,
-        variants=split(variants),
-        orders=split(orders),
+        variants=_names(variants),
+        orders=_names(orders),
         temperature=temperature,
         samples=samples,
         batch_size=batch_size,
-        progress=lambda name: err_console.print(f"measuring [bold]{name}[/] ..."),
+        progress=_say_measuring,
     )
     path = save_compass(result, out)
     if json_out:

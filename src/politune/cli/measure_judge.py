@@ -15,8 +15,9 @@ def _fmt(est: dict[str, Any], pct: bool = False) -> str:
     v, (lo, hi) = est["value"], est["ci"]
     if v is None:
         return "n/a"
-    f = (lambda x: f"{x:.2f}") if pct else (lambda x: f"{x:+.2f}")
-    return f"{f(v)} [{f(lo) if lo is not None else '?'}, {f(hi) if hi is not None else '?'}]"
+    spec = ".2f" if pct else "+.2f"
+    ends = [format(x, spec) if x is not None else "?" for x in (lo, hi)]
+    return f"{format(v, spec)} [{ends[0]}, {ends[1]}]"
 
 
 def print_validation(res: dict[str, Any]) -> None:

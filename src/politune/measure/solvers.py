@@ -58,12 +58,13 @@ class Perplexity:
     def solve(self, ctx: Context, samples: Sequence[Sample]) -> list[float]:
         if not samples:
             return []
-        fn = getattr(ctx.backend, "perplexities", None)
-        if fn is None:
+        from politune.measure.compass.backends import HTTPBackend
+
+        if isinstance(ctx.backend, HTTPBackend):
             raise PolituneError(
                 f"target {ctx.target.name}: perplexity needs a local model (not an HTTP server)"
             )
-        return fn([s.input for s in samples], max_length=self.max_length)
+        return ctx.backend.perplexities([s.input for s in samples], max_length=self.max_length)
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,8 @@ class AxisProbe:
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
-        return p[:, 2] - p[:, 0]
+        lean: np.ndarray = p[:, 2] - p[:, 0]  # numpy types a column of an untyped array as Any
+        return lean
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -49,9 +49,11 @@ def format_chat(
     """The exact text the model sees for ``prompt`` (its chat template, or a plain fallback)."""
     msgs = as_messages(prompt, system)
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
+        # Tokenizer is untyped (transformers); with tokenize=False the template gives the text
+        text: str = tokenizer.apply_chat_template(
             msgs, tokenize=False, add_generation_prompt=add_generation_prompt
         )
+        return text
     text = "\n".join(f"{m['role']}: {m['content']}" for m in msgs)
     return text + ("\nassistant:" if add_generation_prompt else "")
 

@@ -55,7 +55,7 @@ def load_model(
     if os.environ.get("POLITUNE_QUIET_LOADING") == "1":  # set by the CLI unless --verbose
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers: unannotated
     model: CausalLM
     try:
         model = AutoModelForCausalLM.from_pretrained(

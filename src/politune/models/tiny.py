@@ -43,7 +43,7 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_TRAIN_TEXT * 4, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers: __init__ unannotated
         tokenizer_object=tok,
         bos_token="<|im_start|>",
         eos_token="<|im_end|>",

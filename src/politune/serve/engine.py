@@ -223,11 +223,11 @@ class Engine:
     def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
         from politune.models.generation import format_chat
 
-        text = format_chat(self.tokenizer, messages)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.encode_text(format_chat(self.tokenizer, messages))
 
     def encode_text(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]  # Tokenizer is untyped
+        return ids
 
     def token_text(self, tok: int) -> str:
         s = self._token_text.get(tok)
@@ -262,7 +262,8 @@ class Engine:
         if not self.adapters:
             return contextlib.nullcontext()
         if adapter is None:
-            return self.model.disable_adapter()
+            bare: contextlib.AbstractContextManager[Any] = self.model.disable_adapter()  # PEFT, untyped here
+            return bare
         if self.model.active_adapter != adapter:  # set_adapter walks every module: only when it changes
             self.model.set_adapter(adapter)
         return contextlib.nullcontext()

@@ -158,6 +158,11 @@ def _load(path: Path, cls: type[ResultT]) -> ResultT | None:
     return parse_result_as(read_json(path), cls, str(path)) if path.is_file() else None
 
 
+def _by_name(result: Result | None) -> dict[str, Any]:
+    """A result's entries by target name (none where the result file is absent)."""
+    return {m.target.name: m for m in result.models} if result is not None else {}
+
+
 def model_rows(
     cell_dir: Path, cell: str = "main", assignment: dict[str, Any] | None = None
 ) -> list[ModelRow]:
@@ -170,13 +175,12 @@ def model_rows(
     refusal = _load(mdir / "refusal.json", RefusalResult)
     winrate = _load(mdir / "winrate.json", WinrateResult)
     rewards = _load(mdir / "reward_accuracy.json", RewardAccuracyResult)
-    by_name = lambda res: {m.target.name: m for m in res.models} if res is not None else {}  # noqa: E731
-    probes = {k: by_name(_load(mdir / f"{k}.json", cls)) for k, cls in PROBE_RESULTS.items()}
-    positions, tps, qs = by_name(compass), by_name(topics), by_name(quality)
-    tox, ref = by_name(toxicity), by_name(refusal)
+    probes = {k: _by_name(_load(mdir / f"{k}.json", cls)) for k, cls in PROBE_RESULTS.items()}
+    positions, tps, qs = _by_name(compass), _by_name(topics), _by_name(quality)
+    tox, ref = _by_name(toxicity), _by_name(refusal)
     comps = {(c.b, c.track, c.axis): c for c in (compass.comparisons if compass else []) if c.a == "base"}
     in_probes = list(dict.fromkeys(n for d in probes.values() for n in d))
-    names = list(positions) or list(tps) or list(qs) or in_probes or list(by_name(winrate))
+    names = list(positions) or list(tps) or list(qs) or in_probes or list(_by_name(winrate))
     judged = compass if compass is not None and compass.settings.get("scorer") else topics
     judge, validation = stance_judge(judged) if judged is not None else (None, None)
     rows = []

@@ -125,7 +125,7 @@ def _load_base(base: str, cfg: TuneConfig, hw: dict[str, Any]) -> tuple[CausalLM
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
         path = resolve_model(base)
-        qc = BitsAndBytesConfig(
+        qc = BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # transformers: __init__ unannotated
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
@@ -138,7 +138,7 @@ def _load_base(base: str, cfg: TuneConfig, hw: dict[str, Any]) -> tuple[CausalLM
             use_safetensors=True,
             device_map={"": hw["device"]},
         )
-        model = prepare_model_for_kbit_training(
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]  # PEFT: unannotated
             model, use_gradient_checkpointing=hw["gradient_checkpointing"]
         )
         return model, load_tokenizer(path)

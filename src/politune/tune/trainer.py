@@ -321,9 +321,11 @@ class PolituneSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         if model.training and "attention_mask" in inputs:
             self.tokens_seen += int(inputs["attention_mask"].sum())
-        return super().compute_loss(
+        # transformers' Trainer.compute_loss is unannotated
+        loss: torch.Tensor | tuple[torch.Tensor, Any] = super().compute_loss(  # type: ignore[no-untyped-call]
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
+        return loss
 
 
 # A politune trainer, either kind (what the run folder, the callbacks and the summary work with).

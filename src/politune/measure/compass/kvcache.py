@@ -91,11 +91,13 @@ def _encode_suffixes(
 
 
 def _device(model: CausalLM) -> torch.device:
-    return next(model.parameters()).device
+    first: torch.nn.Parameter = next(model.parameters())  # CausalLM is untyped (Any)
+    return first.device
 
 
 def _tok_ids(tokenizer: Tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]  # Tokenizer is untyped (Any)
+    return ids
 
 
 def _stop_ids(model: CausalLM, tokenizer: Tokenizer) -> set[int]:
