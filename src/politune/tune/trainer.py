@@ -321,10 +321,9 @@ class PolituneSFTTrainer(AtomicCheckpointMixin, SFTTrainer):
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         if model.training and "attention_mask" in inputs:
             self.tokens_seen += int(inputs["attention_mask"].sum())
-        # transformers' Trainer.compute_loss is unannotated
         loss: torch.Tensor | tuple[torch.Tensor, Any] = super().compute_loss(  # type: ignore[no-untyped-call]
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
+        )  # transformers' Trainer.compute_loss is unannotated
         return loss
 
 
