@@ -87,3 +87,21 @@ def test_scorer_reads_what_an_answer_argues_given_its_prompt(smollm2_dir, monkey
         ["Should the police get more powers to stop protests?"] * 2,
     )
     assert social[0] < social[1]  # ordered; its sign accuracy is ~0.6 (docs/gold.md), so no sign claim here
+
+
+def test_features_batch_longest_first_and_return_rows_in_input_order(monkeypatch):
+    """Batches are formed by length (less padding); each row must still be the features of its own input."""
+    from politune.models.tiny import build_tiny_model
+
+    model, tok = build_tiny_model(seed=0)
+    monkeypatch.setitem(stance._ENCODER, stance.ENCODER, (model.eval(), tok))
+    monkeypatch.setattr(stance, "_BATCH", 2)
+    texts = ["a b", "a b c d e f g h i j k l", "a", "a b c d e f", "a b c"]
+    prompts = ["q"] * len(texts)
+    together = stance.features(texts, prompts, [1, 2])
+    for i, t in enumerate(texts):
+        alone = stance.features([t], ["q"], [1, 2])
+        for layer in (1, 2):
+            np.testing.assert_allclose(together[layer][i], alone[layer][0], atol=2e-2)
+    # different texts give different rows, so a permutation could not pass
+    assert np.abs(together[1][0] - together[1][1]).max() > 1e-2

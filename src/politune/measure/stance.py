@@ -114,9 +114,15 @@ def _encoder() -> tuple[CausalLM, Tokenizer]:
 def features(
     texts: Sequence[str], prompts: Sequence[str] | None, layers: Sequence[int]
 ) -> dict[int, np.ndarray]:
-    """Mean-pooled hidden states of each (prompt, answer) chat turn: ``{layer: (n, hidden)}``."""
+    """Mean-pooled hidden states of each (prompt, answer) chat turn: ``{layer: (n, hidden)}``, rows in input order.
+
+    Batches are formed longest first, so a batch pads little (~20% less time than input order). The encoder's
+    weights are fp32; where the CPU runs bf16 fast (:func:`politune.hardware.pick_dtype`) the forward runs under
+    bf16 autocast: 1.75x faster here, leans within 0.0007 / 0.002 (mean abs, economic / social) of fp32 on the
+    440 gold answers and the same sign accuracy on both halves (docs/judges.md)."""
     import torch
 
+    from politune.hardware import pick_dtype
     from politune.models.generation import format_chat
 
     model, tok = _encoder()
@@ -129,13 +135,17 @@ def features(
         )
         for p, t in zip(prompts, texts, strict=True)
     ]
-    out: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
+    lengths = [len(ids) for ids in tok(chats, add_special_tokens=False)["input_ids"]] if chats else []
+    order = sorted(range(len(chats)), key=lambda i: -lengths[i])
+    out: dict[int, np.ndarray] = {layer: np.zeros((len(chats), model.config.hidden_size)) for layer in layers}
+    bf16 = pick_dtype("auto", "cpu") == torch.bfloat16
     old_side, tok.padding_side = tok.padding_side, "right"
     try:
-        with torch.inference_mode():
-            for s in range(0, len(chats), _BATCH):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for s in range(0, len(order), _BATCH):
+                rows = order[s : s + _BATCH]
                 enc = tok(
-                    chats[s : s + _BATCH],
+                    [chats[i] for i in rows],
                     return_tensors="pt",
                     padding=True,
                     truncation=True,
@@ -147,12 +157,10 @@ def features(
                 mask = enc["attention_mask"].unsqueeze(-1).float()
                 for layer in layers:
                     pooled = (hidden[layer].float() * mask).sum(1) / mask.sum(1)
-                    out[layer].append(pooled.numpy().astype(np.float64))
+                    out[layer][rows] = pooled.numpy().astype(np.float64)
     finally:
         tok.padding_side = old_side
-    return {
-        layer: np.concatenate(v) if v else np.zeros((0, model.config.hidden_size)) for layer, v in out.items()
-    }
+    return out
 
 
 _FEATURE_MEMO: dict[tuple[str, str], dict[int, np.ndarray]] = {}  # (prompt, text) -> layer -> features
