@@ -35,7 +35,7 @@ OverridesOption = typer.Option(
     help="Config override KEY=VALUE (dotted keys, repeatable), e.g. --set beta=0.2 --set lora.r=8.",
 )
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
-DeviceOption = typer.Option("auto", help="auto | cpu | cuda | mps")
+DeviceOption = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
 DtypeOption = typer.Option(
     "auto",
     "--dtype",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from politune.cli.common import (
+    DeviceOption,
     DtypeOption,
     JsonOption,
     ThreadsOption,
@@ -13,8 +14,16 @@ from politune.cli.common import (
     print_json,
     set_threads,
 )
+from politune.cli.measure_options import (
+    AdapterOption,
+    BaseURLOption,
+    BatchOption,
+    ModelOption,
+    PersonaOption,
+    SeedOption,
+    SystemOption,
+)
 from politune.measure.results import AXES, AxisScore, CompassResult
-from politune.measure.task import GENERATION_BATCH
 
 
 def _names(comma_list: str) -> tuple[str, ...]:
@@ -129,25 +138,10 @@ def add_commands(measure_app: typer.Typer) -> None:
 
 
 def compass(
-    model: str = typer.Option(
-        "smollm2-135m",
-        "--model",
-        "-m",
-        help="Model: registry name, local dir, hub id, or with --base-url the served model name.",
-    ),
-    adapter: list[str] = typer.Option(
-        None,
-        "--adapter",
-        "-a",
-        help="NAME=ADAPTER_DIR: also measure the model with this LoRA adapter (repeatable).",
-    ),
-    persona: list[str] = typer.Option(
-        None,
-        "--persona",
-        "-p",
-        help='NAME="system prompt": also measure the model with this system prompt (repeatable).',
-    ),
-    system: str = typer.Option(None, "--system", help="System prompt for the base (and adapter) targets."),
+    model: str = ModelOption,
+    adapter: list[str] = AdapterOption,
+    persona: list[str] = PersonaOption,
+    system: str = SystemOption,
     no_base: bool = typer.Option(False, "--no-base", help="Do not measure the plain base target."),
     tracks: str = typer.Option(
         "logprob,choice,open", "--tracks", "-t", help="Comma list of logprob, choice, open."
@@ -166,18 +160,14 @@ def compass(
         0.0, "--temperature", help="Decoding temperature for choice/open (0 = greedy)."
     ),
     samples: int = typer.Option(1, "--samples", help="Answers per prompt when temperature > 0."),
-    seed: int = typer.Option(0, "--seed", help="Seed for sampling and the bootstrap."),
-    batch_size: int = typer.Option(GENERATION_BATCH, "--batch-size", help="Prompts per forward pass."),
-    base_url: str = typer.Option(
-        None,
-        "--base-url",
-        help="OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1) instead of a local model.",
-    ),
+    seed: int = SeedOption,
+    batch_size: int = BatchOption,
+    base_url: str = BaseURLOption,
     out: str = typer.Option(
         "runs/compass/compass.json", "--out", "-o", help="Result JSON (a folder gets compass.json inside)."
     ),
     keep_answers: bool = typer.Option(False, "--keep-answers", help="Store every generated answer."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    device: str = DeviceOption,
     dtype: str = DtypeOption,
     threads: int = ThreadsOption,
     json_out: bool = JsonOption,

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from politune.cli.common import JsonOption, run_and_show
+from politune.cli.common import DeviceOption, JsonOption, run_and_show
 from politune.cli.measure_options import (
     AdapterOption,
-    DeviceOption,
     ModelOption,
     ProbeCommand,
     SeedOption,

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from politune.cli.common import JsonOption, console, print_json
+from politune.cli.measure_options import JudgeModelOption
 
 
 def _fmt(est: dict[str, Any], pct: bool = False) -> str:
@@ -62,9 +63,7 @@ def validate_judge_cmd(
         "--judge",
         help="An LLM judge as URL/v1/MODEL (any OpenAI-compatible server), instead of --scorer.",
     ),
-    judge_model: str = typer.Option(
-        None, "--judge-model", help="Judge model name when --judge is a bare URL."
-    ),
+    judge_model: str = JudgeModelOption,
     out: Path = typer.Option(None, "--out", "-o", help="Write the validation as JSON here."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     json_out: bool = JsonOption,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import typer
 
 from politune.cli.common import (
+    DeviceOption,
     DtypeOption,
     JsonOption,
     OptionGroup,
@@ -43,9 +44,12 @@ AdapterOption = typer.Option(
 PersonaOption = typer.Option(
     None,
     "--persona",
+    "-p",
     help="NAME=SYSTEM PROMPT: also measure the base model with this system prompt (repeatable).",
 )
-SystemOption = typer.Option(None, "--system", help="System prompt for every target.")
+SystemOption = typer.Option(
+    None, "--system", help="System prompt for the base and adapters (a persona keeps its own)."
+)
 JudgeOption = typer.Option(
     None,
     "--judge",
@@ -58,9 +62,8 @@ JudgeRateOption = typer.Option(None, "--judge-rate", help="Judge requests per se
 JudgeCostOption = typer.Option(
     None, "--judge-cost", help="PROMPT,COMPLETION price per 1000 tokens (cost report)."
 )
-BatchOption = typer.Option(GENERATION_BATCH, "--batch-size", help="Generation batch size.")
+BatchOption = typer.Option(GENERATION_BATCH, "--batch-size", help="Prompts per forward pass.")
 SeedOption = typer.Option(0, "--seed", help="Seed for generation and bootstrap CIs.")
-DeviceOption = typer.Option("auto", "--device", help="auto | cpu | cuda | mps.")
 BaseURLOption = typer.Option(
     None,
     "--base-url",
