@@ -12,6 +12,7 @@ import typer
 
 from politune.cli.common import DeviceOption, DtypeOption, console, err_console
 from politune.errors import PolituneError
+from politune.serve.limits import ServeLimits
 
 if TYPE_CHECKING:
     from politune.serve.vllm import VllmCommand
@@ -25,6 +26,9 @@ class _Where(TypedDict):
     api_key: str | None
     served_name: str | None
     dtype: str
+
+
+_LIMITS = ServeLimits()  # the defaults of the --max-* options
 
 
 def register(app: typer.Typer) -> None:
@@ -66,17 +70,23 @@ def serve(
     ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
-    max_tokens: int = typer.Option(1024, "--max-tokens", help="Largest max_tokens a request may ask for."),
-    max_n: int = typer.Option(8, "--max-n", help="Largest n (choices per request)."),
-    max_queue: int = typer.Option(256, "--max-queue", help="Requests that may wait; more get 429."),
-    max_body: int = typer.Option(1_000_000, "--max-body-bytes", help="Largest request body; more get 413."),
+    max_tokens: int = typer.Option(
+        _LIMITS.max_tokens, "--max-tokens", help="Largest max_tokens a request may ask for."
+    ),
+    max_n: int = typer.Option(_LIMITS.max_n, "--max-n", help="Largest n (choices per request)."),
+    max_queue: int = typer.Option(
+        _LIMITS.max_queue, "--max-queue", help="Requests that may wait; more get 429."
+    ),
+    max_body: int = typer.Option(
+        _LIMITS.max_body_bytes, "--max-body-bytes", help="Largest request body; more get 413."
+    ),
     max_batch: int = typer.Option(
-        32,
+        _LIMITS.max_batch_rows,
         "--max-batch",
         help="Sequences decoded together (any adapters); docs/benchmarks.md compares 8, 32 and 100.",
     ),
     scheduler: str = typer.Option(
-        "continuous",
+        _LIMITS.scheduler,
         "--scheduler",
         help="continuous: requests join and leave the batch at every step, adapters mixed in one forward | "
         "static: one same-adapter batch decoded to completion at a time (the previous engine).",
@@ -117,7 +127,7 @@ def serve(
     if dry_run:
         raise PolituneError("--dry-run only applies to --backend vllm")
 
-    from politune.serve import ServeLimits, load_compass_points
+    from politune.serve import load_compass_points
     from politune.serve import serve as run_server
 
     compass_data = load_compass_points(compass) if compass else None  # fail before loading the model
@@ -128,7 +138,7 @@ def serve(
         max_queue=max_queue,
         max_batch_rows=max_batch,
         scheduler=scheduler,
-        default_max_tokens=min(256, max_tokens),
+        default_max_tokens=min(_LIMITS.default_max_tokens, max_tokens),
     )
     run_server(
         model,

@@ -23,8 +23,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from politune.measure.results import CompassResult, parse_result_as, read_json
 from politune.serve.engine import Batching, Engine
+from politune.serve.limits import ServeLimits
 from politune.serve.middleware import BodyLimit
-from politune.serve.protocol import APIError, ServeLimits, error_body
+from politune.serve.protocol import APIError, error_body
 from politune.serve.routes import Served, router
 
 

@@ -1,4 +1,4 @@
-"""The OpenAI wire format as this server speaks it: request limits, request schemas, the error shape and the
+"""The OpenAI wire format as this server speaks it: request schemas, the error shape and the
 response pieces (usage, log-probs, server-sent events).
 
 Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, raised as :class:`APIError`.
@@ -7,29 +7,11 @@ Errors use OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``, 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from politune.serve.engine import Engine, TokenLogprob
-
-
-@dataclass
-class ServeLimits:
-    """Request limits. Defaults are documented in docs/serve.md."""
-
-    max_body_bytes: int = 1_000_000  # request body size (413 above)
-    max_tokens: int = 1024  # largest max_tokens a request may ask for (400 above)
-    default_max_tokens: int = 256  # when a request gives none
-    max_n: int = 8  # choices per request
-    max_top_logprobs: int = 20  # OpenAI's own limit for chat
-    max_queue: int = 256  # waiting requests (429 above)
-    max_batch_rows: int = (
-        32  # sequences decoded together (docs/benchmarks.md: 32 vs 8 on smollm2, 2 CPU cores)
-    )
-    scheduler: str = "continuous"  # or "static" (the previous engine; see politune.serve.sequence.Batching)
-    max_prompt_tokens: int | None = None  # None: the model's context minus max_tokens
 
 
 class APIError(Exception):

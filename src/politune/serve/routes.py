@@ -21,12 +21,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ValidationError
 
 from politune.serve.engine import BASE, Engine, EventSink, Job, QueueFull, SamplingParams
+from politune.serve.limits import ServeLimits
 from politune.serve.protocol import (
     APIError,
     ChatRequest,
     CompletionRequest,
     RequestBase,
-    ServeLimits,
     chat_logprob,
     completion_logprobs,
     fingerprint,
