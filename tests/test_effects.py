@@ -180,6 +180,7 @@ class KeywordScorer:
     """A deterministic stand-in stance scorer for the plumbing test (the offline scorer is tested on its own)."""
 
     name = "keyword-test"
+    precision = "float32"  # recorded in topics.json as scorer_precision
 
     def lean(self, texts, axis, prompts=None):
         return [None if not t else (len(t) % 7 - 3) / 3 for t in texts]
@@ -216,7 +217,7 @@ def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_ada
         assert [m["target"]["name"] for m in data["models"]] == ["base", "left", "persona"]
         assert data["models"][1]["target"]["adapter_hash"]
     topics = res["topics"]
-    assert topics["scorer"] == "keyword-test"
+    assert topics["scorer"] == "keyword-test" and topics["scorer_precision"] == "float32"
     m0 = topics["models"][0]
     assert set(m0) >= {"target", "axis_means", "mean", "ci", "questions"}
     assert [q["id"] for q in m0["questions"]] == ["e1", "s1"]

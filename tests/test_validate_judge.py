@@ -139,6 +139,7 @@ def test_cli_validate_judge_prints_table_and_writes_json(tmp_path, monkeypatch, 
     assert "sign accuracy" in out and "economic" in out
     doc = json.loads((tmp_path / "v.json").read_text())
     assert doc["kind"] == "judge-validation" and doc["axes"]["economic"]["sign_accuracy"]["value"] == 1.0
+    assert doc["precision"] is None  # a scorer with no encoder of its own records no precision
 
 
 def test_cli_validate_judge_bad_gold_is_one_line(tmp_path, monkeypatch, capsys):
@@ -173,8 +174,10 @@ def test_shipped_validation_is_what_validate_judge_measures(smollm2_dir, monkeyp
     assert code == 0, err
     fresh = json.loads((tmp_path / "v.json").read_text())
     shipped = json.loads(validation_path("offline-probe-v1").read_text())
+    assert fresh["precision"] in ("float32", "bfloat16")
+    # the encoder runs in bf16 or fp32 by machine: the same sign accuracy, rho within 7e-4 (docs/judges.md)
     for axis in ("economic", "social"):
-        for key in ("sign_accuracy", "spearman"):
+        for key, tol in (("sign_accuracy", 1e-3), ("spearman", 5e-3)):
             assert fresh["axes"][axis][key]["value"] == pytest.approx(
-                shipped["axes"][axis][key]["value"], abs=1e-3
+                shipped["axes"][axis][key]["value"], abs=tol
             )

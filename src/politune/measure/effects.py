@@ -264,6 +264,7 @@ def _topics_task(
         lambda sc: TopicsResult(
             scorer=stance.name,
             scorer_validation=validated_accuracy(stance.name),
+            scorer_precision=getattr(stance, "precision", None),
             **_judge_report(judge),
             models=[x.entry for x in sc],
             **run_record(s, sc),

@@ -209,6 +209,7 @@ class TopicsResult(_Result):
     scorer_validation: dict[str, Any] | None = (
         None  # the scorer's accuracy on the blind gold set, if measured
     )
+    scorer_precision: str | None = None  # what the offline scorer's encoder computed in (float32 / bfloat16)
     models: list[TopicsEntry] = []
 
     @property

@@ -111,6 +111,16 @@ def _encoder() -> tuple[CausalLM, Tokenizer]:
         return _ENCODER[ENCODER]
 
 
+def encoder_precision() -> str:
+    """The dtype the encoder computes in on this machine: ``bfloat16`` (autocast over fp32 weights) where the
+    CPU runs bf16 fast (:func:`politune.hardware.pick_dtype`), else ``float32``. Results record it."""
+    import torch
+
+    from politune.hardware import pick_dtype
+
+    return "bfloat16" if pick_dtype("auto", "cpu") == torch.bfloat16 else "float32"
+
+
 def features(
     texts: Sequence[str], prompts: Sequence[str] | None, layers: Sequence[int]
 ) -> dict[int, np.ndarray]:
@@ -122,7 +132,6 @@ def features(
     440 gold answers and the same sign accuracy on both halves (docs/judges.md)."""
     import torch
 
-    from politune.hardware import pick_dtype
     from politune.models.generation import format_chat
 
     model, tok = _encoder()
@@ -138,7 +147,7 @@ def features(
     lengths = [len(ids) for ids in tok(chats, add_special_tokens=False)["input_ids"]] if chats else []
     order = sorted(range(len(chats)), key=lambda i: -lengths[i])
     out: dict[int, np.ndarray] = {layer: np.zeros((len(chats), model.config.hidden_size)) for layer in layers}
-    bf16 = pick_dtype("auto", "cpu") == torch.bfloat16
+    bf16 = encoder_precision() == "bfloat16"
     old_side, tok.padding_side = tok.padding_side, "right"
     try:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -279,6 +288,11 @@ class OfflineStanceScorer:
         self.score_refusals = score_refusals
         self._probe: dict[str, AxisProbe] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def precision(self) -> str:
+        """What the encoder computes in here (:func:`encoder_precision`)."""
+        return encoder_precision()
 
     def probe(self) -> dict[str, AxisProbe]:
         with self._lock:

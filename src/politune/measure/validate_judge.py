@@ -165,6 +165,7 @@ class JudgeValidation:
     split: str | None
     n_items: int
     axes: dict[str, AxisValidation] = field(default_factory=dict)
+    precision: str | None = None  # what an offline scorer's encoder computed in (None: an LLM judge)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +175,7 @@ class JudgeValidation:
             "split": self.split,
             "n_items": self.n_items,
             "min_gold": MIN_GOLD,
+            "precision": self.precision,
             "axes": {a: v.to_dict() for a, v in self.axes.items()},
         }
 
@@ -220,7 +222,8 @@ def validate_scorer(
     seed: int = 0,
 ) -> JudgeValidation:
     """Score every gold item on both axes with ``scorer`` and compare with the raters."""
-    out = JudgeValidation(scorer.name, gold_name, split, len(items))
+    precision = getattr(scorer, "precision", None)
+    out = JudgeValidation(scorer.name, gold_name, split, len(items), precision=precision)
     texts, prompts = [it.text for it in items], [it.prompt for it in items]
     for axis in AXES:
         out.axes[axis] = validate_axis(items, scorer.lean(texts, axis, prompts), axis, n_boot, seed)

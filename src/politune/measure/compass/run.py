@@ -327,6 +327,7 @@ def compass_task(
                     "scorer_validation": validated_accuracy(getattr(scorer, "name", ""))
                     if "open" in s.tracks
                     else None,
+                    "scorer_precision": getattr(scorer, "precision", None) if "open" in s.tracks else None,
                 },
                 "models": [m.entry.entry for m in scored],
                 "comparisons": comparisons,
