@@ -321,6 +321,35 @@ class KeywordScorer:
         return [-0.8 if "fair" in t else 0.8 if "misguided" in t else None for t in texts]
 
 
+class AgreeWordReader:
+    """Deterministic agreement reader: 'yes' agrees, 'no' disagrees, else unscored."""
+
+    name = "agree-word-test"
+
+    def agreement(self, texts, prompts):
+        assert len(prompts) == len(texts) and all(p for p in prompts)
+        return [1.0 if t.startswith("yes") else -1.0 if t.startswith("no") else None for t in texts]
+
+
+def test_open_track_with_an_agreement_reader_reads_key_times_polarity_times_agreement(inst):
+    """Agreeing with a right-keyed statement is right; agreeing with its negation is left; an unread answer is
+    unscored, never imputed."""
+    right = next(it for it in inst.axis_items("economic") if it.key > 0)
+    left = next(it for it in inst.axis_items("economic") if it.key < 0)
+    say = {(right.id, 1): "yes", (right.id, -1): "yes", (left.id, 1): "no"}
+    be = FakeBackend(inst)
+    be.generate = lambda prompts, **kw: [say.get(_id_pol(be, p), "hmm") for p in prompts]
+    run = run_open(be, inst, Templates(), AgreeWordReader(), variants=("text", "negation"))
+    lean = {(o.item, o.polarity): o.lean for o in run.observations if o.lean is not None}
+    assert lean == {(right.id, 1): 1.0, (right.id, -1): -1.0, (left.id, 1): 1.0}
+    assert sum(o.status == "unscored" for o in run.observations) == len(run.observations) - 3
+
+
+def _id_pol(be, prompt):
+    item, pol = be._item(prompt)[:2]
+    return item.id, pol
+
+
 def test_open_track_uses_the_scorer_and_reports_unscored(inst):
     econ = inst.axis_items("economic")
     answers = {
@@ -566,14 +595,14 @@ def test_settings_are_recorded():
     )
 
 
-def test_compass_task_with_the_open_track_defaults_to_the_offline_scorer(inst):
-    """``compass_task`` without a scorer gives the open track the offline stance scorer (and so records its name),
-    as ``measure_compass`` does; it used to hand the track ``None``, which failed on the first answer."""
+def test_compass_task_with_the_open_track_defaults_to_the_agreement_reader(inst):
+    """``compass_task`` without a scorer gives the open track the offline agreement reader (and so records its
+    name), as ``measure_compass`` does; it used to hand the track ``None``, which failed on the first answer."""
+    from politune.measure.agreement import READER_VERSION
     from politune.measure.compass import compass_task
-    from politune.measure.stance import SCORER_VERSION
 
     task = compass_task(inst, CompassSettings(tracks=("open",)))
-    assert task.solver.scorer is not None and task.solver.scorer.name == SCORER_VERSION
+    assert task.solver.scorer is not None and task.solver.scorer.name == READER_VERSION
     assert compass_task(inst, CompassSettings(tracks=("logprob",))).solver.scorer is None
 
 

@@ -164,16 +164,18 @@ def test_validation_note_states_accuracy_or_warns():
 
 
 @pytest.mark.slow
-def test_shipped_validation_is_what_validate_judge_measures(smollm2_dir, monkeypatch, tmp_path, capsys):
-    """validation-offline-probe-v1.json (quoted by every report) is reproduced by the command, not typed in."""
+@pytest.mark.parametrize("name", ["offline-probe-v1", "offline-agree-v1"])
+def test_shipped_validation_is_what_validate_judge_measures(name, smollm2_dir, monkeypatch, tmp_path, capsys):
+    """validation-NAME.json (quoted by every report) is reproduced by the command, not typed in."""
     from politune.measure import stance
     from politune.measure.validate_judge import validation_path
 
     monkeypatch.setattr(stance, "ENCODER", str(smollm2_dir))
-    code, out, err = run_cli(["measure", "validate-judge", "--out", tmp_path / "v.json"], monkeypatch, capsys)
+    argv = ["measure", "validate-judge", "--scorer", name, "--out", tmp_path / "v.json"]
+    code, out, err = run_cli(argv, monkeypatch, capsys)
     assert code == 0, err
     fresh = json.loads((tmp_path / "v.json").read_text())
-    shipped = json.loads(validation_path("offline-probe-v1").read_text())
+    shipped = json.loads(validation_path(name).read_text())
     assert fresh["precision"] in ("float32", "bfloat16")
     # the encoder runs in bf16 or fp32 by machine: the same sign accuracy, rho within 7e-4 (docs/judges.md)
     for axis in ("economic", "social"):

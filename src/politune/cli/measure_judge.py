@@ -56,7 +56,8 @@ def validate_judge_cmd(
     scorer: str = typer.Option(
         None,
         "--scorer",
-        help="An offline scorer by name (default: the default offline scorer); see docs/judges.md.",
+        help="An offline scorer by name: offline-probe-v1 (the default) or offline-agree-v1 (the compass open "
+        "track's agreement reader, scored on the compass items); see docs/judges.md.",
     ),
     judge: str = typer.Option(
         None,
@@ -71,30 +72,29 @@ def validate_judge_cmd(
     """Sign accuracy, Spearman rho and per-model bias of a scorer or judge on blind gold ratings, with CIs."""
     from politune.errors import PolituneError
     from politune.fsutil import atomic_write_json
+    from politune.measure.agreement import READER_VERSION, AgreementReader
     from politune.measure.scorer import StanceScorer, scorer_by_name
-    from politune.measure.validate_judge import load_gold, validate_scorer
+    from politune.measure.validate_judge import load_gold, validate_agreement, validate_scorer
 
     if scorer and judge:
         raise PolituneError("--scorer and --judge: give one of them")
     if split is None:
         split = "test" if gold is None else "all"
     items = load_gold(gold, None if split == "all" else split)
-    s: StanceScorer
-    if judge:
-        from politune.measure.judge import Judge, parse_judge_spec
-
-        url, model = parse_judge_spec(judge, judge_model)
-        s = Judge(url, model).stance_scorer()
-    else:
-        s = scorer_by_name(scorer)
+    gold_name, half = str(gold) if gold else "gold-v1", None if split == "all" else split
     t0 = time.perf_counter()
-    res = validate_scorer(
-        s,
-        items,
-        gold_name=str(gold) if gold else "gold-v1",
-        split=None if split == "all" else split,
-        seed=seed,
-    ).to_dict()
+    if scorer == READER_VERSION:  # reads agreement: scored on the compass items, lean = key x agreement
+        res = validate_agreement(AgreementReader(), items, gold_name, half, seed=seed).to_dict()
+    else:
+        s: StanceScorer
+        if judge:
+            from politune.measure.judge import Judge, parse_judge_spec
+
+            url, model = parse_judge_spec(judge, judge_model)
+            s = Judge(url, model).stance_scorer()
+        else:
+            s = scorer_by_name(scorer)
+        res = validate_scorer(s, items, gold_name, half, seed=seed).to_dict()
     res["seconds"] = round(time.perf_counter() - t0, 1)
     if out is not None:
         atomic_write_json(out, res)

@@ -27,6 +27,19 @@ class StanceScorer(Protocol):
         ...
 
 
+@runtime_checkable
+class AgreementScorer(Protocol):
+    """Reads how far each answer agrees with the proposition its prompt states, in [-1, 1] (+1 agrees). On a
+    questionnaire whose items carry a key (the compass), an answer's lean is key x agreement."""
+
+    name: str
+
+    def agreement(self, texts: Sequence[str], prompts: Sequence[str]) -> list[float | None]: ...
+
+
+OpenScorer = StanceScorer | AgreementScorer  # what reads the compass's open answers
+
+
 def scorer_by_name(name: str | None = None) -> StanceScorer:
     """An offline stance scorer by name (``None`` or ``"offline"``: the default, validated one)."""
     from politune.errors import PolituneError, did_you_mean

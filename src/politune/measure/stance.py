@@ -176,7 +176,7 @@ _FEATURE_MEMO: dict[tuple[str, str], dict[int, np.ndarray]] = {}  # (prompt, tex
 _FEATURE_MEMO_MAX = 20_000
 
 
-def _memo_features(texts: Sequence[str], prompts: Sequence[str], layer: int) -> np.ndarray:
+def memo_features(texts: Sequence[str], prompts: Sequence[str], layer: int) -> np.ndarray:
     """:func:`features` of every layer in :data:`LAYERS` at once, memoized per (prompt, text) within a process,
     so scoring the same answers on both axes runs the encoder once."""
     keys = list(zip(prompts, texts, strict=True))
@@ -337,7 +337,7 @@ class OfflineStanceScorer:
         if not keep:
             return out
         probe = self.probe()[axis]
-        x = _memo_features(
+        x = memo_features(
             [texts[i] for i in keep], [prompts[i] if prompts is not None else "" for i in keep], probe.layer
         )
         for i, v in zip(keep, probe.lean(x), strict=True):

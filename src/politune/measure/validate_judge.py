@@ -32,7 +32,7 @@ import numpy as np
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects
 from politune.measure.results import CompassResult, TopicsResult
-from politune.measure.scorer import AXES, StanceScorer
+from politune.measure.scorer import AXES, AgreementScorer, StanceScorer
 from politune.measure.stats import bootstrap_ci, bootstrap_groups
 
 MIN_GOLD = 0.5  # |gold mean| at or above this counts as "rated non-zero" (half a point on the -2..+2 scale)
@@ -227,6 +227,32 @@ def validate_scorer(
     texts, prompts = [it.text for it in items], [it.prompt for it in items]
     for axis in AXES:
         out.axes[axis] = validate_axis(items, scorer.lean(texts, axis, prompts), axis, n_boot, seed)
+    return out
+
+
+def validate_agreement(
+    reader: AgreementScorer,
+    items: Sequence[GoldItem],
+    gold_name: str = "gold-v1",
+    split: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> JudgeValidation:
+    """An agreement reader on the gold items that ask a proposition of the built-in instrument (kind
+    ``compass``): each answer's lean is the proposition's key x the read agreement, compared with the raters
+    on the proposition's axis."""
+    from politune.measure.compass.instrument import load_instrument
+
+    by_text = {it.text.strip(): it for it in load_instrument("builtin").items}
+    asked = [(g, by_text.get(g.prompt.split("\n\n")[0].strip())) for g in items if g.kind == "compass"]
+    keyed = [(g, it) for g, it in asked if it is not None]
+    precision = getattr(reader, "precision", None)
+    out = JudgeValidation(reader.name, gold_name, split, len(keyed), precision=precision)
+    agree = reader.agreement([g.text for g, _ in keyed], [g.prompt for g, _ in keyed])
+    leans = [None if a is None else it.key * a for (_, it), a in zip(keyed, agree, strict=True)]
+    for axis in AXES:
+        on = [n for n, (_, it) in enumerate(keyed) if it.axis == axis]
+        out.axes[axis] = validate_axis([keyed[n][0] for n in on], [leans[n] for n in on], axis, n_boot, seed)
     return out
 
 

@@ -49,7 +49,7 @@ from politune.measure.validate_judge import validated_accuracy
 
 if TYPE_CHECKING:
     from politune.measure.compass.backends import Backend
-    from politune.measure.scorer import StanceScorer
+    from politune.measure.scorer import OpenScorer
     from politune.models.loading import CausalLM, Tokenizer
 
 log = logging.getLogger("politune")
@@ -120,20 +120,16 @@ class CompassSettings(CompassOptions):
         }
 
 
-def default_scorer() -> StanceScorer:
-    """The offline stance scorer when it is importable (it is part of politune), else a clear error."""
-    try:
-        from politune.measure.stance import OfflineStanceScorer
-    except ImportError as e:
-        raise PolituneError(
-            f"the open track needs a stance scorer and the offline scorer is unavailable ({e}); "
-            "pass scorer=... or drop 'open' from --tracks"
-        ) from None
-    return OfflineStanceScorer()
+def default_scorer() -> OpenScorer:
+    """The open track's default reader: the offline agreement reader (an answer's lean = the item's key x its
+    agreement with the proposition; docs/judges.md), validated on the gold set's compass answers."""
+    from politune.measure.agreement import AgreementReader
+
+    return AgreementReader()
 
 
 def run_tracks(
-    backend: Backend, inst: Instrument, s: CompassSettings, scorer: StanceScorer | None = None
+    backend: Backend, inst: Instrument, s: CompassSettings, scorer: OpenScorer | None = None
 ) -> dict[str, TrackRun]:
     runs: dict[str, TrackRun] = {}
     with _choice_from_logprob_pass(backend, s):
@@ -170,7 +166,7 @@ def _run_track(
     backend: Backend,
     inst: Instrument,
     s: CompassSettings,
-    scorer: StanceScorer | None,
+    scorer: OpenScorer | None,
 ) -> TrackRun:
     if name == "logprob":
         return run_logprob(backend, inst, s.templates, s.variants, s.orders, s.calibrate)
@@ -237,7 +233,7 @@ class CompassTracks:
 
     inst: Instrument
     settings: CompassSettings
-    scorer: StanceScorer | None = None  # the open track's
+    scorer: OpenScorer | None = None  # the open track's
 
     @property
     def name(self) -> str:
@@ -291,7 +287,7 @@ class CompassScore:
 
 
 def compass_task(
-    inst: Instrument, settings: CompassSettings, scorer: StanceScorer | None = None
+    inst: Instrument, settings: CompassSettings, scorer: OpenScorer | None = None
 ) -> Task[CompassScored, CompassResult]:
     """The compass on ``inst`` with ``settings`` (``scorer``: the open track's stance scorer, by default the
     offline one)."""
@@ -342,7 +338,7 @@ def compass_task(
 def measure_compass(
     targets: Sequence[Target],
     instrument: str | Path | Instrument = BUILTIN,
-    scorer: StanceScorer | None = None,
+    scorer: OpenScorer | None = None,
     base_url: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
@@ -391,7 +387,7 @@ def compass_evaluator(
     items: int = 16,
     seed: int = 0,
     system: str | None = None,
-    scorer: StanceScorer | None = None,
+    scorer: OpenScorer | None = None,
 ) -> Callable[[CausalLM, Tokenizer], dict[str, float | None]]:
     """A quick compass for training trajectories: ``fn(model, tokenizer) -> {"economic": x, "social": y, ...}``.
 

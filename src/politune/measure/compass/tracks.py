@@ -6,7 +6,8 @@
   distribution's expected value.
 - :func:`run_choice`: a short generated answer parsed onto the scale; unparseable answers and refusals are
   counted, never guessed.
-- :func:`run_open`: a free answer scored for stance by a :class:`~politune.measure.scorer.StanceScorer`.
+- :func:`run_open`: a free answer read by an :class:`~politune.measure.scorer.AgreementScorer` (lean = the item's key
+  x the answer's agreement with the statement; the default) or a :class:`~politune.measure.scorer.StanceScorer`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from politune.measure.compass.instrument import Instrument, Item
 from politune.measure.compass.prompts import CONTENT_FREE, Templates, closed_prompt, open_prompt, parse_choice
 from politune.measure.compass.scoring import Observation
 from politune.measure.refusal import is_refusal
+from politune.measure.scorer import AgreementScorer
 
 if TYPE_CHECKING:
     from politune.measure.compass.backends import Backend
-    from politune.measure.scorer import StanceScorer
+    from politune.measure.scorer import OpenScorer
 
 T = TypeVar("T")
 
@@ -204,7 +206,7 @@ def run_open(
     backend: Backend,
     inst: Instrument,
     templates: Templates,
-    scorer: StanceScorer,
+    scorer: OpenScorer,
     variants: Sequence[str] = ("text",),
     decoding: Decoding = Decoding(80),
 ) -> TrackRun:
@@ -213,7 +215,9 @@ def run_open(
     obs: list[Observation] = []
     for s in range(decoding.n_samples):
         texts = decoding.answer(backend, prompts, s)
-        batch: list[tuple[str, Observation, str, str]] = []  # (axis, observation, answer, prompt)
+        batch: list[
+            tuple[Item, int, Observation, str, str]
+        ] = []  # (item, polarity, observation, answer, prompt)
         for (it, vid, _, pol), text, prompt in zip(plan, texts, prompts, strict=True):
             tag = decoding.tag(vid, s)
             if text is None:
@@ -223,17 +227,11 @@ def run_open(
             else:
                 o = Observation(it.id, tag, "-", pol, text=text)
                 obs.append(o)
-                batch.append((it.axis, o, text, prompt))
+                batch.append((it, pol, o, text, prompt))
         for axis in inst.axes:
-            todo = [(o, t, p) for a, o, t, p in batch if a == axis]
-            if not todo:
-                continue
-            leans = scorer.lean([t for _, t, _ in todo], axis, [p for *_, p in todo])
-            for (o, _, _), lean in zip(todo, leans, strict=True):
-                if lean is None or (isinstance(lean, float) and math.isnan(lean)):
-                    o.status = "unscored"
-                else:
-                    o.lean = max(-1.0, min(1.0, float(lean)))
+            todo = [(it, pol, o, t, p) for it, pol, o, t, p in batch if it.axis == axis]
+            if todo:
+                _read_leans(scorer, axis, todo)
     settings = {
         "variants": list(variants),
         **decoding.settings(),
@@ -241,3 +239,23 @@ def run_open(
         "template": {"open": templates.open},
     }
     return TrackRun("open", obs, settings)
+
+
+def _read_leans(
+    scorer: OpenScorer, axis: str, todo: Sequence[tuple[Item, int, Observation, str, str]]
+) -> None:
+    """Set each observation's lean on ``axis``: the stance scorer's lean, or for an agreement reader the item's
+    key x the variant's polarity x the answer's agreement with the statement asked."""
+    texts, prompts = [t for *_, t, _ in todo], [p for *_, p in todo]
+    if isinstance(scorer, AgreementScorer):
+        agree = scorer.agreement(texts, prompts)
+        leans = [
+            None if a is None else it.key * pol * a for (it, pol, *_), a in zip(todo, agree, strict=True)
+        ]
+    else:
+        leans = scorer.lean(texts, axis, prompts)
+    for (_, _, o, _, _), lean in zip(todo, leans, strict=True):
+        if lean is None or (isinstance(lean, float) and math.isnan(lean)):
+            o.status = "unscored"
+        else:
+            o.lean = max(-1.0, min(1.0, float(lean)))
