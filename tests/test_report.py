@@ -484,3 +484,20 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     red = int(((r > 235) & (g > 200) & (g < 230) & (b > 200) & (b < 230)).sum())
     blue = int(((b > 225) & (g > 215) & (g < 240) & (r > 205) & (r < 230)).sum())
     assert red > 1000 and blue > 1000, (red, blue)
+
+
+def test_judge_notes_name_each_reader_with_what_it_read():
+    """The open track and the topic lean may be read by different scorers: each gets its own validated line."""
+    from pathlib import Path
+
+    from politune.measure.results import CompassResult, TopicsResult
+    from politune.report.collect import _judge_notes
+
+    valid = {"items": "compass", "axes": {"economic": {"sign_accuracy": {"value": 0.67}}}}
+    compass = CompassResult(settings={"scorer": "reader-a", "scorer_validation": valid})
+    topics = TopicsResult(scorer="scorer-b")
+    notes = _judge_notes([("c", compass, Path("c")), ("t", topics, Path("t"))])
+    assert notes[0].startswith("Open-track leans read by reader-a") and "compass answers" in notes[0]
+    assert notes[1].startswith("Topic leans read by scorer-b, NOT validated")
+    same = _judge_notes([("c", compass, Path("c")), ("t", TopicsResult(scorer="reader-a"), Path("t"))])
+    assert len(same) == 1 and same[0].startswith("Open-track and topic leans read by reader-a")

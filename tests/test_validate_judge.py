@@ -183,3 +183,34 @@ def test_shipped_validation_is_what_validate_judge_measures(name, smollm2_dir, m
             assert fresh["axes"][axis][key]["value"] == pytest.approx(
                 shipped["axes"][axis][key]["value"], abs=tol
             )
+
+
+def test_agreement_reader_validation_is_on_compass_answers_and_notes_say_so(tmp_path):
+    """An agreement reader is scored on the gold answers to instrument propositions only (lean = key x
+    agreement), and the note printed next to positions names that subset."""
+    from politune.measure.compass.instrument import load_instrument
+    from politune.measure.validate_judge import GoldItem, validate_agreement, validation_note
+
+    right = next(it for it in load_instrument("builtin").items if it.axis == "economic" and it.key > 0)
+    ask = right.text + "\n\nWhat is your view on this? Answer in two or three sentences."
+
+    def item(i, kind, prompt, text, econ):
+        return GoldItem(f"g{i}", "test", "base", kind, prompt, text, {"economic": econ, "social": (0, 0)})
+
+    items = [
+        item(0, "compass", ask, "yes", (2, 2)),  # agrees with a right-keyed statement: right
+        item(1, "compass", ask, "no", (-1, -2)),
+        item(2, "request", "Write an op-ed.", "yes", (2, 2)),  # not a keyed proposition: left out
+    ]
+
+    class Words:
+        name = "words"
+
+        def agreement(self, texts, prompts):
+            return [1.0 if t == "yes" else -1.0 for t in texts]
+
+    res = validate_agreement(Words(), items, split="test").to_dict()
+    assert res["n_items"] == 2 and res["items"] == "compass"
+    assert res["axes"]["economic"]["sign_accuracy"]["value"] == 1.0
+    assert res["axes"]["economic"]["sign_accuracy"]["n"] == 2
+    assert "compass answers" in validation_note("words", res)

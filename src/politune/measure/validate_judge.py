@@ -166,6 +166,7 @@ class JudgeValidation:
     n_items: int
     axes: dict[str, AxisValidation] = field(default_factory=dict)
     precision: str | None = None  # what an offline scorer's encoder computed in (None: an LLM judge)
+    items: str = "all"  # which gold answers: "all", or "compass" (an agreement reader: the keyed ones)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -176,6 +177,7 @@ class JudgeValidation:
             "n_items": self.n_items,
             "min_gold": MIN_GOLD,
             "precision": self.precision,
+            "items": self.items,
             "axes": {a: v.to_dict() for a, v in self.axes.items()},
         }
 
@@ -247,7 +249,7 @@ def validate_agreement(
     asked = [(g, by_text.get(g.prompt.split("\n\n")[0].strip())) for g in items if g.kind == "compass"]
     keyed = [(g, it) for g, it in asked if it is not None]
     precision = getattr(reader, "precision", None)
-    out = JudgeValidation(reader.name, gold_name, split, len(keyed), precision=precision)
+    out = JudgeValidation(reader.name, gold_name, split, len(keyed), precision=precision, items="compass")
     agree = reader.agreement([g.text for g, _ in keyed], [g.prompt for g, _ in keyed])
     leans = [None if a is None else it.key * a for (_, it), a in zip(keyed, agree, strict=True)]
     for axis in AXES:
@@ -273,6 +275,7 @@ def validated_accuracy(scorer_name: str) -> dict[str, Any] | None:
         "judge": doc["judge"],
         "gold": doc["gold"],
         "split": doc["split"],
+        "items": doc.get("items", "all"),
         "axes": {
             a: {"sign_accuracy": v["sign_accuracy"], "spearman": v["spearman"]}
             for a, v in doc["axes"].items()
@@ -301,7 +304,9 @@ def validation_note(scorer_name: str, validation: dict[str, Any] | None) -> str:
             f"leans read by {scorer_name}, NOT validated on the blind gold set: run `politune measure "
             "validate-judge` on it (docs/gold.md)"
         )
+    compass = (validation or {}).get("items") == "compass"
+    where = "the blind gold set's compass answers" if compass else "the blind gold set"
     return (
-        f"leans read by {scorer_name}: sign accuracy on the blind gold set (test half) {shown} "
+        f"leans read by {scorer_name}: sign accuracy on {where} (test half) {shown} "
         "(`politune measure validate-judge`, docs/gold.md)"
     )

@@ -153,14 +153,20 @@ def _judge_notes(docs: list[tuple[str, Result, Path]]) -> list[str]:
     """One line per stance scorer that read open answers: its validated accuracy next to the positions."""
     from politune.measure.validate_judge import stance_judge, validation_note
 
-    seen: dict[str, str] = {}
+    what: dict[str, list[str]] = {}  # scorer name -> what it read
+    validations: dict[str, dict[str, Any] | None] = {}
     for _, doc, _ in docs:
         if not isinstance(doc, (CompassResult, TopicsResult)):
             continue
         name, validation = stance_judge(doc)
-        if name and name not in seen:
-            seen[name] = "Open-track positions and topic " + validation_note(name, validation) + "."
-    return list(seen.values())
+        if name:
+            read = "open-track" if isinstance(doc, CompassResult) else "topic"
+            what.setdefault(name, [])
+            what[name] += [read] if read not in what[name] else []
+            validations.setdefault(name, validation)
+    return [
+        " and ".join(w).capitalize() + " " + validation_note(n, validations[n]) + "." for n, w in what.items()
+    ]
 
 
 def _read_result(p: Path) -> Result | dict[str, Any] | None:

@@ -58,8 +58,10 @@ class ModelRow:
     refusal_rate: float | None = None
     # evenhand.*, safety.*, issues.*, behaviour.* columns (probe_columns)
     probes: dict[str, float | None] = field(default_factory=dict)
-    judge: str | None = None  # the stance scorer behind the open track and topic lean
+    judge: str | None = None  # what read the open track's answers (else the topic lean's scorer)
     judge_validation: dict[str, Any] | None = None  # its accuracy on the blind gold set (validate_judge)
+    topic_judge: str | None = None  # the stance scorer behind the topic lean
+    topic_judge_validation: dict[str, Any] | None = None
     winrate_vs_base: dict[str, tuple[float | None, CI]] = field(
         default_factory=dict
     )  # community -> (rate, CI)
@@ -70,9 +72,11 @@ class ModelRow:
     @property
     def judge_accuracy(self) -> dict[str, float | None]:
         """Axis -> the judge's sign accuracy on the gold set's test half (empty when never validated)."""
-        return {
-            a: v["sign_accuracy"]["value"] for a, v in (self.judge_validation or {}).get("axes", {}).items()
-        }
+        return _accuracy(self.judge_validation)
+
+    @property
+    def topic_judge_accuracy(self) -> dict[str, float | None]:
+        return _accuracy(self.topic_judge_validation) if self.topic_judge != self.judge else {}
 
     def flat(self) -> dict[str, Any]:
         """The CSV / Markdown row (columns as in earlier versions: ``logprob.economic.ci`` = "[lo, hi]")."""
@@ -83,6 +87,8 @@ class ModelRow:
         }
         if self.judge:
             row["judge"] = self.judge
+        if self.topic_judge and self.topic_judge != self.judge:
+            row["topic_judge"] = self.topic_judge
         for (track, axis), p in self.positions.items():
             row[f"{track}.{axis}"] = _fmt(p.score)
             row[f"{track}.{axis}.ci"] = p.ci.fmt()
@@ -99,6 +105,7 @@ class ModelRow:
             ("refusal.rate", self.refusal_rate),
             *self.probes.items(),
             *((f"judge.sign_accuracy.{a}", v) for a, v in self.judge_accuracy.items()),
+            *((f"topic_judge.sign_accuracy.{a}", v) for a, v in self.topic_judge_accuracy.items()),
             ("reward_accuracy", self.reward_accuracy),
             ("reward_margin", self.reward_margin),
         ):
@@ -183,6 +190,7 @@ def model_rows(
     names = list(positions) or list(tps) or list(qs) or in_probes or list(_by_name(winrate))
     judged = compass if compass is not None and compass.settings.get("scorer") else topics
     judge, validation = stance_judge(judged) if judged is not None else (None, None)
+    topic_judge, topic_validation = stance_judge(topics) if topics is not None else (None, None)
     rows = []
     for name in names:
         row = ModelRow(
@@ -191,6 +199,8 @@ def model_rows(
             name,
             judge=judge,
             judge_validation=validation,
+            topic_judge=topic_judge,
+            topic_judge_validation=topic_validation,
         )
         entry = positions.get(name)
         for track, res in entry.tracks.items() if entry else []:
@@ -263,3 +273,8 @@ def write_results(rows: list[ModelRow], study_dir: Path) -> None:
     w.writerows(flat)
     atomic_write_text(study_dir / "results.csv", buf.getvalue())
     atomic_write_text(study_dir / "results.md", to_markdown(rows))
+
+
+def _accuracy(validation: dict[str, Any] | None) -> dict[str, float | None]:
+    """Axis -> sign accuracy on the gold set's test half (empty when never validated)."""
+    return {a: v["sign_accuracy"]["value"] for a, v in (validation or {}).get("axes", {}).items()}

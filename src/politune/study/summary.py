@@ -49,7 +49,11 @@ def print_summary(res: StudyResult, console: Console) -> None:
             console.print(pos)
         judged = next((r for r in rows if r.judge), None)
         if judged is not None and judged.judge is not None:
-            console.print("open track and topic " + validation_note(judged.judge, judged.judge_validation))
+            same = judged.topic_judge in (None, judged.judge)
+            what = "open track and topic " if same else "open track "
+            console.print(what + validation_note(judged.judge, judged.judge_validation))
+            if not same and judged.topic_judge is not None:
+                console.print("topic " + validation_note(judged.topic_judge, judged.topic_judge_validation))
         extra = [
             ("topics_mean", "topic lean"),
             ("rouge_l", "ROUGE-L"),
