@@ -152,6 +152,7 @@ def test_registry_tiny_pull_and_corrupt_cache_rebuilt(caplog):
         (["models", "info", "smolm2-135m"], "did you mean 'smollm2-135m'"),
         (["models", "info", "./missing-dir"], "does not exist"),
         (["models", "pull", "someorg/somemodel"], "someorg/somemodel"),
+        (["measure", "compass", "--open-reader", "vibes"], "--open-reader 'vibes': expected agree or probe"),
     ],
 )
 def test_cli_bad_model_one_line_exit_2(args, needle, monkeypatch, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from politune.cli.common import (
@@ -23,7 +25,11 @@ from politune.cli.measure_options import (
     SeedOption,
     SystemOption,
 )
+from politune.errors import PolituneError
 from politune.measure.results import AXES, AxisScore, CompassResult
+
+if TYPE_CHECKING:
+    from politune.measure.scorer import OpenScorer
 
 
 def _names(comma_list: str) -> tuple[str, ...]:
@@ -132,6 +138,16 @@ def _print_comparisons(result: CompassResult) -> None:
         console.print(c)
 
 
+def _open_reader(name: str) -> OpenScorer:
+    if name == "probe":
+        from politune.measure.stance import OfflineStanceScorer
+
+        return OfflineStanceScorer()
+    from politune.measure.agreement import AgreementReader
+
+    return AgreementReader()
+
+
 def add_commands(measure_app: typer.Typer) -> None:
     """Add `politune measure compass` to the `measure` sub-app."""
     measure_app.command("compass")(compass)
@@ -167,6 +183,12 @@ def compass(
         "runs/compass/compass.json", "--out", "-o", help="Result JSON (a folder gets compass.json inside)."
     ),
     keep_answers: bool = typer.Option(False, "--keep-answers", help="Store every generated answer."),
+    open_reader: str = typer.Option(
+        "agree",
+        "--open-reader",
+        help="What reads the open answers: agree (offline-agree-v1: key x agreement with the statement) | "
+        "probe (offline-probe-v1: the stance probe's lean). Both validated: docs/judges.md.",
+    ),
     device: str = DeviceOption,
     dtype: str = DtypeOption,
     threads: int = ThreadsOption,
@@ -179,6 +201,8 @@ def compass(
 
     set_threads(threads)
     targets = build_targets(model, adapter, persona, system=system, include_base=not no_base)
+    if open_reader not in ("agree", "probe"):
+        raise PolituneError(f"--open-reader {open_reader!r}: expected agree or probe")
     result = measure_compass(
         targets,
         instrument=instrument,
@@ -189,6 +213,7 @@ def compass(
         dtype=dtype,
         keep_answers=keep_answers,
         items=items,
+        scorer=_open_reader(open_reader) if "open" in _names(tracks) else None,
         variants=_names(variants),
         orders=_names(orders),
         temperature=temperature,
