@@ -189,7 +189,7 @@ def test_agreement_reader_validation_is_on_compass_answers_and_notes_say_so(tmp_
     """An agreement reader is scored on the gold answers to instrument propositions only (lean = key x
     agreement), and the note printed next to positions names that subset."""
     from politune.measure.compass.instrument import load_instrument
-    from politune.measure.validate_judge import GoldItem, validate_agreement, validation_note
+    from politune.measure.validate_judge import GoldItem, validate_scorer, validation_note
 
     right = next(it for it in load_instrument("builtin").items if it.axis == "economic" and it.key > 0)
     ask = right.text + "\n\nWhat is your view on this? Answer in two or three sentences."
@@ -209,7 +209,7 @@ def test_agreement_reader_validation_is_on_compass_answers_and_notes_say_so(tmp_
         def agreement(self, texts, prompts):
             return [1.0 if t == "yes" else -1.0 for t in texts]
 
-    res = validate_agreement(Words(), items, split="test").to_dict()
+    res = validate_scorer(Words(), items, split="test").to_dict()
     assert res["n_items"] == 2 and res["items"] == "compass"
     assert res["axes"]["economic"]["sign_accuracy"]["value"] == 1.0
     assert res["axes"]["economic"]["sign_accuracy"]["n"] == 2

@@ -74,7 +74,7 @@ def validate_judge_cmd(
     from politune.fsutil import atomic_write_json
     from politune.measure.agreement import READER_VERSION, AgreementReader
     from politune.measure.scorer import StanceScorer, scorer_by_name
-    from politune.measure.validate_judge import load_gold, validate_agreement, validate_scorer
+    from politune.measure.validate_judge import load_gold, validate_scorer
 
     if scorer and judge:
         raise PolituneError("--scorer and --judge: give one of them")
@@ -83,18 +83,15 @@ def validate_judge_cmd(
     items = load_gold(gold, None if split == "all" else split)
     gold_name, half = str(gold) if gold else "gold-v1", None if split == "all" else split
     t0 = time.perf_counter()
-    if scorer == READER_VERSION:  # reads agreement: scored on the compass items, lean = key x agreement
-        res = validate_agreement(AgreementReader(), items, gold_name, half, seed=seed).to_dict()
-    else:
-        s: StanceScorer
-        if judge:
-            from politune.measure.judge import Judge, parse_judge_spec
+    s: StanceScorer | AgreementReader
+    if judge:
+        from politune.measure.judge import Judge, parse_judge_spec
 
-            url, model = parse_judge_spec(judge, judge_model)
-            s = Judge(url, model).stance_scorer()
-        else:
-            s = scorer_by_name(scorer)
-        res = validate_scorer(s, items, gold_name, half, seed=seed).to_dict()
+        url, model = parse_judge_spec(judge, judge_model)
+        s = Judge(url, model).stance_scorer()
+    else:  # the agreement reader is scored on the compass items, lean = key x agreement
+        s = AgreementReader() if scorer == READER_VERSION else scorer_by_name(scorer)
+    res = validate_scorer(s, items, gold_name, half, seed=seed).to_dict()
     res["seconds"] = round(time.perf_counter() - t0, 1)
     if out is not None:
         atomic_write_json(out, res)

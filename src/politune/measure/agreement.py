@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from politune.errors import PolituneError
-from politune.fsutil import atomic_write_bytes, parse_jsonl_objects, politune_home, sha256_text
-from politune.measure.stance import AxisProbe, encoder_precision, memo_features
+from politune.fsutil import atomic_write_bytes, politune_home, sha256_text
+from politune.measure.stance import AxisProbe, corpus_rows, encoder_precision, memo_features
 
 log = logging.getLogger("politune")
 
@@ -51,13 +51,8 @@ def agreement_corpus_path() -> Path:
 def load_agreement_corpus(path: str | Path | None = None) -> list[tuple[str, str, int]]:
     """``(prompt, text, agreement in -2..2)`` per row of an agreement corpus (default: the shipped one)."""
     p = Path(path) if path is not None else agreement_corpus_path()
-    if not p.is_file():
-        raise PolituneError(f"{p}: agreement corpus not found")
     out = []
-    for n, d in parse_jsonl_objects(p.read_text(encoding="utf-8"), str(p)):
-        for key in ("prompt", "text"):
-            if not isinstance(d.get(key), str) or not d[key].strip():
-                raise PolituneError(f"{p}:{n}: {key}: expected a non-empty string")
+    for n, d in corpus_rows(p, "agreement"):
         a = d.get("agreement")
         if not isinstance(a, int) or isinstance(a, bool) or not -2 <= a <= 2:
             raise PolituneError(f"{p}:{n}: agreement: expected an integer in -2..2, got {a!r}")

@@ -70,22 +70,30 @@ def corpus_path() -> Path:
     return Path(str(resources.files("politune.measure") / "corpus" / "lean-v1.jsonl"))
 
 
-def load_corpus(path: str | Path | None = None) -> list[LeanExample]:
-    """Read a lean corpus (default: the shipped ``lean-v1.jsonl``); every row is checked."""
-    p = Path(path) if path is not None else corpus_path()
+def corpus_rows(p: Path, what: str) -> list[tuple[int, dict[str, Any]]]:
+    """``(line, row)`` of a corpus JSONL whose rows have a non-empty ``prompt`` and ``text`` (checked; a bad
+    row is a one-line error naming file, line and field). ``what`` names the corpus in errors."""
     if not p.is_file():
-        raise PolituneError(f"{p}: lean corpus not found")
-    out = []
-    for n, d in parse_jsonl_objects(p.read_text(encoding="utf-8"), str(p)):
+        raise PolituneError(f"{p}: {what} corpus not found")
+    rows = parse_jsonl_objects(p.read_text(encoding="utf-8"), str(p))
+    for n, d in rows:
         for key in ("prompt", "text"):
             if not isinstance(d.get(key), str) or not d[key].strip():
                 raise PolituneError(f"{p}:{n}: {key}: expected a non-empty string")
+    if not rows:
+        raise PolituneError(f"{p}: empty {what} corpus")
+    return rows
+
+
+def load_corpus(path: str | Path | None = None) -> list[LeanExample]:
+    """Read a lean corpus (default: the shipped ``lean-v1.jsonl``); every row is checked."""
+    p = Path(path) if path is not None else corpus_path()
+    out = []
+    for n, d in corpus_rows(p, "lean"):
         for axis in AXES:
             if not isinstance(d.get(axis), int) or not -2 <= d[axis] <= 2:
                 raise PolituneError(f"{p}:{n}: {axis}: expected an integer in -2..2")
         out.append(LeanExample(str(d.get("id", n)), d["prompt"], d["text"], d["economic"], d["social"]))
-    if not out:
-        raise PolituneError(f"{p}: empty lean corpus")
     return out
 
 

@@ -216,41 +216,30 @@ def validate_axis(
 
 
 def validate_scorer(
-    scorer: StanceScorer,
+    scorer: StanceScorer | AgreementScorer,
     items: Sequence[GoldItem],
     gold_name: str = "gold-v1",
     split: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> JudgeValidation:
-    """Score every gold item on both axes with ``scorer`` and compare with the raters."""
+    """Score the gold items with ``scorer`` and compare with the raters. A stance scorer reads every item on
+    both axes; an agreement reader reads the items that ask a proposition of the built-in instrument (kind
+    ``compass``), each answer's lean = the proposition's key x the read agreement, on the proposition's axis."""
     precision = getattr(scorer, "precision", None)
-    out = JudgeValidation(scorer.name, gold_name, split, len(items), precision=precision)
-    texts, prompts = [it.text for it in items], [it.prompt for it in items]
-    for axis in AXES:
-        out.axes[axis] = validate_axis(items, scorer.lean(texts, axis, prompts), axis, n_boot, seed)
-    return out
-
-
-def validate_agreement(
-    reader: AgreementScorer,
-    items: Sequence[GoldItem],
-    gold_name: str = "gold-v1",
-    split: str | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> JudgeValidation:
-    """An agreement reader on the gold items that ask a proposition of the built-in instrument (kind
-    ``compass``): each answer's lean is the proposition's key x the read agreement, compared with the raters
-    on the proposition's axis."""
+    if not isinstance(scorer, AgreementScorer):
+        out = JudgeValidation(scorer.name, gold_name, split, len(items), precision=precision)
+        texts, prompts = [it.text for it in items], [it.prompt for it in items]
+        for axis in AXES:
+            out.axes[axis] = validate_axis(items, scorer.lean(texts, axis, prompts), axis, n_boot, seed)
+        return out
     from politune.measure.compass.instrument import load_instrument
 
     by_text = {it.text.strip(): it for it in load_instrument("builtin").items}
     asked = [(g, by_text.get(g.prompt.split("\n\n")[0].strip())) for g in items if g.kind == "compass"]
     keyed = [(g, it) for g, it in asked if it is not None]
-    precision = getattr(reader, "precision", None)
-    out = JudgeValidation(reader.name, gold_name, split, len(keyed), precision=precision, items="compass")
-    agree = reader.agreement([g.text for g, _ in keyed], [g.prompt for g, _ in keyed])
+    out = JudgeValidation(scorer.name, gold_name, split, len(keyed), precision=precision, items="compass")
+    agree = scorer.agreement([g.text for g, _ in keyed], [g.prompt for g, _ in keyed])
     leans = [None if a is None else it.key * a for (_, it), a in zip(keyed, agree, strict=True)]
     for axis in AXES:
         on = [n for n, (_, it) in enumerate(keyed) if it.axis == axis]

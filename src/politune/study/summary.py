@@ -26,6 +26,20 @@ def _shift(p: Position | None) -> str:
     return "" if p is None or p.shift is None else f"{p.shift:+.2f} {_ci(p.shift_ci)}"
 
 
+def _print_judges(rows: list[ModelRow], console: Console) -> None:
+    """What read the open track's and the topics' answers, each with its validated accuracy."""
+    judged = next((r for r in rows if r.judge), None)
+    if judged is None or judged.judge is None:
+        return
+    same = judged.topic_judge in (None, judged.judge)
+    console.print(
+        ("open track and topic " if same else "open track ")
+        + validation_note(judged.judge, judged.judge_validation)
+    )
+    if not same and judged.topic_judge is not None:
+        console.print("topic " + validation_note(judged.topic_judge, judged.topic_judge_validation))
+
+
 def print_summary(res: StudyResult, console: Console) -> None:
     for cell in res.cells:
         rows = [r for r in res.rows if r.cell == cell.name]
@@ -47,13 +61,7 @@ def print_summary(res: StudyResult, console: Console) -> None:
                     )
         if pos.row_count:
             console.print(pos)
-        judged = next((r for r in rows if r.judge), None)
-        if judged is not None and judged.judge is not None:
-            same = judged.topic_judge in (None, judged.judge)
-            what = "open track and topic " if same else "open track "
-            console.print(what + validation_note(judged.judge, judged.judge_validation))
-            if not same and judged.topic_judge is not None:
-                console.print("topic " + validation_note(judged.topic_judge, judged.topic_judge_validation))
+        _print_judges(rows, console)
         extra = [
             ("topics_mean", "topic lean"),
             ("rouge_l", "ROUGE-L"),
