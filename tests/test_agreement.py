@@ -17,7 +17,7 @@ def test_shipped_reader_belongs_to_the_shipped_corpus():
     doc = json.loads(agreement.shipped_reader_path().read_text())
     assert doc["version"] == READER_VERSION
     assert doc["corpus_hash"] == agreement._hash(load_agreement_corpus())  # else it would silently refit
-    assert doc["probe"]["layer"] == agreement.LAYER
+    assert doc["axes"]["agreement"]["layer"] == agreement.LAYER
 
 
 def test_corpus_has_every_class_and_no_instrument_statement():

@@ -25,7 +25,6 @@ The fitted probe ships as ``measure/corpus/agree-probe-v1.json``, tied to the co
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Sequence
 from importlib import resources
@@ -34,10 +33,15 @@ from pathlib import Path
 import numpy as np
 
 from politune.errors import PolituneError
-from politune.fsutil import atomic_write_bytes, politune_home, sha256_text
-from politune.measure.stance import AxisProbe, corpus_rows, encoder_precision, memo_features
-
-log = logging.getLogger("politune")
+from politune.fsutil import sha256_text
+from politune.measure.stance import (
+    AxisProbe,
+    corpus_rows,
+    encoder_precision,
+    fit_axis_probe,
+    load_or_fit,
+    memo_features,
+)
 
 READER_VERSION = "offline-agree-v1"
 LAYER = 16  # index into the encoder's hidden_states; chosen on gold dev (12, 16, 19, 22 measured)
@@ -65,37 +69,16 @@ def _hash(rows: Sequence[tuple[str, str, int]]) -> str:
 
 
 def fit_reader(rows: Sequence[tuple[str, str, int]]) -> AxisProbe:
-    """Fit the three-class probe (disagree / neither / agree) on ``rows`` (deterministic: lbfgs from zeros)."""
-    from sklearn.linear_model import LogisticRegression
-
+    """Fit the three-class probe (disagree / neither / agree) on ``rows``."""
     x = memo_features([t for _, t, _ in rows], [p for p, _, _ in rows], LAYER)
-    y = np.sign([a for *_, a in rows]).astype(int)
-    if set(y) != {-1, 0, 1}:
+    labels = [a for *_, a in rows]
+    if set(np.sign(labels)) != {-1, 0, 1}:
         raise PolituneError("agreement corpus: needs answers that disagree, take no side and agree")
-    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-8
-    clf = LogisticRegression(C=C, max_iter=5000).fit((x - mean) / scale, y)
-    order = [list(clf.classes_).index(k) for k in (-1, 0, 1)]
-    return AxisProbe(LAYER, mean, scale, clf.coef_[order], clf.intercept_[order])
+    return fit_axis_probe(x, labels, LAYER, C)
 
 
 def shipped_reader_path() -> Path:
     return Path(str(resources.files("politune.measure") / "corpus" / "agree-probe-v1.json"))
-
-
-def save_reader(path: Path, probe: AxisProbe, corpus_hash: str) -> None:
-    doc = {"version": READER_VERSION, "corpus_hash": corpus_hash, "probe": probe.to_dict()}
-    atomic_write_bytes(path, json.dumps(doc).encode("utf-8"))
-
-
-def _read(path: Path, corpus_hash: str) -> AxisProbe | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if doc.get("version") != READER_VERSION or doc.get("corpus_hash") != corpus_hash:
-            return None
-        return AxisProbe.from_dict(doc["probe"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("agreement reader %s unreadable (%s); refitting", path, e)
-        return None
 
 
 class AgreementReader:
@@ -118,16 +101,13 @@ class AgreementReader:
         with self._lock:
             if self._probe is None:
                 rows = load_agreement_corpus(self._corpus)
-                key = _hash(rows)
-                cached = politune_home() / "stance" / f"{READER_VERSION}-{key}.json"
-                for path in (shipped_reader_path(), cached):
-                    if path.is_file() and (found := _read(path, key)) is not None:
-                        self._probe = found
-                        break
-                else:
-                    log.info("fitting the agreement reader on %d corpus answers (once)", len(rows))
-                    self._probe = fit_reader(rows)
-                    save_reader(cached, self._probe, key)
+                fitted = load_or_fit(
+                    READER_VERSION,
+                    _hash(rows),
+                    shipped_reader_path(),
+                    lambda: {"agreement": fit_reader(rows)},
+                )
+                self._probe = fitted["agreement"]
             return self._probe
 
     def agreement(self, texts: Sequence[str], prompts: Sequence[str]) -> list[float | None]:

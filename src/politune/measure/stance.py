@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -152,8 +152,10 @@ def features(
         )
         for p, t in zip(prompts, texts, strict=True)
     ]
-    lengths = [len(ids) for ids in tok(chats, add_special_tokens=False)["input_ids"]] if chats else []
-    order = sorted(range(len(chats)), key=lambda i: -lengths[i])
+    # tokenized once (cut to MAX_TOKENS), then padded per batch
+    enc_all = tok(chats, add_special_tokens=False, truncation=True, max_length=MAX_TOKENS) if chats else None
+    ids: list[list[int]] = enc_all["input_ids"] if enc_all is not None else []
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     out: dict[int, np.ndarray] = {layer: np.zeros((len(chats), model.config.hidden_size)) for layer in layers}
     bf16 = encoder_precision() == "bfloat16"
     old_side, tok.padding_side = tok.padding_side, "right"
@@ -161,14 +163,7 @@ def features(
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for s in range(0, len(order), _BATCH):
                 rows = order[s : s + _BATCH]
-                enc = tok(
-                    [chats[i] for i in rows],
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=MAX_TOKENS,
-                    add_special_tokens=False,
-                )
+                enc = tok.pad({"input_ids": [ids[i] for i in rows]}, padding=True, return_tensors="pt")
                 # logits only at the last position: the LM head over every position would be ~1/5 of the work
                 hidden = model(**enc, output_hidden_states=True, logits_to_keep=1).hidden_states
                 mask = enc["attention_mask"].unsqueeze(-1).float()
@@ -237,21 +232,27 @@ class AxisProbe:
         )
 
 
-def fit_probe(rows: Sequence[LeanExample]) -> dict[str, AxisProbe]:
-    """Fit one :class:`AxisProbe` per axis on ``rows`` (deterministic: lbfgs from zeros)."""
+def fit_axis_probe(x: np.ndarray, labels: Sequence[int], layer: int, c: float) -> AxisProbe:
+    """Standardise ``x`` (features of ``layer``) and fit a logistic regression on the labels' signs (classes
+    -1, 0, +1; deterministic: lbfgs from zeros)."""
     from sklearn.linear_model import LogisticRegression
 
+    y = np.sign(labels).astype(int)
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-8
+    clf = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, y)
+    order = [list(clf.classes_).index(k) for k in (-1, 0, 1)]
+    return AxisProbe(layer, mean, scale, clf.coef_[order], clf.intercept_[order])
+
+
+def fit_probe(rows: Sequence[LeanExample]) -> dict[str, AxisProbe]:
+    """Fit one :class:`AxisProbe` per axis on ``rows``."""
     feats = features([r.text for r in rows], [r.prompt for r in rows], sorted(set(LAYERS.values())))
     out = {}
     for axis in AXES:
-        x = feats[LAYERS[axis]]
-        y = np.sign([getattr(r, axis) for r in rows]).astype(int)
-        if set(y) != {-1, 0, 1}:
+        labels = [getattr(r, axis) for r in rows]
+        if set(np.sign(labels)) != {-1, 0, 1}:
             raise PolituneError(f"lean corpus: axis {axis} needs examples of left, neutral and right")
-        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-8
-        clf = LogisticRegression(C=C[axis], max_iter=5000).fit((x - mean) / scale, y)
-        order = [list(clf.classes_).index(k) for k in (-1, 0, 1)]
-        out[axis] = AxisProbe(LAYERS[axis], mean, scale, clf.coef_[order], clf.intercept_[order])
+        out[axis] = fit_axis_probe(feats[LAYERS[axis]], labels, LAYERS[axis], C[axis])
     return out
 
 
@@ -259,24 +260,42 @@ def shipped_probe_path() -> Path:
     return Path(str(resources.files("politune.measure") / "corpus" / "probe-v1.json"))
 
 
-def save_probe(path: Path, probe: dict[str, AxisProbe], corpus_hash: str) -> None:
+def save_probe(
+    path: Path, probe: dict[str, AxisProbe], corpus_hash: str, version: str = SCORER_VERSION
+) -> None:
+    """Write fitted probes (by name: an axis, or ``agreement``) tied to their corpus by hash."""
     doc = {
-        "version": SCORER_VERSION,
+        "version": version,
         "corpus_hash": corpus_hash,
         "axes": {a: p.to_dict() for a, p in probe.items()},
     }
     atomic_write_bytes(path, json.dumps(doc).encode("utf-8"))
 
 
-def _read_probe(path: Path, corpus_hash: str) -> dict[str, AxisProbe] | None:
+def _read_probe(path: Path, corpus_hash: str, version: str) -> dict[str, AxisProbe] | None:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        if doc.get("version") != SCORER_VERSION or doc.get("corpus_hash") != corpus_hash:
+        if doc.get("version") != version or doc.get("corpus_hash") != corpus_hash:
             return None
         return {a: AxisProbe.from_dict(d) for a, d in doc["axes"].items()}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("stance probe %s unreadable (%s); refitting", path, e)
+        log.warning("%s probe %s unreadable (%s); refitting", version, path, e)
         return None
+
+
+def load_or_fit(
+    version: str, corpus_hash: str, shipped: Path, fit: Callable[[], dict[str, AxisProbe]]
+) -> dict[str, AxisProbe]:
+    """The probes of ``version`` fitted on the corpus of ``corpus_hash``: the shipped file when it belongs to
+    that corpus, else a fit cached in ``$POLITUNE_HOME/stance/``, else ``fit()`` now (and cached)."""
+    cached = politune_home() / "stance" / f"{version}-{corpus_hash}.json"
+    for path in (shipped, cached):
+        if path.is_file() and (probe := _read_probe(path, corpus_hash, version)) is not None:
+            return probe
+    log.info("fitting the %s probe on its corpus (once)", version)
+    probe = fit()
+    save_probe(cached, probe, corpus_hash, version)
+    return probe
 
 
 _FITTED: dict[str, dict[str, AxisProbe]] = {}  # corpus hash -> probe, shared within a process
@@ -311,21 +330,9 @@ class OfflineStanceScorer:
     def _load_or_fit(self) -> dict[str, AxisProbe]:
         rows = load_corpus(self._corpus)
         key = _corpus_hash(rows)
-        if key in _FITTED:
-            return _FITTED[key]
-        cached = politune_home() / "stance" / f"{SCORER_VERSION}-{key}.json"
-        probe = None
-        for path in (shipped_probe_path(), cached):
-            if path.is_file():
-                probe = _read_probe(path, key)
-                if probe is not None:
-                    break
-        if probe is None:
-            log.info("fitting the offline stance probe on %d corpus answers (once)", len(rows))
-            probe = fit_probe(rows)
-            save_probe(cached, probe, key)
-        _FITTED[key] = probe
-        return probe
+        if key not in _FITTED:
+            _FITTED[key] = load_or_fit(SCORER_VERSION, key, shipped_probe_path(), lambda: fit_probe(rows))
+        return _FITTED[key]
 
     def lean(
         self, texts: Sequence[str], axis: str, prompts: Sequence[str] | None = None
