@@ -852,3 +852,14 @@ def test_comparison_page_in_chromium(server, client):
             assert not errors and not outside
         finally:
             browser.close()
+
+
+def test_serve_package_exports_each_name_from_the_module_that_defines_it():
+    """politune.serve imports its names on first use: every exported name has a home, and nothing else."""
+    import politune.serve as serve_pkg
+
+    assert set(serve_pkg.__all__) == set(serve_pkg._WHERE)
+    for name in serve_pkg.__all__:
+        assert getattr(serve_pkg, name).__name__ == name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        serve_pkg.nope  # noqa: B018

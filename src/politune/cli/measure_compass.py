@@ -138,14 +138,16 @@ def _print_comparisons(result: CompassResult) -> None:
         console.print(c)
 
 
-def _open_reader(name: str) -> OpenScorer:
-    if name == "probe":
-        from politune.measure.stance import OfflineStanceScorer
+def _open_reader(name: str) -> OpenScorer | None:
+    """``--open-reader``: the stance probe for ``probe``; else None, the open track's default (the agreement
+    reader, :func:`politune.measure.compass.run.default_scorer`)."""
+    if name not in ("agree", "probe"):
+        raise PolituneError(f"--open-reader {name!r}: expected agree or probe")
+    if name == "agree":
+        return None
+    from politune.measure.stance import OfflineStanceScorer
 
-        return OfflineStanceScorer()
-    from politune.measure.agreement import AgreementReader
-
-    return AgreementReader()
+    return OfflineStanceScorer()
 
 
 def add_commands(measure_app: typer.Typer) -> None:
@@ -201,8 +203,7 @@ def compass(
 
     set_threads(threads)
     targets = build_targets(model, adapter, persona, system=system, include_base=not no_base)
-    if open_reader not in ("agree", "probe"):
-        raise PolituneError(f"--open-reader {open_reader!r}: expected agree or probe")
+    scorer = _open_reader(open_reader)
     result = measure_compass(
         targets,
         instrument=instrument,
@@ -213,7 +214,7 @@ def compass(
         dtype=dtype,
         keep_answers=keep_answers,
         items=items,
-        scorer=_open_reader(open_reader) if "open" in _names(tracks) else None,
+        scorer=scorer,
         variants=_names(variants),
         orders=_names(orders),
         temperature=temperature,
