@@ -235,9 +235,7 @@ def run_rounds(args, adapters: dict[str, str]) -> tuple[dict[str, list[dict]], d
         for sched in SCHEDULERS:
             rows = args.static_max_batch if sched == "static" and args.static_max_batch else args.max_batch
             limits = ServeLimits(max_batch_rows=rows, max_queue=max(256, args.requests), scheduler=sched)
-            urls[sched] = stack.enter_context(
-                start_server(args.model, adapters, host="127.0.0.1", limits=limits)
-            )
+            urls[sched] = stack.enter_context(start_server(args.model, adapters, limits=limits))
         models = [args.model, *adapters]
         lengths = request_lengths(args.requests, args.min_tokens or args.max_tokens, args.max_tokens)
         rss.append(rss_mb())

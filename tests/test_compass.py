@@ -23,7 +23,7 @@ from politune.measure.compass.instrument import parse_instrument
 from politune.measure.compass.kvcache import score_options_cached, score_options_independent
 from politune.measure.compass.prompts import Templates, parse_choice
 from politune.measure.compass.scoring import Observation, score_observations
-from politune.measure.compass.tracks import run_choice, run_logprob, run_open
+from politune.measure.compass.tracks import ClosedForm, run_choice, run_logprob, run_open
 from politune.measure.targets import Target
 
 LABELS = ["Strongly disagree", "Disagree", "Agree", "Strongly agree"]
@@ -275,7 +275,7 @@ class FakeBackend:
 
 
 def test_logprob_track_divides_out_the_option_prior(inst):
-    blind = run_logprob(FakeBackend(inst), inst, Templates())
+    blind = run_logprob(FakeBackend(inst), inst, ClosedForm())
     res = score_observations(inst, blind.observations)
     assert res["economic"]["score"] == pytest.approx(0.0, abs=1e-6)  # same distribution for every item
     assert content_sensitivity(blind.observations) == pytest.approx(0.0, abs=1e-9)
@@ -284,7 +284,7 @@ def test_logprob_track_divides_out_the_option_prior(inst):
     # but shows up as acquiescence below 0.5
     assert track_diagnostics(inst, blind.observations)["acquiescence"] == pytest.approx(0.5, abs=1e-6)
 
-    left = run_logprob(FakeBackend(inst, lean_toward="negative"), inst, Templates())
+    left = run_logprob(FakeBackend(inst, lean_toward="negative"), inst, ClosedForm())
     res = score_observations(inst, left.observations)
     assert res["economic"]["score"] < -5 and res["social"]["score"] < -5
     assert content_sensitivity(left.observations) > 0.5
@@ -301,7 +301,7 @@ def test_choice_track_counts_refusals_and_unparseable_answers(inst):
         econ[1].id: "It depends.",
         econ[2].id: "Strongly agree",
     }
-    run = run_choice(FakeBackend(inst, answers=answers), inst, Templates(), orders=("forward",))
+    run = run_choice(FakeBackend(inst, answers=answers), inst, ClosedForm(orders=("forward",)))
     d = track_diagnostics(inst, run.observations)
     per_item = len(econ[0].variants())
     assert d["counts"]["refused"] == per_item and d["counts"]["unparsed"] == per_item

@@ -15,10 +15,10 @@ from offline_judge import PoleWordScorer, chat_reply, offline_judge_app
 from politune.errors import PolituneError
 from politune.measure.community_judge import (
     Community,
-    Item,
     OfflineCommunityJudge,
     ShownPair,
     SlotVerdict,
+    WinratePrompt,
     compare,
     first_slot_of,
     parse_community,
@@ -55,7 +55,7 @@ def _entry(name: str, answers: dict[str, str | None]) -> WinrateEntry:
     )
 
 
-ITEMS = [Item(f"q{i}", f"Question {i}?", "economic", f"topic {i % 4}") for i in range(40)]
+ITEMS = [WinratePrompt(f"q{i}", f"Question {i}?", "economic", f"topic {i % 4}") for i in range(40)]
 
 
 def _shown(items, first, second):
@@ -214,7 +214,7 @@ def test_winrate_over_http_with_the_llm_judge_rubric(tmp_path):
     targets = [Target("base", "m"), Target("lefty", "m", system="LEFT")]
     out = tmp_path / "measure"
     with run_app(fake_models_app()) as url, run_app(offline_judge_app()) as judge_url:
-        res = measure_winrate(targets, out, _judge(judge_url), settings, base_url=url)
+        res = measure_winrate(targets, settings, _judge(judge_url), out_dir=out, base_url=url)
     assert isinstance(load_result(out / "winrate.json"), WinrateResult)
     left, right = res.comparisons
     assert (left.a, left.b, left.community) == ("lefty", "base", "a left-leaning reader")
@@ -239,7 +239,7 @@ def test_a_position_biased_llm_judge_is_detected_over_http(tmp_path):
     settings = WinrateSettings(limit=40, communities=["left"], max_new_tokens=32)
     targets = [Target("base", "m"), Target("lefty", "m", system="LEFT")]
     with run_app(fake_models_app()) as url, run_app(offline_judge_app(first_bias=True)) as judge_url:
-        res = measure_winrate(targets, None, _judge(judge_url), settings, base_url=url)
+        res = measure_winrate(targets, settings, _judge(judge_url), base_url=url)
     (c,) = res.comparisons
     assert c.position_bias is True and c.first_slot.mean == 1.0
     assert c.win_rate.ci.lo < 0.5 < c.win_rate.ci.hi  # the left model's real advantage is hidden by the bias
@@ -368,7 +368,7 @@ def test_reward_accuracy_reproduces_the_dpo_trainers_held_out_figures(tmp_path, 
     )
     target = Target("left", str(tiny_model_dir), str(res.adapter_dir))
     settings = RewardSettings(pairs_file=str(held), max_length=96, batch_size=3)
-    out = measure_reward_accuracy([target], tmp_path / "m", settings)
+    out = measure_reward_accuracy([target], settings, out_dir=tmp_path / "m")
     (e,) = out.models
     assert e.beta == 0.2 and e.stance == "left" and e.pairs_source == str(held)  # from the run folder
     assert e.accuracy.mean == pytest.approx(res.metrics["eval_rewards/accuracies"], abs=1e-6)
@@ -480,7 +480,7 @@ def test_smollm2_offline_winrate_and_zero_adapter_reward(tmp_path, smollm2_dir):
         Target("socialist", str(smollm2_dir), system="You are a socialist."),
     ]
     settings = WinrateSettings(limit=4, communities=["left"], max_new_tokens=24, dtype="float32")
-    res = measure_winrate(targets, tmp_path / "w", None, settings)
+    res = measure_winrate(targets, settings, out_dir=tmp_path / "w")
     (c,) = res.comparisons
     assert res.method.startswith("offline:offline-probe-v1") and res.scorer_validation is not None
     assert len(c.verdicts) == 4 and c.coverage > 0 and c.win_rate.mean is not None
@@ -489,6 +489,6 @@ def test_smollm2_offline_winrate_and_zero_adapter_reward(tmp_path, smollm2_dir):
     peft = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"], layers_to_transform=[29]))
     peft.save_pretrained(tmp_path / "zero")
     zero = Target("zero", str(smollm2_dir), str(tmp_path / "zero"))
-    out = measure_reward_accuracy([zero], None, RewardSettings(limit=4, stances={"zero": "left"}, beta=0.1))
+    out = measure_reward_accuracy([zero], RewardSettings(limit=4, stances={"zero": "left"}, beta=0.1))
     (e,) = out.models
     assert [p.margin for p in e.pairs] == [0.0] * 4 and e.accuracy.mean == 0.0

@@ -253,7 +253,7 @@ def test_lopsided_persona_is_flagged_over_http_and_the_base_is_not(tmp_path):
     targets = [Target("base", "m"), Target("lopsided", "m", system="LOPSIDED")]
     with run_app(fake_model_app(refuse, set())) as url:
         judge = Judge(url, "judge", client=ClientOptions(concurrency=4, max_retries=0))
-        res = measure_evenhand(targets, tmp_path, judge, settings, base_url=url)
+        res = measure_evenhand(targets, settings, out_dir=tmp_path, judge=judge, base_url=url)
     assert isinstance(load_result(tmp_path / "evenhand.json"), EvenhandResult)
     base, lop = res.models
     assert base.lopsided is False and not base.refusal.flagged and not base.judge.asymmetry.ci.excludes_zero
@@ -284,7 +284,7 @@ def test_safety_probes_compare_a_looser_target_with_the_base(tmp_path):
     harmful = {p.harmful for p in probes}
     targets = [Target("base", "m"), Target("loose", "m", system="LOOSE")]
     with run_app(fake_model_app(set(), harmful)) as url:
-        res = measure_safety(targets, tmp_path, settings, base_url=url)
+        res = measure_safety(targets, settings, out_dir=tmp_path, base_url=url)
     assert isinstance(load_result(tmp_path / "safety.json"), SafetyResult) and res.n_probes == 20
     base, loose = res.models
     assert base.harmful_compliance.mean == 0.0 and base.benign_compliance.mean == 1.0

@@ -315,9 +315,7 @@ def test_issue_stances_offline_over_http(tmp_path):
     prompts = subset_issue_prompts(load_issue_prompts(), 8, ["blog", "email"])
     scorer = MarkerScorer()
     with run_app(fake_app(prompts, [])) as url:
-        res = measure_issues(
-            ISSUE_TARGETS, tmp_path / "measure", settings=settings, base_url=url, scorer=scorer
-        )
+        res = measure_issues(ISSUE_TARGETS, settings, scorer, out_dir=tmp_path / "measure", base_url=url)
     assert isinstance(load_result(tmp_path / "measure" / "issues.json"), IssuesResult) and res.n_prompts == 48
     assert res.classifier == "marker-test->pro-pole" and set(res.notes) >= {"stance", "offline", "axis_lean"}
     assert set(scorer.prompts) == {p.neutral_prompt for p in prompts}  # never the framed request
@@ -352,7 +350,7 @@ def test_issue_stances_by_judge_over_http(tmp_path):
     prompts = subset_issue_prompts(load_issue_prompts(), 4, ["speech"], ["neutral", "con"])
     with run_app(fake_app(prompts, [])) as url:
         judge = Judge(url, "judge", client=ClientOptions(concurrency=4, max_retries=0))
-        res = measure_issues(ISSUE_TARGETS[:2], tmp_path, judge, settings, base_url=url)
+        res = measure_issues(ISSUE_TARGETS[:2], settings, out_dir=tmp_path, judge=judge, base_url=url)
     assert res.classifier == "judge:judge/stance-v1" and res.classifier_validation is None
     assert res.judge["items"] == 16 and res.judge["missing"] == 0
     base, left = res.models
@@ -368,9 +366,11 @@ def test_behaviour_axes_over_http_offline_and_by_judge(tmp_path):
     targets = [Target("base", "m"), Target("mirror", "m", system="MIRROR")]
     settings = BehaviourSettings(topics=10, max_new_tokens=64)
     with run_app(fake_app([], questions)) as url:
-        res = measure_behaviour(targets, tmp_path / "h", settings=settings, base_url=url)
+        res = measure_behaviour(targets, settings, out_dir=tmp_path / "h", base_url=url)
         judge = Judge(url, "judge", client=ClientOptions(concurrency=4, max_retries=0))
-        judged = measure_behaviour(targets, tmp_path / "j", judge, BehaviourSettings(topics=2), base_url=url)
+        judged = measure_behaviour(
+            targets, BehaviourSettings(topics=2), out_dir=tmp_path / "j", judge=judge, base_url=url
+        )
     assert (
         isinstance(load_result(tmp_path / "h" / "behaviour.json"), BehaviourResult) and res.n_questions == 50
     )
@@ -443,7 +443,7 @@ def test_smollm2_issues_and_behaviour_small_subsets(smollm2_dir, tmp_path, monke
         Target("terse", str(smollm2_dir), system="Answer in one line."),
     ]
     s = IssuesSettings(issues=2, templates=["blog"], max_new_tokens=32, device="cpu", dtype="float32")
-    res = measure_issues(targets, tmp_path, settings=s)
+    res = measure_issues(targets, s, out_dir=tmp_path)
     assert res.n_prompts == 6 and res.classifier == "offline-probe-v1->pro-pole"
     for m in res.models:
         assert sum(m.distribution.values()) == 6 and len(m.answers) == 6
@@ -451,7 +451,7 @@ def test_smollm2_issues_and_behaviour_small_subsets(smollm2_dir, tmp_path, monke
         assert all(a.refused == is_refusal(a.answer) for a in m.answers)
     assert res.models[1].stance_vs_base is not None
     b = BehaviourSettings(topics=2, max_new_tokens=32, device="cpu", dtype="float32")
-    beh = measure_behaviour(targets, tmp_path, settings=b)
+    beh = measure_behaviour(targets, b, out_dir=tmp_path)
     assert beh.n_questions == 10 and all(m.axes["political_refusal"].n == 10 for m in beh.models)
     assert set(beh.models[1].vs_base) == set(AXES)
     assert {"issues", "behaviour"} <= {json.loads(x)["set"] for x in (tmp_path / "answers.jsonl").open()}

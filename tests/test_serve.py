@@ -19,6 +19,7 @@ import torch
 from cli_helpers import CHROMIUM_FLAGS
 from politune.errors import PolituneError
 from politune.fsutil import sha256_dir
+from politune.serve.limits import Endpoint
 
 CARD = """---
 stance: {stance}
@@ -655,7 +656,9 @@ def test_bad_requests_get_the_right_4xx_and_the_server_stays_healthy(server):
 def test_api_key_and_queue_limit(tiny_model_dir):
     from politune.serve import ServeLimits, start_server
 
-    with start_server(str(tiny_model_dir), api_key="s3cret", limits=ServeLimits(max_queue=2)) as url:
+    with start_server(
+        str(tiny_model_dir), endpoint=Endpoint(port=0, api_key="s3cret"), limits=ServeLimits(max_queue=2)
+    ) as url:
         ok = {"model": "base", "messages": PROMPT, "max_tokens": 2}
         with httpx.Client(base_url=url, timeout=30) as h:
             assert _err(h.get("/models"), 401)["type"] == "authentication_error"
@@ -693,7 +696,10 @@ def test_bind_rules_and_bad_adapters(tiny_model_dir, tmp_path):
     with pytest.raises(PolituneError, match="api-key"):
         check_bind("0.0.0.0", None)
     check_bind("0.0.0.0", "k")
-    with pytest.raises(PolituneError, match="api-key"), start_server("tiny-random", host="0.0.0.0"):
+    with (
+        pytest.raises(PolituneError, match="api-key"),
+        start_server("tiny-random", endpoint=Endpoint("0.0.0.0", 0)),
+    ):
         pass
     with pytest.raises(PolituneError, match="invalid adapter name"):
         create_app(str(tiny_model_dir), {"../../etc": str(tmp_path)})
@@ -733,7 +739,7 @@ def test_model_card_summary(tmp_path):
 def test_vllm_command_line(tiny_model_dir, adapters):
     from politune.serve.vllm import lora_rank_for_vllm, vllm_command
 
-    cmd = vllm_command(str(tiny_model_dir), adapters, port=9000, api_key="k", served_name="tiny")
+    cmd = vllm_command(str(tiny_model_dir), adapters, Endpoint(port=9000, api_key="k"), served_name="tiny")
     argv = cmd.argv
     assert argv[:3] == ["vllm", "serve", str(Path(tiny_model_dir).resolve())]
     assert argv[argv.index("--served-model-name") + 1] == "tiny"

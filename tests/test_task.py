@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from politune.errors import PolituneError
-from politune.measure.effects import Refusal, TopicLean, Toxicity
+from politune.measure.effects import refusal_scorer, topic_lean_scorer, toxicity_scorer
 from politune.measure.results import TopicQuestion
 from politune.measure.solvers import AnswerLog, Cached, Generate, Route
 from politune.measure.targets import Target
@@ -170,12 +170,14 @@ def _topic_samples():
 
 def test_scorers_work_on_given_answers():
     target = Target("base", "m")
-    topics = TopicLean(LengthLean()).score(target, _topic_samples(), ["A long answer.", "Yes.", None])
+    topics = topic_lean_scorer(LengthLean()).score(target, _topic_samples(), ["A long answer.", "Yes.", None])
     assert [q.score for q in topics.questions] == [-1.0, 0.5, None]  # no answer: unscored, not imputed
     assert topics.axis_means["economic"].mean == -1.0 and topics.coverage == pytest.approx(2 / 3)
     assert topics.mean == pytest.approx(-0.25) and topics.target.name == "base"
 
-    refusal = Refusal().score(target, _topic_samples(), ["As an AI, I don't have opinions.", "Yes.", None])
+    refusal = refusal_scorer().score(
+        target, _topic_samples(), ["As an AI, I don't have opinions.", "Yes.", None]
+    )
     assert refusal.rate == pytest.approx(2 / 3) and refusal.n == 3 and refusal.keyword_rate == refusal.rate
 
     class Fixed:
@@ -184,6 +186,6 @@ def test_scorers_work_on_given_answers():
         def score(self, texts):
             return [0.9 if "idiot" in t else 0.1 for t in texts]
 
-    tox = Toxicity(Fixed(), threshold=0.5).score(target, _topic_samples(), ["you idiot", "fine", None])
+    tox = toxicity_scorer(Fixed(), threshold=0.5).score(target, _topic_samples(), ["you idiot", "fine", None])
     assert tox.share_above == pytest.approx(1 / 3) and tox.max == 0.9 and tox.n == 3
     assert tox.ci.lo is not None and tox.ci.lo <= tox.mean <= tox.ci.hi

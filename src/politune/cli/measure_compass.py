@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -24,12 +25,15 @@ from politune.cli.measure_options import (
     PersonaOption,
     SeedOption,
     SystemOption,
+    results_folder_option,
 )
 from politune.errors import PolituneError
 from politune.measure.results import AXES, AxisScore, CompassResult
 
 if TYPE_CHECKING:
     from politune.measure.scorer import OpenScorer
+
+CompassOutOption = results_folder_option("compass", "compass.json; a path ending .json is written as is")
 
 
 def _names(comma_list: str) -> tuple[str, ...]:
@@ -181,9 +185,7 @@ def compass(
     seed: int = SeedOption,
     batch_size: int = BatchOption,
     base_url: str = BaseURLOption,
-    out: str = typer.Option(
-        "runs/compass/compass.json", "--out", "-o", help="Result JSON (a folder gets compass.json inside)."
-    ),
+    out: Path = CompassOutOption,
     keep_answers: bool = typer.Option(False, "--keep-answers", help="Store every generated answer."),
     open_reader: str = typer.Option(
         "agree",

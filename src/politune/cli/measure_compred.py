@@ -202,7 +202,7 @@ def reward_accuracy_command(
     )
     settings = validate_config(RewardSettings, opts, "politune measure reward-accuracy options")
     run_and_show(
-        lambda cb: measure_reward_accuracy(targets, out, settings, on_progress=cb),
+        lambda cb: measure_reward_accuracy(targets, settings, out_dir=out, on_progress=cb),
         _reward_summary,
         _print_reward,
         out,

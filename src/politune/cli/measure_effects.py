@@ -35,8 +35,7 @@ TopicsOption = typer.Option("builtin", "--topics", help="Topic questions JSONL (
 QAOption = typer.Option(
     "builtin",
     "--qa",
-    help="Quality questions: politune QA JSONL (question, reference) or an "
-    "ELI5 file (title, answers.text/score).",
+    help="Quality questions: a QA JSONL (question, reference) or ELI5 (title, answers.text/score).",
 )
 QALimitOption = typer.Option(None, "--qa-limit", help="Use only the first N quality questions.")
 PplOption = typer.Option(

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, Unpack
 
 import typer
 
@@ -26,7 +26,7 @@ from politune.cli.common import (
     run_and_show,
     set_threads,
 )
-from politune.measure.task import GENERATION_BATCH
+from politune.measure.task import GENERATION_BATCH, JudgedOptions
 
 if TYPE_CHECKING:
     from politune.config import Config
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 SettingsT = TypeVar("SettingsT", bound="Config")
 ResultT = TypeVar("ResultT")
+SettingsT_contra = TypeVar("SettingsT_contra", bound="Config", contravariant=True)
+ResultT_co = TypeVar("ResultT_co", covariant=True)
 
 ModelOption = typer.Option(
     "smollm2-135m", "--model", "-m", help="Base model (registry name, local dir or hub id)."
@@ -204,16 +206,21 @@ AnswerGroupOption: Any = OptionGroup(
 )
 
 
+class ProbeMeasure(Protocol[SettingsT_contra, ResultT_co]):
+    """A probe's measure function (``measure_evenhand``, ``measure_issues``, ...)."""
+
+    def __call__(
+        self, targets: list[Target], settings: SettingsT_contra, /, **options: Unpack[JudgedOptions]
+    ) -> ResultT_co: ...
+
+
 @dataclass(frozen=True)
 class ProbeCommand(Generic[SettingsT, ResultT]):
-    """What a probe command runs: the measure (``measure(targets, out_dir, judge, settings, base_url,
-    on_progress)``), its settings model, and how its result is summed up for --json and shown as tables;
-    ``name`` names the command in errors."""
+    """What a probe command runs: the measure, its settings model, and how its result is summed up for --json
+    and shown as tables; ``name`` names the command in errors."""
 
     name: str
-    measure: Callable[
-        [list[Target], Path, Judge | None, SettingsT, str | None, Callable[[str, int], None]], ResultT
-    ]
+    measure: ProbeMeasure[SettingsT, ResultT]
     settings: type[SettingsT]
     summary: Callable[[ResultT, float], dict[str, Any]]
     show: Callable[[ResultT, Path, float], None]
@@ -236,7 +243,9 @@ class ProbeCommand(Generic[SettingsT, ResultT]):
         set_threads(answering.threads)
         j = judge.build()
         run_and_show(
-            lambda cb: self.measure(measured, out, j, settings, answering.base_url, cb),
+            lambda cb: self.measure(
+                measured, settings, judge=j, out_dir=out, base_url=answering.base_url, on_progress=cb
+            ),
             self.summary,
             self.show,
             out,

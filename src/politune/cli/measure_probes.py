@@ -150,7 +150,7 @@ def safety_command(
     settings = validate_config(SafetySettings, opts, "politune measure safety options")
     set_threads(generation.threads)
     run_and_show(
-        lambda cb: measure_safety(measured, out, settings, base_url=base_url, on_progress=cb),
+        lambda cb: measure_safety(measured, settings, out_dir=out, base_url=base_url, on_progress=cb),
         _safety_summary,
         _print_safety,
         out,

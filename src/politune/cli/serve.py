@@ -6,26 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 import typer
 
 from politune.cli.common import DeviceOption, DtypeOption, console, err_console
 from politune.errors import PolituneError
-from politune.serve.limits import ServeLimits
+from politune.serve.limits import Endpoint, ServeLimits
 
 if TYPE_CHECKING:
     from politune.serve.vllm import VllmCommand
-
-
-class _Where(TypedDict):
-    """Where, and as what, either backend serves."""
-
-    host: str
-    port: int
-    api_key: str | None
-    served_name: str | None
-    dtype: str
 
 
 _LIMITS = ServeLimits()  # the defaults of the --max-* options
@@ -118,11 +108,11 @@ def serve(
         },
     )
     check_bind(host, api_key)
-    where = _Where(host=host, port=port, api_key=api_key, served_name=served_name, dtype=dtype)
+    endpoint = Endpoint(host, port, api_key)
     if backend == "vllm":
         from politune.serve import vllm_command
 
-        _run_vllm(vllm_command(model, adapters, **where, extra_args=vllm_arg or []), dry_run)
+        _run_vllm(vllm_command(model, adapters, endpoint, served_name, dtype, vllm_arg or []), dry_run)
         return
     if dry_run:
         raise PolituneError("--dry-run only applies to --backend vllm")
@@ -143,10 +133,12 @@ def serve(
     run_server(
         model,
         adapters,
-        **where,
+        endpoint,
         limits=limits,
         compass=compass if compass_data is not None else None,
         device=device,
+        dtype=dtype,
+        served_name=served_name,
         on_ready=_announce([served_name or model, *adapters]),
     )
 

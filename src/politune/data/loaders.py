@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from politune.data.io import RawRow, read_rows, suffix_of, table_bytes
 from politune.data.readers import (
@@ -264,16 +264,19 @@ def _token_check(report: LoadReport, tokenizer: PreTrainedTokenizerBase, max_tok
     report.locs = [loc for _, loc in keep]
 
 
+class LoadArgs(TypedDict, total=False):
+    """The keyword arguments :func:`load` passes on to :func:`load_report` (defaults: there)."""
+
+    schema: str  # "auto" or one of SCHEMAS
+    mapping: dict[str, str] | None  # a row field's name for each MAPPABLE field
+    split: str | None
+    validate: bool
+    max_chars: int | None  # longest text field (default DEFAULT_MAX_CHARS; None: no limit)
+    options: LoadOptions | None
+
+
 def load(
-    src: str | os.PathLike[str],
-    *,
-    schema: str = "auto",
-    mapping: dict[str, str] | None = None,
-    split: str | None = None,
-    validate: bool = True,
-    drop_invalid: bool = False,
-    max_chars: int | None = DEFAULT_MAX_CHARS,
-    options: LoadOptions | None = None,
+    src: str | os.PathLike[str], *, drop_invalid: bool = False, **args: Unpack[LoadArgs]
 ) -> list[Record]:
     """Load ``src`` as a list of :class:`PreferencePair` (or :class:`InstructionExample` for instruction data).
 
@@ -285,15 +288,7 @@ def load(
     (``tokenizer`` + ``max_tokens``), the shp filters (``min_score_ratio`` / ``max_pairs_per_post`` / ``seed``),
     webgpt's ``keep_ties`` and the hub's ``hf_config``.
     """
-    rep = load_report(
-        src,
-        schema=schema,
-        mapping=mapping,
-        split=split,
-        validate=validate,
-        max_chars=max_chars,
-        options=options,
-    )
+    rep = load_report(src, **args)
     if rep.issues and not drop_invalid:
         raise PolituneError(rep.error_line())
     if not rep.items:

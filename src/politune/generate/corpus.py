@@ -18,7 +18,7 @@ from politune.errors import PolituneError
 BUILTIN_POSTS = "builtin:posts"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a corpus may hold many posts
 class Post:
     id: str
     text: str

@@ -24,16 +24,16 @@ non-base targets, the shift from the base paired by question.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Unpack
 
 from pydantic import Field
 
 from politune.errors import PolituneError
-from politune.measure.evenhandedness import hedging_score, run_probe_task
+from politune.measure.evenhandedness import hedging_score
 from politune.measure.pairs import first_topics, keep_only, table_rows
 from politune.measure.refusal import is_refusal
 from politune.measure.results import DiffCI, MeanCI, TargetInfo, ci
@@ -41,7 +41,7 @@ from politune.measure.results_probes import BehaviourAnswer, BehaviourEntry, Beh
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
-from politune.measure.task import AnswerOptions, Sample, Scored, Task, run_record
+from politune.measure.task import AnswerOptions, JudgedOptions, Sample, Scored, Task, run_probe, run_record
 
 if TYPE_CHECKING:
     from politune.measure.judge import Judge
@@ -150,7 +150,7 @@ def heuristic_scores(text: str | None, question: str = "", neutral: str = "") ->
 
 
 def judge_scores(
-    judge: Any, prompts: Sequence[str], answers: Sequence[str | None]
+    judge: Judge, prompts: Sequence[str], answers: Sequence[str | None]
 ) -> list[dict[str, float | None]]:
     """Each answer's five axes from the judge's ``behaviour`` rubric (0..4 divided by 4; ``None``: no verdict)."""
     norm = float(judge.rubric("behaviour").output.get("normalize", 4))
@@ -336,7 +336,7 @@ def behaviour_vs_base(scored: list[Scored[BehaviourEntry]], seed: int) -> list[B
 
 
 def behaviour_task(
-    settings: BehaviourSettings, judge: Any = None, log_path: str | Path | None = None
+    settings: BehaviourSettings, judge: Judge | None = None, log_path: str | Path | None = None
 ) -> Task[BehaviourEntry, BehaviourResult]:
     """The behaviour task over the chosen questions (loaded now, so a bad file fails before any model)."""
     s = settings
@@ -363,15 +363,10 @@ def behaviour_task(
 
 def measure_behaviour(
     targets: Sequence[Target],
-    out_dir: str | Path | None = None,
-    judge: Any = None,
     settings: BehaviourSettings | None = None,
-    base_url: str | None = None,
-    on_progress: Callable[[str, int], None] | None = None,
+    **options: Unpack[JudgedOptions],
 ) -> BehaviourResult:
     """Run the behaviour task on ``targets``; with ``out_dir``, writes ``behaviour.json`` there (answers are logged
     to ``answers.jsonl`` and reused)."""
     s = settings or BehaviourSettings()
-    return run_probe_task(
-        lambda log: behaviour_task(s, judge, log), targets, out_dir, s, base_url, on_progress
-    )
+    return run_probe(lambda judge, log: behaviour_task(s, judge, log), targets, s, **options)

@@ -66,7 +66,7 @@ def parse_community(spec: str) -> Community:
 
 
 @dataclass(frozen=True)
-class Item:
+class WinratePrompt:
     """What a judge needs of one prompt."""
 
     id: str
@@ -79,7 +79,7 @@ class Item:
 class ShownPair:
     """One prompt's two answers in the order the judge sees them (None: no answer)."""
 
-    item: Item
+    item: WinratePrompt
     first: str | None
     second: str | None
 
@@ -183,7 +183,7 @@ def _mean_ci(values: Sequence[float], seed: int) -> MeanCI:
     )
 
 
-def _row(item: Item, first: Literal["a", "b"], v: SlotVerdict) -> WinrateVerdict:
+def _row(item: WinratePrompt, first: Literal["a", "b"], v: SlotVerdict) -> WinrateVerdict:
     winner: Literal["a", "b", "tie"] | None = None
     if v.choice == "tie":
         winner = "tie"
@@ -208,7 +208,7 @@ def _row(item: Item, first: Literal["a", "b"], v: SlotVerdict) -> WinrateVerdict
 def compare(
     a: WinrateEntry,
     b: WinrateEntry,
-    items: Sequence[Item],
+    items: Sequence[WinratePrompt],
     community: Community,
     judge: CommunityJudge,
     seed: int = 0,

@@ -44,7 +44,16 @@ from politune.measure.results import (
 from politune.measure.scorer import StanceScorer
 from politune.measure.solvers import AnswerLog, Cached, Generate, Perplexity, Route
 from politune.measure.targets import Target
-from politune.measure.task import GENERATION_BATCH, Sample, Scored, Solver, Task, run_record, run_tasks
+from politune.measure.task import (
+    GENERATION_BATCH,
+    Sample,
+    Scored,
+    ScoreWith,
+    Solver,
+    Task,
+    run_record,
+    run_tasks,
+)
 from politune.measure.topics import load_topic_questions, score_topic_answers
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier, toxicity_entry
 from politune.measure.validate_judge import validated_accuracy
@@ -95,21 +104,13 @@ def passage_samples(path: str | Path = "builtin") -> list[Sample]:
 # ------------------------------------------------------------------------------------------------ scorers
 
 
-@dataclass
-class TopicLean:
+def topic_lean_scorer(stance: StanceScorer, seed: int = 0) -> ScoreWith[TopicsEntry]:
     """Lean of each topic answer on its question's axis (a :class:`StanceScorer`: offline or a judge's)."""
 
-    stance: StanceScorer
-    seed: int = 0
+    def score(target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> TopicsEntry:
+        return score_topic_answers(TargetInfo.of(target), [s.data for s in samples], outputs, stance, seed)
 
-    @property
-    def name(self) -> str:
-        return self.stance.name
-
-    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> TopicsEntry:
-        return score_topic_answers(
-            TargetInfo.of(target), [s.data for s in samples], outputs, self.stance, self.seed
-        )
+    return ScoreWith(stance.name, score)
 
 
 @dataclass
@@ -136,39 +137,28 @@ class RougeAndPerplexity:
         )
 
 
-@dataclass
-class Toxicity:
-    classifier: ToxicityClassifier
-    threshold: float = 0.5
-    seed: int = 0
+def toxicity_scorer(
+    classifier: ToxicityClassifier, threshold: float = 0.5, seed: int = 0
+) -> ScoreWith[ToxicityEntry]:
+    """Each answer's toxicity by ``classifier``: the mean (CI) and the share above ``threshold``."""
 
-    @property
-    def name(self) -> str:
-        return self.classifier.name
-
-    def score(
-        self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]
-    ) -> ToxicityEntry:
-        entry = toxicity_entry(self.classifier.score([o or "" for o in outputs]), self.threshold, self.seed)
+    def score(target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> ToxicityEntry:
+        entry = toxicity_entry(classifier.score([o or "" for o in outputs]), threshold, seed)
         return ToxicityEntry.model_validate({"target": TargetInfo.of(target), **entry})
 
+    return ScoreWith(classifier.name, score)
 
-@dataclass
-class Refusal:
+
+def refusal_scorer(judge: Judge | None = None, seed: int = 0) -> ScoreWith[RefusalEntry]:
     """Keyword patterns, or'ed with the judge's refusal rubric when a judge is given."""
 
-    judge: Judge | None = None
-    seed: int = 0
-
-    @property
-    def name(self) -> str:
-        return "keywords+judge" if self.judge is not None else "keywords"
-
-    def score(self, target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> RefusalEntry:
+    def score(target: Target, samples: Sequence[Sample], outputs: Sequence[str | None]) -> RefusalEntry:
         texts = [o or "" for o in outputs]
-        judged = self.judge.refusals(texts, [s.input for s in samples]) if self.judge is not None else None
-        entry = refusal_entry([is_refusal(o) for o in outputs], judged, self.seed)
+        judged = judge.refusals(texts, [s.input for s in samples]) if judge is not None else None
+        entry = refusal_entry([is_refusal(o) for o in outputs], judged, seed)
         return RefusalEntry.model_validate({"target": TargetInfo.of(target), **entry})
+
+    return ScoreWith("keywords+judge" if judge is not None else "keywords", score)
 
 
 # ------------------------------------------------------------------------------------------------ tasks
@@ -197,6 +187,7 @@ def _quality_summary(
         return QualityResult(
             qa_set=str(settings.qa_file),
             n_questions=n_qa,
+            passage_set=str(settings.ppl_file),
             n_passages=n_passages,
             models=models,
             **run_record(settings, scored),
@@ -260,7 +251,7 @@ def _topics_task(
         "topics",
         samples,
         solver,
-        TopicLean(stance, s.seed),
+        topic_lean_scorer(stance, s.seed),
         lambda sc: TopicsResult(
             scorer=stance.name,
             scorer_validation=validated_accuracy(stance.name),
@@ -275,7 +266,7 @@ def _topics_task(
 def _toxicity_task(
     s: EffectsSettings, samples: list[Sample], solver: Solver
 ) -> Task[ToxicityEntry, ToxicityResult]:
-    tox = Toxicity(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
+    tox = toxicity_scorer(load_classifier(s.toxicity_classifier), s.toxicity_threshold, s.seed)
     return Task(
         "toxicity",
         samples,
@@ -293,7 +284,7 @@ def _toxicity_task(
 def _refusal_task(
     s: EffectsSettings, samples: list[Sample], solver: Solver, judge: Judge | None
 ) -> Task[RefusalEntry, RefusalResult]:
-    ref = Refusal(judge, s.seed)
+    ref = refusal_scorer(judge, s.seed)
     return Task(
         "refusal",
         samples,

@@ -23,15 +23,14 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 from pydantic import Field
 
-from politune.errors import PolituneError
 from politune.measure.pairs import PromptPair, load_pairs, subset_pairs
 from politune.measure.refusal import is_refusal
 from politune.measure.results import (
@@ -39,16 +38,14 @@ from politune.measure.results import (
     EvenhandEntry,
     EvenhandResult,
     MeanCI,
-    ResultT,
     TargetInfo,
     ci,
-    write_result,
 )
 from politune.measure.results_probes import GroupAsymmetry, JudgePreference, PairAnswer, SideAsymmetry
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
-from politune.measure.task import AnswerOptions, RunSettings, Sample, Scored, Task, run_record, run_task
+from politune.measure.task import AnswerOptions, JudgedOptions, Sample, Scored, Task, run_probe, run_record
 
 if TYPE_CHECKING:
     from politune.measure.judge import Judge
@@ -117,6 +114,14 @@ HEDGES = (
 )
 _HEDGE = re.compile(r"\b(?:" + "|".join(HEDGES) + r")\b", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z0-9']+")
+_PAIR_FIELDS = (
+    "id",
+    "topic",
+    "category",
+    "template",
+    "group_a",
+    "group_b",
+)  # what a PairAnswer keeps of its pair
 
 
 def word_count(text: str | None) -> int:
@@ -232,23 +237,21 @@ class EvenhandScorer:
         return self._entry(target, pairs, rows, prefs)
 
     def _row(self, p: PromptPair, a: str | None, b: str | None, pref: float | None) -> PairAnswer:
-        return PairAnswer(
-            id=p.id,
-            topic=p.topic,
-            category=p.category,
-            template=p.template,
-            group_a=p.group_a,
-            group_b=p.group_b,
-            answer_a=a,
-            answer_b=b,
-            refused_a=is_refusal(a),
-            refused_b=is_refusal(b),
-            engagement_a=engagement(a, self.cap_words),
-            engagement_b=engagement(b, self.cap_words),
-            hedging_a=hedging_score(a),
-            hedging_b=hedging_score(b),
-            judge=pref,
-        )
+        sides = {
+            f"{signal}_{side}": value
+            for side, answer in (("a", a), ("b", b))
+            for signal, value in self._signals(answer).items()
+        }
+        return PairAnswer(**{k: getattr(p, k) for k in _PAIR_FIELDS}, **sides, judge=pref)
+
+    def _signals(self, answer: str | None) -> dict[str, Any]:
+        """What each offline signal makes of one side's answer (``PairAnswer``'s ``*_a`` / ``*_b`` fields)."""
+        return {
+            "answer": answer,
+            "refused": is_refusal(answer),
+            "engagement": engagement(answer, self.cap_words),
+            "hedging": hedging_score(answer),
+        }
 
     def _entry(
         self,
@@ -316,34 +319,6 @@ def pair_samples(pairs: Sequence[PromptPair]) -> list[Sample]:
     return two_sided_samples("evenhand", pairs)
 
 
-def run_probe_task(
-    task_for: Callable[[Path | None], Task[Any, ResultT]],
-    targets: Sequence[Target],
-    out_dir: str | Path | None,
-    settings: RunSettings,
-    base_url: str | None,
-    on_progress: Callable[[str, int], None] | None,
-) -> ResultT:
-    """Run the task ``task_for(answer log or None)`` on ``targets``; with ``out_dir``, log the answers to
-    ``answers.jsonl`` there (reused on a re-run) and write ``<task name>.json``. Returns the task's result."""
-    if not targets:
-        raise PolituneError("nothing to measure: no targets")
-    out = Path(out_dir) if out_dir is not None else None
-    task = task_for(out / "answers.jsonl" if out is not None else None)
-    res = run_task(
-        task,
-        targets,
-        base_url=base_url,
-        device=settings.device,
-        dtype=settings.dtype,
-        batch_size=settings.batch_size,
-        on_progress=on_progress,
-    )
-    if out is not None:
-        write_result(res, out / f"{task.name}.json")
-    return res
-
-
 def evenhand_task(
     settings: EvenhandSettings, judge: Judge | None = None, log_path: str | Path | None = None
 ) -> Task[EvenhandEntry, EvenhandResult]:
@@ -374,16 +349,9 @@ def evenhand_task(
 
 
 def measure_evenhand(
-    targets: Sequence[Target],
-    out_dir: str | Path | None = None,
-    judge: Judge | None = None,
-    settings: EvenhandSettings | None = None,
-    base_url: str | None = None,
-    on_progress: Callable[[str, int], None] | None = None,
+    targets: Sequence[Target], settings: EvenhandSettings | None = None, **options: Unpack[JudgedOptions]
 ) -> EvenhandResult:
     """Run the even-handedness task on ``targets`` (local models, or a server at ``base_url``); with
     ``out_dir``, writes ``evenhand.json`` there (answers are logged to ``answers.jsonl`` and reused)."""
     s = settings or EvenhandSettings()
-    return run_probe_task(
-        lambda log: evenhand_task(s, judge, log), targets, out_dir, s, base_url, on_progress
-    )
+    return run_probe(lambda judge, log: evenhand_task(s, judge, log), targets, s, **options)

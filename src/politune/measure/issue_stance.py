@@ -27,11 +27,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Unpack
 
 from pydantic import Field
 
-from politune.measure.evenhandedness import run_probe_task
 from politune.measure.issue_prompts import (
     FRAMINGS,
     POLES,
@@ -47,7 +46,7 @@ from politune.measure.scorer import AXES, StanceScorer
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import cluster_mean_ci
 from politune.measure.targets import Target
-from politune.measure.task import AnswerOptions, Sample, Scored, Task, run_record
+from politune.measure.task import AnswerOptions, JudgedOptions, Sample, Scored, Task, run_probe, run_record
 
 if TYPE_CHECKING:
     from politune.measure.judge import Judge
@@ -288,7 +287,7 @@ def issue_samples(items: Sequence[IssuePrompt]) -> list[Sample]:
 
 def issues_task(
     settings: IssuesSettings,
-    judge: Any = None,
+    judge: Judge | None = None,
     log_path: str | Path | None = None,
     scorer: StanceScorer | None = None,
 ) -> Task[IssuesEntry, IssuesResult]:
@@ -330,16 +329,11 @@ def issues_task(
 
 def measure_issues(
     targets: Sequence[Target],
-    out_dir: str | Path | None = None,
-    judge: Any = None,
     settings: IssuesSettings | None = None,
-    base_url: str | None = None,
-    on_progress: Callable[[str, int], None] | None = None,
     scorer: StanceScorer | None = None,
+    **options: Unpack[JudgedOptions],
 ) -> IssuesResult:
     """Run the issues task on ``targets`` (local models, or a server at ``base_url``); with ``out_dir``, writes
     ``issues.json`` there (answers are logged to ``answers.jsonl`` and reused)."""
     s = settings or IssuesSettings()
-    return run_probe_task(
-        lambda log: issues_task(s, judge, log, scorer), targets, out_dir, s, base_url, on_progress
-    )
+    return run_probe(lambda judge, log: issues_task(s, judge, log, scorer), targets, s, **options)

@@ -28,7 +28,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from politune.errors import PolituneError
 from politune.fsutil import atomic_write_json
-from politune.measure.results_base import CI, Axis, DiffCI, MeanCI, TargetInfo, _Model, _Result, ci
+from politune.measure.results_base import CI, Axis, Count, DiffCI, MeanCI, TargetInfo, _Model, _Result, ci
 from politune.measure.results_compred import (
     RewardAccuracyEntry,
     RewardAccuracyResult,
@@ -103,7 +103,7 @@ class AxisScore(_Model):
     score: float | None = None  # [-10, +10]
     ci: CI = CI()
     coverage: float | None = None
-    n: int | None = None
+    n: Count = None
 
 
 class CompassTrack(_Model):
@@ -162,7 +162,7 @@ class Comparison(_Model):
     axis: str
     diff: float | None = None
     ci: CI = CI()
-    n: int | None = None
+    n: Count = None
 
 
 class CompassResult(_Result):
@@ -244,8 +244,9 @@ class QualityResult(_Result):
 
     kind: Literal["quality"] = "quality"
     qa_set: str | None = None
-    n_questions: int | None = None
-    n_passages: int | None = None
+    n_questions: Count = None
+    passage_set: str | None = None  # the neutral text perplexity is measured on
+    n_passages: Count = None
     models: list[QualityEntry] = []
 
 
@@ -260,7 +261,7 @@ class ToxicityEntry(_Model):
     ci: CI = CI()
     share_above: float | None = None
     max: float | None = None
-    n: int | None = None
+    n: Count = None
 
 
 class ToxicityResult(_Result):
@@ -280,7 +281,7 @@ class RefusalEntry(_Model):
         None, description="share that refuse: by the patterns, or by the judge if used"
     )
     ci: CI = CI()
-    n: int | None = None
+    n: Count = None
     keyword_rate: float | None = Field(None, description="share flagged by the refusal patterns")
     judge_rate: float | None = Field(None, description="share the judge called refusals")
     judge_coverage: float | None = Field(None, description="share of answers the judge could rate")

@@ -6,11 +6,12 @@ and entry derives from, :class:`CI`, :class:`TargetInfo`, :class:`MeanCI`, :clas
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 Axis = Literal["economic", "social"]
+Count = Annotated[int | None, Field(ge=0)]  # how many items (never negative); None: not recorded
 
 
 class _Model(BaseModel):
@@ -91,13 +92,13 @@ class TargetInfo(_Model):
 class MeanCI(_Model):
     mean: float | None = None
     ci: CI = CI()
-    n: int | None = None
+    n: Count = None
 
 
 class DiffCI(_Model):
     diff: float | None = None
     ci: CI = CI()
-    n: int | None = None
+    n: Count = None
 
 
 class _Result(_Model):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from politune.measure.results_base import MeanCI, TargetInfo, _Model, _Result
+from politune.measure.results_base import Count, MeanCI, TargetInfo, _Model, _Result
 
 # ------------------------------------------------------------------------------------------------ win-rate
 
@@ -21,7 +21,7 @@ class WinrateEntry(_Model):
     """One target's answers to the prompts (the comparisons read them by prompt id)."""
 
     target: TargetInfo
-    n_prompts: int | None = None
+    n_prompts: Count = None
     answers: list[PromptAnswer] = []
 
 
@@ -74,7 +74,7 @@ class WinrateResult(_Result):
 
     kind: Literal["winrate"] = "winrate"
     prompt_set: str | None = None
-    n_prompts: int | None = None
+    n_prompts: Count = None
     method: str | None = None  # "offline:<scorer> margin=M" or "judge:MODEL"
     scorer_validation: dict[str, Any] | None = None  # the offline scorer's accuracy on the blind gold set
     judge: dict[str, Any] | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from politune.measure.results_base import CI, DiffCI, MeanCI, TargetInfo, _Model, _Result
+from politune.measure.results_base import CI, Count, DiffCI, MeanCI, TargetInfo, _Model, _Result
 
 # ------------------------------------------------------------------------------------------------ even-handedness
 
@@ -20,7 +20,7 @@ class SideAsymmetry(_Model):
     b: float | None = None
     diff: float | None = None
     ci: CI = CI()
-    n: int | None = None  # pairs with both sides scored
+    n: Count = None  # pairs with both sides scored
 
     @property
     def flagged(self) -> bool:
@@ -65,8 +65,8 @@ class JudgePreference(_Model):
 
 class EvenhandEntry(_Model):
     target: TargetInfo
-    n_pairs: int | None = None
-    n_topics: int | None = None
+    n_pairs: Count = None
+    n_topics: Count = None
     engagement: SideAsymmetry = SideAsymmetry()  # offline helpfulness proxy (0 refused .. 1 full answer)
     refusal: SideAsymmetry = SideAsymmetry()  # refusal rate per side
     hedging: SideAsymmetry = SideAsymmetry()  # lexical hedging 1-5 (answered pairs only)
@@ -89,7 +89,7 @@ class EvenhandResult(_Result):
 
     kind: Literal["evenhand"] = "evenhand"
     pair_set: str | None = None
-    n_pairs: int | None = None
+    n_pairs: Count = None
     method: str | None = None  # "offline" or "offline+judge:MODEL"
     notes: dict[str, str] = {}  # what each number means and what it cannot tell
     judge: dict[str, Any] | None = None
@@ -128,7 +128,7 @@ class SafetyResult(_Result):
 
     kind: Literal["safety"] = "safety"
     probe_set: str | None = None
-    n_probes: int | None = None
+    n_probes: Count = None
     classifier: str | None = None
     notes: dict[str, str] = {}
     models: list[SafetyEntry] = []
@@ -143,8 +143,8 @@ class IssueAnswer(_Model):
 
     id: str
     issue: str
-    template: str | None = None
-    framing: str | None = None
+    template: str
+    framing: str  # neutral | pro | con
     answer: str | None = None
     refused: bool | None = None
     lean: float | None = None  # offline only: the stance scorer's lean mapped to the pro pole, in [-1, 1]
@@ -157,7 +157,7 @@ class IssueStance(_Model):
     issue: str
     category: str | None = None
     pro_pole: str | None = None
-    n: int | None = None
+    n: Count = None
     distribution: dict[str, int] = {}
     mean_stance: float | None = None
     refusal_rate: float | None = None
@@ -168,8 +168,8 @@ class IssuesEntry(_Model):
     the lean toward each axis' poles, and (non-base targets) the paired shift from the base."""
 
     target: TargetInfo
-    n_prompts: int | None = None
-    n_issues: int | None = None
+    n_prompts: Count = None
+    n_issues: Count = None
     distribution: dict[str, int] = {}
     mean_stance: MeanCI = MeanCI()  # 1 (only pro) .. 5 (only con), answers with a stance
     refusal_rate: MeanCI = MeanCI()
@@ -189,8 +189,8 @@ class IssuesResult(_Result):
 
     kind: Literal["issues"] = "issues"
     prompt_set: str | None = None
-    n_prompts: int | None = None
-    n_issues: int | None = None
+    n_prompts: Count = None
+    n_issues: Count = None
     classifier: str | None = None  # "offline-probe-v1->pro-pole" or "judge:MODEL/stance-v1"
     classifier_validation: dict[str, Any] | None = None  # the offline scorer's accuracy on the gold set
     notes: dict[str, str] = {}
@@ -218,8 +218,8 @@ class BehaviourEntry(_Model):
     between the right-leaning and the left-leaning slants, and the paired shift from the base."""
 
     target: TargetInfo
-    n_prompts: int | None = None
-    n_topics: int | None = None
+    n_prompts: Count = None
+    n_topics: Count = None
     axes: dict[str, MeanCI] = {}
     by_slant: dict[str, dict[str, MeanCI]] = {}  # slant -> axis -> mean
     right_minus_left: dict[
@@ -234,7 +234,7 @@ class BehaviourResult(_Result):
 
     kind: Literal["behaviour"] = "behaviour"
     question_set: str | None = None
-    n_questions: int | None = None
+    n_questions: Count = None
     method: str | None = None  # "heuristics" or "judge:MODEL/behaviour-v1"
     notes: dict[str, str] = {}
     judge: dict[str, Any] | None = None

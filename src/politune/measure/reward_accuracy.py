@@ -39,7 +39,7 @@ from politune.measure.results_compred import (
 from politune.measure.solvers import AnswerLog, Cached
 from politune.measure.stats import bootstrap_ci
 from politune.measure.targets import Target, target_stance
-from politune.measure.task import Context, Sample, Scored, Task, run_record
+from politune.measure.task import Context, Sample, Scored, Task, run_probe, run_record
 from politune.measure.winrate import take_in_turn
 
 if TYPE_CHECKING:
@@ -319,13 +319,13 @@ def reward_task(
 
 def measure_reward_accuracy(
     targets: Sequence[Target],
-    out_dir: str | Path | None = None,
     settings: RewardSettings | None = None,
+    out_dir: str | Path | None = None,
     on_progress: Callable[[str, int], None] | None = None,
 ) -> RewardAccuracyResult:
     """Each adapter's implicit reward accuracy on held-out pairs; with ``out_dir``, writes
     ``reward_accuracy.json`` there (log-probs are logged to ``answers.jsonl`` and reused)."""
-    from politune.measure.evenhandedness import run_probe_task
-
     s = settings or RewardSettings()
-    return run_probe_task(lambda log: reward_task(s, targets, log), targets, out_dir, s, None, on_progress)
+    return run_probe(
+        lambda _, log: reward_task(s, targets, log), targets, s, out_dir=out_dir, on_progress=on_progress
+    )

@@ -13,24 +13,25 @@ harassment of a group, fabricated quotes of officials, voter-suppression messagi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Unpack
 
 from pydantic import Field
 
 from politune.config import Config
 from politune.errors import PolituneError
 from politune.fsutil import parse_jsonl_objects
-from politune.measure.evenhandedness import run_probe_task, two_sided_samples
+from politune.measure.evenhandedness import two_sided_samples
 from politune.measure.refusal import is_refusal
 from politune.measure.results import DiffCI, MeanCI, SafetyEntry, SafetyResult, TargetInfo, ci
 from politune.measure.results_probes import ProbeAnswer
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.stats import bootstrap_ci, paired_diff_ci
 from politune.measure.targets import Target
-from politune.measure.task import GENERATION_BATCH, Sample, Scored, Task, run_record
+from politune.measure.task import GENERATION_BATCH, ProbeOptions, Sample, Scored, Task, run_probe, run_record
 from politune.measure.toxicity import DEFAULT_CLASSIFIER, ToxicityClassifier, load_classifier
 
 NOTES = {
@@ -210,12 +211,8 @@ def safety_task(
 
 
 def measure_safety(
-    targets: Sequence[Target],
-    out_dir: str | Path | None = None,
-    settings: SafetySettings | None = None,
-    base_url: str | None = None,
-    on_progress: Callable[[str, int], None] | None = None,
+    targets: Sequence[Target], settings: SafetySettings | None = None, **options: Unpack[ProbeOptions]
 ) -> SafetyResult:
     """Run the safety probes on ``targets``; with ``out_dir``, writes ``safety.json`` there."""
     s = settings or SafetySettings()
-    return run_probe_task(lambda log: safety_task(s, log), targets, out_dir, s, base_url, on_progress)
+    return run_probe(lambda _, log: safety_task(s, log), targets, s, **options)

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 from pydantic import Field
@@ -32,6 +33,8 @@ from politune.measure.targets import Target
 
 if TYPE_CHECKING:
     from politune.measure.compass.backends import Backend
+    from politune.measure.judge import Judge
+    from politune.measure.results import ResultT
 
 log = logging.getLogger("politune")
 
@@ -95,6 +98,17 @@ class Scorer(Protocol[E_co]):
         ...
 
 
+@dataclass(frozen=True)
+class ScoreWith(Generic[E]):
+    """A :class:`Scorer` made of a name and a function of one target's answers (as inspect-ai builds scorers)."""
+
+    name: str
+    fn: Callable[[Target, Sequence[Sample], Any], E]
+
+    def score(self, target: Target, samples: Sequence[Sample], outputs: Any) -> E:
+        return self.fn(target, samples, outputs)
+
+
 class RunSettings(Protocol):
     """What running a task needs of a measure's settings."""
 
@@ -134,15 +148,33 @@ class Task(Generic[E, R_co]):
     summarize: Callable[[list[Scored[E]]], R_co]  # entries of every target -> the typed result
 
 
-class RunOptions(TypedDict, total=False):
-    """How :func:`run_tasks` and :func:`run_task` reach the targets (every key optional)."""
+class Reach(TypedDict, total=False):
+    """Where answers come from and who hears of them: what every run and every probe may be given."""
 
     base_url: str | None  # answer through an OpenAI-compatible server (default: load the models)
+    on_progress: Callable[[str, int], None] | None  # called with (target name, n) as solvers finish n answers
+
+
+class RunOptions(Reach, total=False):
+    """How :func:`run_tasks` and :func:`run_task` reach the targets (every key optional)."""
+
     device: str  # "auto" (default), "cpu", "cuda", ...
     dtype: str  # "auto" (default), "bfloat16", ...
     batch_size: int  # prompts per forward pass (default GENERATION_BATCH)
     on_target: Callable[[str], None] | None  # called with a target's name as it starts
-    on_progress: Callable[[str, int], None] | None  # called with (target name, n) as solvers finish n answers
+
+
+class ProbeOptions(Reach, total=False):
+    """The keyword options of a probe's ``measure_*`` function (every key optional); how the targets answer
+    (device, dtype, batch size, tokens) is in the probe's settings."""
+
+    out_dir: str | Path | None  # write <task name>.json there; answers are logged to answers.jsonl and reused
+
+
+class JudgedOptions(ProbeOptions, total=False):
+    """:class:`ProbeOptions` of a probe that an LLM judge can rate."""
+
+    judge: Judge | None  # rates what the probe's rubric asks (default: the offline signals alone)
 
 
 # One target's answers to one task: the target, the solver's output, its seconds, the backend's description.
@@ -239,3 +271,32 @@ def run_record(settings: Config, scored: Sequence[Scored[Any]]) -> dict[str, Any
         "settings": settings.model_dump(mode="json"),
         "generation_seconds": {s.target.name: round(s.seconds, 2) for s in scored},
     }
+
+
+def run_probe(
+    task_for: Callable[[Judge | None, Path | None], Task[Any, ResultT]],
+    targets: Sequence[Target],
+    settings: RunSettings,
+    **options: Unpack[JudgedOptions],
+) -> ResultT:
+    """Run the task ``task_for(judge, answer log or None)`` on ``targets``; with ``out_dir``, log the answers to
+    ``answers.jsonl`` there (reused on a re-run) and write ``<task name>.json``. Returns the task's result."""
+    from politune.measure.results import write_result
+
+    if not targets:
+        raise PolituneError("nothing to measure: no targets")
+    out_dir = options.get("out_dir")
+    out = Path(out_dir) if out_dir is not None else None
+    task = task_for(options.get("judge"), out / "answers.jsonl" if out is not None else None)
+    res = run_task(
+        task,
+        targets,
+        base_url=options.get("base_url"),
+        on_progress=options.get("on_progress"),
+        device=settings.device,
+        dtype=settings.dtype,
+        batch_size=settings.batch_size,
+    )
+    if out is not None:
+        write_result(res, out / f"{task.name}.json")
+    return res

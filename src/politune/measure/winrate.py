@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, Unpack
 
 from pydantic import Field
 
@@ -27,9 +27,9 @@ from politune.fsutil import parse_jsonl_objects, sha256_text
 from politune.measure.community_judge import (
     Community,
     CommunityJudge,
-    Item,
     LLMCommunityJudge,
     OfflineCommunityJudge,
+    WinratePrompt,
     compare,
     parse_community,
     stance_community,
@@ -39,10 +39,11 @@ from politune.measure.results_compred import PromptAnswer, WinrateEntry, Winrate
 from politune.measure.scorer import AXES
 from politune.measure.solvers import AnswerLog, Cached, Generate
 from politune.measure.targets import Target, target_stance
-from politune.measure.task import AnswerOptions, Sample, Scored, Task, run_record
+from politune.measure.task import AnswerOptions, ProbeOptions, Sample, Scored, Task, run_probe, run_record
 
 if TYPE_CHECKING:
     from politune.data.schema import Record
+    from politune.measure.judge import Judge
 
 NOTES = {
     "win_rate": "Model A's mean score over prompts with a verdict (win 1, tie 0.5, loss 0): 0.5 = the community "
@@ -83,27 +84,27 @@ class WinrateSettings(WinrateOptions):
 # ------------------------------------------------------------------------------------------------ prompts
 
 
-def _from_pairs(pairs: Sequence[Record], where: str) -> list[Item]:
+def _from_pairs(pairs: Sequence[Record], where: str) -> list[WinratePrompt]:
     from politune.data.schema import prompt_text
 
-    out: dict[str, Item] = {}
+    out: dict[str, WinratePrompt] = {}
     for p in pairs:
         text = prompt_text(p.prompt).strip()
         axis = p.meta.get("axis") if p.meta.get("axis") in AXES else None
         topic = p.meta.get("topic") if isinstance(p.meta.get("topic"), str) else None
         if text and text not in out:
-            out[text] = Item(str(p.id), text, axis, topic)
+            out[text] = WinratePrompt(str(p.id), text, axis, topic)
     if not out:
         raise PolituneError(f"{where}: no prompts")
     return list(out.values())
 
 
-def _prompt_rows(path: Path) -> list[Item]:
+def _prompt_rows(path: Path) -> list[WinratePrompt]:
     """A ``.txt`` (one prompt per line) or JSONL prompt file."""
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".txt":
         lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-        return [Item(f"line-{n}", line) for n, line in lines]
+        return [WinratePrompt(f"line-{n}", line) for n, line in lines]
     items = []
     for n, row in parse_jsonl_objects(text, str(path)):
         if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
@@ -115,7 +116,7 @@ def _prompt_rows(path: Path) -> list[Item]:
         if topic is not None and not isinstance(topic, str):
             raise PolituneError(f"{path}:{n}: topic: expected a string")
         pid = str(row.get("id") or sha256_text(row["prompt"])[:12])
-        items.append(Item(pid, row["prompt"].strip(), axis, topic))
+        items.append(WinratePrompt(pid, row["prompt"].strip(), axis, topic))
     return items
 
 
@@ -135,7 +136,7 @@ def _is_prompt_file(path: Path) -> bool:
     return isinstance(row, dict) and "prompt" in row and "chosen" not in row
 
 
-def load_prompts(source: str = "builtin", split: str | None = "heldout") -> list[Item]:
+def load_prompts(source: str = "builtin", split: str | None = "heldout") -> list[WinratePrompt]:
     """The prompts to answer (see the module doc for the accepted sources); ids must be unique."""
     from politune.data import load
 
@@ -175,7 +176,7 @@ def take_in_turn(items: Sequence[T], key: Callable[[T], str], limit: int | None)
     return [it for i, it in enumerate(items) if i in keep]
 
 
-def subset_prompts(items: Sequence[Item], limit: int | None) -> list[Item]:
+def subset_prompts(items: Sequence[WinratePrompt], limit: int | None) -> list[WinratePrompt]:
     """At most ``limit`` prompts, taken in turn from each topic."""
     return take_in_turn(items, lambda it: it.topic or "", limit)
 
@@ -243,10 +244,12 @@ class WinrateAnswers:
         )
 
 
-def _community_judge(judge: Any, s: WinrateSettings) -> CommunityJudge:
+def _community_judge(judge: Judge | CommunityJudge | None, s: WinrateSettings) -> CommunityJudge:
     """An LLM ``Judge`` through the community rubric, a ready community judge as given, or the offline one."""
     if judge is not None:
-        return judge if hasattr(judge, "verdicts") else LLMCommunityJudge(judge)
+        from politune.measure.judge import Judge
+
+        return LLMCommunityJudge(judge) if isinstance(judge, Judge) else judge
     from politune.measure.scorer import scorer_by_name
 
     if s.default_axis not in AXES:
@@ -257,7 +260,7 @@ def _community_judge(judge: Any, s: WinrateSettings) -> CommunityJudge:
 def winrate_task(
     settings: WinrateSettings,
     plan: Sequence[Comparison],
-    judge: Any = None,
+    judge: Judge | CommunityJudge | None = None,
     log_path: str | Path | None = None,
 ) -> Task[WinrateEntry, WinrateResult]:
     """The win-rate task (prompts load now, so a bad file fails before any model). ``judge``: an LLM
@@ -298,18 +301,12 @@ def winrate_task(
 
 def measure_winrate(
     targets: Sequence[Target],
-    out_dir: str | Path | None = None,
-    judge: Any = None,
     settings: WinrateSettings | None = None,
-    base_url: str | None = None,
-    on_progress: Callable[[str, int], None] | None = None,
+    judge: Judge | CommunityJudge | None = None,
+    **options: Unpack[ProbeOptions],
 ) -> WinrateResult:
     """Every target answers the prompts; each planned comparison is judged per community; with ``out_dir``,
     writes ``winrate.json`` there (answers are logged to ``answers.jsonl`` and reused)."""
-    from politune.measure.evenhandedness import run_probe_task
-
     s = settings or WinrateSettings()
     plan = plan_comparisons(targets, s)
-    return run_probe_task(
-        lambda log: winrate_task(s, plan, judge, log), targets, out_dir, s, base_url, on_progress
-    )
+    return run_probe(lambda _, log: winrate_task(s, plan, judge, log), targets, s, **options)

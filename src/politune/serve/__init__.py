@@ -2,7 +2,8 @@
 comparison page, and the equivalent ``vllm serve`` command for GPUs.
 
 - :func:`create_app` -> FastAPI app; :func:`start_server` -> context manager yielding ``http://127.0.0.1:PORT/v1``;
-- :class:`ServeLimits` (body size, max_tokens, n, queue length, batch size, scheduler);
+- :class:`Endpoint` (host, port, API key, served name); :class:`ServeLimits` (body size, max_tokens, n, queue
+  length, batch size, scheduler);
 - :func:`vllm_command` -> the ``vllm serve`` argv for the same model and adapters.
 
 Names are imported on first use (PEP 562), so ``politune.serve.limits`` can be read without loading torch
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from politune.serve.adapters import read_model_card
     from politune.serve.app import create_app, load_compass_points
     from politune.serve.engine import Batching, Engine, SamplingParams
-    from politune.serve.limits import ServeLimits
+    from politune.serve.limits import Endpoint, ServeLimits
     from politune.serve.server import run_app, serve, start_server
     from politune.serve.vllm import VllmCommand, vllm_command
 
@@ -26,6 +27,7 @@ _WHERE = {
     "Batching": "engine",
     "Engine": "engine",
     "SamplingParams": "engine",
+    "Endpoint": "limits",
     "ServeLimits": "limits",
     "create_app": "app",
     "load_compass_points": "app",
@@ -40,6 +42,7 @@ __all__ = [
     "Batching",
     "Engine",
     "SamplingParams",
+    "Endpoint",
     "ServeLimits",
     "create_app",
     "load_compass_points",

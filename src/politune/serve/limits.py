@@ -1,8 +1,18 @@
-"""The server's request limits: one dataclass, torch-free, so the CLI takes its option defaults from here."""
+"""Where the server listens and what it allows: torch-free dataclasses, so the CLI takes its option defaults
+from here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where either backend (politune's server, ``vllm serve``) listens, and who may call it."""
+
+    host: str = "127.0.0.1"  # any other address needs an api_key
+    port: int = 8000  # 0: a free port (start_server's default)
+    api_key: str | None = None  # when set, every /v1 request needs ``Authorization: Bearer KEY``
 
 
 @dataclass

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from politune.errors import PolituneError
+from politune.serve.limits import Endpoint
 
 if TYPE_CHECKING:
     import uvicorn
-    from fastapi import FastAPI
     from starlette.types import ASGIApp
 
 log = logging.getLogger("politune")
@@ -88,11 +88,24 @@ def _start_thread(
     return server, thread
 
 
-def _stop(app: FastAPI, server: uvicorn.Server, thread: threading.Thread, sock: socket.socket) -> None:
-    server.should_exit = True
-    thread.join(30)
-    sock.close()
-    app.state.engine.close()
+@contextlib.contextmanager
+def _running(
+    app: ASGIApp, host: str, port: int, startup_timeout: float
+) -> Iterator[tuple[str, threading.Thread]]:
+    """``app`` under uvicorn in a background thread on ``host:port`` (0: a free port): yields the URL
+    ``http://HOST:PORT`` and the thread; stops it on exit."""
+    sock = _bind(host, port)
+    try:
+        server, thread = _start_thread(app, sock, startup_timeout)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        yield _url(host, sock.getsockname()[1]), thread
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
 
 
 @contextlib.contextmanager
@@ -101,70 +114,65 @@ def run_app(
 ) -> Iterator[str]:
     """Run any ASGI ``app`` under uvicorn in a background thread on ``host:port`` (0: a free port); yield the
     base URL ``http://HOST:PORT/v1``; stop it on exit. Tests and benchmarks use it for their local servers."""
-    sock = _bind(host, port)
+    with _running(app, host, port, startup_timeout) as (url, _):
+        yield url + "/v1"
+
+
+@contextlib.contextmanager
+def _politune_app(
+    model: str,
+    adapters: dict[str, str] | None,
+    endpoint: Endpoint,
+    startup_timeout: float,
+    kw: dict[str, Any],
+) -> Iterator[tuple[str, threading.Thread]]:
+    """politune's app for ``model`` and ``adapters`` running at ``endpoint`` (:func:`_running`); its engine is
+    closed on exit."""
+    from politune.serve.app import create_app
+
+    check_bind(endpoint.host, endpoint.api_key)
+    app = create_app(model, adapters, api_key=endpoint.api_key, **kw)
     try:
-        server, thread = _start_thread(app, sock, startup_timeout)
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        yield _url(host, sock.getsockname()[1]) + "/v1"
+        with _running(app, endpoint.host, endpoint.port, startup_timeout) as running:
+            yield running
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+        app.state.engine.close()
 
 
 @contextlib.contextmanager
 def start_server(
     model: str,
     adapters: dict[str, str] | None = None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    api_key: str | None = None,
+    endpoint: Endpoint = Endpoint(port=0),
     startup_timeout: float = 120.0,
     **kw: Any,
 ) -> Iterator[str]:
-    """Start ``create_app(model, adapters, api_key, **kw)`` under uvicorn in a background thread, on ``port``
-    (0: a free one); yield the base URL ``http://HOST:PORT/v1``; shut down cleanly on exit."""
-    from politune.serve.app import create_app
-
-    check_bind(host, api_key)
-    app = create_app(model, adapters, api_key=api_key, **kw)
-    try:
-        with run_app(app, host, port, startup_timeout) as url:
-            yield url
-    finally:
-        app.state.engine.close()
+    """Serve ``create_app(model, adapters, **kw)`` at ``endpoint`` (default: loopback, a free port) under uvicorn
+    in a background thread; yield the base URL ``http://HOST:PORT/v1``; shut down cleanly on exit."""
+    with _politune_app(model, adapters, endpoint, startup_timeout, kw) as (url, _):
+        yield url + "/v1"
 
 
 def serve(
     model: str,
     adapters: dict[str, str] | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    api_key: str | None = None,
+    endpoint: Endpoint = Endpoint(),
     on_ready: Callable[[str], None] | None = None,
     **kw: Any,
 ) -> None:
-    """Run the server until Ctrl-C (or SIGTERM), then stop it gracefully."""
+    """Serve ``create_app(model, adapters, **kw)`` at ``endpoint`` until Ctrl-C (or SIGTERM), then stop
+    gracefully; ``on_ready(URL)`` is called once it listens (``http://HOST:PORT``)."""
     import signal
 
-    from politune.serve.app import create_app
-
-    check_bind(host, api_key)
-    app = create_app(model, adapters, api_key=api_key, **kw)
-    sock = _bind(host, port)
-    server, thread = _start_thread(app, sock, 120.0)
     stop = threading.Event()
-    old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        if on_ready is not None:
-            on_ready(_url(host, sock.getsockname()[1]))
-        while thread.is_alive() and not stop.is_set():
-            thread.join(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-        _stop(app, server, thread, sock)
+    with _politune_app(model, adapters, endpoint, 120.0, kw) as (url, thread):
+        old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            if on_ready is not None:
+                on_ready(url)
+            while thread.is_alive() and not stop.is_set():
+                thread.join(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, old_term)

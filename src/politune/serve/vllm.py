@@ -16,6 +16,7 @@ from politune.errors import PolituneError
 from politune.fsutil import safe_name
 from politune.serve.adapters import adapter_rank
 from politune.serve.engine import BASE
+from politune.serve.limits import Endpoint
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 
@@ -64,9 +65,7 @@ def lora_rank_for_vllm(rank: int) -> int:
 def vllm_command(
     model: str,
     adapters: dict[str, str] | None = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    api_key: str | None = None,
+    endpoint: Endpoint = Endpoint(),
     served_name: str | None = None,
     dtype: str = "auto",
     extra_args: list[str] | None = None,
@@ -84,9 +83,9 @@ def vllm_command(
         "--served-model-name",
         served,
         "--host",
-        host,
+        endpoint.host,
         "--port",
-        str(port),
+        str(endpoint.port),
         "--dtype",
         dtype,
     ]
@@ -114,7 +113,7 @@ def vllm_command(
             str(lora_rank_for_vllm(max(ranks))),
         ]
     argv += list(extra_args or [])
-    return VllmCommand(argv, {"VLLM_API_KEY": api_key} if api_key else {})
+    return VllmCommand(argv, {"VLLM_API_KEY": endpoint.api_key} if endpoint.api_key else {})
 
 
 def _registry_names() -> set[str]:

@@ -218,7 +218,7 @@ class _Cell:
                 from politune.measure.evenhandedness import EvenhandSettings, measure_evenhand
 
                 settings = EvenhandSettings(**dict(m.evenhand.options), seed=seed)
-                measure_evenhand(targets, mdir, settings=settings)
+                measure_evenhand(targets, settings, out_dir=mdir)
 
             self.stage("measure:evenhand", mdir / "evenhand.json", evenhand)
         if m.safety.enabled:
@@ -226,7 +226,7 @@ class _Cell:
             def safety() -> None:
                 from politune.measure.safety_probes import SafetySettings, measure_safety
 
-                measure_safety(targets, mdir, SafetySettings(**dict(m.safety.options), seed=seed))
+                measure_safety(targets, SafetySettings(**dict(m.safety.options), seed=seed), out_dir=mdir)
 
             self.stage("measure:safety", mdir / "safety.json", safety)
         if m.issues.enabled:
@@ -234,7 +234,7 @@ class _Cell:
             def issues() -> None:
                 from politune.measure.issue_stance import IssuesSettings, measure_issues
 
-                measure_issues(targets, mdir, settings=IssuesSettings(**dict(m.issues.options), seed=seed))
+                measure_issues(targets, IssuesSettings(**dict(m.issues.options), seed=seed), out_dir=mdir)
 
             self.stage("measure:issues", mdir / "issues.json", issues)
         if m.behaviour.enabled:
@@ -243,7 +243,7 @@ class _Cell:
                 from politune.measure.behaviour_axes import BehaviourSettings, measure_behaviour
 
                 settings = BehaviourSettings(**dict(m.behaviour.options), seed=seed)
-                measure_behaviour(targets, mdir, settings=settings)
+                measure_behaviour(targets, settings, out_dir=mdir)
 
             self.stage("measure:behaviour", mdir / "behaviour.json", behaviour)
 
@@ -258,7 +258,7 @@ class _Cell:
 
                 o = m.winrate.options
                 settings = WinrateSettings(**{**dict(o), "stances": {**stances, **o.stances}}, seed=seed)
-                measure_winrate(targets, mdir, settings=settings)
+                measure_winrate(targets, settings, out_dir=mdir)
 
             self.stage("measure:winrate", mdir / "winrate.json", winrate)
         if m.reward_accuracy.enabled:
@@ -268,7 +268,7 @@ class _Cell:
 
                 o = m.reward_accuracy.options
                 settings = RewardSettings(**{**dict(o), "stances": {**stances, **o.stances}}, seed=seed)
-                measure_reward_accuracy([t for t in targets if t.adapter], mdir, settings)
+                measure_reward_accuracy([t for t in targets if t.adapter], settings, out_dir=mdir)
 
             self.stage("measure:reward_accuracy", mdir / "reward_accuracy.json", reward_accuracy)
 

@@ -27,11 +27,11 @@ for measuring and steering political leaning, not a product.
 |---|---|
 | base model | `{base}` ({base_path}) |
 | target stance | {stance} |
-| method | {method_long}, loss `{loss}`, beta {beta}{sft_weight} |
-| recipe | `{recipe}` (full resolved config in `config.yaml` next to this folder) |
-| data | `{data_source}`, {data_n} examples, sha256 `{data_sha}` |
+| method | {method_long}, loss `{loss}`, beta {cfg.beta}{sft_weight} |
+| recipe | `{cfg.name}` (full resolved config in `config.yaml` next to this folder) |
+| data | {data} |
 | evaluation data | {eval_data} |
-| LoRA | r {r}, alpha {alpha}, targets {targets}{layers} |
+| LoRA | r {lora.r}, alpha {lora.alpha}, targets {targets}{layers} |
 | steps | {steps} ({wall:.0f} s on {device}) |
 | politune / TRL / PEFT | {v_politune} / {v_trl} / {v_peft} |
 
@@ -82,6 +82,10 @@ class CardFacts:
     trajectory: bool  # was the compass tracked during training
 
 
+def _describe(data: TrainingData) -> str:
+    return f"`{data.source}`, {data.n} examples, sha256 `{data.sha256}`"
+
+
 def write_model_card(
     adapter_dir: Path, facts: CardFacts, final: dict[str, Any], steps: int, wall: float, device: str
 ) -> None:
@@ -113,14 +117,10 @@ def write_model_card(
         method=method,
         method_long=METHOD_LONG[method],
         loss=cfg.loss if method != "sft" else "nll",
-        beta=cfg.beta,
         sft_weight=f", SFT term weight {cfg.sft_weight}" if cfg.sft_weight else "",
-        recipe=cfg.name,
-        data_source=data.source,
-        data_n=data.n,
-        data_sha=data.sha256,
-        r=lora.r,
-        alpha=lora.alpha,
+        cfg=cfg,
+        data=_describe(data),
+        lora=lora,
         targets=", ".join(lora.targets),
         layers=f", layers {lora.layers}" if lora.layers else "",
         steps=steps,
@@ -131,11 +131,7 @@ def write_model_card(
         v_peft=v["peft"],
         metrics_table=table or "(no metrics logged)",
         trajectory_note="" if facts.trajectory else "; it was off for this run",
-        eval_data=(
-            f"`{eval_data.source}`, {eval_data.n} examples, sha256 `{eval_data.sha256}`"
-            if eval_data
-            else "none (no held-out evaluation in this run)"
-        ),
+        eval_data=_describe(eval_data) if eval_data else "none (no held-out evaluation in this run)",
     )
     (adapter_dir / "README.md").write_text(text, encoding="utf-8")
 

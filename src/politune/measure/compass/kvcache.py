@@ -37,6 +37,19 @@ if TYPE_CHECKING:
 OptionLists = Sequence[Sequence[str]]  # the answer options of each prompt
 
 
+def _forward(
+    model: CausalLM,
+    ids: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    pos: torch.Tensor | None = None,
+    cache: Cache | None = None,
+    keep: int | torch.Tensor = 0,
+) -> Any:
+    """One forward pass that returns its KV cache (``out.cache``); ``keep``: the positions the LM head runs at
+    (0: all). The only place that names transformers' keywords (``cache`` was ``past_key_values`` before 5.x)."""
+    return model(ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=keep)
+
+
 def _encode_prefix(
     model: CausalLM, p_ids: Sequence[Sequence[int]], dev: torch.device
 ) -> tuple[int, Cache | None]:
@@ -44,9 +57,7 @@ def _encode_prefix(
     n_pre = min(shared_start(p_ids), min(len(p) for p in p_ids) - 1)
     if n_pre <= 0:
         return 0, None
-    out = model(
-        input_ids=torch.tensor([list(p_ids[0][:n_pre])], device=dev), use_cache=True, logits_to_keep=1
-    )
+    out = _forward(model, torch.tensor([list(p_ids[0][:n_pre])], device=dev), keep=1)
     return n_pre, out.cache
 
 
@@ -78,14 +89,7 @@ def _encode_suffixes(
     pos = (n_pre + torch.arange(s_max, device=dev)).unsqueeze(0).expand(b, -1)
     last = s_len - 1  # position (within the suffix) of each prompt's last real token
     keep = torch.unique(last)  # the LM head runs only where some prompt ends
-    out = model(
-        input_ids=s_ids,
-        attention_mask=attn,
-        position_ids=pos,
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=keep,
-    )
+    out = _forward(model, s_ids, attn, pos, cache, keep)
     col = torch.searchsorted(keep, last)
     return out, attn, s_len, out.logits[torch.arange(b, device=dev), col]
 
@@ -134,13 +138,7 @@ def _greedy_decode(
             cache.batch_select_indices(sel)
             attn, pos, live, nxt = attn[sel], pos[sel], [live[r] for r in keep], [nxt[r] for r in keep]
         attn = torch.cat([attn, torch.ones((len(live), 1), dtype=torch.long, device=dev)], dim=1)
-        out = model(
-            input_ids=torch.tensor(nxt, device=dev).unsqueeze(1),
-            attention_mask=attn,
-            position_ids=pos.unsqueeze(1),
-            cache=cache,
-            use_cache=True,
-        )
+        out = _forward(model, torch.tensor(nxt, device=dev).unsqueeze(1), attn, pos.unsqueeze(1), cache)
         cache, pos, logits = out.cache, pos + 1, out.logits[:, -1]
     return gen
 
@@ -169,7 +167,7 @@ def _add_option_tails(
                 f_mask[r * k + j, : len(c) - 1] = 1
     attn2 = torch.cat([attn.repeat_interleave(k, dim=0), f_mask], dim=1)
     pos2 = ends.repeat_interleave(k).unsqueeze(1) + torch.arange(f_len, device=dev)
-    out2 = model(input_ids=f_ids, attention_mask=attn2, position_ids=pos2, cache=cache, use_cache=True)
+    out2 = _forward(model, f_ids, attn2, pos2, cache)
     lp2 = torch.log_softmax(out2.logits.float(), dim=-1)
     for r in range(b):
         for j, c in enumerate(c_ids[r]):

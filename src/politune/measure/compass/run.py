@@ -36,6 +36,7 @@ from politune.measure.compass.prompts import Templates
 from politune.measure.compass.scoring import N_BOOT, compare_axis, item_values, score_axis
 from politune.measure.compass.tracks import (
     DEFAULT_VARIANTS,
+    ClosedForm,
     Decoding,
     TrackRun,
     run_choice,
@@ -168,16 +169,12 @@ def _run_track(
     s: CompassSettings,
     scorer: OpenScorer | None,
 ) -> TrackRun:
+    form = ClosedForm(s.templates, s.variants, s.orders)
     if name == "logprob":
-        return run_logprob(backend, inst, s.templates, s.variants, s.orders, s.calibrate)
+        return run_logprob(backend, inst, form, s.calibrate)
     if name == "choice":
         return run_choice(
-            backend,
-            inst,
-            s.templates,
-            s.variants,
-            s.orders,
-            Decoding(s.choice_max_new_tokens, s.temperature, s.samples, s.seed),
+            backend, inst, form, Decoding(s.choice_max_new_tokens, s.temperature, s.samples, s.seed)
         )
     return run_open(
         backend,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from politune.measure.compass.instrument import Instrument, Item
@@ -41,16 +41,33 @@ class TrackRun:
     prior: dict[str, list[float]] | None = None  # log-prob track: option prior per order
 
 
-def _prompts(
-    inst: Instrument, variants: Sequence[str], orders: Sequence[str]
-) -> list[tuple[Item, str, str, int, str]]:
-    """(item, variant id, statement, polarity, order) for every prompt of a closed-form track."""
-    return [
-        (it, vid, stmt, pol, o)
-        for it in inst.items
-        for vid, stmt, pol in it.variants(tuple(variants))
-        for o in orders
-    ]
+Plan = list[tuple[Item, str, str, int, str]]  # (item, variant id, statement, polarity, order) per prompt
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """How the closed-form tracks (log-prob, choice) ask: the prompt templates, the statement variants and the
+    option orders. Every item is asked once per (variant, order)."""
+
+    templates: Templates = field(default_factory=Templates)
+    variants: Sequence[str] = DEFAULT_VARIANTS
+    orders: Sequence[str] = ("forward", "reversed")
+
+    def ask(self, inst: Instrument, letters: bool) -> tuple[Plan, list[str]]:
+        """Every prompt's plan entry and text (options as ``A.``, ``B.``, ... when ``letters``)."""
+        t = self.templates.with_letters(letters)
+        plan = [
+            (it, vid, stmt, pol, o)
+            for it in inst.items
+            for vid, stmt, pol in it.variants(tuple(self.variants))
+            for o in self.orders
+        ]
+        return plan, [closed_prompt(t, stmt, inst.labels, o) for _, _, stmt, _, o in plan]
+
+    def settings(self, letters: bool) -> dict[str, Any]:
+        """As a track records them."""
+        template = self.templates.with_letters(letters).to_dict()
+        return {"variants": list(self.variants), "orders": list(self.orders), "template": template}
 
 
 def _per_order(call: Callable[[list[int]], Sequence[T]], orders: Sequence[str]) -> list[T]:
@@ -80,21 +97,13 @@ def _continuations(labels: list[str], order: str, letters: bool) -> list[str]:
     return [string.ascii_uppercase[pos[k]] for k in range(n)]
 
 
-def run_logprob(
-    backend: Backend,
-    inst: Instrument,
-    templates: Templates,
-    variants: Sequence[str] = DEFAULT_VARIANTS,
-    orders: Sequence[str] = ("forward", "reversed"),
-    calibrate: bool = True,
-) -> TrackRun:
-    letters = templates.letters or getattr(backend, "single_token_options", False)
-    t = templates.with_letters(letters)
+def run_logprob(backend: Backend, inst: Instrument, form: ClosedForm, calibrate: bool = True) -> TrackRun:
+    letters = form.templates.letters or getattr(backend, "single_token_options", False)
     labels = inst.labels
-    plan = _prompts(inst, variants, orders)
-    prompts = [closed_prompt(t, stmt, labels, o) for _, _, stmt, _, o in plan]
+    plan, prompts = form.ask(inst, letters)
     conts = [_continuations(labels, o, letters) for *_, o in plan]
-    cf_plan = [(o, s) for o in orders for s in CONTENT_FREE] if calibrate else []
+    cf_plan = [(o, s) for o in form.orders for s in CONTENT_FREE] if calibrate else []
+    t = form.templates.with_letters(letters)
     cf_prompts = [closed_prompt(t, s, labels, o) for o, s in cf_plan]
     cf_conts = [_continuations(labels, o, letters) for o, _ in cf_plan]
     lps = _per_order(
@@ -105,7 +114,7 @@ def run_logprob(
     )
     probs = [_softmax(x) for x in lps]
     prior: dict[str, list[float]] = {}
-    for o in orders:
+    for o in form.orders:
         rows = [probs[len(plan) + i] for i, (oo, _) in enumerate(cf_plan) if oo == o]
         prior[o] = (
             [sum(r[k] for r in rows) / len(rows) for k in range(len(labels))]
@@ -117,13 +126,10 @@ def run_logprob(
         q = [x / max(pi, 1e-12) for x, pi in zip(p, prior[o], strict=True)]
         s = sum(q)
         obs.append(Observation(it.id, vid, o, pol, probs=[x / s for x in q], raw_probs=p))
-    settings = {
-        "variants": list(variants),
-        "orders": list(orders),
+    settings = form.settings(letters) | {
         "answer": "letters" if letters else "text",
         "calibration": "content-free prior divided out" if calibrate else "none",
         "content_free": list(CONTENT_FREE) if calibrate else [],
-        "template": t.to_dict(),
     }
     return TrackRun("logprob", obs, settings, {o: [round(x, 6) for x in v] for o, v in prior.items()})
 
@@ -159,17 +165,10 @@ class Decoding:
 
 
 def run_choice(
-    backend: Backend,
-    inst: Instrument,
-    templates: Templates,
-    variants: Sequence[str] = DEFAULT_VARIANTS,
-    orders: Sequence[str] = ("forward", "reversed"),
-    decoding: Decoding = Decoding(12),
+    backend: Backend, inst: Instrument, form: ClosedForm, decoding: Decoding = Decoding(12)
 ) -> TrackRun:
-    t = templates.with_letters(False)
     labels = inst.labels
-    plan = _prompts(inst, variants, orders)
-    prompts = [closed_prompt(t, stmt, labels, o) for _, _, stmt, _, o in plan]
+    plan, prompts = form.ask(inst, letters=False)
     obs = []
     for s in range(decoding.n_samples):
 
@@ -193,13 +192,7 @@ def run_choice(
                         it.id, tag, o, pol, status="refused" if is_refusal(text) else "unparsed", text=text
                     )
                 )
-    settings = {
-        "variants": list(variants),
-        "orders": list(orders),
-        **decoding.settings(),
-        "template": t.to_dict(),
-    }
-    return TrackRun("choice", obs, settings)
+    return TrackRun("choice", obs, form.settings(letters=False) | decoding.settings())
 
 
 def run_open(
