@@ -810,6 +810,31 @@ def test_cli_errors_are_one_line(args, msg, adapters, tmp_path, monkeypatch, cap
     assert exit_info.value.code == 2 and msg in err and "Traceback" not in err, err
 
 
+def test_cli_serve_in_the_foreground_stops_on_sigterm():
+    """`politune serve`: announces its URL once it listens, answers there, and exits 0 on SIGTERM."""
+    import re
+    import signal
+    import subprocess
+
+    cmd = [sys.executable, "-m", "politune", "serve", "--model", "tiny-random", "--port", "0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        said = ""
+        while not (m := re.search(r"at (http://127\.0\.0\.1:\d+)/v1", said)):
+            line = proc.stderr.readline()
+            assert line, f"politune serve exited before listening: {said}"
+            said += line
+        models = httpx.get(m.group(1) + "/v1/models", timeout=30).json()
+        assert [x["id"] for x in models["data"]] == ["tiny-random"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 # ---- the comparison page in headless Chromium -------------------------------------------------------------------
 @pytest.mark.browser
 def test_comparison_page_in_chromium(server, client):
