@@ -1,5 +1,5 @@
 """Rebuild ``src/politune/measure/evenhand/pairs-v1.jsonl`` from the topic table (``topics-v1.jsonl``) and the
-task templates (``politune.measure.pairs.TEMPLATES``). ``tests/test_evenhand.py`` checks the shipped file is
+task templates (``politune.measure.pairs.TEMPLATES``). ``tests/measure/test_evenhand.py`` checks the shipped file is
 exactly what this writes.
 
     python scripts/build_evenhand_pairs.py

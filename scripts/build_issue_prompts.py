@@ -1,5 +1,5 @@
 """Rebuild ``src/politune/measure/issues/prompts-v1.jsonl`` from the issue table (``issues-v1.jsonl``), the
-request templates (``politune.measure.issue_prompts.TEMPLATES``) and the three framings. ``tests/test_issues.py``
+request templates (``politune.measure.issue_prompts.TEMPLATES``) and the three framings. ``tests/measure/test_issues.py``
 checks the shipped file is exactly what this writes.
 
     python scripts/build_issue_prompts.py

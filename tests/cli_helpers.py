@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures"  # test data files, one folder per pillar
+ROOT = TESTS.parent  # the repository
 
 
 def run_cli(args, monkeypatch, capsys) -> tuple[int, str, str]:

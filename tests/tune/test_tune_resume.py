@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_tune import _one_thread, tiny_pairs  # noqa: F401  (autouse fixture: one intra-op thread)
 
 OVERRIDES = [

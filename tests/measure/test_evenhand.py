@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import FIXTURES, run_cli
 from offline_judge import chat_reply, extract_response
 from politune.errors import PolituneError
 from politune.measure.evenhandedness import (
@@ -37,7 +37,7 @@ from politune.measure.safety_probes import SafetySettings, load_probes, measure_
 from politune.measure.targets import Target
 from politune.serve import run_app
 
-FIXTURE = Path(__file__).parent / "fixtures" / "evenhand" / "pairs-public.csv"
+FIXTURE = FIXTURES / "evenhand" / "pairs-public.csv"
 REFUSAL = "I'm sorry, but I can't help with that."
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import CHROMIUM_FLAGS
+from cli_helpers import CHROMIUM_FLAGS, FIXTURES
 from politune.errors import PolituneError
 from politune.report import build_report, collect, plot_compass, plot_topics, plot_trajectory
 
-FIXTURES = Path(__file__).parent / "fixtures" / "report"
-FULL, PARTIAL = FIXTURES / "full", FIXTURES / "partial"
+REPORT_FIXTURES = FIXTURES / "report"
+FULL, PARTIAL = REPORT_FIXTURES / "full", REPORT_FIXTURES / "partial"
 
 
 @pytest.fixture(scope="module")
@@ -488,7 +488,6 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
 
 def test_judge_notes_name_each_reader_with_what_it_read():
     """The open track and the topic lean may be read by different scorers: each gets its own validated line."""
-    from pathlib import Path
 
     from politune.measure.results import CompassResult, TopicsResult
     from politune.report.collect import _judge_notes

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import FIXTURES, ROOT, run_cli
 from politune.data import InstructionExample, PreferencePair, load, save
 from politune.data.dedup import dedup
 from politune.data.stats import stats
@@ -24,7 +23,7 @@ from politune.data.transforms import (
 )
 from politune.errors import PolituneError
 
-FIX = Path(__file__).parent / "fixtures" / "data"
+FIX = FIXTURES / "data"
 
 
 def word_tokenizer():
@@ -330,9 +329,7 @@ def test_builtin_set_has_no_ngram_overlap_with_the_compass_instrument():
     """The embedding half of this check is too slow for a unit test here; docs/data.md records its result."""
     from politune.data.overlap import load_items, overlap
 
-    inst = (
-        Path(__file__).parents[1] / "src" / "politune" / "measure" / "instruments" / "politune-compass.yaml"
-    )
+    inst = ROOT / "src" / "politune" / "measure" / "instruments" / "politune-compass.yaml"
     items = load_items(inst)
     assert len({i.id for i in items}) >= 60 and len(items) > len({i.id for i in items})
     rep = overlap(load("builtin:left"), items, embed=False)

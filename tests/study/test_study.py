@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_helpers import run_cli
+from cli_helpers import ROOT, run_cli
 from politune.errors import PolituneError
 from politune.fsutil import read_jsonl_log
 from politune.study import expand_sweep, load_study
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = ROOT / "examples"
 
 
 def write(tmp_path: Path, data: dict, name: str = "study.yaml") -> Path:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import FIXTURES, run_cli
 from politune.data import (
     InstructionExample,
     LoadOptions,
@@ -23,7 +22,7 @@ from politune.data import (
 )
 from politune.errors import PolituneError
 
-FIX = Path(__file__).parent / "fixtures" / "data"
+FIX = FIXTURES / "data"
 BAD = FIX / "malformed"
 HELDOUT_TOPICS = 8
 

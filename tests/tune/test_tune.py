@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_helpers import ROOT
 from politune.errors import PolituneError
 from politune.hardware import dtype_name, pick_dtype
 from politune.tune import TuneConfig, TuneOptions, dpo, load_recipe, sft_dpo
@@ -526,9 +527,7 @@ def test_trl_range_pinned_and_internals_present():
 
     from politune.tune.config import TRL_BELOW, TRL_MIN, check_trl_version
 
-    deps = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"][
-        "dependencies"
-    ]
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     spec = next(d for d in deps if re.match(r"trl\b", d))
     assert SpecifierSet(spec[3:]) == SpecifierSet(f">={TRL_MIN},<{TRL_BELOW}")
     assert trl.__version__ in SpecifierSet(spec[3:]) and check_trl_version() == trl.__version__

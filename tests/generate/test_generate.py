@@ -25,6 +25,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from cli_helpers import ROOT
 from politune.errors import PolituneError
 from politune.generate import (
     GenerateConfig,
@@ -40,7 +41,6 @@ from politune.generate import (
 from politune.generate.config import WriteConfig
 from politune.generate.parsing import Triplet
 
-ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ("preference.jsonl", "instruction.jsonl", "filter.jsonl", "rejects.jsonl")
 
 LEFT_WORDS = ("public", "union", "wage", "healthcare", "tenants", "climate")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import FIXTURES, run_cli
 from offline_judge import chat_reply, extract_response
 from politune.errors import PolituneError
 from politune.measure.behaviour_axes import (
@@ -37,9 +37,9 @@ from politune.measure.results import BehaviourResult, IssuesResult, load_result
 from politune.measure.targets import Target
 from politune.serve import run_app
 
-FIXTURES = Path(__file__).parent / "fixtures" / "issues"
-USER_CSV = FIXTURES / "issues-user.csv"
-USER_QUESTIONS = FIXTURES / "questions-user.jsonl"
+ISSUE_FIXTURES = FIXTURES / "issues"
+USER_CSV = ISSUE_FIXTURES / "issues-user.csv"
+USER_QUESTIONS = ISSUE_FIXTURES / "questions-user.jsonl"
 REFUSAL = "I'm sorry, but I can't help with that."
 
 # ------------------------------------------------------------------------------------------------ the sets
