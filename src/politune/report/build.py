@@ -19,7 +19,7 @@ from typing import Any
 from politune.errors import PolituneError
 from politune.fsutil import atomic_dir, atomic_write_text
 from politune.report.collect import collect
-from politune.report.views import ReportData, target_role
+from politune.report.views import ReportData
 
 CAPTIONS = {
     "compass": "Compass position of each model per track (colour = model, marker = track), with 95% CIs as error "
@@ -117,7 +117,7 @@ def build_report(
     from politune.report.tables import all_tables, sample_answers
 
     page = Page(title, data, all_tables(data), CAPTIONS, sample_answers(data, samples), generated)
-    colours = ch.model_colours(data.model_names, {n: target_role(t) for n, t in data.targets.items()})
+    colours = ch.model_colours(data.model_names, {n: t.role for n, t in data.targets.items()})
     run_colours = ch.run_colours(data.runs)
     figures = _figures(data, colours, run_colours)
     versions = {"politune": _politune_version(), **package_versions()}

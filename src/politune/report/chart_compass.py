@@ -83,7 +83,7 @@ def _base_of(models: list[CompassModel], m: CompassModel) -> CompassModel | None
     bases = [b for b in models if b.role == "base"]
     for same in (
         lambda b: b.source is not None and b.source == m.source,
-        lambda b: b.target.get("model") == m.target.get("model"),
+        lambda b: b.target.model == m.target.model,
         lambda b: True,
     ):
         found = next((b for b in bases if same(b)), None)

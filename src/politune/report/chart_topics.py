@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from politune.report.charts import as_topics, model_colours, new_figure
-from politune.report.views import TopicsModel, target_role
+from politune.report.views import TopicsModel
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -33,7 +33,7 @@ def plot_topics(
     fig = new_figure((11.0, height))
     ax, axm = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3.2, 1.2]})
     colours = {
-        **model_colours([m.name for m in models], {m.name: target_role(m.target) for m in models}),
+        **model_colours([m.name for m in models], {m.name: m.target.role for m in models}),
         **(colours or {}),
     }
     _bars(ax, models, (qids, meta), colours, max_label)

@@ -144,7 +144,7 @@ def collect(run_dirs: list[Path]) -> ReportData:
         data.targets.setdefault(m.name, m.target)
     for kind in ENTRY_KINDS:
         for name, entry in getattr(data, kind).items():
-            data.targets.setdefault(name, entry.target.model_dump())
+            data.targets.setdefault(name, entry.target)
     _find_missing(data)
     return data
 
@@ -246,7 +246,8 @@ def _add_models(into: list[ViewT], models: list[ViewT], rename: Callable[[str], 
     """Append ``models`` under their (qualified) names, each made unique among those already there."""
     taken = {m.name for m in into}
     for m in models:
-        m.name = m.target["name"] = _unique(rename(m.name), taken)
+        m.name = _unique(rename(m.name), taken)
+        m.target = m.target.model_copy(update={"name": m.name})
         taken.add(m.name)
         into.append(m)
 
@@ -264,7 +265,7 @@ def _add(data: ReportData, kind: str, doc: Result, path: Path, rename: Callable[
     elif isinstance(doc, WinrateResult):  # pairwise: comparisons name their two models
         for w in doc.models:
             name = rename(w.target.name, path)
-            data.targets.setdefault(name, {**w.target.model_dump(), "name": name})
+            data.targets.setdefault(name, w.target.model_copy(update={"name": name}))
         data.winrate += [
             c.model_copy(update={"a": rename(c.a, path), "b": rename(c.b, path)}) for c in doc.comparisons
         ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from politune.measure.results import CI
-from politune.report.views import Estimate, ReportData, num, sub_dict, target_role
+from politune.report.views import Estimate, ReportData, num, sub_dict
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -280,14 +280,14 @@ def targets_table(data: ReportData) -> Table | None:
     rows = []
     for n in data.model_names:
         t = data.targets[n]
-        system = t.get("system") or ""
+        system = t.system or ""
         rows.append(
             [
                 n,
-                target_role(t),
-                str(t.get("model") or DASH),
-                str(t.get("adapter") or DASH),
-                _short_hash(t.get("adapter_hash")),
+                t.role,
+                t.model or DASH,
+                t.adapter or DASH,
+                _short_hash(t.adapter_hash),
                 system if len(system) <= 90 else system[:89] + "…",
             ]
         )

@@ -21,6 +21,7 @@ from politune.measure.results import (
     RefusalEntry,
     RewardAccuracyEntry,
     SafetyEntry,
+    TargetInfo,
     TopicAnswer,
     TopicsResult,
     ToxicityEntry,
@@ -61,7 +62,7 @@ class CompassTrack:
 @dataclass
 class CompassModel:
     name: str
-    target: dict[str, Any]
+    target: TargetInfo
     tracks: dict[str, CompassTrack]
     diagnostics: dict[str, float] = field(default_factory=dict)
     agreement: dict[str, float] = field(default_factory=dict)
@@ -69,13 +70,13 @@ class CompassModel:
 
     @property
     def role(self) -> str:
-        return target_role(self.target)
+        return self.target.role
 
 
 @dataclass
 class TopicsModel:
     name: str
-    target: dict[str, Any]
+    target: TargetInfo
     scorer: str
     mean: Estimate
     axis_means: dict[str, Estimate]
@@ -129,7 +130,7 @@ class ReportData:
     runs: list[TuneRun] = field(default_factory=list)
     configs: dict[str, str] = field(default_factory=dict)  # display path -> resolved config.yaml text
     # model name -> Target dict
-    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    targets: dict[str, TargetInfo] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -138,7 +139,7 @@ class ReportData:
         """Every model seen, base(s) first, then adapters, then personas, each group in first-seen order."""
         order = {"base": 0, "adapter": 1, "persona": 2}
         names = list(self.targets)
-        return sorted(names, key=lambda n: (order.get(target_role(self.targets[n]), 3), names.index(n)))
+        return sorted(names, key=lambda n: (order.get(self.targets[n].role, 3), names.index(n)))
 
     def is_empty(self) -> bool:
         side = bool(self.quality or self.toxicity or self.refusal or self.evenhand or self.safety)
@@ -186,14 +187,6 @@ def estimate(d: Any, *keys: str) -> Estimate:
     return Estimate(num(d), None)
 
 
-def target_role(target: dict[str, Any]) -> str:
-    if target.get("adapter"):
-        return "adapter"
-    if target.get("system"):
-        return "persona"
-    return "base"
-
-
 def _estimate(value: float | None, ci: CI | None) -> Estimate:
     return Estimate(value, ci.bounds if ci is not None else None)
 
@@ -221,7 +214,7 @@ def parse_compass(doc: dict[str, Any] | CompassResult, path: Path | None = None)
             )
         agree = {k: v for k, v in m.agreement.items() if v is not None}
         out.append(
-            CompassModel(m.target.name, m.target.model_dump(), tracks, m.diagnostics.values(), agree, path)
+            CompassModel(m.target.name, m.target.model_copy(), tracks, m.diagnostics.values(), agree, path)
         )
     return out
 
@@ -239,7 +232,7 @@ def parse_topics(doc: dict[str, Any] | TopicsResult, path: Path | None = None) -
         am = {k: _estimate(v.mean, v.ci) for k, v in m.axis_means.items()}
         out.append(
             TopicsModel(
-                m.target.name, m.target.model_dump(), res.scorer_name, mean, am, list(m.questions), path
+                m.target.name, m.target.model_copy(), res.scorer_name, mean, am, list(m.questions), path
             )
         )
     return out
