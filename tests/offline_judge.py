@@ -169,6 +169,24 @@ def chat_reply(model: str, content: str) -> dict:
     }
 
 
+def scripted_chat_app(reply):
+    """An OpenAI-compatible chat server whose answer is ``reply(model, system prompt or None, last message)``:
+    the fake target models of the tests, told apart by their system prompt."""
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    async def chat(request):
+        body = await request.json()
+        msgs = body["messages"]
+        system = next((m["content"] for m in msgs if m["role"] == "system"), None)
+        return chat_reply(body["model"], reply(body["model"], system, msgs[-1]["content"]))
+
+    chat.__annotations__["request"] = Request  # postponed annotations: give FastAPI the real class
+    app.post("/v1/chat/completions")(chat)
+    return app
+
+
 def offline_judge_app(scorer=None, latency_s: float = 0.0, first_bias: bool = False):
     """A FastAPI OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) that answers the ``lean``,
     ``refusal`` and ``community`` rubrics with the offline stance scorer and the refusal patterns. ``latency_s``

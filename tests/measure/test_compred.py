@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import run_cli
-from offline_judge import PoleWordScorer, chat_reply, offline_judge_app
+from offline_judge import PoleWordScorer, offline_judge_app, scripted_chat_app
 from politune.errors import PolituneError
 from politune.measure.community_judge import (
     Community,
@@ -184,19 +184,9 @@ def test_plan_comparisons_defaults_and_errors():
 
 def fake_models_app():
     """Targets by system prompt: LEFT answers with left pole words, RIGHT with right ones, none neutrally."""
-    from fastapi import FastAPI, Request
-
-    app = FastAPI()
-
-    async def chat(request):
-        body = await request.json()
-        system = next((m["content"] for m in body["messages"] if m["role"] == "system"), None)
-        content = {"LEFT": LEFT, "RIGHT": RIGHT}.get(system or "", NEUTRAL)
-        return chat_reply(body["model"], content)
-
-    chat.__annotations__["request"] = Request
-    app.post("/v1/chat/completions")(chat)
-    return app
+    return scripted_chat_app(
+        lambda model, system, prompt: {"LEFT": LEFT, "RIGHT": RIGHT}.get(system or "", NEUTRAL)
+    )
 
 
 def _judge(url: str):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from politune.errors import PolituneError
-from politune.measure.effects import EffectsSettings, measure_effects
+from politune.measure.effects import MEASURES, EffectsSettings, measure_effects
 from politune.measure.quality import load_eli5, load_qa, neutral_passages, perplexities, rouge_l
 from politune.measure.refusal import refusal_entry
 from politune.measure.targets import Target
@@ -201,13 +201,18 @@ def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_ada
     )
     out = tmp_path / "run"
     generated = []
-    typed = measure_effects(
-        targets,
-        out_dir=out,
-        scorer=KeywordScorer(),
-        settings=settings,
-        on_progress=lambda name, n: generated.append((name, n)),
-    )
+
+    def measure(which=targets, measures=MEASURES):  # records (target, n) as answers are generated
+        return measure_effects(
+            which,
+            measures,
+            out,
+            KeywordScorer(),
+            settings=settings,
+            on_progress=lambda *x: generated.append(x),
+        )
+
+    typed = measure()
     assert sum(n for _, n in generated) == 3 * (2 + 3)  # each answer generated once, shared by the four tasks
     assert typed["quality"].models[0].delta_vs_base is None and typed["refusal"].models[0].n == 2
     res = {k: v.to_json() for k, v in typed.items()}
@@ -233,13 +238,7 @@ def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_ada
 
     # a re-run (or a resumed run after kill -9) reuses the logged answers: nothing is generated again
     generated.clear()
-    res2 = measure_effects(
-        targets,
-        out_dir=out,
-        scorer=KeywordScorer(),
-        settings=settings,
-        on_progress=lambda name, n: generated.append((name, n)),
-    )
+    res2 = measure()
     assert generated == []
     assert res2["quality"].models[1].rouge_l == typed["quality"].models[1].rouge_l
     # a torn last line (crash mid-write) is skipped and that answer regenerated
@@ -248,14 +247,7 @@ def test_measure_effects_writes_every_result_file_and_resumes(tmp_path, tiny_ada
     qa_line = next(i for i, line in enumerate(lines) if '"set": "qa"' in line)
     log.write_text("".join(lines[:qa_line]) + lines[qa_line][:20])
     generated.clear()
-    measure_effects(
-        targets[:1],
-        ("quality",),
-        out_dir=out,
-        scorer=KeywordScorer(),
-        settings=settings,
-        on_progress=lambda name, n: generated.append((name, n)),
-    )
+    measure(targets[:1], ("quality",))
     assert sum(n for _, n in generated) == 3
 
 

@@ -5,14 +5,13 @@ flagged, the even one must not) and the tiny model."""
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import FIXTURES, run_cli
-from offline_judge import chat_reply, extract_response
+from cli_helpers import FIXTURES, fails_as_bad_input, rewrite_csv, run_cli
+from offline_judge import extract_response, scripted_chat_app
 from politune.errors import PolituneError
 from politune.measure.evenhandedness import (
     EvenhandScorer,
@@ -107,17 +106,8 @@ def test_public_csv_loads():
 
 
 def _rewrite(tmp_path: Path, header: str | None = None, row3: dict | None = None) -> Path:
-    import csv
-
-    rows = list(csv.DictReader(FIXTURE.read_text(encoding="utf-8").splitlines(keepends=True)))
-    out = tmp_path / "pairs.csv"
     cols = header.split(",") if header else list(COLUMNS)
-    with out.open("w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, cols, extrasaction="ignore")
-        w.writeheader()
-        for i, r in enumerate(rows):
-            w.writerow({**r, **(row3 or {})} if i == 1 else r)
-    return out
+    return rewrite_csv(FIXTURE, tmp_path / "pairs.csv", cols, row3)
 
 
 def test_public_csv_errors_name_file_line_and_field(tmp_path):
@@ -138,13 +128,8 @@ def test_public_csv_errors_name_file_line_and_field(tmp_path):
 
 def test_cli_bad_pair_file_is_one_line(tmp_path, monkeypatch, capsys):
     bad = _rewrite(tmp_path, row3={"prompt_a": ""})
-    code, out, err = run_cli(
-        ["measure", "evenhand", "-m", "tiny-random", "--pairs", bad, "-o", tmp_path / "o"],
-        monkeypatch,
-        capsys,
-    )
-    assert code == 2 and "Traceback" not in err
-    assert re.search(r"pairs.csv:3: prompt_a: expected a non-empty string", err)
+    args = ["measure", "evenhand", "-m", "tiny-random", "--pairs", bad, "-o", tmp_path / "o"]
+    fails_as_bad_input(args, r"pairs.csv:3: prompt_a: expected a non-empty string", monkeypatch, capsys)
     assert not (tmp_path / "o" / "evenhand.json").exists()
 
 
@@ -221,26 +206,15 @@ def fake_model_app(refuse: set[str], harmful: set[str]):
     """An OpenAI-compatible server playing several targets, chosen by the system prompt: ``LOPSIDED`` refuses the
     prompts in ``refuse``; ``LOOSE`` answers everything; no system prompt answers everything but the harmful asks.
     The model name ``judge`` answers the even-handedness rubric."""
-    from fastapi import FastAPI, Request
 
-    app = FastAPI()
+    def reply(model: str, system: str | None, prompt: str) -> str:
+        if model == "judge":
+            return _judge_reply(prompt)
+        if (system == "LOPSIDED" and prompt in refuse) or (system is None and prompt in harmful):
+            return REFUSAL
+        return ANSWER
 
-    async def chat(request):
-        body = await request.json()
-        msgs = body["messages"]
-        system = next((m["content"] for m in msgs if m["role"] == "system"), None)
-        prompt = msgs[-1]["content"]
-        if body["model"] == "judge":
-            content = _judge_reply(prompt)
-        elif (system == "LOPSIDED" and prompt in refuse) or (system is None and prompt in harmful):
-            content = REFUSAL
-        else:
-            content = ANSWER
-        return chat_reply(body["model"], content)
-
-    chat.__annotations__["request"] = Request
-    app.post("/v1/chat/completions")(chat)
-    return app
+    return scripted_chat_app(reply)
 
 
 def test_lopsided_persona_is_flagged_over_http_and_the_base_is_not(tmp_path):

@@ -4,6 +4,7 @@ against a fake OpenAI-compatible server playing several targets and a judge, and
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections import Counter
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import FIXTURES, run_cli
-from offline_judge import chat_reply, extract_response
+from cli_helpers import FIXTURES, fails_as_bad_input, rewrite_csv, run_cli
+from offline_judge import extract_response, scripted_chat_app
 from politune.errors import PolituneError
 from politune.measure.behaviour_axes import (
     AXES,
@@ -113,20 +114,14 @@ def test_user_issue_file_loads():
 
 
 def _rewrite(tmp_path: Path, drop: str | None = None, row3: dict | None = None, suffix: str = ".csv") -> Path:
-    import csv
-
-    rows = list(csv.DictReader(USER_CSV.read_text(encoding="utf-8").splitlines(keepends=True)))
-    cols = [c for c in rows[0] if c != drop]
     out = tmp_path / f"prompts{suffix}"
     if suffix == ".jsonl":
-        out.write_text("".join(json.dumps({c: r[c] for c in cols}) + "\n" for r in rows))
+        rows = list(csv.DictReader(USER_CSV.read_text(encoding="utf-8").splitlines(keepends=True)))
+        out.write_text("".join(json.dumps({c: v for c, v in r.items() if c != drop}) + "\n" for r in rows))
         return out
-    with out.open("w", encoding="utf-8", newline="") as f:
-        w = csv.DictWriter(f, cols, extrasaction="ignore")
-        w.writeheader()
-        for i, r in enumerate(rows):
-            w.writerow({**r, **(row3 or {})} if i == 1 else r)
-    return out
+    with USER_CSV.open(encoding="utf-8", newline="") as f:
+        cols = [c for c in next(csv.reader(f)) if c != drop]
+    return rewrite_csv(USER_CSV, out, cols, row3)
 
 
 @pytest.mark.parametrize(
@@ -170,13 +165,10 @@ def test_issue_file_without_poles_needs_a_judge(tmp_path):
 
 def test_cli_bad_issue_file_is_one_line(tmp_path, monkeypatch, capsys):
     bad = _rewrite(tmp_path, row3={"framing": "sideways"})
-    code, out, err = run_cli(
-        ["measure", "issues", "-m", "tiny-random", "--prompts", bad, "-o", tmp_path / "o"],
-        monkeypatch,
-        capsys,
+    args = ["measure", "issues", "-m", "tiny-random", "--prompts", bad, "-o", tmp_path / "o"]
+    fails_as_bad_input(
+        args, r"prompts.csv:3: framing: expected one of neutral, pro, con", monkeypatch, capsys
     )
-    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert re.search(r"prompts.csv:3: framing: expected one of neutral, pro, con", err)
     assert not (tmp_path / "o" / "issues.json").exists()
 
 
@@ -265,34 +257,24 @@ def fake_app(issue_prompts, questions):
     """One OpenAI-compatible server for every target, chosen by the system prompt: none = NEUTRAL answers;
     ``LEFT`` = LEFTWARD answers; ``REFUSE`` refuses economic issue prompts; ``MIRROR`` amplifies charged-right
     questions and disputes charged-left ones. The model name ``judge`` answers the stance and behaviour rubrics."""
-    from fastapi import FastAPI, Request
-
     category = {p.prompt: p.category for p in issue_prompts}
     slant = {q.prompt: q.slant for q in questions}
     poles = {p.proposition: p.pro_pole for p in issue_prompts}
-    app = FastAPI()
 
-    async def chat(request):
-        body = await request.json()
-        msgs = body["messages"]
-        system = next((m["content"] for m in msgs if m["role"] == "system"), None)
-        prompt = msgs[-1]["content"]
-        content = NEUTRAL
-        if body["model"] == "judge":
-            content = _judge_reply(prompt, poles)
-        elif system == "LEFT":
-            content = LEFTWARD
-        elif system == "REFUSE" and category.get(prompt) == "economic":
-            content = REFUSAL
-        elif system == "MIRROR" and slant.get(prompt) == "charged_right":
-            content = "You're absolutely right! This is outrageous and it has to stop!"
-        elif system == "MIRROR" and slant.get(prompt) == "charged_left":
-            content = "That's a misconception. Actually, the picture is more complicated."
-        return chat_reply(body["model"], content)
+    def reply(model: str, system: str | None, prompt: str) -> str:
+        if model == "judge":
+            return _judge_reply(prompt, poles)
+        if system == "LEFT":
+            return LEFTWARD
+        if system == "REFUSE" and category.get(prompt) == "economic":
+            return REFUSAL
+        if system == "MIRROR" and slant.get(prompt) == "charged_right":
+            return "You're absolutely right! This is outrageous and it has to stop!"
+        if system == "MIRROR" and slant.get(prompt) == "charged_left":
+            return "That's a misconception. Actually, the picture is more complicated."
+        return NEUTRAL
 
-    chat.__annotations__["request"] = Request
-    app.post("/v1/chat/completions")(chat)
-    return app
+    return scripted_chat_app(reply)
 
 
 def _report_has_chart(run_dir: Path, name: str) -> None:
