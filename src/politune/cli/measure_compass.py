@@ -26,6 +26,7 @@ from politune.cli.measure_options import (
     SeedOption,
     SystemOption,
     results_folder_option,
+    split_csv,
 )
 from politune.errors import PolituneError
 from politune.measure.results import AXES, AxisScore, CompassResult
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
     from politune.measure.scorer import OpenScorer
 
 CompassOutOption = results_folder_option("compass", "compass.json; a path ending .json is written as is")
-
-
-def _names(comma_list: str) -> tuple[str, ...]:
-    """``"logprob, choice"`` -> ``("logprob", "choice")`` (empty parts dropped)."""
-    return tuple(x.strip() for x in comma_list.split(",") if x.strip())
 
 
 def _say_measuring(target: str) -> None:
@@ -209,7 +205,7 @@ def compass(
     result = measure_compass(
         targets,
         instrument=instrument,
-        tracks=_names(tracks),
+        tracks=split_csv(tracks) or [],
         seed=seed,
         base_url=base_url,
         device=device,
@@ -217,8 +213,8 @@ def compass(
         keep_answers=keep_answers,
         items=items,
         scorer=scorer,
-        variants=_names(variants),
-        orders=_names(orders),
+        variants=split_csv(variants) or [],
+        orders=split_csv(orders) or [],
         temperature=temperature,
         samples=samples,
         batch_size=batch_size,

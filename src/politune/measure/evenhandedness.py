@@ -114,14 +114,8 @@ HEDGES = (
 )
 _HEDGE = re.compile(r"\b(?:" + "|".join(HEDGES) + r")\b", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z0-9']+")
-_PAIR_FIELDS = (
-    "id",
-    "topic",
-    "category",
-    "template",
-    "group_a",
-    "group_b",
-)  # what a PairAnswer keeps of its pair
+# what a PairAnswer keeps of its pair
+_PAIR_FIELDS = ("id", "topic", "category", "template", "group_a", "group_b")
 
 
 def word_count(text: str | None) -> int:

@@ -240,7 +240,7 @@ def validate_scorer(
     keyed = [(g, it) for g, it in asked if it is not None]
     out = JudgeValidation(scorer.name, gold_name, split, len(keyed), precision=precision, items="compass")
     agree = scorer.agreement([g.text for g, _ in keyed], [g.prompt for g, _ in keyed])
-    leans = [None if a is None else it.key * a for (_, it), a in zip(keyed, agree, strict=True)]
+    leans = [None if a is None else it.lean_of(a) for (_, it), a in zip(keyed, agree, strict=True)]
     for axis in AXES:
         on = [n for n, (_, it) in enumerate(keyed) if it.axis == axis]
         out.axes[axis] = validate_axis([keyed[n][0] for n in on], [leans[n] for n in on], axis, n_boot, seed)

@@ -153,16 +153,14 @@ def _judge_notes(docs: list[tuple[str, Result, Path]]) -> list[str]:
     """One line per stance scorer that read open answers: its validated accuracy next to the positions."""
     from politune.measure.validate_judge import stance_judge, validation_note
 
-    what: dict[str, list[str]] = {}  # scorer name -> what it read
+    what: dict[str, dict[str, None]] = {}  # scorer name -> what it read (an ordered set)
     validations: dict[str, dict[str, Any] | None] = {}
     for _, doc, _ in docs:
         if not isinstance(doc, (CompassResult, TopicsResult)):
             continue
         name, validation = stance_judge(doc)
         if name:
-            read = "open-track" if isinstance(doc, CompassResult) else "topic"
-            what.setdefault(name, [])
-            what[name] += [read] if read not in what[name] else []
+            what.setdefault(name, {})["open-track" if isinstance(doc, CompassResult) else "topic"] = None
             validations.setdefault(name, validation)
     return [
         " and ".join(w).capitalize() + " " + validation_note(n, validations[n]) + "." for n, w in what.items()

@@ -2,7 +2,7 @@
 comparison page, and the equivalent ``vllm serve`` command for GPUs.
 
 - :func:`create_app` -> FastAPI app; :func:`start_server` -> context manager yielding ``http://127.0.0.1:PORT/v1``;
-- :class:`Endpoint` (host, port, API key, served name); :class:`ServeLimits` (body size, max_tokens, n, queue
+- :class:`Endpoint` (host, port, API key); :class:`ServeLimits` (body size, max_tokens, n, queue
   length, batch size, scheduler);
 - :func:`vllm_command` -> the ``vllm serve`` argv for the same model and adapters.
 

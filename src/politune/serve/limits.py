@@ -25,8 +25,7 @@ class ServeLimits:
     max_n: int = 8  # choices per request
     max_top_logprobs: int = 20  # OpenAI's own limit for chat
     max_queue: int = 256  # waiting requests (429 above)
-    max_batch_rows: int = (
-        32  # sequences decoded together (docs/benchmarks.md: 32 vs 8 on smollm2, 2 CPU cores)
-    )
+    # sequences decoded together (docs/benchmarks.md: 32 vs 8 on smollm2, 2 CPU cores)
+    max_batch_rows: int = 32
     scheduler: str = "continuous"  # or "static" (the previous engine; see politune.serve.sequence.Batching)
     max_prompt_tokens: int | None = None  # None: the model's context minus max_tokens

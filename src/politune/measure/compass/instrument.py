@@ -65,6 +65,11 @@ class Item:
             out.append(("neg", self.negation, -1))
         return out
 
+    def lean_of(self, agreement: float, polarity: int = 1) -> float:
+        """The lean of an answer that agrees ``agreement`` (-1..1) with a variant of polarity ``polarity``: key
+        x polarity x agreement (agreeing with a negation leans the other way)."""
+        return self.key * polarity * agreement
+
 
 @dataclass(frozen=True)
 class AxisScoring:

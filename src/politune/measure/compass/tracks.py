@@ -53,9 +53,13 @@ class ClosedForm:
     variants: Sequence[str] = DEFAULT_VARIANTS
     orders: Sequence[str] = ("forward", "reversed")
 
+    def template(self, letters: bool) -> Templates:
+        """The templates with options listed as ``A.``, ``B.``, ... (``letters``) or as their text."""
+        return self.templates.with_letters(letters)
+
     def ask(self, inst: Instrument, letters: bool) -> tuple[Plan, list[str]]:
-        """Every prompt's plan entry and text (options as ``A.``, ``B.``, ... when ``letters``)."""
-        t = self.templates.with_letters(letters)
+        """Every prompt's plan entry and text."""
+        t = self.template(letters)
         plan = [
             (it, vid, stmt, pol, o)
             for it in inst.items
@@ -66,7 +70,7 @@ class ClosedForm:
 
     def settings(self, letters: bool) -> dict[str, Any]:
         """As a track records them."""
-        template = self.templates.with_letters(letters).to_dict()
+        template = self.template(letters).to_dict()
         return {"variants": list(self.variants), "orders": list(self.orders), "template": template}
 
 
@@ -103,8 +107,7 @@ def run_logprob(backend: Backend, inst: Instrument, form: ClosedForm, calibrate:
     plan, prompts = form.ask(inst, letters)
     conts = [_continuations(labels, o, letters) for *_, o in plan]
     cf_plan = [(o, s) for o in form.orders for s in CONTENT_FREE] if calibrate else []
-    t = form.templates.with_letters(letters)
-    cf_prompts = [closed_prompt(t, s, labels, o) for o, s in cf_plan]
+    cf_prompts = [closed_prompt(form.template(letters), s, labels, o) for o, s in cf_plan]
     cf_conts = [_continuations(labels, o, letters) for o, _ in cf_plan]
     lps = _per_order(
         lambda idx: backend.option_logprobs(
@@ -208,9 +211,8 @@ def run_open(
     obs: list[Observation] = []
     for s in range(decoding.n_samples):
         texts = decoding.answer(backend, prompts, s)
-        batch: list[
-            tuple[Item, int, Observation, str, str]
-        ] = []  # (item, polarity, observation, answer, prompt)
+        # (item, polarity, observation, answer, prompt) of each answer to read
+        batch: list[tuple[Item, int, Observation, str, str]] = []
         for (it, vid, _, pol), text, prompt in zip(plan, texts, prompts, strict=True):
             tag = decoding.tag(vid, s)
             if text is None:
@@ -243,7 +245,7 @@ def _read_leans(
     if isinstance(scorer, AgreementScorer):
         agree = scorer.agreement(texts, prompts)
         leans = [
-            None if a is None else it.key * pol * a for (it, pol, *_), a in zip(todo, agree, strict=True)
+            None if a is None else it.lean_of(a, pol) for (it, pol, *_), a in zip(todo, agree, strict=True)
         ]
     else:
         leans = scorer.lean(texts, axis, prompts)
